@@ -1,0 +1,486 @@
+//! OpenPGP operations, as pure functions over rpgp 0.21.
+//!
+//! Everything here is blocking CPU work (tens of microseconds to tens of milliseconds): callers on an
+//! actor's event loop must run it on a worker (the [`KeyManager`](crate::keys::KeyManager) sync
+//! arbiter, or `spawn_blocking`).
+//!
+//! Key shape (both identity and per-discussion keys): v4, Ed25519 (legacy EdDSA) primary that certifies
+//! and signs, plus a Curve25519 (legacy ECDH) encryption subkey. That is the variant gpg 2.2 and sq 0.27
+//! accept, so every key and message this module makes is standard OpenPGP they can read.
+//!
+//! Messages are SEIPD v1 (with MDC), AES-256, signed with SHA-256, never compressed. On the receiving
+//! side we refuse what we would never send: compressed data (decompression bombs), unsigned data,
+//! signatures with a weak hash, keys of other algorithms or versions.
+
+use std::io::Cursor;
+
+use pgp::{
+    composed::{
+        ArmorOptions, Deserializable, DetachedSignature, EncryptionCaps, KeyType, Message,
+        MessageBuilder, SecretKeyParamsBuilder, SignedPublicKey, SignedSecretKey,
+        SubkeyParamsBuilder,
+    },
+    crypto::{ecc_curve::ECCCurve, hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
+    packet::Signature,
+    ser::Serialize,
+    types::{KeyDetails, KeyVersion, Password},
+};
+use rand::thread_rng;
+use thiserror::Error;
+
+/// Largest OpenPGP certificate we accept from a peer (ours are about 400 bytes).
+pub const MAX_CERT_BYTES: usize = 8 * 1024;
+
+/// Errors of the OpenPGP layer. Messages name what was wrong; they never contain secret material.
+#[derive(Debug, Error)]
+pub enum CryptoError {
+    #[error("wrong passphrase for the identity key")]
+    WrongPassphrase,
+    #[error("the identity key is passphrase-protected: a passphrase is needed")]
+    PassphraseNeeded,
+    #[error("malformed OpenPGP data: {0}")]
+    Malformed(String),
+    #[error("key refused by policy: {0}")]
+    Policy(String),
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
+    #[error("OpenPGP operation failed: {0}")]
+    Pgp(String),
+}
+
+fn pgp_err(e: pgp::errors::Error) -> CryptoError {
+    CryptoError::Pgp(e.to_string())
+}
+
+/// Upper-case hex fingerprint of a v4 key (40 characters).
+pub type Fingerprint = String;
+
+/// A public certificate we have checked against our policy, with its fingerprint at hand.
+#[derive(Debug, Clone)]
+pub struct PublicCert {
+    cert: SignedPublicKey,
+    fingerprint: Fingerprint,
+}
+
+impl PublicCert {
+    /// Parse a binary or armored certificate, check its bindings and our algorithm policy.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() > MAX_CERT_BYTES {
+            return Err(CryptoError::Policy(format!(
+                "certificate of {} bytes exceeds {MAX_CERT_BYTES}",
+                bytes.len()
+            )));
+        }
+        let (cert, _) = SignedPublicKey::from_reader_single(Cursor::new(bytes))
+            .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+        Self::checked(cert)
+    }
+
+    fn checked(cert: SignedPublicKey) -> Result<Self, CryptoError> {
+        cert.verify_bindings()
+            .map_err(|e| CryptoError::BadSignature(format!("certificate bindings: {e}")))?;
+        check_primary_policy(&cert)?;
+        encryption_subkey(&cert)?;
+        let fingerprint = fingerprint_hex(&cert.fingerprint());
+        Ok(Self { cert, fingerprint })
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The first user id, which for our keys is the display name (or a discussion label).
+    pub fn user_id(&self) -> String {
+        self.cert
+            .details
+            .users
+            .first()
+            .map(|u| String::from_utf8_lossy(u.id.id()).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Binary (non-armored) OpenPGP encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising an in-memory, already-validated key only fails on a writer error, and a Vec
+        // writer has none.
+        self.cert.to_bytes().unwrap_or_default()
+    }
+
+    pub fn to_armored(&self) -> Result<String, CryptoError> {
+        self.cert
+            .to_armored_string(ArmorOptions::default())
+            .map_err(pgp_err)
+    }
+
+    pub fn inner(&self) -> &SignedPublicKey {
+        &self.cert
+    }
+}
+
+/// An unlocked secret key (identity or discussion), kept in memory for the life of the node.
+#[derive(Debug, Clone)]
+pub struct SecretCert {
+    secret: SignedSecretKey,
+    public: PublicCert,
+}
+
+impl SecretCert {
+    /// Generate a fresh v4 Ed25519 + Curve25519 key with `user_id`. About 90 µs.
+    pub fn generate(user_id: &str) -> Result<Self, CryptoError> {
+        let mut enc = SubkeyParamsBuilder::default();
+        enc.key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
+            .can_sign(false)
+            .can_encrypt(EncryptionCaps::All)
+            .can_authenticate(false);
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .can_encrypt(EncryptionCaps::None)
+            .primary_user_id(user_id.into())
+            .subkeys(vec![enc
+                .build()
+                .map_err(|e| CryptoError::Pgp(e.to_string()))?]);
+        let secret = params
+            .build()
+            .map_err(|e| CryptoError::Pgp(e.to_string()))?
+            .generate(thread_rng())
+            .map_err(pgp_err)?;
+        Self::from_unlocked(secret)
+    }
+
+    fn from_unlocked(secret: SignedSecretKey) -> Result<Self, CryptoError> {
+        let public = PublicCert::checked(secret.to_public_key())?;
+        Ok(Self { secret, public })
+    }
+
+    /// Parse a binary or armored secret key and unlock it with `passphrase` (ignored when the key is
+    /// not protected; `None` on a protected key is [`CryptoError::PassphraseNeeded`]).
+    pub fn unlock(bytes: &[u8], passphrase: Option<&str>) -> Result<Self, CryptoError> {
+        let (mut secret, _) = SignedSecretKey::from_reader_single(Cursor::new(bytes))
+            .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+        secret
+            .verify_bindings()
+            .map_err(|e| CryptoError::BadSignature(format!("key bindings: {e}")))?;
+        if Self::is_protected(&secret) {
+            let pw: Password = passphrase.ok_or(CryptoError::PassphraseNeeded)?.into();
+            secret
+                .primary_key
+                .remove_password(&pw)
+                .map_err(|_| CryptoError::WrongPassphrase)?;
+            for sub in &mut secret.secret_subkeys {
+                sub.key
+                    .remove_password(&pw)
+                    .map_err(|_| CryptoError::WrongPassphrase)?;
+            }
+        }
+        Self::from_unlocked(secret)
+    }
+
+    fn is_protected(secret: &SignedSecretKey) -> bool {
+        secret.primary_key.secret_params().is_encrypted()
+            || secret
+                .secret_subkeys
+                .iter()
+                .any(|s| s.key.secret_params().is_encrypted())
+    }
+
+    /// The secret key, protected with `passphrase` (OpenPGP S2K) when one is given, as binary
+    /// OpenPGP. The in-memory key stays unlocked.
+    pub fn to_protected_bytes(&self, passphrase: Option<&str>) -> Result<Vec<u8>, CryptoError> {
+        self.protected(passphrase)?.to_bytes().map_err(pgp_err)
+    }
+
+    /// Same as [`Self::to_protected_bytes`], armored (what `export-key --secret` prints).
+    pub fn to_protected_armored(&self, passphrase: Option<&str>) -> Result<String, CryptoError> {
+        self.protected(passphrase)?
+            .to_armored_string(ArmorOptions::default())
+            .map_err(pgp_err)
+    }
+
+    fn protected(&self, passphrase: Option<&str>) -> Result<SignedSecretKey, CryptoError> {
+        let mut copy = self.secret.clone();
+        if let Some(pw) = passphrase {
+            let pw: Password = pw.into();
+            copy.primary_key
+                .set_password(thread_rng(), &pw)
+                .map_err(pgp_err)?;
+            for sub in &mut copy.secret_subkeys {
+                sub.key.set_password(thread_rng(), &pw).map_err(pgp_err)?;
+            }
+        }
+        Ok(copy)
+    }
+
+    pub fn public(&self) -> &PublicCert {
+        &self.public
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        self.public.fingerprint()
+    }
+
+    /// Detached binary signature (SHA-256) over `data`, as OpenPGP bytes.
+    pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let sig = DetachedSignature::sign_binary_data(
+            thread_rng(),
+            &self.secret.primary_key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            data,
+        )
+        .map_err(pgp_err)?;
+        sig.to_bytes().map_err(pgp_err)
+    }
+
+    /// Sign `plaintext` with this key and encrypt it to `recipient`'s encryption subkey:
+    /// one OpenPGP message, SEIPD v1 (MDC), AES-256, SHA-256 signature, no compression.
+    pub fn sign_and_encrypt(
+        &self,
+        recipient: &PublicCert,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let subkey = encryption_subkey(recipient.inner())?;
+        let mut builder = MessageBuilder::from_bytes("", plaintext.to_vec())
+            .seipd_v1(thread_rng(), SymmetricKeyAlgorithm::AES256);
+        builder
+            .sign(
+                &self.secret.primary_key,
+                Password::empty(),
+                HashAlgorithm::Sha256,
+            )
+            .encrypt_to_key(thread_rng(), subkey)
+            .map_err(pgp_err)?;
+        builder.to_vec(thread_rng()).map_err(pgp_err)
+    }
+
+    /// Decrypt `message` with this key and return the plaintext, verified as signed by `signer`.
+    /// When `signer` is not known yet (the first frame of a handshake carries the sender's
+    /// certificate inside), use [`Self::decrypt_unverified`] and then [`Decrypted::verify`].
+    pub fn decrypt_and_verify(
+        &self,
+        message: &[u8],
+        signer: &PublicCert,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let d = self.decrypt_unverified(message)?;
+        d.verify(signer)?;
+        Ok(d.plaintext)
+    }
+
+    /// Decrypt `message`; the signature is checked later with [`Decrypted::verify`].
+    pub fn decrypt_unverified(&self, message: &[u8]) -> Result<Decrypted, CryptoError> {
+        let msg = Message::from_bytes(Cursor::new(message))
+            .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+        if !msg.is_encrypted() {
+            return Err(CryptoError::Policy("message is not encrypted".into()));
+        }
+        let mut inner = msg
+            .decrypt(&Password::empty(), &self.secret)
+            .map_err(|e| CryptoError::Decrypt(e.to_string()))?;
+        if inner.is_compressed() {
+            return Err(CryptoError::Policy(
+                "compressed messages are refused".into(),
+            ));
+        }
+        if !inner.is_signed() {
+            return Err(CryptoError::Policy("message is not signed".into()));
+        }
+        let plaintext = inner
+            .as_data_vec()
+            .map_err(|e| CryptoError::Decrypt(e.to_string()))?;
+        // Keep only the signature: the message borrows the input buffer.
+        let signature = signature_of(&inner)?;
+        Ok(Decrypted {
+            plaintext,
+            signature,
+        })
+    }
+}
+
+/// A decrypted message whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Decrypted {
+    pub plaintext: Vec<u8>,
+    signature: Signature,
+}
+
+impl Decrypted {
+    /// Check the signature over the plaintext against `signer`'s primary key, and that the
+    /// signature names that key as its issuer.
+    pub fn verify(&self, signer: &PublicCert) -> Result<(), CryptoError> {
+        check_signature_policy(&self.signature)?;
+        check_issuer(&self.signature, signer)?;
+        self.signature
+            .verify(&signer.inner().primary_key, Cursor::new(&self.plaintext))
+            .map_err(|e| CryptoError::BadSignature(e.to_string()))
+    }
+}
+
+fn signature_of(msg: &Message<'_>) -> Result<Signature, CryptoError> {
+    match msg {
+        Message::Signed { reader, .. } if reader.num_signatures() == 1 => reader
+            .signature(0)
+            .cloned()
+            .ok_or_else(|| CryptoError::BadSignature("no signature in message".into())),
+        _ => Err(CryptoError::Policy(
+            "message must carry exactly one signature".into(),
+        )),
+    }
+}
+
+/// Verify a detached signature made by [`SecretCert::sign_detached`].
+pub fn verify_detached(
+    signer: &PublicCert,
+    data: &[u8],
+    signature: &[u8],
+) -> Result<(), CryptoError> {
+    let sig = DetachedSignature::from_bytes(Cursor::new(signature))
+        .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+    check_signature_policy(&sig.signature)?;
+    check_issuer(&sig.signature, signer)?;
+    sig.verify(&signer.inner().primary_key, data)
+        .map_err(|e| CryptoError::BadSignature(e.to_string()))
+}
+
+fn check_signature_policy(sig: &Signature) -> Result<(), CryptoError> {
+    match sig.hash_alg() {
+        Some(HashAlgorithm::Sha256 | HashAlgorithm::Sha384 | HashAlgorithm::Sha512) => Ok(()),
+        other => Err(CryptoError::Policy(format!(
+            "signature hash {other:?} is not accepted (SHA-256 or stronger)"
+        ))),
+    }
+}
+
+fn check_issuer(sig: &Signature, signer: &PublicCert) -> Result<(), CryptoError> {
+    let expected = signer.inner().fingerprint();
+    let by_fpr = sig.issuer_fingerprint();
+    if !by_fpr.is_empty() {
+        return if by_fpr.iter().any(|f| **f == expected) {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature(
+                "signature issued by another key".into(),
+            ))
+        };
+    }
+    let key_id = signer.inner().legacy_key_id();
+    if sig.issuer_key_id().iter().any(|k| **k == key_id) {
+        Ok(())
+    } else {
+        Err(CryptoError::BadSignature(
+            "signature names no issuer or another issuer".into(),
+        ))
+    }
+}
+
+fn check_primary_policy(cert: &SignedPublicKey) -> Result<(), CryptoError> {
+    use pgp::crypto::public_key::PublicKeyAlgorithm as A;
+    if cert.primary_key.version() != KeyVersion::V4 {
+        return Err(CryptoError::Policy(format!(
+            "key version {:?} (only v4)",
+            cert.primary_key.version()
+        )));
+    }
+    match cert.primary_key.algorithm() {
+        A::EdDSALegacy | A::Ed25519 => Ok(()),
+        other => Err(CryptoError::Policy(format!(
+            "primary key algorithm {other:?} (only Ed25519)"
+        ))),
+    }
+}
+
+fn encryption_subkey(
+    cert: &SignedPublicKey,
+) -> Result<&pgp::composed::SignedPublicSubKey, CryptoError> {
+    use pgp::crypto::public_key::PublicKeyAlgorithm as A;
+    cert.public_subkeys
+        .iter()
+        .find(|s| {
+            matches!(s.key.algorithm(), A::ECDH | A::X25519)
+                && s.signatures
+                    .iter()
+                    .any(|sig| sig.key_flags().encrypt_comms())
+        })
+        .ok_or_else(|| CryptoError::Policy("no Curve25519 encryption subkey".into()))
+}
+
+/// Upper-case hex of a fingerprint.
+pub fn fingerprint_hex(f: &pgp::types::Fingerprint) -> Fingerprint {
+    hex::encode_upper(f.as_bytes())
+}
+
+/// "ABCD 1234 ..." groups of four, for people to read aloud.
+pub fn fingerprint_groups(fpr: &str) -> String {
+    fpr.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_encrypt_round_trip_and_wrong_signer() {
+        let a = SecretCert::generate("alice").unwrap();
+        let b = SecretCert::generate("bob").unwrap();
+        let m = SecretCert::generate("mallory").unwrap();
+        let msg = a.sign_and_encrypt(b.public(), b"hello bob").unwrap();
+        assert_eq!(b.decrypt_and_verify(&msg, a.public()).unwrap(), b"hello bob");
+        assert!(matches!(
+            b.decrypt_and_verify(&msg, m.public()),
+            Err(CryptoError::BadSignature(_))
+        ));
+        assert!(matches!(
+            m.decrypt_and_verify(&msg, a.public()),
+            Err(CryptoError::Decrypt(_))
+        ));
+    }
+
+    #[test]
+    fn passphrase_protection_round_trip() {
+        let a = SecretCert::generate("alice").unwrap();
+        let locked = a.to_protected_bytes(Some("correct horse")).unwrap();
+        assert!(matches!(
+            SecretCert::unlock(&locked, Some("wrong")),
+            Err(CryptoError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            SecretCert::unlock(&locked, None),
+            Err(CryptoError::PassphraseNeeded)
+        ));
+        let back = SecretCert::unlock(&locked, Some("correct horse")).unwrap();
+        assert_eq!(back.fingerprint(), a.fingerprint());
+        // The protected form must not contain the unprotected secret.
+        let plain = a.to_protected_bytes(None).unwrap();
+        assert_ne!(plain, locked);
+    }
+
+    #[test]
+    fn detached_signatures() {
+        let a = SecretCert::generate("alice").unwrap();
+        let m = SecretCert::generate("mallory").unwrap();
+        let sig = a.sign_detached(b"data").unwrap();
+        verify_detached(a.public(), b"data", &sig).unwrap();
+        assert!(verify_detached(a.public(), b"datA", &sig).is_err());
+        assert!(verify_detached(m.public(), b"data", &sig).is_err());
+        assert!(verify_detached(a.public(), b"data", &sig[..sig.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn certificate_round_trip_and_garbage() {
+        let a = SecretCert::generate("alice").unwrap();
+        let bytes = a.public().to_bytes();
+        let back = PublicCert::from_bytes(&bytes).unwrap();
+        assert_eq!(back.fingerprint(), a.fingerprint());
+        assert_eq!(back.user_id(), "alice");
+        assert_eq!(a.fingerprint().len(), 40);
+        assert!(PublicCert::from_bytes(b"garbage").is_err());
+        assert!(PublicCert::from_bytes(&bytes[..bytes.len() - 3]).is_err());
+    }
+}

@@ -1,0 +1,456 @@
+//! The discussion handshake as plain code (no actors, no sockets): SPAKE2 over the shared secret with
+//! both identity fingerprints as identities, key confirmation both ways, and the exchange of the
+//! per-discussion public keys. The actors in [`crate::listener`] move these values over TCP inside
+//! frames sealed with the identity keys. See `docs/protocol.md` ("Handshake") and `docs/security.md`.
+//!
+//! A requests, B receives:
+//! 1. A → B `Request` (A's certificate, A's discussion key, SPAKE2 `X`, nonce, time)
+//! 2. B → A `Accept`  (echoed nonce, B's nonce, B's discussion key, SPAKE2 `Y`, `confirm_B`)
+//! 3. A → B `Confirm` (`confirm_A`)
+//! 4. B → A `Ready`   (discussion id, port of B's discussion listener)
+//!
+//! `T = SHA-256(domain ‖ len ‖ Request ‖ len ‖ Accept with confirm zeroed)`,
+//! `confirm_X = HMAC-SHA-256(HKDF-SHA-256(K, salt = T, info = "confirm X"), T)`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use spake2::{Ed25519Group, Identity, Password, Spake2};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+use crate::codec;
+use crate::crypto::{Decrypted, PublicCert, SecretCert};
+use crate::wire::{AcceptBody, FailReason, Handshake, Nonce, RequestBody, PROTOCOL_VERSION};
+
+/// How far a request's clock may be from ours.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Error)]
+pub enum HandshakeError {
+    #[error("{0}")]
+    Failed(FailReason),
+    #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
+    Version(u16),
+    #[error("bad handshake frame: {0}")]
+    Invalid(String),
+}
+
+impl HandshakeError {
+    /// The reason to tell the peer.
+    pub fn reason(&self) -> FailReason {
+        match self {
+            Self::Failed(r) => *r,
+            Self::Version(_) | Self::Invalid(_) => FailReason::Protocol,
+        }
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> HandshakeError {
+    HandshakeError::Invalid(e.to_string())
+}
+
+pub fn random_nonce() -> Nonce {
+    let mut n = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut n);
+    n
+}
+
+/// What both sides agree on when the handshake succeeds.
+#[derive(Debug, Clone)]
+pub struct Agreed {
+    pub discussion_id: String,
+    pub peer_discussion_key: PublicCert,
+}
+
+/// The requester (A) between sending `Request` and receiving `Accept`.
+pub struct Requester {
+    spake: Spake2<Ed25519Group>,
+    request: RequestBody,
+}
+
+impl Requester {
+    /// Start a handshake as A. `password` is the secret shared out of band; it stays here.
+    pub fn start(
+        identity: &SecretCert,
+        name: &str,
+        peer_fingerprint: &str,
+        discussion_key: &PublicCert,
+        password: &[u8],
+        now: u64,
+    ) -> (Self, RequestBody) {
+        let (spake, msg) = Spake2::<Ed25519Group>::start_a(
+            &Password::new(password),
+            &Identity::new(identity.fingerprint().as_bytes()),
+            &Identity::new(peer_fingerprint.as_bytes()),
+        );
+        let request = RequestBody {
+            version: PROTOCOL_VERSION,
+            from: identity.fingerprint().to_string(),
+            to: peer_fingerprint.to_string(),
+            name: name.to_string(),
+            nonce: random_nonce(),
+            time: now,
+            cert: identity.public().to_bytes(),
+            discussion_key: discussion_key.to_bytes(),
+            spake: msg,
+        };
+        (
+            Self {
+                spake,
+                request: request.clone(),
+            },
+            request,
+        )
+    }
+
+    pub fn request(&self) -> &RequestBody {
+        &self.request
+    }
+
+    /// Check B's `Accept`; on success return `confirm_A` to send and the agreement.
+    pub fn on_accept(self, accept: &AcceptBody) -> Result<([u8; 32], Agreed), HandshakeError> {
+        if accept.request_nonce != self.request.nonce {
+            return Err(HandshakeError::Failed(FailReason::Replay));
+        }
+        let key = self
+            .spake
+            .finish(&accept.spake)
+            .map_err(|_| HandshakeError::Failed(FailReason::Protocol))?;
+        let t = transcript(&self.request, accept)?;
+        let expected = confirmation(&key, &t, b"confirm B");
+        if !bool::from(expected.ct_eq(&accept.confirm)) {
+            return Err(HandshakeError::Failed(FailReason::WrongSecretOrIntercepted));
+        }
+        let peer_discussion_key = PublicCert::from_bytes(&accept.discussion_key).map_err(invalid)?;
+        Ok((
+            confirmation(&key, &t, b"confirm A"),
+            Agreed {
+                discussion_id: discussion_id(&t),
+                peer_discussion_key,
+            },
+        ))
+    }
+}
+
+/// Check the plaintext of the first sealed frame B receives: a `Request` for us, signed by the
+/// certificate it carries, from a plausible time. Returns the request and A's certificate.
+pub fn check_request(
+    decrypted: &Decrypted,
+    my_fingerprint: &str,
+    now: u64,
+) -> Result<(RequestBody, PublicCert), HandshakeError> {
+    let Handshake::Request(req) = codec::decode(&decrypted.plaintext).map_err(invalid)? else {
+        return Err(invalid("expected a Request"));
+    };
+    if req.version != PROTOCOL_VERSION {
+        return Err(HandshakeError::Version(req.version));
+    }
+    let cert = PublicCert::from_bytes(&req.cert).map_err(invalid)?;
+    decrypted.verify(&cert).map_err(invalid)?;
+    if cert.fingerprint() != req.from {
+        return Err(invalid("request's fingerprint is not its certificate's"));
+    }
+    if req.to != my_fingerprint {
+        return Err(invalid("request is meant for another node"));
+    }
+    if now.abs_diff(req.time) > MAX_CLOCK_SKEW.as_secs() {
+        return Err(HandshakeError::Failed(FailReason::Replay));
+    }
+    PublicCert::from_bytes(&req.discussion_key).map_err(invalid)?;
+    Ok((req, cert))
+}
+
+/// The receiver (B) between sending `Accept` and receiving `Confirm`.
+pub struct Responder {
+    key: Vec<u8>,
+    transcript: [u8; 32],
+    peer_discussion_key: PublicCert,
+}
+
+impl Responder {
+    /// B's user accepted with `password`: answer with `Accept`.
+    pub fn accept(
+        request: &RequestBody,
+        my_fingerprint: &str,
+        discussion_key: &PublicCert,
+        password: &[u8],
+    ) -> Result<(Self, AcceptBody), HandshakeError> {
+        let (spake, msg) = Spake2::<Ed25519Group>::start_b(
+            &Password::new(password),
+            &Identity::new(request.from.as_bytes()),
+            &Identity::new(my_fingerprint.as_bytes()),
+        );
+        let key = spake
+            .finish(&request.spake)
+            .map_err(|_| HandshakeError::Failed(FailReason::Protocol))?;
+        let mut accept = AcceptBody {
+            request_nonce: request.nonce,
+            nonce: random_nonce(),
+            discussion_key: discussion_key.to_bytes(),
+            spake: msg,
+            confirm: [0; 32],
+        };
+        let t = transcript(request, &accept)?;
+        accept.confirm = confirmation(&key, &t, b"confirm B");
+        let peer_discussion_key = PublicCert::from_bytes(&request.discussion_key).map_err(invalid)?;
+        Ok((
+            Self {
+                key,
+                transcript: t,
+                peer_discussion_key,
+            },
+            accept,
+        ))
+    }
+
+    /// Check A's `Confirm`.
+    pub fn on_confirm(self, confirm: &[u8; 32]) -> Result<Agreed, HandshakeError> {
+        let expected = confirmation(&self.key, &self.transcript, b"confirm A");
+        if !bool::from(expected.ct_eq(confirm)) {
+            return Err(HandshakeError::Failed(FailReason::WrongSecretOrIntercepted));
+        }
+        Ok(Agreed {
+            discussion_id: discussion_id(&self.transcript),
+            peer_discussion_key: self.peer_discussion_key,
+        })
+    }
+}
+
+fn transcript(request: &RequestBody, accept: &AcceptBody) -> Result<[u8; 32], HandshakeError> {
+    let mut zeroed = accept.clone();
+    zeroed.confirm = [0; 32];
+    let r = codec::encode(request).map_err(invalid)?;
+    let a = codec::encode(&zeroed).map_err(invalid)?;
+    let mut h = Sha256::new();
+    h.update(b"pgpchat-handshake-v1\0");
+    h.update((r.len() as u64).to_be_bytes());
+    h.update(&r);
+    h.update((a.len() as u64).to_be_bytes());
+    h.update(&a);
+    Ok(h.finalize().into())
+}
+
+fn confirmation(key: &[u8], transcript: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let hk = Hkdf::<Sha256>::new(Some(transcript), key);
+    let mut mac_key = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA-256's 8160-byte maximum: expand cannot fail.
+    let _ = hk.expand(label, &mut mac_key);
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&mac_key) else {
+        return [0; 32];
+    };
+    mac.update(transcript);
+    mac.finalize().into_bytes().into()
+}
+
+fn discussion_id(transcript: &[u8; 32]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"pgpchat-discussion-id-v1\0");
+    h.update(transcript);
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Nonces seen recently, so a recorded frame cannot be played again. Bounded: the oldest entry
+/// goes first when full (an entry older than the clock-skew window is useless anyway, because the
+/// time check refuses such frames).
+pub struct ReplayCache {
+    seen: HashMap<Nonce, Instant>,
+    order: VecDeque<Nonce>,
+    capacity: usize,
+}
+
+impl ReplayCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// True the first time a nonce is seen, false after.
+    pub fn insert(&mut self, nonce: Nonce, now: Instant) -> bool {
+        while let Some(old) = self.order.front() {
+            let expired = self
+                .seen
+                .get(old)
+                .is_none_or(|t| now.duration_since(*t) > MAX_CLOCK_SKEW * 2);
+            if expired || self.order.len() >= self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            } else {
+                break;
+            }
+        }
+        if self.seen.contains_key(&nonce) {
+            return false;
+        }
+        self.seen.insert(nonce, now);
+        self.order.push_back(nonce);
+        true
+    }
+}
+
+/// Who a failed attempt is charged to: the contact's fingerprint, and the address it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AttemptKey {
+    Contact(String),
+    Address(IpAddr),
+}
+
+/// At most `max` failed attempts per key within `window`. Bounded in keys: when full, the key with
+/// the oldest failure is forgotten.
+pub struct AttemptLimiter {
+    failures: HashMap<AttemptKey, VecDeque<Instant>>,
+    max: usize,
+    window: Duration,
+    capacity: usize,
+}
+
+impl AttemptLimiter {
+    pub fn new(max: usize, window: Duration, capacity: usize) -> Self {
+        Self {
+            failures: HashMap::new(),
+            max,
+            window,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Whether another attempt is allowed for `key` now.
+    pub fn allowed(&mut self, key: &AttemptKey, now: Instant) -> bool {
+        let window = self.window;
+        match self.failures.get_mut(key) {
+            Some(times) => {
+                times.retain(|t| now.duration_since(*t) < window);
+                times.len() < self.max
+            }
+            None => true,
+        }
+    }
+
+    pub fn record_failure(&mut self, key: AttemptKey, now: Instant) {
+        if !self.failures.contains_key(&key) && self.failures.len() >= self.capacity {
+            let window = self.window;
+            self.failures
+                .retain(|_, t| t.back().is_some_and(|t| now.duration_since(*t) < window));
+            if self.failures.len() >= self.capacity {
+                let oldest = self
+                    .failures
+                    .iter()
+                    .min_by_key(|(_, t)| t.back().copied())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.failures.remove(&k);
+                }
+            }
+        }
+        self.failures.entry(key).or_default().push_back(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Party {
+        id: SecretCert,
+        dkey: SecretCert,
+    }
+
+    fn party(name: &str) -> Party {
+        Party {
+            id: SecretCert::generate(name).unwrap(),
+            dkey: SecretCert::generate("discussion").unwrap(),
+        }
+    }
+
+    fn run(pw_a: &[u8], pw_b: &[u8]) -> Result<(Agreed, Agreed), HandshakeError> {
+        let (a, b) = (party("alice"), party("bob"));
+        let (req_state, req) =
+            Requester::start(&a.id, "alice", b.id.fingerprint(), a.dkey.public(), pw_a, 1000);
+        let (resp_state, accept) =
+            Responder::accept(&req, b.id.fingerprint(), b.dkey.public(), pw_b)?;
+        let (confirm, agreed_a) = req_state.on_accept(&accept)?;
+        let agreed_b = resp_state.on_confirm(&confirm)?;
+        assert_eq!(
+            agreed_a.peer_discussion_key.fingerprint(),
+            b.dkey.fingerprint()
+        );
+        assert_eq!(
+            agreed_b.peer_discussion_key.fingerprint(),
+            a.dkey.fingerprint()
+        );
+        Ok((agreed_a, agreed_b))
+    }
+
+    #[test]
+    fn same_secret_agrees_on_one_discussion() {
+        let (a, b) = run(b"tulip", b"tulip").unwrap();
+        assert_eq!(a.discussion_id, b.discussion_id);
+        assert_eq!(a.discussion_id.len(), 32);
+    }
+
+    #[test]
+    fn wrong_secret_fails_confirmation() {
+        let err = run(b"tulip", b"tulips").unwrap_err();
+        assert_eq!(err.reason(), FailReason::WrongSecretOrIntercepted);
+    }
+
+    #[test]
+    fn substituted_identity_fails_even_with_the_right_secret() {
+        // A believes it talks to M (whose key M announced as "bob"); B sees a request from M.
+        // M forwards A's SPAKE2 message unchanged: the identities differ on both sides.
+        let (a, b, m) = (party("alice"), party("bob"), party("bob"));
+        let (req_state, req) =
+            Requester::start(&a.id, "alice", m.id.fingerprint(), a.dkey.public(), b"pw", 1);
+        let mut relayed = req.clone();
+        relayed.from = m.id.fingerprint().to_string();
+        relayed.to = b.id.fingerprint().to_string();
+        let (_, accept) = Responder::accept(&relayed, b.id.fingerprint(), b.dkey.public(), b"pw")
+            .unwrap();
+        let err = req_state.on_accept(&accept).unwrap_err();
+        assert_eq!(err.reason(), FailReason::WrongSecretOrIntercepted);
+    }
+
+    #[test]
+    fn tampered_accept_fails() {
+        let (a, b) = (party("alice"), party("bob"));
+        let (req_state, req) =
+            Requester::start(&a.id, "alice", b.id.fingerprint(), a.dkey.public(), b"pw", 1);
+        let (_, mut accept) =
+            Responder::accept(&req, b.id.fingerprint(), b.dkey.public(), b"pw").unwrap();
+        // Swap in another discussion key: the transcript no longer matches confirm_B.
+        accept.discussion_key = party("x").dkey.public().to_bytes();
+        assert!(req_state.on_accept(&accept).is_err());
+    }
+
+    #[test]
+    fn replay_cache_and_limiter() {
+        let now = Instant::now();
+        let mut cache = ReplayCache::new(2);
+        assert!(cache.insert([1; 32], now));
+        assert!(!cache.insert([1; 32], now));
+        assert!(cache.insert([2; 32], now));
+        assert!(cache.insert([3; 32], now));
+        assert_eq!(cache.seen.len(), 2);
+
+        let mut lim = AttemptLimiter::new(3, Duration::from_secs(600), 2);
+        let k = AttemptKey::Contact("F".into());
+        for _ in 0..3 {
+            assert!(lim.allowed(&k, now));
+            lim.record_failure(k.clone(), now);
+        }
+        assert!(!lim.allowed(&k, now));
+        assert!(lim.allowed(&k, now + Duration::from_secs(601)));
+        lim.record_failure(AttemptKey::Contact("G".into()), now);
+        lim.record_failure(AttemptKey::Contact("H".into()), now);
+        assert!(lim.failures.len() <= 2);
+    }
+}

@@ -1,0 +1,4 @@
+pub mod codec;
+pub mod crypto;
+pub mod handshake;
+pub mod wire;

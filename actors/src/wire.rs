@@ -1,0 +1,285 @@
+//! The peer-to-peer protocol's values. Encodings live in [`crate::codec`]; every frame is documented
+//! in `docs/protocol.md`, and golden-bytes tests below pin the format.
+
+use serde::{Deserialize, Serialize};
+
+/// The one protocol version this build speaks. Anything else is refused in the first frame.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Random value that makes a frame unique (replay defence).
+pub type Nonce = [u8; 32];
+
+// ---------------------------------------------------------------------------------------------
+// UDP discovery
+
+/// One discovery datagram: `bincode(Announce)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// `bincode(AnnounceBody)`: what the signature covers.
+    pub body: Vec<u8>,
+    /// Detached OpenPGP signature over `body` by the identity key inside it.
+    pub signature: Vec<u8>,
+    /// Zero bytes that make broadcast announces larger than any reply (no amplification): a node
+    /// only answers when its own reply is not larger than what it received.
+    pub padding: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceBody {
+    pub version: u16,
+    /// Display name (a hint: identity is only proven in the TCP handshake).
+    pub name: String,
+    /// Port of the node's main TCP listener.
+    pub tcp_port: u16,
+    /// The node's identity certificate, binary OpenPGP.
+    pub cert: Vec<u8>,
+    pub nonce: Nonce,
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    /// True for a unicast answer to an announce; answers are never answered.
+    pub reply: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP
+
+/// Why a connection is opened; carried by its first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    /// Ask for a new discussion (main listener).
+    Handshake,
+    /// (Re)connect an existing discussion, authenticated with the discussion keys.
+    Discussion {
+        discussion_id: String,
+        /// The connecting side's fresh challenge.
+        nonce: Nonce,
+    },
+}
+
+/// Every TCP frame, on the main listener and on discussion listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame of every connection, from the side that connected.
+    Hello { version: u16, purpose: Purpose },
+    /// A handshake step: an OpenPGP message signed by the sender's identity key and encrypted to
+    /// the peer's identity encryption subkey, whose plaintext is `bincode(Handshake)`.
+    Sealed(Vec<u8>),
+    /// Discussion authentication: a fresh nonce and a detached signature by the sender's discussion
+    /// key over [`session_auth_data`].
+    SessionAuth { nonce: Nonce, signature: Vec<u8> },
+    /// A chat message: OpenPGP, signed by the sender's discussion key, encrypted to the receiver's;
+    /// plaintext `bincode(ChatPayload)`.
+    Chat(Vec<u8>),
+    /// Cumulative acknowledgement: every message up to `upto` is stored. Signed by the receiver's
+    /// discussion key over [`ack_data`].
+    Ack { upto: u64, signature: Vec<u8> },
+    /// The sender closes the discussion for good. Signed over [`close_data`].
+    Close { signature: Vec<u8> },
+    /// An unauthenticated, informational reason before the connection closes (version mismatch,
+    /// busy, unknown discussion). Never trusted for anything but display.
+    Error { reason: String },
+}
+
+/// Plaintext of [`Frame::Sealed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Handshake {
+    Request(RequestBody),
+    Accept(AcceptBody),
+    Confirm { confirm: [u8; 32] },
+    Ready { discussion_id: String, port: u16 },
+    Refused { nonce: Nonce, reason: String },
+    Failed { reason: FailReason },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestBody {
+    pub version: u16,
+    /// Requester's identity fingerprint; must be the fingerprint of `cert`.
+    pub from: String,
+    /// Intended receiver's identity fingerprint.
+    pub to: String,
+    pub name: String,
+    pub nonce: Nonce,
+    pub time: u64,
+    /// Requester's identity certificate (binary OpenPGP); it verifies this frame's signature.
+    pub cert: Vec<u8>,
+    /// Requester's public discussion key (binary OpenPGP).
+    pub discussion_key: Vec<u8>,
+    /// SPAKE2 message, role A, identities (from, to).
+    pub spake: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptBody {
+    /// Echo of the request's nonce.
+    pub request_nonce: Nonce,
+    pub nonce: Nonce,
+    pub discussion_key: Vec<u8>,
+    /// SPAKE2 message, role B.
+    pub spake: Vec<u8>,
+    /// Key confirmation from the receiver; zero while the transcript hash is computed.
+    pub confirm: [u8; 32],
+}
+
+/// Why a handshake ended. Both sides show it to their users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailReason {
+    /// Key confirmation failed: the secrets differ, or someone is in the middle.
+    WrongSecretOrIntercepted,
+    /// Too many failed attempts for this contact recently.
+    TooManyAttempts,
+    /// A replayed or stale frame.
+    Replay,
+    /// A step took too long.
+    Timeout,
+    /// Something that does not follow the protocol.
+    Protocol,
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::WrongSecretOrIntercepted => {
+                "the secrets do not match (wrong secret, or someone is intercepting the connection)"
+            }
+            Self::TooManyAttempts => "too many failed attempts with this contact; try again later",
+            Self::Replay => "replayed or stale handshake",
+            Self::Timeout => "the handshake timed out",
+            Self::Protocol => "protocol violation",
+        })
+    }
+}
+
+/// Plaintext of [`Frame::Chat`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatPayload {
+    pub discussion_id: String,
+    /// Sender's sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// Seconds since the Unix epoch, sender's clock.
+    pub time: u64,
+    /// Fingerprint of the intended recipient's discussion key.
+    pub recipient: String,
+    pub body: String,
+}
+
+/// Roles in a discussion: the requester (A) and the receiver (B).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Requester,
+    Receiver,
+}
+
+impl Role {
+    pub fn peer(self) -> Self {
+        match self {
+            Self::Requester => Self::Receiver,
+            Self::Receiver => Self::Requester,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requester => "requester",
+            Self::Receiver => "receiver",
+        }
+    }
+}
+
+/// What a discussion key signs to prove itself on a (re)connection: domain, discussion, the
+/// signer's role, the peer's fresh nonce, then its own.
+pub fn session_auth_data(discussion_id: &str, signer: Role, peer_nonce: &Nonce, own: &Nonce) -> Vec<u8> {
+    let mut v = b"pgpchat-session-auth-v1\0".to_vec();
+    v.extend_from_slice(discussion_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(signer.as_str().as_bytes());
+    v.push(0);
+    v.extend_from_slice(peer_nonce);
+    v.extend_from_slice(own);
+    v
+}
+
+/// What an acknowledgement signs.
+pub fn ack_data(discussion_id: &str, upto: u64) -> Vec<u8> {
+    let mut v = b"pgpchat-ack-v1\0".to_vec();
+    v.extend_from_slice(discussion_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(&upto.to_be_bytes());
+    v
+}
+
+/// What a close signs.
+pub fn close_data(discussion_id: &str) -> Vec<u8> {
+    let mut v = b"pgpchat-close-v1\0".to_vec();
+    v.extend_from_slice(discussion_id.as_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    #[test]
+    fn golden_bytes_pin_the_format() {
+        let hello = Frame::Hello {
+            version: 1,
+            purpose: Purpose::Handshake,
+        };
+        assert_eq!(hex::encode(encode(&hello).unwrap()), "00000000000100000000");
+        let ack = Frame::Ack {
+            upto: 7,
+            signature: vec![0xaa],
+        };
+        assert_eq!(
+            hex::encode(encode(&ack).unwrap()),
+            "0000000400000000000000070000000000000001aa"
+        );
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let frames = vec![
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Discussion {
+                    discussion_id: "d".into(),
+                    nonce: [3; 32],
+                },
+            },
+            Frame::Sealed(vec![1, 2, 3]),
+            Frame::SessionAuth {
+                nonce: [9; 32],
+                signature: vec![4],
+            },
+            Frame::Chat(vec![5; 100]),
+            Frame::Ack {
+                upto: u64::MAX,
+                signature: vec![],
+            },
+            Frame::Close { signature: vec![6] },
+            Frame::Error {
+                reason: "é".into(),
+            },
+        ];
+        for f in frames {
+            assert_eq!(decode::<Frame>(&encode(&f).unwrap()).unwrap(), f);
+        }
+        let hs = vec![
+            Handshake::Confirm { confirm: [1; 32] },
+            Handshake::Ready {
+                discussion_id: "x".into(),
+                port: 9,
+            },
+            Handshake::Refused {
+                nonce: [0; 32],
+                reason: "no".into(),
+            },
+            Handshake::Failed {
+                reason: FailReason::Replay,
+            },
+        ];
+        for h in hs {
+            assert_eq!(decode::<Handshake>(&encode(&h).unwrap()).unwrap(), h);
+        }
+    }
+}
