@@ -1,0 +1,396 @@
+//! Node settings: every key of `docs/configuration.md`, with its default, and the layered loading
+//! (built-in defaults < profile TOML < environment `PGPCHAT__SECTION__KEY` < command line).
+//!
+//! Tests build [`Settings`] directly (the environment is process-wide; see `Settings::load`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("profile '{0}' not found (looked for {0}.toml in: {1})")]
+    ProfileNotFound(String, String),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub discovery: DiscoverySettings,
+    pub listener: ListenerSettings,
+    pub ipc: IpcSettings,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// Label of this node in logs, and the name `init` proposes. Empty: the profile name.
+    pub name: String,
+    /// Where the identity key, the store and the IPC socket live. Empty: the user's data dir,
+    /// `pgpchat/<profile>`.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoverySettings {
+    /// Address the shared discovery socket binds to (it receives broadcasts).
+    pub bind: IpAddr,
+    /// UDP port shared by all nodes of a network. 0 is only for tests (then `broadcast_port`).
+    pub port: u16,
+    /// Where announces are sent.
+    pub broadcast: IpAddr,
+    /// Address of the node's own sending socket: its announces come from there and replies go back
+    /// there, so several nodes on one host each get their own replies.
+    pub source: IpAddr,
+    /// Seconds between announces.
+    pub interval_secs: u64,
+    /// Whether to announce at all (a node that only listens still answers nothing).
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerSettings {
+    /// Address of the main TCP listener and of the per-discussion listeners.
+    pub bind: IpAddr,
+    /// Port of the main TCP listener; 0 picks a free one (it is announced).
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpcSettings {
+    /// Path of the front-ends' Unix socket. Empty: `<data_dir>/run/pgpchat.sock`.
+    pub socket: PathBuf,
+}
+
+/// Every bound of the node. Each protects memory or fairness against a hostile or broken peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest TCP frame, either direction.
+    pub max_frame_bytes: usize,
+    /// Largest chat message body (UTF-8 bytes).
+    pub max_message_bytes: usize,
+    /// Largest discovery datagram accepted.
+    pub max_datagram_bytes: usize,
+    /// Contacts kept in memory; the least recently seen unverified one goes when full.
+    pub max_contacts: usize,
+    /// Incoming requests waiting for the user's decision.
+    pub max_pending_requests: usize,
+    /// TCP connections in the handshake phase at once (main listener).
+    pub max_pending_connections: usize,
+    /// Seconds a connection may take to complete each handshake step (except the user's decision).
+    pub handshake_timeout_secs: u64,
+    /// Seconds an incoming request waits for the user's decision.
+    pub request_timeout_secs: u64,
+    /// Failed handshake attempts allowed per contact and per address within the window.
+    pub max_failed_attempts: usize,
+    /// The window of `max_failed_attempts`, in seconds.
+    pub failed_attempts_window_secs: u64,
+    /// Messages queued for one discussion connection before the peer counts as too slow.
+    pub session_queue: usize,
+    /// Longest IPC request line.
+    pub ipc_max_line_bytes: usize,
+    /// Front-ends connected at once.
+    pub ipc_max_clients: usize,
+    /// Events buffered per front-end before a slow one is disconnected.
+    pub ipc_event_queue: usize,
+    /// Worker threads for OpenPGP operations.
+    pub crypto_threads: usize,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            data_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 47470,
+            broadcast: IpAddr::V4(Ipv4Addr::BROADCAST),
+            source: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            interval_secs: 10,
+            enabled: true,
+        }
+    }
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        }
+    }
+}
+
+impl Default for IpcSettings {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 256 * 1024,
+            max_message_bytes: 64 * 1024,
+            max_datagram_bytes: 4096,
+            max_contacts: 1024,
+            max_pending_requests: 32,
+            max_pending_connections: 64,
+            handshake_timeout_secs: 30,
+            request_timeout_secs: 600,
+            max_failed_attempts: 3,
+            failed_attempts_window_secs: 600,
+            session_queue: 1024,
+            ipc_max_line_bytes: 1024 * 1024,
+            ipc_max_clients: 32,
+            ipc_event_queue: 1024,
+            crypto_threads: 2,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            node: NodeSettings::default(),
+            discovery: DiscoverySettings::default(),
+            listener: ListenerSettings::default(),
+            ipc: IpcSettings::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where to look for `NAME.toml` profiles: `./config/`, then the user's config dir.
+pub fn profile_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("config")];
+    if let Some(p) = directories::ProjectDirs::from("", "", "pgpchat") {
+        dirs.push(p.config_dir().to_path_buf());
+    }
+    dirs
+}
+
+impl Settings {
+    /// Load the layers. `profile` names a TOML profile, `file` is an explicit configuration file
+    /// (both may be given; the file comes after the profile), `env` is the environment to read
+    /// (the binary passes the process environment), `overrides` are command-line `(key, value)`.
+    pub fn load(
+        profile: Option<&str>,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, SettingsError> {
+        use config::{Config, File, FileFormat};
+        let defaults = Config::try_from(&Settings::default())
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let mut b = Config::builder().add_source(defaults);
+        if let Some(name) = profile {
+            if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                return Err(SettingsError::Invalid(format!(
+                    "profile name '{name}' must be a plain name"
+                )));
+            }
+            let dirs = profile_dirs();
+            let path = dirs
+                .iter()
+                .map(|d| d.join(format!("{name}.toml")))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    SettingsError::ProfileNotFound(
+                        name.into(),
+                        dirs.iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                })?;
+            b = b.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(SettingsError::Invalid(format!(
+                    "configuration file {} not found",
+                    f.display()
+                )));
+            }
+            b = b.add_source(File::from(f).format(FileFormat::Toml));
+        }
+        let env_map: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PGPCHAT__"))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix("PGPCHAT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        for (k, v) in overrides {
+            b = b
+                .set_override(*k, v.clone())
+                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        }
+        let mut s: Settings = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        if s.node.name.is_empty() {
+            s.node.name = profile.unwrap_or("default").to_string();
+        }
+        if s.node.data_dir.as_os_str().is_empty() {
+            let base = directories::ProjectDirs::from("", "", "pgpchat")
+                .map(|p| p.data_dir().to_path_buf())
+                .ok_or_else(|| {
+                    SettingsError::Invalid(
+                        "no home directory: set node.data_dir or --data-dir".into(),
+                    )
+                })?;
+            s.node.data_dir = base.join(profile.unwrap_or("default"));
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Values that deserialize but make no sense.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |key: &str, why: &str| Err(SettingsError::Invalid(format!("{key}: {why}")));
+        let l = &self.limits;
+        if self.discovery.interval_secs == 0 {
+            return bad("discovery.interval_secs", "must be at least 1");
+        }
+        if l.max_frame_bytes < 4096 || l.max_frame_bytes > 64 * 1024 * 1024 {
+            return bad("limits.max_frame_bytes", "must be between 4096 and 67108864");
+        }
+        if l.max_message_bytes == 0 || l.max_message_bytes + 2048 > l.max_frame_bytes {
+            return bad(
+                "limits.max_message_bytes",
+                "must be at least 1 and leave 2048 bytes of room under limits.max_frame_bytes",
+            );
+        }
+        if l.max_datagram_bytes < 1024 || l.max_datagram_bytes > 65507 {
+            return bad("limits.max_datagram_bytes", "must be between 1024 and 65507");
+        }
+        for (key, v) in [
+            ("limits.max_contacts", l.max_contacts),
+            ("limits.max_pending_requests", l.max_pending_requests),
+            ("limits.max_pending_connections", l.max_pending_connections),
+            ("limits.max_failed_attempts", l.max_failed_attempts),
+            ("limits.session_queue", l.session_queue),
+            ("limits.ipc_max_clients", l.ipc_max_clients),
+            ("limits.ipc_event_queue", l.ipc_event_queue),
+            ("limits.crypto_threads", l.crypto_threads),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if l.ipc_max_line_bytes < 1024 {
+            return bad("limits.ipc_max_line_bytes", "must be at least 1024");
+        }
+        if l.handshake_timeout_secs == 0 || l.request_timeout_secs == 0 {
+            return bad("limits.*_timeout_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The IPC socket path: the configured one, or `<data_dir>/run/pgpchat.sock`.
+    pub fn ipc_socket(&self) -> PathBuf {
+        if self.ipc.socket.as_os_str().is_empty() {
+            self.node.data_dir.join("run").join("pgpchat.sock")
+        } else {
+            self.ipc.socket.clone()
+        }
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.handshake_timeout_secs)
+    }
+
+    /// Settings for a node in a test or simulation: loopback everywhere, ports chosen by the OS,
+    /// discovery on `discovery_port` broadcast to 127.255.255.255.
+    pub fn loopback(name: &str, data_dir: &Path, discovery_port: u16) -> Self {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut s = Settings::default();
+        s.node.name = name.into();
+        s.node.data_dir = data_dir.to_path_buf();
+        s.discovery.port = discovery_port;
+        s.discovery.bind = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
+        s.discovery.broadcast = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
+        s.discovery.source = lo;
+        s.discovery.interval_secs = 1;
+        s.listener.bind = lo;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_file(toml: &str, env: Vec<(String, String)>) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, toml).unwrap();
+        let over = [("node.data_dir", dir.path().display().to_string())];
+        Settings::load(None, Some(&f), env, &over)
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let s = load_file(
+            "[discovery]\nport = 5000\ninterval_secs = 3\n",
+            vec![("PGPCHAT__DISCOVERY__PORT".into(), "6000".into())],
+        )
+        .unwrap();
+        assert_eq!(s.discovery.port, 6000);
+        assert_eq!(s.discovery.interval_secs, 3);
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = load_file("[discovery]\nportt = 5000\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("portt"), "{e}");
+        let e = load_file("[discovery]\nport = \"many\"\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
+        let e = load_file("[limits]\nmax_contacts = 0\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("limits.max_contacts"), "{e}");
+        let e = load_file("[nope]\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn shipped_profiles_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for p in ["default", "alice", "bob"] {
+            let f = root.join(format!("{p}.toml"));
+            let s = Settings::load(None, Some(&f), vec![], &[("node.data_dir", "/tmp/x".into())])
+                .unwrap_or_else(|e| panic!("{p}: {e}"));
+            if p != "default" {
+                assert_eq!(s.discovery.broadcast.to_string(), "127.255.255.255");
+                assert_eq!(s.node.name, p);
+            }
+        }
+    }
+}

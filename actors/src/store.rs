@@ -1,0 +1,699 @@
+//! The node's durable memory: contacts, discussions (with their keys), messages and the outbox, in
+//! one SQLite database (WAL, `synchronous = FULL`: a transaction that returned is on disk, so a
+//! message reported `stored` survives SIGKILL and power loss).
+//!
+//! [`Store`] is plain blocking code, unit-tested on its own. Actors reach it through
+//! [`StoreWorker`], a sync actor on its own thread, so no SQLite call ever runs on an event loop.
+
+use std::path::Path;
+
+use actix::prelude::*;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no discussion '{0}'")]
+    NoDiscussion(String),
+    #[error("discussion '{0}' is closed")]
+    Closed(String),
+    #[error("store worker unavailable")]
+    Unavailable,
+}
+
+/// A contact seen on the network (or in a handshake).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactRecord {
+    pub fingerprint: String,
+    pub name: String,
+    #[serde(skip)]
+    pub cert: Vec<u8>,
+    pub address: String,
+    pub tcp_port: u16,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    /// Time inside the newest announce accepted (older announces are replays).
+    #[serde(skip)]
+    pub announce_time: u64,
+    pub verified: bool,
+    /// Another key already announced this name: this contact is not the one you knew.
+    pub key_changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscussionState {
+    Open,
+    Closed,
+}
+
+impl DiscussionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        if s == "open" {
+            Self::Open
+        } else {
+            Self::Closed
+        }
+    }
+}
+
+/// A discussion with everything needed to resume it after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscussionRecord {
+    pub id: String,
+    pub peer_fingerprint: String,
+    pub peer_name: String,
+    /// "requester" or "receiver".
+    pub role: String,
+    pub state: DiscussionState,
+    pub created: u64,
+    /// Our discussion secret key, sealed to our own identity key (useless without the passphrase).
+    pub own_key_sealed: Vec<u8>,
+    /// The peer's public discussion key (binary OpenPGP).
+    pub peer_key: Vec<u8>,
+    /// Requester: where the receiver's discussion listener is. Receiver: unused.
+    pub peer_address: String,
+    pub peer_port: u16,
+    /// Receiver: the port of our discussion listener (reused after a restart when free).
+    pub listen_port: u16,
+}
+
+/// One line of `discussions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscussionSummary {
+    pub id: String,
+    pub peer_fingerprint: String,
+    pub peer_name: String,
+    pub role: String,
+    pub state: DiscussionState,
+    pub created: u64,
+    pub unread: u64,
+    pub messages: u64,
+    pub last_activity: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Delivery state. Outgoing: stored → sent → delivered. Incoming: received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Stored,
+    Sent,
+    Delivered,
+    Received,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Received => "received",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "received" => Self::Received,
+            _ => Self::Stored,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageRecord {
+    pub discussion_id: String,
+    pub direction: Direction,
+    pub seq: u64,
+    pub time: u64,
+    pub body: String,
+    pub state: DeliveryState,
+}
+
+/// What became of an incoming message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// New, stored now.
+    Stored,
+    /// Already stored (a re-send after a lost ack).
+    Duplicate,
+    /// A sequence number beyond the next expected one: not stored, the sender re-sends.
+    Gap { expected: u64 },
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS contacts (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    cert BLOB NOT NULL,
+    address TEXT NOT NULL,
+    tcp_port INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    announce_time INTEGER NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    key_changed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS discussions (
+    id TEXT PRIMARY KEY,
+    peer_fingerprint TEXT NOT NULL,
+    peer_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    own_key_sealed BLOB NOT NULL,
+    peer_key BLOB NOT NULL,
+    peer_address TEXT NOT NULL,
+    peer_port INTEGER NOT NULL,
+    listen_port INTEGER NOT NULL,
+    next_out_seq INTEGER NOT NULL DEFAULT 1,
+    last_in_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS messages (
+    discussion_id TEXT NOT NULL REFERENCES discussions(id),
+    direction TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    unread INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (discussion_id, direction, seq)
+);
+";
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    // ---- contacts
+
+    pub fn upsert_contact(&self, c: &ContactRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO contacts (fingerprint, name, cert, address, tcp_port, first_seen, last_seen,
+                                   announce_time, verified, key_changed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(fingerprint) DO UPDATE SET name = ?2, cert = ?3, address = ?4,
+                 tcp_port = ?5, last_seen = ?7, announce_time = ?8, verified = ?9,
+                 key_changed = ?10",
+            params![
+                c.fingerprint,
+                c.name,
+                c.cert,
+                c.address,
+                c.tcp_port,
+                c.first_seen,
+                c.last_seen,
+                c.announce_time,
+                c.verified,
+                c.key_changed
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn contacts(&self) -> Result<Vec<ContactRecord>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT fingerprint, name, cert, address, tcp_port, first_seen, last_seen,
+                    announce_time, verified, key_changed
+             FROM contacts ORDER BY name, fingerprint",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(ContactRecord {
+                fingerprint: r.get(0)?,
+                name: r.get(1)?,
+                cert: r.get(2)?,
+                address: r.get(3)?,
+                tcp_port: r.get(4)?,
+                first_seen: r.get(5)?,
+                last_seen: r.get(6)?,
+                announce_time: r.get(7)?,
+                verified: r.get(8)?,
+                key_changed: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delete_contact(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM contacts WHERE fingerprint = ?1", [fingerprint])?;
+        Ok(())
+    }
+
+    // ---- discussions
+
+    pub fn insert_discussion(&self, d: &DiscussionRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO discussions (id, peer_fingerprint, peer_name, role, state, created,
+                 own_key_sealed, peer_key, peer_address, peer_port, listen_port)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                d.id,
+                d.peer_fingerprint,
+                d.peer_name,
+                d.role,
+                d.state.as_str(),
+                d.created,
+                d.own_key_sealed,
+                d.peer_key,
+                d.peer_address,
+                d.peer_port,
+                d.listen_port
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn discussion(&self, id: &str) -> Result<DiscussionRecord, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, peer_fingerprint, peer_name, role, state, created, own_key_sealed,
+                        peer_key, peer_address, peer_port, listen_port
+                 FROM discussions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DiscussionRecord {
+                        id: r.get(0)?,
+                        peer_fingerprint: r.get(1)?,
+                        peer_name: r.get(2)?,
+                        role: r.get(3)?,
+                        state: DiscussionState::parse(&r.get::<_, String>(4)?),
+                        created: r.get(5)?,
+                        own_key_sealed: r.get(6)?,
+                        peer_key: r.get(7)?,
+                        peer_address: r.get(8)?,
+                        peer_port: r.get(9)?,
+                        listen_port: r.get(10)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoDiscussion(id.to_string()))
+    }
+
+    /// Ids of the discussions to resume at start.
+    pub fn open_discussion_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM discussions WHERE state = 'open' ORDER BY created")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn discussions(&self) -> Result<Vec<DiscussionSummary>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
+                    COALESCE(SUM(m.unread), 0), COUNT(m.seq), COALESCE(MAX(m.time), d.created)
+             FROM discussions d LEFT JOIN messages m ON m.discussion_id = d.id
+             GROUP BY d.id ORDER BY COALESCE(MAX(m.time), d.created) DESC, d.created DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DiscussionSummary {
+                id: r.get(0)?,
+                peer_fingerprint: r.get(1)?,
+                peer_name: r.get(2)?,
+                role: r.get(3)?,
+                state: DiscussionState::parse(&r.get::<_, String>(4)?),
+                created: r.get(5)?,
+                unread: r.get(6)?,
+                messages: r.get(7)?,
+                last_activity: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_discussion_state(&self, id: &str, state: DiscussionState) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE discussions SET state = ?2 WHERE id = ?1",
+            params![id, state.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Destroy our discussion secret key (a closed discussion keeps its history, not its key).
+    pub fn forget_own_key(&self, id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE discussions SET own_key_sealed = x'' WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_peer_endpoint(&self, id: &str, address: &str, port: u16) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE discussions SET peer_address = ?2, peer_port = ?3 WHERE id = ?1",
+            params![id, address, port],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_listen_port(&self, id: &str, port: u16) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE discussions SET listen_port = ?2 WHERE id = ?1",
+            params![id, port],
+        )?;
+        Ok(())
+    }
+
+    // ---- messages
+
+    /// Put an outgoing message in the outbox with the next sequence number. When this returns, the
+    /// message is on disk.
+    pub fn queue_outgoing(
+        &mut self,
+        discussion_id: &str,
+        body: &str,
+        time: u64,
+    ) -> Result<MessageRecord, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (seq, state): (u64, String) = tx
+            .query_row(
+                "SELECT next_out_seq, state FROM discussions WHERE id = ?1",
+                [discussion_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
+        if DiscussionState::parse(&state) != DiscussionState::Open {
+            return Err(StoreError::Closed(discussion_id.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
+             VALUES (?1, 'out', ?2, ?3, ?4, 'stored', 0)",
+            params![discussion_id, seq, time, body],
+        )?;
+        tx.execute(
+            "UPDATE discussions SET next_out_seq = ?2 WHERE id = ?1",
+            params![discussion_id, seq + 1],
+        )?;
+        tx.commit()?;
+        Ok(MessageRecord {
+            discussion_id: discussion_id.to_string(),
+            direction: Direction::Out,
+            seq,
+            time,
+            body: body.to_string(),
+            state: DeliveryState::Stored,
+        })
+    }
+
+    /// `stored` → `sent` (never moves a delivered message back).
+    pub fn mark_sent(&self, discussion_id: &str, seq: u64) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE messages SET state = 'sent'
+             WHERE discussion_id = ?1 AND direction = 'out' AND seq = ?2 AND state = 'stored'",
+            params![discussion_id, seq],
+        )? > 0)
+    }
+
+    /// Everything up to `upto` is delivered; returns the sequence numbers that changed.
+    pub fn mark_delivered(&mut self, discussion_id: &str, upto: u64) -> Result<Vec<u64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let seqs = {
+            let mut st = tx.prepare(
+                "SELECT seq FROM messages WHERE discussion_id = ?1 AND direction = 'out'
+                 AND seq <= ?2 AND state != 'delivered' ORDER BY seq",
+            )?;
+            let rows = st.query_map(params![discussion_id, upto], |r| r.get(0))?;
+            rows.collect::<Result<Vec<u64>, _>>()?
+        };
+        tx.execute(
+            "UPDATE messages SET state = 'delivered' WHERE discussion_id = ?1 AND direction = 'out'
+             AND seq <= ?2 AND state != 'delivered'",
+            params![discussion_id, upto],
+        )?;
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    /// Highest outgoing sequence number assigned so far (0: none).
+    pub fn last_out_seq(&self, discussion_id: &str) -> Result<u64, StoreError> {
+        let next: u64 = self.conn.query_row(
+            "SELECT next_out_seq FROM discussions WHERE id = ?1",
+            [discussion_id],
+            |r| r.get(0),
+        )?;
+        Ok(next - 1)
+    }
+
+    /// Store an incoming message exactly once and in order. Returns what happened, and the highest
+    /// sequence number stored (what to acknowledge).
+    pub fn store_incoming(
+        &mut self,
+        discussion_id: &str,
+        seq: u64,
+        time: u64,
+        body: &str,
+    ) -> Result<(Incoming, u64), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: u64 = tx
+            .query_row(
+                "SELECT last_in_seq FROM discussions WHERE id = ?1",
+                [discussion_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
+        if seq <= last {
+            return Ok((Incoming::Duplicate, last));
+        }
+        if seq != last + 1 {
+            return Ok((Incoming::Gap { expected: last + 1 }, last));
+        }
+        tx.execute(
+            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
+             VALUES (?1, 'in', ?2, ?3, ?4, 'received', 1)",
+            params![discussion_id, seq, time, body],
+        )?;
+        tx.execute(
+            "UPDATE discussions SET last_in_seq = ?2 WHERE id = ?1",
+            params![discussion_id, seq],
+        )?;
+        tx.commit()?;
+        Ok((Incoming::Stored, seq))
+    }
+
+    pub fn last_in_seq(&self, discussion_id: &str) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT last_in_seq FROM discussions WHERE id = ?1",
+            [discussion_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Outgoing messages not yet delivered, oldest first.
+    pub fn outbox(&self, discussion_id: &str) -> Result<Vec<MessageRecord>, StoreError> {
+        self.messages(
+            "SELECT discussion_id, direction, seq, time, body, state FROM messages
+             WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered'
+             ORDER BY seq LIMIT ?2",
+            discussion_id,
+            u32::MAX as u64,
+        )
+    }
+
+    /// The last `limit` messages, oldest first. Reading marks incoming ones read.
+    pub fn history(&self, discussion_id: &str, limit: u64) -> Result<Vec<MessageRecord>, StoreError> {
+        self.discussion(discussion_id)?;
+        let mut v = self.messages(
+            "SELECT discussion_id, direction, seq, time, body, state FROM messages
+             WHERE discussion_id = ?1 ORDER BY time DESC, rowid DESC LIMIT ?2",
+            discussion_id,
+            limit,
+        )?;
+        v.reverse();
+        Ok(v)
+    }
+
+    pub fn mark_read(&self, discussion_id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE messages SET unread = 0 WHERE discussion_id = ?1 AND unread = 1",
+            [discussion_id],
+        )?;
+        Ok(())
+    }
+
+    fn messages(&self, sql: &str, id: &str, limit: u64) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map(params![id, limit], |r| {
+            Ok(MessageRecord {
+                discussion_id: r.get(0)?,
+                direction: if r.get::<_, String>(1)? == "in" {
+                    Direction::In
+                } else {
+                    Direction::Out
+                },
+                seq: r.get(2)?,
+                time: r.get(3)?,
+                body: r.get(4)?,
+                state: DeliveryState::parse(&r.get::<_, String>(5)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Runs [`Store`] operations on a dedicated thread (a `SyncArbiter` of one: SQLite writes are
+/// serialised anyway, and one connection keeps transactions simple).
+pub struct StoreWorker {
+    store: Option<Store>,
+}
+
+impl StoreWorker {
+    /// Open the database (a bad path fails here, with the reason) and start its worker thread.
+    pub fn start(store_path: &Path) -> Result<StoreHandle, StoreError> {
+        let cell = std::sync::Mutex::new(Some(Store::open(store_path)?));
+        // One thread: the factory runs once and takes the connection opened above.
+        let addr = SyncArbiter::start(1, move || StoreWorker {
+            store: cell.lock().ok().and_then(|mut c| c.take()),
+        });
+        Ok(StoreHandle(addr))
+    }
+}
+
+impl Actor for StoreWorker {
+    type Context = SyncContext<Self>;
+}
+
+/// Run a closure against the store on the worker thread.
+pub struct Exec<R: Send + 'static>(pub Box<dyn FnOnce(&mut Store) -> Result<R, StoreError> + Send>);
+
+impl<R: Send + 'static> Message for Exec<R> {
+    type Result = Result<R, StoreError>;
+}
+
+impl<R: Send + 'static> Handler<Exec<R>> for StoreWorker {
+    type Result = Result<R, StoreError>;
+    fn handle(&mut self, msg: Exec<R>, _: &mut SyncContext<Self>) -> Self::Result {
+        match &mut self.store {
+            Some(store) => (msg.0)(store),
+            None => Err(StoreError::Unavailable),
+        }
+    }
+}
+
+/// A cheap handle to the store worker.
+#[derive(Clone)]
+pub struct StoreHandle(pub Addr<StoreWorker>);
+
+impl StoreHandle {
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.0
+            .send(Exec(Box::new(f)))
+            .await
+            .map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discussion(id: &str) -> DiscussionRecord {
+        DiscussionRecord {
+            id: id.into(),
+            peer_fingerprint: "F".into(),
+            peer_name: "bob".into(),
+            role: "requester".into(),
+            state: DiscussionState::Open,
+            created: 1,
+            own_key_sealed: vec![1],
+            peer_key: vec![2],
+            peer_address: "127.0.0.1".into(),
+            peer_port: 5,
+            listen_port: 0,
+        }
+    }
+
+    #[test]
+    fn outbox_delivery_and_exactly_once_incoming() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.insert_discussion(&discussion("d")).unwrap();
+        assert_eq!(s.queue_outgoing("d", "one", 10).unwrap().seq, 1);
+        assert_eq!(s.queue_outgoing("d", "two", 11).unwrap().seq, 2);
+        assert!(s.mark_sent("d", 1).unwrap());
+        assert_eq!(s.outbox("d").unwrap().len(), 2);
+        assert_eq!(s.mark_delivered("d", 1).unwrap(), vec![1]);
+        assert_eq!(s.mark_delivered("d", 1).unwrap(), Vec::<u64>::new());
+        assert!(!s.mark_sent("d", 1).unwrap(), "delivered never goes back");
+        assert_eq!(s.outbox("d").unwrap()[0].body, "two");
+
+        assert_eq!(s.store_incoming("d", 1, 5, "hi").unwrap(), (Incoming::Stored, 1));
+        assert_eq!(s.store_incoming("d", 1, 5, "hi").unwrap(), (Incoming::Duplicate, 1));
+        assert_eq!(
+            s.store_incoming("d", 3, 5, "x").unwrap(),
+            (Incoming::Gap { expected: 2 }, 1)
+        );
+        let h = s.history("d", 10).unwrap();
+        assert_eq!(h.len(), 3);
+        let sums = s.discussions().unwrap();
+        assert_eq!((sums[0].unread, sums[0].messages), (1, 3));
+        s.mark_read("d").unwrap();
+        assert_eq!(s.discussions().unwrap()[0].unread, 0);
+        assert!(matches!(
+            s.queue_outgoing("nope", "x", 1),
+            Err(StoreError::NoDiscussion(_))
+        ));
+        s.set_discussion_state("d", DiscussionState::Closed).unwrap();
+        assert!(matches!(s.queue_outgoing("d", "x", 1), Err(StoreError::Closed(_))));
+        assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        {
+            let mut s = Store::open(&p).unwrap();
+            s.insert_discussion(&discussion("d")).unwrap();
+            s.queue_outgoing("d", "kept", 1).unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.history("d", 10).unwrap()[0].body, "kept");
+        assert_eq!(s.open_discussion_ids().unwrap(), vec!["d".to_string()]);
+    }
+}
