@@ -130,10 +130,7 @@ mod tests {
     #[test]
     fn garbage_and_trailing_bytes_are_errors() {
         assert!(decode::<Frame>(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 9]).is_err());
-        let mut ok = encode(&Frame::Error {
-            reason: "x".into(),
-        })
-        .unwrap();
+        let mut ok = encode(&Frame::Error { reason: "x".into() }).unwrap();
         ok.push(0);
         assert!(matches!(decode::<Frame>(&ok), Err(CodecError::Trailing(1))));
     }

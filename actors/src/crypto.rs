@@ -431,7 +431,10 @@ mod tests {
         let b = SecretCert::generate("bob").unwrap();
         let m = SecretCert::generate("mallory").unwrap();
         let msg = a.sign_and_encrypt(b.public(), b"hello bob").unwrap();
-        assert_eq!(b.decrypt_and_verify(&msg, a.public()).unwrap(), b"hello bob");
+        assert_eq!(
+            b.decrypt_and_verify(&msg, a.public()).unwrap(),
+            b"hello bob"
+        );
         assert!(matches!(
             b.decrypt_and_verify(&msg, m.public()),
             Err(CryptoError::BadSignature(_))

@@ -127,7 +127,8 @@ impl Requester {
         if !bool::from(expected.ct_eq(&accept.confirm)) {
             return Err(HandshakeError::Failed(FailReason::WrongSecretOrIntercepted));
         }
-        let peer_discussion_key = PublicCert::from_bytes(&accept.discussion_key).map_err(invalid)?;
+        let peer_discussion_key =
+            PublicCert::from_bytes(&accept.discussion_key).map_err(invalid)?;
         Ok((
             confirmation(&key, &t, b"confirm A"),
             Agreed {
@@ -198,7 +199,8 @@ impl Responder {
         };
         let t = transcript(request, &accept)?;
         accept.confirm = confirmation(&key, &t, b"confirm B");
-        let peer_discussion_key = PublicCert::from_bytes(&request.discussion_key).map_err(invalid)?;
+        let peer_discussion_key =
+            PublicCert::from_bytes(&request.discussion_key).map_err(invalid)?;
         Ok((
             Self {
                 key,
@@ -373,8 +375,14 @@ mod tests {
 
     fn run(pw_a: &[u8], pw_b: &[u8]) -> Result<(Agreed, Agreed), HandshakeError> {
         let (a, b) = (party("alice"), party("bob"));
-        let (req_state, req) =
-            Requester::start(&a.id, "alice", b.id.fingerprint(), a.dkey.public(), pw_a, 1000);
+        let (req_state, req) = Requester::start(
+            &a.id,
+            "alice",
+            b.id.fingerprint(),
+            a.dkey.public(),
+            pw_a,
+            1000,
+        );
         let (resp_state, accept) =
             Responder::accept(&req, b.id.fingerprint(), b.dkey.public(), pw_b)?;
         let (confirm, agreed_a) = req_state.on_accept(&accept)?;
@@ -408,13 +416,19 @@ mod tests {
         // A believes it talks to M (whose key M announced as "bob"); B sees a request from M.
         // M forwards A's SPAKE2 message unchanged: the identities differ on both sides.
         let (a, b, m) = (party("alice"), party("bob"), party("bob"));
-        let (req_state, req) =
-            Requester::start(&a.id, "alice", m.id.fingerprint(), a.dkey.public(), b"pw", 1);
+        let (req_state, req) = Requester::start(
+            &a.id,
+            "alice",
+            m.id.fingerprint(),
+            a.dkey.public(),
+            b"pw",
+            1,
+        );
         let mut relayed = req.clone();
         relayed.from = m.id.fingerprint().to_string();
         relayed.to = b.id.fingerprint().to_string();
-        let (_, accept) = Responder::accept(&relayed, b.id.fingerprint(), b.dkey.public(), b"pw")
-            .unwrap();
+        let (_, accept) =
+            Responder::accept(&relayed, b.id.fingerprint(), b.dkey.public(), b"pw").unwrap();
         let err = req_state.on_accept(&accept).unwrap_err();
         assert_eq!(err.reason(), FailReason::WrongSecretOrIntercepted);
     }
@@ -422,8 +436,14 @@ mod tests {
     #[test]
     fn tampered_accept_fails() {
         let (a, b) = (party("alice"), party("bob"));
-        let (req_state, req) =
-            Requester::start(&a.id, "alice", b.id.fingerprint(), a.dkey.public(), b"pw", 1);
+        let (req_state, req) = Requester::start(
+            &a.id,
+            "alice",
+            b.id.fingerprint(),
+            a.dkey.public(),
+            b"pw",
+            1,
+        );
         let (_, mut accept) =
             Responder::accept(&req, b.id.fingerprint(), b.dkey.public(), b"pw").unwrap();
         // Swap in another discussion key: the transcript no longer matches confirm_B.

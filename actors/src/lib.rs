@@ -1,6 +1,16 @@
 pub mod codec;
+pub mod contacts;
 pub mod crypto;
+pub mod discovery;
+pub mod discussions;
+pub mod events;
 pub mod handshake;
-pub mod wire;
+pub mod identity;
+pub mod keys;
+pub mod listener;
+pub mod net;
+pub mod node;
+pub mod session;
 pub mod settings;
 pub mod store;
+pub mod wire;

@@ -280,7 +280,10 @@ impl Settings {
             return bad("discovery.interval_secs", "must be at least 1");
         }
         if l.max_frame_bytes < 4096 || l.max_frame_bytes > 64 * 1024 * 1024 {
-            return bad("limits.max_frame_bytes", "must be between 4096 and 67108864");
+            return bad(
+                "limits.max_frame_bytes",
+                "must be between 4096 and 67108864",
+            );
         }
         if l.max_message_bytes == 0 || l.max_message_bytes + 2048 > l.max_frame_bytes {
             return bad(
@@ -289,7 +292,10 @@ impl Settings {
             );
         }
         if l.max_datagram_bytes < 1024 || l.max_datagram_bytes > 65507 {
-            return bad("limits.max_datagram_bytes", "must be between 1024 and 65507");
+            return bad(
+                "limits.max_datagram_bytes",
+                "must be between 1024 and 65507",
+            );
         }
         for (key, v) in [
             ("limits.max_contacts", l.max_contacts),
@@ -385,8 +391,13 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         for p in ["default", "alice", "bob"] {
             let f = root.join(format!("{p}.toml"));
-            let s = Settings::load(None, Some(&f), vec![], &[("node.data_dir", "/tmp/x".into())])
-                .unwrap_or_else(|e| panic!("{p}: {e}"));
+            let s = Settings::load(
+                None,
+                Some(&f),
+                vec![],
+                &[("node.data_dir", "/tmp/x".into())],
+            )
+            .unwrap_or_else(|e| panic!("{p}: {e}"));
             if p != "default" {
                 assert_eq!(s.discovery.broadcast.to_string(), "127.255.255.255");
                 assert_eq!(s.node.name, p);

@@ -445,7 +445,11 @@ impl Store {
     }
 
     /// Everything up to `upto` is delivered; returns the sequence numbers that changed.
-    pub fn mark_delivered(&mut self, discussion_id: &str, upto: u64) -> Result<Vec<u64>, StoreError> {
+    pub fn mark_delivered(
+        &mut self,
+        discussion_id: &str,
+        upto: u64,
+    ) -> Result<Vec<u64>, StoreError> {
         let tx = self.conn.transaction()?;
         let seqs = {
             let mut st = tx.prepare(
@@ -533,7 +537,11 @@ impl Store {
     }
 
     /// The last `limit` messages, oldest first. Reading marks incoming ones read.
-    pub fn history(&self, discussion_id: &str, limit: u64) -> Result<Vec<MessageRecord>, StoreError> {
+    pub fn history(
+        &self,
+        discussion_id: &str,
+        limit: u64,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
         self.discussion(discussion_id)?;
         let mut v = self.messages(
             "SELECT discussion_id, direction, seq, time, body, state FROM messages
@@ -662,8 +670,14 @@ mod tests {
         assert!(!s.mark_sent("d", 1).unwrap(), "delivered never goes back");
         assert_eq!(s.outbox("d").unwrap()[0].body, "two");
 
-        assert_eq!(s.store_incoming("d", 1, 5, "hi").unwrap(), (Incoming::Stored, 1));
-        assert_eq!(s.store_incoming("d", 1, 5, "hi").unwrap(), (Incoming::Duplicate, 1));
+        assert_eq!(
+            s.store_incoming("d", 1, 5, "hi").unwrap(),
+            (Incoming::Stored, 1)
+        );
+        assert_eq!(
+            s.store_incoming("d", 1, 5, "hi").unwrap(),
+            (Incoming::Duplicate, 1)
+        );
         assert_eq!(
             s.store_incoming("d", 3, 5, "x").unwrap(),
             (Incoming::Gap { expected: 2 }, 1)
@@ -678,8 +692,12 @@ mod tests {
             s.queue_outgoing("nope", "x", 1),
             Err(StoreError::NoDiscussion(_))
         ));
-        s.set_discussion_state("d", DiscussionState::Closed).unwrap();
-        assert!(matches!(s.queue_outgoing("d", "x", 1), Err(StoreError::Closed(_))));
+        s.set_discussion_state("d", DiscussionState::Closed)
+            .unwrap();
+        assert!(matches!(
+            s.queue_outgoing("d", "x", 1),
+            Err(StoreError::Closed(_))
+        ));
         assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 

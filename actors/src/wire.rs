@@ -187,7 +187,12 @@ impl Role {
 
 /// What a discussion key signs to prove itself on a (re)connection: domain, discussion, the
 /// signer's role, the peer's fresh nonce, then its own.
-pub fn session_auth_data(discussion_id: &str, signer: Role, peer_nonce: &Nonce, own: &Nonce) -> Vec<u8> {
+pub fn session_auth_data(
+    discussion_id: &str,
+    signer: Role,
+    peer_nonce: &Nonce,
+    own: &Nonce,
+) -> Vec<u8> {
     let mut v = b"pgpchat-session-auth-v1\0".to_vec();
     v.extend_from_slice(discussion_id.as_bytes());
     v.push(0);
@@ -258,7 +263,7 @@ mod tests {
             },
             Frame::Close { signature: vec![6] },
             Frame::Error {
-                reason: "é".into(),
+                reason: "é".into()
             },
         ];
         for f in frames {

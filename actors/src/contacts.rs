@@ -1,0 +1,306 @@
+//! Contact registry actor: who has been seen on the network, keyed by identity fingerprint.
+//!
+//! Messages: [`AnnounceSeen`] (from discovery, after the announce's signature checked out),
+//! [`ListContacts`], [`FindContact`], [`SetVerified`]. Persists through the store worker and emits
+//! `contact_seen` / `key_changed` events. Lifecycle: started by the node with the contacts loaded from
+//! the store; lives as long as the node.
+//!
+//! A name is only a hint. A known name announced by another key becomes a *separate* contact marked
+//! `key_changed`: it never inherits the old contact's verification or discussions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use actix::prelude::*;
+use thiserror::Error;
+
+use crate::events::{now_secs, Event, EventBus};
+use crate::store::{ContactRecord, StoreHandle};
+
+/// An unchanged contact is written to disk at most this often (announces come every few seconds).
+const PERSIST_EVERY_SECS: u64 = 60;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ContactError {
+    #[error("no contact matches '{0}'")]
+    NotFound(String),
+    #[error("'{0}' is ambiguous: {1}")]
+    Ambiguous(String, String),
+}
+
+pub struct ContactRegistry {
+    node: String,
+    contacts: HashMap<String, ContactRecord>,
+    max_contacts: usize,
+    store: StoreHandle,
+    events: EventBus,
+}
+
+impl ContactRegistry {
+    pub fn new(
+        node: &str,
+        loaded: Vec<ContactRecord>,
+        max_contacts: usize,
+        store: StoreHandle,
+        events: EventBus,
+    ) -> Self {
+        Self {
+            node: node.to_string(),
+            contacts: loaded
+                .into_iter()
+                .map(|c| (c.fingerprint.clone(), c))
+                .collect(),
+            max_contacts,
+            store,
+            events,
+        }
+    }
+
+    fn persist(&self, ctx: &mut Context<Self>, c: ContactRecord) {
+        let store = self.store.clone();
+        let node = self.node.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.run(move |s| s.upsert_contact(&c)).await {
+                    log::warn!("[{node}] cannot store contact: {e}");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Make room for one more: forget the least recently seen unverified contact.
+    fn evict_one(&mut self, ctx: &mut Context<Self>) {
+        let victim = self
+            .contacts
+            .values()
+            .filter(|c| !c.verified)
+            .min_by_key(|c| c.last_seen)
+            .map(|c| c.fingerprint.clone());
+        if let Some(fp) = victim {
+            self.contacts.remove(&fp);
+            let store = self.store.clone();
+            ctx.spawn(
+                async move {
+                    let _ = store.run(move |s| s.delete_contact(&fp)).await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+impl Actor for ContactRegistry {
+    type Context = Context<Self>;
+}
+
+/// A verified announce (or handshake) showed this identity at this address.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct AnnounceSeen {
+    pub fingerprint: String,
+    pub cert: Vec<u8>,
+    pub name: String,
+    pub address: IpAddr,
+    pub tcp_port: u16,
+    /// The time inside the announce; an announce not newer than the last one is a replay.
+    pub time: u64,
+}
+
+impl Handler<AnnounceSeen> for ContactRegistry {
+    /// Whether the announce was accepted (false: replayed or stale).
+    type Result = bool;
+
+    fn handle(&mut self, a: AnnounceSeen, ctx: &mut Context<Self>) -> bool {
+        let now = now_secs();
+        let address = a.address.to_string();
+        if let Some(c) = self.contacts.get_mut(&a.fingerprint) {
+            if a.time <= c.announce_time {
+                return false;
+            }
+            let changed = c.address != address || c.tcp_port != a.tcp_port || c.name != a.name;
+            let stale = now.saturating_sub(c.last_seen) >= PERSIST_EVERY_SECS;
+            c.address = address;
+            c.tcp_port = a.tcp_port;
+            c.name = a.name;
+            c.last_seen = now;
+            c.announce_time = a.time;
+            let c = c.clone();
+            if changed {
+                self.events.emit(Event::ContactSeen { contact: c.clone() });
+            }
+            if changed || stale {
+                self.persist(ctx, c);
+            }
+            return true;
+        }
+        if self.contacts.len() >= self.max_contacts {
+            self.evict_one(ctx);
+            if self.contacts.len() >= self.max_contacts {
+                log::warn!("[{}] contact table full of verified contacts", self.node);
+                return false;
+            }
+        }
+        let previous = self
+            .contacts
+            .values()
+            .find(|c| c.name == a.name)
+            .map(|c| c.fingerprint.clone());
+        let c = ContactRecord {
+            fingerprint: a.fingerprint.clone(),
+            name: a.name.clone(),
+            cert: a.cert,
+            address,
+            tcp_port: a.tcp_port,
+            first_seen: now,
+            last_seen: now,
+            announce_time: a.time,
+            verified: false,
+            key_changed: previous.is_some(),
+        };
+        if let Some(old) = previous {
+            log::warn!(
+                "[{}] name '{}' now announced by key {} (known as {})",
+                self.node,
+                a.name,
+                a.fingerprint,
+                old
+            );
+            self.events.emit(Event::KeyChanged {
+                name: a.name,
+                old_fingerprint: old,
+                new_fingerprint: a.fingerprint.clone(),
+            });
+        }
+        log::info!("[{}] new contact {} {}", self.node, c.name, c.fingerprint);
+        self.events.emit(Event::ContactSeen { contact: c.clone() });
+        self.contacts.insert(a.fingerprint, c.clone());
+        self.persist(ctx, c);
+        true
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<ContactRecord>")]
+pub struct ListContacts;
+
+impl Handler<ListContacts> for ContactRegistry {
+    type Result = MessageResult<ListContacts>;
+    fn handle(&mut self, _: ListContacts, _: &mut Context<Self>) -> Self::Result {
+        let mut v: Vec<_> = self.contacts.values().cloned().collect();
+        v.sort_by(|a, b| (&a.name, &a.fingerprint).cmp(&(&b.name, &b.fingerprint)));
+        MessageResult(v)
+    }
+}
+
+/// Resolve a name (exact, case-insensitive) or a fingerprint prefix (4+ hex digits).
+#[derive(Message)]
+#[rtype(result = "Result<ContactRecord, ContactError>")]
+pub struct FindContact(pub String);
+
+impl Handler<FindContact> for ContactRegistry {
+    type Result = Result<ContactRecord, ContactError>;
+    fn handle(&mut self, q: FindContact, _: &mut Context<Self>) -> Self::Result {
+        find(self.contacts.values(), &q.0)
+    }
+}
+
+/// Shared by contacts and discussions: name or fingerprint prefix.
+pub fn find<'a>(
+    all: impl Iterator<Item = &'a ContactRecord>,
+    query: &str,
+) -> Result<ContactRecord, ContactError> {
+    let q = query.trim();
+    let hex = q.replace(' ', "").to_uppercase();
+    let is_fpr = hex.len() >= 4 && hex.chars().all(|c| c.is_ascii_hexdigit());
+    let matches: Vec<&ContactRecord> = all
+        .filter(|c| c.name.eq_ignore_ascii_case(q) || (is_fpr && c.fingerprint.starts_with(&hex)))
+        .collect();
+    match matches.as_slice() {
+        [] => Err(ContactError::NotFound(q.to_string())),
+        [one] => Ok((*one).clone()),
+        many => Err(ContactError::Ambiguous(
+            q.to_string(),
+            format!(
+                "{} contacts match ({}); use a longer fingerprint prefix",
+                many.len(),
+                many.iter()
+                    .map(|c| format!(
+                        "{} {}",
+                        c.name,
+                        &c.fingerprint[..16.min(c.fingerprint.len())]
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<ContactRecord, ContactError>")]
+pub struct SetVerified {
+    pub query: String,
+    pub verified: bool,
+}
+
+impl Handler<SetVerified> for ContactRegistry {
+    type Result = Result<ContactRecord, ContactError>;
+    fn handle(&mut self, m: SetVerified, ctx: &mut Context<Self>) -> Self::Result {
+        let fp = find(self.contacts.values(), &m.query)?.fingerprint;
+        let c = self
+            .contacts
+            .get_mut(&fp)
+            .ok_or_else(|| ContactError::NotFound(m.query.clone()))?;
+        c.verified = m.verified;
+        if m.verified {
+            c.key_changed = false;
+        }
+        let c = c.clone();
+        self.persist(ctx, c.clone());
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, fp: &str) -> ContactRecord {
+        ContactRecord {
+            fingerprint: fp.into(),
+            name: name.into(),
+            cert: vec![],
+            address: "127.0.0.1".into(),
+            tcp_port: 1,
+            first_seen: 0,
+            last_seen: 0,
+            announce_time: 0,
+            verified: false,
+            key_changed: false,
+        }
+    }
+
+    #[test]
+    fn find_by_name_or_prefix() {
+        let all = [
+            c("bob", "ABCD1111"),
+            c("Bob", "ABCD2222"),
+            c("carol", "EEEE0000"),
+        ];
+        assert_eq!(find(all.iter(), "carol").unwrap().fingerprint, "EEEE0000");
+        assert_eq!(find(all.iter(), "abcd 2").unwrap().fingerprint, "ABCD2222");
+        assert!(matches!(
+            find(all.iter(), "bob"),
+            Err(ContactError::Ambiguous(..))
+        ));
+        assert!(matches!(
+            find(all.iter(), "dave"),
+            Err(ContactError::NotFound(_))
+        ));
+        assert!(matches!(
+            find(all.iter(), "ab"),
+            Err(ContactError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,368 @@
+//! Discovery actor: "who's there" over UDP (SPEC 3.1, seed 2.A).
+//!
+//! Two sockets. The *shared* socket is bound to the network's discovery port with SO_REUSEADDR, so
+//! every node on a host hears every broadcast. The *own* socket (ephemeral port) sends this node's
+//! announces and replies, and receives the replies meant for this node: a reply goes to the source
+//! address of the announce it answers, which is that node's own socket.
+//!
+//! Every interval (and at start) the node broadcasts a signed announce, padded to
+//! [`ANNOUNCE_PADDED_BYTES`]. A node hearing an announce that is not its own and not a reply answers
+//! the sender once per interval per source address, with its unpadded announce, and only if that
+//! reply is not larger than what it answers (no amplification). Signatures are checked on the key
+//! manager's workers, at most [`MAX_VERIFICATIONS_IN_FLIGHT`] at a time; anything beyond is dropped
+//! and counted, so a flood costs bounded memory and CPU.
+//!
+//! Talks to: the key manager (sign, verify), the contact registry ([`AnnounceSeen`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::net::UdpSocket;
+
+use crate::codec;
+use crate::contacts::{AnnounceSeen, ContactRegistry};
+use crate::events::now_secs;
+use crate::handshake::{random_nonce, MAX_CLOCK_SKEW};
+use crate::keys::KeysHandle;
+use crate::settings::Settings;
+use crate::wire::{Announce, AnnounceBody, PROTOCOL_VERSION};
+
+/// Broadcast announces are padded to this size; replies are not padded.
+pub const ANNOUNCE_PADDED_BYTES: usize = 1200;
+/// Announce signatures being checked at once; further datagrams are dropped until one finishes.
+pub const MAX_VERIFICATIONS_IN_FLIGHT: usize = 32;
+/// Distinct sources remembered for the reply rate limit within one interval.
+pub const MAX_REPLY_SOURCES: usize = 4096;
+/// Longest display name announced or accepted.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Counters, readable through [`GetDiscoveryStats`].
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct DiscoveryStats {
+    pub received: u64,
+    pub dropped_malformed: u64,
+    pub dropped_busy: u64,
+    pub dropped_bad_signature: u64,
+    pub accepted: u64,
+    pub replies_sent: u64,
+    pub announces_sent: u64,
+}
+
+pub struct Discovery {
+    node: String,
+    settings: Settings,
+    keys: KeysHandle,
+    contacts: Addr<ContactRegistry>,
+    own: Arc<UdpSocket>,
+    shared: Option<Arc<UdpSocket>>,
+    tcp_port: u16,
+    /// This interval's signed reply, ready to send.
+    reply: Option<Arc<Vec<u8>>>,
+    replied: HashMap<SocketAddr, Instant>,
+    in_flight: usize,
+    stats: DiscoveryStats,
+}
+
+/// Bound discovery sockets, created before the actor so errors surface at node start.
+pub struct DiscoverySockets {
+    pub own: UdpSocket,
+    pub shared: UdpSocket,
+}
+
+impl DiscoverySockets {
+    pub fn bind(settings: &Settings) -> io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let d = &settings.discovery;
+        let shared_addr = SocketAddr::new(d.bind, d.port);
+        let shared = Socket::new(
+            Domain::for_address(shared_addr),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        shared.set_reuse_address(true)?;
+        shared.set_broadcast(true)?;
+        shared.set_nonblocking(true)?;
+        shared.bind(&shared_addr.into()).map_err(|e| {
+            io::Error::new(e.kind(), format!("discovery socket {shared_addr}: {e}"))
+        })?;
+        let own_addr = SocketAddr::new(d.source, 0);
+        let own = Socket::new(
+            Domain::for_address(own_addr),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        own.set_broadcast(true)?;
+        own.set_nonblocking(true)?;
+        own.bind(&own_addr.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("discovery source {own_addr}: {e}")))?;
+        Ok(Self {
+            own: UdpSocket::from_std(own.into())?,
+            shared: UdpSocket::from_std(shared.into())?,
+        })
+    }
+}
+
+impl Discovery {
+    pub fn new(
+        settings: Settings,
+        sockets: DiscoverySockets,
+        keys: KeysHandle,
+        contacts: Addr<ContactRegistry>,
+        tcp_port: u16,
+    ) -> Self {
+        Self {
+            node: settings.node.name.clone(),
+            settings,
+            keys,
+            contacts,
+            own: Arc::new(sockets.own),
+            shared: Some(Arc::new(sockets.shared)),
+            tcp_port,
+            reply: None,
+            replied: HashMap::new(),
+            in_flight: 0,
+            stats: DiscoveryStats::default(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(self.settings.discovery.interval_secs)
+    }
+
+    fn body(&self, reply: bool) -> AnnounceBody {
+        AnnounceBody {
+            version: PROTOCOL_VERSION,
+            name: self.keys.name().chars().take(MAX_NAME_CHARS).collect(),
+            tcp_port: self.tcp_port,
+            cert: self.keys.public().to_bytes(),
+            nonce: random_nonce(),
+            time: now_secs(),
+            reply,
+        }
+    }
+
+    /// Sign this interval's announce and reply, then broadcast the announce.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.replied.clear();
+        let keys = self.keys.clone();
+        let bodies = (self.body(false), self.body(true));
+        let broadcast = SocketAddr::new(
+            self.settings.discovery.broadcast,
+            self.settings.discovery.port,
+        );
+        let enabled = self.settings.discovery.enabled;
+        let fut = async move {
+            let announce = sign_announce(&keys, &bodies.0, ANNOUNCE_PADDED_BYTES).await?;
+            let reply = sign_announce(&keys, &bodies.1, 0).await?;
+            Ok::<_, String>((announce, reply))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
+            Ok((announce, reply)) => {
+                act.reply = Some(Arc::new(reply));
+                if enabled {
+                    let own = act.own.clone();
+                    let node = act.node.clone();
+                    act.stats.announces_sent += 1;
+                    actix_rt::spawn(async move {
+                        if let Err(e) = own.send_to(&announce, broadcast).await {
+                            log::warn!("[{node}] announce to {broadcast}: {e}");
+                        }
+                    });
+                }
+            }
+            Err(e) => log::error!("[{}] cannot sign announce: {e}", act.node),
+        }));
+    }
+
+    fn on_datagram(&mut self, bytes: Vec<u8>, from: SocketAddr, ctx: &mut Context<Self>) {
+        self.stats.received += 1;
+        let received_len = bytes.len();
+        let parsed = codec::decode::<Announce>(&bytes)
+            .ok()
+            .and_then(|a| codec::decode::<AnnounceBody>(&a.body).ok().map(|b| (a, b)));
+        let Some((announce, body)) = parsed else {
+            self.stats.dropped_malformed += 1;
+            log::debug!("[{}] malformed datagram from {from}", self.node);
+            return;
+        };
+        if body.version != PROTOCOL_VERSION
+            || body.name.chars().count() > MAX_NAME_CHARS
+            || body.name.chars().any(char::is_control)
+            || now_secs().abs_diff(body.time) > MAX_CLOCK_SKEW.as_secs()
+        {
+            self.stats.dropped_malformed += 1;
+            log::debug!(
+                "[{}] refused announce from {from} (version, name or time)",
+                self.node
+            );
+            return;
+        }
+        if body.cert == self.keys.public().to_bytes() {
+            return; // our own broadcast
+        }
+        if self.in_flight >= MAX_VERIFICATIONS_IN_FLIGHT {
+            self.stats.dropped_busy += 1;
+            return;
+        }
+        self.in_flight += 1;
+        let keys = self.keys.clone();
+        let cert = body.cert.clone();
+        let fut = async move {
+            keys.verify_with_cert(cert, announce.body, announce.signature)
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight -= 1;
+            let cert = match res {
+                Ok(c) => c,
+                Err(e) => {
+                    act.stats.dropped_bad_signature += 1;
+                    log::debug!("[{}] announce from {from} refused: {e}", act.node);
+                    return;
+                }
+            };
+            act.stats.accepted += 1;
+            let seen = AnnounceSeen {
+                fingerprint: cert.fingerprint().to_string(),
+                cert: body.cert,
+                name: body.name,
+                address: from.ip(),
+                tcp_port: body.tcp_port,
+                time: body.time,
+            };
+            let contacts = act.contacts.clone();
+            ctx.spawn(
+                async move {
+                    let _ = contacts.send(seen).await;
+                }
+                .into_actor(act),
+            );
+            if !body.reply {
+                act.maybe_reply(from, received_len);
+            }
+        }));
+    }
+
+    fn maybe_reply(&mut self, to: SocketAddr, received_len: usize) {
+        let Some(reply) = self.reply.clone() else {
+            return;
+        };
+        if reply.len() > received_len {
+            log::debug!(
+                "[{}] no reply to {to}: it would be larger than the announce",
+                self.node
+            );
+            return;
+        }
+        if self.replied.contains_key(&to) || self.replied.len() >= MAX_REPLY_SOURCES {
+            return;
+        }
+        self.replied.insert(to, Instant::now());
+        self.stats.replies_sent += 1;
+        let own = self.own.clone();
+        let node = self.node.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = own.send_to(&reply, to).await {
+                log::debug!("[{node}] reply to {to}: {e}");
+            }
+        });
+    }
+}
+
+async fn sign_announce(
+    keys: &KeysHandle,
+    body: &AnnounceBody,
+    pad_to: usize,
+) -> Result<Vec<u8>, String> {
+    let body = codec::encode(body).map_err(|e| e.to_string())?;
+    let signature = keys.sign(body.clone()).await.map_err(|e| e.to_string())?;
+    let mut a = Announce {
+        body,
+        signature,
+        padding: vec![],
+    };
+    let len = codec::encode(&a).map_err(|e| e.to_string())?.len();
+    a.padding = vec![0; pad_to.saturating_sub(len)];
+    codec::encode(&a).map_err(|e| e.to_string())
+}
+
+/// A received datagram.
+struct Datagram(Vec<u8>, SocketAddr);
+
+fn datagrams(socket: Arc<UdpSocket>, max: usize) -> impl futures::Stream<Item = Datagram> {
+    futures::stream::unfold(socket, move |socket| async move {
+        let mut buf = vec![0u8; max + 1];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                // Longer than the limit (truncated by the kernel to max + 1): not ours.
+                Ok((n, _)) if n > max => continue,
+                Ok((n, from)) => {
+                    buf.truncate(n);
+                    return Some((Datagram(buf, from), socket));
+                }
+                Err(e) => {
+                    log::debug!("discovery recv: {e}");
+                    actix_rt::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+impl Actor for Discovery {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let max = self.settings.limits.max_datagram_bytes;
+        if let Some(shared) = self.shared.take() {
+            ctx.add_stream(datagrams(shared, max));
+        }
+        ctx.add_stream(datagrams(self.own.clone(), max));
+        self.tick(ctx);
+        ctx.run_interval(self.interval(), |act, ctx| act.tick(ctx));
+        log::info!(
+            "[{}] discovery on port {} (broadcast {}), announcing TCP port {}",
+            self.node,
+            self.settings.discovery.port,
+            self.settings.discovery.broadcast,
+            self.tcp_port
+        );
+    }
+}
+
+impl StreamHandler<Datagram> for Discovery {
+    fn handle(&mut self, d: Datagram, ctx: &mut Context<Self>) {
+        self.on_datagram(d.0, d.1, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The datagram streams never end; nothing to do (and do not stop the actor).
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "DiscoveryStats")]
+pub struct GetDiscoveryStats;
+
+impl Handler<GetDiscoveryStats> for Discovery {
+    type Result = MessageResult<GetDiscoveryStats>;
+    fn handle(&mut self, _: GetDiscoveryStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats)
+    }
+}
+
+/// Announce now (used when something announced changes, and by tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AnnounceNow;
+
+impl Handler<AnnounceNow> for Discovery {
+    type Result = ();
+    fn handle(&mut self, _: AnnounceNow, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+    }
+}

@@ -1,0 +1,349 @@
+//! Discussion directory actor: starts, finds and forgets the node's [`DiscussionSession`]s.
+//!
+//! At start it resumes every open discussion from the store (unsealing each discussion key with the
+//! identity key, rebinding the receiver's listener on its old port when free). Messages:
+//! [`CreateDiscussion`] (from the listener when a handshake succeeds), [`Resolve`] (a discussion id,
+//! id prefix, or contact name/fingerprint prefix → the most recent matching discussion), [`Lookup`],
+//! [`RouteConnection`] (a discussion connection that arrived on the main listener), and
+//! [`SessionStopped`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::crypto::{PublicCert, SecretCert};
+use crate::events::EventBus;
+use crate::keys::KeysHandle;
+use crate::net::Conn;
+use crate::session::{AuthenticateIncoming, DiscussionSession, SessionParams, SessionStopped};
+use crate::settings::Settings;
+use crate::store::{DiscussionRecord, DiscussionState, StoreError, StoreHandle};
+use crate::wire::{Nonce, Role};
+
+#[derive(Debug, Error)]
+pub enum DirectoryError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("no discussion matches '{0}'")]
+    NotFound(String),
+    #[error("'{0}' matches several discussions: {1}")]
+    Ambiguous(String, String),
+    #[error("discussion '{0}' is closed")]
+    Closed(String),
+    #[error("cannot open the discussion listener: {0}")]
+    Bind(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+pub struct DiscussionDirectory {
+    node: String,
+    settings: Settings,
+    keys: KeysHandle,
+    store: StoreHandle,
+    events: EventBus,
+    sessions: HashMap<String, Addr<DiscussionSession>>,
+}
+
+impl DiscussionDirectory {
+    pub fn new(settings: Settings, keys: KeysHandle, store: StoreHandle, events: EventBus) -> Self {
+        Self {
+            node: settings.node.name.clone(),
+            settings,
+            keys,
+            store,
+            events,
+            sessions: HashMap::new(),
+        }
+    }
+
+    fn start_session(
+        &mut self,
+        record: &DiscussionRecord,
+        own_key: SecretCert,
+        peer_key: PublicCert,
+        listener: Option<TcpListener>,
+        ctx: &mut Context<Self>,
+    ) {
+        let role = if record.role == Role::Requester.as_str() {
+            Role::Requester
+        } else {
+            Role::Receiver
+        };
+        let peer_endpoint = match role {
+            Role::Requester => format!("{}:{}", record.peer_address, record.peer_port)
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| {
+                    record
+                        .peer_address
+                        .parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, record.peer_port))
+                }),
+            Role::Receiver => None,
+        };
+        let session = DiscussionSession::new(SessionParams {
+            settings: self.settings.clone(),
+            discussion_id: record.id.clone(),
+            role,
+            own_key,
+            peer_key,
+            peer_name: record.peer_name.clone(),
+            peer_fingerprint: record.peer_fingerprint.clone(),
+            peer_endpoint,
+            listener,
+            keys: self.keys.clone(),
+            store: self.store.clone(),
+            events: self.events.clone(),
+            directory: ctx.address().recipient(),
+        })
+        .start();
+        self.sessions.insert(record.id.clone(), session);
+    }
+}
+
+/// Bind a discussion listener, on `port` if it is free, else on any port.
+async fn bind_discussion_listener(
+    settings: &Settings,
+    port: u16,
+) -> Result<TcpListener, DirectoryError> {
+    let bind = settings.listener.bind;
+    if port != 0 {
+        if let Ok(l) = TcpListener::bind(SocketAddr::new(bind, port)).await {
+            return Ok(l);
+        }
+    }
+    TcpListener::bind(SocketAddr::new(bind, 0))
+        .await
+        .map_err(|e| DirectoryError::Bind(e.to_string()))
+}
+
+impl Actor for DiscussionDirectory {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Resume before serving anyone: `wait` holds the mailbox until every session is back.
+        let (store, keys, settings) =
+            (self.store.clone(), self.keys.clone(), self.settings.clone());
+        let fut = async move {
+            let ids = store.run(|s| s.open_discussion_ids()).await?;
+            let mut resumed = Vec::new();
+            for id in ids {
+                let i = id.clone();
+                let record = store.run(move |s| s.discussion(&i)).await?;
+                let own = match keys
+                    .unseal_discussion_key(record.own_key_sealed.clone())
+                    .await
+                {
+                    Ok(k) => k,
+                    Err(e) => {
+                        log::error!("discussion {id}: cannot unseal its key: {e}");
+                        continue;
+                    }
+                };
+                let peer = match keys.parse_cert(record.peer_key.clone()).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        log::error!("discussion {id}: bad peer key: {e}");
+                        continue;
+                    }
+                };
+                let listener = if record.role == Role::Receiver.as_str() {
+                    let l = bind_discussion_listener(&settings, record.listen_port).await?;
+                    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                    if port != record.listen_port {
+                        let i = id.clone();
+                        store.run(move |s| s.set_listen_port(&i, port)).await?;
+                    }
+                    Some(l)
+                } else {
+                    None
+                };
+                resumed.push((record, own, peer, listener));
+            }
+            Ok::<_, DirectoryError>(resumed)
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(resumed) => {
+                for (record, own, peer, listener) in resumed {
+                    log::info!(
+                        "[{}] resuming discussion {} with {}",
+                        act.node,
+                        record.id,
+                        record.peer_name
+                    );
+                    act.start_session(&record, own, peer, listener, ctx);
+                }
+            }
+            Err(e) => log::error!("[{}] cannot resume discussions: {e}", act.node),
+        }));
+    }
+}
+
+/// A handshake succeeded: store the discussion and start its session. Returns the port of the
+/// discussion listener (receiver) or 0 (requester).
+#[derive(Message)]
+#[rtype(result = "Result<u16, DirectoryError>")]
+pub struct CreateDiscussion {
+    pub record: DiscussionRecord,
+    pub own_key: SecretCert,
+    pub peer_key: PublicCert,
+}
+
+impl Handler<CreateDiscussion> for DiscussionDirectory {
+    type Result = ResponseActFuture<Self, Result<u16, DirectoryError>>;
+
+    fn handle(&mut self, m: CreateDiscussion, _: &mut Context<Self>) -> Self::Result {
+        let (store, settings) = (self.store.clone(), self.settings.clone());
+        let mut record = m.record;
+        let fut = async move {
+            let listener = if record.role == Role::Receiver.as_str() {
+                let l = bind_discussion_listener(&settings, 0).await?;
+                record.listen_port = l
+                    .local_addr()
+                    .map_err(|e| DirectoryError::Bind(e.to_string()))?
+                    .port();
+                Some(l)
+            } else {
+                None
+            };
+            let r = record.clone();
+            store.run(move |s| s.insert_discussion(&r)).await?;
+            Ok::<_, DirectoryError>((record, listener))
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            let (record, listener) = res?;
+            let port = record.listen_port;
+            act.start_session(&record, m.own_key, m.peer_key, listener, ctx);
+            Ok(port)
+        }))
+    }
+}
+
+/// Find a discussion: its id, a unique id prefix (4+ characters), or a contact's name or
+/// fingerprint prefix (its most recent discussion).
+#[derive(Message)]
+#[rtype(result = "Result<String, DirectoryError>")]
+pub struct Resolve(pub String);
+
+impl Handler<Resolve> for DiscussionDirectory {
+    type Result = ResponseFuture<Result<String, DirectoryError>>;
+
+    fn handle(&mut self, m: Resolve, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let all = store.run(|s| s.discussions()).await?; // most recent first
+            let q = m.0.trim().to_string();
+            if let Some(d) = all.iter().find(|d| d.id == q) {
+                return Ok(d.id.clone());
+            }
+            let lower = q.to_lowercase();
+            let by_id: Vec<_> = all
+                .iter()
+                .filter(|d| lower.len() >= 4 && d.id.starts_with(&lower))
+                .collect();
+            if by_id.len() == 1 {
+                return Ok(by_id[0].id.clone());
+            }
+            if by_id.len() > 1 {
+                return Err(DirectoryError::Ambiguous(q, "use more of the id".into()));
+            }
+            let hex = q.replace(' ', "").to_uppercase();
+            let is_fpr = hex.len() >= 4 && hex.chars().all(|c| c.is_ascii_hexdigit());
+            let by_peer: Vec<_> = all
+                .iter()
+                .filter(|d| {
+                    d.peer_name.eq_ignore_ascii_case(&q)
+                        || (is_fpr && d.peer_fingerprint.starts_with(&hex))
+                })
+                .collect();
+            let Some(first) = by_peer.first() else {
+                return Err(DirectoryError::NotFound(q));
+            };
+            if by_peer
+                .iter()
+                .any(|d| d.peer_fingerprint != first.peer_fingerprint)
+            {
+                return Err(DirectoryError::Ambiguous(
+                    q,
+                    "several contacts have this name; use a fingerprint prefix or the discussion id"
+                        .into(),
+                ));
+            }
+            Ok(first.id.clone())
+        })
+    }
+}
+
+/// The session of an open discussion.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<DiscussionSession>, DirectoryError>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for DiscussionDirectory {
+    type Result = ResponseFuture<Result<Addr<DiscussionSession>, DirectoryError>>;
+    fn handle(&mut self, m: Lookup, _: &mut Context<Self>) -> Self::Result {
+        let found = self.sessions.get(&m.0).cloned();
+        let store = self.store.clone();
+        Box::pin(async move {
+            if let Some(a) = found {
+                return Ok(a);
+            }
+            let id = m.0.clone();
+            let d = store.run(move |s| s.discussion(&id)).await?;
+            match d.state {
+                DiscussionState::Closed => Err(DirectoryError::Closed(m.0)),
+                DiscussionState::Open => Err(DirectoryError::Key(format!(
+                    "discussion '{}' could not be resumed (see the core's log)",
+                    m.0
+                ))),
+            }
+        })
+    }
+}
+
+/// A connection for a discussion that arrived on the main listener (the requester falls back to it
+/// when the discussion listener is unreachable).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RouteConnection {
+    pub discussion_id: String,
+    pub nonce: Nonce,
+    pub conn: Conn<TcpStream>,
+}
+
+impl Handler<RouteConnection> for DiscussionDirectory {
+    type Result = ();
+    fn handle(&mut self, m: RouteConnection, _: &mut Context<Self>) {
+        match self.sessions.get(&m.discussion_id) {
+            Some(s) => s.do_send(AuthenticateIncoming {
+                conn: m.conn,
+                nonce: m.nonce,
+            }),
+            None => log::info!("[{}] connection for unknown discussion dropped", self.node),
+        }
+    }
+}
+
+impl Handler<SessionStopped> for DiscussionDirectory {
+    type Result = ();
+    fn handle(&mut self, m: SessionStopped, _: &mut Context<Self>) {
+        self.sessions.remove(&m.discussion_id);
+    }
+}
+
+/// Ids of the running sessions (tests, status).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct RunningSessions;
+
+impl Handler<RunningSessions> for DiscussionDirectory {
+    type Result = MessageResult<RunningSessions>;
+    fn handle(&mut self, _: RunningSessions, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.sessions.keys().cloned().collect())
+    }
+}

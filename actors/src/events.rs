@@ -1,0 +1,102 @@
+//! Node events, fanned out to every subscribed front-end (`pgpchat watch`, the prompt).
+//!
+//! A bounded broadcast channel: a subscriber that falls more than `limits.ipc_event_queue` events
+//! behind is told it lagged and is disconnected by the IPC layer; it can re-sync from history.
+//! Events are informational: everything they say is also in the store.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::store::{ContactRecord, MessageRecord};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A contact announced itself for the first time (or under a new address or name).
+    ContactSeen { contact: ContactRecord },
+    /// A known name is announced by a different key.
+    KeyChanged {
+        name: String,
+        old_fingerprint: String,
+        new_fingerprint: String,
+    },
+    /// Someone asks for a discussion.
+    Request { request: RequestInfo },
+    /// A request was withdrawn, timed out or decided.
+    RequestClosed { request_id: u64, reason: String },
+    /// A discussion was established.
+    DiscussionOpened {
+        discussion_id: String,
+        peer_name: String,
+        peer_fingerprint: String,
+    },
+    /// A handshake failed.
+    HandshakeFailed {
+        peer_fingerprint: String,
+        reason: String,
+    },
+    /// A message arrived (stored and acknowledged) or was queued by us.
+    Message { message: MessageRecord },
+    /// Delivery state of an outgoing message changed.
+    Delivery {
+        discussion_id: String,
+        seq: u64,
+        state: String,
+    },
+    /// The discussion connection is up or down.
+    Connection {
+        discussion_id: String,
+        connected: bool,
+    },
+    /// A discussion was closed (by us or by the peer).
+    DiscussionClosed {
+        discussion_id: String,
+        by_peer: bool,
+    },
+}
+
+/// An incoming discussion request waiting for the user's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestInfo {
+    pub id: u64,
+    pub name: String,
+    pub fingerprint: String,
+    pub address: String,
+    pub received: u64,
+    /// The requester's name is known with another key.
+    pub key_changed: bool,
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+    node: std::sync::Arc<str>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize, node: &str) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
+        Self {
+            tx,
+            node: node.into(),
+        }
+    }
+
+    pub fn emit(&self, e: Event) {
+        log::debug!("[{}] event {:?}", self.node, e);
+        // No subscriber is fine: the store has it all.
+        let _ = self.tx.send(e);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,188 @@
+//! Key manager actor: owns the unlocked identity key and runs every OpenPGP operation on its own
+//! worker threads (a `SyncArbiter`), so no actor's event loop ever does crypto.
+//!
+//! Messages: [`Crypto`] (a closure given the identity key). [`KeysHandle`] wraps it in typed
+//! methods: sealing and opening handshake frames, signing announces, making and unsealing discussion
+//! keys, and chat encryption with discussion keys. Lifecycle: started by the node with the identity
+//! unlocked once (a locked key would cost an S2K derivation, ~20 ms, per operation), stopped with it.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::crypto::{verify_detached, CryptoError, Decrypted, PublicCert, SecretCert};
+
+pub struct KeyManager {
+    identity: Arc<SecretCert>,
+}
+
+impl Actor for KeyManager {
+    type Context = SyncContext<Self>;
+}
+
+impl KeyManager {
+    /// Start `threads` workers sharing the identity.
+    pub fn start(identity: SecretCert, threads: usize) -> KeysHandle {
+        let identity = Arc::new(identity);
+        let fingerprint: Arc<str> = identity.fingerprint().into();
+        let public = identity.public().clone();
+        let id = identity.clone();
+        let addr = SyncArbiter::start(threads, move || KeyManager {
+            identity: id.clone(),
+        });
+        KeysHandle {
+            addr,
+            fingerprint,
+            public: Arc::new(public),
+            name: Arc::from(identity.public().user_id()),
+        }
+    }
+}
+
+/// Run a closure with the identity key on a crypto worker.
+pub struct Crypto<R: Send + 'static>(
+    #[allow(clippy::type_complexity)]
+    pub  Box<dyn FnOnce(&SecretCert) -> Result<R, CryptoError> + Send>,
+);
+
+impl<R: Send + 'static> Message for Crypto<R> {
+    type Result = Result<R, CryptoError>;
+}
+
+impl<R: Send + 'static> Handler<Crypto<R>> for KeyManager {
+    type Result = Result<R, CryptoError>;
+    fn handle(&mut self, msg: Crypto<R>, _: &mut SyncContext<Self>) -> Self::Result {
+        (msg.0)(&self.identity)
+    }
+}
+
+/// Typed access to the key manager; cheap to clone.
+#[derive(Clone)]
+pub struct KeysHandle {
+    addr: Addr<KeyManager>,
+    fingerprint: Arc<str>,
+    public: Arc<PublicCert>,
+    name: Arc<str>,
+}
+
+impl KeysHandle {
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn public(&self) -> &PublicCert {
+        &self.public
+    }
+
+    /// The display name (the identity's user id).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SecretCert) -> Result<R, CryptoError> + Send + 'static,
+    ) -> Result<R, CryptoError> {
+        self.addr
+            .send(Crypto(Box::new(f)))
+            .await
+            .map_err(|_| CryptoError::Pgp("key manager unavailable".into()))?
+    }
+
+    /// Detached signature by the identity key.
+    pub async fn sign(&self, data: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        self.run(move |id| id.sign_detached(&data)).await
+    }
+
+    /// Signed by the identity, encrypted to `to`'s identity (handshake frames).
+    pub async fn seal(&self, to: PublicCert, plaintext: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        self.run(move |id| id.sign_and_encrypt(&to, &plaintext))
+            .await
+    }
+
+    /// Decrypt a sealed frame; the caller checks the signature against the expected sender.
+    pub async fn unseal(&self, message: Vec<u8>) -> Result<Decrypted, CryptoError> {
+        self.run(move |id| id.decrypt_unverified(&message)).await
+    }
+
+    /// Parse and check a certificate off the event loop.
+    pub async fn parse_cert(&self, bytes: Vec<u8>) -> Result<PublicCert, CryptoError> {
+        self.run(move |_| PublicCert::from_bytes(&bytes)).await
+    }
+
+    /// Check a certificate and a detached signature it made over `data` (announces).
+    pub async fn verify_with_cert(
+        &self,
+        cert: Vec<u8>,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<PublicCert, CryptoError> {
+        self.run(move |_| {
+            let cert = PublicCert::from_bytes(&cert)?;
+            verify_detached(&cert, &data, &signature)?;
+            Ok(cert)
+        })
+        .await
+    }
+
+    /// A fresh discussion key pair, and its secret sealed to our own identity for the store.
+    pub async fn new_discussion_key(
+        &self,
+        label: String,
+    ) -> Result<(SecretCert, Vec<u8>), CryptoError> {
+        self.run(move |id| {
+            let key = SecretCert::generate(&label)?;
+            let sealed = id.sign_and_encrypt(id.public(), &key.to_protected_bytes(None)?)?;
+            Ok((key, sealed))
+        })
+        .await
+    }
+
+    /// Open a discussion key sealed by [`Self::new_discussion_key`].
+    pub async fn unseal_discussion_key(&self, sealed: Vec<u8>) -> Result<SecretCert, CryptoError> {
+        self.run(move |id| {
+            let bytes = id.decrypt_and_verify(&sealed, id.public())?;
+            SecretCert::unlock(&bytes, None)
+        })
+        .await
+    }
+
+    /// Chat encryption with discussion keys.
+    pub async fn encrypt_with(
+        &self,
+        key: Arc<SecretCert>,
+        to: PublicCert,
+        plaintext: Vec<u8>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.run(move |_| key.sign_and_encrypt(&to, &plaintext))
+            .await
+    }
+
+    pub async fn decrypt_with(
+        &self,
+        key: Arc<SecretCert>,
+        from: PublicCert,
+        message: Vec<u8>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.run(move |_| key.decrypt_and_verify(&message, &from))
+            .await
+    }
+
+    pub async fn sign_with(
+        &self,
+        key: Arc<SecretCert>,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.run(move |_| key.sign_detached(&data)).await
+    }
+
+    pub async fn verify_detached(
+        &self,
+        signer: PublicCert,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        self.run(move |_| verify_detached(&signer, &data, &signature))
+            .await
+    }
+}

@@ -1,0 +1,754 @@
+//! Listener actor: the node's main TCP port, where discussions are asked for (SPEC 3.2, seed 2.B).
+//!
+//! Each incoming connection is served by a task: the first frame says its purpose. A discussion
+//! (re)connection is routed to the directory. A handshake is checked (sealed, signed by the
+//! certificate it carries, meant for us, fresh, not replayed, within the failure limits), then waits
+//! as a *request* for the user's decision: refuse, or accept by typing the same secret. The SPAKE2
+//! exchange, key confirmation, discussion keys and the `Ready` with the new discussion listener's
+//! port follow (see [`crate::handshake`]). The same actor runs the requester's side ([`Open`]).
+//!
+//! Messages: [`Open`], [`ListRequests`], [`Decide`], and from its own tasks `Arrived`, `Gone`,
+//! `Failure`, `Done`. Talks to: key manager, contact registry, directory, event bus.
+//! Bounds: `limits.max_pending_connections` connections in the handshake phase,
+//! `limits.max_pending_requests` requests awaiting a decision, `limits.max_failed_attempts` per
+//! contact and per address per window, a replay cache of request nonces.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::StreamExt;
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::contacts::{ContactRegistry, ListContacts};
+use crate::crypto::PublicCert;
+use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
+use crate::events::{now_secs, Event, EventBus, RequestInfo};
+use crate::handshake::{
+    check_request, AttemptKey, AttemptLimiter, HandshakeError, ReplayCache, Requester, Responder,
+};
+use crate::keys::KeysHandle;
+use crate::net::{self, Conn, NetError};
+use crate::settings::Settings;
+use crate::store::{ContactRecord, DiscussionRecord, DiscussionState};
+use crate::wire::{FailReason, Frame, Handshake, Purpose, Role, PROTOCOL_VERSION};
+
+/// Request nonces remembered against replay.
+pub const REPLAY_CACHE_ENTRIES: usize = 4096;
+/// Contacts and addresses tracked by the failure limiter.
+pub const LIMITER_ENTRIES: usize = 4096;
+
+#[derive(Debug, Error)]
+pub enum ListenerError {
+    #[error("no pending request {0}")]
+    NoRequest(u64),
+    #[error("{0}")]
+    Failed(FailReason),
+    #[error("{0}")]
+    Net(#[from] NetError),
+    #[error("{0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("{name} refused the discussion: {reason}")]
+    Refused { name: String, reason: String },
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(String, String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The user's decision on a request.
+pub enum Decision {
+    Accept {
+        password: String,
+        done: oneshot::Sender<Result<String, String>>,
+    },
+    Refuse,
+}
+
+struct Pending {
+    info: RequestInfo,
+    decide: oneshot::Sender<Decision>,
+}
+
+pub struct Listener {
+    node: String,
+    settings: Settings,
+    keys: KeysHandle,
+    contacts: Addr<ContactRegistry>,
+    directory: Addr<DiscussionDirectory>,
+    events: EventBus,
+    listener: Option<TcpListener>,
+    pending: HashMap<u64, Pending>,
+    next_request: u64,
+    connections: usize,
+    limiter: AttemptLimiter,
+    replay: ReplayCache,
+}
+
+impl Listener {
+    pub fn new(
+        settings: Settings,
+        listener: TcpListener,
+        keys: KeysHandle,
+        contacts: Addr<ContactRegistry>,
+        directory: Addr<DiscussionDirectory>,
+        events: EventBus,
+    ) -> Self {
+        let l = &settings.limits;
+        Self {
+            node: settings.node.name.clone(),
+            limiter: AttemptLimiter::new(
+                l.max_failed_attempts,
+                Duration::from_secs(l.failed_attempts_window_secs),
+                LIMITER_ENTRIES,
+            ),
+            replay: ReplayCache::new(REPLAY_CACHE_ENTRIES),
+            settings,
+            keys,
+            contacts,
+            directory,
+            events,
+            listener: Some(listener),
+            pending: HashMap::new(),
+            next_request: 1,
+            connections: 0,
+        }
+    }
+
+    fn task_context(&self, me: Addr<Self>) -> Task {
+        Task {
+            node: self.node.clone(),
+            settings: self.settings.clone(),
+            keys: self.keys.clone(),
+            contacts: self.contacts.clone(),
+            directory: self.directory.clone(),
+            events: self.events.clone(),
+            me,
+        }
+    }
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(l) = self.listener.take() {
+            let node = self.node.clone();
+            let accepts = futures::stream::unfold(l, move |l| {
+                let node = node.clone();
+                async move {
+                    loop {
+                        match l.accept().await {
+                            Ok((s, from)) => return Some((Accepted(s, from), l)),
+                            Err(e) => {
+                                log::warn!("[{node}] accept: {e}");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+            });
+            ctx.add_stream(accepts);
+        }
+    }
+}
+
+struct Accepted(TcpStream, SocketAddr);
+
+impl StreamHandler<Accepted> for Listener {
+    fn handle(&mut self, Accepted(stream, from): Accepted, ctx: &mut Context<Self>) {
+        if self.connections >= self.settings.limits.max_pending_connections {
+            log::warn!(
+                "[{}] too many connections in progress; dropping {from}",
+                self.node
+            );
+            return;
+        }
+        self.connections += 1;
+        let task = self.task_context(ctx.address());
+        actix_rt::spawn(async move {
+            let me = task.me.clone();
+            task.serve(stream, from).await;
+            me.do_send(Done);
+        });
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+/// What a connection task needs, detached from the actor.
+struct Task {
+    node: String,
+    settings: Settings,
+    keys: KeysHandle,
+    contacts: Addr<ContactRegistry>,
+    directory: Addr<DiscussionDirectory>,
+    events: EventBus,
+    me: Addr<Listener>,
+}
+
+impl Task {
+    fn deadline(&self) -> Duration {
+        self.settings.handshake_timeout()
+    }
+
+    async fn serve(&self, stream: TcpStream, from: SocketAddr) {
+        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
+        let purpose = match net::recv_hello(&mut conn, self.deadline()).await {
+            Ok(p) => p,
+            Err(e) => {
+                log::info!("[{}] connection from {from} dropped: {e}", self.node);
+                return;
+            }
+        };
+        match purpose {
+            Purpose::Discussion {
+                discussion_id,
+                nonce,
+            } => self.directory.do_send(RouteConnection {
+                discussion_id,
+                nonce,
+                conn,
+            }),
+            Purpose::Handshake => {
+                if let Err(e) = self.receive_request(&mut conn, from).await {
+                    log::info!("[{}] handshake from {from} ended: {e}", self.node);
+                }
+            }
+        }
+    }
+
+    /// Receiver's side of the handshake.
+    async fn receive_request(
+        &self,
+        conn: &mut Conn<TcpStream>,
+        from: SocketAddr,
+    ) -> Result<(), ListenerError> {
+        let deadline = self.deadline();
+        let decrypted = net::recv_sealed(conn, &self.keys, deadline).await?;
+        let me = self.keys.fingerprint().to_string();
+        let checked = self
+            .keys
+            .run(move |_| Ok(check_request(&decrypted, &me, now_secs())))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let (request, peer_cert) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                // We cannot seal an answer to a certificate we could not check.
+                let _ = net::send(
+                    conn,
+                    Frame::Error {
+                        reason: e.to_string(),
+                    },
+                    deadline,
+                )
+                .await;
+                return Err(e.into());
+            }
+        };
+        let known = self.contacts.send(ListContacts).await.unwrap_or_default();
+        let key_changed = known
+            .iter()
+            .any(|c| c.name == request.name && c.fingerprint != request.from);
+        let info = RequestInfo {
+            id: 0,
+            name: net::sanitize(&request.name),
+            fingerprint: request.from.clone(),
+            address: from.ip().to_string(),
+            received: now_secs(),
+            key_changed,
+        };
+        let arrived = self
+            .me
+            .send(Arrived {
+                info,
+                nonce: request.nonce,
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let (id, decision) = match arrived {
+            Ok(x) => x,
+            Err(reason) => {
+                let step = Handshake::Failed { reason };
+                let _ = net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await;
+                return Err(ListenerError::Failed(reason));
+            }
+        };
+        // Wait for the user, or for the requester to give up (any frame or EOF ends the wait).
+        let wait = Duration::from_secs(self.settings.limits.request_timeout_secs);
+        let decision = tokio::select! {
+            d = decision => d.ok(),
+            _ = conn.next() => {
+                self.me.do_send(Gone { id, reason: "withdrawn by the requester".into() });
+                return Err(ListenerError::Net(NetError::Closed));
+            }
+            _ = tokio::time::sleep(wait) => None,
+        };
+        let Some(decision) = decision else {
+            self.me.do_send(Gone {
+                id,
+                reason: "no decision in time".into(),
+            });
+            let step = Handshake::Failed {
+                reason: FailReason::Timeout,
+            };
+            let _ = net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await;
+            return Err(ListenerError::Failed(FailReason::Timeout));
+        };
+        let (password, done) = match decision {
+            Decision::Refuse => {
+                let step = Handshake::Refused {
+                    nonce: request.nonce,
+                    reason: "the user declined".into(),
+                };
+                net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await?;
+                return Ok(());
+            }
+            Decision::Accept { password, done } => (password, done),
+        };
+        let result = self
+            .finish_as_receiver(conn, from, &request, &peer_cert, password)
+            .await;
+        let reply = result
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(ToString::to_string);
+        let _ = done.send(reply);
+        result.map(|_| ())
+    }
+
+    async fn finish_as_receiver(
+        &self,
+        conn: &mut Conn<TcpStream>,
+        from: SocketAddr,
+        request: &crate::wire::RequestBody,
+        peer_cert: &PublicCert,
+        password: String,
+    ) -> Result<String, ListenerError> {
+        let deadline = self.deadline();
+        let (dkey, sealed) = self
+            .keys
+            .new_discussion_key(format!("pgpchat discussion with {}", request.name))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let me = self.keys.fingerprint().to_string();
+        let (req, dpub) = (request.clone(), dkey.public().clone());
+        let (responder, accept) = self
+            .keys
+            .run(move |_| Ok(Responder::accept(&req, &me, &dpub, password.as_bytes())))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))??;
+        net::send_sealed(
+            conn,
+            &self.keys,
+            peer_cert,
+            &Handshake::Accept(accept),
+            deadline,
+        )
+        .await?;
+        let agreed = match net::recv_sealed_from(conn, &self.keys, peer_cert, deadline).await? {
+            Handshake::Confirm { confirm } => match responder.on_confirm(&confirm) {
+                Ok(a) => a,
+                Err(e) => {
+                    let step = Handshake::Failed { reason: e.reason() };
+                    let _ = net::send_sealed(conn, &self.keys, peer_cert, &step, deadline).await;
+                    self.failed(&request.from, from.ip(), e.reason());
+                    return Err(e.into());
+                }
+            },
+            Handshake::Failed { reason } => {
+                self.failed(&request.from, from.ip(), reason);
+                return Err(ListenerError::Failed(reason));
+            }
+            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+        };
+        let record = DiscussionRecord {
+            id: agreed.discussion_id.clone(),
+            peer_fingerprint: request.from.clone(),
+            peer_name: net::sanitize(&request.name),
+            role: Role::Receiver.as_str().into(),
+            state: DiscussionState::Open,
+            created: now_secs(),
+            own_key_sealed: sealed,
+            peer_key: agreed.peer_discussion_key.to_bytes(),
+            peer_address: from.ip().to_string(),
+            peer_port: 0,
+            listen_port: 0,
+        };
+        let port = self
+            .directory
+            .send(CreateDiscussion {
+                record,
+                own_key: dkey,
+                peer_key: agreed.peer_discussion_key,
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let ready = Handshake::Ready {
+            discussion_id: agreed.discussion_id.clone(),
+            port,
+        };
+        net::send_sealed(conn, &self.keys, peer_cert, &ready, deadline).await?;
+        log::info!(
+            "[{}] discussion {} opened by {}",
+            self.node,
+            agreed.discussion_id,
+            request.name
+        );
+        self.events.emit(Event::DiscussionOpened {
+            discussion_id: agreed.discussion_id.clone(),
+            peer_name: net::sanitize(&request.name),
+            peer_fingerprint: request.from.clone(),
+        });
+        Ok(agreed.discussion_id)
+    }
+
+    fn failed(&self, fingerprint: &str, address: IpAddr, reason: FailReason) {
+        self.events.emit(Event::HandshakeFailed {
+            peer_fingerprint: fingerprint.to_string(),
+            reason: reason.to_string(),
+        });
+        self.me.do_send(Failure {
+            fingerprint: fingerprint.to_string(),
+            address: Some(address),
+        });
+    }
+
+    /// Requester's side of the handshake.
+    async fn request(
+        &self,
+        contact: ContactRecord,
+        password: String,
+    ) -> Result<String, ListenerError> {
+        let deadline = self.deadline();
+        let peer_cert = self
+            .keys
+            .parse_cert(contact.cert.clone())
+            .await
+            .map_err(|e| ListenerError::Internal(format!("contact's key: {e}")))?;
+        let ip: IpAddr = contact
+            .address
+            .parse()
+            .map_err(|_| ListenerError::Internal(format!("bad address {}", contact.address)))?;
+        let endpoint = SocketAddr::new(ip, contact.tcp_port);
+        let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| ListenerError::Unreachable(contact.name.clone(), "timed out".into()))?
+            .map_err(|e| ListenerError::Unreachable(contact.name.clone(), e.to_string()))?;
+        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
+        net::send(
+            &mut conn,
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Handshake,
+            },
+            deadline,
+        )
+        .await?;
+        let (dkey, sealed) = self
+            .keys
+            .new_discussion_key(format!("pgpchat discussion with {}", contact.name))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let (name, peer_fp, dpub) = (
+            self.keys.name().to_string(),
+            contact.fingerprint.clone(),
+            dkey.public().clone(),
+        );
+        let (requester, request) = self
+            .keys
+            .run(move |id| {
+                Ok(Requester::start(
+                    id,
+                    &name,
+                    &peer_fp,
+                    &dpub,
+                    password.as_bytes(),
+                    now_secs(),
+                ))
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let nonce = request.nonce;
+        net::send_sealed(
+            &mut conn,
+            &self.keys,
+            &peer_cert,
+            &Handshake::Request(request),
+            deadline,
+        )
+        .await?;
+        // The peer's user decides: wait as long as a request may wait, plus the handshake deadline.
+        let wait = Duration::from_secs(self.settings.limits.request_timeout_secs) + deadline;
+        let accept = match net::recv_sealed_from(&mut conn, &self.keys, &peer_cert, wait).await? {
+            Handshake::Accept(a) => a,
+            Handshake::Refused { nonce: n, reason } if n == nonce => {
+                return Err(ListenerError::Refused {
+                    name: contact.name.clone(),
+                    reason: net::sanitize(&reason),
+                })
+            }
+            Handshake::Failed { reason } => {
+                if reason == FailReason::WrongSecretOrIntercepted {
+                    self.failed(&contact.fingerprint, ip, reason);
+                }
+                return Err(ListenerError::Failed(reason));
+            }
+            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+        };
+        let outcome = self
+            .keys
+            .run(move |_| Ok(requester.on_accept(&accept)))
+            .await;
+        let (confirm, agreed) = match outcome.map_err(|e| ListenerError::Internal(e.to_string()))? {
+            Ok(x) => x,
+            Err(e) => {
+                let step = Handshake::Failed { reason: e.reason() };
+                let _ = net::send_sealed(&mut conn, &self.keys, &peer_cert, &step, deadline).await;
+                self.failed(&contact.fingerprint, ip, e.reason());
+                return Err(e.into());
+            }
+        };
+        net::send_sealed(
+            &mut conn,
+            &self.keys,
+            &peer_cert,
+            &Handshake::Confirm { confirm },
+            deadline,
+        )
+        .await?;
+        let port = match net::recv_sealed_from(&mut conn, &self.keys, &peer_cert, deadline).await? {
+            Handshake::Ready {
+                discussion_id,
+                port,
+            } if discussion_id == agreed.discussion_id => port,
+            Handshake::Failed { reason } => {
+                self.failed(&contact.fingerprint, ip, reason);
+                return Err(ListenerError::Failed(reason));
+            }
+            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+        };
+        let record = DiscussionRecord {
+            id: agreed.discussion_id.clone(),
+            peer_fingerprint: contact.fingerprint.clone(),
+            peer_name: contact.name.clone(),
+            role: Role::Requester.as_str().into(),
+            state: DiscussionState::Open,
+            created: now_secs(),
+            own_key_sealed: sealed,
+            peer_key: agreed.peer_discussion_key.to_bytes(),
+            peer_address: ip.to_string(),
+            peer_port: port,
+            listen_port: 0,
+        };
+        self.directory
+            .send(CreateDiscussion {
+                record,
+                own_key: dkey,
+                peer_key: agreed.peer_discussion_key,
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        log::info!(
+            "[{}] discussion {} with {} opened",
+            self.node,
+            agreed.discussion_id,
+            contact.name
+        );
+        self.events.emit(Event::DiscussionOpened {
+            discussion_id: agreed.discussion_id.clone(),
+            peer_name: contact.name.clone(),
+            peer_fingerprint: contact.fingerprint.clone(),
+        });
+        Ok(agreed.discussion_id)
+    }
+}
+
+/// A checked request waits for the user: registers it (or refuses it with a reason).
+#[derive(Message)]
+#[rtype(result = "Result<(u64, oneshot::Receiver<Decision>), FailReason>")]
+struct Arrived {
+    info: RequestInfo,
+    nonce: crate::wire::Nonce,
+}
+
+impl Handler<Arrived> for Listener {
+    type Result = MessageResult<Arrived>;
+    fn handle(&mut self, m: Arrived, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        if !self.replay.insert(m.nonce, now) {
+            return MessageResult(Err(FailReason::Replay));
+        }
+        let by_contact = AttemptKey::Contact(m.info.fingerprint.clone());
+        let by_address = m
+            .info
+            .address
+            .parse()
+            .map(AttemptKey::Address)
+            .unwrap_or_else(|_| by_contact.clone());
+        if !self.limiter.allowed(&by_contact, now) || !self.limiter.allowed(&by_address, now) {
+            log::warn!(
+                "[{}] request from {} refused: too many failed attempts",
+                self.node,
+                m.info.name
+            );
+            return MessageResult(Err(FailReason::TooManyAttempts));
+        }
+        if self.pending.len() >= self.settings.limits.max_pending_requests {
+            return MessageResult(Err(FailReason::Timeout));
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        let mut info = m.info;
+        info.id = id;
+        let (tx, rx) = oneshot::channel();
+        log::info!(
+            "[{}] discussion request {id} from {} {}",
+            self.node,
+            info.name,
+            info.fingerprint
+        );
+        self.events.emit(Event::Request {
+            request: info.clone(),
+        });
+        self.pending.insert(id, Pending { info, decide: tx });
+        MessageResult(Ok((id, rx)))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Gone {
+    id: u64,
+    reason: String,
+}
+
+impl Handler<Gone> for Listener {
+    type Result = ();
+    fn handle(&mut self, m: Gone, _: &mut Context<Self>) {
+        if self.pending.remove(&m.id).is_some() {
+            self.events.emit(Event::RequestClosed {
+                request_id: m.id,
+                reason: m.reason,
+            });
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Failure {
+    fingerprint: String,
+    address: Option<IpAddr>,
+}
+
+impl Handler<Failure> for Listener {
+    type Result = ();
+    fn handle(&mut self, m: Failure, _: &mut Context<Self>) {
+        let now = Instant::now();
+        self.limiter
+            .record_failure(AttemptKey::Contact(m.fingerprint), now);
+        if let Some(a) = m.address {
+            self.limiter.record_failure(AttemptKey::Address(a), now);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Done;
+
+impl Handler<Done> for Listener {
+    type Result = ();
+    fn handle(&mut self, _: Done, _: &mut Context<Self>) {
+        self.connections = self.connections.saturating_sub(1);
+    }
+}
+
+/// Requests waiting for a decision.
+#[derive(Message)]
+#[rtype(result = "Vec<RequestInfo>")]
+pub struct ListRequests;
+
+impl Handler<ListRequests> for Listener {
+    type Result = MessageResult<ListRequests>;
+    fn handle(&mut self, _: ListRequests, _: &mut Context<Self>) -> Self::Result {
+        let mut v: Vec<_> = self.pending.values().map(|p| p.info.clone()).collect();
+        v.sort_by_key(|r| r.id);
+        MessageResult(v)
+    }
+}
+
+/// Accept (with the secret) or refuse a request. Accepting answers once the handshake has ended:
+/// with the new discussion's id, or with why it failed.
+#[derive(Message)]
+#[rtype(result = "Result<Option<String>, ListenerError>")]
+pub struct Decide {
+    pub request_id: u64,
+    /// `Some(secret)` accepts, `None` refuses.
+    pub password: Option<String>,
+}
+
+impl Handler<Decide> for Listener {
+    type Result = ResponseFuture<Result<Option<String>, ListenerError>>;
+    fn handle(&mut self, m: Decide, _: &mut Context<Self>) -> Self::Result {
+        let Some(p) = self.pending.remove(&m.request_id) else {
+            return Box::pin(async move { Err(ListenerError::NoRequest(m.request_id)) });
+        };
+        let (reason, fut): (&str, Self::Result) = match m.password {
+            None => {
+                let _ = p.decide.send(Decision::Refuse);
+                ("refused", Box::pin(async { Ok(None) }))
+            }
+            Some(password) => {
+                let (done, result) = oneshot::channel();
+                let sent = p.decide.send(Decision::Accept { password, done }).is_ok();
+                (
+                    "accepted",
+                    Box::pin(async move {
+                        if !sent {
+                            return Err(ListenerError::Net(NetError::Closed));
+                        }
+                        match result.await {
+                            Ok(Ok(id)) => Ok(Some(id)),
+                            Ok(Err(e)) => Err(ListenerError::Internal(e)),
+                            Err(_) => Err(ListenerError::Net(NetError::Closed)),
+                        }
+                    }),
+                )
+            }
+        };
+        self.events.emit(Event::RequestClosed {
+            request_id: m.request_id,
+            reason: reason.into(),
+        });
+        fut
+    }
+}
+
+/// Ask a contact for a discussion with the shared secret. Answers when the handshake has ended:
+/// the new discussion's id, or why not (refused, wrong secret or interception, unreachable, ...).
+#[derive(Message)]
+#[rtype(result = "Result<String, ListenerError>")]
+pub struct Open {
+    pub contact: ContactRecord,
+    pub password: String,
+}
+
+impl Handler<Open> for Listener {
+    type Result = ResponseFuture<Result<String, ListenerError>>;
+    fn handle(&mut self, m: Open, ctx: &mut Context<Self>) -> Self::Result {
+        let key = AttemptKey::Contact(m.contact.fingerprint.clone());
+        if !self.limiter.allowed(&key, Instant::now()) {
+            return Box::pin(async { Err(ListenerError::Failed(FailReason::TooManyAttempts)) });
+        }
+        let task = self.task_context(ctx.address());
+        Box::pin(async move { task.request(m.contact, m.password).await })
+    }
+}

@@ -1,0 +1,229 @@
+//! TCP connection helpers shared by the listener and the discussion sessions: framed connections,
+//! reads and writes with deadlines, sealed handshake frames, and the discussion-key authentication
+//! that every discussion connection (first or re-established) starts with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use crate::codec::{self, CodecError, FrameCodec};
+use crate::crypto::{CryptoError, Decrypted, PublicCert, SecretCert};
+use crate::handshake::random_nonce;
+use crate::keys::KeysHandle;
+use crate::wire::{session_auth_data, Frame, Handshake, Nonce, Purpose, Role, PROTOCOL_VERSION};
+
+/// A framed connection over any byte stream (TCP in the node, in-memory pipes in tests).
+pub type Conn<S> = Framed<S, FrameCodec<Frame, Frame>>;
+
+pub fn framed<S: AsyncRead + AsyncWrite>(stream: S, max_frame_bytes: usize) -> Conn<S> {
+    Framed::new(stream, FrameCodec::new(max_frame_bytes))
+}
+
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("timed out waiting for the peer")]
+    Timeout,
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
+    #[error("peer says: {0}")]
+    Peer(String),
+    #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
+    Version(u16),
+    #[error("discussion authentication failed: {0}")]
+    Auth(String),
+}
+
+pub async fn recv<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    deadline: Duration,
+) -> Result<Frame, NetError> {
+    match tokio::time::timeout(deadline, conn.next()).await {
+        Err(_) => Err(NetError::Timeout),
+        Ok(None) => Err(NetError::Closed),
+        Ok(Some(Err(e))) => Err(e.into()),
+        Ok(Some(Ok(Frame::Error { reason }))) => Err(NetError::Peer(sanitize(&reason))),
+        Ok(Some(Ok(f))) => Ok(f),
+    }
+}
+
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    frame: Frame,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    match tokio::time::timeout(deadline, conn.send(frame)).await {
+        Err(_) => Err(NetError::Timeout),
+        Ok(r) => Ok(r?),
+    }
+}
+
+/// A peer's unauthenticated text, made safe to log and show: printable, at most 200 characters.
+pub fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// Read the first frame of an incoming connection: the hello with version and purpose.
+pub async fn recv_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    deadline: Duration,
+) -> Result<Purpose, NetError> {
+    match recv(conn, deadline).await? {
+        Frame::Hello { version, purpose } if version == PROTOCOL_VERSION => Ok(purpose),
+        Frame::Hello { version, .. } => {
+            let _ = send(
+                conn,
+                Frame::Error {
+                    reason: format!("unsupported protocol version {version}; this node speaks {PROTOCOL_VERSION}"),
+                },
+                deadline,
+            )
+            .await;
+            Err(NetError::Version(version))
+        }
+        other => Err(NetError::Unexpected(frame_name(&other).into())),
+    }
+}
+
+pub fn frame_name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello { .. } => "Hello",
+        Frame::Sealed(_) => "Sealed",
+        Frame::SessionAuth { .. } => "SessionAuth",
+        Frame::Chat(_) => "Chat",
+        Frame::Ack { .. } => "Ack",
+        Frame::Close { .. } => "Close",
+        Frame::Error { .. } => "Error",
+    }
+}
+
+/// Seal a handshake step to `to` and send it.
+pub async fn send_sealed<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    to: &PublicCert,
+    step: &Handshake,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    let sealed = keys.seal(to.clone(), codec::encode(step)?).await?;
+    send(conn, Frame::Sealed(sealed), deadline).await
+}
+
+/// Receive a sealed frame and decrypt it (the signature is checked by the caller).
+pub async fn recv_sealed<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    deadline: Duration,
+) -> Result<Decrypted, NetError> {
+    match recv(conn, deadline).await? {
+        Frame::Sealed(bytes) => Ok(keys.unseal(bytes).await?),
+        other => Err(NetError::Unexpected(frame_name(&other).into())),
+    }
+}
+
+/// Receive a sealed frame from a known peer: decrypt, verify its signature, decode.
+pub async fn recv_sealed_from<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    from: &PublicCert,
+    deadline: Duration,
+) -> Result<Handshake, NetError> {
+    let d = recv_sealed(conn, keys, deadline).await?;
+    d.verify(from)?;
+    Ok(codec::decode(&d.plaintext)?)
+}
+
+/// What a discussion connection authenticates with.
+#[derive(Clone)]
+pub struct SessionKeys {
+    pub discussion_id: String,
+    pub role: Role,
+    pub own: Arc<SecretCert>,
+    pub peer: PublicCert,
+}
+
+/// Connecting side: send the hello, check the listener's proof, send ours.
+pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    sk: &SessionKeys,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    let own_nonce = random_nonce();
+    send(
+        conn,
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            purpose: Purpose::Discussion {
+                discussion_id: sk.discussion_id.clone(),
+                nonce: own_nonce,
+            },
+        },
+        deadline,
+    )
+    .await?;
+    let (peer_nonce, signature) = match recv(conn, deadline).await? {
+        Frame::SessionAuth { nonce, signature } => (nonce, signature),
+        other => return Err(NetError::Unexpected(frame_name(&other).into())),
+    };
+    let data = session_auth_data(&sk.discussion_id, sk.role.peer(), &own_nonce, &peer_nonce);
+    keys.verify_detached(sk.peer.clone(), data, signature)
+        .await
+        .map_err(|e| NetError::Auth(e.to_string()))?;
+    let proof = session_auth_data(&sk.discussion_id, sk.role, &peer_nonce, &own_nonce);
+    let signature = keys.sign_with(sk.own.clone(), proof).await?;
+    send(
+        conn,
+        Frame::SessionAuth {
+            nonce: own_nonce,
+            signature,
+        },
+        deadline,
+    )
+    .await
+}
+
+/// Listening side, after the hello (which carried the connector's nonce): prove ourselves with a
+/// fresh nonce, then check the connector's proof over it.
+pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    sk: &SessionKeys,
+    connector_nonce: Nonce,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    let own_nonce = random_nonce();
+    let proof = session_auth_data(&sk.discussion_id, sk.role, &connector_nonce, &own_nonce);
+    let signature = keys.sign_with(sk.own.clone(), proof).await?;
+    send(
+        conn,
+        Frame::SessionAuth {
+            nonce: own_nonce,
+            signature,
+        },
+        deadline,
+    )
+    .await?;
+    let signature = match recv(conn, deadline).await? {
+        Frame::SessionAuth { signature, .. } => signature,
+        other => return Err(NetError::Unexpected(frame_name(&other).into())),
+    };
+    let data = session_auth_data(
+        &sk.discussion_id,
+        sk.role.peer(),
+        &own_nonce,
+        &connector_nonce,
+    );
+    keys.verify_detached(sk.peer.clone(), data, signature)
+        .await
+        .map_err(|e| NetError::Auth(e.to_string()))
+}

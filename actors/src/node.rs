@@ -1,0 +1,381 @@
+//! Builds a node from settings and an unlocked identity, wiring the actors explicitly (no global
+//! registry, so several nodes run in one process), and gives back a [`NodeHandle`]: the one API that
+//! the IPC server, the simulation and the tests all use.
+//!
+//! ```text
+//!             ┌──────────── IPC (front-ends) ────────────┐
+//!             ▼                                          │
+//!   Discovery ──AnnounceSeen──▶ ContactRegistry ◀──FindContact── NodeHandle
+//!   (UDP)                                                │
+//!   Listener (TCP) ──CreateDiscussion──▶ DiscussionDirectory ──▶ DiscussionSession (one each)
+//!        all of them ──▶ KeyManager (crypto workers), StoreWorker (SQLite), EventBus
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use actix::prelude::*;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, SetVerified};
+use crate::crypto::SecretCert;
+use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
+use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
+use crate::events::{Event, EventBus, RequestInfo};
+use crate::identity;
+use crate::keys::{KeyManager, KeysHandle};
+use crate::listener::{Decide, ListRequests, Listener, ListenerError, Open};
+use crate::session::{CloseDiscussion, SendText, SessionError};
+use crate::settings::Settings;
+use crate::store::{
+    ContactRecord, DiscussionSummary, MessageRecord, StoreError, StoreHandle, StoreWorker,
+};
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Identity(#[from] identity::IdentityError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("discovery: {0}")]
+    Discovery(std::io::Error),
+    #[error("IPC socket: {0}")]
+    Ipc(String),
+}
+
+/// Errors of the node API, as front-ends see them. `code` gives the JSON-RPC error code.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> i64 {
+        match self {
+            Self::NotFound(_) => 1,
+            Self::Invalid(_) => -32602,
+            Self::Failed(_) => 2,
+            Self::Internal(_) => -32603,
+        }
+    }
+}
+
+impl From<ContactError> for ApiError {
+    fn from(e: ContactError) -> Self {
+        match e {
+            ContactError::NotFound(_) => Self::NotFound(e.to_string()),
+            ContactError::Ambiguous(..) => Self::Invalid(e.to_string()),
+        }
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::NotFound(_) | DirectoryError::Store(StoreError::NoDiscussion(_)) => {
+                Self::NotFound(e.to_string())
+            }
+            DirectoryError::Ambiguous(..) => Self::Invalid(e.to_string()),
+            DirectoryError::Closed(_) => Self::Failed(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ListenerError> for ApiError {
+    fn from(e: ListenerError) -> Self {
+        match e {
+            ListenerError::NoRequest(_) => Self::NotFound(e.to_string()),
+            _ => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::TooLarge(..) => Self::Invalid(e.to_string()),
+            SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
+                Self::Failed(e.to_string())
+            }
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoDiscussion(_) => Self::NotFound(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+fn mailbox(e: MailboxError) -> ApiError {
+    ApiError::Internal(format!("actor unavailable: {e}"))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WhoAmI {
+    pub name: String,
+    pub fingerprint: String,
+    pub node: String,
+    pub tcp_port: u16,
+    pub data_dir: PathBuf,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub settings: Settings,
+    pub keys: KeysHandle,
+    pub store: StoreHandle,
+    pub events: EventBus,
+    pub contacts: Addr<ContactRegistry>,
+    pub discovery: Addr<Discovery>,
+    pub listener: Addr<Listener>,
+    pub directory: Addr<DiscussionDirectory>,
+    pub tcp_port: u16,
+}
+
+/// Start every actor of a node in the current actix System.
+pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<NodeHandle, NodeError> {
+    let name = settings.node.name.clone();
+    identity::ensure_data_dir(&settings.node.data_dir)?;
+    let store = StoreWorker::start(&settings.node.data_dir.join("store.db"))?;
+    let loaded = store.run(|s| s.contacts()).await?;
+    let events = EventBus::new(settings.limits.ipc_event_queue, &name);
+    let keys = KeyManager::start(identity, settings.limits.crypto_threads);
+
+    let listen_addr = SocketAddr::new(settings.listener.bind, settings.listener.port);
+    let tcp = tokio::net::TcpListener::bind(listen_addr)
+        .await
+        .map_err(|e| NodeError::Listen(listen_addr, e))?;
+    let tcp_port = tcp
+        .local_addr()
+        .map_err(|e| NodeError::Listen(listen_addr, e))?
+        .port();
+    let sockets = DiscoverySockets::bind(&settings).map_err(NodeError::Discovery)?;
+
+    let contacts = ContactRegistry::new(
+        &name,
+        loaded,
+        settings.limits.max_contacts,
+        store.clone(),
+        events.clone(),
+    )
+    .start();
+    let directory = DiscussionDirectory::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+    )
+    .start();
+    let listener = Listener::new(
+        settings.clone(),
+        tcp,
+        keys.clone(),
+        contacts.clone(),
+        directory.clone(),
+        events.clone(),
+    )
+    .start();
+    let discovery = Discovery::new(
+        settings.clone(),
+        sockets,
+        keys.clone(),
+        contacts.clone(),
+        tcp_port,
+    )
+    .start();
+    log::info!(
+        "[{name}] node up: {} {} on TCP {tcp_port}",
+        keys.name(),
+        keys.fingerprint()
+    );
+    Ok(NodeHandle {
+        settings,
+        keys,
+        store,
+        events,
+        contacts,
+        discovery,
+        listener,
+        directory,
+        tcp_port,
+    })
+}
+
+impl NodeHandle {
+    pub fn whoami(&self) -> WhoAmI {
+        WhoAmI {
+            name: self.keys.name().to_string(),
+            fingerprint: self.keys.fingerprint().to_string(),
+            node: self.settings.node.name.clone(),
+            tcp_port: self.tcp_port,
+            data_dir: self.settings.node.data_dir.clone(),
+        }
+    }
+
+    pub async fn contacts(&self) -> Result<Vec<ContactRecord>, ApiError> {
+        self.contacts.send(ListContacts).await.map_err(mailbox)
+    }
+
+    pub async fn find_contact(&self, query: &str) -> Result<ContactRecord, ApiError> {
+        Ok(self
+            .contacts
+            .send(FindContact(query.into()))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    pub async fn set_verified(
+        &self,
+        query: &str,
+        verified: bool,
+    ) -> Result<ContactRecord, ApiError> {
+        Ok(self
+            .contacts
+            .send(SetVerified {
+                query: query.into(),
+                verified,
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Ask a contact for a discussion; answers when it is open (its id) or failed.
+    pub async fn open(&self, contact: &str, password: &str) -> Result<String, ApiError> {
+        check_password(password)?;
+        let contact = self.find_contact(contact).await?;
+        Ok(self
+            .listener
+            .send(Open {
+                contact,
+                password: password.into(),
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    pub async fn requests(&self) -> Result<Vec<RequestInfo>, ApiError> {
+        self.listener.send(ListRequests).await.map_err(mailbox)
+    }
+
+    /// Accept a request with the shared secret; answers with the discussion id once open.
+    pub async fn accept(&self, request_id: u64, password: &str) -> Result<String, ApiError> {
+        check_password(password)?;
+        let id = self
+            .listener
+            .send(Decide {
+                request_id,
+                password: Some(password.into()),
+            })
+            .await
+            .map_err(mailbox)??;
+        id.ok_or_else(|| ApiError::Internal("accepted without a discussion".into()))
+    }
+
+    pub async fn refuse(&self, request_id: u64) -> Result<(), ApiError> {
+        self.listener
+            .send(Decide {
+                request_id,
+                password: None,
+            })
+            .await
+            .map_err(mailbox)??;
+        Ok(())
+    }
+
+    pub async fn discussions(&self) -> Result<Vec<DiscussionSummary>, ApiError> {
+        Ok(self.store.run(|s| s.discussions()).await?)
+    }
+
+    pub async fn resolve(&self, discussion: &str) -> Result<String, ApiError> {
+        Ok(self
+            .directory
+            .send(Resolve(discussion.into()))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Queue a message; answers once it is committed to the store.
+    pub async fn send(&self, discussion: &str, text: &str) -> Result<MessageRecord, ApiError> {
+        if text.is_empty() {
+            return Err(ApiError::Invalid("empty message".into()));
+        }
+        let id = self.resolve(discussion).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        Ok(session
+            .send(SendText(text.into()))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// The last `limit` messages, oldest first; marks the discussion read.
+    pub async fn history(
+        &self,
+        discussion: &str,
+        limit: u64,
+    ) -> Result<Vec<MessageRecord>, ApiError> {
+        let id = self.resolve(discussion).await?;
+        Ok(self
+            .store
+            .run(move |s| {
+                let h = s.history(&id, limit)?;
+                s.mark_read(&id)?;
+                Ok(h)
+            })
+            .await?)
+    }
+
+    pub async fn close(&self, discussion: &str) -> Result<String, ApiError> {
+        let id = self.resolve(discussion).await?;
+        let session = self
+            .directory
+            .send(Lookup(id.clone()))
+            .await
+            .map_err(mailbox)??;
+        session.send(CloseDiscussion).await.map_err(mailbox)?;
+        Ok(id)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub async fn discovery_stats(&self) -> Result<DiscoveryStats, ApiError> {
+        self.discovery
+            .send(GetDiscoveryStats)
+            .await
+            .map_err(mailbox)
+    }
+}
+
+/// Longest shared secret accepted (it is typed by people; a bound keeps hostile IPC input small).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn check_password(p: &str) -> Result<(), ApiError> {
+    if p.is_empty() {
+        return Err(ApiError::Invalid("the shared secret is empty".into()));
+    }
+    if p.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::Invalid(format!(
+            "the shared secret is longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}

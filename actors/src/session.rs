@@ -1,0 +1,747 @@
+//! Discussion session actor: one per open discussion (SPEC 3.3, 3.4; seed 1.A and 2.C).
+//!
+//! Owns the discussion's keys, its connection and its delivery state:
+//! - the receiver owns a TCP listener for this discussion (port kept in the store and reused after
+//!   a restart when free); the requester connects to it, and reconnects with backoff after a drop;
+//! - every connection starts with the discussion-key authentication of [`crate::net`];
+//! - outgoing messages are committed to the store first (`stored`), written to the peer (`sent`)
+//!   and marked `delivered` when the peer's signed cumulative ack arrives; on every (re)connection
+//!   the whole undelivered outbox is sent again in order;
+//! - incoming messages are decrypted and verified on the key manager's workers, checked (discussion,
+//!   intended recipient, size), stored exactly once and in order, then acknowledged.
+//!
+//! Messages: [`SendText`], [`Attach`] (an authenticated connection), [`CloseDiscussion`],
+//! [`SessionStatus`]. Talks to: key manager, store worker, event bus, directory ([`SessionStopped`]).
+//! Incoming frames are handled one at a time (`ctx.wait`): ordering is what makes "exactly once, in
+//! order" simple, and the awaited workers never call back into this actor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::{SinkExt, StreamExt};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::codec::{self, CodecError};
+use crate::crypto::{PublicCert, SecretCert};
+use crate::events::{now_secs, Event, EventBus};
+use crate::keys::KeysHandle;
+use crate::net::{self, Conn, SessionKeys};
+use crate::settings::Settings;
+use crate::store::{
+    DeliveryState, DiscussionState, Incoming, MessageRecord, StoreError, StoreHandle,
+};
+use crate::wire::{ack_data, close_data, ChatPayload, Frame, Purpose, Role};
+
+/// Reconnection backoff: first delay and ceiling.
+pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
+pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Unauthenticated connections at once on a discussion listener.
+pub const MAX_UNAUTHENTICATED: usize = 4;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("message of {0} bytes exceeds the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error("the discussion is closed")]
+    Closed,
+}
+
+pub struct DiscussionSession {
+    node: String,
+    settings: Settings,
+    sk: SessionKeys,
+    peer_name: String,
+    peer_fingerprint: String,
+    /// Requester: where the receiver's discussion listener is.
+    peer_endpoint: Option<SocketAddr>,
+    listener: Option<TcpListener>,
+    keys: KeysHandle,
+    store: StoreHandle,
+    events: EventBus,
+    directory: Recipient<SessionStopped>,
+    conn: Option<Link>,
+    generation: u64,
+    backoff: Duration,
+    connecting: bool,
+    closed: bool,
+}
+
+/// The live connection: a bounded queue drained by a writer task.
+struct Link {
+    tx: mpsc::Sender<Frame>,
+    generation: u64,
+}
+
+pub struct SessionParams {
+    pub settings: Settings,
+    pub discussion_id: String,
+    pub role: Role,
+    pub own_key: SecretCert,
+    pub peer_key: PublicCert,
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+    pub peer_endpoint: Option<SocketAddr>,
+    pub listener: Option<TcpListener>,
+    pub keys: KeysHandle,
+    pub store: StoreHandle,
+    pub events: EventBus,
+    pub directory: Recipient<SessionStopped>,
+}
+
+impl DiscussionSession {
+    pub fn new(p: SessionParams) -> Self {
+        Self {
+            node: p.settings.node.name.clone(),
+            sk: SessionKeys {
+                discussion_id: p.discussion_id,
+                role: p.role,
+                own: Arc::new(p.own_key),
+                peer: p.peer_key,
+            },
+            settings: p.settings,
+            peer_name: p.peer_name,
+            peer_fingerprint: p.peer_fingerprint,
+            peer_endpoint: p.peer_endpoint,
+            listener: p.listener,
+            keys: p.keys,
+            store: p.store,
+            events: p.events,
+            directory: p.directory,
+            conn: None,
+            generation: 0,
+            backoff: RECONNECT_MIN,
+            connecting: false,
+            closed: false,
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.sk.discussion_id
+    }
+
+    fn deadline(&self) -> Duration {
+        self.settings.handshake_timeout()
+    }
+
+    /// Requester: dial the receiver's discussion listener and authenticate.
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.connecting || self.conn.is_some() || self.closed {
+            return;
+        }
+        let Some(endpoint) = self.peer_endpoint else {
+            return;
+        };
+        self.connecting = true;
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let deadline = self.deadline();
+        let max = self.settings.limits.max_frame_bytes;
+        let fut = async move {
+            let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
+                .await
+                .map_err(|_| net::NetError::Timeout)?
+                .map_err(|e| net::NetError::Peer(e.to_string()))?;
+            let mut conn = net::framed(stream, max);
+            net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await?;
+            Ok::<_, net::NetError>(conn)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok(conn) => act.attach(conn, ctx),
+                Err(e) => {
+                    log::debug!("[{}] {}: connect to {endpoint}: {e}", act.node, act.id());
+                    act.schedule_reconnect(ctx);
+                }
+            }
+        }));
+    }
+
+    fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
+        if self.closed || self.sk.role != Role::Requester {
+            return;
+        }
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
+        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+
+    /// Receiver: accept connections on the discussion listener, authenticate them off the actor.
+    fn serve(&mut self, listener: TcpListener, ctx: &mut Context<Self>) {
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let deadline = self.deadline();
+        let max = self.settings.limits.max_frame_bytes;
+        let me = ctx.address();
+        let node = self.node.clone();
+        let busy = Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED));
+        ctx.spawn(
+            async move {
+                loop {
+                    let (stream, from) = match listener.accept().await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            log::warn!("[{node}] discussion listener: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = busy.clone().try_acquire_owned() else {
+                        log::debug!(
+                            "[{node}] too many unauthenticated connections; dropping {from}"
+                        );
+                        continue;
+                    };
+                    let (keys, sk, me, node) = (keys.clone(), sk.clone(), me.clone(), node.clone());
+                    actix_rt::spawn(async move {
+                        let _permit = permit;
+                        let mut conn = net::framed(stream, max);
+                        let res = async {
+                            match net::recv_hello(&mut conn, deadline).await? {
+                                Purpose::Discussion {
+                                    discussion_id,
+                                    nonce,
+                                } if discussion_id == sk.discussion_id => {
+                                    net::authenticate_as_listener(
+                                        &mut conn, &keys, &sk, nonce, deadline,
+                                    )
+                                    .await
+                                }
+                                _ => Err(net::NetError::Unexpected(
+                                    "hello for another purpose".into(),
+                                )),
+                            }
+                        }
+                        .await;
+                        match res {
+                            Ok(()) => me.do_send(Attach(conn)),
+                            Err(e) => log::info!(
+                                "[{node}] discussion connection from {from} refused: {e}"
+                            ),
+                        }
+                    });
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn attach(&mut self, conn: Conn<TcpStream>, ctx: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        self.backoff = RECONNECT_MIN;
+        let (mut sink, stream) = conn.split();
+        let (tx, mut rx) = mpsc::channel::<Frame>(self.settings.limits.session_queue);
+        let node = self.node.clone();
+        actix_rt::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Err(e) = sink.send(frame).await {
+                    log::debug!("[{node}] write: {e}");
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        ctx.add_stream(
+            stream
+                .map(move |item| Inbound {
+                    generation,
+                    item: Some(item),
+                })
+                .chain(futures::stream::once(async move {
+                    Inbound {
+                        generation,
+                        item: None,
+                    }
+                })),
+        );
+        self.conn = Some(Link { tx, generation });
+        log::info!(
+            "[{}] discussion {} connected to {}",
+            self.node,
+            self.id(),
+            self.peer_name
+        );
+        self.events.emit(Event::Connection {
+            discussion_id: self.id().to_string(),
+            connected: true,
+        });
+        self.flush_outbox(ctx);
+    }
+
+    fn disconnect(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {
+        match &self.conn {
+            Some(link) if link.generation == generation => {}
+            _ => return,
+        }
+        self.conn = None; // dropping the sender ends the writer task, which closes the socket
+        log::info!(
+            "[{}] discussion {} disconnected: {why}",
+            self.node,
+            self.id()
+        );
+        self.events.emit(Event::Connection {
+            discussion_id: self.id().to_string(),
+            connected: false,
+        });
+        self.schedule_reconnect(ctx);
+    }
+
+    /// Send every undelivered message again, in order (the receiver drops duplicates).
+    fn flush_outbox(&mut self, ctx: &mut Context<Self>) {
+        let Some(link) = &self.conn else { return };
+        let (tx, generation) = (link.tx.clone(), link.generation);
+        let ctxs = self.sender_context();
+        let id = self.id().to_string();
+        let fut = async move {
+            let pending = ctxs
+                .store
+                .run(move |s| s.outbox(&id))
+                .await
+                .map_err(|e| e.to_string())?;
+            for m in pending {
+                ctxs.transmit(&tx, &m).await?;
+            }
+            Ok::<_, String>(())
+        };
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                act.disconnect(generation, &format!("sending the outbox: {e}"), ctx);
+            }
+        }));
+    }
+
+    fn sender_context(&self) -> Sender {
+        Sender {
+            keys: self.keys.clone(),
+            store: self.store.clone(),
+            events: self.events.clone(),
+            sk: self.sk.clone(),
+            deadline: self.deadline(),
+        }
+    }
+
+    fn on_chat(&mut self, bytes: Vec<u8>, generation: u64, ctx: &mut Context<Self>) {
+        let Some(link) = &self.conn else { return };
+        let tx = link.tx.clone();
+        let (keys, store, events, sk) = (
+            self.keys.clone(),
+            self.store.clone(),
+            self.events.clone(),
+            self.sk.clone(),
+        );
+        let max_body = self.settings.limits.max_message_bytes;
+        let deadline = self.deadline();
+        let fut = async move {
+            let plain = keys
+                .decrypt_with(sk.own.clone(), sk.peer.clone(), bytes)
+                .await
+                .map_err(|e| format!("undecryptable message: {e}"))?;
+            let p: ChatPayload = codec::decode(&plain).map_err(|e| format!("bad payload: {e}"))?;
+            if p.discussion_id != sk.discussion_id {
+                return Err("message for another discussion".to_string());
+            }
+            if p.recipient != sk.own.fingerprint() {
+                return Err("message meant for another recipient".to_string());
+            }
+            if p.body.len() > max_body {
+                return Err(format!(
+                    "message of {} bytes exceeds the limit",
+                    p.body.len()
+                ));
+            }
+            let id = sk.discussion_id.clone();
+            let (seq, time, body) = (p.seq, p.time, p.body);
+            let b = body.clone();
+            let (outcome, upto) = store
+                .run(move |s| s.store_incoming(&id, seq, time, &b))
+                .await
+                .map_err(|e| e.to_string())?;
+            match outcome {
+                Incoming::Stored => events.emit(Event::Message {
+                    message: MessageRecord {
+                        discussion_id: sk.discussion_id.clone(),
+                        direction: crate::store::Direction::In,
+                        seq,
+                        time,
+                        body,
+                        state: DeliveryState::Received,
+                    },
+                }),
+                Incoming::Duplicate => {
+                    log::debug!("duplicate message {seq} in {}", sk.discussion_id)
+                }
+                Incoming::Gap { expected } => {
+                    return Err(format!("message {seq} while {expected} is missing"));
+                }
+            }
+            let signature = keys
+                .sign_with(sk.own.clone(), ack_data(&sk.discussion_id, upto))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(deadline, tx.send(Frame::Ack { upto, signature }))
+                .await
+                .map_err(|_| "peer too slow to take acks".to_string())?
+                .map_err(|_| "connection gone".to_string())?;
+            Ok(())
+        };
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |res: Result<(), String>, act, ctx| {
+                    if let Err(e) = res {
+                        // One bad frame costs that frame; a slow peer costs its connection.
+                        log::warn!("[{}] {}: dropped a chat frame: {e}", act.node, act.id());
+                        if e.contains("too slow") || e.contains("connection gone") {
+                            act.disconnect(generation, &e, ctx);
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn on_ack(&mut self, upto: u64, signature: Vec<u8>, ctx: &mut Context<Self>) {
+        let (keys, store, events, sk) = (
+            self.keys.clone(),
+            self.store.clone(),
+            self.events.clone(),
+            self.sk.clone(),
+        );
+        let fut = async move {
+            keys.verify_detached(
+                sk.peer.clone(),
+                ack_data(&sk.discussion_id, upto),
+                signature,
+            )
+            .await
+            .map_err(|e| format!("bad ack signature: {e}"))?;
+            let id = sk.discussion_id.clone();
+            let changed = store
+                .run(move |s| {
+                    let last = s.last_out_seq(&id)?;
+                    s.mark_delivered(&id, upto.min(last))
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            for seq in changed {
+                events.emit(Event::Delivery {
+                    discussion_id: sk.discussion_id.clone(),
+                    seq,
+                    state: DeliveryState::Delivered.as_str().into(),
+                });
+            }
+            Ok::<_, String>(())
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, _| {
+            if let Err(e) = res {
+                log::warn!("[{}] {}: dropped an ack: {e}", act.node, act.id());
+            }
+        }));
+    }
+
+    fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) {
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let fut = async move {
+            keys.verify_detached(sk.peer.clone(), close_data(&sk.discussion_id), signature)
+                .await
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(()) => act.finish(true, ctx),
+            Err(e) => log::warn!("[{}] {}: forged close ignored: {e}", act.node, act.id()),
+        }));
+    }
+
+    /// Mark closed, destroy our discussion key, stop.
+    fn finish(&mut self, by_peer: bool, ctx: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let id = self.id().to_string();
+        let store = self.store.clone();
+        let events = self.events.clone();
+        let fut = async move {
+            let i = id.clone();
+            let res = store
+                .run(move |s| {
+                    s.set_discussion_state(&i, DiscussionState::Closed)?;
+                    s.forget_own_key(&i)
+                })
+                .await;
+            events.emit(Event::DiscussionClosed {
+                discussion_id: id,
+                by_peer,
+            });
+            res
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                log::error!("[{}] closing {}: {e}", act.node, act.id());
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+/// What sending needs, detached from the actor so it can run inside a future.
+struct Sender {
+    keys: KeysHandle,
+    store: StoreHandle,
+    events: EventBus,
+    sk: SessionKeys,
+    deadline: Duration,
+}
+
+impl Sender {
+    /// Encrypt one stored message, queue it on the connection, mark it sent.
+    async fn transmit(&self, tx: &mpsc::Sender<Frame>, m: &MessageRecord) -> Result<(), String> {
+        let payload = ChatPayload {
+            discussion_id: self.sk.discussion_id.clone(),
+            seq: m.seq,
+            time: m.time,
+            recipient: self.sk.peer.fingerprint().to_string(),
+            body: m.body.clone(),
+        };
+        let plain = codec::encode(&payload).map_err(|e| e.to_string())?;
+        let bytes = self
+            .keys
+            .encrypt_with(self.sk.own.clone(), self.sk.peer.clone(), plain)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(self.deadline, tx.send(Frame::Chat(bytes)))
+            .await
+            .map_err(|_| "peer too slow".to_string())?
+            .map_err(|_| "connection gone".to_string())?;
+        if m.state == DeliveryState::Stored {
+            let (id, seq) = (self.sk.discussion_id.clone(), m.seq);
+            let changed = self
+                .store
+                .run(move |s| s.mark_sent(&id, seq))
+                .await
+                .map_err(|e| e.to_string())?;
+            if changed {
+                self.events.emit(Event::Delivery {
+                    discussion_id: self.sk.discussion_id.clone(),
+                    seq: m.seq,
+                    state: DeliveryState::Sent.as_str().into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Actor for DiscussionSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(l) = self.listener.take() {
+            self.serve(l, ctx);
+        }
+        self.connect(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.directory.do_send(SessionStopped {
+            discussion_id: self.id().to_string(),
+        });
+    }
+}
+
+/// One inbound frame (or the end of the stream: `item: None`) of connection `generation`.
+struct Inbound {
+    generation: u64,
+    item: Option<Result<Frame, CodecError>>,
+}
+
+impl StreamHandler<Inbound> for DiscussionSession {
+    fn handle(&mut self, m: Inbound, ctx: &mut Context<Self>) {
+        if self.conn.as_ref().map(|l| l.generation) != Some(m.generation) {
+            return; // a replaced connection's leftovers
+        }
+        match m.item {
+            None => self.disconnect(m.generation, "closed by peer", ctx),
+            Some(Err(e)) => self.disconnect(m.generation, &e.to_string(), ctx),
+            Some(Ok(Frame::Chat(bytes))) => self.on_chat(bytes, m.generation, ctx),
+            Some(Ok(Frame::Ack { upto, signature })) => self.on_ack(upto, signature, ctx),
+            Some(Ok(Frame::Close { signature })) => self.on_close(signature, ctx),
+            Some(Ok(other)) => {
+                let why = format!("unexpected {} frame", net::frame_name(&other));
+                self.disconnect(m.generation, &why, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Each connection's end arrives as `item: None`; the session outlives its connections.
+    }
+}
+
+/// An authenticated connection for this discussion (from its listener, the main listener, or a
+/// reconnect). Replaces any current one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Conn<TcpStream>);
+
+impl Handler<Attach> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, m: Attach, ctx: &mut Context<Self>) {
+        if let Some(link) = &self.conn {
+            let g = link.generation;
+            self.disconnect(g, "replaced by a new connection", ctx);
+        }
+        self.attach(m.0, ctx);
+    }
+}
+
+/// A discussion connection whose hello was read elsewhere (the main listener): authenticate it as
+/// the listening side, then attach it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AuthenticateIncoming {
+    pub conn: Conn<TcpStream>,
+    pub nonce: crate::wire::Nonce,
+}
+
+impl Handler<AuthenticateIncoming> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, m: AuthenticateIncoming, ctx: &mut Context<Self>) {
+        let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
+        let mut conn = m.conn;
+        let fut = async move {
+            net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, deadline).await?;
+            Ok::<_, net::NetError>(conn)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(conn) => {
+                if let Some(link) = &act.conn {
+                    let g = link.generation;
+                    act.disconnect(g, "replaced by a new connection", ctx);
+                }
+                act.attach(conn, ctx)
+            }
+            Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
+        }));
+    }
+}
+
+/// Queue a message: returns once it is committed to the store.
+#[derive(Message)]
+#[rtype(result = "Result<MessageRecord, SessionError>")]
+pub struct SendText(pub String);
+
+impl Handler<SendText> for DiscussionSession {
+    type Result = AtomicResponse<Self, Result<MessageRecord, SessionError>>;
+
+    fn handle(&mut self, m: SendText, _: &mut Context<Self>) -> Self::Result {
+        let max = self.settings.limits.max_message_bytes;
+        let closed = self.closed;
+        let id = self.id().to_string();
+        let sender = self.sender_context();
+        let link = self.conn.as_ref().map(|l| (l.tx.clone(), l.generation));
+        AtomicResponse::new(Box::pin(
+            async move {
+                if closed {
+                    return Err(SessionError::Closed);
+                }
+                if m.0.len() > max {
+                    return Err(SessionError::TooLarge(m.0.len(), max));
+                }
+                let body = m.0;
+                let record = sender
+                    .store
+                    .run(move |s| s.queue_outgoing(&id, &body, now_secs()))
+                    .await
+                    .map_err(SessionError::from)?;
+                sender.events.emit(Event::Message {
+                    message: record.clone(),
+                });
+                let mut failed = None;
+                if let Some((tx, generation)) = link {
+                    if let Err(e) = sender.transmit(&tx, &record).await {
+                        failed = Some((generation, e));
+                    }
+                }
+                Ok((record, failed))
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok((record, failed)) => {
+                    if let Some((g, e)) = failed {
+                        act.disconnect(g, &e, ctx);
+                    }
+                    Ok(record)
+                }
+                Err(e) => Err(e),
+            }),
+        ))
+    }
+}
+
+/// Close the discussion for good: tell the peer (when connected), destroy our key, keep history.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseDiscussion;
+
+impl Handler<CloseDiscussion> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, _: CloseDiscussion, ctx: &mut Context<Self>) {
+        let tx = self.conn.as_ref().map(|l| l.tx.clone());
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let fut = async move {
+            if let Some(tx) = tx {
+                if let Ok(signature) = keys
+                    .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+                    .await
+                {
+                    let _ = tx.send(Frame::Close { signature }).await;
+                }
+            }
+        };
+        ctx.wait(
+            fut.into_actor(self)
+                .map(|_, act, ctx| act.finish(false, ctx)),
+        );
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub discussion_id: String,
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+    pub connected: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Status")]
+pub struct SessionStatus;
+
+impl Handler<SessionStatus> for DiscussionSession {
+    type Result = MessageResult<SessionStatus>;
+    fn handle(&mut self, _: SessionStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Status {
+            discussion_id: self.id().to_string(),
+            peer_name: self.peer_name.clone(),
+            peer_fingerprint: self.peer_fingerprint.clone(),
+            connected: self.conn.is_some(),
+        })
+    }
+}
+
+/// Told to the directory when a session ends.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionStopped {
+    pub discussion_id: String,
+}

@@ -1,0 +1,130 @@
+//! Helpers shared by the integration tests: throwaway nodes on loopback, and waiting with a deadline.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pgpchat_actors::crypto::SecretCert;
+use pgpchat_actors::node::{start_node, NodeHandle};
+use pgpchat_actors::settings::Settings;
+use tempfile::TempDir;
+
+pub fn init_logs() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// A free UDP port for one test's private discovery network.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+pub struct TestNode {
+    pub node: NodeHandle,
+    pub dir: PathBuf,
+    _tmp: Option<TempDir>,
+}
+
+impl std::ops::Deref for TestNode {
+    type Target = NodeHandle;
+    fn deref(&self) -> &NodeHandle {
+        &self.node
+    }
+}
+
+pub fn settings(name: &str, dir: &std::path::Path, discovery_port: u16) -> Settings {
+    let mut s = Settings::loopback(name, dir, discovery_port);
+    s.limits.handshake_timeout_secs = 10;
+    s
+}
+
+/// Start `names.len()` nodes on one private loopback discovery network, in the current System.
+pub async fn spawn_nodes(names: &[&str]) -> Vec<TestNode> {
+    init_logs();
+    let port = free_udp_port();
+    let mut v = Vec::new();
+    for name in names {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let s = settings(name, &dir, port);
+        let id = SecretCert::generate(name).expect("identity");
+        let node = start_node(s, id).await.expect("node starts");
+        v.push(TestNode {
+            node,
+            dir,
+            _tmp: Some(tmp),
+        });
+    }
+    v
+}
+
+/// Poll `check` until it returns Some, or panic after `secs` seconds with `what`.
+pub async fn wait_until<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until `a` lists `b` as a contact.
+pub async fn wait_sees(a: &NodeHandle, b: &NodeHandle) {
+    let fp = b.keys.fingerprint().to_string();
+    wait_until(20, "discovery", || {
+        let a = a.clone();
+        let fp = fp.clone();
+        async move {
+            a.contacts()
+                .await
+                .ok()
+                .filter(|c| c.iter().any(|c| c.fingerprint == fp))
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+/// Open a discussion from `a` to `b`, `b` accepting with `pw_b`. Returns (a's result, b's result).
+pub async fn open_discussion(
+    a: &NodeHandle,
+    b: &NodeHandle,
+    pw_a: &str,
+    pw_b: &str,
+) -> (Result<String, String>, Result<String, String>) {
+    let (a2, b_fp, pw) = (
+        a.clone(),
+        b.keys.fingerprint().to_string(),
+        pw_a.to_string(),
+    );
+    let opening =
+        actix_rt::spawn(async move { a2.open(&b_fp, &pw).await.map_err(|e| e.to_string()) });
+    let a_fp = a.keys.fingerprint().to_string();
+    let req = wait_until(20, "the request to arrive", || {
+        let b = b.clone();
+        let a_fp = a_fp.clone();
+        async move {
+            b.requests()
+                .await
+                .ok()
+                .and_then(|r| r.into_iter().find(|r| r.fingerprint == a_fp))
+        }
+    })
+    .await;
+    let accepted = b.accept(req.id, pw_b).await.map_err(|e| e.to_string());
+    let opened = opening.await.expect("open task");
+    (opened, accepted)
+}

@@ -1,0 +1,81 @@
+//! Several complete nodes in one actix System over real loopback sockets.
+
+use crate::common::*;
+use pgpchat_actors::store::{DeliveryState, Direction};
+
+#[actix_rt::test]
+async fn discovery_works_both_ways() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    wait_sees(&n[0], &n[1]).await;
+    wait_sees(&n[1], &n[0]).await;
+    let c = n[0].contacts().await.unwrap();
+    assert_eq!(c.len(), 1, "a node never lists itself");
+    assert_eq!(c[0].name, "bob");
+    assert_eq!(c[0].tcp_port, n[1].tcp_port);
+    assert!(!c[0].key_changed);
+}
+
+#[actix_rt::test]
+async fn discussion_with_the_right_secret_carries_messages_both_ways() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, accepted) = open_discussion(a, b, "purple tulip", "purple tulip").await;
+    let id = opened.expect("alice's open succeeds");
+    assert_eq!(accepted.expect("bob's accept succeeds"), id);
+
+    for i in 1..=5 {
+        a.send(&id, &format!("a{i}")).await.unwrap();
+        b.send(&id, &format!("b{i}")).await.unwrap();
+    }
+    // Each side ends with 10 messages: its 5 delivered, the peer's 5 received once, in order.
+    for (me, mine, theirs) in [(a, "a", "b"), (b, "b", "a")] {
+        let h = wait_until(20, "all delivered", || {
+            let me = me.node.clone();
+            let id = id.clone();
+            async move {
+                let h = me.history(&id, 100).await.ok()?;
+                let done = h.len() == 10
+                    && h.iter()
+                        .filter(|m| m.direction == Direction::Out)
+                        .all(|m| m.state == DeliveryState::Delivered);
+                done.then_some(h)
+            }
+        })
+        .await;
+        let out: Vec<_> = h
+            .iter()
+            .filter(|m| m.direction == Direction::Out)
+            .map(|m| m.body.clone())
+            .collect();
+        let inn: Vec<_> = h
+            .iter()
+            .filter(|m| m.direction == Direction::In)
+            .map(|m| m.body.clone())
+            .collect();
+        assert_eq!(
+            out,
+            (1..=5).map(|i| format!("{mine}{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            inn,
+            (1..=5).map(|i| format!("{theirs}{i}")).collect::<Vec<_>>()
+        );
+    }
+    // By name too: "bob" stands for alice's most recent discussion with bob.
+    assert_eq!(a.resolve("bob").await.unwrap(), id);
+}
+
+#[actix_rt::test]
+async fn wrong_secret_is_refused_on_both_sides() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, accepted) = open_discussion(a, b, "purple tulip", "yellow tulip").await;
+    let ea = opened.unwrap_err();
+    let eb = accepted.unwrap_err();
+    assert!(ea.contains("secrets do not match"), "alice: {ea}");
+    assert!(eb.contains("secrets do not match"), "bob: {eb}");
+    assert!(a.discussions().await.unwrap().is_empty());
+    assert!(b.discussions().await.unwrap().is_empty());
+}
