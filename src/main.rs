@@ -1,1 +1,27 @@
-fn main() {}
+//! `pgpchat`: the command line and the terminal front-end of the pgpchat core.
+//!
+//! `main` is thin: parse arguments, run, print the error chain once, exit non-zero on failure.
+
+mod cli;
+mod client;
+mod commands;
+mod core_process;
+mod format;
+mod prompt;
+mod secrets;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("pgpchat: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -407,6 +407,22 @@ fn encryption_subkey(
         .ok_or_else(|| CryptoError::Policy("no Curve25519 encryption subkey".into()))
 }
 
+/// The public certificate of a (possibly locked) secret key, without unlocking it.
+pub fn public_of_secret(bytes: &[u8]) -> Result<PublicCert, CryptoError> {
+    let (secret, _) = SignedSecretKey::from_reader_single(Cursor::new(bytes))
+        .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+    PublicCert::checked(secret.to_public_key())
+}
+
+/// A stored secret key, armored as it is (its protection unchanged).
+pub fn armor_secret(bytes: &[u8]) -> Result<String, CryptoError> {
+    let (secret, _) = SignedSecretKey::from_reader_single(Cursor::new(bytes))
+        .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+    secret
+        .to_armored_string(ArmorOptions::default())
+        .map_err(pgp_err)
+}
+
 /// Upper-case hex of a fingerprint.
 pub fn fingerprint_hex(f: &pgp::types::Fingerprint) -> Fingerprint {
     hex::encode_upper(f.as_bytes())

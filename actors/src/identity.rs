@@ -96,10 +96,9 @@ pub fn is_protected(data_dir: &Path) -> Result<bool, IdentityError> {
     }
 }
 
-/// Read and unlock the identity.
-pub fn load(data_dir: &Path, passphrase: Option<&str>) -> Result<SecretCert, IdentityError> {
+fn read(data_dir: &Path) -> Result<Vec<u8>, IdentityError> {
     let path = identity_path(data_dir);
-    let bytes = fs::read(&path).map_err(|e| {
+    fs::read(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             IdentityError::Missing(path.clone())
         } else {
@@ -108,8 +107,22 @@ pub fn load(data_dir: &Path, passphrase: Option<&str>) -> Result<SecretCert, Ide
                 source: e,
             }
         }
-    })?;
-    Ok(SecretCert::unlock(&bytes, passphrase)?)
+    })
+}
+
+/// The public certificate, read without the passphrase.
+pub fn public(data_dir: &Path) -> Result<crate::crypto::PublicCert, IdentityError> {
+    Ok(crate::crypto::public_of_secret(&read(data_dir)?)?)
+}
+
+/// The secret key as stored (still passphrase-protected), armored.
+pub fn secret_armored(data_dir: &Path) -> Result<String, IdentityError> {
+    Ok(crate::crypto::armor_secret(&read(data_dir)?)?)
+}
+
+/// Read and unlock the identity.
+pub fn load(data_dir: &Path, passphrase: Option<&str>) -> Result<SecretCert, IdentityError> {
+    Ok(SecretCert::unlock(&read(data_dir)?, passphrase)?)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod discussions;
 pub mod events;
 pub mod handshake;
 pub mod identity;
+pub mod ipc;
 pub mod keys;
 pub mod listener;
 pub mod net;

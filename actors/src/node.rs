@@ -58,6 +58,8 @@ pub enum ApiError {
     Failed(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("unknown method '{0}'")]
+    NotFoundMethod(String),
 }
 
 impl ApiError {
@@ -67,6 +69,7 @@ impl ApiError {
             Self::Invalid(_) => -32602,
             Self::Failed(_) => 2,
             Self::Internal(_) => -32603,
+            Self::NotFoundMethod(_) => -32601,
         }
     }
 }

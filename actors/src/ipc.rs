@@ -1,0 +1,365 @@
+//! IPC actor: the front-ends' door (SPEC 1, seed 1.B). JSON-RPC 2.0 over a Unix socket, one JSON
+//! object per line, documented in `docs/ipc.md`.
+//!
+//! The socket lives in a directory only the owner can enter (0700) and is itself 0600; on top of
+//! that every connection's peer user id (SO_PEERCRED) must be the owner's, or it is closed.
+//!
+//! Each client is served by two tasks: a reader that parses requests (lines bounded by
+//! `limits.ipc_max_line_bytes`) and runs each one concurrently (at most
+//! [`MAX_IN_FLIGHT_PER_CLIENT`]), and a writer fed by a bounded queue (`limits.ipc_event_queue`).
+//! Events for a subscribed client are pushed with `try_send`: a client that stops reading is
+//! disconnected instead of stalling anything else; it can re-sync from `history`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+
+use crate::node::{ApiError, NodeError, NodeHandle};
+
+/// Requests of one client running at once (each `open`/`accept` may wait minutes for a person).
+pub const MAX_IN_FLIGHT_PER_CLIENT: usize = 64;
+/// Default and largest `limit` of `history`.
+pub const DEFAULT_HISTORY: u64 = 100;
+pub const MAX_HISTORY: u64 = 100_000;
+
+pub struct IpcServer {
+    node: NodeHandle,
+    listener: Option<UnixListener>,
+    owner_uid: u32,
+    clients: Arc<Semaphore>,
+    path: PathBuf,
+}
+
+impl IpcServer {
+    /// Create the socket (and its private directory) at `path`. A stale socket left by a dead core is
+    /// replaced; a live one is an error (another core serves this profile).
+    pub fn bind(node: NodeHandle, path: &Path) -> Result<Self, NodeError> {
+        let err = |m: String| NodeError::Ipc(format!("{}: {m}", path.display()));
+        let dir = path
+            .parent()
+            .ok_or_else(|| err("no parent directory".into()))?;
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| err(e.to_string()))?;
+        let owner_uid = std::fs::metadata(dir)
+            .map_err(|e| err(e.to_string()))?
+            .uid();
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err("a core is already running for this profile".into()));
+            }
+            std::fs::remove_file(path).map_err(|e| err(e.to_string()))?;
+        }
+        let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| err(e.to_string()))?;
+        let max = node.settings.limits.ipc_max_clients;
+        Ok(Self {
+            node,
+            listener: Some(listener),
+            owner_uid,
+            clients: Arc::new(Semaphore::new(max)),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Actor for IpcServer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(l) = self.listener.take() {
+            let accepts = futures::stream::unfold(l, |l| async move {
+                loop {
+                    match l.accept().await {
+                        Ok((s, _)) => return Some((Client(s), l)),
+                        Err(e) => {
+                            log::warn!("ipc accept: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+            ctx.add_stream(accepts);
+        }
+        log::info!(
+            "[{}] IPC on {}",
+            self.node.settings.node.name,
+            self.path.display()
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Client(UnixStream);
+
+impl StreamHandler<Client> for IpcServer {
+    fn handle(&mut self, Client(stream): Client, _: &mut Context<Self>) {
+        let name = self.node.settings.node.name.clone();
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == self.owner_uid => {}
+            Ok(c) => {
+                log::warn!("[{name}] IPC connection from uid {} refused", c.uid());
+                return;
+            }
+            Err(e) => {
+                log::warn!("[{name}] IPC peer credentials: {e}");
+                return;
+            }
+        }
+        let Ok(permit) = self.clients.clone().try_acquire_owned() else {
+            log::warn!("[{name}] too many IPC clients; one refused");
+            return;
+        };
+        let node = self.node.clone();
+        actix_rt::spawn(async move {
+            serve_client(node, stream).await;
+            drop(permit);
+        });
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+async fn serve_client(node: NodeHandle, stream: UnixStream) {
+    let limits = node.settings.limits.clone();
+    let (r, w) = stream.into_split();
+    let mut lines = FramedRead::new(
+        r,
+        LinesCodec::new_with_max_length(limits.ipc_max_line_bytes),
+    );
+    let (tx, mut rx) = mpsc::channel::<String>(limits.ipc_event_queue);
+    let writer = actix_rt::spawn(async move {
+        let mut out = FramedWrite::new(w, LinesCodec::new());
+        while let Some(line) = rx.recv().await {
+            if out.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CLIENT));
+    let mut events: Option<actix_rt::task::JoinHandle<()>> = None;
+    while let Some(line) = lines.next().await {
+        let line = match line {
+            Ok(l) => l,
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                let _ = tx
+                    .send(error_response(
+                        Value::Null,
+                        -32600,
+                        &format!(
+                            "request line longer than {} bytes",
+                            limits.ipc_max_line_bytes
+                        ),
+                    ))
+                    .await;
+                break;
+            }
+            Err(LinesCodecError::Io(_)) => break,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req = match parse_request(&line) {
+            Ok(r) => r,
+            Err(resp) => {
+                if tx.send(resp).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if req.method == "subscribe" {
+            if events.is_none() {
+                events = Some(actix_rt::spawn(forward_events(
+                    node.subscribe(),
+                    tx.clone(),
+                )));
+            }
+            if let Some(id) = req.id {
+                let _ = tx.send(ok_response(id, json!({"subscribed": true}))).await;
+            }
+            continue;
+        }
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            if let Some(id) = req.id {
+                let _ = tx
+                    .send(error_response(id, -32000, "too many requests in flight"))
+                    .await;
+            }
+            continue;
+        };
+        let (node, tx) = (node.clone(), tx.clone());
+        actix_rt::spawn(async move {
+            let result = dispatch(&node, &req.method, req.params).await;
+            if let Some(id) = req.id {
+                let line = match result {
+                    Ok(v) => ok_response(id, v),
+                    Err(e) => error_response(id, e.code(), &e.to_string()),
+                };
+                let _ = tx.send(line).await;
+            }
+            drop(permit);
+        });
+    }
+    if let Some(e) = events {
+        e.abort();
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Push events to a subscribed client; a client that lags is disconnected (its queue closes).
+async fn forward_events(
+    mut rx: broadcast::Receiver<crate::events::Event>,
+    tx: mpsc::Sender<String>,
+) {
+    loop {
+        match rx.recv().await {
+            Ok(e) => {
+                let line = json!({"jsonrpc": "2.0", "method": "event", "params": e}).to_string();
+                if tx.try_send(line).is_err() {
+                    log::warn!("IPC client too slow for events; disconnecting it");
+                    let _ = tx.try_send(
+                        json!({"jsonrpc": "2.0", "method": "lagged", "params": {}}).to_string(),
+                    );
+                    break;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                log::warn!("IPC client missed {n} events; disconnecting it");
+                break;
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    // Closing the client's queue from here would not stop the reader; dropping our sender and
+    // returning leaves the writer to finish. The reader ends with the socket.
+    drop(tx);
+}
+
+#[derive(Deserialize)]
+struct Request {
+    jsonrpc: String,
+    #[serde(default)]
+    id: Option<Value>,
+    method: String,
+    #[serde(default)]
+    params: Value,
+}
+
+fn parse_request(line: &str) -> Result<Request, String> {
+    let v: Value = serde_json::from_str(line)
+        .map_err(|e| error_response(Value::Null, -32700, &format!("parse error: {e}")))?;
+    let id = v.get("id").cloned().unwrap_or(Value::Null);
+    let r: Request = serde_json::from_value(v)
+        .map_err(|e| error_response(id.clone(), -32600, &format!("invalid request: {e}")))?;
+    if r.jsonrpc != "2.0" {
+        return Err(error_response(
+            id,
+            -32600,
+            "invalid request: jsonrpc must be \"2.0\"",
+        ));
+    }
+    Ok(r)
+}
+
+fn ok_response(id: Value, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+fn error_response(id: Value, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+fn param<'a>(params: &'a Value, name: &str) -> Result<&'a Value, ApiError> {
+    params
+        .get(name)
+        .ok_or_else(|| ApiError::Invalid(format!("missing parameter '{name}'")))
+}
+
+fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, ApiError> {
+    param(params, name)?
+        .as_str()
+        .ok_or_else(|| ApiError::Invalid(format!("parameter '{name}' must be a string")))
+}
+
+fn u64_param(params: &Value, name: &str) -> Result<u64, ApiError> {
+    param(params, name)?.as_u64().ok_or_else(|| {
+        ApiError::Invalid(format!("parameter '{name}' must be a non-negative integer"))
+    })
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Run one method. Every method of `docs/ipc.md` is here.
+pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<Value, ApiError> {
+    let p = &params;
+    match method {
+        "whoami" => to_value(node.whoami()),
+        "contacts" => to_value(node.contacts().await?),
+        "verify" => {
+            let verified = match p.get("verified") {
+                None => true,
+                Some(v) => v.as_bool().ok_or_else(|| {
+                    ApiError::Invalid("parameter 'verified' must be a boolean".into())
+                })?,
+            };
+            to_value(
+                node.set_verified(str_param(p, "contact")?, verified)
+                    .await?,
+            )
+        }
+        "open" => {
+            let id = node
+                .open(str_param(p, "contact")?, str_param(p, "password")?)
+                .await?;
+            Ok(json!({ "discussion_id": id }))
+        }
+        "requests" => to_value(node.requests().await?),
+        "accept" => {
+            let id = node
+                .accept(u64_param(p, "request")?, str_param(p, "password")?)
+                .await?;
+            Ok(json!({ "discussion_id": id }))
+        }
+        "refuse" => {
+            node.refuse(u64_param(p, "request")?).await?;
+            Ok(json!({ "refused": true }))
+        }
+        "discussions" => to_value(node.discussions().await?),
+        "send" => to_value(
+            node.send(str_param(p, "discussion")?, str_param(p, "text")?)
+                .await?,
+        ),
+        "history" => {
+            let limit = match p.get("limit") {
+                None | Some(Value::Null) => DEFAULT_HISTORY,
+                Some(_) => u64_param(p, "limit")?.min(MAX_HISTORY),
+            };
+            to_value(node.history(str_param(p, "discussion")?, limit).await?)
+        }
+        "close" => {
+            let id = node.close(str_param(p, "discussion")?).await?;
+            Ok(json!({ "discussion_id": id, "closed": true }))
+        }
+        "status" => Ok(json!({
+            "whoami": to_value(node.whoami())?,
+            "discovery": to_value(node.discovery_stats().await?)?,
+        })),
+        _ => Err(ApiError::NotFoundMethod(method.to_string())),
+    }
+}

@@ -1,0 +1,449 @@
+//! One function per command. Settings are resolved once, here, from the global options.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use pgpchat_actors::crypto::fingerprint_groups;
+use pgpchat_actors::events::now_secs;
+use pgpchat_actors::identity;
+use pgpchat_actors::settings::Settings;
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Command};
+use crate::client::Client;
+use crate::format;
+use crate::secrets;
+
+pub struct Ctx {
+    pub settings: Settings,
+    pub json: bool,
+    pub profile: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn client(&self) -> Result<Client> {
+        Client::connect(&self.settings.ipc_socket())
+    }
+
+    /// Call a method of the running core.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value> {
+        self.client()?.call(method, params)
+    }
+
+    fn print(&self, v: &Value, human: impl FnOnce(&Value)) {
+        if self.json {
+            println!("{v}");
+        } else {
+            human(v);
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> Result<Settings> {
+    let mut over = Vec::new();
+    if let Some(d) = &cli.data_dir {
+        over.push(("node.data_dir", d.display().to_string()));
+    }
+    Ok(Settings::load(
+        cli.profile.as_deref(),
+        cli.config.as_deref(),
+        std::env::vars(),
+        &over,
+    )?)
+}
+
+fn init_logging(default: &str, node: &str) {
+    let node = node.to_string();
+    // rpgp warns about re-encoded key packets while unlocking; that is expected, not news.
+    let filter = format!("{default},pgp=error");
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
+        .format(move |buf, r| {
+            use std::io::Write;
+            let msg = r.args().to_string();
+            // Actor lines carry "[node]" already; others get it here.
+            if msg.starts_with('[') {
+                writeln!(buf, "{} {:5} {}", format::time(now_secs()), r.level(), msg)
+            } else {
+                writeln!(
+                    buf,
+                    "{} {:5} [{node}] {}",
+                    format::time(now_secs()),
+                    r.level(),
+                    msg
+                )
+            }
+        })
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let settings = load_settings(&cli)?;
+    let is_daemon = matches!(cli.command, Some(Command::Daemon { .. }));
+    init_logging(if is_daemon { "info" } else { "warn" }, &settings.node.name);
+    let ctx = Ctx {
+        settings,
+        json: cli.json,
+        profile: cli.profile.clone(),
+        config: cli.config.clone(),
+    };
+    match cli.command.unwrap_or(Command::Chat) {
+        Command::Init {
+            name,
+            passphrase_file,
+            no_passphrase,
+        } => init(&ctx, name, passphrase_file, no_passphrase),
+        Command::Daemon { passphrase_file } => {
+            crate::core_process::run_daemon(&ctx, passphrase_file)
+        }
+        Command::Chat => crate::prompt::run(&ctx),
+        Command::Whoami => whoami(&ctx),
+        Command::Contacts => contacts(&ctx),
+        Command::Verify { contact, unset } => {
+            let v = ctx.call("verify", json!({"contact": contact, "verified": !unset}))?;
+            ctx.print(&v, |v| {
+                println!(
+                    "{} {} is now {}",
+                    v["name"].as_str().unwrap_or(""),
+                    v["fingerprint"].as_str().unwrap_or(""),
+                    if unset { "unverified" } else { "verified" }
+                )
+            });
+            Ok(())
+        }
+        Command::Open {
+            contact,
+            password_file,
+        } => {
+            let pw = secrets::obtain(
+                password_file.as_deref(),
+                "PGPCHAT_PASSWORD",
+                "Shared secret",
+                false,
+            )?;
+            let v = ctx.call("open", json!({"contact": contact, "password": pw}))?;
+            ctx.print(&v, |v| {
+                println!(
+                    "discussion {} open",
+                    v["discussion_id"].as_str().unwrap_or("")
+                )
+            });
+            Ok(())
+        }
+        Command::Requests => requests(&ctx),
+        Command::Accept {
+            request,
+            password_file,
+        } => {
+            let pw = secrets::obtain(
+                password_file.as_deref(),
+                "PGPCHAT_PASSWORD",
+                "Shared secret",
+                false,
+            )?;
+            let v = ctx.call("accept", json!({"request": request, "password": pw}))?;
+            ctx.print(&v, |v| {
+                println!(
+                    "discussion {} open",
+                    v["discussion_id"].as_str().unwrap_or("")
+                )
+            });
+            Ok(())
+        }
+        Command::Refuse { request } => {
+            let v = ctx.call("refuse", json!({ "request": request }))?;
+            ctx.print(&v, |_| println!("request {request} refused"));
+            Ok(())
+        }
+        Command::Discussions => discussions(&ctx),
+        Command::Send { discussion, text } => {
+            let text = if text == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the message from standard input")?;
+                s.trim_end_matches('\n').to_string()
+            } else {
+                text
+            };
+            let v = ctx.call("send", json!({"discussion": discussion, "text": text}))?;
+            ctx.print(&v, |v| {
+                println!("message {} {}", v["seq"], v["state"].as_str().unwrap_or(""))
+            });
+            Ok(())
+        }
+        Command::History { discussion, limit } => history(&ctx, &discussion, limit),
+        Command::Close { discussion } => {
+            let v = ctx.call("close", json!({ "discussion": discussion }))?;
+            ctx.print(&v, |v| {
+                println!(
+                    "discussion {} closed",
+                    v["discussion_id"].as_str().unwrap_or("")
+                )
+            });
+            Ok(())
+        }
+        Command::Watch => watch(&ctx),
+        Command::ExportKey { secret } => export_key(&ctx, secret),
+    }
+}
+
+fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bool) -> Result<()> {
+    let dir = &ctx.settings.node.data_dir;
+    if identity::exists(dir) {
+        bail!(
+            "an identity already exists in {}; refusing to overwrite it",
+            dir.display()
+        );
+    }
+    let name = name.unwrap_or_else(|| ctx.settings.node.name.clone());
+    let pass = if no_pass {
+        None
+    } else {
+        Some(secrets::obtain(
+            pass_file.as_deref(),
+            "PGPCHAT_PASSPHRASE",
+            "Passphrase for your identity key",
+            true,
+        )?)
+    };
+    let key = identity::init(dir, &name, pass.as_deref())?;
+    let v = json!({"name": name, "fingerprint": key.fingerprint(), "data_dir": dir});
+    ctx.print(&v, |_| {
+        println!("identity created for {name}");
+        println!("fingerprint {}", fingerprint_groups(key.fingerprint()));
+    });
+    Ok(())
+}
+
+fn whoami(ctx: &Ctx) -> Result<()> {
+    // Works without a running core: the public part of the identity needs no passphrase.
+    let cert = identity::public(&ctx.settings.node.data_dir)?;
+    let v = json!({"name": cert.user_id(), "fingerprint": cert.fingerprint(),
+                   "data_dir": ctx.settings.node.data_dir});
+    ctx.print(&v, |_| {
+        println!("{}", cert.user_id());
+        println!("{}", fingerprint_groups(cert.fingerprint()));
+    });
+    Ok(())
+}
+
+fn export_key(ctx: &Ctx, secret: bool) -> Result<()> {
+    let dir = &ctx.settings.node.data_dir;
+    let text = if secret {
+        identity::secret_armored(dir)?
+    } else {
+        identity::public(dir)?.to_armored()?
+    };
+    if ctx.json {
+        println!("{}", json!({ "armored": text }));
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn contacts(ctx: &Ctx) -> Result<()> {
+    let v = ctx.call("contacts", json!({}))?;
+    ctx.print(&v, |v| {
+        let list = v.as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            println!("no contacts seen yet");
+            return;
+        }
+        let now = now_secs();
+        println!(
+            "{:<20} {:<16} {:<22} {:<10} flags",
+            "NAME", "FINGERPRINT", "ADDRESS", "SEEN"
+        );
+        for c in list {
+            let mut flags = Vec::new();
+            if c["verified"].as_bool() == Some(true) {
+                flags.push("verified");
+            }
+            if c["key_changed"].as_bool() == Some(true) {
+                flags.push("KEY-CHANGED");
+            }
+            println!(
+                "{:<20} {:<16} {:<22} {:<10} {}",
+                c["name"].as_str().unwrap_or(""),
+                format::short_fpr(c["fingerprint"].as_str().unwrap_or("")),
+                format!("{}:{}", c["address"].as_str().unwrap_or(""), c["tcp_port"]),
+                format::ago(c["last_seen"].as_u64().unwrap_or(0), now),
+                flags.join(",")
+            );
+        }
+    });
+    Ok(())
+}
+
+fn requests(ctx: &Ctx) -> Result<()> {
+    let v = ctx.call("requests", json!({}))?;
+    ctx.print(&v, |v| {
+        let list = v.as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            println!("no pending requests");
+        }
+        for r in list {
+            println!(
+                "{:>4}  {} {} from {}{}",
+                r["id"],
+                r["name"].as_str().unwrap_or(""),
+                fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
+                r["address"].as_str().unwrap_or(""),
+                if r["key_changed"].as_bool() == Some(true) {
+                    "  (WARNING: this name was known with another key)"
+                } else {
+                    ""
+                }
+            );
+        }
+    });
+    Ok(())
+}
+
+fn discussions(ctx: &Ctx) -> Result<()> {
+    let v = ctx.call("discussions", json!({}))?;
+    ctx.print(&v, |v| {
+        let list = v.as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            println!("no discussions");
+            return;
+        }
+        println!(
+            "{:<32} {:<20} {:<7} {:>6} {:>8}",
+            "ID", "PEER", "STATE", "UNREAD", "MESSAGES"
+        );
+        for d in list {
+            println!(
+                "{:<32} {:<20} {:<7} {:>6} {:>8}",
+                d["id"].as_str().unwrap_or(""),
+                d["peer_name"].as_str().unwrap_or(""),
+                d["state"].as_str().unwrap_or(""),
+                d["unread"],
+                d["messages"]
+            );
+        }
+    });
+    Ok(())
+}
+
+fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
+    let v = ctx.call("history", json!({"discussion": discussion, "limit": limit}))?;
+    ctx.print(&v, |v| {
+        for m in v.as_array().cloned().unwrap_or_default() {
+            println!("{}", format_message(&m, None));
+        }
+    });
+    Ok(())
+}
+
+/// One message as a line: `2026-11-24 18:00:00 > hello  [delivered]`.
+pub fn format_message(m: &Value, peer: Option<&str>) -> String {
+    let out = m["direction"].as_str() == Some("out");
+    let who = if out {
+        "me".to_string()
+    } else {
+        peer.unwrap_or("them").to_string()
+    };
+    let state = if out {
+        format!("  [{}]", m["state"].as_str().unwrap_or(""))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {:>8}: {}{}",
+        format::time(m["time"].as_u64().unwrap_or(0)),
+        who,
+        m["body"].as_str().unwrap_or(""),
+        state
+    )
+}
+
+fn watch(ctx: &Ctx) -> Result<()> {
+    let mut c = ctx.client()?;
+    c.call("subscribe", json!({}))?;
+    loop {
+        let Some(e) = c.next_event(None)? else {
+            continue;
+        };
+        if e["method"] == "lagged" {
+            bail!("fell too far behind the core's events; restart watch and re-read history");
+        }
+        let p = &e["params"];
+        if ctx.json {
+            println!("{p}");
+        } else {
+            println!("{}", describe_event(p));
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+    }
+}
+
+/// A one-line human description of an event.
+pub fn describe_event(p: &Value) -> String {
+    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    match p["event"].as_str().unwrap_or("") {
+        "contact_seen" => format!(
+            "contact {} {} at {}",
+            p["contact"]["name"].as_str().unwrap_or(""),
+            format::short_fpr(p["contact"]["fingerprint"].as_str().unwrap_or("")),
+            p["contact"]["address"].as_str().unwrap_or("")
+        ),
+        "key_changed" => format!(
+            "WARNING: '{}' is now announced by another key {} (was {})",
+            s("name"),
+            s("new_fingerprint"),
+            s("old_fingerprint")
+        ),
+        "request" => format!(
+            "request {} from {} {}",
+            p["request"]["id"],
+            p["request"]["name"].as_str().unwrap_or(""),
+            fingerprint_groups(p["request"]["fingerprint"].as_str().unwrap_or(""))
+        ),
+        "request_closed" => format!("request {} {}", p["request_id"], s("reason")),
+        "discussion_opened" => format!(
+            "discussion {} with {} open",
+            s("discussion_id"),
+            s("peer_name")
+        ),
+        "handshake_failed" => format!(
+            "handshake with {} failed: {}",
+            format::short_fpr(&s("peer_fingerprint")),
+            s("reason")
+        ),
+        "message" => format!(
+            "[{}] {}",
+            p["message"]["discussion_id"].as_str().unwrap_or(""),
+            format_message(&p["message"], None)
+        ),
+        "delivery" => format!(
+            "[{}] message {} {}",
+            s("discussion_id"),
+            p["seq"],
+            s("state")
+        ),
+        "connection" => format!(
+            "[{}] {}",
+            s("discussion_id"),
+            if p["connected"].as_bool() == Some(true) {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        ),
+        "discussion_closed" => format!(
+            "discussion {} closed{}",
+            s("discussion_id"),
+            if p["by_peer"].as_bool() == Some(true) {
+                " by the peer"
+            } else {
+                ""
+            }
+        ),
+        other => format!("{other}: {p}"),
+    }
+}
