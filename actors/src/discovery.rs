@@ -273,7 +273,8 @@ impl Discovery {
     }
 }
 
-async fn sign_announce(
+/// Sign an announce body and pad the datagram to `pad_to` bytes (0: no padding).
+pub async fn sign_announce(
     keys: &KeysHandle,
     body: &AnnounceBody,
     pad_to: usize,

@@ -342,11 +342,11 @@ impl DiscussionSession {
         let max_body = self.settings.limits.max_message_bytes;
         let deadline = self.deadline();
         let fut = async move {
-            let plain = keys
-                .decrypt_with(sk.own.clone(), sk.peer.clone(), bytes)
+            let (own, peer) = (sk.own.clone(), sk.peer.clone());
+            let p = keys
+                .run(move |_| Ok(decrypt_chat(&own, &peer, &bytes)))
                 .await
-                .map_err(|e| format!("undecryptable message: {e}"))?;
-            let p: ChatPayload = codec::decode(&plain).map_err(|e| format!("bad payload: {e}"))?;
+                .map_err(|e| e.to_string())??;
             if p.discussion_id != sk.discussion_id {
                 return Err("message for another discussion".to_string());
             }
@@ -492,6 +492,31 @@ impl DiscussionSession {
     }
 }
 
+/// A chat message as it goes on the wire: `bincode(payload)` signed by our discussion key and
+/// encrypted to the peer's (standard OpenPGP: gpg decrypts and verifies it given the keys).
+pub fn encrypt_chat(
+    own: &SecretCert,
+    peer: &PublicCert,
+    payload: &ChatPayload,
+) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+    let plain =
+        codec::encode(payload).map_err(|e| crate::crypto::CryptoError::Pgp(e.to_string()))?;
+    own.sign_and_encrypt(peer, &plain)
+}
+
+/// Decrypt, verify (signed by `peer`) and decode a chat message. The caller checks discussion and
+/// recipient.
+pub fn decrypt_chat(
+    own: &SecretCert,
+    peer: &PublicCert,
+    bytes: &[u8],
+) -> Result<ChatPayload, String> {
+    let plain = own
+        .decrypt_and_verify(bytes, peer)
+        .map_err(|e| format!("undecryptable message: {e}"))?;
+    codec::decode(&plain).map_err(|e| format!("bad payload: {e}"))
+}
+
 /// What sending needs, detached from the actor so it can run inside a future.
 struct Sender {
     keys: KeysHandle,
@@ -511,10 +536,10 @@ impl Sender {
             recipient: self.sk.peer.fingerprint().to_string(),
             body: m.body.clone(),
         };
-        let plain = codec::encode(&payload).map_err(|e| e.to_string())?;
+        let (own, peer) = (self.sk.own.clone(), self.sk.peer.clone());
         let bytes = self
             .keys
-            .encrypt_with(self.sk.own.clone(), self.sk.peer.clone(), plain)
+            .run(move |_| encrypt_chat(&own, &peer, &payload))
             .await
             .map_err(|e| e.to_string())?;
         tokio::time::timeout(self.deadline, tx.send(Frame::Chat(bytes)))

@@ -1,0 +1,272 @@
+//! The real `pgpchat` binary: daemons in their own processes, driven by the scripting commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::common::free_udp_port;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pgpchat");
+
+/// One person: a data dir, a loopback configuration, and (when started) a running core.
+pub struct Person {
+    pub name: String,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub core: Option<Child>,
+}
+
+impl Person {
+    /// A profile on the private loopback discovery network `port`.
+    pub fn new(name: &str, port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("profile.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"{name}\"\n\n[discovery]\nbind = \"127.255.255.255\"\nport = {port}\n\
+                 broadcast = \"127.255.255.255\"\nsource = \"127.0.0.1\"\ninterval_secs = 1\n\n\
+                 [listener]\nbind = \"127.0.0.1\"\nport = 0\n"
+            ),
+        )
+        .expect("write profile");
+        Self {
+            name: name.into(),
+            dir,
+            config,
+            core: None,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env_remove("PGPCHAT_PASSWORD")
+            .env_remove("PGPCHAT_PASSPHRASE")
+            .env_remove("PGPCHAT_PROFILE")
+            .env("RUST_LOG", "info");
+        c
+    }
+
+    /// Run a command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pgpchat")
+    }
+
+    /// Run a command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "{} {:?} failed: {}",
+            self.name,
+            args,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).expect("JSON output")
+    }
+
+    pub fn init(&self) {
+        self.ok(&["init", "--name", &self.name, "--no-passphrase"]);
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("core.log")).expect("log");
+        let child = self
+            .cmd()
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start daemon");
+        self.core = Some(child);
+        let socket = self.data_dir().join("run").join("pgpchat.sock");
+        wait_for(15, "the core's socket", || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.core.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("core.log")).unwrap_or_default()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.json(&["whoami"])["fingerprint"]
+            .as_str()
+            .expect("fingerprint")
+            .to_string()
+    }
+
+    pub fn secret_file(&self, secret: &str) -> PathBuf {
+        let p = self.dir.path().join("secret.txt");
+        std::fs::write(&p, format!("{secret}\n")).expect("secret file");
+        p
+    }
+}
+
+impl Drop for Person {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn two_daemons_chat_through_the_scripting_commands() {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    let mut bob = Person::new("bob", port);
+    alice.init();
+    bob.init();
+    alice.start();
+    bob.start();
+    let bob_fp = bob.fingerprint();
+    wait_for(20, "alice to see bob", || {
+        alice
+            .json(&["contacts"])
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == bob_fp.as_str()))
+    });
+
+    // alice asks (the command blocks until bob decides); bob accepts with the same secret.
+    let secret_a = alice.secret_file("correct horse battery staple");
+    let mut open = alice
+        .cmd()
+        .args([
+            "--json",
+            "open",
+            "bob",
+            "--password-file",
+            path_str(&secret_a),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("open");
+    let mut request_id = 0;
+    wait_for(20, "bob to get the request", || {
+        let r = bob.json(&["requests"]);
+        match r.as_array().and_then(|r| r.first()) {
+            Some(r) => {
+                assert_eq!(r["name"], "alice");
+                request_id = r["id"].as_u64().expect("id");
+                true
+            }
+            None => false,
+        }
+    });
+    let secret_b = bob.secret_file("correct horse battery staple");
+    let accepted = bob.json(&[
+        "accept",
+        &request_id.to_string(),
+        "--password-file",
+        path_str(&secret_b),
+    ]);
+    let id = accepted["discussion_id"].as_str().expect("id").to_string();
+    let status = open.wait().expect("open ends");
+    let mut out = String::new();
+    std::io::Read::read_to_string(open.stdout.as_mut().expect("stdout"), &mut out).expect("read");
+    assert!(status.success(), "open failed: {}", alice.log());
+    let opened: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(opened["discussion_id"], id.as_str());
+
+    let sent = alice.json(&["send", "bob", "hello bob"]);
+    assert_eq!(sent["state"], "stored");
+    let mut send_b = bob.cmd();
+    let mut child = send_b
+        .args(["send", &id, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("send");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"hi alice\n").expect("write");
+    drop(child.stdin.take());
+    assert!(child.wait().expect("send ends").success());
+
+    for p in [&alice, &bob] {
+        wait_for(20, "both messages delivered on both sides", || {
+            let h = p.json(&["history", &id]);
+            let h = h.as_array().cloned().unwrap_or_default();
+            h.len() == 2
+                && h.iter().any(|m| m["body"] == "hello bob")
+                && h.iter().any(|m| m["body"] == "hi alice")
+                && h.iter()
+                    .filter(|m| m["direction"] == "out")
+                    .all(|m| m["state"] == "delivered")
+        });
+    }
+    let d = bob.json(&["discussions"]);
+    assert_eq!(d[0]["peer_name"], "alice");
+    assert_eq!(d[0]["state"], "open");
+}
+
+#[test]
+fn init_never_overwrites_and_errors_are_one_line() {
+    let p = Person::new("carol", free_udp_port());
+    p.init();
+    let fp = p.fingerprint();
+    let o = p.run(&["init", "--name", "carol", "--no-passphrase"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(p.fingerprint(), fp);
+    // No core running: a clear error, not a hang.
+    let o = p.run(&["contacts"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("core is not running"));
+    // A secret is needed and there is no terminal: refuse rather than wait.
+    let o = p.run(&["open", "bob"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("secret is needed"));
+}
+
+#[test]
+fn bad_configuration_names_the_key() {
+    let p = Person::new("dave", free_udp_port());
+    std::fs::write(&p.config, "[discovery]\nbroadcst = \"127.255.255.255\"\n").expect("write");
+    let o = p.run(&["whoami"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("broadcst"));
+}
