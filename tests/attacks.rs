@@ -153,7 +153,7 @@ async fn man_in_the_middle_is_detected_and_never_learns_the_secret() {
     assert!(eb.contains("secrets do not match"), "bob: {eb}");
     let last = relay.await.expect("relay");
     assert!(matches!(last, Handshake::Failed { .. }));
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "mallory decrypted every frame she could");
     for p in seen.iter() {
         assert!(

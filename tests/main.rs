@@ -1,5 +1,7 @@
 //! The integration tests: one binary, shared helpers in `common`.
 
+#![allow(clippy::unwrap_used)]
+
 mod attacks;
 mod binary;
 mod common;

@@ -18,7 +18,7 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub node: NodeSettings,
@@ -28,7 +28,7 @@ pub struct Settings {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeSettings {
     /// Label of this node in logs, and the name `init` proposes. Empty: the profile name.
@@ -65,7 +65,7 @@ pub struct ListenerSettings {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IpcSettings {
     /// Path of the front-ends' Unix socket. Empty: `<data_dir>/run/pgpchat.sock`.
@@ -108,14 +108,6 @@ pub struct Limits {
     pub crypto_threads: usize,
 }
 
-impl Default for NodeSettings {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            data_dir: PathBuf::new(),
-        }
-    }
-}
 
 impl Default for DiscoverySettings {
     fn default() -> Self {
@@ -139,13 +131,6 @@ impl Default for ListenerSettings {
     }
 }
 
-impl Default for IpcSettings {
-    fn default() -> Self {
-        Self {
-            socket: PathBuf::new(),
-        }
-    }
-}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -169,17 +154,6 @@ impl Default for Limits {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            node: NodeSettings::default(),
-            discovery: DiscoverySettings::default(),
-            listener: ListenerSettings::default(),
-            ipc: IpcSettings::default(),
-            limits: Limits::default(),
-        }
-    }
-}
 
 /// Where to look for `NAME.toml` profiles: `./config/`, then the user's config dir.
 pub fn profile_dirs() -> Vec<PathBuf> {

@@ -609,8 +609,11 @@ impl Actor for StoreWorker {
     type Context = SyncContext<Self>;
 }
 
+/// A unit of work for the store worker.
+pub type StoreJob<R> = Box<dyn FnOnce(&mut Store) -> Result<R, StoreError> + Send>;
+
 /// Run a closure against the store on the worker thread.
-pub struct Exec<R: Send + 'static>(pub Box<dyn FnOnce(&mut Store) -> Result<R, StoreError> + Send>);
+pub struct Exec<R: Send + 'static>(pub StoreJob<R>);
 
 impl<R: Send + 'static> Message for Exec<R> {
     type Result = Result<R, StoreError>;
