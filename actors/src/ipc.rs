@@ -150,19 +150,29 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CLIENT));
     let mut events: Option<actix_rt::task::JoinHandle<()>> = None;
-    while let Some(line) = lines.next().await {
+    loop {
+        // A subscription that ends means the client lagged: disconnect it.
+        let lagged = async {
+            match events.as_mut() {
+                Some(h) => {
+                    let _ = h.await;
+                }
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        let line = tokio::select! {
+            l = lines.next() => l,
+            _ = lagged => break,
+        };
+        let Some(line) = line else { break };
         let line = match line {
             Ok(l) => l,
             Err(LinesCodecError::MaxLineLengthExceeded) => {
                 let _ = tx
-                    .send(error_response(
-                        Value::Null,
-                        -32600,
-                        &format!(
-                            "request line longer than {} bytes",
-                            limits.ipc_max_line_bytes
-                        ),
-                    ))
+                    .send(error_response(Value::Null, -32600, &format!(
+                        "request line longer than {} bytes",
+                        limits.ipc_max_line_bytes
+                    )))
                     .await;
                 break;
             }
@@ -182,10 +192,7 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
         };
         if req.method == "subscribe" {
             if events.is_none() {
-                events = Some(actix_rt::spawn(forward_events(
-                    node.subscribe(),
-                    tx.clone(),
-                )));
+                events = Some(actix_rt::spawn(forward_events(node.subscribe(), tx.clone())));
             }
             if let Some(id) = req.id {
                 let _ = tx.send(ok_response(id, json!({"subscribed": true}))).await;
@@ -217,7 +224,12 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
         e.abort();
     }
     drop(tx);
-    let _ = writer.await;
+    // Let the writer flush what is queued (answers, the `lagged` notice), but not forever: requests
+    // still running hold senders, and a client that does not read would hold the writer.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(1), writer).await.is_err() {
+        abort.abort();
+    }
 }
 
 /// Push events to a subscribed client; a client that lags is disconnected (its queue closes).
@@ -244,9 +256,7 @@ async fn forward_events(
             Err(broadcast::error::RecvError::Closed) => break,
         }
     }
-    // Closing the client's queue from here would not stop the reader; dropping our sender and
-    // returning leaves the writer to finish. The reader ends with the socket.
-    drop(tx);
+    // Returning ends the subscription, which tells the reader loop to disconnect this client.
 }
 
 #[derive(Deserialize)]
