@@ -169,10 +169,14 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
             Ok(l) => l,
             Err(LinesCodecError::MaxLineLengthExceeded) => {
                 let _ = tx
-                    .send(error_response(Value::Null, -32600, &format!(
-                        "request line longer than {} bytes",
-                        limits.ipc_max_line_bytes
-                    )))
+                    .send(error_response(
+                        Value::Null,
+                        -32600,
+                        &format!(
+                            "request line longer than {} bytes",
+                            limits.ipc_max_line_bytes
+                        ),
+                    ))
                     .await;
                 break;
             }
@@ -192,7 +196,10 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
         };
         if req.method == "subscribe" {
             if events.is_none() {
-                events = Some(actix_rt::spawn(forward_events(node.subscribe(), tx.clone())));
+                events = Some(actix_rt::spawn(forward_events(
+                    node.subscribe(),
+                    tx.clone(),
+                )));
             }
             if let Some(id) = req.id {
                 let _ = tx.send(ok_response(id, json!({"subscribed": true}))).await;
@@ -227,7 +234,10 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
     // Let the writer flush what is queued (answers, the `lagged` notice), but not forever: requests
     // still running hold senders, and a client that does not read would hold the writer.
     let abort = writer.abort_handle();
-    if tokio::time::timeout(std::time::Duration::from_secs(1), writer).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(1), writer)
+        .await
+        .is_err()
+    {
         abort.abort();
     }
 }

@@ -108,7 +108,6 @@ pub struct Limits {
     pub crypto_threads: usize,
 }
 
-
 impl Default for DiscoverySettings {
     fn default() -> Self {
         Self {
@@ -131,7 +130,6 @@ impl Default for ListenerSettings {
     }
 }
 
-
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -153,7 +151,6 @@ impl Default for Limits {
         }
     }
 }
-
 
 /// Where to look for `NAME.toml` profiles: `./config/`, then the user's config dir.
 pub fn profile_dirs() -> Vec<PathBuf> {
