@@ -42,7 +42,8 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.writer, "{line}").context("writing to the core")?;
+        writeln!(self.writer, "{line}")
+            .map_err(|e| anyhow!("the core closed the connection ({e})"))?;
         loop {
             let v = self
                 .read_line()?

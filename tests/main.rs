@@ -7,3 +7,4 @@ mod binary;
 mod common;
 mod core_inprocess;
 mod interop;
+mod ipc;

@@ -1,0 +1,243 @@
+//! The IPC socket: JSON-RPC behaviour, bad input, other users, and front-ends that stop reading.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use actix::Actor;
+use pgpchat_actors::ipc::IpcServer;
+use serde_json::{json, Value};
+
+use crate::binary::BIN;
+use crate::common::*;
+
+fn start_ipc(n: &TestNode) -> PathBuf {
+    let path = n.settings.ipc_socket();
+    IpcServer::bind(n.node.clone(), &path).expect("ipc").start();
+    path
+}
+
+/// A raw line client, run on a blocking thread (the System's thread must stay free).
+async fn exchange(path: &Path, lines: Vec<String>) -> Vec<Value> {
+    let path = path.to_path_buf();
+    let n = lines.len();
+    tokio::task::spawn_blocking(move || {
+        let mut s = UnixStream::connect(&path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        for l in &lines {
+            s.write_all(l.as_bytes()).unwrap();
+            s.write_all(b"\n").unwrap();
+        }
+        let mut r = BufReader::new(s);
+        (0..n)
+            .map(|_| {
+                let mut line = String::new();
+                r.read_line(&mut line).expect("answer");
+                serde_json::from_str(&line).expect("json answer")
+            })
+            .collect()
+    })
+    .await
+    .expect("client thread")
+}
+
+#[actix_rt::test]
+async fn json_rpc_answers_and_bad_requests_get_clear_errors() {
+    let n = spawn_nodes(&["alice"]).await;
+    let path = start_ipc(&n[0]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+
+    let answers = exchange(
+        &path,
+        vec![
+            "this is not json".into(),
+            json!({"jsonrpc": "1.0", "id": 2, "method": "whoami"}).to_string(),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "frobnicate"}).to_string(),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "send", "params": {"discussion": 5}}).to_string(),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "history", "params": {"discussion": "nobody"}}).to_string(),
+            json!({"jsonrpc": "2.0", "id": 6, "method": "accept", "params": {"request": 42, "password": "x"}}).to_string(),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "whoami"}).to_string(),
+        ],
+    )
+    .await;
+    let by_id = |id: i64| {
+        answers
+            .iter()
+            .find(|a| a["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no answer {id}: {answers:?}"))
+    };
+    let parse = answers
+        .iter()
+        .find(|a| a["id"].is_null())
+        .expect("parse error answer");
+    assert_eq!(parse["error"]["code"], -32700);
+    assert_eq!(by_id(2)["error"]["code"], -32600);
+    assert_eq!(by_id(3)["error"]["code"], -32601);
+    assert_eq!(by_id(4)["error"]["code"], -32602);
+    assert!(by_id(4)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("discussion"));
+    assert_eq!(by_id(5)["error"]["code"], 1);
+    assert_eq!(by_id(6)["error"]["code"], 1);
+    assert_eq!(by_id(7)["result"]["fingerprint"], n[0].keys.fingerprint());
+}
+
+#[actix_rt::test]
+async fn an_overlong_line_closes_only_that_client() {
+    let n = spawn_nodes(&["alice"]).await;
+    let path = start_ipc(&n[0]);
+    let long = "x".repeat(n[0].settings.limits.ipc_max_line_bytes + 10);
+    let answers = exchange(&path, vec![long]).await;
+    assert_eq!(answers[0]["error"]["code"], -32600);
+    let answers = exchange(
+        &path,
+        vec![json!({"jsonrpc":"2.0","id":1,"method":"whoami"}).to_string()],
+    )
+    .await;
+    assert_eq!(answers[0]["result"]["name"], "alice");
+}
+
+#[actix_rt::test]
+async fn another_user_cannot_use_the_socket() {
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+    {
+        eprintln!("SKIPPED: switching to another user needs root");
+        return;
+    }
+    let n = spawn_nodes(&["alice"]).await;
+    let path = start_ipc(&n[0]);
+    let as_nobody = |path: PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            // `contacts` goes through the socket; --data-dir points at the node's directory.
+            let data_dir = path.parent().unwrap().parent().unwrap().to_path_buf();
+            Command::new("setpriv")
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .arg(BIN)
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .arg("contacts")
+                .env("HOME", "/tmp")
+                .output()
+                .expect("setpriv")
+        })
+        .await
+        .unwrap()
+    };
+    // 1. The directory (0700) keeps other users out.
+    let o = as_nobody(path.clone()).await;
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
+    // 2. Even with every permission opened up, the core checks the peer's uid and hangs up.
+    let mut p = path.as_path();
+    while let Some(parent) = p.parent() {
+        if parent == Path::new("/tmp") || parent == Path::new("/") {
+            break;
+        }
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p = parent;
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = as_nobody(path.clone()).await;
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("closed the connection"),
+        "{o:?}"
+    );
+    // The owner is still served.
+    let answers = exchange(
+        &path,
+        vec![json!({"jsonrpc":"2.0","id":1,"method":"whoami"}).to_string()],
+    )
+    .await;
+    assert_eq!(answers[0]["result"]["name"], "alice");
+}
+
+#[actix_rt::test]
+async fn a_front_end_that_stops_reading_does_not_stop_messages() {
+    init_logs();
+    let port = free_udp_port();
+    let mut nodes = Vec::new();
+    for name in ["alice", "bob"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = settings(name, tmp.path(), port);
+        s.limits.ipc_event_queue = 8;
+        let id = pgpchat_actors::crypto::SecretCert::generate(name).unwrap();
+        let node = pgpchat_actors::node::start_node(s, id).await.unwrap();
+        nodes.push((node, tmp));
+    }
+    let (a, b) = (&nodes[0].0, &nodes[1].0);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "pw", "pw").await;
+    let id = opened.unwrap();
+
+    // bob's front-end subscribes, then never reads again.
+    let path = b.settings.ipc_socket();
+    IpcServer::bind(b.clone(), &path).unwrap().start();
+    let stalled = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = UnixStream::connect(&path).unwrap();
+            s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}\n")
+                .unwrap();
+            s
+        })
+        .await
+        .unwrap()
+    };
+    for i in 0..200 {
+        a.send(&id, &format!("message {i} {}", "padding ".repeat(100)))
+            .await
+            .unwrap();
+    }
+    let h = wait_until(60, "bob stores all 200", || {
+        let b = b.clone();
+        let id = id.clone();
+        async move {
+            let h = b.history(&id, 1000).await.ok()?;
+            (h.len() == 200).then_some(h)
+        }
+    })
+    .await;
+    assert!(h
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.body.starts_with(&format!("message {i} "))));
+    // The stalled client was disconnected: reading it to the end terminates.
+    let mut r = stalled;
+    let drained = tokio::task::spawn_blocking(move || {
+        r.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut buf).is_ok()
+    })
+    .await
+    .unwrap();
+    assert!(
+        drained,
+        "the core disconnected the client that did not read"
+    );
+    // And other front-ends are still served.
+    let answers = exchange(
+        &path,
+        vec![json!({"jsonrpc":"2.0","id":1,"method":"discussions"}).to_string()],
+    )
+    .await;
+    assert_eq!(answers[0]["result"][0]["messages"], 200);
+}
