@@ -33,10 +33,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
     }
     let dir = ctx.settings.node.data_dir.clone();
-    if !identity::exists(&dir) {
-        first_run(ctx, &theme)?;
-    }
+    let typed = if identity::exists(&dir) {
+        None
+    } else {
+        first_run(ctx, &theme)?
+    };
     let mut client = ensure_core(ctx, || {
+        if let Some(p) = typed {
+            return Ok(p);
+        }
         Password::with_theme(&theme)
             .with_prompt("Passphrase for your identity key")
             .interact()
@@ -87,7 +92,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
 }
 
-fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<()> {
+/// Create the identity; returns the passphrase just chosen (to start the core without asking again).
+fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
     println!("Welcome to pgpchat. First, your identity: a key pair that is yours alone.");
     let name: String = Input::with_theme(theme)
         .with_prompt("Your name, as others will see it")
@@ -108,7 +114,7 @@ fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<()> {
         fingerprint_groups(key.fingerprint())
     );
     println!("Read it to the people you talk to, so they can verify it is you.");
-    Ok(())
+    Ok((!pass.is_empty()).then_some(pass))
 }
 
 fn contact_line(c: &Value, now: u64) -> String {
@@ -373,6 +379,8 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
     let result = edit_loop(client, &term, &screen, discussion, peer);
     stop.store(true, Ordering::Relaxed);
     let _ = printer.join();
+    // Everything arrived while the view was open has been seen.
+    let _ = client.call("mark_read", json!({ "discussion": discussion }));
     println!();
     result
 }

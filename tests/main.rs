@@ -8,3 +8,4 @@ mod common;
 mod core_inprocess;
 mod interop;
 mod ipc;
+mod prompt;

@@ -372,6 +372,10 @@ pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<
             };
             to_value(node.history(str_param(p, "discussion")?, limit).await?)
         }
+        "mark_read" => {
+            let id = node.mark_read(str_param(p, "discussion")?).await?;
+            Ok(json!({ "discussion_id": id }))
+        }
         "close" => {
             let id = node.close(str_param(p, "discussion")?).await?;
             Ok(json!({ "discussion_id": id, "closed": true }))

@@ -345,6 +345,14 @@ impl NodeHandle {
             .await?)
     }
 
+    /// Mark every message of a discussion read (a front-end showed them).
+    pub async fn mark_read(&self, discussion: &str) -> Result<String, ApiError> {
+        let id = self.resolve(discussion).await?;
+        let i = id.clone();
+        self.store.run(move |s| s.mark_read(&i)).await?;
+        Ok(id)
+    }
+
     pub async fn close(&self, discussion: &str) -> Result<String, ApiError> {
         let id = self.resolve(discussion).await?;
         let session = self

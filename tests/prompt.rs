@@ -1,0 +1,224 @@
+//! The prompt as a person uses it: a real terminal (tmux), keys sent, the screen read back.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::binary::{wait_for, Person, BIN};
+use crate::common::free_udp_port;
+
+/// A private tmux server running one program in one pane.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Self {
+        let socket = format!("pgpchat-test-{}-{}", std::process::id(), rand_suffix());
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "120",
+                "-y",
+                "45",
+                command,
+            ])
+            .status()
+            .expect("tmux is installed (.ci/run installs it)")
+            .success();
+        assert!(ok, "tmux new-session");
+        Self { socket }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .expect("send-keys")
+            .success();
+        assert!(ok, "send-keys {keys:?}");
+    }
+
+    /// Type text literally (no key names).
+    fn type_text(&self, text: &str) {
+        self.keys(&["-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_text(&self, text: &str) -> String {
+        self.wait_screen(text, |s| s.contains(text))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
+    let port = free_udp_port();
+    let mut bob = Person::new("bob", port);
+    bob.init();
+    bob.start();
+    let alice = Person::new("alice", port);
+    let command = format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    );
+    let tmux = Tmux::start(&command);
+    // The background core alice's prompt starts must not outlive the test.
+    struct KillCore(String);
+    impl Drop for KillCore {
+        fn drop(&mut self) {
+            let _ = Command::new("pkill").args(["-f", &self.0]).status();
+        }
+    }
+    let _core = KillCore(alice.data_dir().display().to_string());
+
+    // First run: name (default from the profile), passphrase twice.
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect your key");
+    tmux.type_text("hunter2");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Repeat it");
+    tmux.type_text("hunter2");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("You are alice");
+    assert!(s.contains("Your fingerprint:"), "{s}");
+    assert!(
+        !s.contains("Passphrase for your identity key"),
+        "asked twice:\n{s}"
+    );
+    let fp = alice.fingerprint();
+    assert!(
+        s.contains(&pgpchat_actors::crypto::fingerprint_groups(&fp)),
+        "{s}"
+    );
+
+    // Wait until alice's core has seen bob, then: Open a discussion → bob → secret.
+    let bob_fp = bob.fingerprint();
+    wait_for(20, "alice's core to see bob", || {
+        alice
+            .json(&["contacts"])
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == bob_fp.as_str()))
+    });
+    tmux.wait_text("Open a discussion");
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    tmux.type_text("purple tulip");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Waiting for bob to accept");
+
+    // bob accepts through the scripting commands.
+    let mut id = 0;
+    wait_for(20, "bob's request", || {
+        let r = bob.json(&["requests"]);
+        r.as_array()
+            .and_then(|r| r.first())
+            .map(|r| id = r["id"].as_u64().unwrap())
+            .is_some()
+    });
+    let secret = bob.secret_file("purple tulip");
+    bob.ok(&[
+        "accept",
+        &id.to_string(),
+        "--password-file",
+        secret.to_str().unwrap(),
+    ]);
+    tmux.wait_text("--- bob (");
+
+    // alice sends; the delivery state shows up.
+    tmux.type_text("hello bob");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("me: hello bob");
+    tmux.wait_text("delivered)");
+
+    // bob replies: it appears live.
+    bob.ok(&["send", "alice", "hi alice, how are you?"]);
+    tmux.wait_text("bob: hi alice, how are you?");
+
+    // A message arriving while alice types goes above her line; her typing stays intact.
+    tmux.type_text("I am typ");
+    tmux.wait_text("> I am typ");
+    bob.ok(&["send", "alice", "second from bob"]);
+    let s = tmux.wait_text("bob: second from bob");
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    let second = lines
+        .iter()
+        .position(|l| l.contains("bob: second from bob"))
+        .unwrap();
+    let typing = lines
+        .iter()
+        .position(|l| *l == "> I am typ")
+        .unwrap_or_else(|| panic!("typing garbled:\n{s}"));
+    assert!(
+        second < typing,
+        "the message must appear above the typed line:\n{s}"
+    );
+    tmux.type_text("ing");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("me: I am typing");
+
+    // bob has both of alice's messages.
+    wait_for(20, "bob to have alice's messages", || {
+        let h = bob.json(&["history", "alice"]);
+        let bodies: Vec<String> = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().to_string())
+            .collect();
+        bodies.contains(&"hello bob".to_string()) && bodies.contains(&"I am typing".to_string())
+    });
+
+    // Back to the menu: the discussion is read; then quit.
+    tmux.type_text("/back");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Discussions (0 unread)");
+    let d = alice.json(&["discussions"]);
+    assert_eq!(d[0]["unread"], 0);
+}
