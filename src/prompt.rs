@@ -415,8 +415,14 @@ fn edit_loop(
                     "/back" | "/quit" => return Ok(()),
                     "/help" => s.above("/back: menu   /close: end this discussion for both sides"),
                     "/close" => {
-                        client.call("close", json!({ "discussion": discussion }))?;
-                        s.above(&format!("discussion with {peer} closed"));
+                        let v = client.call("close", json!({ "discussion": discussion }))?;
+                        s.above(&if v["state"] == "closed" {
+                            format!("discussion with {peer} closed")
+                        } else {
+                            format!(
+                                "discussion with {peer} closing: {peer} is told now or when back"
+                            )
+                        });
                         return Ok(());
                     }
                     _ => {

@@ -234,6 +234,7 @@ async fn oversize_and_garbage_frames_close_only_that_connection() {
     .unwrap();
     let proof = codec::encode(&Frame::SessionAuth {
         nonce: [8; 32],
+        port: 0,
         signature: vec![1, 2, 3],
     })
     .unwrap();

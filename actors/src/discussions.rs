@@ -14,6 +14,7 @@ use actix::prelude::*;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::contacts::ContactRegistry;
 use crate::crypto::{PublicCert, SecretCert};
 use crate::events::EventBus;
 use crate::keys::KeysHandle;
@@ -45,12 +46,20 @@ pub struct DiscussionDirectory {
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
+    contacts: Addr<ContactRegistry>,
     sessions: HashMap<String, Addr<DiscussionSession>>,
 }
 
 impl DiscussionDirectory {
-    pub fn new(settings: Settings, keys: KeysHandle, store: StoreHandle, events: EventBus) -> Self {
+    pub fn new(
+        settings: Settings,
+        keys: KeysHandle,
+        store: StoreHandle,
+        events: EventBus,
+        contacts: Addr<ContactRegistry>,
+    ) -> Self {
         Self {
+            contacts,
             node: settings.node.name.clone(),
             settings,
             keys,
@@ -96,6 +105,8 @@ impl DiscussionDirectory {
             peer_fingerprint: record.peer_fingerprint.clone(),
             peer_endpoint,
             listener,
+            contacts: Some(self.contacts.clone()),
+            closing: record.state == DiscussionState::Closing,
             keys: self.keys.clone(),
             store: self.store.clone(),
             events: self.events.clone(),
@@ -297,10 +308,12 @@ impl Handler<Lookup> for DiscussionDirectory {
             let d = store.run(move |s| s.discussion(&id)).await?;
             match d.state {
                 DiscussionState::Closed => Err(DirectoryError::Closed(m.0)),
-                DiscussionState::Open => Err(DirectoryError::Key(format!(
-                    "discussion '{}' could not be resumed (see the core's log)",
-                    m.0
-                ))),
+                DiscussionState::Open | DiscussionState::Closing => {
+                    Err(DirectoryError::Key(format!(
+                        "discussion '{}' could not be resumed (see the core's log)",
+                        m.0
+                    )))
+                }
             }
         })
     }

@@ -377,8 +377,8 @@ pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<
             Ok(json!({ "discussion_id": id }))
         }
         "close" => {
-            let id = node.close(str_param(p, "discussion")?).await?;
-            Ok(json!({ "discussion_id": id, "closed": true }))
+            let (id, state) = node.close(str_param(p, "discussion")?).await?;
+            Ok(json!({ "discussion_id": id, "state": state }))
         }
         "status" => Ok(json!({
             "whoami": to_value(node.whoami())?,

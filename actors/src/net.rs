@@ -151,13 +151,14 @@ pub struct SessionKeys {
     pub peer: PublicCert,
 }
 
-/// Connecting side: send the hello, check the listener's proof, send ours.
+/// Connecting side: send the hello, check the listener's proof, send ours. Returns the listener's
+/// current discussion port (as it signed it).
 pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     keys: &KeysHandle,
     sk: &SessionKeys,
     deadline: Duration,
-) -> Result<(), NetError> {
+) -> Result<u16, NetError> {
     let own_nonce = random_nonce();
     send(
         conn,
@@ -171,43 +172,63 @@ pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
         deadline,
     )
     .await?;
-    let (peer_nonce, signature) = match recv(conn, deadline).await? {
-        Frame::SessionAuth { nonce, signature } => (nonce, signature),
+    let (peer_nonce, port, signature) = match recv(conn, deadline).await? {
+        Frame::SessionAuth {
+            nonce,
+            port,
+            signature,
+        } => (nonce, port, signature),
         other => return Err(NetError::Unexpected(frame_name(&other).into())),
     };
-    let data = session_auth_data(&sk.discussion_id, sk.role.peer(), &own_nonce, &peer_nonce);
+    let data = session_auth_data(
+        &sk.discussion_id,
+        sk.role.peer(),
+        &own_nonce,
+        &peer_nonce,
+        port,
+    );
     keys.verify_detached(sk.peer.clone(), data, signature)
         .await
         .map_err(|e| NetError::Auth(e.to_string()))?;
-    let proof = session_auth_data(&sk.discussion_id, sk.role, &peer_nonce, &own_nonce);
+    let proof = session_auth_data(&sk.discussion_id, sk.role, &peer_nonce, &own_nonce, 0);
     let signature = keys.sign_with(sk.own.clone(), proof).await?;
     send(
         conn,
         Frame::SessionAuth {
             nonce: own_nonce,
+            port: 0,
             signature,
         },
         deadline,
     )
-    .await
+    .await?;
+    Ok(port)
 }
 
 /// Listening side, after the hello (which carried the connector's nonce): prove ourselves with a
-/// fresh nonce, then check the connector's proof over it.
+/// fresh nonce (and our current discussion port), then check the connector's proof over that nonce.
 pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     keys: &KeysHandle,
     sk: &SessionKeys,
     connector_nonce: Nonce,
+    listen_port: u16,
     deadline: Duration,
 ) -> Result<(), NetError> {
     let own_nonce = random_nonce();
-    let proof = session_auth_data(&sk.discussion_id, sk.role, &connector_nonce, &own_nonce);
+    let proof = session_auth_data(
+        &sk.discussion_id,
+        sk.role,
+        &connector_nonce,
+        &own_nonce,
+        listen_port,
+    );
     let signature = keys.sign_with(sk.own.clone(), proof).await?;
     send(
         conn,
         Frame::SessionAuth {
             nonce: own_nonce,
+            port: listen_port,
             signature,
         },
         deadline,
@@ -222,6 +243,7 @@ pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
         sk.role.peer(),
         &own_nonce,
         &connector_nonce,
+        0,
     );
     keys.verify_detached(sk.peer.clone(), data, signature)
         .await

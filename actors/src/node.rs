@@ -30,7 +30,8 @@ use crate::listener::{Decide, ListRequests, Listener, ListenerError, Open};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
 use crate::store::{
-    ContactRecord, DiscussionSummary, MessageRecord, StoreError, StoreHandle, StoreWorker,
+    ContactRecord, DiscussionState, DiscussionSummary, MessageRecord, StoreError, StoreHandle,
+    StoreWorker,
 };
 
 #[derive(Debug, Error)]
@@ -185,6 +186,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         keys.clone(),
         store.clone(),
         events.clone(),
+        contacts.clone(),
     )
     .start();
     let listener = Listener::new(
@@ -353,15 +355,16 @@ impl NodeHandle {
         Ok(id)
     }
 
-    pub async fn close(&self, discussion: &str) -> Result<String, ApiError> {
+    /// Close a discussion. Answers `closing` (the peer confirms later) or `closed`.
+    pub async fn close(&self, discussion: &str) -> Result<(String, DiscussionState), ApiError> {
         let id = self.resolve(discussion).await?;
         let session = self
             .directory
             .send(Lookup(id.clone()))
             .await
             .map_err(mailbox)??;
-        session.send(CloseDiscussion).await.map_err(mailbox)?;
-        Ok(id)
+        let state = session.send(CloseDiscussion).await.map_err(mailbox)??;
+        Ok((id, state))
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

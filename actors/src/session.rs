@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::codec::{self, CodecError};
+use crate::contacts::{ContactRegistry, FindContact};
 use crate::crypto::{PublicCert, SecretCert};
 use crate::events::{now_secs, Event, EventBus};
 use crate::keys::KeysHandle;
@@ -36,9 +37,8 @@ use crate::store::{
 };
 use crate::wire::{ack_data, close_data, ChatPayload, Frame, Purpose, Role};
 
-/// Reconnection backoff: first delay and ceiling.
+/// First reconnection delay; it doubles up to `limits.reconnect_max_secs`.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
-pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// Unauthenticated connections at once on a discussion listener.
 pub const MAX_UNAUTHENTICATED: usize = 4;
 
@@ -61,6 +61,12 @@ pub struct DiscussionSession {
     /// Requester: where the receiver's discussion listener is.
     peer_endpoint: Option<SocketAddr>,
     listener: Option<TcpListener>,
+    /// Receiver: our discussion listener's port (told to the peer inside `SessionAuth`).
+    listen_port: u16,
+    /// Requester: where to find the peer's main listener when the discussion port is unreachable.
+    contacts: Option<Addr<ContactRegistry>>,
+    /// We closed the discussion; the peer has not confirmed yet (persisted as `closing`).
+    closing: bool,
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
@@ -69,7 +75,7 @@ pub struct DiscussionSession {
     generation: u64,
     backoff: Duration,
     connecting: bool,
-    closed: bool,
+    finished: bool,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -88,6 +94,8 @@ pub struct SessionParams {
     pub peer_fingerprint: String,
     pub peer_endpoint: Option<SocketAddr>,
     pub listener: Option<TcpListener>,
+    pub contacts: Option<Addr<ContactRegistry>>,
+    pub closing: bool,
     pub keys: KeysHandle,
     pub store: StoreHandle,
     pub events: EventBus,
@@ -108,7 +116,14 @@ impl DiscussionSession {
             peer_name: p.peer_name,
             peer_fingerprint: p.peer_fingerprint,
             peer_endpoint: p.peer_endpoint,
+            listen_port: p
+                .listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map_or(0, |a| a.port()),
             listener: p.listener,
+            contacts: p.contacts,
+            closing: p.closing,
             keys: p.keys,
             store: p.store,
             events: p.events,
@@ -117,7 +132,7 @@ impl DiscussionSession {
             generation: 0,
             backoff: RECONNECT_MIN,
             connecting: false,
-            closed: false,
+            finished: false,
         }
     }
 
@@ -129,9 +144,10 @@ impl DiscussionSession {
         self.settings.handshake_timeout()
     }
 
-    /// Requester: dial the receiver's discussion listener and authenticate.
+    /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
+    /// reached, go through the receiver's main listener at its currently announced address.
     fn connect(&mut self, ctx: &mut Context<Self>) {
-        if self.connecting || self.conn.is_some() || self.closed {
+        if self.connecting || self.conn.is_some() || self.finished {
             return;
         }
         let Some(endpoint) = self.peer_endpoint else {
@@ -142,33 +158,89 @@ impl DiscussionSession {
         let sk = self.sk.clone();
         let deadline = self.deadline();
         let max = self.settings.limits.max_frame_bytes;
+        let contacts = self.contacts.clone();
+        let peer = self.peer_fingerprint.clone();
         let fut = async move {
-            let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
-                .await
-                .map_err(|_| net::NetError::Timeout)?
-                .map_err(|e| net::NetError::Peer(e.to_string()))?;
-            let mut conn = net::framed(stream, max);
-            net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await?;
-            Ok::<_, net::NetError>(conn)
+            let dial = |to: SocketAddr| {
+                let (keys, sk) = (keys.clone(), sk.clone());
+                async move {
+                    let stream = tokio::time::timeout(deadline, TcpStream::connect(to))
+                        .await
+                        .map_err(|_| net::NetError::Timeout)?
+                        .map_err(|e| net::NetError::Peer(format!("{to}: {e}")))?;
+                    let mut conn = net::framed(stream, max);
+                    let port =
+                        net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await?;
+                    Ok::<_, net::NetError>((conn, to.ip(), port))
+                }
+            };
+            let first = match dial(endpoint).await {
+                Ok(x) => return Ok(x),
+                Err(e) => e,
+            };
+            // The receiver may have restarted on another port or address: ask the registry.
+            let main = match contacts {
+                Some(c) => c.send(FindContact(peer)).await.ok().and_then(Result::ok),
+                None => None,
+            };
+            match main.and_then(|c| {
+                c.address
+                    .parse()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, c.tcp_port))
+            }) {
+                Some(main) if main != endpoint => dial(main).await,
+                _ => Err(first),
+            }
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.connecting = false;
             match res {
-                Ok(conn) => act.attach(conn, ctx),
+                Ok((conn, ip, port)) => {
+                    act.learn_endpoint(ip, port, ctx);
+                    act.attach(conn, ctx)
+                }
                 Err(e) => {
-                    log::debug!("[{}] {}: connect to {endpoint}: {e}", act.node, act.id());
+                    log::debug!("[{}] {}: reconnect: {e}", act.node, act.id());
                     act.schedule_reconnect(ctx);
                 }
             }
         }));
     }
 
+    /// The receiver told us (signed) where its discussion listener is now: remember it.
+    fn learn_endpoint(&mut self, ip: std::net::IpAddr, port: u16, ctx: &mut Context<Self>) {
+        if port == 0 {
+            return;
+        }
+        let new = SocketAddr::new(ip, port);
+        if self.peer_endpoint == Some(new) {
+            return;
+        }
+        log::info!(
+            "[{}] {}: peer's discussion listener is now {new}",
+            self.node,
+            self.id()
+        );
+        self.peer_endpoint = Some(new);
+        let (store, id) = (self.store.clone(), self.id().to_string());
+        ctx.spawn(
+            async move {
+                let _ = store
+                    .run(move |s| s.set_peer_endpoint(&id, &ip.to_string(), port))
+                    .await;
+            }
+            .into_actor(self),
+        );
+    }
+
     fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
-        if self.closed || self.sk.role != Role::Requester {
+        if self.finished || self.sk.role != Role::Requester {
             return;
         }
         let delay = self.backoff;
-        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
+        let max = Duration::from_secs(self.settings.limits.reconnect_max_secs);
+        self.backoff = (self.backoff * 2).min(max);
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 
@@ -180,6 +252,7 @@ impl DiscussionSession {
         let max = self.settings.limits.max_frame_bytes;
         let me = ctx.address();
         let node = self.node.clone();
+        let port = self.listen_port;
         let busy = Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED));
         ctx.spawn(
             async move {
@@ -209,7 +282,7 @@ impl DiscussionSession {
                                     nonce,
                                 } if discussion_id == sk.discussion_id => {
                                     net::authenticate_as_listener(
-                                        &mut conn, &keys, &sk, nonce, deadline,
+                                        &mut conn, &keys, &sk, nonce, port, deadline,
                                     )
                                     .await
                                 }
@@ -233,7 +306,7 @@ impl DiscussionSession {
     }
 
     fn attach(&mut self, conn: Conn<TcpStream>, ctx: &mut Context<Self>) {
-        if self.closed {
+        if self.finished {
             return;
         }
         self.generation += 1;
@@ -276,6 +349,9 @@ impl DiscussionSession {
             connected: true,
         });
         self.flush_outbox(ctx);
+        if self.closing {
+            self.send_close(ctx);
+        }
     }
 
     fn disconnect(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {
@@ -447,6 +523,8 @@ impl DiscussionSession {
         }));
     }
 
+    /// A verified `Close` from the peer either confirms ours, or is the peer closing: then we
+    /// confirm with our own `Close` (queued before we stop, so it is written) and finish.
     fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) {
         let keys = self.keys.clone();
         let sk = self.sk.clone();
@@ -455,17 +533,42 @@ impl DiscussionSession {
                 .await
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(()) => act.finish(true, ctx),
+            Ok(()) if act.closing => act.finish(false, ctx),
+            Ok(()) => {
+                act.send_close(ctx);
+                act.finish(true, ctx)
+            }
             Err(e) => log::warn!("[{}] {}: forged close ignored: {e}", act.node, act.id()),
         }));
     }
 
+    /// Queue a signed `Close` on the current connection, if any.
+    fn send_close(&mut self, ctx: &mut Context<Self>) {
+        let Some(tx) = self.conn.as_ref().map(|l| l.tx.clone()) else {
+            return;
+        };
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let fut = async move {
+            match keys
+                .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+                .await
+            {
+                Ok(signature) => {
+                    let _ = tx.send(Frame::Close { signature }).await;
+                }
+                Err(e) => log::error!("cannot sign a close: {e}"),
+            }
+        };
+        ctx.wait(fut.into_actor(self));
+    }
+
     /// Mark closed, destroy our discussion key, stop.
     fn finish(&mut self, by_peer: bool, ctx: &mut Context<Self>) {
-        if self.closed {
+        if self.finished {
             return;
         }
-        self.closed = true;
+        self.finished = true;
         let id = self.id().to_string();
         let store = self.store.clone();
         let events = self.events.clone();
@@ -641,9 +744,10 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
     type Result = ();
     fn handle(&mut self, m: AuthenticateIncoming, ctx: &mut Context<Self>) {
         let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
+        let port = self.listen_port;
         let mut conn = m.conn;
         let fut = async move {
-            net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, deadline).await?;
+            net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
             Ok::<_, net::NetError>(conn)
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
@@ -669,7 +773,7 @@ impl Handler<SendText> for DiscussionSession {
 
     fn handle(&mut self, m: SendText, _: &mut Context<Self>) -> Self::Result {
         let max = self.settings.limits.max_message_bytes;
-        let closed = self.closed;
+        let closed = self.finished || self.closing;
         let id = self.id().to_string();
         let sender = self.sender_context();
         let link = self.conn.as_ref().map(|l| (l.tx.clone(), l.generation));
@@ -712,31 +816,58 @@ impl Handler<SendText> for DiscussionSession {
     }
 }
 
-/// Close the discussion for good: tell the peer (when connected), destroy our key, keep history.
+/// Close the discussion for good: tell the peer (now or when it is back), then destroy our key;
+/// history stays. Answers the state: `closing` until the peer confirms.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<DiscussionState, SessionError>")]
 pub struct CloseDiscussion;
 
 impl Handler<CloseDiscussion> for DiscussionSession {
-    type Result = ();
-    fn handle(&mut self, _: CloseDiscussion, ctx: &mut Context<Self>) {
-        let tx = self.conn.as_ref().map(|l| l.tx.clone());
-        let keys = self.keys.clone();
-        let sk = self.sk.clone();
-        let fut = async move {
-            if let Some(tx) = tx {
-                if let Ok(signature) = keys
-                    .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+    type Result = AtomicResponse<Self, Result<DiscussionState, SessionError>>;
+
+    /// Refuse new messages at once (state `closing`, persisted); the peer is told now if connected,
+    /// else on the next connection, after the outbox. Keys go when the peer confirms.
+    fn handle(&mut self, _: CloseDiscussion, _: &mut Context<Self>) -> Self::Result {
+        if self.finished || self.closing {
+            let state = if self.finished {
+                DiscussionState::Closed
+            } else {
+                DiscussionState::Closing
+            };
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(state))));
+        }
+        let (store, id) = (self.store.clone(), self.id().to_string());
+        AtomicResponse::new(Box::pin(
+            async move {
+                store
+                    .run(move |s| s.set_discussion_state(&id, DiscussionState::Closing))
                     .await
-                {
-                    let _ = tx.send(Frame::Close { signature }).await;
-                }
             }
-        };
-        ctx.wait(
-            fut.into_actor(self)
-                .map(|_, act, ctx| act.finish(false, ctx)),
-        );
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                res?;
+                act.closing = true;
+                act.send_close(ctx);
+                Ok(DiscussionState::Closing)
+            }),
+        ))
+    }
+}
+
+/// Drop the current connection; the requester dials again at once (after a network change, and
+/// in tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconnect;
+
+impl Handler<Reconnect> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, _: Reconnect, ctx: &mut Context<Self>) {
+        if let Some(g) = self.conn.as_ref().map(|l| l.generation) {
+            self.disconnect(g, "reconnection asked", ctx);
+        }
+        self.backoff = RECONNECT_MIN;
+        self.connect(ctx);
     }
 }
 

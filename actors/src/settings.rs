@@ -98,6 +98,8 @@ pub struct Limits {
     pub failed_attempts_window_secs: u64,
     /// Messages queued for one discussion connection before the peer counts as too slow.
     pub session_queue: usize,
+    /// Ceiling of the reconnection backoff (it starts at 250 ms and doubles), in seconds.
+    pub reconnect_max_secs: u64,
     /// Longest IPC request line.
     pub ipc_max_line_bytes: usize,
     /// Front-ends connected at once.
@@ -144,6 +146,7 @@ impl Default for Limits {
             max_failed_attempts: 3,
             failed_attempts_window_secs: 600,
             session_queue: 1024,
+            reconnect_max_secs: 30,
             ipc_max_line_bytes: 1024 * 1024,
             ipc_max_clients: 32,
             ipc_event_queue: 1024,
@@ -284,6 +287,9 @@ impl Settings {
         }
         if l.ipc_max_line_bytes < 1024 {
             return bad("limits.ipc_max_line_bytes", "must be at least 1024");
+        }
+        if l.reconnect_max_secs == 0 {
+            return bad("limits.reconnect_max_secs", "must be at least 1");
         }
         if l.handshake_timeout_secs == 0 || l.request_timeout_secs == 0 {
             return bad("limits.*_timeout_secs", "must be at least 1");

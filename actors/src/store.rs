@@ -47,6 +47,8 @@ pub struct ContactRecord {
 #[serde(rename_all = "lowercase")]
 pub enum DiscussionState {
     Open,
+    /// We closed it; the peer has not confirmed yet (it is told on the next connection).
+    Closing,
     Closed,
 }
 
@@ -54,14 +56,15 @@ impl DiscussionState {
     fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
+            Self::Closing => "closing",
             Self::Closed => "closed",
         }
     }
     fn parse(s: &str) -> Self {
-        if s == "open" {
-            Self::Open
-        } else {
-            Self::Closed
+        match s {
+            "open" => Self::Open,
+            "closing" => Self::Closing,
+            _ => Self::Closed,
         }
     }
 }
@@ -332,11 +335,11 @@ impl Store {
             .ok_or_else(|| StoreError::NoDiscussion(id.to_string()))
     }
 
-    /// Ids of the discussions to resume at start.
+    /// Ids of the discussions to resume at start (open, or closing and not yet confirmed).
     pub fn open_discussion_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM discussions WHERE state = 'open' ORDER BY created")?;
+        let mut st = self.conn.prepare(
+            "SELECT id FROM discussions WHERE state IN ('open', 'closing') ORDER BY created",
+        )?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

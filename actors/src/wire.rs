@@ -65,8 +65,13 @@ pub enum Frame {
     /// the peer's identity encryption subkey, whose plaintext is `bincode(Handshake)`.
     Sealed(Vec<u8>),
     /// Discussion authentication: a fresh nonce and a detached signature by the sender's discussion
-    /// key over [`session_auth_data`].
-    SessionAuth { nonce: Nonce, signature: Vec<u8> },
+    /// key over [`session_auth_data`]. `port` is the listening side's current discussion port (so a
+    /// peer that came in through the main listener learns it), 0 from the connecting side.
+    SessionAuth {
+        nonce: Nonce,
+        port: u16,
+        signature: Vec<u8>,
+    },
     /// A chat message: OpenPGP, signed by the sender's discussion key, encrypted to the receiver's;
     /// plaintext `bincode(ChatPayload)`.
     Chat(Vec<u8>),
@@ -192,6 +197,7 @@ pub fn session_auth_data(
     signer: Role,
     peer_nonce: &Nonce,
     own: &Nonce,
+    port: u16,
 ) -> Vec<u8> {
     let mut v = b"pgpchat-session-auth-v1\0".to_vec();
     v.extend_from_slice(discussion_id.as_bytes());
@@ -200,6 +206,7 @@ pub fn session_auth_data(
     v.push(0);
     v.extend_from_slice(peer_nonce);
     v.extend_from_slice(own);
+    v.extend_from_slice(&port.to_be_bytes());
     v
 }
 
@@ -254,6 +261,7 @@ mod tests {
             Frame::Sealed(vec![1, 2, 3]),
             Frame::SessionAuth {
                 nonce: [9; 32],
+                port: 4000,
                 signature: vec![4],
             },
             Frame::Chat(vec![5; 100]),
