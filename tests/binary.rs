@@ -29,7 +29,7 @@ impl Person {
             format!(
                 "[node]\nname = \"{name}\"\n\n[discovery]\nbind = \"127.255.255.255\"\nport = {port}\n\
                  broadcast = \"127.255.255.255\"\nsource = \"127.0.0.1\"\ninterval_secs = 1\n\n\
-                 [listener]\nbind = \"127.0.0.1\"\nport = 0\n"
+                 [listener]\nbind = \"127.0.0.1\"\nport = 0\n\n[limits]\nreconnect_max_secs = 1\n"
             ),
         )
         .expect("write profile");
@@ -54,7 +54,7 @@ impl Person {
             .env_remove("PGPCHAT_PASSWORD")
             .env_remove("PGPCHAT_PASSPHRASE")
             .env_remove("PGPCHAT_PROFILE")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info,pgpchat_actors::session=debug");
         c
     }
 
@@ -91,7 +91,11 @@ impl Person {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("core.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("core.log"))
+            .expect("log");
         let child = self
             .cmd()
             .arg("daemon")
@@ -116,6 +120,10 @@ impl Person {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("core.log")).unwrap_or_default()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.data_dir().join("run").join("pgpchat.sock")
     }
 
     pub fn fingerprint(&self) -> String {

@@ -41,6 +41,8 @@ use crate::wire::{ack_data, close_data, ChatPayload, Frame, Purpose, Role};
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// Unauthenticated connections at once on a discussion listener.
 pub const MAX_UNAUTHENTICATED: usize = 4;
+/// Messages the sender pump reads from the store at a time.
+pub const PUMP_BATCH: u64 = 256;
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -67,6 +69,12 @@ pub struct DiscussionSession {
     contacts: Option<Addr<ContactRegistry>>,
     /// We closed the discussion; the peer has not confirmed yet (persisted as `closing`).
     closing: bool,
+    /// The connection generation on which our `Close` was sent.
+    close_sent: Option<u64>,
+    /// Sender pump: running, asked to run again, next sequence number to send on this connection.
+    pumping: bool,
+    pump_again: bool,
+    next_to_send: u64,
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
@@ -124,6 +132,10 @@ impl DiscussionSession {
             listener: p.listener,
             contacts: p.contacts,
             closing: p.closing,
+            close_sent: None,
+            pumping: false,
+            pump_again: false,
+            next_to_send: 0,
             keys: p.keys,
             store: p.store,
             events: p.events,
@@ -348,10 +360,9 @@ impl DiscussionSession {
             discussion_id: self.id().to_string(),
             connected: true,
         });
-        self.flush_outbox(ctx);
-        if self.closing {
-            self.send_close(ctx);
-        }
+        // Every undelivered message goes again on a new connection (the receiver drops duplicates).
+        self.next_to_send = 0;
+        self.pump(ctx);
     }
 
     fn disconnect(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {
@@ -372,26 +383,75 @@ impl DiscussionSession {
         self.schedule_reconnect(ctx);
     }
 
-    /// Send every undelivered message again, in order (the receiver drops duplicates).
-    fn flush_outbox(&mut self, ctx: &mut Context<Self>) {
+    /// The only path by which chat frames leave: send, in sequence order, every undelivered message
+    /// from the current connection's cursor on, reading them from the store; then, if we are closing,
+    /// the `Close`. One pump runs at a time; a request while it runs makes it go round again.
+    ///
+    /// Reading from the store (rather than handing over the message being sent) is what makes the
+    /// order safe: actix may run a handler's wait future after a flush that was registered later in
+    /// the same poll, so "send what was just stored" can race a flush; "send what the store holds
+    /// from the cursor on" cannot.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.pumping {
+            self.pump_again = true;
+            return;
+        }
         let Some(link) = &self.conn else { return };
         let (tx, generation) = (link.tx.clone(), link.generation);
+        self.pumping = true;
+        self.pump_again = false;
         let ctxs = self.sender_context();
         let id = self.id().to_string();
+        let from = self.next_to_send;
+        let close =
+            (self.closing && self.close_sent != Some(generation)).then(|| self.close_frame());
         let fut = async move {
-            let pending = ctxs
+            let batch = ctxs
                 .store
-                .run(move |s| s.outbox(&id))
+                .run(move |s| s.outbox_from(&id, from, PUMP_BATCH))
                 .await
                 .map_err(|e| e.to_string())?;
-            for m in pending {
-                ctxs.transmit(&tx, &m).await?;
+            let full = batch.len() as u64 == PUMP_BATCH;
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                log::debug!(
+                    "{}: sending {}..={}",
+                    ctxs.sk.discussion_id,
+                    first.seq,
+                    last.seq
+                );
             }
-            Ok::<_, String>(())
+            let mut next = from;
+            for m in batch {
+                ctxs.transmit(&tx, &m).await?;
+                next = m.seq + 1;
+            }
+            // A close goes after everything queued before it.
+            let closed = match close {
+                Some(close) if !full => {
+                    close.await;
+                    true
+                }
+                _ => false,
+            };
+            Ok::<_, String>((next, full, closed))
         };
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
-            if let Err(e) = res {
-                act.disconnect(generation, &format!("sending the outbox: {e}"), ctx);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.pumping = false;
+            if act.conn.as_ref().map(|l| l.generation) != Some(generation) {
+                // The connection changed meanwhile: the new one has its own cursor and pump.
+                return;
+            }
+            match res {
+                Ok((next, full, closed)) => {
+                    act.next_to_send = act.next_to_send.max(next);
+                    if closed {
+                        act.close_sent = Some(generation);
+                    }
+                    if full || act.pump_again {
+                        act.pump(ctx);
+                    }
+                }
+                Err(e) => act.disconnect(generation, &format!("sending: {e}"), ctx),
             }
         }));
     }
@@ -535,21 +595,26 @@ impl DiscussionSession {
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(()) if act.closing => act.finish(false, ctx),
             Ok(()) => {
-                act.send_close(ctx);
-                act.finish(true, ctx)
+                // Confirm first, then finish: one future, so the order holds.
+                let confirm = act.close_frame();
+                ctx.wait(
+                    confirm
+                        .into_actor(act)
+                        .map(|_, act, ctx| act.finish(true, ctx)),
+                );
             }
             Err(e) => log::warn!("[{}] {}: forged close ignored: {e}", act.node, act.id()),
         }));
     }
 
-    /// Queue a signed `Close` on the current connection, if any.
-    fn send_close(&mut self, ctx: &mut Context<Self>) {
-        let Some(tx) = self.conn.as_ref().map(|l| l.tx.clone()) else {
-            return;
-        };
+    /// A future that queues a signed `Close` on the current connection (if any). Callers run it as
+    /// *one* `ctx.wait` with whatever must follow it: actix runs pending waits newest first.
+    fn close_frame(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let tx = self.conn.as_ref().map(|l| l.tx.clone());
         let keys = self.keys.clone();
         let sk = self.sk.clone();
-        let fut = async move {
+        async move {
+            let Some(tx) = tx else { return };
             match keys
                 .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
                 .await
@@ -559,8 +624,7 @@ impl DiscussionSession {
                 }
                 Err(e) => log::error!("cannot sign a close: {e}"),
             }
-        };
-        ctx.wait(fut.into_actor(self));
+        }
     }
 
     /// Mark closed, destroy our discussion key, stop.
@@ -775,8 +839,7 @@ impl Handler<SendText> for DiscussionSession {
         let max = self.settings.limits.max_message_bytes;
         let closed = self.finished || self.closing;
         let id = self.id().to_string();
-        let sender = self.sender_context();
-        let link = self.conn.as_ref().map(|l| (l.tx.clone(), l.generation));
+        let (store, events) = (self.store.clone(), self.events.clone());
         AtomicResponse::new(Box::pin(
             async move {
                 if closed {
@@ -786,31 +849,20 @@ impl Handler<SendText> for DiscussionSession {
                     return Err(SessionError::TooLarge(m.0.len(), max));
                 }
                 let body = m.0;
-                let record = sender
-                    .store
+                let record = store
                     .run(move |s| s.queue_outgoing(&id, &body, now_secs()))
-                    .await
-                    .map_err(SessionError::from)?;
-                sender.events.emit(Event::Message {
+                    .await?;
+                events.emit(Event::Message {
                     message: record.clone(),
                 });
-                let mut failed = None;
-                if let Some((tx, generation)) = link {
-                    if let Err(e) = sender.transmit(&tx, &record).await {
-                        failed = Some((generation, e));
-                    }
-                }
-                Ok((record, failed))
+                Ok(record)
             }
             .into_actor(self)
-            .map(|res, act, ctx| match res {
-                Ok((record, failed)) => {
-                    if let Some((g, e)) = failed {
-                        act.disconnect(g, &e, ctx);
-                    }
-                    Ok(record)
+            .map(|res, act, ctx| {
+                if res.is_ok() {
+                    act.pump(ctx);
                 }
-                Err(e) => Err(e),
+                res
             }),
         ))
     }
@@ -847,7 +899,7 @@ impl Handler<CloseDiscussion> for DiscussionSession {
             .map(|res, act, ctx| {
                 res?;
                 act.closing = true;
-                act.send_close(ctx);
+                act.pump(ctx);
                 Ok(DiscussionState::Closing)
             }),
         ))

@@ -536,13 +536,23 @@ impl Store {
 
     /// Outgoing messages not yet delivered, oldest first.
     pub fn outbox(&self, discussion_id: &str) -> Result<Vec<MessageRecord>, StoreError> {
-        self.messages(
+        self.outbox_from(discussion_id, 0, u32::MAX as u64)
+    }
+
+    /// Up to `limit` undelivered outgoing messages with `seq >= from`, oldest first.
+    pub fn outbox_from(
+        &self,
+        discussion_id: &str,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut st = self.conn.prepare(
             "SELECT discussion_id, direction, seq, time, body, state FROM messages
-             WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered'
-             ORDER BY seq LIMIT ?2",
-            discussion_id,
-            u32::MAX as u64,
-        )
+             WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered' AND seq >= ?2
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![discussion_id, from, limit], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The last `limit` messages, oldest first. Reading marks incoming ones read.
@@ -572,22 +582,24 @@ impl Store {
 
     fn messages(&self, sql: &str, id: &str, limit: u64) -> Result<Vec<MessageRecord>, StoreError> {
         let mut st = self.conn.prepare(sql)?;
-        let rows = st.query_map(params![id, limit], |r| {
-            Ok(MessageRecord {
-                discussion_id: r.get(0)?,
-                direction: if r.get::<_, String>(1)? == "in" {
-                    Direction::In
-                } else {
-                    Direction::Out
-                },
-                seq: r.get(2)?,
-                time: r.get(3)?,
-                body: r.get(4)?,
-                state: DeliveryState::parse(&r.get::<_, String>(5)?),
-            })
-        })?;
+        let rows = st.query_map(params![id, limit], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        discussion_id: r.get(0)?,
+        direction: if r.get::<_, String>(1)? == "in" {
+            Direction::In
+        } else {
+            Direction::Out
+        },
+        seq: r.get(2)?,
+        time: r.get(3)?,
+        body: r.get(4)?,
+        state: DeliveryState::parse(&r.get::<_, String>(5)?),
+    })
 }
 
 /// Runs [`Store`] operations on a dedicated thread (a `SyncArbiter` of one: SQLite writes are

@@ -1,0 +1,338 @@
+//! Never lose a message: the real binary's cores killed with SIGKILL at random moments.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgpchat_actors::store::Store;
+use serde_json::{json, Value};
+
+use crate::binary::{wait_for, Person};
+use crate::common::free_udp_port;
+
+/// A blocking JSON-RPC client on a core's socket.
+struct Rpc {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    id: u64,
+}
+
+impl Rpc {
+    fn connect(path: &Path) -> std::io::Result<Self> {
+        let w = UnixStream::connect(path)?;
+        w.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Self {
+            r: BufReader::new(w.try_clone()?),
+            w,
+            id: 0,
+        })
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.id += 1;
+        let line = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params});
+        writeln!(self.w, "{line}").map_err(|e| e.to_string())?;
+        loop {
+            let mut l = String::new();
+            match self.r.read_line(&mut l) {
+                Ok(0) => return Err("closed".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            let v: Value = serde_json::from_str(&l).map_err(|e| e.to_string())?;
+            if v["id"] == json!(self.id) {
+                return match v.get("error") {
+                    Some(e) => Err(e["message"].to_string()),
+                    None => Ok(v["result"].clone()),
+                };
+            }
+        }
+    }
+}
+
+/// xorshift: reproducible "random moments"; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("PGPCHAT_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    | 1
+            });
+        eprintln!("random seed {seed} (set PGPCHAT_TEST_SEED to replay)");
+        Self(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// alice and bob, both running, with an open discussion. Returns its id.
+fn pair() -> (Person, Person, String) {
+    let port = free_udp_port();
+    let mut a = Person::new("alice", port);
+    let mut b = Person::new("bob", port);
+    a.init();
+    b.init();
+    a.start();
+    b.start();
+    let bob_fp = b.fingerprint();
+    wait_for(20, "alice to see bob", || {
+        a.json(&["contacts"])
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == bob_fp.as_str()))
+    });
+    let (sa, sb) = (a.socket(), b.socket());
+    let opener = std::thread::spawn(move || {
+        Rpc::connect(&sa)
+            .unwrap()
+            .call("open", json!({"contact": "bob", "password": "pw"}))
+    });
+    let mut req = 0;
+    wait_for(20, "the request", || {
+        let r = b.json(&["requests"]);
+        r.as_array()
+            .and_then(|r| r.first())
+            .map(|r| req = r["id"].as_u64().unwrap())
+            .is_some()
+    });
+    let acc = Rpc::connect(&sb)
+        .unwrap()
+        .call("accept", json!({"request": req, "password": "pw"}))
+        .unwrap();
+    let opened = opener.join().unwrap().unwrap();
+    assert_eq!(opened["discussion_id"], acc["discussion_id"]);
+    let id = opened["discussion_id"].as_str().unwrap().to_string();
+    (a, b, id)
+}
+
+fn history(p: &Person, id: &str) -> Vec<Value> {
+    p.json(&["history", id, "--limit", "100000"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn bodies(h: &[Value], dir: &str) -> Vec<String> {
+    h.iter()
+        .filter(|m| m["direction"] == dir)
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_integrity(data_dir: PathBuf) {
+    let s = Store::open(&data_dir.join("store.db")).expect("open store");
+    assert_eq!(s.integrity_check().expect("integrity_check"), "ok");
+}
+
+#[test]
+fn five_hundred_messages_survive_three_receiver_kills() {
+    let (mut a, mut b, id) = pair();
+    let mut rng = Rng::new();
+    let mut kills: Vec<u64> = (0..3).map(|_| 50 + rng.below(400)).collect();
+    kills.sort_unstable();
+    let mut rpc = Rpc::connect(&a.socket()).unwrap();
+    let mut down_until = None;
+    for i in 0..500u64 {
+        let m = rpc
+            .call(
+                "send",
+                json!({"discussion": id, "text": format!("m{i:03}")}),
+            )
+            .expect("send");
+        assert_eq!(m["seq"], i + 1);
+        if kills.first() == Some(&i) {
+            kills.remove(0);
+            b.kill();
+            down_until = Some(i + 5 + rng.below(30));
+        }
+        if down_until == Some(i) {
+            b.start();
+            down_until = None;
+        }
+    }
+    if down_until.is_some() {
+        b.start();
+    }
+    wait_for(
+        120,
+        "bob to hold all 500 and alice to see them delivered",
+        || {
+            let hb = history(&b, &id);
+            let ha = history(&a, &id);
+            hb.len() == 500 && ha.iter().all(|m| m["state"] == "delivered")
+        },
+    );
+    let got = bodies(&history(&b, &id), "in");
+    let want: Vec<String> = (0..500).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(got, want, "exactly once, in order");
+    a.kill();
+    b.kill();
+    assert_integrity(a.data_dir());
+    assert_integrity(b.data_dir());
+}
+
+#[test]
+fn every_message_reported_stored_is_delivered_when_the_sender_is_killed() {
+    let (mut a, mut b, id) = pair();
+    let mut rng = Rng::new();
+    let reported = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (socket, id, reported, done) = (a.socket(), id.clone(), reported.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut rpc: Option<Rpc> = None;
+            let mut i = 0u64;
+            while i < 300 {
+                let Some(r) = rpc.as_mut() else {
+                    rpc = Rpc::connect(&socket).ok();
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                match r.call(
+                    "send",
+                    json!({"discussion": id, "text": format!("m{i:03}")}),
+                ) {
+                    Ok(_) => reported.lock().unwrap().push(i),
+                    Err(_) => rpc = None, // killed mid-request: this one is not reported
+                }
+                i += 1;
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(150 + rng.below(500)));
+        a.kill();
+        std::thread::sleep(Duration::from_millis(rng.below(200)));
+        a.start();
+    }
+    sender.join().unwrap();
+    assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    let reported = reported.lock().unwrap().clone();
+    assert!(
+        reported.len() >= 290,
+        "most sends went through ({})",
+        reported.len()
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let ha = history(&a, &id);
+        let hb = history(&b, &id);
+        if ha.iter().all(|m| m["state"] == "delivered") && bodies(&hb, "in").len() >= reported.len()
+        {
+            break;
+        }
+        if std::time::Instant::now() > end {
+            let pending: Vec<_> = ha
+                .iter()
+                .filter(|m| m["state"] != "delivered")
+                .map(|m| (m["seq"].clone(), m["state"].clone()))
+                .collect();
+            panic!(
+                "not all delivered: alice has {} ({} pending: {:?}), bob has {}\nalice log:\n{}\nbob log:\n{}",
+                ha.len(),
+                pending.len(),
+                &pending[..pending.len().min(5)],
+                hb.len(),
+                a.log(),
+                b.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got: Vec<u64> = bodies(&history(&b, &id), "in")
+        .iter()
+        .map(|s| s[1..].parse().unwrap())
+        .collect();
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates: {got:?}"
+    );
+    for r in &reported {
+        assert!(
+            got.contains(r),
+            "m{r:03} was reported stored but never arrived"
+        );
+    }
+    a.kill();
+    b.kill();
+    assert_integrity(a.data_dir());
+    assert_integrity(b.data_dir());
+}
+
+#[test]
+fn an_offline_receiver_gets_everything_when_it_comes_back_and_close_waits_for_it() {
+    let (mut a, mut b, id) = pair();
+    b.kill();
+    for i in 0..20 {
+        let m = a.json(&["send", &id, &format!("while you were out {i}")]);
+        assert_eq!(m["state"], "stored");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let h = history(&a, &id);
+    assert!(
+        h.iter().all(|m| m["state"] != "delivered"),
+        "nothing can be delivered yet"
+    );
+    b.start();
+    wait_for(60, "bob receives all 20", || {
+        bodies(&history(&b, &id), "in").len() == 20
+    });
+    let got = bodies(&history(&b, &id), "in");
+    assert_eq!(
+        got,
+        (0..20)
+            .map(|i| format!("while you were out {i}"))
+            .collect::<Vec<_>>()
+    );
+    wait_for(30, "all delivered", || {
+        history(&a, &id).iter().all(|m| m["state"] == "delivered")
+    });
+    let unread = b.json(&["discussions"])[0]["unread"].as_u64().unwrap();
+    assert_eq!(unread, 0, "history read them");
+
+    // Closing while bob is offline: alice refuses new messages at once, bob learns it when back.
+    b.kill();
+    let c = a.json(&["close", &id]);
+    assert_eq!(c["state"], "closing");
+    assert!(!a.run(&["send", &id, "too late"]).status.success());
+    b.start();
+    let closed = || {
+        a.json(&["discussions"])[0]["state"] == "closed"
+            && b.json(&["discussions"])[0]["state"] == "closed"
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while !closed() {
+        assert!(
+            std::time::Instant::now() < end,
+            "not closed: alice {} bob {}\nalice log:\n{}\nbob log:\n{}",
+            a.json(&["discussions"]),
+            b.json(&["discussions"]),
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(history(&b, &id).len(), 20, "history stays readable");
+    a.kill();
+    b.kill();
+    for d in [a.data_dir(), b.data_dir()] {
+        let s = Store::open(&d.join("store.db")).unwrap();
+        assert!(
+            s.discussion(&id).unwrap().own_key_sealed.is_empty(),
+            "the discussion key is destroyed"
+        );
+        assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+}
