@@ -336,3 +336,56 @@ fn an_offline_receiver_gets_everything_when_it_comes_back_and_close_waits_for_it
         assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 }
+
+#[test]
+fn a_peer_whose_discussion_port_was_taken_is_found_through_its_main_listener() {
+    let (mut a, mut b, id) = pair();
+    let listen_port = |p: &Person| {
+        Store::open(&p.data_dir().join("store.db"))
+            .unwrap()
+            .discussion(&id)
+            .unwrap()
+            .listen_port
+    };
+    let peer_port = |p: &Person| {
+        Store::open(&p.data_dir().join("store.db"))
+            .unwrap()
+            .discussion(&id)
+            .unwrap()
+            .peer_port
+    };
+    b.kill();
+    let old = listen_port(&b);
+    // Someone else takes the port meanwhile, and hangs up on whoever connects.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", old)).expect("take the port");
+    squatter.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guard = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = squatter.accept();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    b.start();
+    wait_for(20, "bob's core to move to a free port", || {
+        listen_port(&b) != old
+    });
+    let new = listen_port(&b);
+    a.json(&["send", &id, "found you"]);
+    wait_for(60, "delivery through bob's new ports", || {
+        history(&a, &id).iter().all(|m| m["state"] == "delivered")
+            && bodies(&history(&b, &id), "in") == ["found you"]
+    });
+    assert_eq!(
+        peer_port(&a),
+        new,
+        "alice learned bob's new discussion port"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    guard.join().unwrap();
+    a.kill();
+    b.kill();
+}

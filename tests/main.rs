@@ -6,6 +6,7 @@ mod attacks;
 mod binary;
 mod common;
 mod core_inprocess;
+mod delivery;
 mod durability;
 mod interop;
 mod ipc;

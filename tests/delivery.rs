@@ -1,0 +1,324 @@
+//! Delivery in one process: cuts, duplicates, gaps, misdirected frames and replayed proofs.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgpchat_actors::crypto::{verify_detached, SecretCert};
+use pgpchat_actors::discussions::Lookup;
+use pgpchat_actors::events::{now_secs, Event};
+use pgpchat_actors::handshake::{random_nonce, Requester};
+use pgpchat_actors::keys::{KeyManager, KeysHandle};
+use pgpchat_actors::net::{self, Conn, SessionKeys};
+use pgpchat_actors::node::NodeHandle;
+use pgpchat_actors::session::{encrypt_chat, Reconnect};
+use pgpchat_actors::store::{DeliveryState, Direction};
+use pgpchat_actors::wire::{
+    ack_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role, PROTOCOL_VERSION,
+};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+const T: Duration = Duration::from_secs(10);
+
+/// The test itself is the requester: a full handshake with `b` (whose user accepts), done with the
+/// library's primitives. Returns the discussion id, our session keys and b's discussion port.
+async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, KeysHandle) {
+    let identity = SecretCert::generate("tester").unwrap();
+    let keys = KeyManager::start(identity.clone(), 1);
+    let b_cert = b.keys.public().clone();
+    let mut conn = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    net::send(
+        &mut conn,
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            purpose: Purpose::Handshake,
+        },
+        T,
+    )
+    .await
+    .unwrap();
+    let dkey = SecretCert::generate("discussion").unwrap();
+    let (state, req) = Requester::start(
+        &identity,
+        "tester",
+        b_cert.fingerprint(),
+        dkey.public(),
+        b"pw",
+        now_secs(),
+    );
+    net::send_sealed(&mut conn, &keys, &b_cert, &Handshake::Request(req), T)
+        .await
+        .unwrap();
+    let b2 = b.clone();
+    let accepting = actix_rt::spawn(async move {
+        let r = wait_until(10, "request", || {
+            let b2 = b2.clone();
+            async move { b2.requests().await.ok()?.into_iter().next() }
+        })
+        .await;
+        b2.accept(r.id, "pw").await.unwrap()
+    });
+    let Handshake::Accept(acc) = net::recv_sealed_from(&mut conn, &keys, &b_cert, T)
+        .await
+        .unwrap()
+    else {
+        panic!("no accept")
+    };
+    let (confirm, agreed) = state.on_accept(&acc).unwrap();
+    net::send_sealed(
+        &mut conn,
+        &keys,
+        &b_cert,
+        &Handshake::Confirm { confirm },
+        T,
+    )
+    .await
+    .unwrap();
+    let Handshake::Ready {
+        discussion_id,
+        port,
+    } = net::recv_sealed_from(&mut conn, &keys, &b_cert, T)
+        .await
+        .unwrap()
+    else {
+        panic!("no ready")
+    };
+    assert_eq!(accepting.await.unwrap(), discussion_id);
+    let sk = SessionKeys {
+        discussion_id: discussion_id.clone(),
+        role: Role::Requester,
+        own: Arc::new(dkey),
+        peer: agreed.peer_discussion_key,
+    };
+    (discussion_id, sk, port, keys)
+}
+
+fn chat(sk: &SessionKeys, seq: u64, body: &str) -> Frame {
+    let p = ChatPayload {
+        discussion_id: sk.discussion_id.clone(),
+        seq,
+        time: now_secs(),
+        recipient: sk.peer.fingerprint().to_string(),
+        body: body.into(),
+    };
+    Frame::Chat(encrypt_chat(&sk.own, &sk.peer, &p).unwrap())
+}
+
+/// Expect the next frame to be an ack for `upto`, correctly signed by the peer's discussion key.
+async fn expect_ack(conn: &mut Conn<TcpStream>, sk: &SessionKeys, upto: u64) {
+    match net::recv(conn, T).await.unwrap() {
+        Frame::Ack {
+            upto: got,
+            signature,
+        } => {
+            assert_eq!(got, upto, "acknowledged up to");
+            verify_detached(&sk.peer, &ack_data(&sk.discussion_id, got), &signature).unwrap();
+        }
+        other => panic!("expected an ack, got {other:?}"),
+    }
+}
+
+async fn bodies_in(b: &NodeHandle, id: &str) -> Vec<String> {
+    b.history(id, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == Direction::In)
+        .map(|m| m.body)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn duplicates_gaps_and_misdirected_frames() {
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    let mut conn = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    let told = net::authenticate_as_connector(&mut conn, &keys, &sk, T)
+        .await
+        .unwrap();
+    assert_eq!(told, port, "the listener tells its port, signed");
+
+    net::send(&mut conn, chat(&sk, 1, "one"), T).await.unwrap();
+    expect_ack(&mut conn, &sk, 1).await;
+    net::send(&mut conn, chat(&sk, 1, "one"), T).await.unwrap(); // a re-send after a lost ack
+    expect_ack(&mut conn, &sk, 1).await;
+    net::send(&mut conn, chat(&sk, 3, "three"), T)
+        .await
+        .unwrap(); // a gap: not stored, not acked
+    net::send(&mut conn, chat(&sk, 2, "two"), T).await.unwrap();
+    expect_ack(&mut conn, &sk, 2).await;
+    net::send(&mut conn, chat(&sk, 3, "three"), T)
+        .await
+        .unwrap();
+    expect_ack(&mut conn, &sk, 3).await;
+
+    // Moved from another discussion, or meant for someone else: dropped, never acked.
+    let mut other = sk.clone();
+    other.discussion_id = "ffffffffffffffffffffffffffffffff".into();
+    net::send(&mut conn, chat(&other, 4, "elsewhere"), T)
+        .await
+        .unwrap();
+    let stranger = SecretCert::generate("stranger").unwrap();
+    let wrong = ChatPayload {
+        discussion_id: id.clone(),
+        seq: 4,
+        time: now_secs(),
+        recipient: stranger.fingerprint().into(),
+        body: "not for bob".into(),
+    };
+    net::send(
+        &mut conn,
+        Frame::Chat(encrypt_chat(&sk.own, &sk.peer, &wrong).unwrap()),
+        T,
+    )
+    .await
+    .unwrap();
+    // Signed by a key that is not the discussion's.
+    let forged = SessionKeys {
+        own: Arc::new(stranger),
+        ..sk.clone()
+    };
+    net::send(&mut conn, chat(&forged, 4, "forged"), T)
+        .await
+        .unwrap();
+    net::send(&mut conn, Frame::Chat(vec![0x85, 0x01, 0x02]), T)
+        .await
+        .unwrap(); // garbage OpenPGP
+    net::send(&mut conn, chat(&sk, 4, "four"), T).await.unwrap();
+    expect_ack(&mut conn, &sk, 4).await;
+
+    assert_eq!(bodies_in(b, &id).await, ["one", "two", "three", "four"]);
+}
+
+#[actix_rt::test]
+async fn a_replayed_reconnection_proof_is_refused() {
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    let nonce = random_nonce();
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        purpose: Purpose::Discussion {
+            discussion_id: id.clone(),
+            nonce,
+        },
+    };
+
+    // A legitimate connection, recorded.
+    let mut first = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    net::send(&mut first, hello.clone(), T).await.unwrap();
+    let Frame::SessionAuth {
+        nonce: listener_nonce,
+        ..
+    } = net::recv(&mut first, T).await.unwrap()
+    else {
+        panic!("no challenge")
+    };
+    let proof = keys
+        .sign_with(
+            sk.own.clone(),
+            session_auth_data(&id, Role::Requester, &listener_nonce, &nonce, 0),
+        )
+        .await
+        .unwrap();
+    let recorded = Frame::SessionAuth {
+        nonce,
+        port: 0,
+        signature: proof,
+    };
+    net::send(&mut first, recorded.clone(), T).await.unwrap();
+    net::send(&mut first, chat(&sk, 1, "legit"), T)
+        .await
+        .unwrap();
+    expect_ack(&mut first, &sk, 1).await;
+
+    // The attacker replays the same hello and the recorded proof: the listener's fresh nonce differs.
+    let mut replay = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    net::send(&mut replay, hello, T).await.unwrap();
+    let Frame::SessionAuth { nonce: fresh, .. } = net::recv(&mut replay, T).await.unwrap() else {
+        panic!("no challenge")
+    };
+    assert_ne!(fresh, listener_nonce);
+    net::send(&mut replay, recorded, T).await.unwrap();
+    let _ = net::send(&mut replay, chat(&sk, 2, "replayed"), T).await;
+    assert!(matches!(
+        net::recv(&mut replay, T).await,
+        Err(net::NetError::Closed) | Err(net::NetError::Codec(_))
+    ));
+
+    // The legitimate connection is still the discussion's.
+    net::send(&mut first, chat(&sk, 2, "still legit"), T)
+        .await
+        .unwrap();
+    expect_ack(&mut first, &sk, 2).await;
+    assert_eq!(bodies_in(b, &id).await, ["legit", "still legit"]);
+}
+
+#[actix_rt::test]
+async fn a_cut_connection_is_re_established_and_nothing_is_lost() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "pw", "pw").await;
+    let id = opened.unwrap();
+    let mut events = a.subscribe();
+    for i in 0..3 {
+        a.send(&id, &format!("before {i}")).await.unwrap();
+    }
+    // bob drops the connection (as a network blip would); alice keeps sending meanwhile.
+    let session = b.directory.send(Lookup(id.clone())).await.unwrap().unwrap();
+    session.send(Reconnect).await.unwrap();
+    for i in 0..20 {
+        a.send(&id, &format!("during {i}")).await.unwrap();
+    }
+    let h = wait_until(30, "everything delivered", || {
+        let a = a.node.clone();
+        let id = id.clone();
+        async move {
+            let h = a.history(&id, 100).await.ok()?;
+            h.iter()
+                .all(|m| m.state == DeliveryState::Delivered)
+                .then_some(h)
+        }
+    })
+    .await;
+    assert_eq!(h.len(), 23);
+    let want: Vec<String> = (0..3)
+        .map(|i| format!("before {i}"))
+        .chain((0..20).map(|i| format!("during {i}")))
+        .collect();
+    assert_eq!(bodies_in(b, &id).await, want, "exactly once, in order");
+    let mut saw = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Connection { connected, .. } = e {
+            saw.push(connected);
+        }
+    }
+    assert!(
+        saw.windows(2).any(|w| w == [false, true]),
+        "disconnected, then reconnected: {saw:?}"
+    );
+}
