@@ -284,10 +284,24 @@ async fn a_cut_connection_is_re_established_and_nothing_is_lost() {
     wait_sees(a, b).await;
     let (opened, _) = open_discussion(a, b, "pw", "pw").await;
     let id = opened.unwrap();
-    let mut events = a.subscribe();
     for i in 0..3 {
         a.send(&id, &format!("before {i}")).await.unwrap();
     }
+    wait_until(
+        30,
+        "the first messages delivered (so the connection is up)",
+        || {
+            let a = a.node.clone();
+            let id = id.clone();
+            async move {
+                let h = a.history(&id, 100).await.ok()?;
+                (h.len() == 3 && h.iter().all(|m| m.state == DeliveryState::Delivered))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let mut events = a.subscribe();
     // bob drops the connection (as a network blip would); alice keeps sending meanwhile.
     let session = b.directory.send(Lookup(id.clone())).await.unwrap().unwrap();
     session.send(Reconnect).await.unwrap();
