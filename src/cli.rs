@@ -90,6 +90,8 @@ pub enum Command {
     Close { discussion: String },
     /// Stream the core's events.
     Watch,
+    /// Stop the running core (it finishes what it is doing and removes its socket).
+    Stop,
     /// Print the identity key, armored (with --secret: the passphrase-protected secret key).
     ExportKey {
         #[arg(long)]

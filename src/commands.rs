@@ -185,6 +185,19 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Watch => watch(&ctx),
+        Command::Stop => {
+            let socket = ctx.settings.ipc_socket();
+            let v = ctx.call("shutdown", json!({}))?;
+            // Wait until the socket is gone, so a following start does not race the old core.
+            for _ in 0..100 {
+                if !socket.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            ctx.print(&v, |_| println!("core stopped"));
+            Ok(())
+        }
         Command::ExportKey { secret } => export_key(&ctx, secret),
     }
 }

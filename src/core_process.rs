@@ -44,7 +44,12 @@ pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
     system.block_on(async move {
         let node = start_node(settings, identity).await?;
         let ipc = actix::Actor::start(IpcServer::bind(node.clone(), &socket)?);
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = node.shutdown.notified() => {}
+        }
+        // Let the answer to `shutdown` reach its client.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         log::info!("[{}] shutting down", node.settings.node.name);
         // Stopping the IPC actor removes the socket.
         drop(ipc);

@@ -248,6 +248,14 @@ fn two_daemons_chat_through_the_scripting_commands() {
     let d = bob.json(&["discussions"]);
     assert_eq!(d[0]["peer_name"], "alice");
     assert_eq!(d[0]["state"], "open");
+
+    // `stop` ends the core cleanly: it exits by itself and removes its socket.
+    bob.ok(&["stop"]);
+    let mut core = bob.core.take().expect("bob's core");
+    wait_for(10, "bob's core to exit", || {
+        core.try_wait().ok().flatten().is_some()
+    });
+    assert!(!bob.socket().exists());
 }
 
 #[test]

@@ -380,6 +380,10 @@ pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<
             let (id, state) = node.close(str_param(p, "discussion")?).await?;
             Ok(json!({ "discussion_id": id, "state": state }))
         }
+        "shutdown" => {
+            node.shutdown.notify_one();
+            Ok(json!({ "stopping": true }))
+        }
         "status" => Ok(json!({
             "whoami": to_value(node.whoami())?,
             "discovery": to_value(node.discovery_stats().await?)?,

@@ -152,6 +152,8 @@ pub struct NodeHandle {
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
     pub tcp_port: u16,
+    /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
+    pub shutdown: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Start every actor of a node in the current actix System.
@@ -221,6 +223,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         listener,
         directory,
         tcp_port,
+        shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
 }
 
