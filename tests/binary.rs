@@ -17,6 +17,8 @@ pub struct Person {
     pub dir: TempDir,
     pub config: PathBuf,
     pub core: Option<Child>,
+    /// The identity passphrase, when the identity is protected.
+    pub passphrase: Option<String>,
 }
 
 impl Person {
@@ -38,6 +40,7 @@ impl Person {
             dir,
             config,
             core: None,
+            passphrase: None,
         }
     }
 
@@ -87,7 +90,22 @@ impl Person {
     }
 
     pub fn init(&self) {
-        self.ok(&["init", "--name", &self.name, "--no-passphrase"]);
+        match &self.passphrase {
+            None => {
+                self.ok(&["init", "--name", &self.name, "--no-passphrase"]);
+            }
+            Some(p) => {
+                let f = self.dir.path().join("passphrase.txt");
+                std::fs::write(&f, p).expect("passphrase file");
+                self.ok(&[
+                    "init",
+                    "--name",
+                    &self.name,
+                    "--passphrase-file",
+                    path_str(&f),
+                ]);
+            }
+        }
     }
 
     pub fn start(&mut self) {
@@ -96,8 +114,11 @@ impl Person {
             .append(true)
             .open(self.dir.path().join("core.log"))
             .expect("log");
-        let child = self
-            .cmd()
+        let mut cmd = self.cmd();
+        if let Some(p) = &self.passphrase {
+            cmd.env("PGPCHAT_PASSPHRASE", p);
+        }
+        let child = cmd
             .arg("daemon")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -11,3 +11,4 @@ mod durability;
 mod interop;
 mod ipc;
 mod prompt;
+mod security;

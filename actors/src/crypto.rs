@@ -223,6 +223,26 @@ impl SecretCert {
         self.public.fingerprint()
     }
 
+    /// The unprotected secret parameters of the primary key and each subkey, encoded as they would
+    /// appear in an unprotected key packet. For audits that search files for leaked key material.
+    pub fn secret_material_for_audit(&self) -> Vec<Vec<u8>> {
+        use pgp::types::SecretParams;
+        let mut out = Vec::new();
+        let mut push = |p: &SecretParams| {
+            if let SecretParams::Plain(plain) = p {
+                let mut v = Vec::new();
+                if plain.to_writer(&mut v, KeyVersion::V4).is_ok() {
+                    out.push(v);
+                }
+            }
+        };
+        push(self.secret.primary_key.secret_params());
+        for sub in &self.secret.secret_subkeys {
+            push(sub.key.secret_params());
+        }
+        out
+    }
+
     /// Detached binary signature (SHA-256) over `data`, as OpenPGP bytes.
     pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let sig = DetachedSignature::sign_binary_data(
@@ -478,6 +498,26 @@ mod tests {
         // The protected form must not contain the unprotected secret.
         let plain = a.to_protected_bytes(None).unwrap();
         assert_ne!(plain, locked);
+    }
+
+    #[test]
+    fn audit_material_is_what_an_unprotected_key_contains() {
+        let a = SecretCert::generate("alice").unwrap();
+        let parts = a.secret_material_for_audit();
+        assert_eq!(parts.len(), 2, "primary and encryption subkey");
+        let plain = a.to_protected_bytes(None).unwrap();
+        let locked = a.to_protected_bytes(Some("pw")).unwrap();
+        for p in &parts {
+            assert!(p.len() >= 32);
+            assert!(
+                plain.windows(p.len()).any(|w| w == &p[..]),
+                "found in the unprotected key"
+            );
+            assert!(
+                !locked.windows(p.len()).any(|w| w == &p[..]),
+                "absent from the protected key"
+            );
+        }
     }
 
     #[test]

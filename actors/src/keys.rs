@@ -51,8 +51,23 @@ impl<R: Send + 'static> Message for Crypto<R> {
 
 impl<R: Send + 'static> Handler<Crypto<R>> for KeyManager {
     type Result = Result<R, CryptoError>;
+    /// A panic inside the OpenPGP library on a hostile packet (it has had such bugs) costs that one
+    /// operation, not the worker thread: it becomes an error.
     fn handle(&mut self, msg: Crypto<R>, _: &mut SyncContext<Self>) -> Self::Result {
-        (msg.0)(&self.identity)
+        let identity = &self.identity;
+        let job = msg.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(identity)))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!("OpenPGP operation panicked (input dropped): {what}");
+                Err(CryptoError::Malformed(format!(
+                    "the OpenPGP library panicked: {what}"
+                )))
+            })
     }
 }
 
@@ -79,6 +94,7 @@ impl KeysHandle {
         &self.name
     }
 
+    /// Run `f` on a crypto worker. A panic in `f` is caught and reported as an error.
     pub async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&SecretCert) -> Result<R, CryptoError> + Send + 'static,
@@ -184,5 +200,19 @@ impl KeysHandle {
     ) -> Result<(), CryptoError> {
         self.run(move |_| verify_detached(&signer, &data, &signature))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn a_panicking_job_costs_only_itself() {
+        let keys = KeyManager::start(SecretCert::generate("t").unwrap(), 1);
+        let r: Result<(), _> = keys.run(|_| panic!("hostile packet")).await;
+        assert!(matches!(r, Err(CryptoError::Malformed(m)) if m.contains("hostile packet")));
+        // The single worker is still alive.
+        assert!(keys.sign(b"x".to_vec()).await.is_ok());
     }
 }

@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 
 use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, SetVerified};
-use crate::crypto::SecretCert;
+use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RequestInfo};
@@ -29,6 +29,7 @@ use crate::keys::{KeyManager, KeysHandle};
 use crate::listener::{Decide, ListRequests, Listener, ListenerError, Open};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
+use crate::store::STORAGE_KEY_BYTES;
 use crate::store::{
     ContactRecord, DiscussionState, DiscussionSummary, MessageRecord, StoreError, StoreHandle,
     StoreWorker,
@@ -46,6 +47,8 @@ pub enum NodeError {
     Discovery(std::io::Error),
     #[error("IPC socket: {0}")]
     Ipc(String),
+    #[error("storage key: {0}")]
+    StorageKey(String),
 }
 
 /// Errors of the node API, as front-ends see them. `code` gives the JSON-RPC error code.
@@ -160,10 +163,12 @@ pub struct NodeHandle {
 pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<NodeHandle, NodeError> {
     let name = settings.node.name.clone();
     identity::ensure_data_dir(&settings.node.data_dir)?;
-    let store = StoreWorker::start(&settings.node.data_dir.join("store.db"))?;
+    let keys = KeyManager::start(identity, settings.limits.crypto_threads);
+    let storage_key = storage_key(&keys, &settings.node.data_dir).await?;
+    let store = StoreWorker::start(&settings.node.data_dir.join("store.db"), &storage_key)?;
+    drop(storage_key);
     let loaded = store.run(|s| s.contacts()).await?;
     let events = EventBus::new(settings.limits.ipc_event_queue, &name);
-    let keys = KeyManager::start(identity, settings.limits.crypto_threads);
 
     let listen_addr = SocketAddr::new(settings.listener.bind, settings.listener.port);
     let tcp = tokio::net::TcpListener::bind(listen_addr)
@@ -225,6 +230,50 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
+}
+
+/// The key that encrypts message text in the store: random, kept in `<data_dir>/storage.key` sealed
+/// (signed and encrypted) to our own identity key, so it is as protected as the identity's passphrase.
+/// Created on first start. File I/O and crypto run on a crypto worker.
+async fn storage_key(
+    keys: &KeysHandle,
+    data_dir: &std::path::Path,
+) -> Result<zeroize::Zeroizing<[u8; STORAGE_KEY_BYTES]>, NodeError> {
+    use std::io::Write;
+    let path = data_dir.join("storage.key");
+    let key = keys
+        .run(move |id| {
+            let io = |e: std::io::Error| CryptoError::Pgp(format!("{}: {e}", path.display()));
+            let mut key = zeroize::Zeroizing::new([0u8; STORAGE_KEY_BYTES]);
+            match std::fs::read(&path) {
+                Ok(sealed) => {
+                    let plain =
+                        zeroize::Zeroizing::new(id.decrypt_and_verify(&sealed, id.public())?);
+                    if plain.len() != STORAGE_KEY_BYTES {
+                        return Err(CryptoError::Malformed(format!(
+                            "{}: wrong length",
+                            path.display()
+                        )));
+                    }
+                    key.copy_from_slice(&plain);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
+                    let sealed = id.sign_and_encrypt(id.public(), key.as_ref())?;
+                    let mut opts = std::fs::OpenOptions::new();
+                    opts.write(true).create_new(true);
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                    let mut f = opts.open(&path).map_err(io)?;
+                    f.write_all(&sealed).map_err(io)?;
+                    f.sync_all().map_err(io)?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+            Ok(key)
+        })
+        .await
+        .map_err(|e| NodeError::StorageKey(e.to_string()))?;
+    Ok(key)
 }
 
 impl NodeHandle {

@@ -2,12 +2,18 @@
 //! one SQLite database (WAL, `synchronous = FULL`: a transaction that returned is on disk, so a
 //! message reported `stored` survives SIGKILL and power loss).
 //!
+//! Message text is encrypted at rest: AES-256-GCM under the node's storage key (itself sealed to the
+//! identity key, so it is as safe as the passphrase), a random nonce per row, and the row's discussion,
+//! direction and sequence number as associated data, so rows cannot be swapped or moved.
+//!
 //! [`Store`] is plain blocking code, unit-tested on its own. Actors reach it through
 //! [`StoreWorker`], a sync actor on its own thread, so no SQLite call ever runs on an event loop.
 
 use std::path::Path;
 
 use actix::prelude::*;
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use thiserror::Error;
@@ -22,7 +28,15 @@ pub enum StoreError {
     Closed(String),
     #[error("store worker unavailable")]
     Unavailable,
+    #[error("message text cannot be decrypted (wrong storage key, or the row was tampered with)")]
+    Undecryptable,
+    #[error("the store was opened without its storage key")]
+    Locked,
 }
+
+/// Length of the storage key.
+pub const STORAGE_KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 12;
 
 /// A contact seen on the network (or in a handshake).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -194,7 +208,7 @@ CREATE TABLE IF NOT EXISTS messages (
     direction TEXT NOT NULL,
     seq INTEGER NOT NULL,
     time INTEGER NOT NULL,
-    body TEXT NOT NULL,
+    body BLOB NOT NULL,
     state TEXT NOT NULL,
     unread INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (discussion_id, direction, seq)
@@ -203,10 +217,93 @@ CREATE TABLE IF NOT EXISTS messages (
 
 pub struct Store {
     conn: Connection,
+    cipher: Option<Aes256Gcm>,
+}
+
+fn body_aad(discussion_id: &str, direction: &str, seq: u64) -> Vec<u8> {
+    let mut v = b"pgpchat-body-v1\0".to_vec();
+    v.extend_from_slice(discussion_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(direction.as_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+/// A message row before its text is decrypted.
+struct RawMessage {
+    discussion_id: String,
+    direction: String,
+    seq: u64,
+    time: u64,
+    body: Vec<u8>,
+    state: String,
 }
 
 impl Store {
-    /// Open (creating if needed) the database at `path`.
+    /// Open (creating if needed) the database at `path`. Without `key` everything but message text is
+    /// readable (integrity checks, tests); reading or writing text is [`StoreError::Locked`].
+    pub fn open_with_key(
+        path: &Path,
+        key: Option<&[u8; STORAGE_KEY_BYTES]>,
+    ) -> Result<Self, StoreError> {
+        let mut s = Self::open(path)?;
+        s.cipher = key.map(|k| Aes256Gcm::new(k.into()));
+        Ok(s)
+    }
+
+    fn seal_body(
+        cipher: Option<&Aes256Gcm>,
+        discussion_id: &str,
+        direction: &str,
+        seq: u64,
+        body: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let cipher = cipher.ok_or(StoreError::Locked)?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ct = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: body.as_bytes(),
+                    aad: &body_aad(discussion_id, direction, seq),
+                },
+            )
+            .map_err(|_| StoreError::Undecryptable)?;
+        let mut v = nonce.to_vec();
+        v.extend_from_slice(&ct);
+        Ok(v)
+    }
+
+    fn open_body(&self, r: RawMessage) -> Result<MessageRecord, StoreError> {
+        let cipher = self.cipher.as_ref().ok_or(StoreError::Locked)?;
+        if r.body.len() < NONCE_BYTES {
+            return Err(StoreError::Undecryptable);
+        }
+        let (nonce, ct) = r.body.split_at(NONCE_BYTES);
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &body_aad(&r.discussion_id, &r.direction, r.seq),
+                },
+            )
+            .map_err(|_| StoreError::Undecryptable)?;
+        Ok(MessageRecord {
+            discussion_id: r.discussion_id,
+            direction: if r.direction == "in" {
+                Direction::In
+            } else {
+                Direction::Out
+            },
+            seq: r.seq,
+            time: r.time,
+            body: String::from_utf8(plain).map_err(|_| StoreError::Undecryptable)?,
+            state: DeliveryState::parse(&r.state),
+        })
+    }
+
+    /// Open (creating if needed) the database at `path`, without the storage key.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         #[cfg(unix)]
@@ -219,8 +316,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self { conn, cipher: None })
     }
 
     pub fn integrity_check(&self) -> Result<String, StoreError> {
@@ -424,10 +523,11 @@ impl Store {
         if DiscussionState::parse(&state) != DiscussionState::Open {
             return Err(StoreError::Closed(discussion_id.to_string()));
         }
+        let sealed = Self::seal_body(self.cipher.as_ref(), discussion_id, "out", seq, body)?;
         tx.execute(
             "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
              VALUES (?1, 'out', ?2, ?3, ?4, 'stored', 0)",
-            params![discussion_id, seq, time, body],
+            params![discussion_id, seq, time, sealed],
         )?;
         tx.execute(
             "UPDATE discussions SET next_out_seq = ?2 WHERE id = ?1",
@@ -513,10 +613,11 @@ impl Store {
         if seq != last + 1 {
             return Ok((Incoming::Gap { expected: last + 1 }, last));
         }
+        let sealed = Self::seal_body(self.cipher.as_ref(), discussion_id, "in", seq, body)?;
         tx.execute(
             "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
              VALUES (?1, 'in', ?2, ?3, ?4, 'received', 1)",
-            params![discussion_id, seq, time, body],
+            params![discussion_id, seq, time, sealed],
         )?;
         tx.execute(
             "UPDATE discussions SET last_in_seq = ?2 WHERE id = ?1",
@@ -551,8 +652,9 @@ impl Store {
              WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered' AND seq >= ?2
              ORDER BY seq LIMIT ?3",
         )?;
-        let rows = st.query_map(params![discussion_id, from, limit], message_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = st.query_map(params![discussion_id, from, limit], raw_message)?;
+        let raw = rows.collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter().map(|r| self.open_body(r)).collect()
     }
 
     /// The last `limit` messages, oldest first. Reading marks incoming ones read.
@@ -582,23 +684,20 @@ impl Store {
 
     fn messages(&self, sql: &str, id: &str, limit: u64) -> Result<Vec<MessageRecord>, StoreError> {
         let mut st = self.conn.prepare(sql)?;
-        let rows = st.query_map(params![id, limit], message_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = st.query_map(params![id, limit], raw_message)?;
+        let raw = rows.collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter().map(|r| self.open_body(r)).collect()
     }
 }
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
-    Ok(MessageRecord {
+fn raw_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawMessage> {
+    Ok(RawMessage {
         discussion_id: r.get(0)?,
-        direction: if r.get::<_, String>(1)? == "in" {
-            Direction::In
-        } else {
-            Direction::Out
-        },
+        direction: r.get(1)?,
         seq: r.get(2)?,
         time: r.get(3)?,
         body: r.get(4)?,
-        state: DeliveryState::parse(&r.get::<_, String>(5)?),
+        state: r.get(5)?,
     })
 }
 
@@ -610,8 +709,11 @@ pub struct StoreWorker {
 
 impl StoreWorker {
     /// Open the database (a bad path fails here, with the reason) and start its worker thread.
-    pub fn start(store_path: &Path) -> Result<StoreHandle, StoreError> {
-        let cell = std::sync::Mutex::new(Some(Store::open(store_path)?));
+    pub fn start(
+        store_path: &Path,
+        key: &[u8; STORAGE_KEY_BYTES],
+    ) -> Result<StoreHandle, StoreError> {
+        let cell = std::sync::Mutex::new(Some(Store::open_with_key(store_path, Some(key))?));
         // One thread: the factory runs once and takes the connection opened above.
         let addr = SyncArbiter::start(1, move || StoreWorker {
             store: cell.lock().ok().and_then(|mut c| c.take()),
@@ -683,7 +785,7 @@ mod tests {
     #[test]
     fn outbox_delivery_and_exactly_once_incoming() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
         s.insert_discussion(&discussion("d")).unwrap();
         assert_eq!(s.queue_outgoing("d", "one", 10).unwrap().seq, 1);
         assert_eq!(s.queue_outgoing("d", "two", 11).unwrap().seq, 2);
@@ -730,12 +832,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.db");
         {
-            let mut s = Store::open(&p).unwrap();
+            let mut s = Store::open_with_key(&p, Some(&[7; 32])).unwrap();
             s.insert_discussion(&discussion("d")).unwrap();
             s.queue_outgoing("d", "kept", 1).unwrap();
         }
-        let s = Store::open(&p).unwrap();
+        let s = Store::open_with_key(&p, Some(&[7; 32])).unwrap();
         assert_eq!(s.history("d", 10).unwrap()[0].body, "kept");
         assert_eq!(s.open_discussion_ids().unwrap(), vec!["d".to_string()]);
+        // Without the key, or with another one, the text stays unreadable.
+        assert!(matches!(
+            Store::open(&p).unwrap().history("d", 10),
+            Err(StoreError::Locked)
+        ));
+        let wrong = Store::open_with_key(&p, Some(&[8; 32])).unwrap();
+        assert!(matches!(
+            wrong.history("d", 10),
+            Err(StoreError::Undecryptable)
+        ));
+        let raw = std::fs::read(&p).unwrap();
+        assert!(!raw.windows(4).any(|w| w == b"kept"));
+    }
+
+    #[test]
+    fn a_moved_row_does_not_decrypt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+        s.insert_discussion(&discussion("d")).unwrap();
+        s.queue_outgoing("d", "first", 1).unwrap();
+        s.queue_outgoing("d", "second", 2).unwrap();
+        s.conn
+            .execute("UPDATE messages SET body = (SELECT body FROM messages WHERE seq = 2) WHERE seq = 1", [])
+            .unwrap();
+        assert!(matches!(s.history("d", 10), Err(StoreError::Undecryptable)));
     }
 }
