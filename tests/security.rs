@@ -133,3 +133,203 @@ fn a_stolen_data_directory_reveals_no_text_no_secret_and_no_secret_key() {
     }
     assert!(scanned > 10_000, "the scan saw the store ({scanned} bytes)");
 }
+
+mod in_process {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    use pgpchat_actors::codec;
+    use pgpchat_actors::crypto::SecretCert;
+    use pgpchat_actors::discovery::{sign_announce, ANNOUNCE_PADDED_BYTES};
+    use pgpchat_actors::events::{now_secs, Event};
+    use pgpchat_actors::handshake::{random_nonce, Requester};
+    use pgpchat_actors::keys::KeyManager;
+    use pgpchat_actors::net;
+    use pgpchat_actors::node::NodeHandle;
+    use pgpchat_actors::wire::{AnnounceBody, Frame, Handshake, Purpose, PROTOCOL_VERSION};
+    use tokio::net::TcpStream;
+
+    use crate::common::*;
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[actix_rt::test]
+    async fn online_guessing_is_limited_per_contact_and_per_address_and_reported() {
+        let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+        let (a, b, c) = (&n[0], &n[1], &n[2]);
+        wait_sees(a, b).await;
+        wait_sees(c, b).await;
+        let mut bob_events = b.subscribe();
+        for guess in ["guess one", "guess two", "guess three"] {
+            let (opened, accepted) = open_discussion(a, b, guess, "the real secret").await;
+            assert!(opened.unwrap_err().contains("secrets do not match"));
+            assert!(accepted.unwrap_err().contains("secrets do not match"));
+        }
+        // Every burned attempt was reported to bob's user.
+        let mut failures = 0;
+        while let Ok(e) = bob_events.try_recv() {
+            if matches!(e, Event::HandshakeFailed { .. }) {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 3);
+        // alice's core will not try a fourth time now, even with the right secret...
+        let e = a
+            .open("bob", "the real secret")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many failed attempts"), "{e}");
+        // ...and bob refuses further requests from the same address without bothering his user.
+        let e = c
+            .open("bob", "the real secret")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many failed attempts"), "{e}");
+        assert!(b.requests().await.unwrap().is_empty());
+    }
+
+    type Conn = net::Conn<TcpStream>;
+
+    /// A requester written for the test: returns the sealed Request frame it sent, bob's answer, and
+    /// the connection (a request is withdrawn when its connection closes).
+    async fn request(
+        b: &NodeHandle,
+        frame: Option<Frame>,
+        time: u64,
+    ) -> (Frame, Result<Handshake, net::NetError>, Conn) {
+        let identity = SecretCert::generate("mallory").unwrap();
+        let keys = KeyManager::start(identity.clone(), 1);
+        let b_cert = b.keys.public().clone();
+        let mut conn = net::framed(
+            TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
+                .await
+                .unwrap(),
+            1 << 20,
+        );
+        net::send(
+            &mut conn,
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Handshake,
+            },
+            T,
+        )
+        .await
+        .unwrap();
+        let frame = match frame {
+            Some(f) => f,
+            None => {
+                let dkey = SecretCert::generate("d").unwrap();
+                let (_, req) = Requester::start(
+                    &identity,
+                    "mallory",
+                    b_cert.fingerprint(),
+                    dkey.public(),
+                    b"x",
+                    time,
+                );
+                let sealed = keys
+                    .seal(
+                        b_cert.clone(),
+                        codec::encode(&Handshake::Request(req)).unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                Frame::Sealed(sealed)
+            }
+        };
+        net::send(&mut conn, frame.clone(), T).await.unwrap();
+        // The answer is sealed to the sender's identity, whose key we may not hold (replays): read
+        // it only when it is addressed to us.
+        let answer = match net::recv(&mut conn, Duration::from_secs(3)).await {
+            Ok(Frame::Sealed(bytes)) => match keys.unseal(bytes).await {
+                Ok(d) => d
+                    .verify(&b_cert)
+                    .map_err(net::NetError::from)
+                    .and_then(|_| {
+                        codec::decode::<Handshake>(&d.plaintext).map_err(net::NetError::from)
+                    }),
+                Err(e) => Err(e.into()),
+            },
+            Ok(other) => Err(net::NetError::Unexpected(net::frame_name(&other).into())),
+            Err(e) => Err(e),
+        };
+        (frame, answer, conn)
+    }
+
+    #[actix_rt::test]
+    async fn replayed_and_stale_handshakes_are_refused() {
+        let n = spawn_nodes(&["bob"]).await;
+        let b = &n[0];
+        // A fresh request waits for bob's decision (no answer within the read timeout).
+        let (recorded, answer, _waiting) = request(b, None, now_secs()).await;
+        assert!(matches!(answer, Err(net::NetError::Timeout)), "{answer:?}");
+        assert_eq!(b.requests().await.unwrap().len(), 1);
+        // The same sealed frame played again on a new connection is refused as a replay. The answer
+        // is sealed to mallory's key, so the replayer cannot even read it; bob lists nothing new.
+        let (_, answer, _) = request(b, Some(recorded), now_secs()).await;
+        assert!(answer.is_err());
+        assert_eq!(
+            b.requests().await.unwrap().len(),
+            1,
+            "the replay is not a new request"
+        );
+        // A request from an hour ago is stale.
+        let (_, answer, _) = request(b, None, now_secs() - 3600).await;
+        assert!(
+            matches!(&answer, Err(net::NetError::Peer(m)) if m.contains("replayed or stale")),
+            "{answer:?}"
+        );
+        assert_eq!(b.requests().await.unwrap().len(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn an_older_announce_never_overrides_a_newer_one() {
+        let n = spawn_nodes(&["bob"]).await;
+        let b = &n[0];
+        let m = KeyManager::start(SecretCert::generate("mallory").unwrap(), 1);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_broadcast(true).unwrap();
+        let to = SocketAddr::from((Ipv4Addr::new(127, 255, 255, 255), b.settings.discovery.port));
+        let announce = |port: u16, time: u64| {
+            let m = m.clone();
+            async move {
+                let body = AnnounceBody {
+                    version: PROTOCOL_VERSION,
+                    name: "mallory".into(),
+                    tcp_port: port,
+                    cert: m.public().to_bytes(),
+                    nonce: random_nonce(),
+                    time,
+                    reply: false,
+                };
+                sign_announce(&m, &body, ANNOUNCE_PADDED_BYTES)
+                    .await
+                    .unwrap()
+            }
+        };
+        let now = now_secs();
+        let newer = announce(1111, now).await;
+        let older = announce(2222, now - 10).await;
+        udp.send_to(&newer, to).unwrap();
+        let port_of_m = || {
+            let b = b.node.clone();
+            let fp = m.fingerprint().to_string();
+            async move {
+                b.contacts()
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|c| c.fingerprint == fp)
+                    .map(|c| c.tcp_port)
+            }
+        };
+        assert_eq!(wait_until(10, "mallory seen", port_of_m).await, 1111);
+        udp.send_to(&older, to).unwrap();
+        udp.send_to(&newer, to).unwrap(); // and a plain replay
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(port_of_m().await, Some(1111));
+    }
+}

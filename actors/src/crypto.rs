@@ -531,6 +531,132 @@ mod tests {
         assert!(verify_detached(a.public(), b"data", &sig[..sig.len() / 2]).is_err());
     }
 
+    fn generate_with(primary: KeyType, version: KeyVersion) -> SignedSecretKey {
+        let mut enc = SubkeyParamsBuilder::default();
+        enc.version(version)
+            .key_type(if version == KeyVersion::V6 {
+                KeyType::X25519
+            } else {
+                KeyType::ECDH(ECCCurve::Curve25519Legacy)
+            })
+            .can_encrypt(EncryptionCaps::All);
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .version(version)
+            .key_type(primary)
+            .can_certify(true)
+            .can_sign(true)
+            .primary_user_id("downgrade".into())
+            .subkeys(vec![enc.build().unwrap()]);
+        params.build().unwrap().generate(thread_rng()).unwrap()
+    }
+
+    #[test]
+    fn downgrade_keys_are_refused() {
+        for (what, key) in [
+            ("RSA", generate_with(KeyType::Rsa(2048), KeyVersion::V4)),
+            (
+                "ECDSA P-256",
+                generate_with(KeyType::ECDSA(ECCCurve::P256), KeyVersion::V4),
+            ),
+            (
+                "v6 Ed25519",
+                generate_with(KeyType::Ed25519, KeyVersion::V6),
+            ),
+        ] {
+            let bytes = key.to_public_key().to_bytes().unwrap();
+            assert!(
+                matches!(PublicCert::from_bytes(&bytes), Err(CryptoError::Policy(_))),
+                "{what} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn sha1_signatures_are_refused() {
+        // rpgp will not even make a SHA-1 Ed25519 signature; forge one by rewriting the hash
+        // algorithm octet of a real one (v4 packet: tag, length, version, type, key algo, hash algo).
+        let a = SecretCert::generate("alice").unwrap();
+        let mut sig = a.sign_detached(b"data").unwrap();
+        assert_eq!(
+            (sig[0], sig[2], sig[5]),
+            (0xC2, 4, 8),
+            "new-format v4 SHA-256 signature"
+        );
+        sig[5] = 2; // SHA-1
+        assert!(matches!(
+            verify_detached(a.public(), b"data", &sig),
+            Err(CryptoError::Policy(m)) if m.contains("Sha1")
+        ));
+    }
+
+    #[test]
+    fn compressed_and_unsigned_messages_are_refused() {
+        let a = SecretCert::generate("alice").unwrap();
+        let b = SecretCert::generate("bob").unwrap();
+        let subkey = encryption_subkey(b.public().inner()).unwrap();
+        let mut builder = MessageBuilder::from_bytes("", vec![0u8; 10_000])
+            .seipd_v1(thread_rng(), SymmetricKeyAlgorithm::AES256);
+        builder
+            .compression(pgp::types::CompressionAlgorithm::ZLIB)
+            .sign(
+                &a.secret.primary_key,
+                Password::empty(),
+                HashAlgorithm::Sha256,
+            )
+            .encrypt_to_key(thread_rng(), subkey)
+            .unwrap();
+        let msg = builder.to_vec(thread_rng()).unwrap();
+        assert!(matches!(
+            b.decrypt_and_verify(&msg, a.public()),
+            Err(CryptoError::Policy(_))
+        ));
+
+        let mut builder = MessageBuilder::from_bytes("", b"unsigned".to_vec())
+            .seipd_v1(thread_rng(), SymmetricKeyAlgorithm::AES256);
+        builder.encrypt_to_key(thread_rng(), subkey).unwrap();
+        let msg = builder.to_vec(thread_rng()).unwrap();
+        assert!(matches!(
+            b.decrypt_and_verify(&msg, a.public()),
+            Err(CryptoError::Policy(_))
+        ));
+    }
+
+    #[test]
+    fn encrypted_data_without_mdc_is_refused() {
+        let a = SecretCert::generate("alice").unwrap();
+        let b = SecretCert::generate("bob").unwrap();
+        let msg = a.sign_and_encrypt(b.public(), b"attack at dawn").unwrap();
+        // Rewrite the SEIPD v1 packet (tag 18) as a legacy Symmetrically Encrypted Data packet
+        // (tag 9, no integrity protection): same ciphertext minus the version octet.
+        let pkesk_len = match msg[1] {
+            l @ 0..=191 => 2 + l as usize,
+            l => 3 + ((l as usize - 192) << 8) + msg[2] as usize + 192,
+        };
+        assert_eq!(msg[0], 0xC1, "PKESK first");
+        let rest = &msg[pkesk_len..];
+        assert_eq!(rest[0], 0xD2, "then SEIPD");
+        let (body_start, body_len) = match rest[1] {
+            l @ 0..=191 => (2, l as usize),
+            l @ 192..=223 => (3, ((l as usize - 192) << 8) + rest[2] as usize + 192),
+            _ => panic!("unexpected length encoding"),
+        };
+        assert_eq!(rest[body_start], 1, "SEIPD version 1");
+        let sed_body = &rest[body_start + 1..body_start + body_len];
+        let mut forged = msg[..pkesk_len].to_vec();
+        forged.push(0xC9);
+        let n = sed_body.len();
+        if n < 192 {
+            forged.push(n as u8);
+        } else {
+            forged.push((((n - 192) >> 8) + 192) as u8);
+            forged.push(((n - 192) & 0xff) as u8);
+        }
+        forged.extend_from_slice(sed_body);
+        assert!(b.decrypt_and_verify(&forged, a.public()).is_err());
+        assert!(b.decrypt_and_verify(&msg, a.public()).is_ok());
+    }
+
     #[test]
     fn certificate_round_trip_and_garbage() {
         let a = SecretCert::generate("alice").unwrap();
