@@ -8,6 +8,8 @@ mod common;
 mod core_inprocess;
 mod delivery;
 mod durability;
+mod flood;
+mod fuzz;
 mod interop;
 mod ipc;
 mod prompt;

@@ -269,17 +269,19 @@ async fn forward_events(
     // Returning ends the subscription, which tells the reader loop to disconnect this client.
 }
 
-#[derive(Deserialize)]
-struct Request {
-    jsonrpc: String,
+/// One parsed JSON-RPC request line.
+#[derive(Debug, Deserialize)]
+pub struct Request {
+    pub jsonrpc: String,
     #[serde(default)]
-    id: Option<Value>,
-    method: String,
+    pub id: Option<Value>,
+    pub method: String,
     #[serde(default)]
-    params: Value,
+    pub params: Value,
 }
 
-fn parse_request(line: &str) -> Result<Request, String> {
+/// Parse a request line; an error is the JSON-RPC error response to send back.
+pub fn parse_request(line: &str) -> Result<Request, String> {
     let v: Value = serde_json::from_str(line)
         .map_err(|e| error_response(Value::Null, -32700, &format!("parse error: {e}")))?;
     let id = v.get("id").cloned().unwrap_or(Value::Null);
