@@ -19,6 +19,8 @@ pub struct Person {
     pub core: Option<Child>,
     /// The identity passphrase, when the identity is protected.
     pub passphrase: Option<String>,
+    /// Run every command inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Person {
@@ -41,6 +43,7 @@ impl Person {
             config,
             core: None,
             passphrase: None,
+            netns: None,
         }
     }
 
@@ -49,7 +52,14 @@ impl Person {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = match &self.netns {
+            None => Command::new(BIN),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+        };
         c.arg("--config")
             .arg(&self.config)
             .arg("--data-dir")

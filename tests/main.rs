@@ -12,5 +12,6 @@ mod flood;
 mod fuzz;
 mod interop;
 mod ipc;
+mod netns;
 mod prompt;
 mod security;
