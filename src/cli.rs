@@ -92,6 +92,17 @@ pub enum Command {
     Watch,
     /// Stop the running core (it finishes what it is doing and removes its socket).
     Stop,
+    /// Run N complete nodes in this process on loopback and report timings (nothing leaves the host).
+    Simulate {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Messages each requester sends.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Print the identity key, armored (with --secret: the passphrase-protected secret key).
     ExportKey {
         #[arg(long)]

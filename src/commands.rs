@@ -185,6 +185,11 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Watch => watch(&ctx),
+        Command::Simulate {
+            nodes,
+            messages,
+            timeout,
+        } => simulate(&ctx, nodes, messages, timeout),
         Command::Stop => {
             let socket = ctx.settings.ipc_socket();
             let v = ctx.call("shutdown", json!({}))?;
@@ -226,6 +231,35 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
     ctx.print(&v, |_| {
         println!("identity created for {name}");
         println!("fingerprint {}", fingerprint_groups(key.fingerprint()));
+    });
+    Ok(())
+}
+
+fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()> {
+    use pgpchat_actors::simulate::{run, SimulateOptions};
+    let opts = SimulateOptions {
+        nodes,
+        messages,
+        deadline: std::time::Duration::from_secs(timeout),
+    };
+    let report = actix::System::new().block_on(run(opts))?;
+    let v = serde_json::to_value(&report)?;
+    ctx.print(&v, |_| {
+        println!(
+            "nodes {}  discussions {}  messages {}",
+            report.nodes, report.discussions, report.messages
+        );
+        println!("discovery (all see all)  {:>9.1} ms", report.discovery_ms);
+        println!(
+            "handshake  p50 {:>8.1} ms  p99 {:>8.1} ms  ({} runs)",
+            report.handshake.p50_ms, report.handshake.p99_ms, report.handshake.count
+        );
+        println!(
+            "message    p50 {:>8.1} ms  p99 {:>8.1} ms  ({} messages)",
+            report.message.p50_ms, report.message.p99_ms, report.message.count
+        );
+        println!("throughput {:>9.0} messages/s", report.messages_per_second);
+        println!("peak memory {:>8} KiB", report.peak_memory_kib);
     });
     Ok(())
 }

@@ -79,3 +79,20 @@ async fn wrong_secret_is_refused_on_both_sides() {
     assert!(a.discussions().await.unwrap().is_empty());
     assert!(b.discussions().await.unwrap().is_empty());
 }
+
+#[actix_rt::test]
+async fn simulate_runs_a_ring_of_nodes_and_reports() {
+    init_logs();
+    let r = pgpchat_actors::simulate::run(pgpchat_actors::simulate::SimulateOptions {
+        nodes: 3,
+        messages: 5,
+        deadline: std::time::Duration::from_secs(120),
+    })
+    .await
+    .expect("simulation");
+    assert_eq!((r.nodes, r.discussions, r.messages), (3, 3, 15));
+    assert_eq!(r.handshake.count, 3);
+    assert_eq!(r.message.count, 15);
+    assert!(r.message.p50_ms <= r.message.p99_ms && r.message.p99_ms <= r.message.max_ms);
+    assert!(r.messages_per_second > 0.0 && r.peak_memory_kib > 0);
+}

@@ -13,5 +13,6 @@ pub mod net;
 pub mod node;
 pub mod session;
 pub mod settings;
+pub mod simulate;
 pub mod store;
 pub mod wire;

@@ -1,0 +1,256 @@
+//! `pgpchat simulate`: N complete nodes in this process (one actix System), on loopback with a
+//! private discovery port, each in its own temporary directory. Node i opens a discussion with node
+//! i+1 (a ring) with a shared secret, the requesters send M messages each, and the run reports how long
+//! discovery took, handshake and message latencies, throughput and peak memory (SPEC 6).
+//!
+//! Only loopback is used: discovery broadcasts to 127.255.255.255.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::crypto::SecretCert;
+use crate::events::Event;
+use crate::node::{start_node, NodeHandle};
+use crate::settings::Settings;
+
+#[derive(Debug, Error)]
+pub enum SimulateError {
+    #[error("simulate needs at least 2 nodes")]
+    TooFewNodes,
+    #[error("{0}")]
+    Setup(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub nodes: usize,
+    pub messages: usize,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+/// Latency summary in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(mut v: Vec<Duration>) -> Self {
+        v.sort();
+        let at = |q: f64| {
+            if v.is_empty() {
+                0.0
+            } else {
+                let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+                v[i].as_secs_f64() * 1000.0
+            }
+        };
+        Self {
+            count: v.len(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: v.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub nodes: usize,
+    pub discussions: usize,
+    pub messages: usize,
+    /// From start until every node lists every other.
+    pub discovery_ms: f64,
+    pub handshake: Latency,
+    /// From `send` being called until the receiver stored the message.
+    pub message: Latency,
+    pub messages_per_second: f64,
+    /// Peak resident memory of the process (VmHWM), KiB.
+    pub peak_memory_kib: u64,
+}
+
+fn peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn free_udp_port() -> Result<u16, SimulateError> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| SimulateError::Setup(format!("no free UDP port: {e}")))
+}
+
+async fn until<T, F, Fut>(deadline: Instant, what: &str, mut f: F) -> Result<T, SimulateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(SimulateError::Timeout(what.into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Run the simulation in the current actix System.
+pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
+    if opts.nodes < 2 {
+        return Err(SimulateError::TooFewNodes);
+    }
+    let deadline = Instant::now() + opts.deadline;
+    let port = free_udp_port()?;
+    let mut dirs = Vec::new();
+    let mut nodes: Vec<NodeHandle> = Vec::new();
+    let start = Instant::now();
+    for i in 0..opts.nodes {
+        let dir = tempfile::tempdir().map_err(|e| SimulateError::Setup(e.to_string()))?;
+        let name = format!("node{i}");
+        let mut s = Settings::loopback(&name, dir.path(), port);
+        s.limits.max_contacts = s.limits.max_contacts.max(opts.nodes * 2);
+        let id = SecretCert::generate(&name).map_err(|e| SimulateError::Setup(e.to_string()))?;
+        nodes.push(
+            start_node(s, id)
+                .await
+                .map_err(|e| SimulateError::Setup(e.to_string()))?,
+        );
+        dirs.push(dir);
+    }
+    for n in &nodes {
+        let want = opts.nodes - 1;
+        until(deadline, "discovery", || {
+            let n = n.clone();
+            async move { (n.contacts().await.ok()?.len() >= want).then_some(()) }
+        })
+        .await?;
+    }
+    let discovery = start.elapsed();
+
+    // A ring of discussions: i asks i+1 (for two nodes, one discussion).
+    let pairs: Vec<(usize, usize)> = if opts.nodes == 2 {
+        vec![(0, 1)]
+    } else {
+        (0..opts.nodes).map(|i| (i, (i + 1) % opts.nodes)).collect()
+    };
+    let mut handshakes = Vec::new();
+    let mut discussions = Vec::new();
+    for &(a, b) in &pairs {
+        let (na, nb) = (nodes[a].clone(), nodes[b].clone());
+        let secret = format!("secret {a}-{b}");
+        let started = Instant::now();
+        let (sa, fb) = (secret.clone(), nb.keys.fingerprint().to_string());
+        let opening = actix_rt::spawn(async move { na.open(&fb, &sa).await });
+        let fa = nodes[a].keys.fingerprint().to_string();
+        let req = until(deadline, "a request", || {
+            let nb = nb.clone();
+            let fa = fa.clone();
+            async move {
+                nb.requests()
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|r| r.fingerprint == fa)
+            }
+        })
+        .await?;
+        nb.accept(req.id, &secret)
+            .await
+            .map_err(|e| SimulateError::Setup(format!("accept: {e}")))?;
+        let id = opening
+            .await
+            .map_err(|e| SimulateError::Setup(e.to_string()))?
+            .map_err(|e| SimulateError::Setup(format!("open: {e}")))?;
+        handshakes.push(started.elapsed());
+        discussions.push((a, b, id));
+    }
+
+    // Receivers report when each message is stored.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<((String, u64), Instant)>();
+    for &(_, b, _) in &discussions {
+        let mut events = nodes[b].subscribe();
+        let tx = tx.clone();
+        actix_rt::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                if let Event::Message { message } = e {
+                    if message.direction == crate::store::Direction::In {
+                        let _ = tx.send(((message.discussion_id, message.seq), Instant::now()));
+                    }
+                }
+            }
+        });
+    }
+    let sending = Instant::now();
+    let mut senders = Vec::new();
+    for (a, _, id) in &discussions {
+        let (n, id, m) = (nodes[*a].clone(), id.clone(), opts.messages);
+        senders.push(actix_rt::spawn(async move {
+            let mut sent = Vec::new();
+            for i in 0..m {
+                let t = Instant::now();
+                match n.send(&id, &format!("message {i} of the simulation")).await {
+                    Ok(r) => sent.push(((id.clone(), r.seq), t)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(sent)
+        }));
+    }
+    let mut sent_at = HashMap::new();
+    for s in senders {
+        let sent = s
+            .await
+            .map_err(|e| SimulateError::Setup(e.to_string()))?
+            .map_err(SimulateError::Setup)?;
+        sent_at.extend(sent);
+    }
+    let total = discussions.len() * opts.messages;
+    let mut latencies = Vec::with_capacity(total);
+    let mut last = sending;
+    while latencies.len() < total {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some((key, at))) => {
+                if let Some(t) = sent_at.get(&key) {
+                    latencies.push(at.saturating_duration_since(*t));
+                    last = last.max(at);
+                }
+            }
+            _ => {
+                return Err(SimulateError::Timeout(format!(
+                    "{} of {total} messages arrived",
+                    latencies.len()
+                )))
+            }
+        }
+    }
+    let span = last.duration_since(sending).as_secs_f64().max(1e-9);
+    Ok(Report {
+        nodes: opts.nodes,
+        discussions: discussions.len(),
+        messages: total,
+        discovery_ms: discovery.as_secs_f64() * 1000.0,
+        handshake: Latency::of(handshakes),
+        message: Latency::of(latencies),
+        messages_per_second: total as f64 / span,
+        peak_memory_kib: peak_kib(),
+    })
+}
