@@ -116,40 +116,22 @@ pub fn run(cli: Cli) -> Result<()> {
             contact,
             password_file,
         } => {
-            let pw = secrets::obtain(
-                password_file.as_deref(),
-                "PGPCHAT_PASSWORD",
-                "Shared secret",
-                false,
-            )?;
-            let v = ctx.call("open", json!({"contact": contact, "password": pw}))?;
-            ctx.print(&v, |v| {
-                println!(
-                    "discussion {} open",
-                    v["discussion_id"].as_str().unwrap_or("")
-                )
-            });
-            Ok(())
+            let pw = shared_secret(password_file)?;
+            opened(
+                &ctx,
+                ctx.call("open", json!({"contact": contact, "password": pw}))?,
+            )
         }
         Command::Requests => requests(&ctx),
         Command::Accept {
             request,
             password_file,
         } => {
-            let pw = secrets::obtain(
-                password_file.as_deref(),
-                "PGPCHAT_PASSWORD",
-                "Shared secret",
-                false,
-            )?;
-            let v = ctx.call("accept", json!({"request": request, "password": pw}))?;
-            ctx.print(&v, |v| {
-                println!(
-                    "discussion {} open",
-                    v["discussion_id"].as_str().unwrap_or("")
-                )
-            });
-            Ok(())
+            let pw = shared_secret(password_file)?;
+            opened(
+                &ctx,
+                ctx.call("accept", json!({"request": request, "password": pw}))?,
+            )
         }
         Command::Refuse { request } => {
             let v = ctx.call("refuse", json!({ "request": request }))?;
@@ -205,6 +187,22 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::ExportKey { secret } => export_key(&ctx, secret),
     }
+}
+
+/// The secret shared out of band: from the file, `PGPCHAT_PASSWORD`, or a hidden prompt.
+fn shared_secret(file: Option<PathBuf>) -> Result<String> {
+    secrets::obtain(file.as_deref(), "PGPCHAT_PASSWORD", "Shared secret", false)
+}
+
+/// Print the answer of `open` / `accept`.
+fn opened(ctx: &Ctx, v: Value) -> Result<()> {
+    ctx.print(&v, |v| {
+        println!(
+            "discussion {} open",
+            v["discussion_id"].as_str().unwrap_or("")
+        )
+    });
+    Ok(())
 }
 
 fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bool) -> Result<()> {

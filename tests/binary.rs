@@ -164,6 +164,64 @@ impl Person {
             .to_string()
     }
 
+    /// Wait until this person's core lists `other` as a contact.
+    pub fn wait_sees(&self, other: &Person) {
+        let fp = other.fingerprint();
+        wait_for(30, &format!("{} to see {}", self.name, other.name), || {
+            self.json(&["contacts"])
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == fp.as_str()))
+        });
+    }
+
+    /// Open a discussion with `other` through the scripting commands: `open` here (it waits), the
+    /// request accepted there with the same secret. Returns the discussion id.
+    pub fn open_with(&self, other: &Person, secret: &str) -> String {
+        let mine = self.secret_file(secret);
+        let open = self
+            .cmd()
+            .args([
+                "--json",
+                "open",
+                &other.name,
+                "--password-file",
+                path_str(&mine),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("open");
+        let mut request = 0;
+        wait_for(20, &format!("{} to get the request", other.name), || {
+            let r = other.json(&["requests"]);
+            match r.as_array().and_then(|r| r.first()) {
+                Some(r) => {
+                    assert_eq!(r["name"], self.name.as_str());
+                    request = r["id"].as_u64().expect("id");
+                    true
+                }
+                None => false,
+            }
+        });
+        let theirs = other.secret_file(secret);
+        let accepted = other.json(&[
+            "accept",
+            &request.to_string(),
+            "--password-file",
+            path_str(&theirs),
+        ]);
+        let id = accepted["discussion_id"].as_str().expect("id").to_string();
+        let out = open.wait_with_output().expect("open ends");
+        assert!(
+            out.status.success(),
+            "open failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opened: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(opened["discussion_id"], id.as_str());
+        id
+    }
+
     pub fn secret_file(&self, secret: &str) -> PathBuf {
         let p = self.dir.path().join("secret.txt");
         std::fs::write(&p, format!("{secret}\n")).expect("secret file");
@@ -201,55 +259,9 @@ fn two_daemons_chat_through_the_scripting_commands() {
     bob.init();
     alice.start();
     bob.start();
-    let bob_fp = bob.fingerprint();
-    wait_for(20, "alice to see bob", || {
-        alice
-            .json(&["contacts"])
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == bob_fp.as_str()))
-    });
-
+    alice.wait_sees(&bob);
     // alice asks (the command blocks until bob decides); bob accepts with the same secret.
-    let secret_a = alice.secret_file("correct horse battery staple");
-    let mut open = alice
-        .cmd()
-        .args([
-            "--json",
-            "open",
-            "bob",
-            "--password-file",
-            path_str(&secret_a),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("open");
-    let mut request_id = 0;
-    wait_for(20, "bob to get the request", || {
-        let r = bob.json(&["requests"]);
-        match r.as_array().and_then(|r| r.first()) {
-            Some(r) => {
-                assert_eq!(r["name"], "alice");
-                request_id = r["id"].as_u64().expect("id");
-                true
-            }
-            None => false,
-        }
-    });
-    let secret_b = bob.secret_file("correct horse battery staple");
-    let accepted = bob.json(&[
-        "accept",
-        &request_id.to_string(),
-        "--password-file",
-        path_str(&secret_b),
-    ]);
-    let id = accepted["discussion_id"].as_str().expect("id").to_string();
-    let status = open.wait().expect("open ends");
-    let mut out = String::new();
-    std::io::Read::read_to_string(open.stdout.as_mut().expect("stdout"), &mut out).expect("read");
-    assert!(status.success(), "open failed: {}", alice.log());
-    let opened: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(opened["discussion_id"], id.as_str());
+    let id = alice.open_with(&bob, "correct horse battery staple");
 
     let sent = alice.json(&["send", "bob", "hello bob"]);
     assert_eq!(sent["state"], "stored");

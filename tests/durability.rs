@@ -86,33 +86,8 @@ fn pair() -> (Person, Person, String) {
     b.init();
     a.start();
     b.start();
-    let bob_fp = b.fingerprint();
-    wait_for(20, "alice to see bob", || {
-        a.json(&["contacts"])
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == bob_fp.as_str()))
-    });
-    let (sa, sb) = (a.socket(), b.socket());
-    let opener = std::thread::spawn(move || {
-        Rpc::connect(&sa)
-            .unwrap()
-            .call("open", json!({"contact": "bob", "password": "pw"}))
-    });
-    let mut req = 0;
-    wait_for(20, "the request", || {
-        let r = b.json(&["requests"]);
-        r.as_array()
-            .and_then(|r| r.first())
-            .map(|r| req = r["id"].as_u64().unwrap())
-            .is_some()
-    });
-    let acc = Rpc::connect(&sb)
-        .unwrap()
-        .call("accept", json!({"request": req, "password": "pw"}))
-        .unwrap();
-    let opened = opener.join().unwrap().unwrap();
-    assert_eq!(opened["discussion_id"], acc["discussion_id"]);
-    let id = opened["discussion_id"].as_str().unwrap().to_string();
+    a.wait_sees(&b);
+    let id = a.open_with(&b, "pw");
     (a, b, id)
 }
 

@@ -118,30 +118,9 @@ fn three_hosts_discover_each_other_by_broadcast_and_chat() {
     }
     // ann opens a discussion with ben and one with cat, over the segment.
     for (peer, i) in [("ben", 1usize), ("cat", 2usize)] {
-        let secret = people[0].secret_file(&format!("secret for {peer}"));
-        let mut open = people[0]
-            .cmd()
-            .args(["open", peer, "--password-file", secret.to_str().unwrap()])
-            .spawn()
-            .unwrap();
-        let mut req = 0;
-        wait_for(20, "the request", || {
-            let r = people[i].json(&["requests"]);
-            r.as_array()
-                .and_then(|r| r.first())
-                .map(|r| req = r["id"].as_u64().unwrap())
-                .is_some()
-        });
-        let s = people[i].secret_file(&format!("secret for {peer}"));
-        people[i].ok(&[
-            "accept",
-            &req.to_string(),
-            "--password-file",
-            s.to_str().unwrap(),
-        ]);
-        assert!(open.wait().unwrap().success());
-        people[0].ok(&["send", peer, &format!("hello {peer}")]);
-        people[i].ok(&["send", "ann", "hello ann"]);
+        let id = people[0].open_with(&people[i], &format!("secret for {peer}"));
+        people[0].ok(&["send", &id, &format!("hello {peer}")]);
+        people[i].ok(&["send", &id, "hello ann"]);
     }
     for (i, peer) in [(1usize, "ben"), (2usize, "cat")] {
         wait_for(20, "messages both ways", || {

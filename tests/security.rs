@@ -45,39 +45,8 @@ fn a_stolen_data_directory_reveals_no_text_no_secret_and_no_secret_key() {
     b.init();
     a.start();
     b.start();
-    let bob_fp = b.fingerprint();
-    wait_for(20, "alice sees bob", || {
-        a.json(&["contacts"])
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["fingerprint"] == bob_fp.as_str()))
-    });
-    let sa = a.secret_file(SECRET);
-    let mut open = a
-        .cmd()
-        .args(["open", "bob", "--password-file", sa.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    let mut req = 0;
-    wait_for(20, "the request", || {
-        let r = b.json(&["requests"]);
-        r.as_array()
-            .and_then(|r| r.first())
-            .map(|r| req = r["id"].as_u64().unwrap())
-            .is_some()
-    });
-    let sb = b.secret_file(SECRET);
-    let id = b.json(&[
-        "accept",
-        &req.to_string(),
-        "--password-file",
-        sb.to_str().unwrap(),
-    ])["discussion_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(open.wait().unwrap().success());
-    std::fs::remove_file(&sa).unwrap();
-    std::fs::remove_file(&sb).unwrap();
+    a.wait_sees(&b);
+    let id = a.open_with(&b, SECRET);
     a.ok(&["send", &id, TEXTS[0]]);
     b.ok(&["send", &id, TEXTS[1]]);
     wait_for(20, "both delivered", || {

@@ -380,15 +380,8 @@ impl Task {
             listen_port: 0,
         };
         let port = self
-            .directory
-            .send(CreateDiscussion {
-                record,
-                own_key: dkey,
-                peer_key: agreed.peer_discussion_key,
-            })
-            .await
-            .map_err(|e| ListenerError::Internal(e.to_string()))?
-            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+            .create_discussion(record, dkey, agreed.peer_discussion_key)
+            .await?;
         let ready = Handshake::Ready {
             discussion_id: agreed.discussion_id.clone(),
             port,
@@ -406,6 +399,24 @@ impl Task {
             peer_fingerprint: request.from.clone(),
         });
         Ok(agreed.discussion_id)
+    }
+
+    /// Store the new discussion and start its session; the port of its listener (receiver) or 0.
+    async fn create_discussion(
+        &self,
+        record: DiscussionRecord,
+        own_key: crate::crypto::SecretCert,
+        peer_key: PublicCert,
+    ) -> Result<u16, ListenerError> {
+        self.directory
+            .send(CreateDiscussion {
+                record,
+                own_key,
+                peer_key,
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?
+            .map_err(|e| ListenerError::Internal(e.to_string()))
     }
 
     fn failed(&self, fingerprint: &str, address: IpAddr, reason: FailReason) {
@@ -546,15 +557,8 @@ impl Task {
             peer_port: port,
             listen_port: 0,
         };
-        self.directory
-            .send(CreateDiscussion {
-                record,
-                own_key: dkey,
-                peer_key: agreed.peer_discussion_key,
-            })
-            .await
-            .map_err(|e| ListenerError::Internal(e.to_string()))?
-            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        self.create_discussion(record, dkey, agreed.peer_discussion_key)
+            .await?;
         log::info!(
             "[{}] discussion {} with {} opened",
             self.node,
