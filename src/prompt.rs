@@ -80,8 +80,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let outcome = match choice {
             0 => show_contacts(&mut client),
             1 => open_discussion(ctx, &mut client, &theme),
-            2 => handle_request(ctx, &mut client, &theme, &requests),
-            3 => pick_discussion(ctx, &mut client, &theme, &discussions),
+            2 => handle_request(ctx, &mut client, &theme),
+            3 => pick_discussion(ctx, &mut client, &theme),
             4 => verify_contact(&mut client, &theme),
             5 => Ok(()),
             _ => return Ok(()),
@@ -183,12 +183,9 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
     chat_view(ctx, client, &id, &name)
 }
 
-fn handle_request(
-    ctx: &Ctx,
-    client: &mut Client,
-    theme: &ColorfulTheme,
-    requests: &Value,
-) -> Result<()> {
+fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    // Fetched now, not when the menu was drawn: a request may have arrived since.
+    let requests = client.call("requests", json!({}))?;
     let list = requests.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
         println!("No requests waiting.");
@@ -244,12 +241,8 @@ fn handle_request(
     }
 }
 
-fn pick_discussion(
-    ctx: &Ctx,
-    client: &mut Client,
-    theme: &ColorfulTheme,
-    discussions: &Value,
-) -> Result<()> {
+fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    let discussions = client.call("discussions", json!({}))?;
     let list = discussions.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
         println!("No discussions yet.");

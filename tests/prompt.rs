@@ -222,3 +222,63 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
     let d = alice.json(&["discussions"]);
     assert_eq!(d[0]["unread"], 0);
 }
+
+#[test]
+fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    alice.init();
+    alice.start();
+    let bob = Person::new("bob", port);
+    bob.init();
+    let tmux = Tmux::start(&format!(
+        "{BIN} --config {} --data-dir {} chat",
+        bob.config.display(),
+        bob.data_dir().display()
+    ));
+    struct KillCore(String);
+    impl Drop for KillCore {
+        fn drop(&mut self) {
+            let _ = Command::new("pkill").args(["-f", &self.0]).status();
+        }
+    }
+    let _core = KillCore(bob.data_dir().display().to_string());
+    // bob's menu is drawn before anyone asks him anything.
+    tmux.wait_text("Requests (0)");
+    alice.wait_sees(&bob);
+    let secret = alice.secret_file("blue moon");
+    let open = alice
+        .cmd()
+        .args(["open", "bob", "--password-file", secret.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(20, "the request to reach bob's core", || {
+        bob.json(&["requests"])
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    });
+    // The menu still says 0; choosing Requests shows the request anyway.
+    tmux.keys(&["Down", "Down", "Enter"]);
+    let s = tmux.wait_text("#1 alice");
+    assert!(
+        s.contains(&pgpchat_actors::crypto::fingerprint_groups(
+            &alice.fingerprint()
+        )),
+        "{s}"
+    );
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Accept (type the shared secret)");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with alice");
+    tmux.type_text("blue moon");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("--- alice (");
+    let status = open.wait_with_output().unwrap().status;
+    assert!(
+        status.success(),
+        "alice's open succeeds once bob accepted in his prompt"
+    );
+    alice.ok(&["send", "bob", "thanks for accepting"]);
+    tmux.wait_text("alice: thanks for accepting");
+}
