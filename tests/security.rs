@@ -255,6 +255,30 @@ mod in_process {
     }
 
     #[actix_rt::test]
+    async fn a_full_request_queue_answers_busy_without_asking_the_user() {
+        init_logs();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = settings("bob", tmp.path(), free_udp_port());
+        s.limits.max_pending_requests = 1;
+        let b = pgpchat_actors::node::start_node(s, SecretCert::generate("bob").unwrap())
+            .await
+            .unwrap();
+        let (_, first, _waiting) = request(&b, None, now_secs()).await;
+        assert!(matches!(first, Err(net::NetError::Timeout)), "{first:?}");
+        let (_, second, _) = request(&b, None, now_secs()).await;
+        assert!(
+            matches!(
+                second,
+                Ok(Handshake::Failed {
+                    reason: pgpchat_actors::wire::FailReason::Busy
+                })
+            ),
+            "{second:?}"
+        );
+        assert_eq!(b.requests().await.unwrap().len(), 1);
+    }
+
+    #[actix_rt::test]
     async fn an_older_announce_never_overrides_a_newer_one() {
         let n = spawn_nodes(&["bob"]).await;
         let b = &n[0];

@@ -605,7 +605,7 @@ impl Handler<Arrived> for Listener {
             return MessageResult(Err(FailReason::TooManyAttempts));
         }
         if self.pending.len() >= self.settings.limits.max_pending_requests {
-            return MessageResult(Err(FailReason::Timeout));
+            return MessageResult(Err(FailReason::Busy));
         }
         let id = self.next_request;
         self.next_request += 1;

@@ -43,7 +43,7 @@ pub struct NodeSettings {
 pub struct DiscoverySettings {
     /// Address the shared discovery socket binds to (it receives broadcasts).
     pub bind: IpAddr,
-    /// UDP port shared by all nodes of a network. 0 is only for tests (then `broadcast_port`).
+    /// UDP port shared by all nodes of a network.
     pub port: u16,
     /// Where announces are sent.
     pub broadcast: IpAddr,
@@ -250,6 +250,12 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let bad = |key: &str, why: &str| Err(SettingsError::Invalid(format!("{key}: {why}")));
         let l = &self.limits;
+        if self.discovery.port == 0 {
+            return bad(
+                "discovery.port",
+                "must be a fixed port shared by the network (1-65535)",
+            );
+        }
         if self.discovery.interval_secs == 0 {
             return bad("discovery.interval_secs", "must be at least 1");
         }

@@ -139,6 +139,8 @@ pub enum FailReason {
     Timeout,
     /// Something that does not follow the protocol.
     Protocol,
+    /// The receiver has too many requests waiting for a decision.
+    Busy,
 }
 
 impl std::fmt::Display for FailReason {
@@ -151,6 +153,7 @@ impl std::fmt::Display for FailReason {
             Self::Replay => "replayed or stale handshake",
             Self::Timeout => "the handshake timed out",
             Self::Protocol => "protocol violation",
+            Self::Busy => "the other side has too many pending requests; try again later",
         })
     }
 }
