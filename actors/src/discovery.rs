@@ -294,20 +294,27 @@ pub async fn sign_announce(
 /// A received datagram.
 struct Datagram(Vec<u8>, SocketAddr);
 
-fn datagrams(socket: Arc<UdpSocket>, max: usize) -> impl futures::Stream<Item = Datagram> {
-    futures::stream::unfold(socket, move |socket| async move {
-        let mut buf = vec![0u8; max + 1];
-        loop {
-            match socket.recv_from(&mut buf).await {
-                // Longer than the limit (truncated by the kernel to max + 1): not ours.
-                Ok((n, _)) if n > max => continue,
-                Ok((n, from)) => {
-                    buf.truncate(n);
-                    return Some((Datagram(buf, from), socket));
-                }
-                Err(e) => {
-                    log::debug!("discovery recv: {e}");
-                    actix_rt::time::sleep(Duration::from_millis(10)).await;
+fn datagrams(
+    node: String,
+    socket: Arc<UdpSocket>,
+    max: usize,
+) -> impl futures::Stream<Item = Datagram> {
+    futures::stream::unfold(socket, move |socket| {
+        let node = node.clone();
+        async move {
+            let mut buf = vec![0u8; max + 1];
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    // Longer than the limit (truncated by the kernel to max + 1): not ours.
+                    Ok((n, _)) if n > max => continue,
+                    Ok((n, from)) => {
+                        buf.truncate(n);
+                        return Some((Datagram(buf, from), socket));
+                    }
+                    Err(e) => {
+                        log::debug!("[{node}] discovery recv: {e}");
+                        actix_rt::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
             }
         }
@@ -320,9 +327,9 @@ impl Actor for Discovery {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let max = self.settings.limits.max_datagram_bytes;
         if let Some(shared) = self.shared.take() {
-            ctx.add_stream(datagrams(shared, max));
+            ctx.add_stream(datagrams(self.node.clone(), shared, max));
         }
-        ctx.add_stream(datagrams(self.own.clone(), max));
+        ctx.add_stream(datagrams(self.node.clone(), self.own.clone(), max));
         self.tick(ctx);
         ctx.run_interval(self.interval(), |act, ctx| act.tick(ctx));
         log::info!(

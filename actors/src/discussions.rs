@@ -140,6 +140,7 @@ impl Actor for DiscussionDirectory {
         // Resume before serving anyone: `wait` holds the mailbox until every session is back.
         let (store, keys, settings) =
             (self.store.clone(), self.keys.clone(), self.settings.clone());
+        let node = self.node.clone();
         let fut = async move {
             let ids = store.run(|s| s.open_discussion_ids()).await?;
             let mut resumed = Vec::new();
@@ -152,14 +153,14 @@ impl Actor for DiscussionDirectory {
                 {
                     Ok(k) => k,
                     Err(e) => {
-                        log::error!("discussion {id}: cannot unseal its key: {e}");
+                        log::error!("[{node}] discussion {id}: cannot unseal its key: {e}");
                         continue;
                     }
                 };
                 let peer = match keys.parse_cert(record.peer_key.clone()).await {
                     Ok(k) => k,
                     Err(e) => {
-                        log::error!("discussion {id}: bad peer key: {e}");
+                        log::error!("[{node}] discussion {id}: bad peer key: {e}");
                         continue;
                     }
                 };

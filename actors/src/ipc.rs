@@ -77,13 +77,17 @@ impl Actor for IpcServer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(l) = self.listener.take() {
-            let accepts = futures::stream::unfold(l, |l| async move {
-                loop {
-                    match l.accept().await {
-                        Ok((s, _)) => return Some((Client(s), l)),
-                        Err(e) => {
-                            log::warn!("ipc accept: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let node = self.node.settings.node.name.clone();
+            let accepts = futures::stream::unfold(l, move |l| {
+                let node = node.clone();
+                async move {
+                    loop {
+                        match l.accept().await {
+                            Ok((s, _)) => return Some((Client(s), l)),
+                            Err(e) => {
+                                log::warn!("[{node}] ipc accept: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            }
                         }
                     }
                 }
@@ -197,6 +201,7 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
         if req.method == "subscribe" {
             if events.is_none() {
                 events = Some(actix_rt::spawn(forward_events(
+                    node.settings.node.name.clone(),
                     node.subscribe(),
                     tx.clone(),
                 )));
@@ -244,6 +249,7 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) {
 
 /// Push events to a subscribed client; a client that lags is disconnected (its queue closes).
 async fn forward_events(
+    node: String,
     mut rx: broadcast::Receiver<crate::events::Event>,
     tx: mpsc::Sender<String>,
 ) {
@@ -252,7 +258,7 @@ async fn forward_events(
             Ok(e) => {
                 let line = json!({"jsonrpc": "2.0", "method": "event", "params": e}).to_string();
                 if tx.try_send(line).is_err() {
-                    log::warn!("IPC client too slow for events; disconnecting it");
+                    log::warn!("[{node}] IPC client too slow for events; disconnecting it");
                     let _ = tx.try_send(
                         json!({"jsonrpc": "2.0", "method": "lagged", "params": {}}).to_string(),
                     );
@@ -260,7 +266,7 @@ async fn forward_events(
                 }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                log::warn!("IPC client missed {n} events; disconnecting it");
+                log::warn!("[{node}] IPC client missed {n} events; disconnecting it");
                 break;
             }
             Err(broadcast::error::RecvError::Closed) => break,

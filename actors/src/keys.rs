@@ -63,7 +63,10 @@ impl<R: Send + 'static> Handler<Crypto<R>> for KeyManager {
                     .map(|s| s.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                log::error!("OpenPGP operation panicked (input dropped): {what}");
+                log::error!(
+                    "[{}] OpenPGP operation panicked (input dropped): {what}",
+                    identity.public().user_id()
+                );
                 Err(CryptoError::Malformed(format!(
                     "the OpenPGP library panicked: {what}"
                 )))

@@ -414,7 +414,8 @@ impl DiscussionSession {
             let full = batch.len() as u64 == PUMP_BATCH;
             if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                 log::debug!(
-                    "{}: sending {}..={}",
+                    "[{}] {}: sending {}..={}",
+                    ctxs.node,
                     ctxs.sk.discussion_id,
                     first.seq,
                     last.seq
@@ -458,6 +459,7 @@ impl DiscussionSession {
 
     fn sender_context(&self) -> Sender {
         Sender {
+            node: self.node.clone(),
             keys: self.keys.clone(),
             store: self.store.clone(),
             events: self.events.clone(),
@@ -477,6 +479,7 @@ impl DiscussionSession {
         );
         let max_body = self.settings.limits.max_message_bytes;
         let deadline = self.deadline();
+        let node = self.node.clone();
         let fut = async move {
             let (own, peer) = (sk.own.clone(), sk.peer.clone());
             let p = keys
@@ -514,7 +517,7 @@ impl DiscussionSession {
                     },
                 }),
                 Incoming::Duplicate => {
-                    log::debug!("duplicate message {seq} in {}", sk.discussion_id)
+                    log::debug!("[{node}] duplicate message {seq} in {}", sk.discussion_id)
                 }
                 Incoming::Gap { expected } => {
                     return Err(format!("message {seq} while {expected} is missing"));
@@ -613,6 +616,7 @@ impl DiscussionSession {
         let tx = self.conn.as_ref().map(|l| l.tx.clone());
         let keys = self.keys.clone();
         let sk = self.sk.clone();
+        let node = self.node.clone();
         async move {
             let Some(tx) = tx else { return };
             match keys
@@ -622,7 +626,7 @@ impl DiscussionSession {
                 Ok(signature) => {
                     let _ = tx.send(Frame::Close { signature }).await;
                 }
-                Err(e) => log::error!("cannot sign a close: {e}"),
+                Err(e) => log::error!("[{node}] cannot sign a close: {e}"),
             }
         }
     }
@@ -686,6 +690,7 @@ pub fn decrypt_chat(
 
 /// What sending needs, detached from the actor so it can run inside a future.
 struct Sender {
+    node: String,
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
