@@ -46,7 +46,8 @@ impl Client {
             .map_err(|e| anyhow!("the core closed the connection ({e})"))?;
         loop {
             let v = self
-                .read_line()?
+                .read_line()
+                .map_err(|e| anyhow!("the core closed the connection ({e})"))?
                 .ok_or_else(|| anyhow!("the core closed the connection"))?;
             if v.get("id").and_then(Value::as_u64) == Some(id) {
                 if let Some(e) = v.get("error") {
