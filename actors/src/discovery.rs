@@ -59,6 +59,8 @@ pub struct Discovery {
     contacts: Addr<ContactRegistry>,
     own: Arc<UdpSocket>,
     shared: Option<Arc<UdpSocket>>,
+    /// Our certificate as announced (to recognise our own broadcasts without re-encoding).
+    own_cert: Vec<u8>,
     tcp_port: u16,
     /// This interval's signed reply, ready to send.
     reply: Option<Arc<Vec<u8>>>,
@@ -116,6 +118,7 @@ impl Discovery {
     ) -> Self {
         Self {
             node: settings.node.name.clone(),
+            own_cert: keys.public().to_bytes(),
             settings,
             keys,
             contacts,
@@ -138,7 +141,7 @@ impl Discovery {
             version: PROTOCOL_VERSION,
             name: self.keys.name().chars().take(MAX_NAME_CHARS).collect(),
             tcp_port: self.tcp_port,
-            cert: self.keys.public().to_bytes(),
+            cert: self.own_cert.clone(),
             nonce: random_nonce(),
             time: now_secs(),
             reply,
@@ -201,7 +204,7 @@ impl Discovery {
             );
             return;
         }
-        if body.cert == self.keys.public().to_bytes() {
+        if body.cert == self.own_cert {
             return; // our own broadcast
         }
         if self.in_flight >= MAX_VERIFICATIONS_IN_FLIGHT {

@@ -240,12 +240,12 @@ fn transcript(request: &RequestBody, accept: &AcceptBody) -> Result<[u8; 32], Ha
 
 fn confirmation(key: &[u8], transcript: &[u8; 32], label: &[u8]) -> [u8; 32] {
     let hk = Hkdf::<Sha256>::new(Some(transcript), key);
-    let mut mac_key = [0u8; 32];
+    // HMAC zero-pads a key shorter than its 64-byte block, so a 32-byte key in a zeroed block is the
+    // same key; this form of construction cannot fail.
+    let mut block = [0u8; 64];
     // 32 bytes is far below HKDF-SHA-256's 8160-byte maximum: expand cannot fail.
-    let _ = hk.expand(label, &mut mac_key);
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&mac_key) else {
-        return [0; 32];
-    };
+    let _ = hk.expand(label, &mut block[..32]);
+    let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into());
     mac.update(transcript);
     mac.finalize().into_bytes().into()
 }
@@ -449,6 +449,21 @@ mod tests {
         // Swap in another discussion key: the transcript no longer matches confirm_B.
         accept.discussion_key = party("x").dkey.public().to_bytes();
         assert!(req_state.on_accept(&accept).is_err());
+    }
+
+    #[test]
+    fn confirmation_is_hmac_sha256_under_the_hkdf_key() {
+        // Cross-check the block-padded construction against HMAC keyed with the 32-byte key.
+        let (k, t) = (b"spake2 shared key".as_slice(), [5u8; 32]);
+        let mut mac_key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(&t), k)
+            .expand(b"confirm A", &mut mac_key)
+            .unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&mac_key).unwrap();
+        mac.update(&t);
+        let expected: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_eq!(confirmation(k, &t, b"confirm A"), expected);
+        assert_ne!(confirmation(k, &t, b"confirm B"), expected);
     }
 
     #[test]
