@@ -1,0 +1,400 @@
+//! One connection of the main listener, as a task: the first frame's routing, and both sides of the
+//! handshake (receiver: check, wait for the user, SPAKE2 and confirmation, `Ready`; requester: the
+//! mirror image). Talks back to the [`Listener`] actor with `Arrived`, `Gone`, `Failure`.
+
+use super::*;
+
+/// What a connection task needs, detached from the actor.
+pub(super) struct Task {
+    pub(super) node: String,
+    pub(super) settings: Settings,
+    pub(super) keys: KeysHandle,
+    pub(super) contacts: Addr<ContactRegistry>,
+    pub(super) directory: Addr<DiscussionDirectory>,
+    pub(super) events: EventBus,
+    pub(super) me: Addr<Listener>,
+}
+
+impl Task {
+    fn deadline(&self) -> Duration {
+        self.settings.handshake_timeout()
+    }
+
+    pub(super) async fn serve(&self, stream: TcpStream, from: SocketAddr) {
+        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
+        let purpose = match net::recv_hello(&mut conn, self.deadline()).await {
+            Ok(p) => p,
+            Err(e) => {
+                log::info!("[{}] connection from {from} dropped: {e}", self.node);
+                return;
+            }
+        };
+        match purpose {
+            Purpose::Discussion {
+                discussion_id,
+                nonce,
+            } => self.directory.do_send(RouteConnection {
+                discussion_id,
+                nonce,
+                conn,
+            }),
+            Purpose::Handshake => {
+                if let Err(e) = self.receive_request(&mut conn, from).await {
+                    log::info!("[{}] handshake from {from} ended: {e}", self.node);
+                }
+            }
+        }
+    }
+
+    /// Receiver's side of the handshake.
+    async fn receive_request(
+        &self,
+        conn: &mut Conn<TcpStream>,
+        from: SocketAddr,
+    ) -> Result<(), ListenerError> {
+        let deadline = self.deadline();
+        let decrypted = net::recv_sealed(conn, &self.keys, deadline).await?;
+        let me = self.keys.fingerprint().to_string();
+        let checked = self
+            .keys
+            .run(move |_| Ok(check_request(&decrypted, &me, now_secs())))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let (request, peer_cert) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                // We cannot seal an answer to a certificate we could not check.
+                let _ = net::send(
+                    conn,
+                    Frame::Error {
+                        reason: e.to_string(),
+                    },
+                    deadline,
+                )
+                .await;
+                return Err(e.into());
+            }
+        };
+        let known = self.contacts.send(ListContacts).await.unwrap_or_default();
+        let key_changed = known
+            .iter()
+            .any(|c| c.name == request.name && c.fingerprint != request.from);
+        let info = RequestInfo {
+            id: 0,
+            name: net::sanitize(&request.name),
+            fingerprint: request.from.clone(),
+            address: from.ip().to_string(),
+            received: now_secs(),
+            key_changed,
+        };
+        let arrived = self
+            .me
+            .send(Arrived {
+                info,
+                nonce: request.nonce,
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let (id, decision) = match arrived {
+            Ok(x) => x,
+            Err(reason) => {
+                let step = Handshake::Failed { reason };
+                let _ = net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await;
+                return Err(ListenerError::Failed(reason));
+            }
+        };
+        // Wait for the user, or for the requester to give up (any frame or EOF ends the wait).
+        let wait = Duration::from_secs(self.settings.limits.request_timeout_secs);
+        let decision = tokio::select! {
+            d = decision => d.ok(),
+            _ = conn.next() => {
+                self.me.do_send(Gone { id, reason: "withdrawn by the requester".into() });
+                return Err(ListenerError::Net(NetError::Closed));
+            }
+            _ = tokio::time::sleep(wait) => None,
+        };
+        let Some(decision) = decision else {
+            self.me.do_send(Gone {
+                id,
+                reason: "no decision in time".into(),
+            });
+            let step = Handshake::Failed {
+                reason: FailReason::Timeout,
+            };
+            let _ = net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await;
+            return Err(ListenerError::Failed(FailReason::Timeout));
+        };
+        let (password, done) = match decision {
+            Decision::Refuse => {
+                let step = Handshake::Refused {
+                    nonce: request.nonce,
+                    reason: "the user declined".into(),
+                };
+                net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await?;
+                return Ok(());
+            }
+            Decision::Accept { password, done } => (password, done),
+        };
+        let result = self
+            .finish_as_receiver(conn, from, &request, &peer_cert, password)
+            .await;
+        let reply = result
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(ToString::to_string);
+        let _ = done.send(reply);
+        result.map(|_| ())
+    }
+
+    async fn finish_as_receiver(
+        &self,
+        conn: &mut Conn<TcpStream>,
+        from: SocketAddr,
+        request: &crate::wire::RequestBody,
+        peer_cert: &PublicCert,
+        password: String,
+    ) -> Result<String, ListenerError> {
+        let deadline = self.deadline();
+        let (dkey, sealed) = self
+            .keys
+            .new_discussion_key(format!("pgpchat discussion with {}", request.name))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let me = self.keys.fingerprint().to_string();
+        let (req, dpub) = (request.clone(), dkey.public().clone());
+        let (responder, accept) = self
+            .keys
+            .run(move |_| Ok(Responder::accept(&req, &me, &dpub, password.as_bytes())))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))??;
+        net::send_sealed(
+            conn,
+            &self.keys,
+            peer_cert,
+            &Handshake::Accept(accept),
+            deadline,
+        )
+        .await?;
+        let agreed = match net::recv_sealed_from(conn, &self.keys, peer_cert, deadline).await? {
+            Handshake::Confirm { confirm } => match responder.on_confirm(&confirm) {
+                Ok(a) => a,
+                Err(e) => {
+                    let step = Handshake::Failed { reason: e.reason() };
+                    let _ = net::send_sealed(conn, &self.keys, peer_cert, &step, deadline).await;
+                    self.failed(&request.from, from.ip(), e.reason());
+                    return Err(e.into());
+                }
+            },
+            Handshake::Failed { reason } => {
+                self.failed(&request.from, from.ip(), reason);
+                return Err(ListenerError::Failed(reason));
+            }
+            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+        };
+        let record = DiscussionRecord {
+            id: agreed.discussion_id.clone(),
+            peer_fingerprint: request.from.clone(),
+            peer_name: net::sanitize(&request.name),
+            role: Role::Receiver.as_str().into(),
+            state: DiscussionState::Open,
+            created: now_secs(),
+            own_key_sealed: sealed,
+            peer_key: agreed.peer_discussion_key.to_bytes(),
+            peer_address: from.ip().to_string(),
+            peer_port: 0,
+            listen_port: 0,
+        };
+        let port = self
+            .create_discussion(record, dkey, agreed.peer_discussion_key)
+            .await?;
+        let ready = Handshake::Ready {
+            discussion_id: agreed.discussion_id.clone(),
+            port,
+        };
+        net::send_sealed(conn, &self.keys, peer_cert, &ready, deadline).await?;
+        log::info!(
+            "[{}] discussion {} opened by {}",
+            self.node,
+            agreed.discussion_id,
+            request.name
+        );
+        self.events.emit(Event::DiscussionOpened {
+            discussion_id: agreed.discussion_id.clone(),
+            peer_name: net::sanitize(&request.name),
+            peer_fingerprint: request.from.clone(),
+        });
+        Ok(agreed.discussion_id)
+    }
+
+    /// Store the new discussion and start its session; the port of its listener (receiver) or 0.
+    async fn create_discussion(
+        &self,
+        record: DiscussionRecord,
+        own_key: crate::crypto::SecretCert,
+        peer_key: PublicCert,
+    ) -> Result<u16, ListenerError> {
+        self.directory
+            .send(CreateDiscussion {
+                record,
+                own_key,
+                peer_key,
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?
+            .map_err(|e| ListenerError::Internal(e.to_string()))
+    }
+
+    fn failed(&self, fingerprint: &str, address: IpAddr, reason: FailReason) {
+        self.events.emit(Event::HandshakeFailed {
+            peer_fingerprint: fingerprint.to_string(),
+            reason: reason.to_string(),
+        });
+        self.me.do_send(Failure {
+            fingerprint: fingerprint.to_string(),
+            address: Some(address),
+        });
+    }
+
+    /// Requester's side of the handshake.
+    pub(super) async fn request(
+        &self,
+        contact: ContactRecord,
+        password: String,
+    ) -> Result<String, ListenerError> {
+        let deadline = self.deadline();
+        let peer_cert = self
+            .keys
+            .parse_cert(contact.cert.clone())
+            .await
+            .map_err(|e| ListenerError::Internal(format!("contact's key: {e}")))?;
+        let ip: IpAddr = contact
+            .address
+            .parse()
+            .map_err(|_| ListenerError::Internal(format!("bad address {}", contact.address)))?;
+        let endpoint = SocketAddr::new(ip, contact.tcp_port);
+        let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| ListenerError::Unreachable(contact.name.clone(), "timed out".into()))?
+            .map_err(|e| ListenerError::Unreachable(contact.name.clone(), e.to_string()))?;
+        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
+        net::send(
+            &mut conn,
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Handshake,
+            },
+            deadline,
+        )
+        .await?;
+        let (dkey, sealed) = self
+            .keys
+            .new_discussion_key(format!("pgpchat discussion with {}", contact.name))
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let (name, peer_fp, dpub) = (
+            self.keys.name().to_string(),
+            contact.fingerprint.clone(),
+            dkey.public().clone(),
+        );
+        let (requester, request) = self
+            .keys
+            .run(move |id| {
+                Ok(Requester::start(
+                    id,
+                    &name,
+                    &peer_fp,
+                    &dpub,
+                    password.as_bytes(),
+                    now_secs(),
+                ))
+            })
+            .await
+            .map_err(|e| ListenerError::Internal(e.to_string()))?;
+        let nonce = request.nonce;
+        net::send_sealed(
+            &mut conn,
+            &self.keys,
+            &peer_cert,
+            &Handshake::Request(request),
+            deadline,
+        )
+        .await?;
+        // The peer's user decides: wait as long as a request may wait, plus the handshake deadline.
+        let wait = Duration::from_secs(self.settings.limits.request_timeout_secs) + deadline;
+        let accept = match net::recv_sealed_from(&mut conn, &self.keys, &peer_cert, wait).await? {
+            Handshake::Accept(a) => a,
+            Handshake::Refused { nonce: n, reason } if n == nonce => {
+                return Err(ListenerError::Refused {
+                    name: contact.name.clone(),
+                    reason: net::sanitize(&reason),
+                })
+            }
+            Handshake::Failed { reason } => {
+                if reason == FailReason::WrongSecretOrIntercepted {
+                    self.failed(&contact.fingerprint, ip, reason);
+                }
+                return Err(ListenerError::Failed(reason));
+            }
+            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+        };
+        let outcome = self
+            .keys
+            .run(move |_| Ok(requester.on_accept(&accept)))
+            .await;
+        let (confirm, agreed) = match outcome.map_err(|e| ListenerError::Internal(e.to_string()))? {
+            Ok(x) => x,
+            Err(e) => {
+                let step = Handshake::Failed { reason: e.reason() };
+                let _ = net::send_sealed(&mut conn, &self.keys, &peer_cert, &step, deadline).await;
+                self.failed(&contact.fingerprint, ip, e.reason());
+                return Err(e.into());
+            }
+        };
+        net::send_sealed(
+            &mut conn,
+            &self.keys,
+            &peer_cert,
+            &Handshake::Confirm { confirm },
+            deadline,
+        )
+        .await?;
+        let port = match net::recv_sealed_from(&mut conn, &self.keys, &peer_cert, deadline).await? {
+            Handshake::Ready {
+                discussion_id,
+                port,
+            } if discussion_id == agreed.discussion_id => port,
+            Handshake::Failed { reason } => {
+                self.failed(&contact.fingerprint, ip, reason);
+                return Err(ListenerError::Failed(reason));
+            }
+            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+        };
+        let record = DiscussionRecord {
+            id: agreed.discussion_id.clone(),
+            peer_fingerprint: contact.fingerprint.clone(),
+            peer_name: contact.name.clone(),
+            role: Role::Requester.as_str().into(),
+            state: DiscussionState::Open,
+            created: now_secs(),
+            own_key_sealed: sealed,
+            peer_key: agreed.peer_discussion_key.to_bytes(),
+            peer_address: ip.to_string(),
+            peer_port: port,
+            listen_port: 0,
+        };
+        self.create_discussion(record, dkey, agreed.peer_discussion_key)
+            .await?;
+        log::info!(
+            "[{}] discussion {} with {} opened",
+            self.node,
+            agreed.discussion_id,
+            contact.name
+        );
+        self.events.emit(Event::DiscussionOpened {
+            discussion_id: agreed.discussion_id.clone(),
+            peer_name: contact.name.clone(),
+            peer_fingerprint: contact.fingerprint.clone(),
+        });
+        Ok(agreed.discussion_id)
+    }
+}

@@ -1,0 +1,238 @@
+//! A session's connections: dialing (requester) with fallback and backoff, serving its discussion
+//! listener (receiver), attaching an authenticated connection, and losing it.
+
+use super::*;
+
+impl DiscussionSession {
+    /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
+    /// reached, go through the receiver's main listener at its currently announced address.
+    pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.connecting || self.conn.is_some() || self.finished {
+            return;
+        }
+        let Some(endpoint) = self.peer_endpoint else {
+            return;
+        };
+        self.connecting = true;
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let deadline = self.deadline();
+        let max = self.settings.limits.max_frame_bytes;
+        let contacts = self.contacts.clone();
+        let peer = self.peer_fingerprint.clone();
+        let fut = async move {
+            let dial = |to: SocketAddr| {
+                let (keys, sk) = (keys.clone(), sk.clone());
+                async move {
+                    let stream = tokio::time::timeout(deadline, TcpStream::connect(to))
+                        .await
+                        .map_err(|_| net::NetError::Timeout)?
+                        .map_err(|e| net::NetError::Peer(format!("{to}: {e}")))?;
+                    let mut conn = net::framed(stream, max);
+                    let port =
+                        net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await?;
+                    Ok::<_, net::NetError>((conn, to.ip(), port))
+                }
+            };
+            let first = match dial(endpoint).await {
+                Ok(x) => return Ok(x),
+                Err(e) => e,
+            };
+            // The receiver may have restarted on another port or address: ask the registry.
+            let main = match contacts {
+                Some(c) => c.send(FindContact(peer)).await.ok().and_then(Result::ok),
+                None => None,
+            };
+            match main.and_then(|c| {
+                c.address
+                    .parse()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, c.tcp_port))
+            }) {
+                Some(main) if main != endpoint => dial(main).await,
+                _ => Err(first),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok((conn, ip, port)) => {
+                    act.learn_endpoint(ip, port, ctx);
+                    act.attach(conn, ctx)
+                }
+                Err(e) => {
+                    log::debug!("[{}] {}: reconnect: {e}", act.node, act.id());
+                    act.schedule_reconnect(ctx);
+                }
+            }
+        }));
+    }
+
+    /// The receiver told us (signed) where its discussion listener is now: remember it.
+    pub(super) fn learn_endpoint(
+        &mut self,
+        ip: std::net::IpAddr,
+        port: u16,
+        ctx: &mut Context<Self>,
+    ) {
+        if port == 0 {
+            return;
+        }
+        let new = SocketAddr::new(ip, port);
+        if self.peer_endpoint == Some(new) {
+            return;
+        }
+        log::info!(
+            "[{}] {}: peer's discussion listener is now {new}",
+            self.node,
+            self.id()
+        );
+        self.peer_endpoint = Some(new);
+        let (store, id) = (self.store.clone(), self.id().to_string());
+        ctx.spawn(
+            async move {
+                let _ = store
+                    .run(move |s| s.set_peer_endpoint(&id, &ip.to_string(), port))
+                    .await;
+            }
+            .into_actor(self),
+        );
+    }
+
+    pub(super) fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
+        if self.finished || self.sk.role != Role::Requester {
+            return;
+        }
+        let delay = self.backoff;
+        let max = Duration::from_secs(self.settings.limits.reconnect_max_secs);
+        self.backoff = (self.backoff * 2).min(max);
+        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+
+    /// Receiver: accept connections on the discussion listener, authenticate them off the actor.
+    pub(super) fn serve(&mut self, listener: TcpListener, ctx: &mut Context<Self>) {
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let deadline = self.deadline();
+        let max = self.settings.limits.max_frame_bytes;
+        let me = ctx.address();
+        let node = self.node.clone();
+        let port = self.listen_port;
+        let busy = Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED));
+        ctx.spawn(
+            async move {
+                loop {
+                    let (stream, from) = match listener.accept().await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            log::warn!("[{node}] discussion listener: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = busy.clone().try_acquire_owned() else {
+                        log::debug!(
+                            "[{node}] too many unauthenticated connections; dropping {from}"
+                        );
+                        continue;
+                    };
+                    let (keys, sk, me, node) = (keys.clone(), sk.clone(), me.clone(), node.clone());
+                    actix_rt::spawn(async move {
+                        let _permit = permit;
+                        let mut conn = net::framed(stream, max);
+                        let res = async {
+                            match net::recv_hello(&mut conn, deadline).await? {
+                                Purpose::Discussion {
+                                    discussion_id,
+                                    nonce,
+                                } if discussion_id == sk.discussion_id => {
+                                    net::authenticate_as_listener(
+                                        &mut conn, &keys, &sk, nonce, port, deadline,
+                                    )
+                                    .await
+                                }
+                                _ => Err(net::NetError::Unexpected(
+                                    "hello for another purpose".into(),
+                                )),
+                            }
+                        }
+                        .await;
+                        match res {
+                            Ok(()) => me.do_send(Attach(conn)),
+                            Err(e) => log::info!(
+                                "[{node}] discussion connection from {from} refused: {e}"
+                            ),
+                        }
+                    });
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    pub(super) fn attach(&mut self, conn: Conn<TcpStream>, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        self.backoff = RECONNECT_MIN;
+        let (mut sink, stream) = conn.split();
+        let (tx, mut rx) = mpsc::channel::<Frame>(self.settings.limits.session_queue);
+        let node = self.node.clone();
+        actix_rt::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Err(e) = sink.send(frame).await {
+                    log::debug!("[{node}] write: {e}");
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        ctx.add_stream(
+            stream
+                .map(move |item| Inbound {
+                    generation,
+                    item: Some(item),
+                })
+                .chain(futures::stream::once(async move {
+                    Inbound {
+                        generation,
+                        item: None,
+                    }
+                })),
+        );
+        self.conn = Some(Link { tx, generation });
+        log::info!(
+            "[{}] discussion {} connected to {}",
+            self.node,
+            self.id(),
+            self.peer_name
+        );
+        self.events.emit(Event::Connection {
+            discussion_id: self.id().to_string(),
+            connected: true,
+        });
+        // Every undelivered message goes again on a new connection (the receiver drops duplicates).
+        self.next_to_send = 0;
+        self.pump(ctx);
+    }
+
+    pub(super) fn disconnect(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {
+        match &self.conn {
+            Some(link) if link.generation == generation => {}
+            _ => return,
+        }
+        self.conn = None; // dropping the sender ends the writer task, which closes the socket
+        log::info!(
+            "[{}] discussion {} disconnected: {why}",
+            self.node,
+            self.id()
+        );
+        self.events.emit(Event::Connection {
+            discussion_id: self.id().to_string(),
+            connected: false,
+        });
+        self.schedule_reconnect(ctx);
+    }
+}

@@ -1,0 +1,208 @@
+//! The messages a [`DiscussionSession`] handles, and its inbound frame stream.
+
+use super::*;
+
+/// One inbound frame (or the end of the stream: `item: None`) of connection `generation`.
+pub(super) struct Inbound {
+    pub(super) generation: u64,
+    pub(super) item: Option<Result<Frame, CodecError>>,
+}
+
+impl StreamHandler<Inbound> for DiscussionSession {
+    fn handle(&mut self, m: Inbound, ctx: &mut Context<Self>) {
+        if self.conn.as_ref().map(|l| l.generation) != Some(m.generation) {
+            return; // a replaced connection's leftovers
+        }
+        match m.item {
+            None => self.disconnect(m.generation, "closed by peer", ctx),
+            Some(Err(e)) => self.disconnect(m.generation, &e.to_string(), ctx),
+            Some(Ok(Frame::Chat(bytes))) => self.on_chat(bytes, m.generation, ctx),
+            Some(Ok(Frame::Ack { upto, signature })) => self.on_ack(upto, signature, ctx),
+            Some(Ok(Frame::Close { signature })) => self.on_close(signature, ctx),
+            Some(Ok(other)) => {
+                let why = format!("unexpected {} frame", net::frame_name(&other));
+                self.disconnect(m.generation, &why, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Each connection's end arrives as `item: None`; the session outlives its connections.
+    }
+}
+
+/// An authenticated connection for this discussion (from its listener, the main listener, or a
+/// reconnect). Replaces any current one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Conn<TcpStream>);
+
+impl Handler<Attach> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, m: Attach, ctx: &mut Context<Self>) {
+        if let Some(link) = &self.conn {
+            let g = link.generation;
+            self.disconnect(g, "replaced by a new connection", ctx);
+        }
+        self.attach(m.0, ctx);
+    }
+}
+
+/// A discussion connection whose hello was read elsewhere (the main listener): authenticate it as
+/// the listening side, then attach it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AuthenticateIncoming {
+    pub conn: Conn<TcpStream>,
+    pub nonce: crate::wire::Nonce,
+}
+
+impl Handler<AuthenticateIncoming> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, m: AuthenticateIncoming, ctx: &mut Context<Self>) {
+        let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
+        let port = self.listen_port;
+        let mut conn = m.conn;
+        let fut = async move {
+            net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
+            Ok::<_, net::NetError>(conn)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(conn) => {
+                if let Some(link) = &act.conn {
+                    let g = link.generation;
+                    act.disconnect(g, "replaced by a new connection", ctx);
+                }
+                act.attach(conn, ctx)
+            }
+            Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
+        }));
+    }
+}
+
+/// Queue a message: returns once it is committed to the store.
+#[derive(Message)]
+#[rtype(result = "Result<MessageRecord, SessionError>")]
+pub struct SendText(pub String);
+
+impl Handler<SendText> for DiscussionSession {
+    type Result = AtomicResponse<Self, Result<MessageRecord, SessionError>>;
+
+    fn handle(&mut self, m: SendText, _: &mut Context<Self>) -> Self::Result {
+        let max = self.settings.limits.max_message_bytes;
+        let closed = self.finished || self.closing;
+        let id = self.id().to_string();
+        let (store, events) = (self.store.clone(), self.events.clone());
+        AtomicResponse::new(Box::pin(
+            async move {
+                if closed {
+                    return Err(SessionError::Closed);
+                }
+                if m.0.len() > max {
+                    return Err(SessionError::TooLarge(m.0.len(), max));
+                }
+                let body = m.0;
+                let record = store
+                    .run(move |s| s.queue_outgoing(&id, &body, now_secs()))
+                    .await?;
+                events.emit(Event::Message {
+                    message: record.clone(),
+                });
+                Ok(record)
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                if res.is_ok() {
+                    act.pump(ctx);
+                }
+                res
+            }),
+        ))
+    }
+}
+
+/// Close the discussion for good: tell the peer (now or when it is back), then destroy our key;
+/// history stays. Answers the state: `closing` until the peer confirms.
+#[derive(Message)]
+#[rtype(result = "Result<DiscussionState, SessionError>")]
+pub struct CloseDiscussion;
+
+impl Handler<CloseDiscussion> for DiscussionSession {
+    type Result = AtomicResponse<Self, Result<DiscussionState, SessionError>>;
+
+    /// Refuse new messages at once (state `closing`, persisted); the peer is told now if connected,
+    /// else on the next connection, after the outbox. Keys go when the peer confirms.
+    fn handle(&mut self, _: CloseDiscussion, _: &mut Context<Self>) -> Self::Result {
+        if self.finished || self.closing {
+            let state = if self.finished {
+                DiscussionState::Closed
+            } else {
+                DiscussionState::Closing
+            };
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(state))));
+        }
+        let (store, id) = (self.store.clone(), self.id().to_string());
+        AtomicResponse::new(Box::pin(
+            async move {
+                store
+                    .run(move |s| s.set_discussion_state(&id, DiscussionState::Closing))
+                    .await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                res?;
+                act.closing = true;
+                act.pump(ctx);
+                Ok(DiscussionState::Closing)
+            }),
+        ))
+    }
+}
+
+/// Drop the current connection; the requester dials again at once (after a network change, and
+/// in tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconnect;
+
+impl Handler<Reconnect> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, _: Reconnect, ctx: &mut Context<Self>) {
+        if let Some(g) = self.conn.as_ref().map(|l| l.generation) {
+            self.disconnect(g, "reconnection asked", ctx);
+        }
+        self.backoff = RECONNECT_MIN;
+        self.connect(ctx);
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub discussion_id: String,
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+    pub connected: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Status")]
+pub struct SessionStatus;
+
+impl Handler<SessionStatus> for DiscussionSession {
+    type Result = MessageResult<SessionStatus>;
+    fn handle(&mut self, _: SessionStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Status {
+            discussion_id: self.id().to_string(),
+            peer_name: self.peer_name.clone(),
+            peer_fingerprint: self.peer_fingerprint.clone(),
+            connected: self.conn.is_some(),
+        })
+    }
+}
+
+/// Told to the directory when a session ends.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionStopped {
+    pub discussion_id: String,
+}

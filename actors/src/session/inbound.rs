@@ -1,0 +1,200 @@
+//! Inbound frames of a session, each handled to the end before the next (`ctx.wait`): chat messages
+//! stored exactly once and acknowledged, acks checked, and the two-way close.
+
+use super::*;
+
+impl DiscussionSession {
+    pub(super) fn on_chat(&mut self, bytes: Vec<u8>, generation: u64, ctx: &mut Context<Self>) {
+        let Some(link) = &self.conn else { return };
+        let tx = link.tx.clone();
+        let (keys, store, events, sk) = (
+            self.keys.clone(),
+            self.store.clone(),
+            self.events.clone(),
+            self.sk.clone(),
+        );
+        let max_body = self.settings.limits.max_message_bytes;
+        let deadline = self.deadline();
+        let node = self.node.clone();
+        let fut = async move {
+            let (own, peer) = (sk.own.clone(), sk.peer.clone());
+            let p = keys
+                .run(move |_| Ok(decrypt_chat(&own, &peer, &bytes)))
+                .await
+                .map_err(|e| e.to_string())??;
+            if p.discussion_id != sk.discussion_id {
+                return Err("message for another discussion".to_string());
+            }
+            if p.recipient != sk.own.fingerprint() {
+                return Err("message meant for another recipient".to_string());
+            }
+            if p.body.len() > max_body {
+                return Err(format!(
+                    "message of {} bytes exceeds the limit",
+                    p.body.len()
+                ));
+            }
+            let id = sk.discussion_id.clone();
+            let (seq, time, body) = (p.seq, p.time, p.body);
+            let b = body.clone();
+            let (outcome, upto) = store
+                .run(move |s| s.store_incoming(&id, seq, time, &b))
+                .await
+                .map_err(|e| e.to_string())?;
+            match outcome {
+                Incoming::Stored => events.emit(Event::Message {
+                    message: MessageRecord {
+                        discussion_id: sk.discussion_id.clone(),
+                        direction: crate::store::Direction::In,
+                        seq,
+                        time,
+                        body,
+                        state: DeliveryState::Received,
+                    },
+                }),
+                Incoming::Duplicate => {
+                    log::debug!("[{node}] duplicate message {seq} in {}", sk.discussion_id)
+                }
+                Incoming::Gap { expected } => {
+                    return Err(format!("message {seq} while {expected} is missing"));
+                }
+            }
+            let signature = keys
+                .sign_with(sk.own.clone(), ack_data(&sk.discussion_id, upto))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(deadline, tx.send(Frame::Ack { upto, signature }))
+                .await
+                .map_err(|_| "peer too slow to take acks".to_string())?
+                .map_err(|_| "connection gone".to_string())?;
+            Ok(())
+        };
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |res: Result<(), String>, act, ctx| {
+                    if let Err(e) = res {
+                        // One bad frame costs that frame; a slow peer costs its connection.
+                        log::warn!("[{}] {}: dropped a chat frame: {e}", act.node, act.id());
+                        if e.contains("too slow") || e.contains("connection gone") {
+                            act.disconnect(generation, &e, ctx);
+                        }
+                    }
+                }),
+        );
+    }
+
+    pub(super) fn on_ack(&mut self, upto: u64, signature: Vec<u8>, ctx: &mut Context<Self>) {
+        let (keys, store, events, sk) = (
+            self.keys.clone(),
+            self.store.clone(),
+            self.events.clone(),
+            self.sk.clone(),
+        );
+        let fut = async move {
+            keys.verify_detached(
+                sk.peer.clone(),
+                ack_data(&sk.discussion_id, upto),
+                signature,
+            )
+            .await
+            .map_err(|e| format!("bad ack signature: {e}"))?;
+            let id = sk.discussion_id.clone();
+            let changed = store
+                .run(move |s| {
+                    let last = s.last_out_seq(&id)?;
+                    s.mark_delivered(&id, upto.min(last))
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            for seq in changed {
+                events.emit(Event::Delivery {
+                    discussion_id: sk.discussion_id.clone(),
+                    seq,
+                    state: DeliveryState::Delivered.as_str().into(),
+                });
+            }
+            Ok::<_, String>(())
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, _| {
+            if let Err(e) = res {
+                log::warn!("[{}] {}: dropped an ack: {e}", act.node, act.id());
+            }
+        }));
+    }
+
+    /// A verified `Close` from the peer either confirms ours, or is the peer closing: then we
+    /// confirm with our own `Close` (queued before we stop, so it is written) and finish.
+    pub(super) fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) {
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let fut = async move {
+            keys.verify_detached(sk.peer.clone(), close_data(&sk.discussion_id), signature)
+                .await
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(()) if act.closing => act.finish(false, ctx),
+            Ok(()) => {
+                // Confirm first, then finish: one future, so the order holds.
+                let confirm = act.close_frame();
+                ctx.wait(
+                    confirm
+                        .into_actor(act)
+                        .map(|_, act, ctx| act.finish(true, ctx)),
+                );
+            }
+            Err(e) => log::warn!("[{}] {}: forged close ignored: {e}", act.node, act.id()),
+        }));
+    }
+
+    /// A future that queues a signed `Close` on the current connection (if any). Callers run it as
+    /// *one* `ctx.wait` with whatever must follow it: actix runs pending waits newest first.
+    pub(super) fn close_frame(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let tx = self.conn.as_ref().map(|l| l.tx.clone());
+        let keys = self.keys.clone();
+        let sk = self.sk.clone();
+        let node = self.node.clone();
+        async move {
+            let Some(tx) = tx else { return };
+            match keys
+                .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+                .await
+            {
+                Ok(signature) => {
+                    let _ = tx.send(Frame::Close { signature }).await;
+                }
+                Err(e) => log::error!("[{node}] cannot sign a close: {e}"),
+            }
+        }
+    }
+
+    /// Mark closed, destroy our discussion key, stop.
+    pub(super) fn finish(&mut self, by_peer: bool, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let id = self.id().to_string();
+        let store = self.store.clone();
+        let events = self.events.clone();
+        let fut = async move {
+            let i = id.clone();
+            let res = store
+                .run(move |s| {
+                    s.set_discussion_state(&i, DiscussionState::Closed)?;
+                    s.forget_own_key(&i)
+                })
+                .await;
+            events.emit(Event::DiscussionClosed {
+                discussion_id: id,
+                by_peer,
+            });
+            res
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                log::error!("[{}] closing {}: {e}", act.node, act.id());
+            }
+            ctx.stop();
+        }));
+    }
+}
