@@ -1,3 +1,28 @@
+//! The pgpchat core: everything a node does, as a library. The `pgpchat` binary (front-ends and
+//! commands) and the tests build on [`node::start_node`] and [`node::NodeHandle`].
+//!
+//! Layers, from bytes up (each file is one layer; protocol logic is plain code, actors are thin):
+//!
+//! - [`codec`]: bytes ↔ values, the one place that uses bincode; length-delimited TCP frames.
+//! - [`wire`]: the peer-to-peer protocol's values (announces, frames, handshake steps, chat payloads).
+//! - [`crypto`]: OpenPGP over rpgp (keys, sealing, signing, policy). Blocking: call it on a worker.
+//! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
+//! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
+//! - [`settings`], [`identity`], [`store`], [`events`]: configuration, the identity key file, the
+//!   SQLite store (with its worker thread), the event bus.
+//!
+//! The actors of one node (see `docs/architecture.md` for who sends what to whom):
+//!
+//! - [`keys::KeyManager`]: crypto workers holding the unlocked identity;
+//! - [`store::StoreWorker`]: the database thread;
+//! - [`discovery::Discovery`]: UDP announces; [`contacts::ContactRegistry`]: who is around;
+//! - [`listener::Listener`]: the main TCP port and both sides of the handshake;
+//! - [`discussions::DiscussionDirectory`] and one [`session::DiscussionSession`] per discussion;
+//! - [`ipc::IpcServer`]: the front-ends' JSON-RPC socket.
+//!
+//! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
+//! many nodes for measurements.
+
 pub mod codec;
 pub mod contacts;
 pub mod crypto;
