@@ -221,6 +221,21 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
     tmux.wait_text("Discussions (0 unread)");
     let d = alice.json(&["discussions"]);
     assert_eq!(d[0]["unread"], 0);
+
+    // Verify bob: both fingerprints shown to compare aloud, then confirmed.
+    tmux.keys(&["Down", "Down", "Down", "Down", "Enter"]);
+    tmux.wait_text("Verify ›");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("read you the same fingerprint?");
+    let groups = |f: &str| pgpchat_actors::crypto::fingerprint_groups(f);
+    assert!(
+        s.contains(&groups(&fp)) && s.contains(&groups(&bob_fp)),
+        "{s}"
+    );
+    tmux.type_text("y");
+    tmux.wait_text("bob is verified.");
+    let c = alice.json(&["contacts"]);
+    assert_eq!(c[0]["verified"], true);
 }
 
 #[test]
