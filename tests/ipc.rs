@@ -44,6 +44,16 @@ async fn exchange(path: &Path, lines: Vec<String>) -> Vec<Value> {
     .expect("client thread")
 }
 
+/// The core still answers its owner on `path`.
+async fn assert_served(path: &Path, name: &str) {
+    let answers = exchange(
+        path,
+        vec![json!({"jsonrpc":"2.0","id":1,"method":"whoami"}).to_string()],
+    )
+    .await;
+    assert_eq!(answers[0]["result"]["name"], name);
+}
+
 #[actix_rt::test]
 async fn json_rpc_answers_and_bad_requests_get_clear_errors() {
     let n = spawn_nodes(&["alice"]).await;
@@ -100,12 +110,7 @@ async fn an_overlong_line_closes_only_that_client() {
     let long = "x".repeat(n[0].settings.limits.ipc_max_line_bytes + 10);
     let answers = exchange(&path, vec![long]).await;
     assert_eq!(answers[0]["error"]["code"], -32600);
-    let answers = exchange(
-        &path,
-        vec![json!({"jsonrpc":"2.0","id":1,"method":"whoami"}).to_string()],
-    )
-    .await;
-    assert_eq!(answers[0]["result"]["name"], "alice");
+    assert_served(&path, "alice").await;
 }
 
 #[actix_rt::test]
@@ -162,12 +167,7 @@ async fn another_user_cannot_use_the_socket() {
         "{o:?}"
     );
     // The owner is still served.
-    let answers = exchange(
-        &path,
-        vec![json!({"jsonrpc":"2.0","id":1,"method":"whoami"}).to_string()],
-    )
-    .await;
-    assert_eq!(answers[0]["result"]["name"], "alice");
+    assert_served(&path, "alice").await;
 }
 
 #[actix_rt::test]

@@ -86,6 +86,15 @@ impl Drop for Tmux {
     }
 }
 
+/// Stops, when dropped, the core a prompt started in the background (found by its data dir).
+struct KillCore(String);
+
+impl Drop for KillCore {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-f", &self.0]).status();
+    }
+}
+
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -107,12 +116,6 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
     );
     let tmux = Tmux::start(&command);
     // The background core alice's prompt starts must not outlive the test.
-    struct KillCore(String);
-    impl Drop for KillCore {
-        fn drop(&mut self) {
-            let _ = Command::new("pkill").args(["-f", &self.0]).status();
-        }
-    }
     let _core = KillCore(alice.data_dir().display().to_string());
 
     // First run: name (default from the profile), passphrase twice.
@@ -251,12 +254,6 @@ fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
         bob.config.display(),
         bob.data_dir().display()
     ));
-    struct KillCore(String);
-    impl Drop for KillCore {
-        fn drop(&mut self) {
-            let _ = Command::new("pkill").args(["-f", &self.0]).status();
-        }
-    }
     let _core = KillCore(bob.data_dir().display().to_string());
     // bob's menu is drawn before anyone asks him anything.
     tmux.wait_text("Requests (0)");
