@@ -248,8 +248,13 @@ mod in_process {
         // A request from an hour ago is stale.
         let (_, answer, _) = request(b, None, now_secs() - 3600).await;
         assert!(
-            matches!(&answer, Err(net::NetError::Peer(m)) if m.contains("replayed or stale")),
-            "{answer:?}"
+            matches!(
+                answer,
+                Ok(Handshake::Failed {
+                    reason: pgpchat_actors::wire::FailReason::Replay
+                })
+            ),
+            "a sealed, authenticated refusal: {answer:?}"
         );
         assert_eq!(b.requests().await.unwrap().len(), 1);
     }

@@ -140,11 +140,10 @@ impl Requester {
 }
 
 /// Check the plaintext of the first sealed frame B receives: a `Request` for us, signed by the
-/// certificate it carries, from a plausible time. Returns the request and A's certificate.
+/// certificate it carries. Returns the request and A's certificate. Freshness: [`check_fresh`].
 pub fn check_request(
     decrypted: &Decrypted,
     my_fingerprint: &str,
-    now: u64,
 ) -> Result<(RequestBody, PublicCert), HandshakeError> {
     let Handshake::Request(req) = codec::decode(&decrypted.plaintext).map_err(invalid)? else {
         return Err(invalid("expected a Request"));
@@ -160,11 +159,17 @@ pub fn check_request(
     if req.to != my_fingerprint {
         return Err(invalid("request is meant for another node"));
     }
-    if now.abs_diff(req.time) > MAX_CLOCK_SKEW.as_secs() {
-        return Err(HandshakeError::Failed(FailReason::Replay));
-    }
     PublicCert::from_bytes(&req.discussion_key).map_err(invalid)?;
     Ok((req, cert))
+}
+
+/// A checked request must also be fresh: within [`MAX_CLOCK_SKEW`] of our clock. Separate from
+/// [`check_request`] so that a stale request, whose sender is known by then, gets a sealed answer.
+pub fn check_fresh(request: &RequestBody, now: u64) -> Result<(), HandshakeError> {
+    if now.abs_diff(request.time) > MAX_CLOCK_SKEW.as_secs() {
+        return Err(HandshakeError::Failed(FailReason::Replay));
+    }
+    Ok(())
 }
 
 /// The receiver (B) between sending `Accept` and receiving `Confirm`.
@@ -464,6 +469,16 @@ mod tests {
         let expected: [u8; 32] = mac.finalize().into_bytes().into();
         assert_eq!(confirmation(k, &t, b"confirm A"), expected);
         assert_ne!(confirmation(k, &t, b"confirm B"), expected);
+    }
+
+    #[test]
+    fn stale_requests_are_replays() {
+        let a = party("alice");
+        let (_, req) = Requester::start(&a.id, "alice", "B", a.dkey.public(), b"pw", 10_000);
+        assert!(check_fresh(&req, 10_000 + MAX_CLOCK_SKEW.as_secs()).is_ok());
+        let late = check_fresh(&req, 10_001 + MAX_CLOCK_SKEW.as_secs()).unwrap_err();
+        assert_eq!(late.reason(), FailReason::Replay);
+        assert!(check_fresh(&req, 10_000 - MAX_CLOCK_SKEW.as_secs() - 1).is_err());
     }
 
     #[test]

@@ -28,7 +28,8 @@ use crate::crypto::PublicCert;
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
 use crate::events::{now_secs, Event, EventBus, RequestInfo};
 use crate::handshake::{
-    check_request, AttemptKey, AttemptLimiter, HandshakeError, ReplayCache, Requester, Responder,
+    check_fresh, check_request, AttemptKey, AttemptLimiter, HandshakeError, ReplayCache, Requester,
+    Responder,
 };
 use crate::keys::KeysHandle;
 use crate::net::{self, Conn, NetError};

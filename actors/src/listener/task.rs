@@ -57,7 +57,7 @@ impl Task {
         let me = self.keys.fingerprint().to_string();
         let checked = self
             .keys
-            .run(move |_| Ok(check_request(&decrypted, &me, now_secs())))
+            .run(move |_| Ok(check_request(&decrypted, &me)))
             .await
             .map_err(|e| ListenerError::Internal(e.to_string()))?;
         let (request, peer_cert) = match checked {
@@ -87,6 +87,11 @@ impl Task {
             received: now_secs(),
             key_changed,
         };
+        if let Err(e) = check_fresh(&request, now_secs()) {
+            let step = Handshake::Failed { reason: e.reason() };
+            let _ = net::send_sealed(conn, &self.keys, &peer_cert, &step, deadline).await;
+            return Err(e.into());
+        }
         let arrived = self
             .me
             .send(Arrived {
