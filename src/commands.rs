@@ -375,12 +375,26 @@ fn discussions(ctx: &Ctx) -> Result<()> {
 }
 
 fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
-    let v = ctx.call("history", json!({"discussion": discussion, "limit": limit}))?;
-    ctx.print(&v, |v| {
-        for m in v.as_array().cloned().unwrap_or_default() {
-            println!("{}", format_message(&m, None));
-        }
-    });
+    let mut client = ctx.client()?;
+    let v = client.call("history", json!({"discussion": discussion, "limit": limit}))?;
+    if ctx.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let messages = v.as_array().cloned().unwrap_or_default();
+    // Name the peer: find its discussion among the list.
+    let id = messages.first().map(|m| m["discussion_id"].clone());
+    let peer = match id {
+        Some(id) => client
+            .call("discussions", json!({}))?
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == id).cloned())
+            .and_then(|d| d["peer_name"].as_str().map(str::to_string)),
+        None => None,
+    };
+    for m in messages {
+        println!("{}", format_message(&m, peer.as_deref()));
+    }
     Ok(())
 }
 
