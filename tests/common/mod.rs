@@ -16,12 +16,26 @@ pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
 
-/// A free UDP port for one test's private discovery network.
+/// A UDP port for one test's private discovery network, never handed to another test of this run.
+///
+/// Taken from 20000–31999, below Linux's ephemeral range (32768+), so sockets bound to port 0 never
+/// collide with it either; the process id spreads concurrent test processes over the range.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const BASE: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = BASE + (start.wrapping_add(i)) % SPAN;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.255.255.255", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free UDP port in {BASE}..{}", BASE + SPAN);
 }
 
 pub struct TestNode {
