@@ -227,7 +227,7 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
 
     // Verify bob: both fingerprints shown to compare aloud, then confirmed.
     tmux.keys(&["Down", "Down", "Down", "Down", "Enter"]);
-    tmux.wait_text("Verify ›");
+    tmux.wait_text("? Verify");
     tmux.keys(&["Enter"]);
     let s = tmux.wait_text("read you the same fingerprint?");
     let groups = |f: &str| pgpchat_actors::crypto::fingerprint_groups(f);
