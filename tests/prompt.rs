@@ -15,7 +15,9 @@ impl Tmux {
     fn start(command: &str) -> Self {
         let socket = format!("pgpchat-test-{}-{}", std::process::id(), rand_suffix());
         let ok = Command::new("tmux")
+            // -u: UTF-8 whatever the locale of the machine running the tests.
             .args([
+                "-u",
                 "-L",
                 &socket,
                 "new-session",
