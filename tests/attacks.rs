@@ -260,3 +260,60 @@ async fn oversize_and_garbage_frames_close_only_that_connection() {
     .await;
     wait_sees(b, a).await;
 }
+
+#[actix_rt::test]
+async fn routed_reconnection_attempts_are_bounded() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "pw", "pw").await;
+    let id = opened.expect("open");
+    // The id is visible in any reconnection hello; an observer replays hellos and never proves.
+    let hello = codec::encode(&Frame::Hello {
+        version: PROTOCOL_VERSION,
+        purpose: Purpose::Discussion {
+            discussion_id: id.clone(),
+            nonce: [1; 32],
+        },
+    })
+    .unwrap();
+    let mut framed_hello = (hello.len() as u32).to_be_bytes().to_vec();
+    framed_hello.extend_from_slice(&hello);
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
+            .await
+            .unwrap();
+        s.write_all(&framed_hello).await.unwrap();
+        conns.push(s);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (mut challenged, mut closed) = (0, 0);
+    for s in &mut conns {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            Ok(Ok(_)) => challenged += 1,
+            Err(_) => {}
+        }
+    }
+    assert!(
+        challenged <= 4,
+        "at most 4 routed connections authenticate at once ({challenged})"
+    );
+    assert!(closed >= 6, "the others are dropped ({closed})");
+    a.send(&id, "unharmed").await.unwrap();
+    wait_until(20, "delivery", || {
+        let b = b.node.clone();
+        let id = id.clone();
+        async move {
+            b.history(&id, 10)
+                .await
+                .ok()?
+                .iter()
+                .any(|m| m.body == "unharmed")
+                .then_some(())
+        }
+    })
+    .await;
+}

@@ -75,6 +75,9 @@ pub struct DiscussionSession {
     pumping: bool,
     pump_again: bool,
     next_to_send: u64,
+    /// Connections routed from the main listener still authenticating (at most
+    /// [`MAX_UNAUTHENTICATED`]).
+    routed_in_flight: usize,
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
@@ -136,6 +139,7 @@ impl DiscussionSession {
             pumping: false,
             pump_again: false,
             next_to_send: 0,
+            routed_in_flight: 0,
             keys: p.keys,
             store: p.store,
             events: p.events,

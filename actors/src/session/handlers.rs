@@ -60,6 +60,17 @@ pub struct AuthenticateIncoming {
 impl Handler<AuthenticateIncoming> for DiscussionSession {
     type Result = ();
     fn handle(&mut self, m: AuthenticateIncoming, ctx: &mut Context<Self>) {
+        // The discussion id travels in clear in a hello: anyone who saw one can make us wait here.
+        // Bound it like the discussion listener does.
+        if self.routed_in_flight >= MAX_UNAUTHENTICATED {
+            log::info!(
+                "[{}] {}: too many unauthenticated routed connections; one dropped",
+                self.node,
+                self.id()
+            );
+            return;
+        }
+        self.routed_in_flight += 1;
         let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
         let port = self.listen_port;
         let mut conn = m.conn;
@@ -67,15 +78,18 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
             net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
             Ok::<_, net::NetError>(conn)
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(conn) => {
-                if let Some(link) = &act.conn {
-                    let g = link.generation;
-                    act.disconnect(g, "replaced by a new connection", ctx);
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.routed_in_flight -= 1;
+            match res {
+                Ok(conn) => {
+                    if let Some(link) = &act.conn {
+                        let g = link.generation;
+                        act.disconnect(g, "replaced by a new connection", ctx);
+                    }
+                    act.attach(conn, ctx)
                 }
-                act.attach(conn, ctx)
+                Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
             }
-            Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
         }));
     }
 }
