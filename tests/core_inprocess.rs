@@ -62,8 +62,14 @@ async fn discussion_with_the_right_secret_carries_messages_both_ways() {
             (1..=5).map(|i| format!("{theirs}{i}")).collect::<Vec<_>>()
         );
     }
-    // By name too: "bob" stands for alice's most recent discussion with bob.
+    // By name too: "bob" stands for alice's most recently opened discussion with bob.
     assert_eq!(a.resolve("bob").await.unwrap(), id);
+    let (second, _) = open_discussion(a, b, "another secret", "another secret").await;
+    let second = second.unwrap();
+    assert_ne!(second, id);
+    assert_eq!(a.resolve("bob").await.unwrap(), second);
+    assert_eq!(a.resolve(&id[..8]).await.unwrap(), id, "a unique id prefix");
+    assert!(a.resolve("carol").await.is_err());
 }
 
 #[actix_rt::test]

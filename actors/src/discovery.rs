@@ -365,15 +365,3 @@ impl Handler<GetDiscoveryStats> for Discovery {
         MessageResult(self.stats)
     }
 }
-
-/// Announce now (used when something announced changes, and by tests).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AnnounceNow;
-
-impl Handler<AnnounceNow> for Discovery {
-    type Result = ();
-    fn handle(&mut self, _: AnnounceNow, ctx: &mut Context<Self>) {
-        self.tick(ctx);
-    }
-}

@@ -237,7 +237,7 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
 }
 
 /// Find a discussion: its id, a unique id prefix (4+ characters), or a contact's name or
-/// fingerprint prefix (its most recent discussion).
+/// fingerprint prefix (the most recently opened discussion with that contact).
 #[derive(Message)]
 #[rtype(result = "Result<String, DirectoryError>")]
 pub struct Resolve(pub String);
@@ -246,10 +246,14 @@ impl Handler<Resolve> for DiscussionDirectory {
     type Result = ResponseFuture<Result<String, DirectoryError>>;
 
     fn handle(&mut self, m: Resolve, _: &mut Context<Self>) -> Self::Result {
+        let q = m.0.trim().to_string();
+        // The common case (a front-end sending to an id it has) needs no store at all.
+        if self.sessions.contains_key(&q) {
+            return Box::pin(async move { Ok(q) });
+        }
         let store = self.store.clone();
         Box::pin(async move {
-            let all = store.run(|s| s.discussions()).await?; // most recent first
-            let q = m.0.trim().to_string();
+            let all = store.run(|s| s.discussion_refs()).await?; // newest first
             if let Some(d) = all.iter().find(|d| d.id == q) {
                 return Ok(d.id.clone());
             }
@@ -347,17 +351,5 @@ impl Handler<SessionStopped> for DiscussionDirectory {
     type Result = ();
     fn handle(&mut self, m: SessionStopped, _: &mut Context<Self>) {
         self.sessions.remove(&m.discussion_id);
-    }
-}
-
-/// Ids of the running sessions (tests, status).
-#[derive(Message)]
-#[rtype(result = "Vec<String>")]
-pub struct RunningSessions;
-
-impl Handler<RunningSessions> for DiscussionDirectory {
-    type Result = MessageResult<RunningSessions>;
-    fn handle(&mut self, _: RunningSessions, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.sessions.keys().cloned().collect())
     }
 }

@@ -11,7 +11,7 @@
 //!   intended recipient, size), stored exactly once and in order, then acknowledged.
 //!
 //! Messages: [`SendText`], [`Attach`] (an authenticated connection), [`CloseDiscussion`],
-//! [`SessionStatus`]. Talks to: key manager, store worker, event bus, directory ([`SessionStopped`]).
+//! [`Reconnect`]. Talks to: key manager, store worker, event bus, directory ([`SessionStopped`]).
 //! Incoming frames are handled one at a time (`ctx.wait`): ordering is what makes "exactly once, in
 //! order" simple, and the awaited workers never call back into this actor.
 
@@ -39,7 +39,7 @@ use crate::wire::{ack_data, close_data, ChatPayload, Frame, Purpose, Role};
 
 /// First reconnection delay; it doubles up to `limits.reconnect_max_secs`.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
-/// Unauthenticated connections at once on a discussion listener.
+/// Connections of one discussion still authenticating (both ways in).
 pub const MAX_UNAUTHENTICATED: usize = 4;
 /// Messages the sender pump reads from the store at a time.
 pub const PUMP_BATCH: u64 = 256;
@@ -75,9 +75,9 @@ pub struct DiscussionSession {
     pumping: bool,
     pump_again: bool,
     next_to_send: u64,
-    /// Connections routed from the main listener still authenticating (at most
-    /// [`MAX_UNAUTHENTICATED`]).
-    routed_in_flight: usize,
+    /// Permits for connections still authenticating, whether they came to the discussion listener
+    /// or were routed from the main one: [`MAX_UNAUTHENTICATED`] in all.
+    unauthenticated: Arc<tokio::sync::Semaphore>,
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
@@ -139,7 +139,7 @@ impl DiscussionSession {
             pumping: false,
             pump_again: false,
             next_to_send: 0,
-            routed_in_flight: 0,
+            unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED)),
             keys: p.keys,
             store: p.store,
             events: p.events,
@@ -272,6 +272,5 @@ use chat::Sender;
 pub use chat::{decrypt_chat, encrypt_chat};
 use handlers::Inbound;
 pub use handlers::{
-    Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStatus,
-    SessionStopped, Status,
+    Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped,
 };

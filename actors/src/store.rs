@@ -104,6 +104,14 @@ pub struct DiscussionRecord {
     pub listen_port: u16,
 }
 
+/// A discussion's id and peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscussionRef {
+    pub id: String,
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+}
+
 /// One line of `discussions`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DiscussionSummary {
@@ -443,6 +451,22 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Who each discussion is with, newest first: what resolving a name or prefix needs, without
+    /// the per-message aggregates of [`Self::discussions`].
+    pub fn discussion_refs(&self) -> Result<Vec<DiscussionRef>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, peer_name, peer_fingerprint FROM discussions ORDER BY created DESC, rowid DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DiscussionRef {
+                id: r.get(0)?,
+                peer_name: r.get(1)?,
+                peer_fingerprint: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn discussions(&self) -> Result<Vec<DiscussionSummary>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
@@ -627,19 +651,6 @@ impl Store {
         Ok((Incoming::Stored, seq))
     }
 
-    pub fn last_in_seq(&self, discussion_id: &str) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT last_in_seq FROM discussions WHERE id = ?1",
-            [discussion_id],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Outgoing messages not yet delivered, oldest first.
-    pub fn outbox(&self, discussion_id: &str) -> Result<Vec<MessageRecord>, StoreError> {
-        self.outbox_from(discussion_id, 0, u32::MAX as u64)
-    }
-
     /// Up to `limit` undelivered outgoing messages with `seq >= from`, oldest first.
     pub fn outbox_from(
         &self,
@@ -790,11 +801,11 @@ mod tests {
         assert_eq!(s.queue_outgoing("d", "one", 10).unwrap().seq, 1);
         assert_eq!(s.queue_outgoing("d", "two", 11).unwrap().seq, 2);
         assert!(s.mark_sent("d", 1).unwrap());
-        assert_eq!(s.outbox("d").unwrap().len(), 2);
+        assert_eq!(s.outbox_from("d", 0, 100).unwrap().len(), 2);
         assert_eq!(s.mark_delivered("d", 1).unwrap(), vec![1]);
         assert_eq!(s.mark_delivered("d", 1).unwrap(), Vec::<u64>::new());
         assert!(!s.mark_sent("d", 1).unwrap(), "delivered never goes back");
-        assert_eq!(s.outbox("d").unwrap()[0].body, "two");
+        assert_eq!(s.outbox_from("d", 0, 100).unwrap()[0].body, "two");
 
         assert_eq!(
             s.store_incoming("d", 1, 5, "hi").unwrap(),

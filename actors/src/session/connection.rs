@@ -118,7 +118,7 @@ impl DiscussionSession {
         let me = ctx.address();
         let node = self.node.clone();
         let port = self.listen_port;
-        let busy = Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED));
+        let busy = self.unauthenticated.clone();
         ctx.spawn(
             async move {
                 loop {

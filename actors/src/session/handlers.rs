@@ -61,35 +61,32 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
     type Result = ();
     fn handle(&mut self, m: AuthenticateIncoming, ctx: &mut Context<Self>) {
         // The discussion id travels in clear in a hello: anyone who saw one can make us wait here.
-        // Bound it like the discussion listener does.
-        if self.routed_in_flight >= MAX_UNAUTHENTICATED {
+        // The same permits bound the discussion listener.
+        let Ok(permit) = self.unauthenticated.clone().try_acquire_owned() else {
             log::info!(
-                "[{}] {}: too many unauthenticated routed connections; one dropped",
+                "[{}] {}: too many unauthenticated connections; a routed one dropped",
                 self.node,
                 self.id()
             );
             return;
-        }
-        self.routed_in_flight += 1;
+        };
         let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
         let port = self.listen_port;
         let mut conn = m.conn;
         let fut = async move {
+            let _permit = permit;
             net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
             Ok::<_, net::NetError>(conn)
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            act.routed_in_flight -= 1;
-            match res {
-                Ok(conn) => {
-                    if let Some(link) = &act.conn {
-                        let g = link.generation;
-                        act.disconnect(g, "replaced by a new connection", ctx);
-                    }
-                    act.attach(conn, ctx)
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(conn) => {
+                if let Some(link) = &act.conn {
+                    let g = link.generation;
+                    act.disconnect(g, "replaced by a new connection", ctx);
                 }
-                Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
+                act.attach(conn, ctx)
             }
+            Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
         }));
     }
 }
@@ -187,30 +184,6 @@ impl Handler<Reconnect> for DiscussionSession {
         }
         self.backoff = RECONNECT_MIN;
         self.connect(ctx);
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Status {
-    pub discussion_id: String,
-    pub peer_name: String,
-    pub peer_fingerprint: String,
-    pub connected: bool,
-}
-
-#[derive(Message)]
-#[rtype(result = "Status")]
-pub struct SessionStatus;
-
-impl Handler<SessionStatus> for DiscussionSession {
-    type Result = MessageResult<SessionStatus>;
-    fn handle(&mut self, _: SessionStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(Status {
-            discussion_id: self.id().to_string(),
-            peer_name: self.peer_name.clone(),
-            peer_fingerprint: self.peer_fingerprint.clone(),
-            connected: self.conn.is_some(),
-        })
     }
 }
 
