@@ -193,6 +193,24 @@ impl Handler<ListContacts> for ContactRegistry {
     }
 }
 
+/// Whether `name` is known with a key other than `fingerprint` (a request from a new key that
+/// claims a known name is flagged to the user).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct NameHasOtherKey {
+    pub name: String,
+    pub fingerprint: String,
+}
+
+impl Handler<NameHasOtherKey> for ContactRegistry {
+    type Result = bool;
+    fn handle(&mut self, q: NameHasOtherKey, _: &mut Context<Self>) -> bool {
+        self.contacts
+            .values()
+            .any(|c| c.name == q.name && c.fingerprint != q.fingerprint)
+    }
+}
+
 /// Resolve a name (exact, case-insensitive) or a fingerprint prefix (4+ hex digits).
 #[derive(Message)]
 #[rtype(result = "Result<ContactRecord, ContactError>")]

@@ -23,7 +23,7 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use crate::contacts::{ContactRegistry, ListContacts};
+use crate::contacts::{ContactRegistry, NameHasOtherKey};
 use crate::crypto::PublicCert;
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
 use crate::events::{now_secs, Event, EventBus, RequestInfo};

@@ -75,10 +75,14 @@ impl Task {
                 return Err(e.into());
             }
         };
-        let known = self.contacts.send(ListContacts).await.unwrap_or_default();
-        let key_changed = known
-            .iter()
-            .any(|c| c.name == request.name && c.fingerprint != request.from);
+        let key_changed = self
+            .contacts
+            .send(NameHasOtherKey {
+                name: request.name.clone(),
+                fingerprint: request.from.clone(),
+            })
+            .await
+            .unwrap_or(false);
         let info = RequestInfo {
             id: 0,
             name: net::sanitize(&request.name),
