@@ -322,6 +322,38 @@ fn init_never_overwrites_and_errors_are_one_line() {
 }
 
 #[test]
+fn a_wrong_passphrase_stops_the_core_with_one_line_and_touches_nothing() {
+    let mut p = Person::new("gus", free_udp_port());
+    p.passphrase = Some("right".into());
+    p.init();
+    let before: Vec<_> = std::fs::read_dir(p.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let o = p
+        .cmd()
+        .arg("daemon")
+        .env("PGPCHAT_PASSPHRASE", "wrong")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let after: Vec<_> = std::fs::read_dir(p.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "no store, socket or key file created");
+    // No terminal and no passphrase at all: a clear refusal, not a hang.
+    let o = p.cmd().arg("daemon").stdin(Stdio::null()).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("secret is needed"));
+}
+
+#[test]
 fn bad_configuration_names_the_key() {
     let p = Person::new("dave", free_udp_port());
     std::fs::write(&p.config, "[discovery]\nbroadcst = \"127.255.255.255\"\n").expect("write");

@@ -8,7 +8,7 @@ use pgpchat_actors::crypto::{verify_detached, SecretCert};
 use pgpchat_actors::discussions::Lookup;
 use pgpchat_actors::events::{now_secs, Event};
 use pgpchat_actors::handshake::{random_nonce, Requester};
-use pgpchat_actors::keys::{KeyManager, KeysHandle};
+use pgpchat_actors::keys::KeysHandle;
 use pgpchat_actors::net::{self, Conn, SessionKeys};
 use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::session::{encrypt_chat, Reconnect};
@@ -25,25 +25,10 @@ const T: Duration = Duration::from_secs(10);
 /// The test itself is the requester: a full handshake with `b` (whose user accepts), done with the
 /// library's primitives. Returns the discussion id, our session keys and b's discussion port.
 async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, KeysHandle) {
-    let identity = SecretCert::generate("tester").unwrap();
-    let keys = KeyManager::start(identity.clone(), 1);
+    let peer = RawPeer::new("tester");
     let b_cert = b.keys.public().clone();
-    let mut conn = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
-    net::send(
-        &mut conn,
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            purpose: Purpose::Handshake,
-        },
-        T,
-    )
-    .await
-    .unwrap();
+    let mut conn = peer.dial_handshake(b).await;
+    let RawPeer { identity, keys } = peer;
     let dkey = SecretCert::generate("discussion").unwrap();
     let (state, req) = Requester::start(
         &identity,

@@ -104,6 +104,38 @@ async fn json_rpc_answers_and_bad_requests_get_clear_errors() {
 }
 
 #[actix_rt::test]
+async fn an_oversize_or_empty_message_is_refused_and_nothing_is_stored() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "pw", "pw").await;
+    let id = opened.unwrap();
+    let path = start_ipc(&n[0]);
+    let big = "x".repeat(a.settings.limits.max_message_bytes + 1);
+    let answers = exchange(
+        &path,
+        vec![
+            json!({"jsonrpc":"2.0","id":1,"method":"send","params":{"discussion": id, "text": big}}).to_string(),
+            json!({"jsonrpc":"2.0","id":2,"method":"send","params":{"discussion": id, "text": ""}}).to_string(),
+        ],
+    )
+    .await;
+    for a in &answers {
+        assert_eq!(a["error"]["code"], -32602, "{a}");
+    }
+    assert!(
+        a.history(&id, 10).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    a.send(&id, "fits").await.unwrap();
+    assert_eq!(
+        a.history(&id, 10).await.unwrap()[0].seq,
+        1,
+        "no sequence number was used up"
+    );
+}
+
+#[actix_rt::test]
 async fn an_overlong_line_closes_only_that_client() {
     let n = spawn_nodes(&["alice"]).await;
     let path = start_ipc(&n[0]);

@@ -115,7 +115,7 @@ mod in_process {
     use pgpchat_actors::keys::KeyManager;
     use pgpchat_actors::net;
     use pgpchat_actors::node::NodeHandle;
-    use pgpchat_actors::wire::{AnnounceBody, Frame, Handshake, Purpose, PROTOCOL_VERSION};
+    use pgpchat_actors::wire::{AnnounceBody, Frame, Handshake, PROTOCOL_VERSION};
     use tokio::net::TcpStream;
 
     use crate::common::*;
@@ -168,25 +168,10 @@ mod in_process {
         frame: Option<Frame>,
         time: u64,
     ) -> (Frame, Result<Handshake, net::NetError>, Conn) {
-        let identity = SecretCert::generate("mallory").unwrap();
-        let keys = KeyManager::start(identity.clone(), 1);
+        let peer = RawPeer::new("mallory");
         let b_cert = b.keys.public().clone();
-        let mut conn = net::framed(
-            TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
-                .await
-                .unwrap(),
-            1 << 20,
-        );
-        net::send(
-            &mut conn,
-            Frame::Hello {
-                version: PROTOCOL_VERSION,
-                purpose: Purpose::Handshake,
-            },
-            T,
-        )
-        .await
-        .unwrap();
+        let mut conn = peer.dial_handshake(b).await;
+        let RawPeer { identity, keys } = peer;
         let frame = match frame {
             Some(f) => f,
             None => {

@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pgpchat_actors::crypto::SecretCert;
+use pgpchat_actors::keys::{KeyManager, KeysHandle};
+use pgpchat_actors::net::{self, Conn};
 use pgpchat_actors::node::{start_node, NodeHandle};
 use pgpchat_actors::settings::Settings;
+use pgpchat_actors::wire::{Frame, Purpose, PROTOCOL_VERSION};
 use tempfile::TempDir;
 
 pub fn init_logs() {
@@ -141,4 +144,34 @@ pub async fn open_discussion(
     let accepted = b.accept(req.id, pw_b).await.map_err(|e| e.to_string());
     let opened = opening.await.expect("open task");
     (opened, accepted)
+}
+
+/// A peer written for a test, outside any node: its own identity and key manager.
+pub struct RawPeer {
+    pub identity: SecretCert,
+    pub keys: KeysHandle,
+}
+
+impl RawPeer {
+    pub fn new(name: &str) -> Self {
+        let identity = SecretCert::generate(name).expect("identity");
+        let keys = KeyManager::start(identity.clone(), 1);
+        Self { identity, keys }
+    }
+
+    /// A connection to `node`'s main listener whose hello asks for a handshake.
+    pub async fn dial_handshake(&self, node: &NodeHandle) -> Conn<tokio::net::TcpStream> {
+        let stream = tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, node.tcp_port))
+            .await
+            .expect("connect");
+        let mut conn = net::framed(stream, 1 << 20);
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            purpose: Purpose::Handshake,
+        };
+        net::send(&mut conn, hello, Duration::from_secs(10))
+            .await
+            .expect("hello");
+        conn
+    }
 }
