@@ -87,7 +87,13 @@ pub enum Command {
         limit: u64,
     },
     /// Close a discussion for good (both sides are told; history stays).
-    Close { discussion: String },
+    Close {
+        discussion: String,
+        /// Close now, without waiting for the peer to confirm: keys are destroyed at once,
+        /// undelivered messages stay undelivered, and the peer is told when it is next reachable.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stream the core's events.
     Watch,
     /// Stop the running core (it finishes what it is doing and removes its socket).

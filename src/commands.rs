@@ -156,13 +156,18 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::History { discussion, limit } => history(&ctx, &discussion, limit),
-        Command::Close { discussion } => {
-            let v = ctx.call("close", json!({ "discussion": discussion }))?;
+        Command::Close { discussion, force } => {
+            let v = ctx.call("close", json!({ "discussion": discussion, "force": force }))?;
             ctx.print(&v, |v| {
-                println!(
-                    "discussion {} closed",
-                    v["discussion_id"].as_str().unwrap_or("")
-                )
+                let id = v["discussion_id"].as_str().unwrap_or("");
+                if v["state"] == "closing" {
+                    println!(
+                        "discussion {id} closing: the peer confirms when it is reachable \
+                         (--force closes now)"
+                    )
+                } else {
+                    println!("discussion {id} closed")
+                }
             });
             Ok(())
         }

@@ -406,9 +406,14 @@ fn edit_loop(
                 match text {
                     "" => s.redraw(),
                     "/back" | "/quit" => return Ok(()),
-                    "/help" => s.above("/back: menu   /close: end this discussion for both sides"),
-                    "/close" => {
-                        let v = client.call("close", json!({ "discussion": discussion }))?;
+                    "/help" => s.above(
+                        "/back: menu   /close: end this discussion for both sides   \
+                         /close --force: end it now, keys destroyed, the peer is told when back",
+                    ),
+                    "/close" | "/close --force" => {
+                        let force = text.ends_with("--force");
+                        let v = client
+                            .call("close", json!({ "discussion": discussion, "force": force }))?;
                         s.above(&if v["state"] == "closed" {
                             format!("discussion with {peer} closed")
                         } else {

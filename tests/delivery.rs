@@ -12,9 +12,10 @@ use pgpchat_actors::keys::KeysHandle;
 use pgpchat_actors::net::{self, Conn, SessionKeys};
 use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::session::{encrypt_chat, Reconnect};
-use pgpchat_actors::store::{DeliveryState, Direction};
+use pgpchat_actors::store::{DeliveryState, Direction, DiscussionState};
 use pgpchat_actors::wire::{
-    ack_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role, PROTOCOL_VERSION,
+    ack_data, close_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role,
+    PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 
@@ -320,4 +321,99 @@ async fn a_cut_connection_is_re_established_and_nothing_is_lost() {
         saw.windows(2).any(|w| w == [false, true]),
         "disconnected, then reconnected: {saw:?}"
     );
+}
+
+#[actix_rt::test]
+async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    let state = |b: NodeHandle, id: String| async move {
+        b.discussions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == id)
+            .map(|d| d.state)
+    };
+    let dial = || async {
+        net::framed(
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                .await
+                .unwrap(),
+            1 << 20,
+        )
+    };
+
+    // A close from someone without our discussion key (say a man in the middle): refused, nothing
+    // changes, and the discussion still carries messages.
+    let stranger = SecretCert::generate("stranger").unwrap();
+    let forged = net::CloseNotice {
+        discussion_id: id.clone(),
+        peer: sk.peer.clone(),
+        proof: stranger.sign_detached(&close_data(&id)).unwrap(),
+    };
+    let mut conn = dial().await;
+    assert!(net::tell_closed_as_connector(&mut conn, &keys, &forged, T)
+        .await
+        .is_err());
+    assert_eq!(
+        state(b.node.clone(), id.clone()).await,
+        Some(DiscussionState::Open)
+    );
+    let mut conn = dial().await;
+    net::authenticate_as_connector(&mut conn, &keys, &sk, T)
+        .await
+        .unwrap();
+    net::send(&mut conn, chat(&sk, 1, "still open"), T)
+        .await
+        .unwrap();
+    expect_ack(&mut conn, &sk, 1).await;
+    drop(conn);
+
+    // The genuine close, signed with the discussion key before it was destroyed (what `close
+    // --force` keeps): bob confirms with his own, verified here, and closes.
+    let mut events = b.node.subscribe();
+    let genuine = net::CloseNotice {
+        discussion_id: id.clone(),
+        peer: sk.peer.clone(),
+        proof: keys
+            .sign_with(sk.own.clone(), close_data(&id))
+            .await
+            .unwrap(),
+    };
+    let mut conn = dial().await;
+    net::tell_closed_as_connector(&mut conn, &keys, &genuine, T)
+        .await
+        .expect("bob confirms");
+    let by_peer = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Event::DiscussionClosed {
+                discussion_id,
+                by_peer,
+            }) = events.recv().await
+            {
+                if discussion_id == id {
+                    return by_peer;
+                }
+            }
+        }
+    })
+    .await
+    .expect("closed event");
+    assert!(by_peer);
+    assert_eq!(
+        state(b.node.clone(), id.clone()).await,
+        Some(DiscussionState::Closed)
+    );
+    let own = {
+        let i = id.clone();
+        b.node
+            .store
+            .run(move |s| s.discussion(&i))
+            .await
+            .unwrap()
+            .own_key_sealed
+    };
+    assert!(own.is_empty(), "bob's discussion key is destroyed");
 }

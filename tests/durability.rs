@@ -312,6 +312,82 @@ fn an_offline_receiver_gets_everything_when_it_comes_back_and_close_waits_for_it
     }
 }
 
+fn state_of(p: &Person, id: &str) -> String {
+    p.json(&["discussions"])
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["id"] == id).cloned())
+        .map(|d| d["state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn own_key_destroyed(p: &Person, id: &str) -> bool {
+    let s = Store::open(&p.data_dir().join("store.db")).expect("open store");
+    s.discussion(id)
+        .expect("discussion")
+        .own_key_sealed
+        .is_empty()
+}
+
+fn close_notices(p: &Person) -> usize {
+    let s = Store::open(&p.data_dir().join("store.db")).expect("open store");
+    s.close_notices().expect("close notices").len()
+}
+
+#[test]
+fn a_forced_close_destroys_keys_at_once_and_the_peer_learns_it_when_back() {
+    let (mut a, mut b, first) = pair();
+    a.ok(&["send", &first, "before the end"]);
+    wait_for(30, "delivered", || {
+        history(&a, &first)
+            .iter()
+            .all(|m| m["state"] == "delivered")
+    });
+
+    // The requester closes while the receiver is away: closed now, key gone now.
+    b.kill();
+    let c = a.json(&["close", "--force", &first]);
+    assert_eq!(c["state"], "closed");
+    assert_eq!(state_of(&a, &first), "closed");
+    assert!(
+        own_key_destroyed(&a, &first),
+        "alice's key destroyed at once"
+    );
+    assert!(!a.run(&["send", &first, "too late"]).status.success());
+    assert_eq!(close_notices(&a), 1, "alice still has to tell bob");
+    b.start();
+    wait_for(60, "bob learns the discussion is closed", || {
+        state_of(&b, &first) == "closed"
+    });
+    wait_for(30, "alice knows bob was told", || close_notices(&a) == 0);
+    assert_eq!(bodies(&history(&b, &first), "in"), ["before the end"]);
+
+    // The receiver closes while the requester is away, and restarts before it is back: the notice
+    // survives the restart, and the requester, whose dial to the old discussion port fails, gets
+    // it through bob's main listener.
+    let second = a.open_with(&b, "pw2");
+    a.kill();
+    let c = b.json(&["close", "--force", &second]);
+    assert_eq!(c["state"], "closed");
+    assert!(own_key_destroyed(&b, &second));
+    b.kill();
+    b.start();
+    a.start();
+    wait_for(60, "alice learns the discussion is closed", || {
+        state_of(&a, &second) == "closed"
+    });
+    wait_for(30, "bob knows alice was told", || close_notices(&b) == 0);
+    a.kill();
+    b.kill();
+    for (p, id) in [(&a, &first), (&b, &first), (&a, &second), (&b, &second)] {
+        assert!(
+            own_key_destroyed(p, id),
+            "every discussion key is destroyed"
+        );
+    }
+    assert_integrity(a.data_dir());
+    assert_integrity(b.data_dir());
+}
+
 #[test]
 fn a_peer_whose_discussion_port_was_taken_is_found_through_its_main_listener() {
     let (mut a, mut b, id) = pair();

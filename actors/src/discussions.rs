@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use thiserror::Error;
@@ -23,6 +24,9 @@ use crate::session::{AuthenticateIncoming, DiscussionSession, SessionParams, Ses
 use crate::settings::Settings;
 use crate::store::{DiscussionRecord, DiscussionState, StoreError, StoreHandle};
 use crate::wire::{Nonce, Role};
+
+mod notices;
+pub use notices::Tombstone;
 
 #[derive(Debug, Error)]
 pub enum DirectoryError {
@@ -48,6 +52,10 @@ pub struct DiscussionDirectory {
     events: EventBus,
     contacts: Addr<ContactRegistry>,
     sessions: HashMap<String, Addr<DiscussionSession>>,
+    /// Discussions closed without the peer, until it confirms ([`notices`]).
+    tombstones: HashMap<String, Tombstone>,
+    /// Bounds the connections being told a discussion is closed (the id in a hello is visible).
+    tombstone_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl DiscussionDirectory {
@@ -66,6 +74,10 @@ impl DiscussionDirectory {
             store,
             events,
             sessions: HashMap::new(),
+            tombstones: HashMap::new(),
+            tombstone_permits: Arc::new(tokio::sync::Semaphore::new(
+                crate::session::MAX_UNAUTHENTICATED,
+            )),
         }
     }
 
@@ -82,19 +94,7 @@ impl DiscussionDirectory {
         } else {
             Role::Receiver
         };
-        let peer_endpoint = match role {
-            Role::Requester => format!("{}:{}", record.peer_address, record.peer_port)
-                .parse::<SocketAddr>()
-                .ok()
-                .or_else(|| {
-                    record
-                        .peer_address
-                        .parse::<std::net::IpAddr>()
-                        .ok()
-                        .map(|ip| SocketAddr::new(ip, record.peer_port))
-                }),
-            Role::Receiver => None,
-        };
+        let peer_endpoint = peer_endpoint(record);
         let session = DiscussionSession::new(SessionParams {
             settings: self.settings.clone(),
             discussion_id: record.id.clone(),
@@ -115,6 +115,23 @@ impl DiscussionDirectory {
         .start();
         self.sessions.insert(record.id.clone(), session);
     }
+}
+
+/// Requester: where the receiver's discussion listener was last known to be.
+fn peer_endpoint(record: &DiscussionRecord) -> Option<SocketAddr> {
+    if record.role != Role::Requester.as_str() {
+        return None;
+    }
+    format!("{}:{}", record.peer_address, record.peer_port)
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            record
+                .peer_address
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, record.peer_port))
+        })
 }
 
 /// Bind a discussion listener, on `port` if it is free, else on any port.
@@ -177,10 +194,20 @@ impl Actor for DiscussionDirectory {
                 };
                 resumed.push((record, own, peer, listener));
             }
-            Ok::<_, DirectoryError>(resumed)
+            let mut tombstones = Vec::new();
+            for (record, proof) in store.run(|s| s.close_notices()).await? {
+                match keys.parse_cert(record.peer_key.clone()).await {
+                    Ok(peer) => tombstones.push(Tombstone::from_record(&record, peer, proof)),
+                    Err(e) => log::error!("[{node}] discussion {}: bad peer key: {e}", record.id),
+                }
+            }
+            Ok::<_, DirectoryError>((resumed, tombstones))
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(resumed) => {
+            Ok((resumed, tombstones)) => {
+                for t in tombstones {
+                    act.keep_tombstone(t, ctx);
+                }
                 for (record, own, peer, listener) in resumed {
                     log::info!(
                         "[{}] resuming discussion {} with {}",
@@ -336,20 +363,26 @@ pub struct RouteConnection {
 
 impl Handler<RouteConnection> for DiscussionDirectory {
     type Result = ();
-    fn handle(&mut self, m: RouteConnection, _: &mut Context<Self>) {
-        match self.sessions.get(&m.discussion_id) {
-            Some(s) => s.do_send(AuthenticateIncoming {
+    fn handle(&mut self, m: RouteConnection, ctx: &mut Context<Self>) {
+        if let Some(s) = self.sessions.get(&m.discussion_id) {
+            s.do_send(AuthenticateIncoming {
                 conn: m.conn,
                 nonce: m.nonce,
-            }),
-            None => log::info!("[{}] connection for unknown discussion dropped", self.node),
+            });
+        } else if let Some(t) = self.tombstones.get(&m.discussion_id) {
+            self.tell_incoming(t, m.conn, ctx);
+        } else {
+            log::info!("[{}] connection for unknown discussion dropped", self.node);
         }
     }
 }
 
 impl Handler<SessionStopped> for DiscussionDirectory {
     type Result = ();
-    fn handle(&mut self, m: SessionStopped, _: &mut Context<Self>) {
+    fn handle(&mut self, m: SessionStopped, ctx: &mut Context<Self>) {
         self.sessions.remove(&m.discussion_id);
+        if let Some(t) = m.notice {
+            self.keep_tombstone(t, ctx);
+        }
     }
 }

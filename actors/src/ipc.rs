@@ -333,6 +333,16 @@ fn to_value<T: serde::Serialize>(v: T) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// An optional boolean parameter.
+fn bool_param(p: &Value, name: &str, default: bool) -> Result<bool, ApiError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| ApiError::Invalid(format!("parameter '{name}' must be a boolean"))),
+    }
+}
+
 /// Run one method. Every method of `docs/ipc.md` is here.
 pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<Value, ApiError> {
     let p = &params;
@@ -340,12 +350,7 @@ pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<
         "whoami" => to_value(node.whoami()),
         "contacts" => to_value(node.contacts().await?),
         "verify" => {
-            let verified = match p.get("verified") {
-                None => true,
-                Some(v) => v.as_bool().ok_or_else(|| {
-                    ApiError::Invalid("parameter 'verified' must be a boolean".into())
-                })?,
-            };
+            let verified = bool_param(p, "verified", true)?;
             to_value(
                 node.set_verified(str_param(p, "contact")?, verified)
                     .await?,
@@ -385,7 +390,8 @@ pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<
             Ok(json!({ "discussion_id": id }))
         }
         "close" => {
-            let (id, state) = node.close(str_param(p, "discussion")?).await?;
+            let force = bool_param(p, "force", false)?;
+            let (id, state) = node.close(str_param(p, "discussion")?, force).await?;
             Ok(json!({ "discussion_id": id, "state": state }))
         }
         "shutdown" => {

@@ -14,7 +14,9 @@ use crate::codec::{self, CodecError, FrameCodec};
 use crate::crypto::{CryptoError, Decrypted, PublicCert, SecretCert};
 use crate::handshake::random_nonce;
 use crate::keys::KeysHandle;
-use crate::wire::{session_auth_data, Frame, Handshake, Nonce, Purpose, Role, PROTOCOL_VERSION};
+use crate::wire::{
+    close_data, session_auth_data, Frame, Handshake, Nonce, Purpose, Role, PROTOCOL_VERSION,
+};
 
 /// A framed connection over any byte stream (TCP in the node, in-memory pipes in tests).
 pub type Conn<S> = Framed<S, FrameCodec<Frame, Frame>>;
@@ -37,6 +39,10 @@ pub enum NetError {
     Unexpected(String),
     #[error("peer says: {0}")]
     Peer(String),
+    /// The peer answered a discussion connection with a `Close` (it closed the discussion while
+    /// we could not be told). Not yet verified: see [`confirm_close`].
+    #[error("the peer closed the discussion")]
+    PeerClosedDiscussion(Vec<u8>),
     #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
     Version(u16),
     #[error("discussion authentication failed: {0}")]
@@ -178,6 +184,7 @@ pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
             port,
             signature,
         } => (nonce, port, signature),
+        Frame::Close { signature } => return Err(NetError::PeerClosedDiscussion(signature)),
         other => return Err(NetError::Unexpected(frame_name(&other).into())),
     };
     let data = session_auth_data(
@@ -203,6 +210,114 @@ pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     )
     .await?;
     Ok(port)
+}
+
+/// The peer sent `Close` instead of authenticating ([`NetError::PeerClosedDiscussion`]): check it
+/// with the peer's discussion key, then confirm with our own `Close`. `Ok` means the discussion is
+/// closed on both sides and ours must now be closed too.
+pub async fn confirm_close<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    sk: &SessionKeys,
+    signature: Vec<u8>,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    keys.verify_detached(sk.peer.clone(), close_data(&sk.discussion_id), signature)
+        .await
+        .map_err(|e| NetError::Auth(e.to_string()))?;
+    let signature = keys
+        .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+        .await?;
+    // Best effort: the peer asks again on its next connection if this one is lost.
+    let _ = send(conn, Frame::Close { signature }, deadline).await;
+    Ok(())
+}
+
+/// A discussion we closed without the peer: our key is gone and `proof` is the `Close` we signed
+/// with it first. What a closed discussion still needs to tell the peer, for one connection.
+pub struct CloseNotice {
+    pub discussion_id: String,
+    pub peer: PublicCert,
+    pub proof: Vec<u8>,
+}
+
+/// Connecting side of a [`CloseNotice`]: the hello, then our `Close` where our proof would go; the
+/// peer's `Close` (checked with its discussion key) confirms.
+pub async fn tell_closed_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    notice: &CloseNotice,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    send(
+        conn,
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            purpose: Purpose::Discussion {
+                discussion_id: notice.discussion_id.clone(),
+                nonce: random_nonce(),
+            },
+        },
+        deadline,
+    )
+    .await?;
+    let peer_closed = match recv(conn, deadline).await? {
+        Frame::SessionAuth { .. } => None,
+        Frame::Close { signature } => Some(signature),
+        other => return Err(NetError::Unexpected(frame_name(&other).into())),
+    };
+    if let Some(signature) = peer_closed {
+        // Both closed without the other: its proof is the confirmation.
+        check_close(keys, notice, signature).await?;
+        let _ = send(conn, close_frame(notice), deadline).await;
+        return Ok(());
+    }
+    send(conn, close_frame(notice), deadline).await?;
+    expect_close(conn, keys, notice, deadline).await
+}
+
+/// Listening side of a [`CloseNotice`], after the hello: our `Close` where our proof would go,
+/// then the peer's confirmation.
+pub async fn tell_closed_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    notice: &CloseNotice,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    send(conn, close_frame(notice), deadline).await?;
+    expect_close(conn, keys, notice, deadline).await
+}
+
+fn close_frame(notice: &CloseNotice) -> Frame {
+    Frame::Close {
+        signature: notice.proof.clone(),
+    }
+}
+
+async fn expect_close<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &KeysHandle,
+    notice: &CloseNotice,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    match recv(conn, deadline).await? {
+        Frame::Close { signature } => check_close(keys, notice, signature).await,
+        other => Err(NetError::Unexpected(frame_name(&other).into())),
+    }
+}
+
+async fn check_close(
+    keys: &KeysHandle,
+    notice: &CloseNotice,
+    signature: Vec<u8>,
+) -> Result<(), NetError> {
+    keys.verify_detached(
+        notice.peer.clone(),
+        close_data(&notice.discussion_id),
+        signature,
+    )
+    .await
+    .map_err(|e| NetError::Auth(e.to_string()))
 }
 
 /// Listening side, after the hello (which carried the connector's nonce): prove ourselves with a
@@ -236,6 +351,7 @@ pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
     .await?;
     let signature = match recv(conn, deadline).await? {
         Frame::SessionAuth { signature, .. } => signature,
+        Frame::Close { signature } => return Err(NetError::PeerClosedDiscussion(signature)),
         other => return Err(NetError::Unexpected(frame_name(&other).into())),
     };
     let data = session_auth_data(

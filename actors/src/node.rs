@@ -407,15 +407,23 @@ impl NodeHandle {
         Ok(id)
     }
 
-    /// Close a discussion. Answers `closing` (the peer confirms later) or `closed`.
-    pub async fn close(&self, discussion: &str) -> Result<(String, DiscussionState), ApiError> {
+    /// Close a discussion. Answers `closing` (the peer confirms later) or `closed`. With `force`,
+    /// closes at once (keys destroyed now) and the peer is told when it is next reachable.
+    pub async fn close(
+        &self,
+        discussion: &str,
+        force: bool,
+    ) -> Result<(String, DiscussionState), ApiError> {
         let id = self.resolve(discussion).await?;
         let session = self
             .directory
             .send(Lookup(id.clone()))
             .await
             .map_err(mailbox)??;
-        let state = session.send(CloseDiscussion).await.map_err(mailbox)??;
+        let state = session
+            .send(CloseDiscussion { force })
+            .await
+            .map_err(mailbox)??;
         Ok((id, state))
     }
 

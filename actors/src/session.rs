@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use crate::codec::{self, CodecError};
 use crate::contacts::{ContactRegistry, FindContact};
 use crate::crypto::{PublicCert, SecretCert};
+use crate::discussions::Tombstone;
 use crate::events::{now_secs, Event, EventBus};
 use crate::keys::KeysHandle;
 use crate::net::{self, Conn, SessionKeys};
@@ -52,6 +53,8 @@ pub enum SessionError {
     TooLarge(usize, usize),
     #[error("the discussion is closed")]
     Closed,
+    #[error("cannot sign with the discussion key: {0}")]
+    Key(#[from] crate::crypto::CryptoError),
 }
 
 pub struct DiscussionSession {
@@ -87,6 +90,9 @@ pub struct DiscussionSession {
     backoff: Duration,
     connecting: bool,
     finished: bool,
+    /// Closed without the peer ([`CloseDiscussion`] `force`): the `Close` signed before our key was
+    /// destroyed, handed to the directory when the session stops so the peer is told later.
+    close_proof: Option<Vec<u8>>,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -149,6 +155,7 @@ impl DiscussionSession {
             backoff: RECONNECT_MIN,
             connecting: false,
             finished: false,
+            close_proof: None,
         }
     }
 
@@ -257,8 +264,19 @@ impl Actor for DiscussionSession {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        let notice = self.close_proof.take().map(|proof| Tombstone {
+            notice: Arc::new(net::CloseNotice {
+                discussion_id: self.id().to_string(),
+                peer: self.sk.peer.clone(),
+                proof,
+            }),
+            role: self.sk.role,
+            peer_fingerprint: self.peer_fingerprint.clone(),
+            endpoint: self.peer_endpoint,
+        });
         self.directory.do_send(SessionStopped {
             discussion_id: self.id().to_string(),
+            notice,
         });
     }
 }

@@ -221,6 +221,10 @@ CREATE TABLE IF NOT EXISTS messages (
     unread INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (discussion_id, direction, seq)
 );
+CREATE TABLE IF NOT EXISTS close_notices (
+    discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
+    proof BLOB NOT NULL
+);
 ";
 
 pub struct Store {
@@ -504,6 +508,44 @@ impl Store {
             "UPDATE discussions SET own_key_sealed = x'' WHERE id = ?1",
             [id],
         )?;
+        Ok(())
+    }
+
+    /// Close at once without the peer: state `closed`, our discussion key destroyed, and the
+    /// `Close` signed with it before it went (`proof`) kept to tell the peer when it is back.
+    pub fn force_close(&mut self, id: &str, proof: &[u8]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE discussions SET state = 'closed', own_key_sealed = x'' WHERE id = ?1",
+            [id],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO close_notices (discussion_id, proof) VALUES (?1, ?2)",
+            params![id, proof],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Discussions closed without the peer that the peer has not confirmed yet, with their proofs.
+    pub fn close_notices(&self) -> Result<Vec<(DiscussionRecord, Vec<u8>)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT discussion_id, proof FROM close_notices ORDER BY rowid")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, proof)| Ok((self.discussion(&id)?, proof)))
+            .collect()
+    }
+
+    /// The peer confirmed a forced close: nothing is left to tell it.
+    pub fn close_notice_delivered(&self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM close_notices WHERE discussion_id = ?1", [id])?;
         Ok(())
     }
 
@@ -836,6 +878,32 @@ mod tests {
             Err(StoreError::Closed(_))
         ));
         assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_forced_close_keeps_its_notice_across_a_reopen_until_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        {
+            let mut s = Store::open(&p).unwrap();
+            s.insert_discussion(&discussion("d")).unwrap();
+            s.insert_discussion(&discussion("e")).unwrap();
+            s.force_close("d", b"signed close").unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        let d = s.discussion("d").unwrap();
+        assert_eq!(d.state, DiscussionState::Closed);
+        assert!(d.own_key_sealed.is_empty(), "key destroyed with the close");
+        assert_eq!(s.discussion("e").unwrap().own_key_sealed, vec![1]);
+        assert_eq!(s.open_discussion_ids().unwrap(), vec!["e".to_string()]);
+        let notices = s.close_notices().unwrap();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(
+            (notices[0].0.id.as_str(), notices[0].1.as_slice()),
+            ("d", &b"signed close"[..])
+        );
+        s.close_notice_delivered("d").unwrap();
+        assert!(s.close_notices().unwrap().is_empty());
     }
 
     #[test]

@@ -2,6 +2,42 @@
 //! listener (receiver), attaching an authenticated connection, and losing it.
 
 use super::*;
+use handlers::PeerClosed;
+
+/// How dialing the peer ended.
+enum Dialed {
+    /// Authenticated: the connection, the peer's address and its current discussion port.
+    Open(Box<Conn<TcpStream>>, std::net::IpAddr, u16),
+    /// The peer had closed the discussion; its `Close` was verified and confirmed.
+    PeerClosed,
+}
+
+/// How the listening side of a discussion connection ended.
+pub(super) enum Accepted {
+    Open,
+    /// The peer had closed the discussion; its `Close` was verified and confirmed.
+    PeerClosed,
+}
+
+/// Listening side, after the hello: authenticate, or confirm the peer's `Close` if that is what it
+/// sent instead of its proof.
+pub(super) async fn accept(
+    conn: &mut Conn<TcpStream>,
+    keys: &KeysHandle,
+    sk: &SessionKeys,
+    nonce: crate::wire::Nonce,
+    port: u16,
+    deadline: Duration,
+) -> Result<Accepted, net::NetError> {
+    match net::authenticate_as_listener(conn, keys, sk, nonce, port, deadline).await {
+        Ok(()) => Ok(Accepted::Open),
+        Err(net::NetError::PeerClosedDiscussion(signature)) => {
+            net::confirm_close(conn, keys, sk, signature, deadline).await?;
+            Ok(Accepted::PeerClosed)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 impl DiscussionSession {
     /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
@@ -29,9 +65,14 @@ impl DiscussionSession {
                         .map_err(|_| net::NetError::Timeout)?
                         .map_err(|e| net::NetError::Peer(format!("{to}: {e}")))?;
                     let mut conn = net::framed(stream, max);
-                    let port =
-                        net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await?;
-                    Ok::<_, net::NetError>((conn, to.ip(), port))
+                    match net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await {
+                        Ok(port) => Ok(Dialed::Open(Box::new(conn), to.ip(), port)),
+                        Err(net::NetError::PeerClosedDiscussion(signature)) => {
+                            net::confirm_close(&mut conn, &keys, &sk, signature, deadline).await?;
+                            Ok(Dialed::PeerClosed)
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             };
             let first = match dial(endpoint).await {
@@ -56,10 +97,11 @@ impl DiscussionSession {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.connecting = false;
             match res {
-                Ok((conn, ip, port)) => {
+                Ok(Dialed::Open(conn, ip, port)) => {
                     act.learn_endpoint(ip, port, ctx);
-                    act.attach(conn, ctx)
+                    act.attach(*conn, ctx)
                 }
+                Ok(Dialed::PeerClosed) => act.peer_closed(ctx),
                 Err(e) => {
                     log::debug!("[{}] {}: reconnect: {e}", act.node, act.id());
                     act.schedule_reconnect(ctx);
@@ -146,10 +188,7 @@ impl DiscussionSession {
                                     discussion_id,
                                     nonce,
                                 } if discussion_id == sk.discussion_id => {
-                                    net::authenticate_as_listener(
-                                        &mut conn, &keys, &sk, nonce, port, deadline,
-                                    )
-                                    .await
+                                    accept(&mut conn, &keys, &sk, nonce, port, deadline).await
                                 }
                                 _ => Err(net::NetError::Unexpected(
                                     "hello for another purpose".into(),
@@ -158,7 +197,8 @@ impl DiscussionSession {
                         }
                         .await;
                         match res {
-                            Ok(()) => me.do_send(Attach(conn)),
+                            Ok(Accepted::Open) => me.do_send(Attach(conn)),
+                            Ok(Accepted::PeerClosed) => me.do_send(PeerClosed),
                             Err(e) => log::info!(
                                 "[{node}] discussion connection from {from} refused: {e}"
                             ),

@@ -75,11 +75,13 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
         let mut conn = m.conn;
         let fut = async move {
             let _permit = permit;
-            net::authenticate_as_listener(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
-            Ok::<_, net::NetError>(conn)
+            let accepted =
+                super::connection::accept(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
+            Ok::<_, net::NetError>((accepted, conn))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(conn) => {
+            Ok((super::connection::Accepted::PeerClosed, _)) => act.peer_closed(ctx),
+            Ok((super::connection::Accepted::Open, conn)) => {
                 if let Some(link) = &act.conn {
                     let g = link.generation;
                     act.disconnect(g, "replaced by a new connection", ctx);
@@ -134,16 +136,26 @@ impl Handler<SendText> for DiscussionSession {
 
 /// Close the discussion for good: tell the peer (now or when it is back), then destroy our key;
 /// history stays. Answers the state: `closing` until the peer confirms.
+///
+/// With `force`, close at once without waiting for the peer: a `Close` is signed with the
+/// discussion key, then the key is destroyed and the state is `closed`; the directory keeps the
+/// signed `Close` and hands it to the peer when it is next reachable (undelivered messages stay
+/// undelivered).
 #[derive(Message)]
 #[rtype(result = "Result<DiscussionState, SessionError>")]
-pub struct CloseDiscussion;
+pub struct CloseDiscussion {
+    pub force: bool,
+}
 
 impl Handler<CloseDiscussion> for DiscussionSession {
     type Result = AtomicResponse<Self, Result<DiscussionState, SessionError>>;
 
     /// Refuse new messages at once (state `closing`, persisted); the peer is told now if connected,
     /// else on the next connection, after the outbox. Keys go when the peer confirms.
-    fn handle(&mut self, _: CloseDiscussion, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: CloseDiscussion, _: &mut Context<Self>) -> Self::Result {
+        if m.force && !self.finished {
+            return self.force_close();
+        }
         if self.finished || self.closing {
             let state = if self.finished {
                 DiscussionState::Closed
@@ -170,6 +182,52 @@ impl Handler<CloseDiscussion> for DiscussionSession {
     }
 }
 
+impl DiscussionSession {
+    fn force_close(&mut self) -> AtomicResponse<Self, Result<DiscussionState, SessionError>> {
+        let (keys, sk, store) = (self.keys.clone(), self.sk.clone(), self.store.clone());
+        AtomicResponse::new(Box::pin(
+            async move {
+                let proof = keys
+                    .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+                    .await?;
+                let (i, p) = (sk.discussion_id.clone(), proof.clone());
+                store.run(move |s| s.force_close(&i, &p)).await?;
+                Ok::<_, SessionError>(proof)
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                let proof = res?;
+                act.finished = true;
+                act.close_proof = Some(proof);
+                log::info!(
+                    "[{}] discussion {} closed without the peer; it is told when reachable",
+                    act.node,
+                    act.id()
+                );
+                act.events.emit(Event::DiscussionClosed {
+                    discussion_id: act.id().to_string(),
+                    by_peer: false,
+                });
+                ctx.stop();
+                Ok(DiscussionState::Closed)
+            }),
+        ))
+    }
+}
+
+/// The peer closed the discussion while we could not be told, and a connection brought its
+/// verified `Close` (already confirmed on that connection): close ours.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct PeerClosed;
+
+impl Handler<PeerClosed> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, _: PeerClosed, ctx: &mut Context<Self>) {
+        self.peer_closed(ctx);
+    }
+}
+
 /// Drop the current connection; the requester dials again at once (after a network change, and
 /// in tests).
 #[derive(Message)]
@@ -192,4 +250,6 @@ impl Handler<Reconnect> for DiscussionSession {
 #[rtype(result = "()")]
 pub struct SessionStopped {
     pub discussion_id: String,
+    /// The session was closed without the peer, which must still be told.
+    pub notice: Option<Tombstone>,
 }

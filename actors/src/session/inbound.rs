@@ -167,12 +167,25 @@ impl DiscussionSession {
         }
     }
 
+    /// A connection brought the peer's verified `Close` (already confirmed on it): the peer closed
+    /// while we were away, or it answers our own close.
+    pub(super) fn peer_closed(&mut self, ctx: &mut Context<Self>) {
+        let by_peer = !self.closing;
+        self.finish(by_peer, ctx);
+    }
+
     /// Mark closed, destroy our discussion key, stop.
     pub(super) fn finish(&mut self, by_peer: bool, ctx: &mut Context<Self>) {
         if self.finished {
             return;
         }
         self.finished = true;
+        log::info!(
+            "[{}] discussion {} closed{}",
+            self.node,
+            self.id(),
+            if by_peer { " by the peer" } else { "" }
+        );
         let id = self.id().to_string();
         let store = self.store.clone();
         let events = self.events.clone();

@@ -1,0 +1,197 @@
+//! Telling a peer about a discussion we closed without it (`close` with `force`).
+//!
+//! The session signed a `Close` with the discussion key, destroyed the key and stopped; the
+//! directory keeps the signed `Close` (also in the store, table `close_notices`) as a
+//! [`Tombstone`] until the peer confirms with its own `Close`:
+//! - requester side: we dial the peer (its discussion listener, then its main listener) with
+//!   backoff, as the session did, and hand it the `Close` where our proof would go;
+//! - receiver side: our discussion listener is gone, so the peer's reconnection comes through the
+//!   main listener ([`super::RouteConnection`]) and gets the `Close` where our proof would go.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::net::TcpStream;
+
+use super::DiscussionDirectory;
+use crate::contacts::{ContactRegistry, FindContact};
+use crate::keys::KeysHandle;
+use crate::net::{self, CloseNotice, Conn};
+use crate::session::RECONNECT_MIN;
+use crate::store::DiscussionRecord;
+use crate::wire::Role;
+
+/// A discussion closed without the peer, until the peer confirms.
+#[derive(Clone)]
+pub struct Tombstone {
+    pub notice: Arc<CloseNotice>,
+    pub role: Role,
+    pub peer_fingerprint: String,
+    /// Requester: the peer's discussion listener as last known.
+    pub endpoint: Option<SocketAddr>,
+}
+
+impl Tombstone {
+    pub(super) fn from_record(
+        record: &DiscussionRecord,
+        peer: crate::crypto::PublicCert,
+        proof: Vec<u8>,
+    ) -> Self {
+        let role = if record.role == Role::Requester.as_str() {
+            Role::Requester
+        } else {
+            Role::Receiver
+        };
+        Self {
+            notice: Arc::new(CloseNotice {
+                discussion_id: record.id.clone(),
+                peer,
+                proof,
+            }),
+            role,
+            peer_fingerprint: record.peer_fingerprint.clone(),
+            endpoint: super::peer_endpoint(record),
+        }
+    }
+}
+
+/// The peer confirmed: forget the tombstone (store and memory).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct NoticeDelivered(pub String);
+
+impl Handler<NoticeDelivered> for DiscussionDirectory {
+    type Result = ();
+    fn handle(&mut self, m: NoticeDelivered, ctx: &mut Context<Self>) {
+        if self.tombstones.remove(&m.0).is_none() {
+            return;
+        }
+        log::info!(
+            "[{}] the peer of discussion {} knows it is closed",
+            self.node,
+            m.0
+        );
+        let store = self.store.clone();
+        let node = self.node.clone();
+        ctx.spawn(
+            async move {
+                let id = m.0;
+                if let Err(e) = store.run(move |s| s.close_notice_delivered(&id)).await {
+                    log::error!("[{node}] forgetting a close notice: {e}");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl DiscussionDirectory {
+    /// Keep a tombstone; a requester's starts dialing the peer.
+    pub(super) fn keep_tombstone(&mut self, t: Tombstone, ctx: &mut Context<Self>) {
+        let id = t.notice.discussion_id.clone();
+        if t.role == Role::Requester {
+            let dial = tell_by_dialing(
+                self.node.clone(),
+                t.clone(),
+                self.keys.clone(),
+                self.contacts.clone(),
+                self.settings.handshake_timeout(),
+                self.settings.limits.max_frame_bytes,
+                Duration::from_secs(self.settings.limits.reconnect_max_secs),
+            );
+            let id = id.clone();
+            // Runs until the peer confirms or the directory stops.
+            ctx.spawn(
+                dial.into_actor(self)
+                    .map(move |(), _, ctx| ctx.notify(NoticeDelivered(id))),
+            );
+        }
+        self.tombstones.insert(id, t);
+    }
+
+    /// A connection for a tombstone came to the main listener: give it the `Close`.
+    pub(super) fn tell_incoming(
+        &self,
+        t: &Tombstone,
+        mut conn: Conn<TcpStream>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Ok(permit) = self.tombstone_permits.clone().try_acquire_owned() else {
+            log::info!(
+                "[{}] too many connections for closed discussions; one dropped",
+                self.node
+            );
+            return;
+        };
+        let (keys, notice, deadline) = (
+            self.keys.clone(),
+            t.notice.clone(),
+            self.settings.handshake_timeout(),
+        );
+        let node = self.node.clone();
+        let id = notice.discussion_id.clone();
+        ctx.spawn(
+            async move {
+                let _permit = permit;
+                net::tell_closed_as_listener(&mut conn, &keys, &notice, deadline).await
+            }
+            .into_actor(self)
+            .map(move |res, _, ctx| match res {
+                Ok(()) => ctx.notify(NoticeDelivered(id)),
+                Err(e) => log::info!("[{node}] telling the peer of {id} it is closed: {e}"),
+            }),
+        );
+    }
+}
+
+/// Requester side: dial the peer with backoff until it has confirmed the `Close`.
+async fn tell_by_dialing(
+    node: String,
+    t: Tombstone,
+    keys: KeysHandle,
+    contacts: Addr<ContactRegistry>,
+    deadline: Duration,
+    max_frame: usize,
+    max_backoff: Duration,
+) {
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        let mut targets: Vec<SocketAddr> = t.endpoint.into_iter().collect();
+        if let Ok(Ok(c)) = contacts.send(FindContact(t.peer_fingerprint.clone())).await {
+            if let Ok(ip) = c.address.parse() {
+                let main = SocketAddr::new(ip, c.tcp_port);
+                if !targets.contains(&main) {
+                    targets.push(main);
+                }
+            }
+        }
+        for to in targets {
+            match tell_at(to, &t.notice, &keys, deadline, max_frame).await {
+                Ok(()) => return,
+                Err(e) => log::debug!(
+                    "[{node}] telling {to} that {} is closed: {e}",
+                    t.notice.discussion_id
+                ),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+async fn tell_at(
+    to: SocketAddr,
+    notice: &CloseNotice,
+    keys: &KeysHandle,
+    deadline: Duration,
+    max_frame: usize,
+) -> Result<(), net::NetError> {
+    let stream = tokio::time::timeout(deadline, TcpStream::connect(to))
+        .await
+        .map_err(|_| net::NetError::Timeout)?
+        .map_err(|e| net::NetError::Peer(format!("{to}: {e}")))?;
+    let mut conn = net::framed(stream, max_frame);
+    net::tell_closed_as_connector(&mut conn, keys, notice, deadline).await
+}
