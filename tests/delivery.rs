@@ -417,3 +417,56 @@ async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
     };
     assert!(own.is_empty(), "bob's discussion key is destroyed");
 }
+
+#[actix_rt::test]
+async fn a_lost_close_confirmation_is_given_again_on_the_next_connection() {
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    let mut events = b.node.subscribe();
+    let mut conn = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    net::authenticate_as_connector(&mut conn, &keys, &sk, T)
+        .await
+        .unwrap();
+    let close = keys
+        .sign_with(sk.own.clone(), close_data(&id))
+        .await
+        .unwrap();
+    net::send(&mut conn, Frame::Close { signature: close }, T)
+        .await
+        .unwrap();
+    tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Event::DiscussionClosed { discussion_id, .. }) = events.recv().await {
+                if discussion_id == id {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("bob closes");
+    drop(conn); // bob's confirmation is lost with this connection
+
+    // We reconnect as a closing requester would: bob's discussion listener is gone, his main
+    // listener answers with the `Close` he kept, signed by his discussion key.
+    let mut conn = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    match net::authenticate_as_connector(&mut conn, &keys, &sk, T).await {
+        Err(net::NetError::PeerClosedDiscussion(signature)) => {
+            net::confirm_close(&mut conn, &keys, &sk, signature, T)
+                .await
+                .expect("bob's kept close verifies with his discussion key");
+        }
+        other => panic!("expected bob's close, got {other:?}"),
+    }
+}

@@ -369,10 +369,8 @@ impl Handler<RouteConnection> for DiscussionDirectory {
                 conn: m.conn,
                 nonce: m.nonce,
             });
-        } else if let Some(t) = self.tombstones.get(&m.discussion_id) {
-            self.tell_incoming(t, m.conn, ctx);
         } else {
-            log::info!("[{}] connection for unknown discussion dropped", self.node);
+            self.tell_incoming(m.discussion_id, m.conn, ctx);
         }
     }
 }

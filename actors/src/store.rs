@@ -223,7 +223,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS close_notices (
     discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
-    proof BLOB NOT NULL
+    proof BLOB NOT NULL,
+    told INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -502,36 +503,46 @@ impl Store {
         Ok(())
     }
 
-    /// Destroy our discussion secret key (a closed discussion keeps its history, not its key).
-    pub fn forget_own_key(&self, id: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE discussions SET own_key_sealed = x'' WHERE id = ?1",
-            [id],
-        )?;
-        Ok(())
-    }
-
-    /// Close at once without the peer: state `closed`, our discussion key destroyed, and the
-    /// `Close` signed with it before it went (`proof`) kept to tell the peer when it is back.
-    pub fn force_close(&mut self, id: &str, proof: &[u8]) -> Result<(), StoreError> {
+    /// Close for good, in one transaction: state `closed`, our discussion key destroyed, and the
+    /// `Close` signed with it before it went (`proof`) kept. `told`: the peer has confirmed; if
+    /// not (a forced close), the proof is a notice still to give it ([`Self::close_notices`]).
+    /// Either way the proof answers a later connection for this discussion.
+    pub fn close_discussion(
+        &mut self,
+        id: &str,
+        proof: &[u8],
+        told: bool,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE discussions SET state = 'closed', own_key_sealed = x'' WHERE id = ?1",
             [id],
         )?;
         tx.execute(
-            "INSERT OR REPLACE INTO close_notices (discussion_id, proof) VALUES (?1, ?2)",
-            params![id, proof],
+            "INSERT OR REPLACE INTO close_notices (discussion_id, proof, told) VALUES (?1, ?2, ?3)",
+            params![id, proof, told],
         )?;
         tx.commit()?;
         Ok(())
     }
 
+    /// The signed `Close` kept for a closed discussion, if any.
+    pub fn close_proof(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT proof FROM close_notices WHERE discussion_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Discussions closed without the peer that the peer has not confirmed yet, with their proofs.
     pub fn close_notices(&self) -> Result<Vec<(DiscussionRecord, Vec<u8>)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT discussion_id, proof FROM close_notices ORDER BY rowid")?;
+        let mut st = self.conn.prepare(
+            "SELECT discussion_id, proof FROM close_notices WHERE told = 0 ORDER BY rowid",
+        )?;
         let rows = st
             .query_map([], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
@@ -544,8 +555,10 @@ impl Store {
 
     /// The peer confirmed a forced close: nothing is left to tell it.
     pub fn close_notice_delivered(&self, id: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM close_notices WHERE discussion_id = ?1", [id])?;
+        self.conn.execute(
+            "UPDATE close_notices SET told = 1 WHERE discussion_id = ?1",
+            [id],
+        )?;
         Ok(())
     }
 
@@ -888,7 +901,7 @@ mod tests {
             let mut s = Store::open(&p).unwrap();
             s.insert_discussion(&discussion("d")).unwrap();
             s.insert_discussion(&discussion("e")).unwrap();
-            s.force_close("d", b"signed close").unwrap();
+            s.close_discussion("d", b"signed close", false).unwrap();
         }
         let s = Store::open(&p).unwrap();
         let d = s.discussion("d").unwrap();
@@ -904,6 +917,12 @@ mod tests {
         );
         s.close_notice_delivered("d").unwrap();
         assert!(s.close_notices().unwrap().is_empty());
+        assert_eq!(
+            s.close_proof("d").unwrap().as_deref(),
+            Some(&b"signed close"[..]),
+            "kept to answer a late reconnection"
+        );
+        assert_eq!(s.close_proof("e").unwrap(), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::contacts::{ContactRegistry, FindContact};
 use crate::keys::KeysHandle;
 use crate::net::{self, CloseNotice, Conn};
 use crate::session::RECONNECT_MIN;
-use crate::store::DiscussionRecord;
+use crate::store::{DiscussionRecord, StoreHandle};
 use crate::wire::Role;
 
 /// A discussion closed without the peer, until the peer confirms.
@@ -111,10 +111,12 @@ impl DiscussionDirectory {
         self.tombstones.insert(id, t);
     }
 
-    /// A connection for a tombstone came to the main listener: give it the `Close`.
+    /// A connection for a discussion without a session came to the main listener: if the
+    /// discussion is closed and we kept our `Close` (a tombstone, or a close whose confirmation the
+    /// peer may have lost), give it that `Close`; otherwise drop it.
     pub(super) fn tell_incoming(
         &self,
-        t: &Tombstone,
+        id: String,
         mut conn: Conn<TcpStream>,
         ctx: &mut Context<Self>,
     ) {
@@ -125,25 +127,51 @@ impl DiscussionDirectory {
             );
             return;
         };
-        let (keys, notice, deadline) = (
+        let known = self.tombstones.get(&id).map(|t| t.notice.clone());
+        let (keys, store, deadline) = (
             self.keys.clone(),
-            t.notice.clone(),
+            self.store.clone(),
             self.settings.handshake_timeout(),
         );
         let node = self.node.clone();
-        let id = notice.discussion_id.clone();
+        let asked = id.clone();
         ctx.spawn(
             async move {
                 let _permit = permit;
+                let notice = match known {
+                    Some(n) => n,
+                    None => closed_notice(&store, &keys, asked)
+                        .await
+                        .ok_or_else(|| net::NetError::Unexpected("unknown discussion".into()))?,
+                };
                 net::tell_closed_as_listener(&mut conn, &keys, &notice, deadline).await
             }
             .into_actor(self)
             .map(move |res, _, ctx| match res {
                 Ok(()) => ctx.notify(NoticeDelivered(id)),
-                Err(e) => log::info!("[{node}] telling the peer of {id} it is closed: {e}"),
+                Err(e) => {
+                    log::info!("[{node}] connection for closed or unknown discussion {id}: {e}")
+                }
             }),
         );
     }
+}
+
+/// The `Close` we kept for a closed discussion, as a notice (`None`: unknown, or nothing kept).
+async fn closed_notice(
+    store: &StoreHandle,
+    keys: &KeysHandle,
+    id: String,
+) -> Option<Arc<CloseNotice>> {
+    let (record, proof) = store
+        .run(move |s| match s.close_proof(&id)? {
+            Some(proof) if !proof.is_empty() => Ok(Some((s.discussion(&id)?, proof))),
+            _ => Ok(None),
+        })
+        .await
+        .ok()??;
+    let peer = keys.parse_cert(record.peer_key.clone()).await.ok()?;
+    Some(Tombstone::from_record(&record, peer, proof).notice)
 }
 
 /// Requester side: dial the peer with backoff until it has confirmed the `Close`.

@@ -191,7 +191,9 @@ impl DiscussionSession {
                     .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
                     .await?;
                 let (i, p) = (sk.discussion_id.clone(), proof.clone());
-                store.run(move |s| s.force_close(&i, &p)).await?;
+                store
+                    .run(move |s| s.close_discussion(&i, &p, false))
+                    .await?;
                 Ok::<_, SessionError>(proof)
             }
             .into_actor(self)

@@ -187,15 +187,26 @@ impl DiscussionSession {
             if by_peer { " by the peer" } else { "" }
         );
         let id = self.id().to_string();
-        let store = self.store.clone();
-        let events = self.events.clone();
+        let (store, events, keys, own, node) = (
+            self.store.clone(),
+            self.events.clone(),
+            self.keys.clone(),
+            self.sk.own.clone(),
+            self.node.clone(),
+        );
         let fut = async move {
             let i = id.clone();
+            // Our `Close`, kept to answer the peer if its confirmation to us was lost and it
+            // connects again (it verifies it and stops asking).
+            let proof = keys
+                .sign_with(own, close_data(&id))
+                .await
+                .unwrap_or_else(|e| {
+                    log::error!("[{node}] cannot sign a close: {e}");
+                    Vec::new()
+                });
             let res = store
-                .run(move |s| {
-                    s.set_discussion_state(&i, DiscussionState::Closed)?;
-                    s.forget_own_key(&i)
-                })
+                .run(move |s| s.close_discussion(&i, &proof, true))
                 .await;
             events.emit(Event::DiscussionClosed {
                 discussion_id: id,
