@@ -295,4 +295,12 @@ fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
     );
     alice.ok(&["send", "bob", "thanks for accepting"]);
     tmux.wait_text("alice: thanks for accepting");
+
+    // bob ends it at once from the prompt; alice's core is told and closes too.
+    tmux.type_text("/close --force");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("discussion with alice closed");
+    wait_for(30, "alice's side to close", || {
+        alice.json(&["discussions"])[0]["state"] == "closed"
+    });
 }
