@@ -367,12 +367,17 @@ fn discussions(ctx: &Ctx) -> Result<()> {
         );
         for d in list {
             println!(
-                "{:<32} {:<20} {:<7} {:>6} {:>8}",
+                "{:<32} {:<20} {:<7} {:>6} {:>8}{}",
                 d["id"].as_str().unwrap_or(""),
                 d["peer_name"].as_str().unwrap_or(""),
                 d["state"].as_str().unwrap_or(""),
                 d["unread"],
-                d["messages"]
+                d["messages"],
+                if d["peer_not_told"] == true {
+                    "  (peer told when reachable)"
+                } else {
+                    ""
+                }
             );
         }
     });

@@ -252,11 +252,16 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         .iter()
         .map(|d| {
             format!(
-                "{:<16} {:<6} {} unread  ({})",
+                "{:<16} {:<6} {} unread  ({}){}",
                 d["peer_name"].as_str().unwrap_or(""),
                 d["state"].as_str().unwrap_or(""),
                 d["unread"],
-                &d["id"].as_str().unwrap_or("")[..8.min(d["id"].as_str().unwrap_or("").len())]
+                &d["id"].as_str().unwrap_or("")[..8.min(d["id"].as_str().unwrap_or("").len())],
+                if d["peer_not_told"] == true {
+                    "  peer told when reachable"
+                } else {
+                    ""
+                }
             )
         })
         .collect();

@@ -354,11 +354,14 @@ fn a_forced_close_destroys_keys_at_once_and_the_peer_learns_it_when_back() {
     );
     assert!(!a.run(&["send", &first, "too late"]).status.success());
     assert_eq!(close_notices(&a), 1, "alice still has to tell bob");
+    let listed = a.json(&["discussions"]);
+    assert_eq!(listed[0]["peer_not_told"], true, "{listed}");
     b.start();
     wait_for(60, "bob learns the discussion is closed", || {
         state_of(&b, &first) == "closed"
     });
     wait_for(30, "alice knows bob was told", || close_notices(&a) == 0);
+    assert_eq!(a.json(&["discussions"])[0]["peer_not_told"], false);
     assert_eq!(bodies(&history(&b, &first), "in"), ["before the end"]);
 
     // The receiver closes while the requester is away, and restarts before it is back: the notice

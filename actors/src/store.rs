@@ -124,6 +124,8 @@ pub struct DiscussionSummary {
     pub unread: u64,
     pub messages: u64,
     pub last_activity: u64,
+    /// Closed here with `close --force`; the peer has not confirmed yet (it is told when reachable).
+    pub peer_not_told: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -475,7 +477,8 @@ impl Store {
     pub fn discussions(&self) -> Result<Vec<DiscussionSummary>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
-                    COALESCE(SUM(m.unread), 0), COUNT(m.seq), COALESCE(MAX(m.time), d.created)
+                    COALESCE(SUM(m.unread), 0), COUNT(m.seq), COALESCE(MAX(m.time), d.created),
+                    EXISTS (SELECT 1 FROM close_notices c WHERE c.discussion_id = d.id AND c.told = 0)
              FROM discussions d LEFT JOIN messages m ON m.discussion_id = d.id
              GROUP BY d.id ORDER BY COALESCE(MAX(m.time), d.created) DESC, d.created DESC",
         )?;
@@ -490,6 +493,7 @@ impl Store {
                 unread: r.get(6)?,
                 messages: r.get(7)?,
                 last_activity: r.get(8)?,
+                peer_not_told: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
