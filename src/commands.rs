@@ -230,6 +230,12 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
         )?)
     };
     let key = identity::init(dir, &name, pass.as_deref())?;
+    if no_pass {
+        eprintln!(
+            "warning: no passphrase: anyone who can read {} can read your secret key and messages",
+            dir.display()
+        );
+    }
     let v = json!({"name": name, "fingerprint": key.fingerprint(), "data_dir": dir});
     ctx.print(&v, |_| {
         println!("identity created for {name}");

@@ -319,6 +319,12 @@ fn init_never_overwrites_and_errors_are_one_line() {
     // A secret is needed and there is no terminal: refuse rather than wait.
     let o = p.run(&["open", "bob"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("secret is needed"));
+    // An identity without a passphrase works, with a warning about what it leaves unprotected.
+    let q = Person::new("erin", free_udp_port());
+    let o = q.run(&["init", "--name", "erin", "--no-passphrase"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("warning: no passphrase"), "{err}");
 }
 
 #[test]

@@ -233,6 +233,9 @@ CREATE TABLE IF NOT EXISTS close_notices (
 pub struct Store {
     conn: Connection,
     cipher: Option<Aes256Gcm>,
+    /// A [`Store::relaxed`] write could not put `synchronous = FULL` back: the next durable write
+    /// must, before it commits.
+    full_sync_lost: std::cell::Cell<bool>,
 }
 
 fn body_aad(discussion_id: &str, direction: &str, seq: u64) -> Vec<u8> {
@@ -334,7 +337,11 @@ impl Store {
         // Deleted rows are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn, cipher: None })
+        Ok(Self {
+            conn,
+            cipher: None,
+            full_sync_lost: std::cell::Cell::new(false),
+        })
     }
 
     pub fn integrity_check(&self) -> Result<String, StoreError> {
@@ -401,6 +408,7 @@ impl Store {
     // ---- discussions
 
     pub fn insert_discussion(&self, d: &DiscussionRecord) -> Result<(), StoreError> {
+        self.durable()?;
         self.conn.execute(
             "INSERT INTO discussions (id, peer_fingerprint, peer_name, role, state, created,
                  own_key_sealed, peer_key, peer_address, peer_port, listen_port)
@@ -500,6 +508,7 @@ impl Store {
     }
 
     pub fn set_discussion_state(&self, id: &str, state: DiscussionState) -> Result<(), StoreError> {
+        self.durable()?;
         self.conn.execute(
             "UPDATE discussions SET state = ?2 WHERE id = ?1",
             params![id, state.as_str()],
@@ -517,6 +526,7 @@ impl Store {
         proof: &[u8],
         told: bool,
     ) -> Result<(), StoreError> {
+        self.durable()?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE discussions SET state = 'closed', own_key_sealed = x'' WHERE id = ?1",
@@ -592,6 +602,7 @@ impl Store {
         body: &str,
         time: u64,
     ) -> Result<MessageRecord, StoreError> {
+        self.durable()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -627,13 +638,46 @@ impl Store {
         })
     }
 
+    /// Run a write whose loss a crash may cause without harm, with `synchronous = NORMAL`: its
+    /// commit is not fsynced by itself. In WAL mode it is still atomic and ordered: it becomes
+    /// durable with the next `FULL` commit, survives a killed process (it is in the OS's cache),
+    /// and only a power cut before the next fsync can roll it back. Used for the `sent` and
+    /// `delivered` marks: if one is lost, the message is sent again on the next connection and
+    /// the receiver, which drops duplicates, acknowledges it again.
+    fn relaxed<R>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = f(&mut self.conn);
+        if self
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .is_err()
+        {
+            self.full_sync_lost.set(true);
+        }
+        result
+    }
+
+    /// Before a write that must be durable when it returns: make sure `synchronous = FULL`.
+    fn durable(&self) -> Result<(), StoreError> {
+        if self.full_sync_lost.get() {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+            self.full_sync_lost.set(false);
+        }
+        Ok(())
+    }
+
     /// `stored` → `sent` (never moves a delivered message back).
-    pub fn mark_sent(&self, discussion_id: &str, seq: u64) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE messages SET state = 'sent'
-             WHERE discussion_id = ?1 AND direction = 'out' AND seq = ?2 AND state = 'stored'",
-            params![discussion_id, seq],
-        )? > 0)
+    pub fn mark_sent(&mut self, discussion_id: &str, seq: u64) -> Result<bool, StoreError> {
+        self.relaxed(|conn| {
+            Ok(conn.execute(
+                "UPDATE messages SET state = 'sent'
+                 WHERE discussion_id = ?1 AND direction = 'out' AND seq = ?2 AND state = 'stored'",
+                params![discussion_id, seq],
+            )? > 0)
+        })
     }
 
     /// Everything up to `upto` is delivered; returns the sequence numbers that changed.
@@ -642,7 +686,15 @@ impl Store {
         discussion_id: &str,
         upto: u64,
     ) -> Result<Vec<u64>, StoreError> {
-        let tx = self.conn.transaction()?;
+        self.relaxed(|conn| Self::mark_delivered_in(conn, discussion_id, upto))
+    }
+
+    fn mark_delivered_in(
+        conn: &mut Connection,
+        discussion_id: &str,
+        upto: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let tx = conn.transaction()?;
         let seqs = {
             let mut st = tx.prepare(
                 "SELECT seq FROM messages WHERE discussion_id = ?1 AND direction = 'out'
@@ -679,6 +731,7 @@ impl Store {
         time: u64,
         body: &str,
     ) -> Result<(Incoming, u64), StoreError> {
+        self.durable()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -927,6 +980,36 @@ mod tests {
             "kept to answer a late reconnection"
         );
         assert_eq!(s.close_proof("e").unwrap(), None);
+    }
+
+    #[test]
+    fn delivery_marks_are_relaxed_and_everything_else_stays_fully_synchronous() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+        let sync = |s: &Store| -> i64 {
+            s.conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&s), 2, "FULL");
+        s.insert_discussion(&discussion("d")).unwrap();
+        s.queue_outgoing("d", "one", 1).unwrap();
+        assert!(s.mark_sent("d", 1).unwrap());
+        assert_eq!(sync(&s), 2, "FULL again after a relaxed write");
+        assert_eq!(s.mark_delivered("d", 1).unwrap(), vec![1]);
+        assert_eq!(sync(&s), 2);
+        let inside = s
+            .relaxed(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+            .unwrap();
+        assert_eq!(inside, 1, "NORMAL inside a relaxed write");
+        // A relaxed write that fails still puts FULL back.
+        assert!(s.mark_delivered("nowhere", 1).unwrap().is_empty());
+        assert!(s.relaxed(|_| Err::<(), _>(StoreError::Locked)).is_err());
+        assert_eq!(sync(&s), 2);
+        assert_eq!(
+            s.history("d", 10).unwrap()[0].state,
+            DeliveryState::Delivered
+        );
     }
 
     #[test]
