@@ -344,7 +344,7 @@ fn requests(ctx: &Ctx) -> Result<()> {
         for r in list {
             println!(
                 "{:>4}  {} {} from {}{}",
-                r["id"],
+                r["id"].as_u64().unwrap_or(0),
                 r["name"].as_str().unwrap_or(""),
                 fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
                 r["address"].as_str().unwrap_or(""),
@@ -377,8 +377,8 @@ fn discussions(ctx: &Ctx) -> Result<()> {
                 d["id"].as_str().unwrap_or(""),
                 d["peer_name"].as_str().unwrap_or(""),
                 d["state"].as_str().unwrap_or(""),
-                d["unread"],
-                d["messages"],
+                d["unread"].as_u64().unwrap_or(0),
+                d["messages"].as_u64().unwrap_or(0),
                 if d["peer_not_told"] == true {
                     "  (peer told when reachable)"
                 } else {
