@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgpchat_actors::crypto::{verify_detached, SecretCert};
+use pgpchat_actors::discovery::{sign_announce, ANNOUNCE_PADDED_BYTES};
 use pgpchat_actors::discussions::Lookup;
 use pgpchat_actors::events::{now_secs, Event};
 use pgpchat_actors::handshake::{random_nonce, Requester};
@@ -14,8 +15,8 @@ use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::session::{encrypt_chat, Reconnect};
 use pgpchat_actors::store::{DeliveryState, Direction, DiscussionState};
 use pgpchat_actors::wire::{
-    ack_data, close_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role,
-    PROTOCOL_VERSION,
+    ack_data, close_data, session_auth_data, AnnounceBody, ChatPayload, Frame, Handshake, Purpose,
+    Role, PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 
@@ -469,4 +470,99 @@ async fn a_lost_close_confirmation_is_given_again_on_the_next_connection() {
         }
         other => panic!("expected bob's close, got {other:?}"),
     }
+}
+
+#[actix_rt::test]
+async fn a_closing_receiver_whose_confirmation_was_lost_dials_the_requester() {
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    // We announce ourselves, so bob knows where our main listener is.
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let body = AnnounceBody {
+        version: PROTOCOL_VERSION,
+        name: "tester".into(),
+        tcp_port: main.local_addr().unwrap().port(),
+        cert: keys.public().to_bytes(),
+        nonce: random_nonce(),
+        time: now_secs(),
+        reply: false,
+    };
+    let datagram = sign_announce(&keys, &body, ANNOUNCE_PADDED_BYTES)
+        .await
+        .unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_broadcast(true).unwrap();
+    udp.send_to(
+        &datagram,
+        (Ipv4Addr::new(127, 255, 255, 255), b.settings.discovery.port),
+    )
+    .unwrap();
+    let fp = keys.fingerprint().to_string();
+    wait_until(10, "bob sees the tester", || {
+        let (b, fp) = (b.node.clone(), fp.clone());
+        async move {
+            b.contacts()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|c| c.fingerprint == fp)
+        }
+    })
+    .await;
+
+    // Bob closes while we are connected; we take his Close and close our side, and the
+    // confirmation is lost with the connection.
+    let mut conn = net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap(),
+        1 << 20,
+    );
+    net::authenticate_as_connector(&mut conn, &keys, &sk, T)
+        .await
+        .unwrap();
+    let (_, state) = b.node.close(&id, false).await.unwrap();
+    assert_eq!(state, DiscussionState::Closing);
+    match net::recv(&mut conn, T).await.unwrap() {
+        Frame::Close { signature } => {
+            verify_detached(&sk.peer, &close_data(&id), &signature).unwrap()
+        }
+        other => panic!("expected bob's close, got {other:?}"),
+    }
+    drop(conn);
+
+    // We are the requester and closed: we never dial again. Bob, still closing, comes to our main
+    // listener, and our kept Close (where our proof would be) ends it.
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(30), main.accept())
+        .await
+        .expect("bob dials our main listener")
+        .unwrap();
+    let mut conn = net::framed(stream, 1 << 20);
+    match net::recv_hello(&mut conn, T).await.unwrap() {
+        Purpose::Discussion { discussion_id, .. } => assert_eq!(discussion_id, id),
+        other => panic!("unexpected hello {other:?}"),
+    }
+    let notice = net::CloseNotice {
+        discussion_id: id.clone(),
+        peer: sk.peer.clone(),
+        proof: keys
+            .sign_with(sk.own.clone(), close_data(&id))
+            .await
+            .unwrap(),
+    };
+    net::tell_closed_as_listener(&mut conn, &keys, &notice, T)
+        .await
+        .expect("bob confirms again");
+    wait_until(10, "bob's side closed", || {
+        let (b, id) = (b.node.clone(), id.clone());
+        async move {
+            b.discussions()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|d| d.id == id && d.state == DiscussionState::Closed)
+        }
+    })
+    .await;
 }

@@ -40,6 +40,8 @@ use crate::wire::{ack_data, close_data, ChatPayload, Frame, Purpose, Role};
 
 /// First reconnection delay; it doubles up to `limits.reconnect_max_secs`.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// A closing receiver's first dial waits at least this long after a drop.
+pub const RECEIVER_DIAL_MIN: Duration = Duration::from_secs(2);
 /// Connections of one discussion still authenticating (both ways in).
 pub const MAX_UNAUTHENTICATED: usize = 4;
 /// Messages the sender pump reads from the store at a time.

@@ -42,13 +42,13 @@ pub(super) async fn accept(
 impl DiscussionSession {
     /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
     /// reached, go through the receiver's main listener at its currently announced address.
+    /// Receiver: only while closing (it must tell the peer, which may never dial again if our
+    /// earlier confirmation was lost), through the requester's main listener.
     pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
-        if self.connecting || self.conn.is_some() || self.finished {
+        if self.connecting || self.conn.is_some() || self.finished || !self.dials() {
             return;
         }
-        let Some(endpoint) = self.peer_endpoint else {
-            return;
-        };
+        let endpoint = self.peer_endpoint;
         self.connecting = true;
         let keys = self.keys.clone();
         let sk = self.sk.clone();
@@ -75,9 +75,12 @@ impl DiscussionSession {
                     }
                 }
             };
-            let first = match dial(endpoint).await {
-                Ok(x) => return Ok(x),
-                Err(e) => e,
+            let first = match endpoint {
+                Some(endpoint) => match dial(endpoint).await {
+                    Ok(x) => return Ok(x),
+                    Err(e) => e,
+                },
+                None => net::NetError::Peer("no address known for the peer".into()),
             };
             // The receiver may have restarted on another port or address: ask the registry.
             let main = match contacts {
@@ -90,7 +93,7 @@ impl DiscussionSession {
                     .ok()
                     .map(|ip| SocketAddr::new(ip, c.tcp_port))
             }) {
-                Some(main) if main != endpoint => dial(main).await,
+                Some(main) if Some(main) != endpoint => dial(main).await,
                 _ => Err(first),
             }
         };
@@ -98,7 +101,9 @@ impl DiscussionSession {
             act.connecting = false;
             match res {
                 Ok(Dialed::Open(conn, ip, port)) => {
-                    act.learn_endpoint(ip, port, ctx);
+                    if act.sk.role == Role::Requester {
+                        act.learn_endpoint(ip, port, ctx);
+                    }
                     act.attach(*conn, ctx)
                 }
                 Ok(Dialed::PeerClosed) => act.peer_closed(ctx),
@@ -141,11 +146,21 @@ impl DiscussionSession {
         );
     }
 
+    /// Whether this side dials: the requester always, the receiver only while closing.
+    fn dials(&self) -> bool {
+        self.sk.role == Role::Requester || self.closing
+    }
+
     pub(super) fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
-        if self.finished || self.sk.role != Role::Requester {
+        if self.finished || !self.dials() {
             return;
         }
-        let delay = self.backoff;
+        // A closing receiver gives a live requester time to dial first (it will, within
+        // RECONNECT_MIN): two crossing connections would replace each other.
+        let delay = match self.sk.role {
+            Role::Requester => self.backoff,
+            Role::Receiver => self.backoff.max(RECEIVER_DIAL_MIN),
+        };
         let max = Duration::from_secs(self.settings.limits.reconnect_max_secs);
         self.backoff = (self.backoff * 2).min(max);
         ctx.run_later(delay, |act, ctx| act.connect(ctx));

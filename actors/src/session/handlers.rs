@@ -176,6 +176,11 @@ impl Handler<CloseDiscussion> for DiscussionSession {
                 res?;
                 act.closing = true;
                 act.pump(ctx);
+                // Not connected: a receiver must now go and tell the peer (a requester already
+                // dials with backoff).
+                if act.conn.is_none() && act.sk.role == Role::Receiver {
+                    act.schedule_reconnect(ctx);
+                }
                 Ok(DiscussionState::Closing)
             }),
         ))
