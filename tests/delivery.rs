@@ -87,6 +87,16 @@ async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, Ke
     (discussion_id, sk, port, keys)
 }
 
+/// A framed connection to a local port.
+async fn dial(port: u16) -> Conn<TcpStream> {
+    net::framed(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap(),
+        1 << 20,
+    )
+}
+
 fn chat(sk: &SessionKeys, seq: u64, body: &str) -> Frame {
     let p = ChatPayload {
         discussion_id: sk.discussion_id.clone(),
@@ -127,12 +137,7 @@ async fn duplicates_gaps_and_misdirected_frames() {
     let n = spawn_nodes(&["bob"]).await;
     let b = &n[0];
     let (id, sk, port, keys) = handshake_as_test_peer(b).await;
-    let mut conn = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
+    let mut conn = dial(port).await;
     let told = net::authenticate_as_connector(&mut conn, &keys, &sk, T)
         .await
         .unwrap();
@@ -205,12 +210,7 @@ async fn a_replayed_reconnection_proof_is_refused() {
     };
 
     // A legitimate connection, recorded.
-    let mut first = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
+    let mut first = dial(port).await;
     net::send(&mut first, hello.clone(), T).await.unwrap();
     let Frame::SessionAuth {
         nonce: listener_nonce,
@@ -238,12 +238,7 @@ async fn a_replayed_reconnection_proof_is_refused() {
     expect_ack(&mut first, &sk, 1).await;
 
     // The attacker replays the same hello and the recorded proof: the listener's fresh nonce differs.
-    let mut replay = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
+    let mut replay = dial(port).await;
     net::send(&mut replay, hello, T).await.unwrap();
     let Frame::SessionAuth { nonce: fresh, .. } = net::recv(&mut replay, T).await.unwrap() else {
         panic!("no challenge")
@@ -337,14 +332,6 @@ async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
             .find(|d| d.id == id)
             .map(|d| d.state)
     };
-    let dial = || async {
-        net::framed(
-            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-                .await
-                .unwrap(),
-            1 << 20,
-        )
-    };
 
     // A close from someone without our discussion key (say a man in the middle): refused, nothing
     // changes, and the discussion still carries messages.
@@ -354,7 +341,7 @@ async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
         peer: sk.peer.clone(),
         proof: stranger.sign_detached(&close_data(&id)).unwrap(),
     };
-    let mut conn = dial().await;
+    let mut conn = dial(port).await;
     assert!(net::tell_closed_as_connector(&mut conn, &keys, &forged, T)
         .await
         .is_err());
@@ -362,7 +349,7 @@ async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
         state(b.node.clone(), id.clone()).await,
         Some(DiscussionState::Open)
     );
-    let mut conn = dial().await;
+    let mut conn = dial(port).await;
     net::authenticate_as_connector(&mut conn, &keys, &sk, T)
         .await
         .unwrap();
@@ -383,7 +370,7 @@ async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
             .await
             .unwrap(),
     };
-    let mut conn = dial().await;
+    let mut conn = dial(port).await;
     net::tell_closed_as_connector(&mut conn, &keys, &genuine, T)
         .await
         .expect("bob confirms");
@@ -425,12 +412,7 @@ async fn a_lost_close_confirmation_is_given_again_on_the_next_connection() {
     let b = &n[0];
     let (id, sk, port, keys) = handshake_as_test_peer(b).await;
     let mut events = b.node.subscribe();
-    let mut conn = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
+    let mut conn = dial(port).await;
     net::authenticate_as_connector(&mut conn, &keys, &sk, T)
         .await
         .unwrap();
@@ -456,12 +438,7 @@ async fn a_lost_close_confirmation_is_given_again_on_the_next_connection() {
 
     // We reconnect as a closing requester would: bob's discussion listener is gone, his main
     // listener answers with the `Close` he kept, signed by his discussion key.
-    let mut conn = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, b.tcp_port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
+    let mut conn = dial(b.tcp_port).await;
     match net::authenticate_as_connector(&mut conn, &keys, &sk, T).await {
         Err(net::NetError::PeerClosedDiscussion(signature)) => {
             net::confirm_close(&mut conn, &keys, &sk, signature, T)
@@ -513,12 +490,7 @@ async fn a_closing_receiver_whose_confirmation_was_lost_dials_the_requester() {
 
     // Bob closes while we are connected; we take his Close and close our side, and the
     // confirmation is lost with the connection.
-    let mut conn = net::framed(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .unwrap(),
-        1 << 20,
-    );
+    let mut conn = dial(port).await;
     net::authenticate_as_connector(&mut conn, &keys, &sk, T)
         .await
         .unwrap();
