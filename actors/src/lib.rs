@@ -18,6 +18,8 @@
 //! - [`discovery::Discovery`]: UDP announces; [`contacts::ContactRegistry`]: who is around;
 //! - [`listener::Listener`]: the main TCP port and both sides of the handshake;
 //! - [`discussions::DiscussionDirectory`] and one [`session::DiscussionSession`] per discussion;
+//!   the directory also keeps closed discussions' signed `Close`s to tell peers
+//!   ([`discussions::Tombstone`]);
 //! - [`ipc::IpcServer`]: the front-ends' JSON-RPC socket.
 //!
 //! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
