@@ -177,7 +177,15 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
     let secret = Password::with_theme(theme)
         .with_prompt(format!("Secret shared with {name}"))
         .interact()?;
-    println!("Waiting for {name} to accept...");
+    let wait = ctx.settings.limits.request_timeout_secs;
+    println!(
+        "Waiting for {name} to accept (up to {})...",
+        if wait >= 120 {
+            format!("{} min", wait / 60)
+        } else {
+            format!("{wait} s")
+        }
+    );
     let v = client.call("open", json!({"contact": fpr, "password": secret}))?;
     let id = v["discussion_id"].as_str().unwrap_or("").to_string();
     chat_view(ctx, client, &id, &name)
