@@ -439,6 +439,8 @@ pub fn format_message(m: &Value, peer: Option<&str>) -> String {
 fn watch(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.client()?;
     c.call("subscribe", json!({}))?;
+    // On stderr: stdout carries only events. Also tells a script that the subscription is live.
+    eprintln!("watching {}'s core", ctx.settings.node.name);
     loop {
         let Some(e) = c.next_event(None)? else {
             continue;

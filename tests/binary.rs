@@ -367,3 +367,120 @@ fn bad_configuration_names_the_key() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("broadcst"));
 }
+
+/// `watch` in its own process, its output lines collected on a thread.
+struct Watch {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    errors: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(p: &Person, json: bool) -> Self {
+        let mut cmd = p.cmd();
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .arg("watch")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("watch");
+        let lines = read_lines(child.stdout.take().expect("stdout"));
+        let errors = read_lines(child.stderr.take().expect("stderr"));
+        // Subscribed once it says so: no event from now on is missed.
+        let said = errors
+            .recv_timeout(Duration::from_secs(30))
+            .expect("watch starts");
+        assert!(said.starts_with("watching"), "{said}");
+        Self {
+            child,
+            lines,
+            errors,
+        }
+    }
+
+    /// The first line (from now) that satisfies `f`, within 30 s.
+    fn expect(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if f(&l) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("watch never printed {what}"),
+            }
+        }
+    }
+}
+
+fn read_lines(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_streams_the_cores_events() {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    let mut bob = Person::new("bob", port);
+    alice.init();
+    bob.init();
+    alice.start();
+    let json = Watch::start(&alice, true);
+    let human = Watch::start(&alice, false);
+    bob.start();
+    let event = |l: &str| serde_json::from_str::<Value>(l).expect("one JSON event per line");
+    json.expect("bob's contact", |l| {
+        let e = event(l);
+        e["event"] == "contact_seen" && e["contact"]["name"] == "bob"
+    });
+    human.expect("bob's contact", |l| l.starts_with("contact bob"));
+
+    let id = alice.open_with(&bob, "pw");
+    json.expect("the discussion opening", |l| {
+        let e = event(l);
+        e["event"] == "discussion_opened" && e["discussion_id"] == id.as_str()
+    });
+    bob.ok(&["send", "alice", "hello watcher"]);
+    let m = event(&json.expect("bob's message", |l| event(l)["event"] == "message"));
+    assert_eq!(m["message"]["body"], "hello watcher");
+    assert_eq!(m["message"]["direction"], "in");
+    assert_eq!(m["message"]["discussion_id"], id.as_str());
+    human.expect("bob's message", |l| l.contains("hello watcher"));
+
+    alice.ok(&["send", "bob", "and back"]);
+    json.expect("alice's message delivered", |l| {
+        let e = event(l);
+        e["event"] == "delivery" && e["seq"] == 1 && e["state"] == "delivered"
+    });
+
+    // The core stops: watch ends with a clear error instead of hanging.
+    let mut json = json;
+    alice.ok(&["stop"]);
+    let status = json.child.wait().expect("watch ends");
+    assert!(!status.success(), "watch reports that the core went away");
+    let err: Vec<String> = json.errors.iter().collect(); // to the end of its stderr
+    assert_eq!(err.len(), 1, "one line: {err:?}");
+    assert!(err[0].contains("core closed"), "{err:?}");
+    alice.kill();
+    bob.kill();
+}
