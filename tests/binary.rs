@@ -484,3 +484,66 @@ fn watch_streams_the_cores_events() {
     alice.kill();
     bob.kill();
 }
+
+#[test]
+fn verify_refuse_and_simulate_from_the_command_line() {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    let mut bob = Person::new("bob", port);
+    alice.init();
+    bob.init();
+    alice.start();
+    bob.start();
+    alice.wait_sees(&bob);
+    bob.wait_sees(&alice);
+
+    // verify marks the contact (by name or fingerprint prefix); --unset takes it back.
+    let v = bob.json(&["verify", "alice"]);
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(bob.json(&["contacts"])[0]["verified"], true);
+    let prefix = &alice.fingerprint()[..8];
+    let v = bob.json(&["verify", prefix, "--unset"]);
+    assert_eq!(v["verified"], false, "{v}");
+    assert!(!bob.run(&["verify", "nobody"]).status.success());
+
+    // bob refuses: alice's waiting `open` ends with one clear line.
+    let secret = alice.secret_file("pw");
+    let open = alice
+        .cmd()
+        .args(["open", "bob", "--password-file", path_str(&secret)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("open");
+    let mut request = 0;
+    wait_for(20, "bob to get the request", || {
+        match bob.json(&["requests"]).as_array().and_then(|r| r.first()) {
+            Some(r) => {
+                request = r["id"].as_u64().expect("id");
+                true
+            }
+            None => false,
+        }
+    });
+    bob.ok(&["refuse", &request.to_string()]);
+    let out = open.wait_with_output().expect("open ends");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(bob.json(&["requests"]), serde_json::json!([]));
+    assert_eq!(alice.json(&["discussions"]), serde_json::json!([]));
+    assert!(!bob.run(&["refuse", &request.to_string()]).status.success());
+
+    // simulate runs its own nodes in its process (loopback, a private port) and reports.
+    let r = alice.json(&["simulate", "--nodes", "2", "--messages", "5"]);
+    assert_eq!(r["nodes"], 2, "{r}");
+    assert_eq!(r["discussions"], 1, "{r}");
+    assert_eq!(r["message"]["count"], 5, "{r}");
+    assert!(
+        r["messages_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r}"
+    );
+    alice.kill();
+    bob.kill();
+}
