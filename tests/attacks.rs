@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use pgpchat_actors::codec;
 use pgpchat_actors::crypto::{PublicCert, SecretCert};
-use pgpchat_actors::discovery::{sign_announce, ANNOUNCE_PADDED_BYTES};
 use pgpchat_actors::events::now_secs;
-use pgpchat_actors::handshake::random_nonce;
 use pgpchat_actors::keys::KeyManager;
 use pgpchat_actors::net;
-use pgpchat_actors::wire::{AnnounceBody, Frame, Handshake, Purpose, PROTOCOL_VERSION};
+use pgpchat_actors::wire::{Frame, Handshake, Purpose, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -32,39 +30,13 @@ async fn man_in_the_middle_is_detected_and_never_learns_the_secret() {
     let m_fp = mallory.fingerprint().to_string();
     let m_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let m_port = m_listener.local_addr().expect("addr").port();
-    let body = AnnounceBody {
-        version: PROTOCOL_VERSION,
-        name: "bob".into(),
-        tcp_port: m_port,
-        cert: mallory.public().to_bytes(),
-        nonce: random_nonce(),
-        time: now_secs(),
-        reply: false,
-    };
-    let datagram = sign_announce(&mallory, &body, ANNOUNCE_PADDED_BYTES)
-        .await
-        .expect("sign");
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
-    udp.set_broadcast(true).expect("broadcast");
-    udp.send_to(
-        &datagram,
-        SocketAddr::from((Ipv4Addr::new(127, 255, 255, 255), disc_port)),
-    )
-    .expect("send announce");
+    broadcast(
+        &signed_announce(&mallory, "bob", m_port, now_secs()).await,
+        disc_port,
+    );
 
     // alice now has two "bob"s; the new one is flagged, never merged into the old.
-    let fake = wait_until(10, "mallory's announce", || {
-        let a = a.node.clone();
-        let m_fp = m_fp.clone();
-        async move {
-            a.contacts()
-                .await
-                .ok()?
-                .into_iter()
-                .find(|c| c.fingerprint == m_fp)
-        }
-    })
-    .await;
+    let fake = wait_contact(a, &m_fp).await;
     assert!(fake.key_changed);
     assert_eq!(a.contacts().await.unwrap().len(), 2);
 

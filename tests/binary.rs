@@ -191,18 +191,7 @@ impl Person {
             .stderr(Stdio::piped())
             .spawn()
             .expect("open");
-        let mut request = 0;
-        wait_for(20, &format!("{} to get the request", other.name), || {
-            let r = other.json(&["requests"]);
-            match r.as_array().and_then(|r| r.first()) {
-                Some(r) => {
-                    assert_eq!(r["name"], self.name.as_str());
-                    request = r["id"].as_u64().expect("id");
-                    true
-                }
-                None => false,
-            }
-        });
+        let request = other.wait_request(self);
         let theirs = other.secret_file(secret);
         let accepted = other.json(&[
             "accept",
@@ -222,11 +211,41 @@ impl Person {
         id
     }
 
+    /// Wait until `from`'s request is listed here; its id.
+    pub fn wait_request(&self, from: &Person) -> u64 {
+        let mut request = 0;
+        wait_for(20, &format!("{} to get the request", self.name), || {
+            let r = self.json(&["requests"]);
+            match r.as_array().and_then(|r| r.first()) {
+                Some(r) => {
+                    assert_eq!(r["name"], from.name.as_str());
+                    request = r["id"].as_u64().expect("id");
+                    true
+                }
+                None => false,
+            }
+        });
+        request
+    }
+
     pub fn secret_file(&self, secret: &str) -> PathBuf {
         let p = self.dir.path().join("secret.txt");
         std::fs::write(&p, format!("{secret}\n")).expect("secret file");
         p
     }
+}
+
+/// alice and bob on a private loopback discovery network, both cores running, alice seeing bob.
+pub fn alice_and_bob_running() -> (Person, Person) {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    let mut bob = Person::new("bob", port);
+    alice.init();
+    bob.init();
+    alice.start();
+    bob.start();
+    alice.wait_sees(&bob);
+    (alice, bob)
 }
 
 impl Drop for Person {
@@ -252,14 +271,7 @@ fn path_str(p: &Path) -> &str {
 
 #[test]
 fn two_daemons_chat_through_the_scripting_commands() {
-    let port = free_udp_port();
-    let mut alice = Person::new("alice", port);
-    let mut bob = Person::new("bob", port);
-    alice.init();
-    bob.init();
-    alice.start();
-    bob.start();
-    alice.wait_sees(&bob);
+    let (alice, mut bob) = alice_and_bob_running();
     // alice asks (the command blocks until bob decides); bob accepts with the same secret.
     let id = alice.open_with(&bob, "correct horse battery staple");
 
@@ -487,14 +499,7 @@ fn watch_streams_the_cores_events() {
 
 #[test]
 fn verify_refuse_and_simulate_from_the_command_line() {
-    let port = free_udp_port();
-    let mut alice = Person::new("alice", port);
-    let mut bob = Person::new("bob", port);
-    alice.init();
-    bob.init();
-    alice.start();
-    bob.start();
-    alice.wait_sees(&bob);
+    let (mut alice, mut bob) = alice_and_bob_running();
     bob.wait_sees(&alice);
 
     // verify marks the contact (by name or fingerprint prefix); --unset takes it back.
@@ -515,16 +520,7 @@ fn verify_refuse_and_simulate_from_the_command_line() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("open");
-    let mut request = 0;
-    wait_for(20, "bob to get the request", || {
-        match bob.json(&["requests"]).as_array().and_then(|r| r.first()) {
-            Some(r) => {
-                request = r["id"].as_u64().expect("id");
-                true
-            }
-            None => false,
-        }
-    });
+    let request = bob.wait_request(&alice);
     bob.ok(&["refuse", &request.to_string()]);
     let out = open.wait_with_output().expect("open ends");
     assert!(!out.status.success());

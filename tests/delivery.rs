@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgpchat_actors::crypto::{verify_detached, SecretCert};
-use pgpchat_actors::discovery::{sign_announce, ANNOUNCE_PADDED_BYTES};
 use pgpchat_actors::discussions::Lookup;
 use pgpchat_actors::events::{now_secs, Event};
 use pgpchat_actors::handshake::{random_nonce, Requester};
@@ -15,8 +14,8 @@ use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::session::{encrypt_chat, Reconnect};
 use pgpchat_actors::store::{DeliveryState, Direction, DiscussionState};
 use pgpchat_actors::wire::{
-    ack_data, close_data, session_auth_data, AnnounceBody, ChatPayload, Frame, Handshake, Purpose,
-    Role, PROTOCOL_VERSION,
+    ack_data, close_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role,
+    PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 
@@ -78,13 +77,44 @@ async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, Ke
         panic!("no ready")
     };
     assert_eq!(accepting.await.unwrap(), discussion_id);
-    let sk = SessionKeys {
-        discussion_id: discussion_id.clone(),
-        role: Role::Requester,
-        own: Arc::new(dkey),
-        peer: agreed.peer_discussion_key,
-    };
+    let sk = SessionKeys::new(
+        discussion_id.clone(),
+        Role::Requester,
+        Arc::new(dkey),
+        agreed.peer_discussion_key,
+    );
     (discussion_id, sk, port, keys)
+}
+
+/// The next `discussion_closed` event for `id`, within `T`: its `by_peer`.
+async fn closed_event(events: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::time::timeout(T, async {
+        loop {
+            match events.recv().await {
+                Ok(Event::DiscussionClosed {
+                    discussion_id,
+                    by_peer,
+                }) if discussion_id == id => return by_peer,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("the event bus closed"),
+            }
+        }
+    })
+    .await
+    .expect("a discussion_closed event")
+}
+
+/// What `close --force` keeps on our side: our `Close`, signed with our discussion key.
+async fn our_close_notice(sk: &SessionKeys, keys: &KeysHandle) -> net::CloseNotice {
+    net::CloseNotice {
+        discussion_id: sk.discussion_id.clone(),
+        peer: sk.peer.clone(),
+        proof: keys
+            .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
+            .await
+            .unwrap(),
+    }
 }
 
 /// A framed connection to a local port.
@@ -179,10 +209,12 @@ async fn duplicates_gaps_and_misdirected_frames() {
     .await
     .unwrap();
     // Signed by a key that is not the discussion's.
-    let forged = SessionKeys {
-        own: Arc::new(stranger),
-        ..sk.clone()
-    };
+    let forged = SessionKeys::new(
+        sk.discussion_id.clone(),
+        sk.role,
+        Arc::new(stranger),
+        sk.peer.clone(),
+    );
     net::send(&mut conn, chat(&forged, 4, "forged"), T)
         .await
         .unwrap();
@@ -362,33 +394,12 @@ async fn a_forged_close_is_refused_and_a_genuine_one_closes_the_discussion() {
     // The genuine close, signed with the discussion key before it was destroyed (what `close
     // --force` keeps): bob confirms with his own, verified here, and closes.
     let mut events = b.node.subscribe();
-    let genuine = net::CloseNotice {
-        discussion_id: id.clone(),
-        peer: sk.peer.clone(),
-        proof: keys
-            .sign_with(sk.own.clone(), close_data(&id))
-            .await
-            .unwrap(),
-    };
+    let genuine = our_close_notice(&sk, &keys).await;
     let mut conn = dial(port).await;
     net::tell_closed_as_connector(&mut conn, &keys, &genuine, T)
         .await
         .expect("bob confirms");
-    let by_peer = tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Event::DiscussionClosed {
-                discussion_id,
-                by_peer,
-            }) = events.recv().await
-            {
-                if discussion_id == id {
-                    return by_peer;
-                }
-            }
-        }
-    })
-    .await
-    .expect("closed event");
+    let by_peer = closed_event(&mut events, &id).await;
     assert!(by_peer);
     assert_eq!(
         state(b.node.clone(), id.clone()).await,
@@ -423,17 +434,7 @@ async fn a_lost_close_confirmation_is_given_again_on_the_next_connection() {
     net::send(&mut conn, Frame::Close { signature: close }, T)
         .await
         .unwrap();
-    tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Event::DiscussionClosed { discussion_id, .. }) = events.recv().await {
-                if discussion_id == id {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("bob closes");
+    closed_event(&mut events, &id).await; // bob closes
     drop(conn); // bob's confirmation is lost with this connection
 
     // We reconnect as a closing requester would: bob's discussion listener is gone, his main
@@ -456,37 +457,12 @@ async fn a_closing_receiver_whose_confirmation_was_lost_dials_the_requester() {
     let (id, sk, port, keys) = handshake_as_test_peer(b).await;
     // We announce ourselves, so bob knows where our main listener is.
     let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let body = AnnounceBody {
-        version: PROTOCOL_VERSION,
-        name: "tester".into(),
-        tcp_port: main.local_addr().unwrap().port(),
-        cert: keys.public().to_bytes(),
-        nonce: random_nonce(),
-        time: now_secs(),
-        reply: false,
-    };
-    let datagram = sign_announce(&keys, &body, ANNOUNCE_PADDED_BYTES)
-        .await
-        .unwrap();
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_broadcast(true).unwrap();
-    udp.send_to(
-        &datagram,
-        (Ipv4Addr::new(127, 255, 255, 255), b.settings.discovery.port),
-    )
-    .unwrap();
-    let fp = keys.fingerprint().to_string();
-    wait_until(10, "bob sees the tester", || {
-        let (b, fp) = (b.node.clone(), fp.clone());
-        async move {
-            b.contacts()
-                .await
-                .ok()?
-                .into_iter()
-                .find(|c| c.fingerprint == fp)
-        }
-    })
-    .await;
+    let port_main = main.local_addr().unwrap().port();
+    broadcast(
+        &signed_announce(&keys, "tester", port_main, now_secs()).await,
+        b.settings.discovery.port,
+    );
+    wait_contact(b, keys.fingerprint()).await;
 
     // Bob closes while we are connected; we take his Close and close our side, and the
     // confirmation is lost with the connection.
@@ -515,14 +491,7 @@ async fn a_closing_receiver_whose_confirmation_was_lost_dials_the_requester() {
         Purpose::Discussion { discussion_id, .. } => assert_eq!(discussion_id, id),
         other => panic!("unexpected hello {other:?}"),
     }
-    let notice = net::CloseNotice {
-        discussion_id: id.clone(),
-        peer: sk.peer.clone(),
-        proof: keys
-            .sign_with(sk.own.clone(), close_data(&id))
-            .await
-            .unwrap(),
-    };
+    let notice = our_close_notice(&sk, &keys).await;
     net::tell_closed_as_listener(&mut conn, &keys, &notice, T)
         .await
         .expect("bob confirms again");

@@ -9,8 +9,7 @@ use std::time::Duration;
 use pgpchat_actors::store::Store;
 use serde_json::{json, Value};
 
-use crate::binary::{wait_for, Person};
-use crate::common::free_udp_port;
+use crate::binary::{alice_and_bob_running, wait_for, Person};
 
 /// A blocking JSON-RPC client on a core's socket.
 struct Rpc {
@@ -79,14 +78,7 @@ impl Rng {
 
 /// alice and bob, both running, with an open discussion. Returns its id.
 fn pair() -> (Person, Person, String) {
-    let port = free_udp_port();
-    let mut a = Person::new("alice", port);
-    let mut b = Person::new("bob", port);
-    a.init();
-    b.init();
-    a.start();
-    b.start();
-    a.wait_sees(&b);
+    let (a, b) = alice_and_bob_running();
     let id = a.open_with(&b, "pw");
     (a, b, id)
 }
@@ -353,6 +345,9 @@ fn a_forced_close_destroys_keys_at_once_and_the_peer_learns_it_when_back() {
         "alice's key destroyed at once"
     );
     assert!(!a.run(&["send", &first, "too late"]).status.success());
+    let again = a.run(&["close", "--force", &first]);
+    assert!(!again.status.success(), "closing twice is an error");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is closed"));
     assert_eq!(close_notices(&a), 1, "alice still has to tell bob");
     let listed = a.json(&["discussions"]);
     assert_eq!(listed[0]["peer_not_told"], true, "{listed}");

@@ -77,6 +77,7 @@ async fn json_rpc_answers_and_bad_requests_get_clear_errors() {
             json!({"jsonrpc": "2.0", "id": 5, "method": "history", "params": {"discussion": "nobody"}}).to_string(),
             json!({"jsonrpc": "2.0", "id": 6, "method": "accept", "params": {"request": 42, "password": "x"}}).to_string(),
             json!({"jsonrpc": "2.0", "id": 7, "method": "whoami"}).to_string(),
+            json!({"jsonrpc": "2.0", "id": 8, "method": "close", "params": {"discussion": "x", "force": "yes"}}).to_string(),
         ],
     )
     .await;
@@ -101,6 +102,11 @@ async fn json_rpc_answers_and_bad_requests_get_clear_errors() {
     assert_eq!(by_id(5)["error"]["code"], 1);
     assert_eq!(by_id(6)["error"]["code"], 1);
     assert_eq!(by_id(7)["result"]["fingerprint"], n[0].keys.fingerprint());
+    assert_eq!(by_id(8)["error"]["code"], -32602);
+    assert!(by_id(8)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'force' must be a boolean"));
 }
 
 #[actix_rt::test]

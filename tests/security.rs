@@ -104,18 +104,16 @@ fn a_stolen_data_directory_reveals_no_text_no_secret_and_no_secret_key() {
 }
 
 mod in_process {
-    use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Duration;
 
     use pgpchat_actors::codec;
     use pgpchat_actors::crypto::SecretCert;
-    use pgpchat_actors::discovery::{sign_announce, ANNOUNCE_PADDED_BYTES};
     use pgpchat_actors::events::{now_secs, Event};
-    use pgpchat_actors::handshake::{random_nonce, Requester};
+    use pgpchat_actors::handshake::Requester;
     use pgpchat_actors::keys::KeyManager;
     use pgpchat_actors::net;
     use pgpchat_actors::node::NodeHandle;
-    use pgpchat_actors::wire::{AnnounceBody, Frame, Handshake, PROTOCOL_VERSION};
+    use pgpchat_actors::wire::{Frame, Handshake};
     use tokio::net::TcpStream;
 
     use crate::common::*;
@@ -273,30 +271,11 @@ mod in_process {
         let n = spawn_nodes(&["bob"]).await;
         let b = &n[0];
         let m = KeyManager::start(SecretCert::generate("mallory").unwrap(), 1);
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        udp.set_broadcast(true).unwrap();
-        let to = SocketAddr::from((Ipv4Addr::new(127, 255, 255, 255), b.settings.discovery.port));
-        let announce = |port: u16, time: u64| {
-            let m = m.clone();
-            async move {
-                let body = AnnounceBody {
-                    version: PROTOCOL_VERSION,
-                    name: "mallory".into(),
-                    tcp_port: port,
-                    cert: m.public().to_bytes(),
-                    nonce: random_nonce(),
-                    time,
-                    reply: false,
-                };
-                sign_announce(&m, &body, ANNOUNCE_PADDED_BYTES)
-                    .await
-                    .unwrap()
-            }
-        };
+        let disc = b.settings.discovery.port;
         let now = now_secs();
-        let newer = announce(1111, now).await;
-        let older = announce(2222, now - 10).await;
-        udp.send_to(&newer, to).unwrap();
+        let newer = signed_announce(&m, "mallory", 1111, now).await;
+        let older = signed_announce(&m, "mallory", 2222, now - 10).await;
+        broadcast(&newer, disc);
         let port_of_m = || {
             let b = b.node.clone();
             let fp = m.fingerprint().to_string();
@@ -310,8 +289,8 @@ mod in_process {
             }
         };
         assert_eq!(wait_until(10, "mallory seen", port_of_m).await, 1111);
-        udp.send_to(&older, to).unwrap();
-        udp.send_to(&newer, to).unwrap(); // and a plain replay
+        broadcast(&older, disc);
+        broadcast(&newer, disc); // and a plain replay
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(port_of_m().await, Some(1111));
     }

@@ -89,11 +89,7 @@ impl DiscussionDirectory {
         listener: Option<TcpListener>,
         ctx: &mut Context<Self>,
     ) {
-        let role = if record.role == Role::Requester.as_str() {
-            Role::Requester
-        } else {
-            Role::Receiver
-        };
+        let role = record.role();
         let peer_endpoint = peer_endpoint(record);
         let session = DiscussionSession::new(SessionParams {
             settings: self.settings.clone(),
@@ -119,7 +115,7 @@ impl DiscussionDirectory {
 
 /// Requester: where the receiver's discussion listener was last known to be.
 fn peer_endpoint(record: &DiscussionRecord) -> Option<SocketAddr> {
-    if record.role != Role::Requester.as_str() {
+    if record.role() != Role::Requester {
         return None;
     }
     format!("{}:{}", record.peer_address, record.peer_port)
@@ -181,7 +177,7 @@ impl Actor for DiscussionDirectory {
                         continue;
                     }
                 };
-                let listener = if record.role == Role::Receiver.as_str() {
+                let listener = if record.role() == Role::Receiver {
                     let l = bind_discussion_listener(&settings, record.listen_port).await?;
                     let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
                     if port != record.listen_port {
@@ -240,7 +236,7 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
         let (store, settings) = (self.store.clone(), self.settings.clone());
         let mut record = m.record;
         let fut = async move {
-            let listener = if record.role == Role::Receiver.as_str() {
+            let listener = if record.role() == Role::Receiver {
                 let l = bind_discussion_listener(&settings, 0).await?;
                 record.listen_port = l
                     .local_addr()

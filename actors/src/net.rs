@@ -155,6 +155,67 @@ pub struct SessionKeys {
     pub role: Role,
     pub own: Arc<SecretCert>,
     pub peer: PublicCert,
+    /// Our `Close`, signed once when first needed (an Ed25519 signature over fixed data never
+    /// changes): sent on each connection while closing, in confirmations, and kept in the store.
+    own_close: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+}
+
+impl SessionKeys {
+    pub fn new(discussion_id: String, role: Role, own: Arc<SecretCert>, peer: PublicCert) -> Self {
+        Self {
+            discussion_id,
+            role,
+            own,
+            peer,
+            own_close: Arc::default(),
+        }
+    }
+
+    /// Our `Close` for this discussion, signed by our discussion key.
+    pub async fn own_close(&self, keys: &KeysHandle) -> Result<Vec<u8>, CryptoError> {
+        self.own_close
+            .get_or_try_init(|| keys.sign_with(self.own.clone(), close_data(&self.discussion_id)))
+            .await
+            .cloned()
+    }
+}
+
+/// Check a `Close` for discussion `id` with the peer's discussion key.
+pub async fn verify_close(
+    keys: &KeysHandle,
+    peer: &PublicCert,
+    id: &str,
+    signature: Vec<u8>,
+) -> Result<(), NetError> {
+    keys.verify_detached(peer.clone(), close_data(id), signature)
+        .await
+        .map_err(|e| NetError::Auth(e.to_string()))
+}
+
+/// A TCP connection to `to`, framed, within `deadline`.
+pub async fn dial(
+    to: std::net::SocketAddr,
+    deadline: Duration,
+    max_frame_bytes: usize,
+) -> Result<Conn<tokio::net::TcpStream>, NetError> {
+    let stream = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(to))
+        .await
+        .map_err(|_| NetError::Timeout)?
+        .map_err(|e| NetError::Peer(format!("{to}: {e}")))?;
+    Ok(framed(stream, max_frame_bytes))
+}
+
+/// The first frame of a discussion connection, with a fresh nonce (returned too).
+fn discussion_hello(discussion_id: &str) -> (Frame, Nonce) {
+    let nonce = random_nonce();
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        purpose: Purpose::Discussion {
+            discussion_id: discussion_id.to_string(),
+            nonce,
+        },
+    };
+    (hello, nonce)
 }
 
 /// Connecting side: send the hello, check the listener's proof, send ours. Returns the listener's
@@ -165,19 +226,8 @@ pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     sk: &SessionKeys,
     deadline: Duration,
 ) -> Result<u16, NetError> {
-    let own_nonce = random_nonce();
-    send(
-        conn,
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            purpose: Purpose::Discussion {
-                discussion_id: sk.discussion_id.clone(),
-                nonce: own_nonce,
-            },
-        },
-        deadline,
-    )
-    .await?;
+    let (hello, own_nonce) = discussion_hello(&sk.discussion_id);
+    send(conn, hello, deadline).await?;
     let (peer_nonce, port, signature) = match recv(conn, deadline).await? {
         Frame::SessionAuth {
             nonce,
@@ -222,12 +272,8 @@ pub async fn confirm_close<S: AsyncRead + AsyncWrite + Unpin>(
     signature: Vec<u8>,
     deadline: Duration,
 ) -> Result<(), NetError> {
-    keys.verify_detached(sk.peer.clone(), close_data(&sk.discussion_id), signature)
-        .await
-        .map_err(|e| NetError::Auth(e.to_string()))?;
-    let signature = keys
-        .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
-        .await?;
+    verify_close(keys, &sk.peer, &sk.discussion_id, signature).await?;
+    let signature = sk.own_close(keys).await?;
     // Best effort: the peer asks again on its next connection if this one is lost.
     let _ = send(conn, Frame::Close { signature }, deadline).await;
     Ok(())
@@ -249,18 +295,7 @@ pub async fn tell_closed_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     notice: &CloseNotice,
     deadline: Duration,
 ) -> Result<(), NetError> {
-    send(
-        conn,
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            purpose: Purpose::Discussion {
-                discussion_id: notice.discussion_id.clone(),
-                nonce: random_nonce(),
-            },
-        },
-        deadline,
-    )
-    .await?;
+    send(conn, discussion_hello(&notice.discussion_id).0, deadline).await?;
     let peer_closed = match recv(conn, deadline).await? {
         Frame::SessionAuth { .. } => None,
         Frame::Close { signature } => Some(signature),
@@ -268,7 +303,7 @@ pub async fn tell_closed_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     };
     if let Some(signature) = peer_closed {
         // Both closed without the other: its proof is the confirmation.
-        check_close(keys, notice, signature).await?;
+        verify_close(keys, &notice.peer, &notice.discussion_id, signature).await?;
         let _ = send(conn, close_frame(notice), deadline).await;
         return Ok(());
     }
@@ -301,23 +336,11 @@ async fn expect_close<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Duration,
 ) -> Result<(), NetError> {
     match recv(conn, deadline).await? {
-        Frame::Close { signature } => check_close(keys, notice, signature).await,
+        Frame::Close { signature } => {
+            verify_close(keys, &notice.peer, &notice.discussion_id, signature).await
+        }
         other => Err(NetError::Unexpected(frame_name(&other).into())),
     }
-}
-
-async fn check_close(
-    keys: &KeysHandle,
-    notice: &CloseNotice,
-    signature: Vec<u8>,
-) -> Result<(), NetError> {
-    keys.verify_detached(
-        notice.peer.clone(),
-        close_data(&notice.discussion_id),
-        signature,
-    )
-    .await
-    .map_err(|e| NetError::Auth(e.to_string()))
 }
 
 /// Listening side, after the hello (which carried the connector's nonce): prove ourselves with a

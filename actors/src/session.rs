@@ -36,7 +36,7 @@ use crate::settings::Settings;
 use crate::store::{
     DeliveryState, DiscussionState, Incoming, MessageRecord, StoreError, StoreHandle,
 };
-use crate::wire::{ack_data, close_data, ChatPayload, Frame, Purpose, Role};
+use crate::wire::{ack_data, ChatPayload, Frame, Purpose, Role};
 
 /// First reconnection delay; it doubles up to `limits.reconnect_max_secs`.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
@@ -125,12 +125,7 @@ impl DiscussionSession {
     pub fn new(p: SessionParams) -> Self {
         Self {
             node: p.settings.node.name.clone(),
-            sk: SessionKeys {
-                discussion_id: p.discussion_id,
-                role: p.role,
-                own: Arc::new(p.own_key),
-                peer: p.peer_key,
-            },
+            sk: SessionKeys::new(p.discussion_id, p.role, Arc::new(p.own_key), p.peer_key),
             settings: p.settings,
             peer_name: p.peer_name,
             peer_fingerprint: p.peer_fingerprint,
@@ -285,6 +280,7 @@ impl Actor for DiscussionSession {
 
 mod chat;
 mod connection;
+pub(crate) use connection::reach_peer;
 mod handlers;
 mod inbound;
 

@@ -104,6 +104,17 @@ pub struct DiscussionRecord {
     pub listen_port: u16,
 }
 
+impl DiscussionRecord {
+    pub fn role(&self) -> crate::wire::Role {
+        use crate::wire::Role;
+        if self.role == Role::Requester.as_str() {
+            Role::Requester
+        } else {
+            Role::Receiver
+        }
+    }
+}
+
 /// A discussion's id and peer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscussionRef {
@@ -523,7 +534,7 @@ impl Store {
     pub fn close_discussion(
         &mut self,
         id: &str,
-        proof: &[u8],
+        proof: Option<&[u8]>,
         told: bool,
     ) -> Result<(), StoreError> {
         self.durable()?;
@@ -532,10 +543,13 @@ impl Store {
             "UPDATE discussions SET state = 'closed', own_key_sealed = x'' WHERE id = ?1",
             [id],
         )?;
-        tx.execute(
-            "INSERT OR REPLACE INTO close_notices (discussion_id, proof, told) VALUES (?1, ?2, ?3)",
-            params![id, proof, told],
-        )?;
+        if let Some(proof) = proof {
+            tx.execute(
+                "INSERT OR REPLACE INTO close_notices (discussion_id, proof, told)
+                 VALUES (?1, ?2, ?3)",
+                params![id, proof, told],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -958,7 +972,8 @@ mod tests {
             let mut s = Store::open(&p).unwrap();
             s.insert_discussion(&discussion("d")).unwrap();
             s.insert_discussion(&discussion("e")).unwrap();
-            s.close_discussion("d", b"signed close", false).unwrap();
+            s.close_discussion("d", Some(b"signed close"), false)
+                .unwrap();
         }
         let s = Store::open(&p).unwrap();
         let d = s.discussion("d").unwrap();

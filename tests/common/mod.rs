@@ -175,3 +175,49 @@ impl RawPeer {
         conn
     }
 }
+
+/// A signed announce from `keys`, as discovery sends it: `name`, TCP `tcp_port`, sent at `time`.
+pub async fn signed_announce(keys: &KeysHandle, name: &str, tcp_port: u16, time: u64) -> Vec<u8> {
+    let body = pgpchat_actors::wire::AnnounceBody {
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+        tcp_port,
+        cert: keys.public().to_bytes(),
+        nonce: pgpchat_actors::handshake::random_nonce(),
+        time,
+        reply: false,
+    };
+    pgpchat_actors::discovery::sign_announce(
+        keys,
+        &body,
+        pgpchat_actors::discovery::ANNOUNCE_PADDED_BYTES,
+    )
+    .await
+    .expect("sign announce")
+}
+
+/// Send `datagram` to the test nodes on discovery `port` (loopback broadcast only).
+pub fn broadcast(datagram: &[u8], port: u16) {
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_broadcast(true).expect("broadcast");
+    udp.send_to(
+        datagram,
+        (std::net::Ipv4Addr::new(127, 255, 255, 255), port),
+    )
+    .expect("send announce");
+}
+
+/// Wait until `node` lists the contact whose fingerprint is `fp`; that contact.
+pub async fn wait_contact(node: &NodeHandle, fp: &str) -> pgpchat_actors::store::ContactRecord {
+    wait_until(10, &format!("contact {fp}"), || {
+        let (node, fp) = (node.clone(), fp.to_string());
+        async move {
+            node.contacts()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|c| c.fingerprint == fp)
+        }
+    })
+    .await
+}

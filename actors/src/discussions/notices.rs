@@ -16,10 +16,10 @@ use actix::prelude::*;
 use tokio::net::TcpStream;
 
 use super::DiscussionDirectory;
-use crate::contacts::{ContactRegistry, FindContact};
+use crate::contacts::ContactRegistry;
 use crate::keys::KeysHandle;
 use crate::net::{self, CloseNotice, Conn};
-use crate::session::RECONNECT_MIN;
+use crate::session::{reach_peer, RECONNECT_MIN};
 use crate::store::{DiscussionRecord, StoreHandle};
 use crate::wire::Role;
 
@@ -39,18 +39,13 @@ impl Tombstone {
         peer: crate::crypto::PublicCert,
         proof: Vec<u8>,
     ) -> Self {
-        let role = if record.role == Role::Requester.as_str() {
-            Role::Requester
-        } else {
-            Role::Receiver
-        };
         Self {
             notice: Arc::new(CloseNotice {
                 discussion_id: record.id.clone(),
                 peer,
                 proof,
             }),
-            role,
+            role: record.role(),
             peer_fingerprint: record.peer_fingerprint.clone(),
             endpoint: super::peer_endpoint(record),
         }
@@ -134,13 +129,14 @@ impl DiscussionDirectory {
             self.settings.handshake_timeout(),
         );
         let node = self.node.clone();
+        let node_name = node.clone();
         let asked = id.clone();
         ctx.spawn(
             async move {
                 let _permit = permit;
                 let notice = match known {
                     Some(n) => n,
-                    None => closed_notice(&store, &keys, asked)
+                    None => closed_notice(&node_name, &store, &keys, asked)
                         .await
                         .ok_or_else(|| net::NetError::Unexpected("unknown discussion".into()))?,
                 };
@@ -159,22 +155,28 @@ impl DiscussionDirectory {
 
 /// The `Close` we kept for a closed discussion, as a notice (`None`: unknown, or nothing kept).
 async fn closed_notice(
+    node: &str,
     store: &StoreHandle,
     keys: &KeysHandle,
     id: String,
 ) -> Option<Arc<CloseNotice>> {
     let (record, proof) = store
         .run(move |s| match s.close_proof(&id)? {
-            Some(proof) if !proof.is_empty() => Ok(Some((s.discussion(&id)?, proof))),
-            _ => Ok(None),
+            Some(proof) => Ok(Some((s.discussion(&id)?, proof))),
+            None => Ok(None),
         })
         .await
+        .map_err(|e| log::error!("[{node}] looking up a closed discussion: {e}"))
         .ok()??;
-    let peer = keys.parse_cert(record.peer_key.clone()).await.ok()?;
+    let peer = keys
+        .parse_cert(record.peer_key.clone())
+        .await
+        .map_err(|e| log::error!("[{node}] discussion {}: bad peer key: {e}", record.id))
+        .ok()?;
     Some(Tombstone::from_record(&record, peer, proof).notice)
 }
 
-/// Requester side: dial the peer with backoff until it has confirmed the `Close`.
+/// Requester side: dial the peer with backoff, as the session did, until it has confirmed.
 async fn tell_by_dialing(
     node: String,
     t: Tombstone,
@@ -186,40 +188,27 @@ async fn tell_by_dialing(
 ) {
     let mut backoff = RECONNECT_MIN;
     loop {
-        let mut targets: Vec<SocketAddr> = t.endpoint.into_iter().collect();
-        if let Ok(Ok(c)) = contacts.send(FindContact(t.peer_fingerprint.clone())).await {
-            if let Ok(ip) = c.address.parse() {
-                let main = SocketAddr::new(ip, c.tcp_port);
-                if !targets.contains(&main) {
-                    targets.push(main);
+        let told = reach_peer(
+            t.endpoint,
+            Some(&contacts),
+            t.peer_fingerprint.clone(),
+            |to| {
+                let (keys, notice) = (keys.clone(), t.notice.clone());
+                async move {
+                    let mut conn = net::dial(to, deadline, max_frame).await?;
+                    net::tell_closed_as_connector(&mut conn, &keys, &notice, deadline).await
                 }
-            }
-        }
-        for to in targets {
-            match tell_at(to, &t.notice, &keys, deadline, max_frame).await {
-                Ok(()) => return,
-                Err(e) => log::debug!(
-                    "[{node}] telling {to} that {} is closed: {e}",
-                    t.notice.discussion_id
-                ),
-            }
+            },
+        )
+        .await;
+        match told {
+            Ok(()) => return,
+            Err(e) => log::debug!(
+                "[{node}] telling the peer that {} is closed: {e}",
+                t.notice.discussion_id
+            ),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(max_backoff);
     }
-}
-
-async fn tell_at(
-    to: SocketAddr,
-    notice: &CloseNotice,
-    keys: &KeysHandle,
-    deadline: Duration,
-    max_frame: usize,
-) -> Result<(), net::NetError> {
-    let stream = tokio::time::timeout(deadline, TcpStream::connect(to))
-        .await
-        .map_err(|_| net::NetError::Timeout)?
-        .map_err(|e| net::NetError::Peer(format!("{to}: {e}")))?;
-    let mut conn = net::framed(stream, max_frame);
-    net::tell_closed_as_connector(&mut conn, keys, notice, deadline).await
 }

@@ -39,6 +39,44 @@ pub(super) async fn accept(
     }
 }
 
+/// Reach the peer: its discussion listener (`endpoint`, when known), then, if that fails, its main
+/// listener at the address it announces now (it may have restarted on another port or address).
+/// `attempt` runs on each in turn; the first success wins, else the first error.
+pub(crate) async fn reach_peer<T, Fut>(
+    endpoint: Option<SocketAddr>,
+    contacts: Option<&Addr<ContactRegistry>>,
+    peer_fingerprint: String,
+    attempt: impl Fn(SocketAddr) -> Fut,
+) -> Result<T, net::NetError>
+where
+    Fut: std::future::Future<Output = Result<T, net::NetError>>,
+{
+    let first = match endpoint {
+        Some(endpoint) => match attempt(endpoint).await {
+            Ok(x) => return Ok(x),
+            Err(e) => e,
+        },
+        None => net::NetError::Peer("no address known for the peer".into()),
+    };
+    let main = match contacts {
+        Some(c) => c
+            .send(FindContact(peer_fingerprint))
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    match main.and_then(|c| {
+        c.address
+            .parse()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, c.tcp_port))
+    }) {
+        Some(main) if Some(main) != endpoint => attempt(main).await,
+        _ => Err(first),
+    }
+}
+
 impl DiscussionSession {
     /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
     /// reached, go through the receiver's main listener at its currently announced address.
@@ -57,14 +95,10 @@ impl DiscussionSession {
         let contacts = self.contacts.clone();
         let peer = self.peer_fingerprint.clone();
         let fut = async move {
-            let dial = |to: SocketAddr| {
+            reach_peer(endpoint, contacts.as_ref(), peer, |to| {
                 let (keys, sk) = (keys.clone(), sk.clone());
                 async move {
-                    let stream = tokio::time::timeout(deadline, TcpStream::connect(to))
-                        .await
-                        .map_err(|_| net::NetError::Timeout)?
-                        .map_err(|e| net::NetError::Peer(format!("{to}: {e}")))?;
-                    let mut conn = net::framed(stream, max);
+                    let mut conn = net::dial(to, deadline, max).await?;
                     match net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await {
                         Ok(port) => Ok(Dialed::Open(Box::new(conn), to.ip(), port)),
                         Err(net::NetError::PeerClosedDiscussion(signature)) => {
@@ -74,28 +108,8 @@ impl DiscussionSession {
                         Err(e) => Err(e),
                     }
                 }
-            };
-            let first = match endpoint {
-                Some(endpoint) => match dial(endpoint).await {
-                    Ok(x) => return Ok(x),
-                    Err(e) => e,
-                },
-                None => net::NetError::Peer("no address known for the peer".into()),
-            };
-            // The receiver may have restarted on another port or address: ask the registry.
-            let main = match contacts {
-                Some(c) => c.send(FindContact(peer)).await.ok().and_then(Result::ok),
-                None => None,
-            };
-            match main.and_then(|c| {
-                c.address
-                    .parse()
-                    .ok()
-                    .map(|ip| SocketAddr::new(ip, c.tcp_port))
-            }) {
-                Some(main) if Some(main) != endpoint => dial(main).await,
-                _ => Err(first),
-            }
+            })
+            .await
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.connecting = false;

@@ -192,12 +192,10 @@ impl DiscussionSession {
         let (keys, sk, store) = (self.keys.clone(), self.sk.clone(), self.store.clone());
         AtomicResponse::new(Box::pin(
             async move {
-                let proof = keys
-                    .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
-                    .await?;
+                let proof = sk.own_close(&keys).await?;
                 let (i, p) = (sk.discussion_id.clone(), proof.clone());
                 store
-                    .run(move |s| s.close_discussion(&i, &p, false))
+                    .run(move |s| s.close_discussion(&i, Some(&p), false))
                     .await?;
                 Ok::<_, SessionError>(proof)
             }

@@ -127,10 +127,8 @@ impl DiscussionSession {
     pub(super) fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) {
         let keys = self.keys.clone();
         let sk = self.sk.clone();
-        let fut = async move {
-            keys.verify_detached(sk.peer.clone(), close_data(&sk.discussion_id), signature)
-                .await
-        };
+        let fut =
+            async move { net::verify_close(&keys, &sk.peer, &sk.discussion_id, signature).await };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(()) if act.closing => act.finish(false, ctx),
             Ok(()) => {
@@ -155,10 +153,7 @@ impl DiscussionSession {
         let node = self.node.clone();
         async move {
             let Some(tx) = tx else { return };
-            match keys
-                .sign_with(sk.own.clone(), close_data(&sk.discussion_id))
-                .await
-            {
+            match sk.own_close(&keys).await {
                 Ok(signature) => {
                     let _ = tx.send(Frame::Close { signature }).await;
                 }
@@ -187,26 +182,24 @@ impl DiscussionSession {
             if by_peer { " by the peer" } else { "" }
         );
         let id = self.id().to_string();
-        let (store, events, keys, own, node) = (
+        let (store, events, keys, sk, node) = (
             self.store.clone(),
             self.events.clone(),
             self.keys.clone(),
-            self.sk.own.clone(),
+            self.sk.clone(),
             self.node.clone(),
         );
         let fut = async move {
             let i = id.clone();
-            // Our `Close`, kept to answer the peer if its confirmation to us was lost and it
-            // connects again (it verifies it and stops asking).
-            let proof = keys
-                .sign_with(own, close_data(&id))
+            // Our `Close` (usually signed already, for the peer), kept to answer the peer if its
+            // confirmation to us was lost and it connects again.
+            let proof = sk
+                .own_close(&keys)
                 .await
-                .unwrap_or_else(|e| {
-                    log::error!("[{node}] cannot sign a close: {e}");
-                    Vec::new()
-                });
+                .map_err(|e| log::error!("[{node}] cannot sign a close: {e}"))
+                .ok();
             let res = store
-                .run(move |s| s.close_discussion(&i, &proof, true))
+                .run(move |s| s.close_discussion(&i, proof.as_deref(), true))
                 .await;
             events.emit(Event::DiscussionClosed {
                 discussion_id: id,
