@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use pgpchat_actors::at_rest;
 use pgpchat_actors::crypto::SecretCert;
 use pgpchat_actors::identity;
 use pgpchat_actors::store::Store;
@@ -82,7 +83,7 @@ fn a_stolen_data_directory_reveals_no_text_no_secret_and_no_secret_key() {
             .unwrap()
             .own_key_sealed;
         let dkey = SecretCert::unlock(
-            &id_key.decrypt_and_verify(&sealed, id_key.public()).unwrap(),
+            &at_rest::open(&id_key, at_rest::Sealed::DiscussionKey, &sealed).unwrap(),
             None,
         )
         .unwrap();

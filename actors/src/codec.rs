@@ -51,6 +51,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Decode the first value of `bytes`, borrowing from them, and ignore what follows: for reading one
+/// field of an unauthenticated value and nothing else (see `handshake::check_request`).
+pub fn decode_prefix<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map(|(value, _)| value)
+        .map_err(|e| CodecError::Decode(e.to_string()))
+}
+
 /// Length-delimited frames of bincode values: decodes `In`, encodes `Out`.
 pub struct FrameCodec<In, Out> {
     inner: LengthDelimitedCodec,

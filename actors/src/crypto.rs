@@ -226,21 +226,30 @@ impl SecretCert {
     /// The unprotected secret parameters of the primary key and each subkey, encoded as they would
     /// appear in an unprotected key packet. For audits that search files for leaked key material.
     pub fn secret_material_for_audit(&self) -> Vec<Vec<u8>> {
-        use pgp::types::SecretParams;
-        let mut out = Vec::new();
-        let mut push = |p: &SecretParams| {
-            if let SecretParams::Plain(plain) = p {
-                let mut v = Vec::new();
-                if plain.to_writer(&mut v, KeyVersion::V4).is_ok() {
-                    out.push(v);
-                }
-            }
-        };
-        push(self.secret.primary_key.secret_params());
+        let mut out: Vec<Vec<u8>> = plain_secret(self.secret.primary_key.secret_params())
+            .into_iter()
+            .map(|z| z.to_vec())
+            .collect();
         for sub in &self.secret.secret_subkeys {
-            push(sub.key.secret_params());
+            out.extend(plain_secret(sub.key.secret_params()).map(|z| z.to_vec()));
         }
         out
+    }
+
+    /// A 32-byte symmetric key for `context`, derived (HKDF-SHA-256) from this key's primary
+    /// secret. What the node seals for itself on disk uses it (see [`crate::at_rest`]): no OpenPGP
+    /// message a peer can make opens with it, and it opens nothing a peer sends.
+    pub fn derive_local_key(
+        &self,
+        context: &[u8],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, CryptoError> {
+        let ikm = plain_secret(self.secret.primary_key.secret_params())
+            .ok_or_else(|| CryptoError::Policy("the key is locked".into()))?;
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"pgpchat local key v1"), &ikm)
+            .expand(context, out.as_mut())
+            .map_err(|_| CryptoError::Pgp("key derivation failed".into()))?;
+        Ok(out)
     }
 
     /// Detached binary signature (SHA-256) over `data`, as OpenPGP bytes.
@@ -317,6 +326,19 @@ impl SecretCert {
             plaintext,
             signature,
         })
+    }
+}
+
+/// The unprotected secret parameters of one key packet, as they would appear in an unprotected key
+/// packet; `None` when the key is still passphrase-protected.
+fn plain_secret(p: &pgp::types::SecretParams) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    match p {
+        pgp::types::SecretParams::Plain(plain) => {
+            let mut v = zeroize::Zeroizing::new(Vec::new());
+            plain.to_writer(&mut *v, KeyVersion::V4).ok()?;
+            Some(v)
+        }
+        _ => None,
     }
 }
 

@@ -39,6 +39,10 @@ pub enum HandshakeError {
     Version(u16),
     #[error("bad handshake frame: {0}")]
     Invalid(String),
+    /// A sealed frame that did not decrypt, decode or verify: its content is not trusted, so the
+    /// error says nothing about it (the text is [`crate::net::SEALED_FRAME_REFUSED`]).
+    #[error("{}", crate::net::SEALED_FRAME_REFUSED)]
+    Unauthenticated,
 }
 
 impl HandshakeError {
@@ -46,7 +50,7 @@ impl HandshakeError {
     pub fn reason(&self) -> FailReason {
         match self {
             Self::Failed(r) => *r,
-            Self::Version(_) | Self::Invalid(_) => FailReason::Protocol,
+            Self::Version(_) | Self::Invalid(_) | Self::Unauthenticated => FailReason::Protocol,
         }
     }
 }
@@ -139,20 +143,53 @@ impl Requester {
     }
 }
 
+/// What is read of a sealed frame's plaintext before its signature is checked: that it is a
+/// `Request`, and its sender's certificate, the one field needed to check the signature. The fields
+/// before it are only stepped over (borrowed byte strings, never interpreted), and nothing after it
+/// is read. Its layout is pinned to [`RequestBody`] by a test.
+#[derive(serde::Deserialize)]
+struct RequestSigner<'a> {
+    /// Index of the `Handshake` variant; 0 is `Request`.
+    variant: u32,
+    _version: u16,
+    _from: &'a [u8],
+    _to: &'a [u8],
+    _name: &'a [u8],
+    _nonce: Nonce,
+    _time: u64,
+    cert: &'a [u8],
+}
+
+/// Index of `Handshake::Request` in its bincode encoding.
+const REQUEST_VARIANT: u32 = 0;
+
 /// Check the plaintext of the first sealed frame B receives: a `Request` for us, signed by the
 /// certificate it carries. Returns the request and A's certificate. Freshness: [`check_fresh`].
+///
+/// Until the signature is verified the plaintext is unauthenticated, possibly someone else's data
+/// encrypted to us: only the certificate is read ([`RequestSigner`]), and every failure up to there
+/// is [`HandshakeError::Unauthenticated`], which says nothing about the plaintext. Only then is the
+/// request decoded and checked.
 pub fn check_request(
     decrypted: &Decrypted,
     my_fingerprint: &str,
 ) -> Result<(RequestBody, PublicCert), HandshakeError> {
+    let signer: RequestSigner<'_> = codec::decode_prefix(&decrypted.plaintext)
+        .map_err(|_| HandshakeError::Unauthenticated)?;
+    if signer.variant != REQUEST_VARIANT {
+        return Err(HandshakeError::Unauthenticated);
+    }
+    let cert = PublicCert::from_bytes(signer.cert).map_err(|_| HandshakeError::Unauthenticated)?;
+    decrypted
+        .verify(&cert)
+        .map_err(|_| HandshakeError::Unauthenticated)?;
+    // Authenticated from here on: signed by the certificate it carries.
     let Handshake::Request(req) = codec::decode(&decrypted.plaintext).map_err(invalid)? else {
         return Err(invalid("expected a Request"));
     };
     if req.version != PROTOCOL_VERSION {
         return Err(HandshakeError::Version(req.version));
     }
-    let cert = PublicCert::from_bytes(&req.cert).map_err(invalid)?;
-    decrypted.verify(&cert).map_err(invalid)?;
     if cert.fingerprint() != req.from {
         return Err(invalid("request's fingerprint is not its certificate's"));
     }
@@ -469,6 +506,43 @@ mod tests {
         let expected: [u8; 32] = mac.finalize().into_bytes().into();
         assert_eq!(confirmation(k, &t, b"confirm A"), expected);
         assert_ne!(confirmation(k, &t, b"confirm B"), expected);
+    }
+
+    #[test]
+    fn only_the_certificate_is_read_before_the_signature_and_failures_say_nothing() {
+        let (a, b, m) = (party("alice"), party("bob"), party("mallory"));
+        let (_, req) = Requester::start(
+            &a.id,
+            "a name of some length",
+            b.id.fingerprint(),
+            a.dkey.public(),
+            b"pw",
+            1000,
+        );
+        let plain = codec::encode(&Handshake::Request(req.clone())).unwrap();
+        // The layout of RequestSigner is the layout of a Request up to its certificate.
+        let signer: RequestSigner<'_> = codec::decode_prefix(&plain).unwrap();
+        assert_eq!(signer.variant, REQUEST_VARIANT);
+        assert_eq!(signer.cert, &req.cert[..]);
+        let other = codec::encode(&Handshake::Confirm { confirm: [7; 32] }).unwrap();
+
+        let open = |sender: &SecretCert, plaintext: &[u8]| {
+            let sealed = sender.sign_and_encrypt(b.id.public(), plaintext).unwrap();
+            let d = b.id.decrypt_unverified(&sealed).unwrap();
+            check_request(&d, b.id.fingerprint())
+        };
+        assert!(open(&a.id, &plain).is_ok());
+        // Signed by another key than the certificate inside; not a request; not bincode at all.
+        for (what, sender, plaintext) in [
+            ("wrong signer", &m.id, plain.clone()),
+            ("not a request", &a.id, other),
+            ("garbage", &a.id, vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3]),
+            ("truncated", &a.id, plain[..plain.len() / 2].to_vec()),
+        ] {
+            let e = open(sender, &plaintext).unwrap_err();
+            assert!(matches!(e, HandshakeError::Unauthenticated), "{what}: {e}");
+            assert_eq!(e.to_string(), crate::net::SEALED_FRAME_REFUSED, "{what}");
+        }
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //!
 //! Messages: [`Crypto`] (a closure given the identity key). [`KeysHandle`] wraps it in typed
 //! methods: sealing and opening handshake frames, signing announces, making and unsealing discussion
-//! keys, and chat encryption with discussion keys. Lifecycle: started by the node with the identity
+//! keys (sealed for our own store, apart from handshake frames: [`at_rest`]), and chat encryption
+//! with discussion keys. Lifecycle: started by the node with the identity
 //! unlocked once (a locked key would cost an S2K derivation, ~20 ms, per operation), stopped with it.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::at_rest::{self, Sealed};
 use crate::crypto::{verify_detached, CryptoError, Decrypted, PublicCert, SecretCert};
 
 pub struct KeyManager {
@@ -144,14 +146,15 @@ impl KeysHandle {
         .await
     }
 
-    /// A fresh discussion key pair, and its secret sealed to our own identity for the store.
+    /// A fresh discussion key pair, and its secret sealed for our own store ([`at_rest`]).
     pub async fn new_discussion_key(
         &self,
         label: String,
     ) -> Result<(SecretCert, Vec<u8>), CryptoError> {
         self.run(move |id| {
             let key = SecretCert::generate(&label)?;
-            let sealed = id.sign_and_encrypt(id.public(), &key.to_protected_bytes(None)?)?;
+            let plain = zeroize::Zeroizing::new(key.to_protected_bytes(None)?);
+            let sealed = at_rest::seal(id, Sealed::DiscussionKey, &plain)?;
             Ok((key, sealed))
         })
         .await
@@ -160,10 +163,20 @@ impl KeysHandle {
     /// Open a discussion key sealed by [`Self::new_discussion_key`].
     pub async fn unseal_discussion_key(&self, sealed: Vec<u8>) -> Result<SecretCert, CryptoError> {
         self.run(move |id| {
-            let bytes = id.decrypt_and_verify(&sealed, id.public())?;
+            let bytes = at_rest::open(id, Sealed::DiscussionKey, &sealed)?;
             SecretCert::unlock(&bytes, None)
         })
         .await
+    }
+
+    /// Convert a blob sealed for ourselves before issue 8 ([`at_rest::convert_legacy`]).
+    pub async fn convert_legacy(
+        &self,
+        what: Sealed,
+        sealed: Vec<u8>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.run(move |id| at_rest::convert_legacy(id, what, &sealed))
+            .await
     }
 
     /// Chat encryption with discussion keys.

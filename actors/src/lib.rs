@@ -6,6 +6,7 @@
 //! - [`codec`]: bytes ↔ values, the one place that uses bincode; length-delimited TCP frames.
 //! - [`wire`]: the peer-to-peer protocol's values (announces, frames, handshake steps, chat payloads).
 //! - [`crypto`]: OpenPGP over rpgp (keys, sealing, signing, policy). Blocking: call it on a worker.
+//! - [`at_rest`]: what the node seals for itself on disk, apart from anything a peer can send.
 //! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
 //! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
 //! - [`settings`], [`identity`], [`store`], [`events`]: configuration, the identity key file, the
@@ -25,6 +26,7 @@
 //! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
 //! many nodes for measurements.
 
+pub mod at_rest;
 pub mod codec;
 pub mod contacts;
 pub mod crypto;

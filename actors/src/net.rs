@@ -25,8 +25,16 @@ pub fn framed<S: AsyncRead + AsyncWrite>(stream: S, max_frame_bytes: usize) -> C
     Framed::new(stream, FrameCodec::new(max_frame_bytes))
 }
 
+/// The one text a node answers (in an `Error` frame) and logs for a sealed handshake frame that it
+/// could not decrypt, decode, or verify, whatever failed: a text derived from the failure could carry
+/// bytes of someone else's plaintext (a decryption oracle).
+pub const SEALED_FRAME_REFUSED: &str = "sealed handshake frame refused";
+
 #[derive(Debug, Error)]
 pub enum NetError {
+    /// A sealed handshake frame that did not decrypt, verify or decode ([`SEALED_FRAME_REFUSED`]).
+    #[error("{SEALED_FRAME_REFUSED}")]
+    SealedFrameRefused,
     #[error("timed out waiting for the peer")]
     Timeout,
     #[error("the peer closed the connection")]
@@ -124,19 +132,24 @@ pub async fn send_sealed<S: AsyncRead + AsyncWrite + Unpin>(
     send(conn, Frame::Sealed(sealed), deadline).await
 }
 
-/// Receive a sealed frame and decrypt it (the signature is checked by the caller).
+/// Receive a sealed frame and decrypt it (the signature is checked by the caller). Any failure to
+/// decrypt is [`NetError::SealedFrameRefused`], whose text says nothing about the frame.
 pub async fn recv_sealed<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     keys: &KeysHandle,
     deadline: Duration,
 ) -> Result<Decrypted, NetError> {
     match recv(conn, deadline).await? {
-        Frame::Sealed(bytes) => Ok(keys.unseal(bytes).await?),
+        Frame::Sealed(bytes) => keys
+            .unseal(bytes)
+            .await
+            .map_err(|_| NetError::SealedFrameRefused),
         other => Err(NetError::Unexpected(frame_name(&other).into())),
     }
 }
 
-/// Receive a sealed frame from a known peer: decrypt, verify its signature, decode.
+/// Receive a sealed frame from a known peer: decrypt, verify its signature, then decode. Every
+/// failure is [`NetError::SealedFrameRefused`].
 pub async fn recv_sealed_from<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     keys: &KeysHandle,
@@ -144,8 +157,18 @@ pub async fn recv_sealed_from<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Duration,
 ) -> Result<Handshake, NetError> {
     let d = recv_sealed(conn, keys, deadline).await?;
-    d.verify(from)?;
-    Ok(codec::decode(&d.plaintext)?)
+    d.verify(from).map_err(|_| NetError::SealedFrameRefused)?;
+    codec::decode(&d.plaintext).map_err(|_| NetError::SealedFrameRefused)
+}
+
+/// Answer a refused sealed frame: the fixed [`SEALED_FRAME_REFUSED`], best effort (the sender's
+/// certificate is unchecked, so nothing can be sealed to it).
+pub async fn refuse_sealed<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    deadline: Duration,
+) {
+    let reason = SEALED_FRAME_REFUSED.to_string();
+    let _ = send(conn, Frame::Error { reason }, deadline).await;
 }
 
 /// What a discussion connection authenticates with.

@@ -19,6 +19,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::at_rest::{self, Sealed};
 use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, SetVerified};
 use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
@@ -167,6 +168,8 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     let storage_key = storage_key(&keys, &settings.node.data_dir).await?;
     let store = StoreWorker::start(&settings.node.data_dir.join("store.db"), &storage_key)?;
     drop(storage_key);
+    store.run(|s| s.finish_destructions()).await?;
+    convert_legacy_discussion_keys(&keys, &store).await?;
     let loaded = store.run(|s| s.contacts()).await?;
     let events = EventBus::new(settings.limits.ipc_event_queue, &name);
 
@@ -233,13 +236,14 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
 }
 
 /// The key that encrypts message text in the store: random, kept in `<data_dir>/storage.key` sealed
-/// (signed and encrypted) to our own identity key, so it is as protected as the identity's passphrase.
-/// Created on first start. File I/O and crypto run on a crypto worker.
+/// for this node only ([`at_rest`]: under a key derived from the identity's secret, so it is as
+/// protected as the identity's passphrase, and nothing a peer sends is ever opened as one). Created on
+/// first start; a file from before issue 8 (an OpenPGP message to our own identity) is converted in
+/// place, atomically. File I/O and crypto run on a crypto worker.
 async fn storage_key(
     keys: &KeysHandle,
     data_dir: &std::path::Path,
 ) -> Result<zeroize::Zeroizing<[u8; STORAGE_KEY_BYTES]>, NodeError> {
-    use std::io::Write;
     let path = data_dir.join("storage.key");
     let key = keys
         .run(move |id| {
@@ -247,8 +251,15 @@ async fn storage_key(
             let mut key = zeroize::Zeroizing::new([0u8; STORAGE_KEY_BYTES]);
             match std::fs::read(&path) {
                 Ok(sealed) => {
-                    let plain =
-                        zeroize::Zeroizing::new(id.decrypt_and_verify(&sealed, id.public())?);
+                    let plain = if at_rest::is_legacy(&sealed) {
+                        let plain = at_rest::open_legacy(id, &sealed)?;
+                        let converted = at_rest::seal(id, Sealed::StorageKey, &plain)?;
+                        replace_file(&path, &converted).map_err(io)?;
+                        log::info!("storage.key converted to the format of this version");
+                        plain
+                    } else {
+                        at_rest::open(id, Sealed::StorageKey, &sealed)?
+                    };
                     if plain.len() != STORAGE_KEY_BYTES {
                         return Err(CryptoError::Malformed(format!(
                             "{}: wrong length",
@@ -259,13 +270,8 @@ async fn storage_key(
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
-                    let sealed = id.sign_and_encrypt(id.public(), key.as_ref())?;
-                    let mut opts = std::fs::OpenOptions::new();
-                    opts.write(true).create_new(true);
-                    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                    let mut f = opts.open(&path).map_err(io)?;
-                    f.write_all(&sealed).map_err(io)?;
-                    f.sync_all().map_err(io)?;
+                    let sealed = at_rest::seal(id, Sealed::StorageKey, key.as_ref())?;
+                    write_new_file(&path, &sealed).map_err(io)?;
                 }
                 Err(e) => return Err(io(e)),
             }
@@ -274,6 +280,58 @@ async fn storage_key(
         .await
         .map_err(|e| NodeError::StorageKey(e.to_string()))?;
     Ok(key)
+}
+
+/// Create `path` (owner-only) with `bytes`, durably; fails if it exists.
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Replace `path` with `bytes` atomically (a new file renamed over it, the directory synced): a
+/// crash leaves the old file or the new one, never half of one.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp); // left by a crash during an earlier conversion
+    write_new_file(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Bring the store's discussion keys from before issue 8 to the [`at_rest`] format (the schema
+/// itself was migrated when the store opened), then compact the database so that no copy of an old
+/// blob is left in its free pages or its WAL. Idempotent: a conversion cut short resumes here.
+async fn convert_legacy_discussion_keys(
+    keys: &KeysHandle,
+    store: &StoreHandle,
+) -> Result<(), NodeError> {
+    let legacy = store.run(|s| s.legacy_discussion_keys()).await?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    for (id, sealed) in legacy {
+        match keys.convert_legacy(Sealed::DiscussionKey, sealed).await {
+            Ok(converted) => {
+                let i = id.clone();
+                store
+                    .run(move |s| s.replace_discussion_key(&i, &converted))
+                    .await?;
+            }
+            // Left as it is: the discussion cannot resume (its log line says why), nothing else.
+            Err(e) => log::error!("discussion {id}: cannot convert its key: {e}"),
+        }
+    }
+    store.run(|s| s.compact()).await?;
+    log::info!("discussion keys converted to the format of this version");
+    Ok(())
 }
 
 impl NodeHandle {

@@ -2,9 +2,18 @@
 //! one SQLite database (WAL, `synchronous = FULL`: a transaction that returned is on disk, so a
 //! message reported `stored` survives SIGKILL and power loss).
 //!
-//! Message text is encrypted at rest: AES-256-GCM under the node's storage key (itself sealed to the
-//! identity key, so it is as safe as the passphrase), a random nonce per row, and the row's discussion,
-//! direction and sequence number as associated data, so rows cannot be swapped or moved.
+//! Message text is encrypted at rest: AES-256-GCM under the node's storage key (itself sealed for the
+//! node only, see [`crate::at_rest`], so it is as safe as the passphrase), a random nonce per row, and
+//! the row's discussion, direction and sequence number as associated data, so rows cannot be swapped
+//! or moved.
+//!
+//! Each discussion's sealed secret key lives in its own table, `discussion_keys`, written once when
+//! the discussion is created and deleted when it is closed: never in the `discussions` row, which is
+//! rewritten on every message (each rewrite would leave a page image of it in the WAL). A destruction
+//! deletes the row (`secure_delete` zeroes its bytes) and then checkpoints the WAL with `TRUNCATE`, so
+//! no copy is left in `store.db`, `store.db-wal` or `store.db-shm`; one cut short by a crash is
+//! finished at the next start ([`Store::finish_destructions`]). Stores from before issue 8 (the key in
+//! a `discussions` column) are migrated when opened ([`Store::open`]).
 //!
 //! [`Store`] is plain blocking code, unit-tested on its own. Actors reach it through
 //! [`StoreWorker`], a sync actor on its own thread, so no SQLite call ever runs on an event loop.
@@ -93,7 +102,9 @@ pub struct DiscussionRecord {
     pub role: String,
     pub state: DiscussionState,
     pub created: u64,
-    /// Our discussion secret key, sealed to our own identity key (useless without the passphrase).
+    /// Our discussion secret key, sealed for this node only ([`crate::at_rest`], useless without
+    /// the passphrase); empty once destroyed. Kept in the `discussion_keys` table, not in the
+    /// `discussions` row.
     pub own_key_sealed: Vec<u8>,
     /// The peer's public discussion key (binary OpenPGP).
     pub peer_key: Vec<u8>,
@@ -216,7 +227,6 @@ CREATE TABLE IF NOT EXISTS discussions (
     role TEXT NOT NULL,
     state TEXT NOT NULL,
     created INTEGER NOT NULL,
-    own_key_sealed BLOB NOT NULL,
     peer_key BLOB NOT NULL,
     peer_address TEXT NOT NULL,
     peer_port INTEGER NOT NULL,
@@ -233,6 +243,10 @@ CREATE TABLE IF NOT EXISTS messages (
     state TEXT NOT NULL,
     unread INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (discussion_id, direction, seq)
+);
+CREATE TABLE IF NOT EXISTS discussion_keys (
+    discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
+    sealed BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS close_notices (
     discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
@@ -348,11 +362,96 @@ impl Store {
         // Deleted rows are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
+        let s = Self {
             conn,
             cipher: None,
             full_sync_lost: std::cell::Cell::new(false),
-        })
+        };
+        s.migrate_discussion_keys()?;
+        Ok(s)
+    }
+
+    /// Stores from before issue 8 kept each sealed discussion key in a `discussions` column: move
+    /// the keys of discussions not closed to `discussion_keys` (still in the old sealed format, which
+    /// the node converts next: [`Self::legacy_discussion_keys`]), drop the column, and compact.
+    fn migrate_discussion_keys(&self) -> Result<(), StoreError> {
+        let legacy: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('discussions') WHERE name = 'own_key_sealed'",
+            [],
+            |r| r.get(0),
+        )?;
+        if legacy == 0 {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO discussion_keys (discussion_id, sealed)
+                 SELECT id, own_key_sealed FROM discussions
+                 WHERE state != 'closed' AND length(own_key_sealed) > 0;
+             ALTER TABLE discussions DROP COLUMN own_key_sealed;",
+        )?;
+        tx.commit()?;
+        log::info!("store: discussion keys moved to their own table");
+        self.compact()
+    }
+
+    /// Discussion keys still in the sealed format from before issue 8 (an OpenPGP message).
+    pub fn legacy_discussion_keys(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT discussion_id, sealed FROM discussion_keys ORDER BY discussion_id")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let all: Vec<(String, Vec<u8>)> = rows.collect::<Result<_, _>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, sealed)| crate::at_rest::is_legacy(sealed))
+            .collect())
+    }
+
+    /// Replace a discussion's sealed key by the same key sealed anew (format conversion only).
+    pub fn replace_discussion_key(&self, id: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.durable()?;
+        self.conn.execute(
+            "UPDATE discussion_keys SET sealed = ?2 WHERE discussion_id = ?1",
+            params![id, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Rebuild the database without free pages (`VACUUM`), then empty the WAL: after a conversion,
+    /// no copy of an old blob is left anywhere in the store's files.
+    pub fn compact(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("VACUUM")?;
+        self.truncate_wal()
+    }
+
+    /// Copy the WAL into the database and truncate it to zero bytes, so that page images written
+    /// before (a destroyed key among them) are gone from `store.db-wal`. A checkpoint that cannot
+    /// complete (another connection reading) is an error; the next start tries again.
+    pub fn truncate_wal(&self) -> Result<(), StoreError> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("WAL checkpoint blocked by a reader".into()),
+            )));
+        }
+        Ok(())
+    }
+
+    /// At start: finish any destruction cut short (the discussion marked closed but its key, or
+    /// copies of it in the WAL, still there after a crash), by deleting the keys of closed
+    /// discussions and truncating the WAL.
+    pub fn finish_destructions(&self) -> Result<(), StoreError> {
+        self.durable()?;
+        self.conn.execute(
+            "DELETE FROM discussion_keys WHERE discussion_id IN
+                 (SELECT id FROM discussions WHERE state = 'closed')",
+            [],
+        )?;
+        self.truncate_wal()
     }
 
     pub fn integrity_check(&self) -> Result<String, StoreError> {
@@ -418,12 +517,15 @@ impl Store {
 
     // ---- discussions
 
+    /// A new discussion, and its sealed key in `discussion_keys` (written this once), in one
+    /// transaction.
     pub fn insert_discussion(&self, d: &DiscussionRecord) -> Result<(), StoreError> {
         self.durable()?;
-        self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
             "INSERT INTO discussions (id, peer_fingerprint, peer_name, role, state, created,
-                 own_key_sealed, peer_key, peer_address, peer_port, listen_port)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 peer_key, peer_address, peer_port, listen_port)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 d.id,
                 d.peer_fingerprint,
@@ -431,22 +533,30 @@ impl Store {
                 d.role,
                 d.state.as_str(),
                 d.created,
-                d.own_key_sealed,
                 d.peer_key,
                 d.peer_address,
                 d.peer_port,
                 d.listen_port
             ],
         )?;
+        if !d.own_key_sealed.is_empty() {
+            tx.execute(
+                "INSERT INTO discussion_keys (discussion_id, sealed) VALUES (?1, ?2)",
+                params![d.id, d.own_key_sealed],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     pub fn discussion(&self, id: &str) -> Result<DiscussionRecord, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, peer_fingerprint, peer_name, role, state, created, own_key_sealed,
-                        peer_key, peer_address, peer_port, listen_port
-                 FROM discussions WHERE id = ?1",
+                "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
+                        COALESCE(k.sealed, x''), d.peer_key, d.peer_address, d.peer_port,
+                        d.listen_port
+                 FROM discussions d LEFT JOIN discussion_keys k ON k.discussion_id = d.id
+                 WHERE d.id = ?1",
                 [id],
                 |r| {
                     Ok(DiscussionRecord {
@@ -527,10 +637,12 @@ impl Store {
         Ok(())
     }
 
-    /// Close for good, in one transaction: state `closed`, our discussion key destroyed, and the
+    /// Close for good, in one transaction: state `closed`, our discussion key deleted, and the
     /// `Close` signed with it before it went (`proof`) kept. `told`: the peer has confirmed; if
     /// not (a forced close), the proof is a notice still to give it ([`Self::close_notices`]).
-    /// Either way the proof answers a later connection for this discussion.
+    /// Either way the proof answers a later connection for this discussion. Then the WAL is
+    /// truncated, which takes the key's last copies with it (a crash before that: the next start
+    /// finishes, [`Self::finish_destructions`]).
     pub fn close_discussion(
         &mut self,
         id: &str,
@@ -539,10 +651,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.durable()?;
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE discussions SET state = 'closed', own_key_sealed = x'' WHERE id = ?1",
-            [id],
-        )?;
+        tx.execute("UPDATE discussions SET state = 'closed' WHERE id = ?1", [id])?;
+        tx.execute("DELETE FROM discussion_keys WHERE discussion_id = ?1", [id])?;
         if let Some(proof) = proof {
             tx.execute(
                 "INSERT OR REPLACE INTO close_notices (discussion_id, proof, told)
@@ -551,6 +661,10 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        // The close stands even if the WAL cannot be truncated now: the next start does it.
+        if let Err(e) = self.truncate_wal() {
+            log::warn!("store: discussion {id} closed, WAL not yet truncated: {e}");
+        }
         Ok(())
     }
 
@@ -917,6 +1031,82 @@ mod tests {
             peer_port: 5,
             listen_port: 0,
         }
+    }
+
+    fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let b = std::fs::read(p).unwrap();
+                b.windows(needle.len()).any(|w| w == needle)
+            })
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_destroyed_key_leaves_no_copy_in_any_file_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+        let key: Vec<u8> = (0..200u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let mut d = discussion("d");
+        d.own_key_sealed = key.clone();
+        s.insert_discussion(&d).unwrap();
+        s.insert_discussion(&discussion("e")).unwrap();
+        // Per-message rewrites of the discussion's row must not copy the key around.
+        for i in 0..50 {
+            s.queue_outgoing("d", "text", i).unwrap();
+            s.store_incoming("d", i + 1, i, "reply").unwrap();
+        }
+        assert!(!files_contain(dir.path(), &key).is_empty(), "the key is stored");
+        s.close_discussion("d", Some(b"proof"), true).unwrap();
+        assert_eq!(files_contain(dir.path(), &key), Vec::<String>::new());
+        assert!(s.discussion("d").unwrap().own_key_sealed.is_empty());
+        assert_eq!(s.discussion("e").unwrap().own_key_sealed, vec![1]);
+    }
+
+    #[test]
+    fn a_store_from_before_issue_8_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE discussions (id TEXT PRIMARY KEY, peer_fingerprint TEXT NOT NULL,
+                     peer_name TEXT NOT NULL, role TEXT NOT NULL, state TEXT NOT NULL,
+                     created INTEGER NOT NULL, own_key_sealed BLOB NOT NULL,
+                     peer_key BLOB NOT NULL, peer_address TEXT NOT NULL,
+                     peer_port INTEGER NOT NULL, listen_port INTEGER NOT NULL,
+                     next_out_seq INTEGER NOT NULL DEFAULT 1,
+                     last_in_seq INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO discussions VALUES
+                     ('o', 'F', 'bob', 'requester', 'open', 1, x'c1aa', x'02', '', 0, 0, 1, 0),
+                     ('c', 'F', 'bob', 'requester', 'closed', 1, x'', x'02', '', 0, 0, 1, 0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.discussion("o").unwrap().own_key_sealed, vec![0xc1, 0xaa]);
+        assert!(s.discussion("c").unwrap().own_key_sealed.is_empty());
+        assert_eq!(
+            s.legacy_discussion_keys().unwrap(),
+            vec![("o".to_string(), vec![0xc1, 0xaa])]
+        );
+        let still: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('discussions') WHERE name = 'own_key_sealed'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(still, 0, "the old column is gone");
+        drop(s);
+        // Opening again changes nothing.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.discussion("o").unwrap().own_key_sealed, vec![0xc1, 0xaa]);
+        assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 
     #[test]

@@ -53,7 +53,14 @@ impl Task {
         from: SocketAddr,
     ) -> Result<(), ListenerError> {
         let deadline = self.deadline();
-        let decrypted = net::recv_sealed(conn, &self.keys, deadline).await?;
+        let decrypted = match net::recv_sealed(conn, &self.keys, deadline).await {
+            Ok(d) => d,
+            Err(e @ NetError::SealedFrameRefused) => {
+                net::refuse_sealed(conn, deadline).await;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let me = self.keys.fingerprint().to_string();
         let checked = self
             .keys
@@ -63,15 +70,10 @@ impl Task {
         let (request, peer_cert) = match checked {
             Ok(x) => x,
             Err(e) => {
-                // We cannot seal an answer to a certificate we could not check.
-                let _ = net::send(
-                    conn,
-                    Frame::Error {
-                        reason: e.to_string(),
-                    },
-                    deadline,
-                )
-                .await;
+                // One fixed text whatever failed (the request is not answered with anything
+                // derived from its plaintext), and unsealed: we cannot seal to a certificate we
+                // could not check.
+                net::refuse_sealed(conn, deadline).await;
                 return Err(e.into());
             }
         };
