@@ -212,6 +212,79 @@ mod in_process {
         (frame, answer, conn)
     }
 
+    /// The decryption oracle of issue 8: any OpenPGP message encrypted to a node's identity (a copy
+    /// of its own sealed `storage.key`, or one of known plaintext) sent as a handshake frame was
+    /// decrypted and answered with the decoder's error, which quoted the plaintext's first 4 bytes.
+    #[actix_rt::test]
+    async fn a_sealed_frame_that_does_not_check_out_gets_one_fixed_answer_and_no_plaintext() {
+        let n = spawn_nodes(&["bob"]).await;
+        let b = &n[0];
+        let bob = b.keys.public().clone();
+        let mallory = RawPeer::new("mallory");
+        // Known plaintext; its first 4 bytes read as a big-endian integer are 3735928559.
+        let known = [0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x05].to_vec();
+        let mut as_numbers = vec!["3735928559".to_string(), "4022250974".to_string()];
+        let storage_key = std::fs::read(b.dir.join("storage.key")).unwrap();
+        // What bob's storage.key would leak: its plaintext is 32 bytes of key.
+        let sealed = storage_key.clone();
+        let sk = b
+            .keys
+            .run(move |id| {
+                use pgpchat_actors::at_rest::{open, Sealed};
+                open(id, Sealed::StorageKey, &sealed).map(|k| k[..4].to_vec())
+            })
+            .await
+            .unwrap();
+        as_numbers.push(u32::from_be_bytes(sk.try_into().unwrap()).to_string());
+        let (_, request) = Requester::start(
+            &mallory.identity,
+            "mallory",
+            bob.fingerprint(),
+            SecretCert::generate("d").unwrap().public(),
+            b"x",
+            now_secs(),
+        );
+        let request = codec::encode(&Handshake::Request(request)).unwrap();
+        let stranger = SecretCert::generate("stranger").unwrap();
+        let frames = [
+            ("bob's own storage.key", storage_key.clone()),
+            (
+                "known plaintext signed by mallory",
+                mallory.keys.seal(bob.clone(), known.clone()).await.unwrap(),
+            ),
+            (
+                "known plaintext signed by bob himself (the old storage.key format)",
+                b.keys.seal(bob.clone(), known.clone()).await.unwrap(),
+            ),
+            (
+                "a request signed by another key than its certificate",
+                stranger.sign_and_encrypt(&bob, &request).unwrap(),
+            ),
+            (
+                "a message for someone else",
+                mallory
+                    .identity
+                    .sign_and_encrypt(stranger.public(), &known)
+                    .unwrap(),
+            ),
+            ("not OpenPGP at all", known.clone()),
+        ];
+        for (what, sealed) in frames {
+            let mut conn = mallory.dial_handshake(b).await;
+            net::send(&mut conn, Frame::Sealed(sealed), T).await.unwrap();
+            match net::recv(&mut conn, T).await {
+                Err(net::NetError::Peer(reason)) => {
+                    assert_eq!(reason, net::SEALED_FRAME_REFUSED, "{what}");
+                    for n in &as_numbers {
+                        assert!(!reason.contains(n.as_str()), "{what}: {reason}");
+                    }
+                }
+                other => panic!("{what}: expected the fixed Error frame, got {other:?}"),
+            }
+        }
+        assert!(b.requests().await.unwrap().is_empty(), "nothing reached bob");
+    }
+
     #[actix_rt::test]
     async fn replayed_and_stale_handshakes_are_refused() {
         let n = spawn_nodes(&["bob"]).await;
