@@ -11,6 +11,7 @@ mod durability;
 mod flood;
 mod fuzz;
 mod interop;
+mod key_destruction;
 mod ipc;
 mod netns;
 mod prompt;
