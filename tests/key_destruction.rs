@@ -222,7 +222,15 @@ fn a_close_cut_short_by_sigkill_is_finished_at_the_next_start() {
     );
     a.start();
     assert_eq!(state_of(&a, &second), "closed");
-    assert_no_copy(&a, &needles, "after an interrupted destruction and a restart");
+    assert_no_copy(
+        &a,
+        &needles,
+        "after an interrupted destruction and a restart",
+    );
     a.kill();
-    assert_no_copy(&a, &needles, "after an interrupted destruction, a restart and a kill");
+    assert_no_copy(
+        &a,
+        &needles,
+        "after an interrupted destruction, a restart and a kill",
+    );
 }

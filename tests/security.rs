@@ -271,7 +271,9 @@ mod in_process {
         ];
         for (what, sealed) in frames {
             let mut conn = mallory.dial_handshake(b).await;
-            net::send(&mut conn, Frame::Sealed(sealed), T).await.unwrap();
+            net::send(&mut conn, Frame::Sealed(sealed), T)
+                .await
+                .unwrap();
             match net::recv(&mut conn, T).await {
                 Err(net::NetError::Peer(reason)) => {
                     assert_eq!(reason, net::SEALED_FRAME_REFUSED, "{what}");
@@ -282,7 +284,10 @@ mod in_process {
                 other => panic!("{what}: expected the fixed Error frame, got {other:?}"),
             }
         }
-        assert!(b.requests().await.unwrap().is_empty(), "nothing reached bob");
+        assert!(
+            b.requests().await.unwrap().is_empty(),
+            "nothing reached bob"
+        );
     }
 
     #[actix_rt::test]

@@ -53,7 +53,9 @@ fn cipher(identity: &SecretCert, what: Sealed) -> Result<Aes256Gcm, CryptoError>
 }
 
 fn refused() -> CryptoError {
-    CryptoError::Decrypt("sealed data does not open (another key, another purpose, or altered)".into())
+    CryptoError::Decrypt(
+        "sealed data does not open (another key, another purpose, or altered)".into(),
+    )
 }
 
 /// Seal `plaintext` for this node only.
@@ -101,7 +103,10 @@ pub fn is_legacy(sealed: &[u8]) -> bool {
 
 /// Open a blob from before issue 8 (signed by and encrypted to our own identity). Only the one-time
 /// conversion of an old data directory calls this; nothing a peer sends reaches it.
-pub fn open_legacy(identity: &SecretCert, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open_legacy(
+    identity: &SecretCert,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     Ok(Zeroizing::new(
         identity.decrypt_and_verify(sealed, identity.public())?,
     ))

@@ -174,8 +174,8 @@ pub fn check_request(
     decrypted: &Decrypted,
     my_fingerprint: &str,
 ) -> Result<(RequestBody, PublicCert), HandshakeError> {
-    let signer: RequestSigner<'_> = codec::decode_prefix(&decrypted.plaintext)
-        .map_err(|_| HandshakeError::Unauthenticated)?;
+    let signer: RequestSigner<'_> =
+        codec::decode_prefix(&decrypted.plaintext).map_err(|_| HandshakeError::Unauthenticated)?;
     if signer.variant != REQUEST_VARIANT {
         return Err(HandshakeError::Unauthenticated);
     }

@@ -651,7 +651,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.durable()?;
         let tx = self.conn.transaction()?;
-        tx.execute("UPDATE discussions SET state = 'closed' WHERE id = ?1", [id])?;
+        tx.execute(
+            "UPDATE discussions SET state = 'closed' WHERE id = ?1",
+            [id],
+        )?;
         tx.execute("DELETE FROM discussion_keys WHERE discussion_id = ?1", [id])?;
         if let Some(proof) = proof {
             tx.execute(
@@ -1059,7 +1062,10 @@ mod tests {
             s.queue_outgoing("d", "text", i).unwrap();
             s.store_incoming("d", i + 1, i, "reply").unwrap();
         }
-        assert!(!files_contain(dir.path(), &key).is_empty(), "the key is stored");
+        assert!(
+            !files_contain(dir.path(), &key).is_empty(),
+            "the key is stored"
+        );
         s.close_discussion("d", Some(b"proof"), true).unwrap();
         assert_eq!(files_contain(dir.path(), &key), Vec::<String>::new());
         assert!(s.discussion("d").unwrap().own_key_sealed.is_empty());
