@@ -4,8 +4,8 @@
 //! Messages: [`Crypto`] (a closure given the identity key). [`KeysHandle`] wraps it in typed
 //! methods: sealing and opening handshake frames, signing announces, making and unsealing discussion
 //! keys (sealed for our own store, apart from handshake frames: [`at_rest`]), and chat encryption
-//! with discussion keys. Lifecycle: started by the node with the identity
-//! unlocked once (a locked key would cost an S2K derivation, ~20 ms, per operation), stopped with it.
+//! with discussion keys. Lifecycle: started by the node with the identity unlocked once (a locked key
+//! would cost an S2K derivation, ~20 ms, per operation), stopped with it.
 
 use std::sync::Arc;
 
