@@ -125,6 +125,37 @@ pub fn convert_legacy(
 mod tests {
     use super::*;
 
+    /// An unprotected test identity and a blob it sealed (`Sealed::StorageKey`, "golden
+    /// plaintext"), made once: if the key derivation or the format ever changed, every existing
+    /// `storage.key` and discussion key would stop opening.
+    const GOLDEN_KEY: &str = concat!(
+        "c558046b09c83c16092b06010401da470f010107400a1b215a0cedd1f1ecca7426ef81e9d625fdd61c293265",
+        "6c6245378a869719db000100c5a06d733085b9acf17774e82fffc1d409d9419b70c5716284aa30b1e618268a",
+        "116acd06676f6c64656ec28604131608002e05026b09c83c16210438fc3446f6dafee63538686344163a1c6b",
+        "d066e8021b03021e01010b011501160127021901000a091044163a1c6bd066e834300100ba4512a82a477611",
+        "32282da085888b3f7a60106fe4ac1dadef12b458b1d484cf0100b8ea64197c200ec56070d5f866a335b6a989",
+        "179ab11a142110c67af04353b603c75d046b09c83c120a2b060104019755010501010740d302ba75de7aa54f",
+        "d04f5e0182dbbed0f3789011ca53075f5b70d98b74eada5b030108070000ff6f9a0f43a99cbfd88247c7ef61",
+        "d0e70ddf7eb1820aa19683a6529a05512590f011bbc27804181608002005026b09c83c021b0c16210438fc34",
+        "46f6dafee63538686344163a1c6bd066e8000a091044163a1c6bd066e88f5f00ff6d3e3062fcbe7595b50610",
+        "5a3bd54d807632fab4a33daf6cbfae030c4faf8f4900fe3feab224145c58264f0b458fdf7626f7b6e82ea187",
+        "7c14b35701bdb2ada37b01",
+    );
+    const GOLDEN_BLOB: &str = concat!(
+        "5047504348415431d50a1daa3e168ceefdcad9f01a2370c54f553ecb26ebb3169fb9d3deff8365fc859fb849",
+        "2e89c67cd98cd97a",
+    );
+
+    #[test]
+    fn the_format_and_key_derivation_are_pinned() {
+        let id = SecretCert::unlock(&hex::decode(GOLDEN_KEY).unwrap(), None).unwrap();
+        let blob = hex::decode(GOLDEN_BLOB).unwrap();
+        assert_eq!(
+            &open(&id, Sealed::StorageKey, &blob).unwrap()[..],
+            b"golden plaintext"
+        );
+    }
+
     #[test]
     fn round_trip_and_purposes_are_apart() {
         let id = SecretCert::generate("me").unwrap();

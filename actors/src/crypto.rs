@@ -237,8 +237,11 @@ impl SecretCert {
     }
 
     /// A 32-byte symmetric key for `context`, derived (HKDF-SHA-256) from this key's primary
-    /// secret. What the node seals for itself on disk uses it (see [`crate::at_rest`]): no OpenPGP
-    /// message a peer can make opens with it, and it opens nothing a peer sends.
+    /// secret, taken as it is encoded in an unprotected OpenPGP key packet (RFC 4880 §5.5.3, an MPI:
+    /// fixed by the standard, not by the library; pinned by
+    /// `at_rest::tests::the_format_and_key_derivation_are_pinned`). What the node seals for itself
+    /// on disk uses it (see [`crate::at_rest`]): no OpenPGP message a peer can make opens with it,
+    /// and it opens nothing a peer sends.
     pub fn derive_local_key(
         &self,
         context: &[u8],
