@@ -165,11 +165,11 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     let name = settings.node.name.clone();
     identity::ensure_data_dir(&settings.node.data_dir)?;
     let keys = KeyManager::start(identity, settings.limits.crypto_threads);
-    let storage_key = storage_key(&keys, &settings.node.data_dir).await?;
+    let storage_key = storage_key(&keys, &settings.node.data_dir, &name).await?;
     let store = StoreWorker::start(&settings.node.data_dir.join("store.db"), &storage_key)?;
     drop(storage_key);
     store.run(|s| s.finish_destructions()).await?;
-    convert_legacy_discussion_keys(&keys, &store).await?;
+    convert_legacy_discussion_keys(&keys, &store, &name).await?;
     let loaded = store.run(|s| s.contacts()).await?;
     let events = EventBus::new(settings.limits.ipc_event_queue, &name);
 
@@ -243,8 +243,10 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
 async fn storage_key(
     keys: &KeysHandle,
     data_dir: &std::path::Path,
+    node: &str,
 ) -> Result<zeroize::Zeroizing<[u8; STORAGE_KEY_BYTES]>, NodeError> {
     let path = data_dir.join("storage.key");
+    let node = node.to_string();
     let key = keys
         .run(move |id| {
             let io = |e: std::io::Error| CryptoError::Pgp(format!("{}: {e}", path.display()));
@@ -255,7 +257,7 @@ async fn storage_key(
                         let plain = at_rest::open_legacy(id, &sealed)?;
                         let converted = at_rest::seal(id, Sealed::StorageKey, &plain)?;
                         replace_file(&path, &converted).map_err(io)?;
-                        log::info!("storage.key converted to the format of this version");
+                        log::info!("[{node}] storage.key converted to the format of this version");
                         plain
                     } else {
                         at_rest::open(id, Sealed::StorageKey, &sealed)?
@@ -312,6 +314,7 @@ fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 async fn convert_legacy_discussion_keys(
     keys: &KeysHandle,
     store: &StoreHandle,
+    node: &str,
 ) -> Result<(), NodeError> {
     let legacy = store.run(|s| s.legacy_discussion_keys()).await?;
     if legacy.is_empty() {
@@ -326,11 +329,11 @@ async fn convert_legacy_discussion_keys(
                     .await?;
             }
             // Left as it is: the discussion cannot resume (its log line says why), nothing else.
-            Err(e) => log::error!("discussion {id}: cannot convert its key: {e}"),
+            Err(e) => log::error!("[{node}] discussion {id}: cannot convert its key: {e}"),
         }
     }
     store.run(|s| s.compact()).await?;
-    log::info!("discussion keys converted to the format of this version");
+    log::info!("[{node}] discussion keys converted to the format of this version");
     Ok(())
 }
 
