@@ -443,7 +443,8 @@ impl Store {
 
     /// At start: finish any destruction cut short (the discussion marked closed but its key, or
     /// copies of it in the WAL, still there after a crash), by deleting the keys of closed
-    /// discussions and truncating the WAL.
+    /// discussions and truncating the WAL. A WAL that cannot be truncated now (someone else reading
+    /// the database) does not stop the node: a warning, and the next close or start tries again.
     pub fn finish_destructions(&self) -> Result<(), StoreError> {
         self.durable()?;
         self.conn.execute(
@@ -451,7 +452,10 @@ impl Store {
                  (SELECT id FROM discussions WHERE state = 'closed')",
             [],
         )?;
-        self.truncate_wal()
+        if let Err(e) = self.truncate_wal() {
+            log::warn!("store: WAL not truncated at start: {e}");
+        }
+        Ok(())
     }
 
     pub fn integrity_check(&self) -> Result<String, StoreError> {
