@@ -37,6 +37,20 @@ fn unlock(
 }
 
 pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
+    // A background core has no stderr: a panic or the reason it stops must reach its log file.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("{info}");
+        default_hook(info);
+    }));
+    let result = serve(ctx, passphrase_file);
+    if let Err(e) = &result {
+        log::error!("the core stops: {e:#}");
+    }
+    result
+}
+
+fn serve(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
     let identity = unlock(ctx, passphrase_file)?;
     let settings = ctx.settings.clone();
     let socket = settings.ipc_socket();
@@ -92,12 +106,9 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         None
     };
     let exe = std::env::current_exe().context("locating the pgpchat binary")?;
-    let log_path = dir.join("daemon.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    // The core writes (and rotates) this file itself; its stdout and stderr go nowhere, so nothing
+    // grows without bound behind its back.
+    let log_path = dir.join(crate::log_file::LOG_FILE_NAME);
     let mut cmd = Command::new(exe);
     if let Some(p) = &ctx.profile {
         cmd.arg("--profile").arg(p);
@@ -109,8 +120,8 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
     cmd.arg("daemon").arg("--passphrase-file").arg("-");
     cmd.env_remove("PGPCHAT_PASSPHRASE");
     cmd.stdin(Stdio::piped())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     {
         use std::os::unix::process::CommandExt;
         // Its own process group: Ctrl-C in the prompt does not stop the core.

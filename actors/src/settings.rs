@@ -26,6 +26,7 @@ pub struct Settings {
     pub listener: ListenerSettings,
     pub ipc: IpcSettings,
     pub limits: Limits,
+    pub log: LogSettings,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +71,33 @@ pub struct ListenerSettings {
 pub struct IpcSettings {
     /// Path of the front-ends' Unix socket. Empty: `<data_dir>/run/pgpchat.sock`.
     pub socket: PathBuf,
+}
+
+/// The core's log: its own file, rotated by size, and how often hostile input may be logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// Size at which `<data_dir>/daemon.log` is rotated (renamed `daemon.log.1`, ...), in bytes.
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides `daemon.log`; the log never takes more than
+    /// `(rotated_files + 1) * max_file_bytes` on disk.
+    pub rotated_files: usize,
+    /// Length of the window in which hostile input (junk datagrams, connections, frames) is logged
+    /// at most once per source address, in seconds; the rest is summed up in one line.
+    pub hostile_interval_secs: u64,
+    /// Lines about hostile input per window, all sources together (spoofed UDP sources are free).
+    pub hostile_lines_per_interval: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 4 * 1024 * 1024,
+            rotated_files: 3,
+            hostile_interval_secs: 60,
+            hostile_lines_per_interval: 32,
+        }
+    }
 }
 
 /// Every bound of the node. Each protects memory or fairness against a hostile or broken peer.
@@ -299,6 +327,19 @@ impl Settings {
         }
         if l.handshake_timeout_secs == 0 || l.request_timeout_secs == 0 {
             return bad("limits.*_timeout_secs", "must be at least 1");
+        }
+        let g = &self.log;
+        if g.max_file_bytes < 64 * 1024 {
+            return bad("log.max_file_bytes", "must be at least 65536");
+        }
+        if g.rotated_files > 100 {
+            return bad("log.rotated_files", "must be at most 100");
+        }
+        if g.hostile_interval_secs == 0 {
+            return bad("log.hostile_interval_secs", "must be at least 1");
+        }
+        if g.hostile_lines_per_interval == 0 {
+            return bad("log.hostile_lines_per_interval", "must be at least 1");
         }
         Ok(())
     }
