@@ -129,7 +129,10 @@ fn core_log_file(settings: &Settings) -> Option<log_file::RotatingFile> {
     ) {
         Ok(f) => Some(f),
         Err(e) => {
-            eprintln!("pgpchat: cannot open {}: {e}; logging to stderr only", path.display());
+            eprintln!(
+                "pgpchat: cannot open {}: {e}; logging to stderr only",
+                path.display()
+            );
             None
         }
     }
@@ -617,6 +620,9 @@ mod tests {
             assert!(!enabled(&f, "pgp::packet::secret_key_parser", Debug), "{f}");
             assert!(enabled(&f, "pgpchat_actors::events", Info), "{f}");
         }
-        assert_eq!(log_filter(Some("trace/chat".into()), "info"), "trace,pgp::=error/chat");
+        assert_eq!(
+            log_filter(Some("trace/chat".into()), "info"),
+            "trace,pgp::=error/chat"
+        );
     }
 }

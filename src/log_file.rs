@@ -77,7 +77,9 @@ impl Write for RotatingFile {
     /// One call is one log record (the logger formats a record, then writes it at once), so a
     /// record is never split across two files. A record longer than a whole file is cut.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let take = buf.len().min(usize::try_from(self.max_bytes).unwrap_or(usize::MAX));
+        let take = buf
+            .len()
+            .min(usize::try_from(self.max_bytes).unwrap_or(usize::MAX));
         if self.size > 0 && self.size + take as u64 > self.max_bytes {
             self.rotate()?;
         }
@@ -145,7 +147,10 @@ mod tests {
         assert!(!tmp.path().join("daemon.log.3").exists());
         // The newest lines are in daemon.log, the ones just before in daemon.log.1.
         let cur = std::fs::read_to_string(&path).unwrap();
-        assert!(cur.ends_with("line 00999 of a flood of log lines\n"), "{cur}");
+        assert!(
+            cur.ends_with("line 00999 of a flood of log lines\n"),
+            "{cur}"
+        );
         let prev = std::fs::read_to_string(tmp.path().join("daemon.log.1")).unwrap();
         let last_prev: u32 = prev.lines().last().unwrap()[5..10].parse().unwrap();
         let first_cur: u32 = cur.lines().next().unwrap()[5..10].parse().unwrap();
@@ -155,7 +160,10 @@ mod tests {
         let mut f = RotatingFile::open(&path, max, keep).unwrap();
         f.write_all(&[b'x'; 5000]).unwrap();
         let (_, bytes) = total(tmp.path());
-        assert!(bytes <= (keep as u64 + 1) * max, "an overlong record is cut");
+        assert!(
+            bytes <= (keep as u64 + 1) * max,
+            "an overlong record is cut"
+        );
     }
 
     #[test]

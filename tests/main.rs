@@ -12,6 +12,7 @@ mod flood;
 mod fuzz;
 mod interop;
 mod ipc;
+mod logging;
 mod netns;
 mod prompt;
 mod security;

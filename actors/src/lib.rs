@@ -38,6 +38,7 @@ pub mod keys;
 pub mod listener;
 pub mod net;
 pub mod node;
+pub mod redact;
 pub mod session;
 pub mod settings;
 pub mod simulate;
