@@ -10,6 +10,7 @@ mod delivery;
 mod durability;
 mod flood;
 mod fuzz;
+mod hostile;
 mod interop;
 mod ipc;
 mod logging;

@@ -110,7 +110,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Largest discovery datagram accepted.
     pub max_datagram_bytes: usize,
-    /// Contacts kept in memory; the least recently seen unverified one goes when full.
+    /// Contacts kept in memory; when full, the least recently seen one goes, never a verified one
+    /// nor one with a discussion (they count toward this bound too).
     pub max_contacts: usize,
     /// Incoming requests waiting for the user's decision.
     pub max_pending_requests: usize,
