@@ -193,3 +193,41 @@ fn the_core_logs_its_info_lines_by_default() {
         }
     }
 }
+
+#[test]
+fn a_flood_of_junk_connections_costs_a_bounded_number_of_log_lines() {
+    use std::io::{Read, Write};
+    const JUNK: usize = 300;
+    let mut p = Person::new("bob", free_udp_port());
+    p.rust_log = String::new();
+    p.init();
+    p.start();
+    let port: u16 = p
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split_once(" on TCP ")
+                .map(|(_, port)| port.trim().parse().unwrap())
+        })
+        .expect("the core says its TCP port");
+    let before = p.log().len();
+    for _ in 0..JUNK {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        // An HTTP request: its first four bytes make a length prefix far over the frame limit.
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        // The core closes it; wait for that, so every connection is judged (and logged) in turn.
+        let _ = s.read(&mut [0u8; 64]);
+    }
+    let mut all = Vec::new();
+    stop(&mut p, &mut all);
+    let log = p.log();
+    let grown = &log[before..];
+    let junk_lines = grown.lines().filter(|l| l.contains("127.0.0.1:")).count();
+    assert!(
+        (1..=2).contains(&junk_lines),
+        "{junk_lines} lines about {JUNK} junk connections:\n{grown}"
+    );
+    assert!(grown.len() < 2048, "{} bytes of log:\n{grown}", grown.len());
+}

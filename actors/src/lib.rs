@@ -36,6 +36,7 @@ pub mod identity;
 pub mod ipc;
 pub mod keys;
 pub mod listener;
+pub mod log_limit;
 pub mod net;
 pub mod node;
 pub mod redact;

@@ -73,7 +73,8 @@ pub struct IpcSettings {
     pub socket: PathBuf,
 }
 
-/// The core's log: its own file, rotated by size, and how often hostile input may be logged.
+/// The core's log file, rotated by size (lines about hostile input are limited by
+/// [`crate::log_limit`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -82,11 +83,6 @@ pub struct LogSettings {
     /// Rotated files kept besides `daemon.log`; the log never takes more than
     /// `(rotated_files + 1) * max_file_bytes` on disk.
     pub rotated_files: usize,
-    /// Length of the window in which hostile input (junk datagrams, connections, frames) is logged
-    /// at most once per source address, in seconds; the rest is summed up in one line.
-    pub hostile_interval_secs: u64,
-    /// Lines about hostile input per window, all sources together (spoofed UDP sources are free).
-    pub hostile_lines_per_interval: usize,
 }
 
 impl Default for LogSettings {
@@ -94,8 +90,6 @@ impl Default for LogSettings {
         Self {
             max_file_bytes: 4 * 1024 * 1024,
             rotated_files: 3,
-            hostile_interval_secs: 60,
-            hostile_lines_per_interval: 32,
         }
     }
 }
@@ -335,12 +329,6 @@ impl Settings {
         }
         if g.rotated_files > 100 {
             return bad("log.rotated_files", "must be at most 100");
-        }
-        if g.hostile_interval_secs == 0 {
-            return bad("log.hostile_interval_secs", "must be at least 1");
-        }
-        if g.hostile_lines_per_interval == 0 {
-            return bad("log.hostile_lines_per_interval", "must be at least 1");
         }
         Ok(())
     }
