@@ -83,16 +83,15 @@ fn log_filter(rust_log: Option<String>, default: &str) -> String {
     out
 }
 
-/// Log lines: to stderr, and for the core also to its own rotated file (`log_file`).
-fn init_logging(default: &str, node: &str, file: Option<log_file::RotatingFile>) {
+/// Log lines: to stderr, and for the core also to its own rotated file (`log_file`, attached once
+/// the identity is unlocked).
+fn init_logging(default: &str, node: &str, core: bool) {
     let node = node.to_string();
     let filter = log_filter(std::env::var("RUST_LOG").ok(), default);
     let mut b = env_logger::Builder::new();
     b.parse_filters(&filter);
-    if let Some(file) = file {
-        b.target(env_logger::Target::Pipe(Box::new(log_file::CoreLogSink {
-            file: Some(file),
-        })));
+    if core {
+        b.target(env_logger::Target::Pipe(Box::new(log_file::CoreLogSink)));
     }
     let _ = b
         .format(move |buf, r| {
@@ -114,42 +113,30 @@ fn init_logging(default: &str, node: &str, file: Option<log_file::RotatingFile>)
         .try_init();
 }
 
-/// The core's log file, when the data directory exists (a core without an identity stops at once,
-/// and says why on stderr).
-fn core_log_file(settings: &Settings) -> Option<log_file::RotatingFile> {
-    let dir = &settings.node.data_dir;
-    if !dir.is_dir() {
-        return None;
-    }
-    let path = dir.join(log_file::LOG_FILE_NAME);
+/// Send the core's log lines to `<data_dir>/daemon.log` from now on (stderr only if it cannot be
+/// opened).
+pub fn attach_core_log_file(settings: &Settings) {
+    let path = settings.node.data_dir.join(log_file::LOG_FILE_NAME);
     match log_file::RotatingFile::open(
         &path,
         settings.log.max_file_bytes,
         settings.log.rotated_files,
     ) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            eprintln!(
-                "pgpchat: cannot open {}: {e}; logging to stderr only",
-                path.display()
-            );
-            None
-        }
+        Ok(f) => log_file::attach(f),
+        Err(e) => log::warn!(
+            "cannot open {}: {e}; logging to stderr only",
+            path.display()
+        ),
     }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     let settings = load_settings(&cli)?;
     let is_daemon = matches!(cli.command, Some(Command::Daemon { .. }));
-    let file = if is_daemon {
-        core_log_file(&settings)
-    } else {
-        None
-    };
     init_logging(
         if is_daemon { "info" } else { "warn" },
         &settings.node.name,
-        file,
+        is_daemon,
     );
     let ctx = Ctx {
         settings,

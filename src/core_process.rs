@@ -37,21 +37,33 @@ fn unlock(
 }
 
 pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
-    // A background core has no stderr: a panic or the reason it stops must reach its log file.
+    // A background core has no stderr: a panic or the reason it stops must reach its log file
+    // (stderr gets them from the default hook and from `main`).
+    let node = ctx.settings.node.name.clone();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        log::error!("{info}");
+        crate::log_file::to_file_only(&format!("{} ERROR [{node}] {info}", now()));
         default_hook(info);
     }));
     let result = serve(ctx, passphrase_file);
     if let Err(e) = &result {
-        log::error!("the core stops: {e:#}");
+        crate::log_file::to_file_only(&format!(
+            "{} ERROR [{}] the core stops: {e:#}",
+            now(),
+            ctx.settings.node.name
+        ));
     }
     result
 }
 
+fn now() -> String {
+    crate::format::time(pgpchat_actors::events::now_secs())
+}
+
 fn serve(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
     let identity = unlock(ctx, passphrase_file)?;
+    // Only now: a core that cannot start (no identity, wrong passphrase) touches nothing.
+    crate::commands::attach_core_log_file(&ctx.settings);
     let settings = ctx.settings.clone();
     let socket = settings.ipc_socket();
     let system = actix::System::new();

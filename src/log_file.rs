@@ -8,6 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The file name of the core's log, in its data directory.
 pub const LOG_FILE_NAME: &str = "daemon.log";
@@ -93,25 +94,47 @@ impl Write for RotatingFile {
     }
 }
 
-/// Where the core's log lines go: its file, and stderr (a foreground core shows them; the prompt
-/// starts its background core with stderr closed).
-pub struct CoreLogSink {
-    pub file: Option<RotatingFile>,
+/// The core's file, once attached: the logger is process-wide, and so is its file. Attached only
+/// after the identity is unlocked, so a core that cannot start leaves the data directory untouched.
+static FILE: Mutex<Option<RotatingFile>> = Mutex::new(None);
+
+/// From now on, log lines also go to `file`.
+pub fn attach(file: RotatingFile) {
+    if let Ok(mut f) = FILE.lock() {
+        *f = Some(file);
+    }
 }
+
+/// Write `line` to the attached file only (what stderr gets another way: a panic, the final error).
+pub fn to_file_only(line: &str) {
+    if let Ok(mut f) = FILE.lock() {
+        if let Some(f) = f.as_mut() {
+            let _ = f.write(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// Where the core's log lines go: its file (once attached), and stderr (a foreground core shows
+/// them; the prompt starts its background core with stderr closed).
+pub struct CoreLogSink;
 
 impl Write for CoreLogSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(f) = &mut self.file {
-            // A full disk must not stop the core; stderr still gets the line.
-            let _ = f.write(buf);
+        if let Ok(mut f) = FILE.lock() {
+            if let Some(f) = f.as_mut() {
+                // A full disk must not stop the core; stderr still gets the line.
+                let _ = f.write(buf);
+            }
         }
         let _ = io::stderr().write_all(buf);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if let Some(f) = &mut self.file {
-            let _ = f.flush();
+        if let Ok(mut f) = FILE.lock() {
+            if let Some(f) = f.as_mut() {
+                let _ = f.flush();
+            }
         }
         io::stderr().flush()
     }
