@@ -188,13 +188,16 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             verified: false,
             key_changed: previous.is_some(),
         };
+        // Fresh keys cost nothing: these lines are limited per address like other hostile input.
         if let Some(old) = previous {
-            log::warn!(
-                "[{}] name '{}' now announced by key {} (known as {})",
-                self.node,
-                a.name,
-                a.fingerprint,
-                old
+            crate::log_limit::hostile(
+                log::Level::Warn,
+                &self.node,
+                &a.address,
+                format_args!(
+                    "name '{}' now announced by key {} (known as {old})",
+                    a.name, a.fingerprint
+                ),
             );
             self.events.emit(Event::KeyChanged {
                 name: a.name,
@@ -202,7 +205,12 @@ impl Handler<AnnounceSeen> for ContactRegistry {
                 new_fingerprint: a.fingerprint.clone(),
             });
         }
-        log::info!("[{}] new contact {} {}", self.node, c.name, c.fingerprint);
+        crate::log_limit::hostile(
+            log::Level::Info,
+            &self.node,
+            &a.address,
+            format_args!("new contact {} {}", c.name, c.fingerprint),
+        );
         self.events.emit(Event::ContactSeen { contact: c.clone() });
         self.contacts.insert(a.fingerprint, c.clone());
         self.persist(ctx, c);
