@@ -118,8 +118,8 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         None
     };
     let exe = std::env::current_exe().context("locating the pgpchat binary")?;
-    // The core writes (and rotates) this file itself; its stdout and stderr go nowhere, so nothing
-    // grows without bound behind its back.
+    // The core writes (and rotates) this file itself; nothing else of it is kept, so nothing grows
+    // without bound behind its back.
     let log_path = dir.join(crate::log_file::LOG_FILE_NAME);
     let mut cmd = Command::new(exe);
     if let Some(p) = &ctx.profile {
@@ -133,13 +133,14 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
     cmd.env_remove("PGPCHAT_PASSPHRASE");
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     {
         use std::os::unix::process::CommandExt;
         // Its own process group: Ctrl-C in the prompt does not stop the core.
         cmd.process_group(0);
     }
     let mut child = cmd.spawn().context("starting pgpchat daemon")?;
+    let stderr = child.stderr.take().map(drain_stderr);
     if let Some(mut stdin) = child.stdin.take() {
         writeln!(stdin, "{}", pass.as_deref().unwrap_or("")).context("passing the passphrase")?;
     }
@@ -149,8 +150,20 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
             return Ok(c);
         }
         if let Some(status) = child.try_wait()? {
+            // A core that stops before it opens its log says why on stderr, in one line.
+            let said = stderr
+                .and_then(|t| t.join().ok())
+                .and_then(|tail| {
+                    tail.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
             bail!(
-                "the core stopped at once ({status}); see {}",
+                "the core stopped at once ({status}){}{}; see {}",
+                if said.is_empty() { "" } else { ": " },
+                said.trim_start_matches("pgpchat: "),
                 log_path.display()
             );
         }
@@ -163,4 +176,23 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The last bytes the core writes to stderr before it stops (a core that runs on discards the rest;
+/// its log lines are in its file). The thread ends with the core, or with the prompt.
+fn drain_stderr(mut err: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    /// Enough for the one line a core says when it cannot start.
+    const TAIL_BYTES: usize = 2048;
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = err.read(&mut buf) {
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > TAIL_BYTES {
+                tail.drain(..tail.len() - TAIL_BYTES);
+            }
+        }
+        String::from_utf8_lossy(&tail).into_owned()
+    })
 }
