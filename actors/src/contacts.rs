@@ -164,9 +164,15 @@ impl Handler<AnnounceSeen> for ContactRegistry {
         if self.contacts.len() >= self.max_contacts {
             self.evict_one(ctx);
             if self.contacts.len() >= self.max_contacts {
-                log::warn!(
-                    "[{}] contact table full of verified contacts and contacts with a discussion",
-                    self.node
+                crate::log_limit::hostile(
+                    log::Level::Warn,
+                    &self.node,
+                    &a.address,
+                    format_args!(
+                        "contact table full of verified contacts and contacts with a discussion; \
+                         {} not added",
+                        a.fingerprint
+                    ),
                 );
                 return false;
             }
