@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::cli::{Cli, Command};
 use crate::client::Client;
 use crate::format;
+use crate::log_file;
 use crate::secrets;
 
 pub struct Ctx {
@@ -54,11 +55,45 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
     )?)
 }
 
-fn init_logging(default: &str, node: &str) {
+/// rpgp's own lines are capped at `error` whatever `RUST_LOG` says: at `debug` it prints parsed key
+/// packets in hex (secret key material included), and its warnings about re-encoded key packets
+/// while unlocking are expected, not news. `pgp::` and not `pgp`: filters match by prefix, and `pgp`
+/// would also silence `pgpchat` and `pgpchat_actors` (every info line of the core was lost that way).
+const RPGP_CAP: &str = "pgp::=error";
+
+/// The log filter: `RUST_LOG` (or `default`), then the rpgp cap, which wins over any `pgp::`
+/// directive of the user's (the last of equal directives applies). A `/regex` suffix stays last.
+fn log_filter(rust_log: Option<String>, default: &str) -> String {
+    let spec = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| default.to_string());
+    let (directives, regex) = match spec.split_once('/') {
+        Some((d, r)) => (d.to_string(), Some(r.to_string())),
+        None => (spec, None),
+    };
+    let mut out = if directives.trim().is_empty() {
+        RPGP_CAP.to_string()
+    } else {
+        format!("{directives},{RPGP_CAP}")
+    };
+    if let Some(r) = regex {
+        out.push('/');
+        out.push_str(&r);
+    }
+    out
+}
+
+/// Log lines: to stderr, and for the core also to its own rotated file (`log_file`, attached once
+/// the identity is unlocked).
+fn init_logging(default: &str, node: &str, core: bool) {
     let node = node.to_string();
-    // rpgp warns about re-encoded key packets while unlocking; that is expected, not news.
-    let filter = format!("{default},pgp=error");
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
+    let filter = log_filter(std::env::var("RUST_LOG").ok(), default);
+    let mut b = env_logger::Builder::new();
+    b.parse_filters(&filter);
+    if core {
+        b.target(env_logger::Target::Pipe(Box::new(log_file::CoreLogSink)));
+    }
+    let _ = b
         .format(move |buf, r| {
             use std::io::Write;
             let msg = r.args().to_string();
@@ -78,10 +113,31 @@ fn init_logging(default: &str, node: &str) {
         .try_init();
 }
 
+/// Send the core's log lines to `<data_dir>/daemon.log` from now on (stderr only if it cannot be
+/// opened).
+pub fn attach_core_log_file(settings: &Settings) {
+    let path = settings.node.data_dir.join(log_file::LOG_FILE_NAME);
+    match log_file::RotatingFile::open(
+        &path,
+        settings.log.max_file_bytes,
+        settings.log.rotated_files,
+    ) {
+        Ok(f) => log_file::attach(f),
+        Err(e) => log::warn!(
+            "cannot open {}: {e}; logging to stderr only",
+            path.display()
+        ),
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let settings = load_settings(&cli)?;
     let is_daemon = matches!(cli.command, Some(Command::Daemon { .. }));
-    init_logging(if is_daemon { "info" } else { "warn" }, &settings.node.name);
+    init_logging(
+        if is_daemon { "info" } else { "warn" },
+        &settings.node.name,
+        is_daemon,
+    );
     let ctx = Ctx {
         settings,
         json: cli.json,
@@ -522,5 +578,38 @@ pub fn describe_event(p: &Value) -> String {
             }
         ),
         other => format!("{other}: {p}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    fn enabled(filter: &str, target: &str, level: log::Level) -> bool {
+        let logger = env_logger::Builder::new().parse_filters(filter).build();
+        log::Log::enabled(
+            &logger,
+            &log::Metadata::builder().target(target).level(level).build(),
+        )
+    }
+
+    #[test]
+    fn the_default_filter_keeps_the_cores_info_lines_and_caps_rpgp() {
+        use log::Level::{Debug, Error, Info, Warn};
+        let f = log_filter(None, "info");
+        assert!(enabled(&f, "pgpchat_actors::node", Info), "{f}");
+        assert!(enabled(&f, "pgpchat::core_process", Info), "{f}");
+        assert!(!enabled(&f, "pgp::composed::key", Warn), "{f}");
+        assert!(enabled(&f, "pgp::composed::key", Error), "{f}");
+        // Whatever RUST_LOG says, rpgp never logs below error (it prints key packets at debug).
+        for user in ["trace", "pgp=trace", "pgp::=debug,info", "trace/chat"] {
+            let f = log_filter(Some(user.into()), "info");
+            assert!(!enabled(&f, "pgp::packet::secret_key_parser", Debug), "{f}");
+            assert!(enabled(&f, "pgpchat_actors::events", Info), "{f}");
+        }
+        assert_eq!(
+            log_filter(Some("trace/chat".into()), "info"),
+            "trace,pgp::=error/chat"
+        );
     }
 }

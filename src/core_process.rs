@@ -37,7 +37,33 @@ fn unlock(
 }
 
 pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
+    // A background core has no stderr: a panic or the reason it stops must reach its log file
+    // (stderr gets them from the default hook and from `main`).
+    let node = ctx.settings.node.name.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        crate::log_file::to_file_only(&format!("{} ERROR [{node}] {info}", now()));
+        default_hook(info);
+    }));
+    let result = serve(ctx, passphrase_file);
+    if let Err(e) = &result {
+        crate::log_file::to_file_only(&format!(
+            "{} ERROR [{}] the core stops: {e:#}",
+            now(),
+            ctx.settings.node.name
+        ));
+    }
+    result
+}
+
+fn now() -> String {
+    crate::format::time(pgpchat_actors::events::now_secs())
+}
+
+fn serve(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
     let identity = unlock(ctx, passphrase_file)?;
+    // Only now: a core that cannot start (no identity, wrong passphrase) touches nothing.
+    crate::commands::attach_core_log_file(&ctx.settings);
     let settings = ctx.settings.clone();
     let socket = settings.ipc_socket();
     let system = actix::System::new();
@@ -92,12 +118,9 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         None
     };
     let exe = std::env::current_exe().context("locating the pgpchat binary")?;
-    let log_path = dir.join("daemon.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    // The core writes (and rotates) this file itself; nothing else of it is kept, so nothing grows
+    // without bound behind its back.
+    let log_path = dir.join(crate::log_file::LOG_FILE_NAME);
     let mut cmd = Command::new(exe);
     if let Some(p) = &ctx.profile {
         cmd.arg("--profile").arg(p);
@@ -109,14 +132,15 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
     cmd.arg("daemon").arg("--passphrase-file").arg("-");
     cmd.env_remove("PGPCHAT_PASSPHRASE");
     cmd.stdin(Stdio::piped())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     {
         use std::os::unix::process::CommandExt;
         // Its own process group: Ctrl-C in the prompt does not stop the core.
         cmd.process_group(0);
     }
     let mut child = cmd.spawn().context("starting pgpchat daemon")?;
+    let stderr = child.stderr.take().map(drain_stderr);
     if let Some(mut stdin) = child.stdin.take() {
         writeln!(stdin, "{}", pass.as_deref().unwrap_or("")).context("passing the passphrase")?;
     }
@@ -126,8 +150,20 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
             return Ok(c);
         }
         if let Some(status) = child.try_wait()? {
+            // A core that stops before it opens its log says why on stderr, in one line.
+            let said = stderr
+                .and_then(|t| t.join().ok())
+                .and_then(|tail| {
+                    tail.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
             bail!(
-                "the core stopped at once ({status}); see {}",
+                "the core stopped at once ({status}){}{}; see {}",
+                if said.is_empty() { "" } else { ": " },
+                said.trim_start_matches("pgpchat: "),
                 log_path.display()
             );
         }
@@ -140,4 +176,23 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The last bytes the core writes to stderr before it stops (a core that runs on discards the rest;
+/// its log lines are in its file). The thread ends with the core, or with the prompt.
+fn drain_stderr(mut err: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    /// Enough for the one line a core says when it cannot start.
+    const TAIL_BYTES: usize = 2048;
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = err.read(&mut buf) {
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > TAIL_BYTES {
+                tail.drain(..tail.len() - TAIL_BYTES);
+            }
+        }
+        String::from_utf8_lossy(&tail).into_owned()
+    })
 }

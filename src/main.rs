@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod core_process;
 mod format;
+mod log_file;
 mod prompt;
 mod secrets;
 

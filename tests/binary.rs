@@ -21,6 +21,8 @@ pub struct Person {
     pub passphrase: Option<String>,
     /// Run every command inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
+    /// `RUST_LOG` of every command; empty: unset (the binary's own default filter).
+    pub rust_log: String,
 }
 
 impl Person {
@@ -44,6 +46,7 @@ impl Person {
             core: None,
             passphrase: None,
             netns: None,
+            rust_log: "info,pgpchat_actors::session=debug".into(),
         }
     }
 
@@ -67,7 +70,10 @@ impl Person {
             .env_remove("PGPCHAT_PASSWORD")
             .env_remove("PGPCHAT_PASSPHRASE")
             .env_remove("PGPCHAT_PROFILE")
-            .env("RUST_LOG", "info,pgpchat_actors::session=debug");
+            .env_remove("RUST_LOG");
+        if !self.rust_log.is_empty() {
+            c.env("RUST_LOG", &self.rust_log);
+        }
         c
     }
 

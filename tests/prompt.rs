@@ -241,6 +241,16 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
     tmux.wait_text("bob is verified.");
     let c = alice.json(&["contacts"]);
     assert_eq!(c[0]["verified"], true);
+
+    // The core the prompt started writes its own log (its stderr is closed), without the
+    // passphrase or a message text.
+    let log = std::fs::read_to_string(alice.data_dir().join("daemon.log")).expect("daemon.log");
+    if std::env::var_os("RUST_LOG").is_none() {
+        assert!(log.contains("node up") && log.contains("IPC on"), "{log}");
+    }
+    for secret in ["hunter2", "hello bob", "I am typing"] {
+        assert!(!log.contains(secret), "{secret:?} in daemon.log");
+    }
 }
 
 #[test]

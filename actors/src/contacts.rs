@@ -7,8 +7,14 @@
 //!
 //! A name is only a hint. A known name announced by another key becomes a *separate* contact marked
 //! `key_changed`: it never inherits the old contact's verification or discussions.
+//!
+//! The table is bounded (`limits.max_contacts`) and evicts the least recently seen contact when full,
+//! but never a *kept* one: verified, or with a discussion (open, closing or closed; [`KeepContact`]).
+//! Otherwise a flood of validly signed announces (fresh keys cost nothing) could evict an offline
+//! real contact, after which an impostor with its name would look clean and the real one, back,
+//! would look like a key change. A name shared by several contacts refers to the kept one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use actix::prelude::*;
@@ -31,6 +37,8 @@ pub enum ContactError {
 pub struct ContactRegistry {
     node: String,
     contacts: HashMap<String, ContactRecord>,
+    /// Fingerprints of the peers we have (or had) a discussion with: one per discussion at most.
+    with_discussion: HashSet<String>,
     max_contacts: usize,
     store: StoreHandle,
     events: EventBus,
@@ -40,6 +48,7 @@ impl ContactRegistry {
     pub fn new(
         node: &str,
         loaded: Vec<ContactRecord>,
+        with_discussion: HashSet<String>,
         max_contacts: usize,
         store: StoreHandle,
         events: EventBus,
@@ -50,6 +59,7 @@ impl ContactRegistry {
                 .into_iter()
                 .map(|c| (c.fingerprint.clone(), c))
                 .collect(),
+            with_discussion,
             max_contacts,
             store,
             events,
@@ -69,12 +79,29 @@ impl ContactRegistry {
         );
     }
 
-    /// Make room for one more: forget the least recently seen unverified contact.
+    /// Verified, or with a discussion: never evicted, and the owner of its name.
+    fn is_kept(&self, c: &ContactRecord) -> bool {
+        c.verified || self.with_discussion.contains(&c.fingerprint)
+    }
+
+    /// The one kept contact called `name` (case-insensitive), if exactly one is.
+    fn keeper_of_name(&self, name: &str) -> Option<&ContactRecord> {
+        let mut kept = self
+            .contacts
+            .values()
+            .filter(|c| c.name.eq_ignore_ascii_case(name.trim()) && self.is_kept(c));
+        match (kept.next(), kept.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Make room for one more: forget the least recently seen contact that is not kept.
     fn evict_one(&mut self, ctx: &mut Context<Self>) {
         let victim = self
             .contacts
             .values()
-            .filter(|c| !c.verified)
+            .filter(|c| !self.is_kept(c))
             .min_by_key(|c| c.last_seen)
             .map(|c| c.fingerprint.clone());
         if let Some(fp) = victim {
@@ -137,7 +164,16 @@ impl Handler<AnnounceSeen> for ContactRegistry {
         if self.contacts.len() >= self.max_contacts {
             self.evict_one(ctx);
             if self.contacts.len() >= self.max_contacts {
-                log::warn!("[{}] contact table full of verified contacts", self.node);
+                crate::log_limit::hostile(
+                    log::Level::Warn,
+                    &self.node,
+                    &a.address,
+                    format_args!(
+                        "contact table full of verified contacts and contacts with a discussion; \
+                         {} not added",
+                        a.fingerprint
+                    ),
+                );
                 return false;
             }
         }
@@ -158,13 +194,16 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             verified: false,
             key_changed: previous.is_some(),
         };
+        // Fresh keys cost nothing: these lines are limited per address like other hostile input.
         if let Some(old) = previous {
-            log::warn!(
-                "[{}] name '{}' now announced by key {} (known as {})",
-                self.node,
-                a.name,
-                a.fingerprint,
-                old
+            crate::log_limit::hostile(
+                log::Level::Warn,
+                &self.node,
+                &a.address,
+                format_args!(
+                    "name '{}' now announced by key {} (known as {old})",
+                    a.name, a.fingerprint
+                ),
             );
             self.events.emit(Event::KeyChanged {
                 name: a.name,
@@ -172,7 +211,12 @@ impl Handler<AnnounceSeen> for ContactRegistry {
                 new_fingerprint: a.fingerprint.clone(),
             });
         }
-        log::info!("[{}] new contact {} {}", self.node, c.name, c.fingerprint);
+        crate::log_limit::hostile(
+            log::Level::Info,
+            &self.node,
+            &a.address,
+            format_args!("new contact {} {}", c.name, c.fingerprint),
+        );
         self.events.emit(Event::ContactSeen { contact: c.clone() });
         self.contacts.insert(a.fingerprint, c.clone());
         self.persist(ctx, c);
@@ -219,7 +263,28 @@ pub struct FindContact(pub String);
 impl Handler<FindContact> for ContactRegistry {
     type Result = Result<ContactRecord, ContactError>;
     fn handle(&mut self, q: FindContact, _: &mut Context<Self>) -> Self::Result {
-        find(self.contacts.values(), &q.0)
+        let found = find(self.contacts.values(), &q.0);
+        if let Err(ContactError::Ambiguous(..)) = &found {
+            // A name taken by newcomers still means the contact we verified or talk to.
+            if let Some(c) = self.keeper_of_name(&q.0) {
+                return Ok(c.clone());
+            }
+        }
+        found
+    }
+}
+
+/// A discussion with this peer was created: its contact is kept from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeepContact {
+    pub fingerprint: String,
+}
+
+impl Handler<KeepContact> for ContactRegistry {
+    type Result = ();
+    fn handle(&mut self, m: KeepContact, _: &mut Context<Self>) {
+        self.with_discussion.insert(m.fingerprint);
     }
 }
 

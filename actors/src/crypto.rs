@@ -120,10 +120,19 @@ impl PublicCert {
 }
 
 /// An unlocked secret key (identity or discussion), kept in memory for the life of the node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SecretCert {
     secret: SignedSecretKey,
     public: PublicCert,
+}
+
+/// Only the fingerprint shows: never the key material.
+impl std::fmt::Debug for SecretCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretCert")
+            .field("fingerprint", &self.public.fingerprint())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SecretCert {
@@ -346,10 +355,18 @@ fn plain_secret(p: &pgp::types::SecretParams) -> Option<zeroize::Zeroizing<Vec<u
 }
 
 /// A decrypted message whose signature has not been checked yet.
-#[derive(Debug)]
 pub struct Decrypted {
     pub plaintext: Vec<u8>,
     signature: Signature,
+}
+
+/// The plaintext never shows (nor anything derived from it).
+impl std::fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext", &crate::redact::Hidden::of(&self.plaintext))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Decrypted {

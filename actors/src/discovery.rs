@@ -189,7 +189,12 @@ impl Discovery {
             .and_then(|a| codec::decode::<AnnounceBody>(&a.body).ok().map(|b| (a, b)));
         let Some((announce, body)) = parsed else {
             self.stats.dropped_malformed += 1;
-            log::debug!("[{}] malformed datagram from {from}", self.node);
+            crate::log_limit::hostile(
+                log::Level::Debug,
+                &self.node,
+                &from.ip(),
+                format_args!("malformed datagram from {from}"),
+            );
             return;
         };
         if body.version != PROTOCOL_VERSION
@@ -198,9 +203,11 @@ impl Discovery {
             || now_secs().abs_diff(body.time) > MAX_CLOCK_SKEW.as_secs()
         {
             self.stats.dropped_malformed += 1;
-            log::debug!(
-                "[{}] refused announce from {from} (version, name or time)",
-                self.node
+            crate::log_limit::hostile(
+                log::Level::Debug,
+                &self.node,
+                &from.ip(),
+                format_args!("refused announce from {from} (version, name or time)"),
             );
             return;
         }
@@ -224,7 +231,12 @@ impl Discovery {
                 Ok(c) => c,
                 Err(e) => {
                     act.stats.dropped_bad_signature += 1;
-                    log::debug!("[{}] announce from {from} refused: {e}", act.node);
+                    crate::log_limit::hostile(
+                        log::Level::Debug,
+                        &act.node,
+                        &from.ip(),
+                        format_args!("announce from {from} refused: {e}"),
+                    );
                     return;
                 }
             };

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::contacts::ContactRegistry;
+use crate::contacts::{ContactRegistry, KeepContact};
 use crate::crypto::{PublicCert, SecretCert};
 use crate::events::EventBus;
 use crate::keys::KeysHandle;
@@ -253,6 +253,9 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             let (record, listener) = res?;
             let port = record.listen_port;
+            act.contacts.do_send(KeepContact {
+                fingerprint: record.peer_fingerprint.clone(),
+            });
             act.start_session(&record, m.own_key, m.peer_key, listener, ctx);
             Ok(port)
         }))

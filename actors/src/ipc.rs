@@ -276,7 +276,7 @@ async fn forward_events(
 }
 
 /// One parsed JSON-RPC request line.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct Request {
     pub jsonrpc: String,
     #[serde(default)]
@@ -284,6 +284,20 @@ pub struct Request {
     pub method: String,
     #[serde(default)]
     pub params: Value,
+}
+
+/// The parameters never show: they carry shared secrets (`open`, `accept`) and message texts.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .field(
+                "params",
+                &crate::redact::Hidden::of(self.params.to_string()),
+            )
+            .finish()
+    }
 }
 
 /// Parse a request line; an error is the JSON-RPC error response to send back.

@@ -162,9 +162,11 @@ struct Accepted(TcpStream, SocketAddr);
 impl StreamHandler<Accepted> for Listener {
     fn handle(&mut self, Accepted(stream, from): Accepted, ctx: &mut Context<Self>) {
         if self.connections >= self.settings.limits.max_pending_connections {
-            log::warn!(
-                "[{}] too many connections in progress; dropping {from}",
-                self.node
+            crate::log_limit::hostile(
+                log::Level::Warn,
+                &self.node,
+                &from.ip(),
+                format_args!("too many connections in progress; dropping {from}"),
             );
             return;
         }

@@ -183,9 +183,17 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         .port();
     let sockets = DiscoverySockets::bind(&settings).map_err(NodeError::Discovery)?;
 
+    // Contacts we have (or had) a discussion with are never evicted from the table.
+    let with_discussion = store
+        .run(|s| s.discussion_refs())
+        .await?
+        .into_iter()
+        .map(|d| d.peer_fingerprint)
+        .collect();
     let contacts = ContactRegistry::new(
         &name,
         loaded,
+        with_discussion,
         settings.limits.max_contacts,
         store.clone(),
         events.clone(),

@@ -26,6 +26,7 @@ pub struct Settings {
     pub listener: ListenerSettings,
     pub ipc: IpcSettings,
     pub limits: Limits,
+    pub log: LogSettings,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +73,27 @@ pub struct IpcSettings {
     pub socket: PathBuf,
 }
 
+/// The core's log file, rotated by size (lines about hostile input are limited by
+/// [`crate::log_limit`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// Size at which `<data_dir>/daemon.log` is rotated (renamed `daemon.log.1`, ...), in bytes.
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides `daemon.log`; the log never takes more than
+    /// `(rotated_files + 1) * max_file_bytes` on disk.
+    pub rotated_files: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 4 * 1024 * 1024,
+            rotated_files: 3,
+        }
+    }
+}
+
 /// Every bound of the node. Each protects memory or fairness against a hostile or broken peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,7 +104,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Largest discovery datagram accepted.
     pub max_datagram_bytes: usize,
-    /// Contacts kept in memory; the least recently seen unverified one goes when full.
+    /// Contacts kept in memory; when full, the least recently seen one goes, never a verified one
+    /// nor one with a discussion (they count toward this bound too).
     pub max_contacts: usize,
     /// Incoming requests waiting for the user's decision.
     pub max_pending_requests: usize,
@@ -299,6 +322,13 @@ impl Settings {
         }
         if l.handshake_timeout_secs == 0 || l.request_timeout_secs == 0 {
             return bad("limits.*_timeout_secs", "must be at least 1");
+        }
+        let g = &self.log;
+        if g.max_file_bytes < 64 * 1024 {
+            return bad("log.max_file_bytes", "must be at least 65536");
+        }
+        if g.rotated_files > 100 {
+            return bad("log.rotated_files", "must be at most 100");
         }
         Ok(())
     }

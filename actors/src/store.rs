@@ -186,7 +186,7 @@ impl DeliveryState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct MessageRecord {
     pub discussion_id: String,
     pub direction: Direction,
@@ -194,6 +194,20 @@ pub struct MessageRecord {
     pub time: u64,
     pub body: String,
     pub state: DeliveryState,
+}
+
+/// The text never shows: events are logged with `{:?}`.
+impl std::fmt::Debug for MessageRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRecord")
+            .field("discussion_id", &self.discussion_id)
+            .field("direction", &self.direction)
+            .field("seq", &self.seq)
+            .field("time", &self.time)
+            .field("body", &crate::redact::Hidden::of(&self.body))
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 /// What became of an incoming message.

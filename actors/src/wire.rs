@@ -159,7 +159,7 @@ impl std::fmt::Display for FailReason {
 }
 
 /// Plaintext of [`Frame::Chat`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatPayload {
     pub discussion_id: String,
     /// Sender's sequence number, from 1, without gaps.
@@ -169,6 +169,19 @@ pub struct ChatPayload {
     /// Fingerprint of the intended recipient's discussion key.
     pub recipient: String,
     pub body: String,
+}
+
+/// The body never shows.
+impl std::fmt::Debug for ChatPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatPayload")
+            .field("discussion_id", &self.discussion_id)
+            .field("seq", &self.seq)
+            .field("time", &self.time)
+            .field("recipient", &self.recipient)
+            .field("body", &crate::redact::Hidden::of(&self.body))
+            .finish()
+    }
 }
 
 /// Roles in a discussion: the requester (A) and the receiver (B).

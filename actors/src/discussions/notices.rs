@@ -145,9 +145,12 @@ impl DiscussionDirectory {
             .into_actor(self)
             .map(move |res, _, ctx| match res {
                 Ok(()) => ctx.notify(NoticeDelivered(id)),
-                Err(e) => {
-                    log::info!("[{node}] connection for closed or unknown discussion {id}: {e}")
-                }
+                Err(e) => crate::log_limit::hostile(
+                    log::Level::Info,
+                    &node,
+                    &id,
+                    format_args!("connection for closed or unknown discussion {id}: {e}"),
+                ),
             }),
         );
     }

@@ -25,7 +25,12 @@ impl Task {
         let purpose = match net::recv_hello(&mut conn, self.deadline()).await {
             Ok(p) => p,
             Err(e) => {
-                log::info!("[{}] connection from {from} dropped: {e}", self.node);
+                crate::log_limit::hostile(
+                    log::Level::Info,
+                    &self.node,
+                    &from.ip(),
+                    format_args!("connection from {from} dropped: {e}"),
+                );
                 return;
             }
         };
@@ -40,7 +45,12 @@ impl Task {
             }),
             Purpose::Handshake => {
                 if let Err(e) = self.receive_request(&mut conn, from).await {
-                    log::info!("[{}] handshake from {from} ended: {e}", self.node);
+                    crate::log_limit::hostile(
+                        log::Level::Info,
+                        &self.node,
+                        &from.ip(),
+                        format_args!("handshake from {from} ended: {e}"),
+                    );
                 }
             }
         }

@@ -202,8 +202,11 @@ impl DiscussionSession {
                         }
                     };
                     let Ok(permit) = busy.clone().try_acquire_owned() else {
-                        log::debug!(
-                            "[{node}] too many unauthenticated connections; dropping {from}"
+                        crate::log_limit::hostile(
+                            log::Level::Debug,
+                            &node,
+                            &from.ip(),
+                            format_args!("too many unauthenticated connections; dropping {from}"),
                         );
                         continue;
                     };
@@ -228,8 +231,11 @@ impl DiscussionSession {
                         match res {
                             Ok(Accepted::Open) => me.do_send(Attach(conn)),
                             Ok(Accepted::PeerClosed) => me.do_send(PeerClosed),
-                            Err(e) => log::info!(
-                                "[{node}] discussion connection from {from} refused: {e}"
+                            Err(e) => crate::log_limit::hostile(
+                                log::Level::Info,
+                                &node,
+                                &from.ip(),
+                                format_args!("discussion connection from {from} refused: {e}"),
                             ),
                         }
                     });

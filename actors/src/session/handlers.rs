@@ -63,10 +63,14 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
         // The discussion id travels in clear in a hello: anyone who saw one can make us wait here.
         // The same permits bound the discussion listener.
         let Ok(permit) = self.unauthenticated.clone().try_acquire_owned() else {
-            log::info!(
-                "[{}] {}: too many unauthenticated connections; a routed one dropped",
-                self.node,
-                self.id()
+            crate::log_limit::hostile(
+                log::Level::Info,
+                &self.node,
+                &self.id(),
+                format_args!(
+                    "{}: too many unauthenticated connections; a routed one dropped",
+                    self.id()
+                ),
             );
             return;
         };
@@ -88,7 +92,12 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
                 }
                 act.attach(conn, ctx)
             }
-            Err(e) => log::info!("[{}] routed connection refused: {e}", act.node),
+            Err(e) => crate::log_limit::hostile(
+                log::Level::Info,
+                &act.node,
+                &act.id(),
+                format_args!("{}: routed connection refused: {e}", act.id()),
+            ),
         }));
     }
 }

@@ -74,7 +74,12 @@ impl DiscussionSession {
                 .map(move |res: Result<(), String>, act, ctx| {
                     if let Err(e) = res {
                         // One bad frame costs that frame; a slow peer costs its connection.
-                        log::warn!("[{}] {}: dropped a chat frame: {e}", act.node, act.id());
+                        crate::log_limit::hostile(
+                            log::Level::Warn,
+                            &act.node,
+                            &act.id(),
+                            format_args!("{}: dropped a chat frame: {e}", act.id()),
+                        );
                         if e.contains("too slow") || e.contains("connection gone") {
                             act.disconnect(generation, &e, ctx);
                         }
@@ -117,7 +122,12 @@ impl DiscussionSession {
         };
         ctx.wait(fut.into_actor(self).map(|res, act, _| {
             if let Err(e) = res {
-                log::warn!("[{}] {}: dropped an ack: {e}", act.node, act.id());
+                crate::log_limit::hostile(
+                    log::Level::Warn,
+                    &act.node,
+                    &act.id(),
+                    format_args!("{}: dropped an ack: {e}", act.id()),
+                );
             }
         }));
     }
@@ -140,7 +150,12 @@ impl DiscussionSession {
                         .map(|_, act, ctx| act.finish(true, ctx)),
                 );
             }
-            Err(e) => log::warn!("[{}] {}: forged close ignored: {e}", act.node, act.id()),
+            Err(e) => crate::log_limit::hostile(
+                log::Level::Warn,
+                &act.node,
+                &act.id(),
+                format_args!("{}: forged close ignored: {e}", act.id()),
+            ),
         }));
     }
 
