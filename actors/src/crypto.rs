@@ -682,7 +682,9 @@ mod tests {
             m
         };
         // Valid copies would all decrypt: only the check can refuse them, and it does before.
-        assert!(b.decrypt_and_verify(&repeated(MAX_RECIPIENTS), a.public()).is_ok());
+        assert!(b
+            .decrypt_and_verify(&repeated(MAX_RECIPIENTS), a.public())
+            .is_ok());
         for times in [MAX_RECIPIENTS + 1, 2700] {
             let e = b.decrypt_unverified(&repeated(times)).unwrap_err();
             assert!(

@@ -7,6 +7,7 @@
 //! - [`wire`]: the peer-to-peer protocol's values (announces, frames, handshake steps, chat payloads).
 //! - [`crypto`]: OpenPGP over rpgp (keys, sealing, signing, policy). Blocking: call it on a worker.
 //! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
+//! - [`admission`]: connection slots and crypto time for peers that have proved nothing yet.
 //! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
 //! - [`settings`], [`identity`], [`store`], [`events`]: configuration, the identity key file, the
 //!   SQLite store (with its worker thread), the event bus.
@@ -25,6 +26,7 @@
 //! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
 //! many nodes for measurements.
 
+pub mod admission;
 pub mod codec;
 pub mod contacts;
 pub mod crypto;

@@ -202,6 +202,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         keys.clone(),
         contacts.clone(),
         directory.clone(),
+        store.clone(),
         events.clone(),
     )
     .start();

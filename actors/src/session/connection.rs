@@ -189,7 +189,8 @@ impl DiscussionSession {
         let me = ctx.address();
         let node = self.node.clone();
         let port = self.listen_port;
-        let busy = self.unauthenticated.clone();
+        let pool = self.unauthenticated.clone();
+        let first = crate::admission::first_frame_deadline(&self.settings);
         ctx.spawn(
             async move {
                 loop {
@@ -201,18 +202,19 @@ impl DiscussionSession {
                             continue;
                         }
                     };
-                    let Ok(permit) = busy.clone().try_acquire_owned() else {
-                        log::debug!(
-                            "[{node}] too many unauthenticated connections; dropping {from}"
-                        );
-                        continue;
+                    let mut slot = match pool.admit(from.ip(), std::time::Instant::now()) {
+                        Ok(slot) => slot,
+                        Err(why) => {
+                            log::debug!("[{node}] discussion connection from {from}: {why:?}");
+                            continue;
+                        }
                     };
                     let (keys, sk, me, node) = (keys.clone(), sk.clone(), me.clone(), node.clone());
                     actix_rt::spawn(async move {
-                        let _permit = permit;
+                        let evicted = slot.watch_eviction();
                         let mut conn = net::framed(stream, max);
-                        let res = async {
-                            match net::recv_hello(&mut conn, deadline).await? {
+                        let auth = async {
+                            match net::recv_hello(&mut conn, first).await? {
                                 Purpose::Discussion {
                                     discussion_id,
                                     nonce,
@@ -223,8 +225,15 @@ impl DiscussionSession {
                                     "hello for another purpose".into(),
                                 )),
                             }
-                        }
-                        .await;
+                        };
+                        // Until it has authenticated, a newcomer may take its place.
+                        let res = tokio::select! {
+                            Ok(()) = evicted => Err(net::NetError::Unexpected(
+                                "evicted for a newer connection".into(),
+                            )),
+                            res = auth => res,
+                        };
+                        drop(slot);
                         match res {
                             Ok(Accepted::Open) => me.do_send(Attach(conn)),
                             Ok(Accepted::PeerClosed) => me.do_send(PeerClosed),
