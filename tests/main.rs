@@ -12,6 +12,8 @@ mod flood;
 mod fuzz;
 mod interop;
 mod ipc;
+mod limits;
 mod netns;
 mod prompt;
 mod security;
+mod slots;

@@ -232,9 +232,11 @@ fn refill(k: &Bucket, now: Instant) -> f64 {
 }
 
 /// How long a connection may take to send its first frame (and, on the main listener, its first
-/// sealed one). Short, because it is what a silent connection costs.
+/// sealed one). Short, because it is what a silent connection costs; never longer than a
+/// handshake step.
 pub fn first_frame_deadline(settings: &crate::settings::Settings) -> Duration {
-    Duration::from_secs(settings.limits.first_frame_timeout_secs)
+    let l = &settings.limits;
+    Duration::from_secs(l.first_frame_timeout_secs.min(l.handshake_timeout_secs))
 }
 
 #[cfg(test)]
