@@ -16,9 +16,14 @@ use pgpchat_actors::store::DeliveryState;
 use crate::common::*;
 use crate::limits::{connect_from, lo};
 
-/// Silent connections to `port` from `addresses`, each address holding `held` of them and
-/// replacing its oldest every `every` (so none lives long enough to meet a deadline), until
-/// `stop`; at most 60 s. Counts the connections made.
+/// Each silent connection is replaced after this long: shorter than the first-frame deadline.
+const RENEWED_AFTER: Duration = Duration::from_secs(3);
+/// Each attacking address opens a connection this often.
+const PACE: Duration = Duration::from_millis(20);
+
+/// Silent connections to `port` from `addresses`: each address opens one every `every` and closes
+/// it after `hold` (before any deadline of the node can close it), until `stop`; at most 60 s.
+/// Counts the connections made.
 struct SilentFlood {
     stop: Arc<AtomicBool>,
     made: Arc<AtomicUsize>,
@@ -26,7 +31,7 @@ struct SilentFlood {
 }
 
 impl SilentFlood {
-    fn start(port: u16, addresses: Vec<Ipv4Addr>, held: usize, every: Duration) -> Self {
+    fn start(port: u16, addresses: Vec<Ipv4Addr>, hold: Duration, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let made = Arc::new(AtomicUsize::new(0));
         let tasks = addresses
@@ -37,13 +42,12 @@ impl SilentFlood {
                     let end = tokio::time::Instant::now() + Duration::from_secs(60);
                     let mut conns = VecDeque::new();
                     while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < end {
-                        // Drop the oldest just before connecting again: the slot it frees is
-                        // taken back at once.
-                        if conns.len() >= held {
+                        let now = tokio::time::Instant::now();
+                        while conns.front().is_some_and(|(t, _)| now - *t > hold) {
                             conns.pop_front();
                         }
                         if let Ok(s) = connect_from(from, port).await {
-                            conns.push_back(s);
+                            conns.push_back((now, s));
                             made.fetch_add(1, Ordering::Relaxed);
                         }
                         tokio::time::sleep(every).await;
@@ -82,11 +86,12 @@ async fn silent_connections_cannot_keep_an_honest_requester_out() {
     let l = &b.settings.limits;
     // Enough addresses, each holding more than its share, to fill the whole pool.
     let addresses = l.max_pending_connections / l.max_connections_per_address;
+    assert!(RENEWED_AFTER.as_secs() < l.first_frame_timeout_secs);
     let flood = SilentFlood::start(
         b.tcp_port,
         (0..addresses).map(|i| lo(10 + i as u8)).collect(),
-        l.max_connections_per_address + 4,
-        Duration::from_millis(40),
+        RENEWED_AFTER,
+        PACE,
     );
     flood.wait_running(l.max_pending_connections * 2).await;
     let before = flood.made();
@@ -119,8 +124,8 @@ async fn silent_connections_on_a_discussion_port_do_not_stop_a_reconnection() {
     let flood = SilentFlood::start(
         listen_port,
         (0..addresses).map(|i| lo(30 + i as u8)).collect(),
-        MAX_UNAUTHENTICATED_PER_ADDRESS + 2,
-        Duration::from_millis(40),
+        RENEWED_AFTER,
+        PACE,
     );
     flood.wait_running(MAX_UNAUTHENTICATED * 2).await;
     // alice's connection drops; she must come back through the held port (or the main one).
