@@ -264,6 +264,16 @@ async fn guessing_is_capped_in_all_but_trusted_contacts_still_get_through() {
     assert_eq!(waiting_from(&b, fresh.identity.fingerprint()).await, 0);
     let why = refused_reason(&mut events, fresh.identity.fingerprint()).await;
     assert!(why.contains("all requesters"), "{why}");
+    // `requests` keeps the refusals and their reasons for the user.
+    let refused = b.refused_requests().await.unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.fingerprint == fresh.identity.fingerprint()
+                && r.reason.contains("all requesters")
+                && r.address == "127.0.0.3"),
+        "{refused:?}"
+    );
     // alice still gets through.
     let (opened, _) = open_discussion(&a, &b, "pw3", "pw3").await;
     opened.expect("alice is not locked out by everyone's failures");

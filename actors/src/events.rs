@@ -63,6 +63,16 @@ pub enum Event {
     },
 }
 
+/// A request turned away without asking the user (kept in a short list for `requests`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedRequest {
+    pub name: String,
+    pub fingerprint: String,
+    pub address: String,
+    pub time: u64,
+    pub reason: String,
+}
+
 /// An incoming discussion request waiting for the user's decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestInfo {

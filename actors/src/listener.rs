@@ -15,7 +15,7 @@
 //! per address too), the guessing limits ([`GuessLimits`]), a replay cache of request nonces, and
 //! a budget of decryptions for unauthenticated frames.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use crate::admission::{ConnectionPool, DecryptBudget, Slot};
 use crate::contacts::{ContactRegistry, NameHasOtherKey};
 use crate::crypto::PublicCert;
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
-use crate::events::{now_secs, Event, EventBus, RequestInfo};
+use crate::events::{now_secs, Event, EventBus, RefusedRequest, RequestInfo};
 use crate::handshake::{
     check_fresh, check_request, GuessLimits, HandshakeError, ReplayCache, Requester, Responder,
     Throttle,
@@ -44,6 +44,8 @@ use crate::wire::{FailReason, Frame, Handshake, Purpose, Role, PROTOCOL_VERSION}
 pub const REPLAY_CACHE_ENTRIES: usize = 4096;
 /// Contacts and addresses tracked by the failure limiter.
 pub const LIMITER_ENTRIES: usize = 4096;
+/// Requests turned away without asking the user, remembered for `requests` (the newest).
+pub const RECENT_REFUSALS: usize = 16;
 
 #[derive(Debug, Error)]
 pub enum ListenerError {
@@ -93,6 +95,7 @@ pub struct Listener {
     events: EventBus,
     listener: Option<TcpListener>,
     pending: HashMap<u64, Pending>,
+    refusals: VecDeque<RefusedRequest>,
     next_request: u64,
     pool: ConnectionPool,
     budget: DecryptBudget,
@@ -130,6 +133,7 @@ impl Listener {
             events,
             listener: Some(listener),
             pending: HashMap::new(),
+            refusals: VecDeque::new(),
             next_request: 1,
         }
     }
@@ -268,7 +272,7 @@ impl Listener {
     }
 
     /// Tell the user that a request was turned away without asking, and why.
-    fn refused(&self, info: &RequestInfo, why: &str) {
+    fn refused(&mut self, info: &RequestInfo, why: &str) {
         log::warn!(
             "[{}] request from {} {} at {} refused: {why}",
             self.node,
@@ -280,6 +284,16 @@ impl Listener {
             name: info.name.clone(),
             fingerprint: info.fingerprint.clone(),
             address: info.address.clone(),
+            reason: why.to_string(),
+        });
+        if self.refusals.len() >= RECENT_REFUSALS {
+            self.refusals.pop_front();
+        }
+        self.refusals.push_back(RefusedRequest {
+            name: info.name.clone(),
+            fingerprint: info.fingerprint.clone(),
+            address: info.address.clone(),
+            time: now_secs(),
             reason: why.to_string(),
         });
     }
@@ -330,6 +344,18 @@ impl Handler<ListRequests> for Listener {
         let mut v: Vec<_> = self.pending.values().map(|p| p.info.clone()).collect();
         v.sort_by_key(|r| r.id);
         MessageResult(v)
+    }
+}
+
+/// Requests recently turned away without asking the user, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<RefusedRequest>")]
+pub struct ListRefusals;
+
+impl Handler<ListRefusals> for Listener {
+    type Result = MessageResult<ListRefusals>;
+    fn handle(&mut self, _: ListRefusals, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.refusals.iter().cloned().collect())
     }
 }
 
