@@ -13,6 +13,7 @@ use pgpchat_actors::handshake::Requester;
 use pgpchat_actors::net::{self, Conn};
 use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::wire::{FailReason, Frame, Handshake, Purpose, PROTOCOL_VERSION};
+use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 
@@ -338,10 +339,48 @@ async fn one_key_or_one_address_cannot_fill_the_request_queue() {
         break;
     }
     assert_eq!(b.requests().await.unwrap().len(), per_address);
+    // Front-ends see the refusals and why: IPC `requests {refused: true}`.
+    let refused = ipc_call(b, json!({"refused": true})).await;
+    let reasons: Vec<&str> = refused
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{refused}");
+    assert!(reasons[0].contains("this key") && reasons[1].contains("this address"));
+    assert_eq!(
+        ipc_call(b, json!({})).await.as_array().unwrap().len(),
+        per_address
+    );
     // Someone else can still ask, and be accepted.
     let (opened, accepted) = open_discussion(a, b, "pw", "pw").await;
     assert_eq!(opened.expect("open"), accepted.expect("accept"));
     drop(held);
+}
+
+/// The answer to `requests` with `params`, through `node`'s IPC socket.
+async fn ipc_call(node: &TestNode, params: serde_json::Value) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let path = node.settings.ipc_socket();
+    if !path.exists() {
+        use actix::Actor;
+        pgpchat_actors::ipc::IpcServer::bind(node.node.clone(), &path)
+            .expect("ipc")
+            .start();
+    }
+    let line = json!({"jsonrpc": "2.0", "id": 1, "method": "requests", "params": params});
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        s.set_read_timeout(Some(T)).unwrap();
+        writeln!(s, "{line}").unwrap();
+        let mut answer = String::new();
+        BufReader::new(s).read_line(&mut answer).expect("answer");
+        let v: serde_json::Value = serde_json::from_str(&answer).expect("json");
+        v["result"].clone()
+    })
+    .await
+    .expect("client thread")
 }
 
 /// Length of the first OpenPGP packet (new-format header) of `msg`.
