@@ -20,10 +20,12 @@ use crate::limits::{connect_from, lo};
 const RENEWED_AFTER: Duration = Duration::from_secs(3);
 /// Each attacking address opens a connection this often.
 const PACE: Duration = Duration::from_millis(20);
+/// Connections a flood makes at most, all addresses together.
+const MAX_FLOOD: usize = 20_000;
 
 /// Silent connections to `port` from `addresses`: each address opens one every `every` and closes
-/// it after `hold` (before any deadline of the node can close it), until `stop`; at most 60 s.
-/// Counts the connections made.
+/// it after `hold` (before any deadline of the node can close it), until `stop`; at most 60 s and
+/// [`MAX_FLOOD`] connections. Counts the connections made.
 struct SilentFlood {
     stop: Arc<AtomicBool>,
     made: Arc<AtomicUsize>,
@@ -41,7 +43,10 @@ impl SilentFlood {
                 tokio::spawn(async move {
                     let end = tokio::time::Instant::now() + Duration::from_secs(60);
                     let mut conns = VecDeque::new();
-                    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < end {
+                    while !stop.load(Ordering::Relaxed)
+                        && tokio::time::Instant::now() < end
+                        && made.load(Ordering::Relaxed) < MAX_FLOOD
+                    {
                         let now = tokio::time::Instant::now();
                         while conns.front().is_some_and(|(t, _)| now - *t > hold) {
                             conns.pop_front();
