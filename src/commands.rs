@@ -392,8 +392,26 @@ fn contacts(ctx: &Ctx) -> Result<()> {
 
 fn requests(ctx: &Ctx) -> Result<()> {
     let v = ctx.call("requests", json!({}))?;
+    let refused = if ctx.json {
+        Value::Null
+    } else {
+        ctx.call("requests", json!({"refused": true}))?
+    };
     ctx.print(&v, |v| {
         let list = v.as_array().cloned().unwrap_or_default();
+        let refused = refused.as_array().cloned().unwrap_or_default();
+        if !refused.is_empty() {
+            println!("refused without asking you (most recent last):");
+            for r in refused {
+                println!(
+                    "      {} {} from {}: {}",
+                    r["name"].as_str().unwrap_or(""),
+                    fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
+                    r["address"].as_str().unwrap_or(""),
+                    r["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
         if list.is_empty() {
             println!("no pending requests");
         }
@@ -538,6 +556,13 @@ pub fn describe_event(p: &Value) -> String {
             fingerprint_groups(p["request"]["fingerprint"].as_str().unwrap_or(""))
         ),
         "request_closed" => format!("request {} {}", p["request_id"], s("reason")),
+        "request_refused" => format!(
+            "request from {} {} at {} refused without asking you: {}",
+            s("name"),
+            fingerprint_groups(&s("fingerprint")),
+            s("address"),
+            s("reason")
+        ),
         "discussion_opened" => format!(
             "discussion {} with {} open",
             s("discussion_id"),

@@ -270,8 +270,8 @@ async fn routed_reconnection_attempts_are_bounded() {
         }
     }
     assert!(
-        challenged <= 4,
-        "at most 4 routed connections authenticate at once ({challenged})"
+        challenged <= pgpchat_actors::session::MAX_UNAUTHENTICATED_PER_ADDRESS,
+        "at most 2 routed connections from one address authenticate at once ({challenged})"
     );
     assert!(closed >= 6, "the others are dropped ({closed})");
     a.send(&id, "unharmed").await.unwrap();

@@ -24,13 +24,21 @@ pub enum Event {
     Request { request: RequestInfo },
     /// A request was withdrawn, timed out or decided.
     RequestClosed { request_id: u64, reason: String },
+    /// A checked request was turned away without asking the user (guessing limits, a full
+    /// queue): who asked, from where, and why.
+    RequestRefused {
+        name: String,
+        fingerprint: String,
+        address: String,
+        reason: String,
+    },
     /// A discussion was established.
     DiscussionOpened {
         discussion_id: String,
         peer_name: String,
         peer_fingerprint: String,
     },
-    /// A handshake failed.
+    /// A handshake failed (a burned attempt: it counts against the guessing limits).
     HandshakeFailed {
         peer_fingerprint: String,
         reason: String,
@@ -53,6 +61,16 @@ pub enum Event {
         discussion_id: String,
         by_peer: bool,
     },
+}
+
+/// A request turned away without asking the user (kept in a short list for `requests`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedRequest {
+    pub name: String,
+    pub fingerprint: String,
+    pub address: String,
+    pub time: u64,
+    pub reason: String,
 }
 
 /// An incoming discussion request waiting for the user's decision.

@@ -399,6 +399,106 @@ impl AttemptLimiter {
     }
 }
 
+/// Why the guessing limits turn a request away before it reaches the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// This key failed `max` times in the window.
+    Key,
+    /// Requests from this address failed `max` times in the window.
+    Address,
+    /// Everyone together failed `max_total` times in the window.
+    Everyone,
+}
+
+impl std::fmt::Display for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Key => "too many failed attempts by this key recently",
+            Self::Address => "too many failed attempts from this address recently",
+            Self::Everyone => {
+                "too many failed attempts from all requesters recently (possibly someone guessing \
+                 secrets); until the window passes only verified contacts and past discussion \
+                 partners may ask"
+            }
+        })
+    }
+}
+
+/// The online-guessing limits of a node: at most `max` failures per key and per address, and at
+/// most `max_total` from everyone together, within `window`. A *trusted* requester (a verified
+/// contact, or one that has or had a discussion with us) is held only to its own key's limit, so
+/// strangers' failures (from a shared address, or everyone's) cannot lock it out.
+pub struct GuessLimits {
+    per_peer: AttemptLimiter,
+    total: VecDeque<Instant>,
+    max_total: usize,
+    window: Duration,
+}
+
+impl GuessLimits {
+    pub fn new(max: usize, max_total: usize, window: Duration, capacity: usize) -> Self {
+        Self {
+            per_peer: AttemptLimiter::new(max, window, capacity),
+            total: VecDeque::new(),
+            max_total,
+            window,
+        }
+    }
+
+    /// Whether a requester may try now.
+    pub fn check(
+        &mut self,
+        fingerprint: &str,
+        address: Option<IpAddr>,
+        trusted: bool,
+        now: Instant,
+    ) -> Result<(), Throttle> {
+        if !self
+            .per_peer
+            .allowed(&AttemptKey::Contact(fingerprint.to_string()), now)
+        {
+            return Err(Throttle::Key);
+        }
+        if trusted {
+            return Ok(());
+        }
+        if let Some(a) = address {
+            if !self.per_peer.allowed(&AttemptKey::Address(a), now) {
+                return Err(Throttle::Address);
+            }
+        }
+        self.forget_old(now);
+        if self.total.len() >= self.max_total {
+            return Err(Throttle::Everyone);
+        }
+        Ok(())
+    }
+
+    pub fn record_failure(&mut self, fingerprint: &str, address: Option<IpAddr>, now: Instant) {
+        self.per_peer
+            .record_failure(AttemptKey::Contact(fingerprint.to_string()), now);
+        if let Some(a) = address {
+            self.per_peer.record_failure(AttemptKey::Address(a), now);
+        }
+        self.forget_old(now);
+        // Bounded by `max_total`: past it, the oldest failure stands for the newest.
+        if self.total.len() >= self.max_total {
+            self.total.pop_front();
+        }
+        self.total.push_back(now);
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while self
+            .total
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            self.total.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,5 +676,47 @@ mod tests {
         lim.record_failure(AttemptKey::Contact("G".into()), now);
         lim.record_failure(AttemptKey::Contact("H".into()), now);
         assert!(lim.failures.len() <= 2);
+    }
+
+    #[test]
+    fn guess_limits_bound_everyone_but_spare_trusted_contacts() {
+        let now = Instant::now();
+        let window = Duration::from_secs(600);
+        let mut g = GuessLimits::new(3, 5, window, 64);
+        let shared: IpAddr = [10, 0, 0, 1].into();
+        // Three strangers' failures from one address lock the address, not a trusted contact on it.
+        for k in ["S1", "S2", "S3"] {
+            assert_eq!(g.check(k, Some(shared), false, now), Ok(()));
+            g.record_failure(k, Some(shared), now);
+        }
+        assert_eq!(
+            g.check("S4", Some(shared), false, now),
+            Err(Throttle::Address)
+        );
+        assert_eq!(g.check("FRIEND", Some(shared), true, now), Ok(()));
+        // Fresh keys from fresh addresses: the total caps them.
+        for (i, k) in ["N1", "N2"].iter().enumerate() {
+            let a: IpAddr = [10, 0, 1, i as u8].into();
+            assert_eq!(g.check(k, Some(a), false, now), Ok(()));
+            g.record_failure(k, Some(a), now);
+        }
+        let fresh: IpAddr = [10, 0, 2, 1].into();
+        assert_eq!(
+            g.check("N3", Some(fresh), false, now),
+            Err(Throttle::Everyone)
+        );
+        assert_eq!(g.check("FRIEND", Some(fresh), true, now), Ok(()));
+        // A trusted key is still held to its own three failures.
+        for _ in 0..3 {
+            g.record_failure("FRIEND", Some(fresh), now);
+        }
+        assert_eq!(
+            g.check("FRIEND", Some(fresh), true, now),
+            Err(Throttle::Key)
+        );
+        // And it all passes with the window.
+        let later = now + window;
+        assert_eq!(g.check("N3", Some(fresh), false, later), Ok(()));
+        assert_eq!(g.total.len(), 0);
     }
 }

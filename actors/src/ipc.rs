@@ -376,6 +376,7 @@ pub async fn dispatch(node: &NodeHandle, method: &str, params: Value) -> Result<
                 .await?;
             Ok(json!({ "discussion_id": id }))
         }
+        "requests" if bool_param(p, "refused", false)? => to_value(node.refused_requests().await?),
         "requests" => to_value(node.requests().await?),
         "accept" => {
             let id = node

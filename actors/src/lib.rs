@@ -8,6 +8,7 @@
 //! - [`crypto`]: OpenPGP over rpgp (keys, sealing, signing, policy). Blocking: call it on a worker.
 //! - [`at_rest`]: what the node seals for itself on disk, apart from anything a peer can send.
 //! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
+//! - [`admission`]: connection slots and crypto time for peers that have proved nothing yet.
 //! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
 //! - [`settings`], [`identity`], [`store`], [`events`]: configuration, the identity key file, the
 //!   SQLite store (with its worker thread), the event bus.
@@ -26,6 +27,7 @@
 //! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
 //! many nodes for measurements.
 
+pub mod admission;
 pub mod at_rest;
 pub mod codec;
 pub mod contacts;

@@ -8,12 +8,14 @@
 //! port follow (see [`crate::handshake`]). The same actor runs the requester's side ([`Open`]).
 //!
 //! Messages: [`Open`], [`ListRequests`], [`Decide`], and from its own tasks `Arrived`, `Gone`,
-//! `Failure`, `Done`. Talks to: key manager, contact registry, directory, event bus.
-//! Bounds: `limits.max_pending_connections` connections in the handshake phase,
-//! `limits.max_pending_requests` requests awaiting a decision, `limits.max_failed_attempts` per
-//! contact and per address per window, a replay cache of request nonces.
+//! `Failure`. Talks to: key manager, contact registry, directory, store (who is trusted), event bus.
+//! Bounds: `limits.max_pending_connections` connections in the handshake phase
+//! (`limits.max_connections_per_address` per address, unverified ones evicted for newcomers, see
+//! [`crate::admission`]), `limits.max_pending_requests` requests awaiting a decision (per key and
+//! per address too), the guessing limits ([`GuessLimits`]), a replay cache of request nonces, and
+//! a budget of decryptions for unauthenticated frames.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -23,24 +25,27 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use crate::admission::{ConnectionPool, DecryptBudget, Slot};
 use crate::contacts::{ContactRegistry, NameHasOtherKey};
 use crate::crypto::PublicCert;
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
-use crate::events::{now_secs, Event, EventBus, RequestInfo};
+use crate::events::{now_secs, Event, EventBus, RefusedRequest, RequestInfo};
 use crate::handshake::{
-    check_fresh, check_request, AttemptKey, AttemptLimiter, HandshakeError, ReplayCache, Requester,
-    Responder,
+    check_fresh, check_request, GuessLimits, HandshakeError, ReplayCache, Requester, Responder,
+    Throttle,
 };
 use crate::keys::KeysHandle;
 use crate::net::{self, Conn, NetError};
 use crate::settings::Settings;
-use crate::store::{ContactRecord, DiscussionRecord, DiscussionState};
+use crate::store::{ContactRecord, DiscussionRecord, DiscussionState, StoreHandle};
 use crate::wire::{FailReason, Frame, Handshake, Purpose, Role, PROTOCOL_VERSION};
 
 /// Request nonces remembered against replay.
 pub const REPLAY_CACHE_ENTRIES: usize = 4096;
 /// Contacts and addresses tracked by the failure limiter.
 pub const LIMITER_ENTRIES: usize = 4096;
+/// Requests turned away without asking the user, remembered for `requests` (the newest).
+pub const RECENT_REFUSALS: usize = 16;
 
 #[derive(Debug, Error)]
 pub enum ListenerError {
@@ -56,6 +61,12 @@ pub enum ListenerError {
     Refused { name: String, reason: String },
     #[error("cannot reach {0}: {1}")]
     Unreachable(String, String),
+    /// We sent our key confirmation (`Accept`) and no valid `Confirm` came back.
+    #[error(
+        "{name} received our key confirmation but did not confirm ({why}): this may be someone \
+         guessing the secret; it counts as a failed attempt"
+    )]
+    NotConfirmed { name: String, why: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -80,12 +91,15 @@ pub struct Listener {
     keys: KeysHandle,
     contacts: Addr<ContactRegistry>,
     directory: Addr<DiscussionDirectory>,
+    store: StoreHandle,
     events: EventBus,
     listener: Option<TcpListener>,
     pending: HashMap<u64, Pending>,
+    refusals: VecDeque<RefusedRequest>,
     next_request: u64,
-    connections: usize,
-    limiter: AttemptLimiter,
+    pool: ConnectionPool,
+    budget: DecryptBudget,
+    limiter: GuessLimits,
     replay: ReplayCache,
 }
 
@@ -96,26 +110,31 @@ impl Listener {
         keys: KeysHandle,
         contacts: Addr<ContactRegistry>,
         directory: Addr<DiscussionDirectory>,
+        store: StoreHandle,
         events: EventBus,
     ) -> Self {
         let l = &settings.limits;
         Self {
             node: settings.node.name.clone(),
-            limiter: AttemptLimiter::new(
+            limiter: GuessLimits::new(
                 l.max_failed_attempts,
+                l.max_failed_attempts_total,
                 Duration::from_secs(l.failed_attempts_window_secs),
                 LIMITER_ENTRIES,
             ),
+            pool: ConnectionPool::new(l.max_pending_connections, l.max_connections_per_address),
+            budget: DecryptBudget::default(),
             replay: ReplayCache::new(REPLAY_CACHE_ENTRIES),
             settings,
             keys,
             contacts,
             directory,
+            store,
             events,
             listener: Some(listener),
             pending: HashMap::new(),
+            refusals: VecDeque::new(),
             next_request: 1,
-            connections: 0,
         }
     }
 
@@ -126,7 +145,9 @@ impl Listener {
             keys: self.keys.clone(),
             contacts: self.contacts.clone(),
             directory: self.directory.clone(),
+            store: self.store.clone(),
             events: self.events.clone(),
+            budget: self.budget.clone(),
             me,
         }
     }
@@ -161,22 +182,20 @@ struct Accepted(TcpStream, SocketAddr);
 
 impl StreamHandler<Accepted> for Listener {
     fn handle(&mut self, Accepted(stream, from): Accepted, ctx: &mut Context<Self>) {
-        if self.connections >= self.settings.limits.max_pending_connections {
-            crate::log_limit::hostile(
-                log::Level::Warn,
-                &self.node,
-                &from.ip(),
-                format_args!("too many connections in progress; dropping {from}"),
-            );
-            return;
-        }
-        self.connections += 1;
+        let slot = match self.pool.admit(from.ip(), Instant::now()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                crate::log_limit::hostile(
+                    log::Level::Info,
+                    &self.node,
+                    &from.ip(),
+                    format_args!("connection from {from} dropped: {why:?}"),
+                );
+                return;
+            }
+        };
         let task = self.task_context(ctx.address());
-        actix_rt::spawn(async move {
-            let me = task.me.clone();
-            task.serve(stream, from).await;
-            me.do_send(Done);
-        });
+        actix_rt::spawn(async move { task.serve(stream, from, slot).await });
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {}
@@ -191,6 +210,8 @@ use task::Task;
 struct Arrived {
     info: RequestInfo,
     nonce: crate::wire::Nonce,
+    /// A verified contact, or one that has (had) a discussion with us.
+    trusted: bool,
 }
 
 impl Handler<Arrived> for Listener {
@@ -200,22 +221,16 @@ impl Handler<Arrived> for Listener {
         if !self.replay.insert(m.nonce, now) {
             return MessageResult(Err(FailReason::Replay));
         }
-        let by_contact = AttemptKey::Contact(m.info.fingerprint.clone());
-        let by_address = m
-            .info
-            .address
-            .parse()
-            .map(AttemptKey::Address)
-            .unwrap_or_else(|_| by_contact.clone());
-        if !self.limiter.allowed(&by_contact, now) || !self.limiter.allowed(&by_address, now) {
-            log::warn!(
-                "[{}] request from {} refused: too many failed attempts",
-                self.node,
-                m.info.name
-            );
+        let address = m.info.address.parse().ok();
+        if let Err(why) = self
+            .limiter
+            .check(&m.info.fingerprint, address, m.trusted, now)
+        {
+            self.refused(&m.info, &why.to_string());
             return MessageResult(Err(FailReason::TooManyAttempts));
         }
-        if self.pending.len() >= self.settings.limits.max_pending_requests {
+        if let Err(why) = self.queue_room(&m.info) {
+            self.refused(&m.info, why);
             return MessageResult(Err(FailReason::Busy));
         }
         let id = self.next_request;
@@ -234,6 +249,58 @@ impl Handler<Arrived> for Listener {
         });
         self.pending.insert(id, Pending { info, decide: tx });
         MessageResult(Ok((id, rx)))
+    }
+}
+
+impl Listener {
+    /// Whether the queue of requests has room for one more from this key and address.
+    fn queue_room(&self, info: &RequestInfo) -> Result<(), &'static str> {
+        let l = &self.settings.limits;
+        let waiting = self.pending.values().map(|p| &p.info);
+        if waiting
+            .clone()
+            .filter(|i| i.fingerprint == info.fingerprint)
+            .count()
+            >= l.max_pending_requests_per_key
+        {
+            return Err("this key already has requests waiting");
+        }
+        if waiting.filter(|i| i.address == info.address).count()
+            >= l.max_pending_requests_per_address
+        {
+            return Err("this address already has requests waiting");
+        }
+        if self.pending.len() >= l.max_pending_requests {
+            return Err("too many requests waiting");
+        }
+        Ok(())
+    }
+
+    /// Tell the user that a request was turned away without asking, and why.
+    fn refused(&mut self, info: &RequestInfo, why: &str) {
+        log::warn!(
+            "[{}] request from {} {} at {} refused: {why}",
+            self.node,
+            info.name,
+            info.fingerprint,
+            info.address
+        );
+        self.events.emit(Event::RequestRefused {
+            name: info.name.clone(),
+            fingerprint: info.fingerprint.clone(),
+            address: info.address.clone(),
+            reason: why.to_string(),
+        });
+        if self.refusals.len() >= RECENT_REFUSALS {
+            self.refusals.pop_front();
+        }
+        self.refusals.push_back(RefusedRequest {
+            name: info.name.clone(),
+            fingerprint: info.fingerprint.clone(),
+            address: info.address.clone(),
+            time: now_secs(),
+            reason: why.to_string(),
+        });
     }
 }
 
@@ -266,23 +333,8 @@ struct Failure {
 impl Handler<Failure> for Listener {
     type Result = ();
     fn handle(&mut self, m: Failure, _: &mut Context<Self>) {
-        let now = Instant::now();
         self.limiter
-            .record_failure(AttemptKey::Contact(m.fingerprint), now);
-        if let Some(a) = m.address {
-            self.limiter.record_failure(AttemptKey::Address(a), now);
-        }
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Done;
-
-impl Handler<Done> for Listener {
-    type Result = ();
-    fn handle(&mut self, _: Done, _: &mut Context<Self>) {
-        self.connections = self.connections.saturating_sub(1);
+            .record_failure(&m.fingerprint, m.address, Instant::now());
     }
 }
 
@@ -297,6 +349,18 @@ impl Handler<ListRequests> for Listener {
         let mut v: Vec<_> = self.pending.values().map(|p| p.info.clone()).collect();
         v.sort_by_key(|r| r.id);
         MessageResult(v)
+    }
+}
+
+/// Requests recently turned away without asking the user, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<RefusedRequest>")]
+pub struct ListRefusals;
+
+impl Handler<ListRefusals> for Listener {
+    type Result = MessageResult<ListRefusals>;
+    fn handle(&mut self, _: ListRefusals, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.refusals.iter().cloned().collect())
     }
 }
 
@@ -359,8 +423,11 @@ pub struct Open {
 impl Handler<Open> for Listener {
     type Result = ResponseFuture<Result<String, ListenerError>>;
     fn handle(&mut self, m: Open, ctx: &mut Context<Self>) -> Self::Result {
-        let key = AttemptKey::Contact(m.contact.fingerprint.clone());
-        if !self.limiter.allowed(&key, Instant::now()) {
+        // Our own user asks: only this contact's own failures count.
+        let own = self
+            .limiter
+            .check(&m.contact.fingerprint, None, true, Instant::now());
+        if own == Err(Throttle::Key) {
             return Box::pin(async { Err(ListenerError::Failed(FailReason::TooManyAttempts)) });
         }
         let task = self.task_context(ctx.address());

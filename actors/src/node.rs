@@ -24,10 +24,10 @@ use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, 
 use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
-use crate::events::{Event, EventBus, RequestInfo};
+use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
 use crate::keys::{KeyManager, KeysHandle};
-use crate::listener::{Decide, ListRequests, Listener, ListenerError, Open};
+use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
 use crate::store::STORAGE_KEY_BYTES;
@@ -213,6 +213,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         keys.clone(),
         contacts.clone(),
         directory.clone(),
+        store.clone(),
         events.clone(),
     )
     .start();
@@ -399,6 +400,11 @@ impl NodeHandle {
 
     pub async fn requests(&self) -> Result<Vec<RequestInfo>, ApiError> {
         self.listener.send(ListRequests).await.map_err(mailbox)
+    }
+
+    /// Requests recently turned away without asking the user, and why (oldest first).
+    pub async fn refused_requests(&self) -> Result<Vec<RefusedRequest>, ApiError> {
+        self.listener.send(ListRefusals).await.map_err(mailbox)
     }
 
     /// Accept a request with the shared secret; answers with the discussion id once open.

@@ -25,6 +25,7 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::admission::ConnectionPool;
 use crate::codec::{self, CodecError};
 use crate::contacts::{ContactRegistry, FindContact};
 use crate::crypto::{PublicCert, SecretCert};
@@ -42,8 +43,11 @@ use crate::wire::{ack_data, ChatPayload, Frame, Purpose, Role};
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// A closing receiver's first dial waits at least this long after a drop.
 pub const RECEIVER_DIAL_MIN: Duration = Duration::from_secs(2);
-/// Connections of one discussion still authenticating (both ways in).
-pub const MAX_UNAUTHENTICATED: usize = 4;
+/// Connections of one discussion still authenticating (both ways in). When full, a newcomer evicts
+/// an unauthenticated one ([`crate::admission::ConnectionPool`]).
+pub const MAX_UNAUTHENTICATED: usize = 8;
+/// Of those, from one source address.
+pub const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 2;
 /// Messages the sender pump reads from the store at a time.
 pub const PUMP_BATCH: u64 = 256;
 
@@ -80,9 +84,9 @@ pub struct DiscussionSession {
     pumping: bool,
     pump_again: bool,
     next_to_send: u64,
-    /// Permits for connections still authenticating, whether they came to the discussion listener
-    /// or were routed from the main one: [`MAX_UNAUTHENTICATED`] in all.
-    unauthenticated: Arc<tokio::sync::Semaphore>,
+    /// Connections still authenticating, whether they came to the discussion listener or were
+    /// routed from the main one: [`MAX_UNAUTHENTICATED`] in all.
+    unauthenticated: ConnectionPool,
     keys: KeysHandle,
     store: StoreHandle,
     events: EventBus,
@@ -142,7 +146,10 @@ impl DiscussionSession {
             pumping: false,
             pump_again: false,
             next_to_send: 0,
-            unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED)),
+            unauthenticated: ConnectionPool::new(
+                MAX_UNAUTHENTICATED,
+                MAX_UNAUTHENTICATED_PER_ADDRESS,
+            ),
             keys: p.keys,
             store: p.store,
             events: p.events,

@@ -109,15 +109,27 @@ pub struct Limits {
     pub max_contacts: usize,
     /// Incoming requests waiting for the user's decision.
     pub max_pending_requests: usize,
+    /// Of those, from one requester's key.
+    pub max_pending_requests_per_key: usize,
+    /// Of those, from one source address.
+    pub max_pending_requests_per_address: usize,
     /// TCP connections in the handshake phase at once (main listener).
     pub max_pending_connections: usize,
+    /// Of those, from one source address.
+    pub max_connections_per_address: usize,
+    /// Seconds a new connection may take to send its first frame (the hello) and, on the main
+    /// listener, its first sealed one (the request): what a silent connection costs.
+    pub first_frame_timeout_secs: u64,
     /// Seconds a connection may take to complete each handshake step (except the user's decision).
     pub handshake_timeout_secs: u64,
     /// Seconds an incoming request waits for the user's decision.
     pub request_timeout_secs: u64,
     /// Failed handshake attempts allowed per contact and per address within the window.
     pub max_failed_attempts: usize,
-    /// The window of `max_failed_attempts`, in seconds.
+    /// Failed handshake attempts allowed from everyone together within the window; past it, only
+    /// contacts that are verified or have (had) a discussion with us may still ask.
+    pub max_failed_attempts_total: usize,
+    /// The window of `max_failed_attempts` and `max_failed_attempts_total`, in seconds.
     pub failed_attempts_window_secs: u64,
     /// Messages queued for one discussion connection before the peer counts as too slow.
     pub session_queue: usize,
@@ -163,10 +175,15 @@ impl Default for Limits {
             max_datagram_bytes: 4096,
             max_contacts: 1024,
             max_pending_requests: 32,
+            max_pending_requests_per_key: 2,
+            max_pending_requests_per_address: 4,
             max_pending_connections: 64,
+            max_connections_per_address: 8,
+            first_frame_timeout_secs: 5,
             handshake_timeout_secs: 30,
             request_timeout_secs: 600,
             max_failed_attempts: 3,
+            max_failed_attempts_total: 10,
             failed_attempts_window_secs: 600,
             session_queue: 1024,
             reconnect_max_secs: 30,
@@ -303,8 +320,24 @@ impl Settings {
         for (key, v) in [
             ("limits.max_contacts", l.max_contacts),
             ("limits.max_pending_requests", l.max_pending_requests),
+            (
+                "limits.max_pending_requests_per_key",
+                l.max_pending_requests_per_key,
+            ),
+            (
+                "limits.max_pending_requests_per_address",
+                l.max_pending_requests_per_address,
+            ),
             ("limits.max_pending_connections", l.max_pending_connections),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+            ),
             ("limits.max_failed_attempts", l.max_failed_attempts),
+            (
+                "limits.max_failed_attempts_total",
+                l.max_failed_attempts_total,
+            ),
             ("limits.session_queue", l.session_queue),
             ("limits.ipc_max_clients", l.ipc_max_clients),
             ("limits.ipc_event_queue", l.ipc_event_queue),
@@ -320,7 +353,10 @@ impl Settings {
         if l.reconnect_max_secs == 0 {
             return bad("limits.reconnect_max_secs", "must be at least 1");
         }
-        if l.handshake_timeout_secs == 0 || l.request_timeout_secs == 0 {
+        if l.handshake_timeout_secs == 0
+            || l.request_timeout_secs == 0
+            || l.first_frame_timeout_secs == 0
+        {
             return bad("limits.*_timeout_secs", "must be at least 1");
         }
         let g = &self.log;

@@ -567,6 +567,17 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `fingerprint` is a contact we verified, or has (or had) a discussion with us: such
+    /// a peer is not locked out by failed attempts made by others (`docs/security.md`, threat 2).
+    pub fn is_trusted_peer(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM discussions WHERE peer_fingerprint = ?1)
+                 OR EXISTS(SELECT 1 FROM contacts WHERE fingerprint = ?1 AND verified = 1)",
+            [fingerprint],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn discussion(&self, id: &str) -> Result<DiscussionRecord, StoreError> {
         self.conn
             .query_row(

@@ -11,7 +11,9 @@ pub(super) struct Task {
     pub(super) keys: KeysHandle,
     pub(super) contacts: Addr<ContactRegistry>,
     pub(super) directory: Addr<DiscussionDirectory>,
+    pub(super) store: StoreHandle,
     pub(super) events: EventBus,
+    pub(super) budget: DecryptBudget,
     pub(super) me: Addr<Listener>,
 }
 
@@ -20,9 +22,22 @@ impl Task {
         self.settings.handshake_timeout()
     }
 
-    pub(super) async fn serve(&self, stream: TcpStream, from: SocketAddr) {
+    /// Serve one connection while it holds `slot` in the pool; a newcomer may evict it until it
+    /// has sent a verified frame.
+    pub(super) async fn serve(&self, stream: TcpStream, from: SocketAddr, mut slot: Slot) {
+        let evicted = slot.watch_eviction();
+        tokio::select! {
+            Ok(()) = evicted => {
+                log::debug!("[{}] unverified connection from {from} evicted", self.node);
+            }
+            () = self.serve_in(stream, from, &slot) => {}
+        }
+    }
+
+    async fn serve_in(&self, stream: TcpStream, from: SocketAddr, slot: &Slot) {
         let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
-        let purpose = match net::recv_hello(&mut conn, self.deadline()).await {
+        let first = crate::admission::first_frame_deadline(&self.settings);
+        let purpose = match net::recv_hello(&mut conn, first).await {
             Ok(p) => p,
             Err(e) => {
                 crate::log_limit::hostile(
@@ -44,7 +59,7 @@ impl Task {
                 conn,
             }),
             Purpose::Handshake => {
-                if let Err(e) = self.receive_request(&mut conn, from).await {
+                if let Err(e) = self.receive_request(&mut conn, from, slot).await {
                     crate::log_limit::hostile(
                         log::Level::Info,
                         &self.node,
@@ -61,9 +76,10 @@ impl Task {
         &self,
         conn: &mut Conn<TcpStream>,
         from: SocketAddr,
+        slot: &Slot,
     ) -> Result<(), ListenerError> {
         let deadline = self.deadline();
-        let decrypted = match net::recv_sealed(conn, &self.keys, deadline).await {
+        let decrypted = match self.recv_unauthenticated(conn, from).await {
             Ok(d) => d,
             Err(e @ NetError::SealedFrameRefused) => {
                 net::refuse_sealed(conn, deadline).await;
@@ -87,6 +103,13 @@ impl Task {
                 return Err(e.into());
             }
         };
+        slot.verified();
+        let fingerprint = request.from.clone();
+        let trusted = self
+            .store
+            .run(move |s| s.is_trusted_peer(&fingerprint))
+            .await
+            .unwrap_or(false);
         let key_changed = self
             .contacts
             .send(NameHasOtherKey {
@@ -113,6 +136,7 @@ impl Task {
             .send(Arrived {
                 info,
                 nonce: request.nonce,
+                trusted,
             })
             .await
             .map_err(|e| ListenerError::Internal(e.to_string()))?;
@@ -196,8 +220,11 @@ impl Task {
             deadline,
         )
         .await?;
-        let agreed = match net::recv_sealed_from(conn, &self.keys, peer_cert, deadline).await? {
-            Handshake::Confirm { confirm } => match responder.on_confirm(&confirm) {
+        // From here the requester can test its guess of the secret against our confirmation: any
+        // end but a valid `Confirm` is a failed attempt (else it could guess, then hang up).
+        let answer = net::recv_sealed_from(conn, &self.keys, peer_cert, deadline).await;
+        let agreed = match answer {
+            Ok(Handshake::Confirm { confirm }) => match responder.on_confirm(&confirm) {
                 Ok(a) => a,
                 Err(e) => {
                     let step = Handshake::Failed { reason: e.reason() };
@@ -206,11 +233,28 @@ impl Task {
                     return Err(e.into());
                 }
             },
-            Handshake::Failed { reason } => {
+            Ok(Handshake::Failed { reason }) => {
                 self.failed(&request.from, from.ip(), reason);
                 return Err(ListenerError::Failed(reason));
             }
-            _ => return Err(ListenerError::Failed(FailReason::Protocol)),
+            other => {
+                let why = match other {
+                    Err(NetError::Closed) => "it hung up".to_string(),
+                    Err(NetError::Timeout) => "it timed out".to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(_) => "it sent another handshake step".to_string(),
+                };
+                let step = Handshake::Failed {
+                    reason: FailReason::Protocol,
+                };
+                let _ = net::send_sealed(conn, &self.keys, peer_cert, &step, deadline).await;
+                let e = ListenerError::NotConfirmed {
+                    name: net::sanitize(&request.name),
+                    why,
+                };
+                self.failed_because(&request.from, from.ip(), e.to_string());
+                return Err(e);
+            }
         };
         let record = DiscussionRecord {
             id: agreed.discussion_id.clone(),
@@ -265,10 +309,39 @@ impl Task {
             .map_err(|e| ListenerError::Internal(e.to_string()))
     }
 
+    /// The first sealed frame of a connection, decrypted within the crypto budget of
+    /// unauthenticated peers: a few decryptions per address, one at a time in all.
+    async fn recv_unauthenticated(
+        &self,
+        conn: &mut Conn<TcpStream>,
+        from: SocketAddr,
+    ) -> Result<crate::crypto::Decrypted, NetError> {
+        let first = crate::admission::first_frame_deadline(&self.settings);
+        let bytes = match net::recv(conn, first).await? {
+            Frame::Sealed(bytes) => bytes,
+            other => return Err(NetError::Unexpected(net::frame_name(&other).into())),
+        };
+        if !self.budget.spend(from.ip(), Instant::now()) {
+            return Err(NetError::Unexpected(
+                "sealed frame over this address's decryption budget".into(),
+            ));
+        }
+        let _running = self.budget.run_permit().await;
+        self.keys
+            .unseal(bytes)
+            .await
+            .map_err(|_| NetError::SealedFrameRefused)
+    }
+
     fn failed(&self, fingerprint: &str, address: IpAddr, reason: FailReason) {
+        self.failed_because(fingerprint, address, reason.to_string());
+    }
+
+    /// A burned attempt: the user is told, and it counts against the guessing limits.
+    fn failed_because(&self, fingerprint: &str, address: IpAddr, reason: String) {
         self.events.emit(Event::HandshakeFailed {
             peer_fingerprint: fingerprint.to_string(),
-            reason: reason.to_string(),
+            reason,
         });
         self.me.do_send(Failure {
             fingerprint: fingerprint.to_string(),

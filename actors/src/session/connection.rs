@@ -189,7 +189,8 @@ impl DiscussionSession {
         let me = ctx.address();
         let node = self.node.clone();
         let port = self.listen_port;
-        let busy = self.unauthenticated.clone();
+        let pool = self.unauthenticated.clone();
+        let first = crate::admission::first_frame_deadline(&self.settings);
         ctx.spawn(
             async move {
                 loop {
@@ -201,21 +202,24 @@ impl DiscussionSession {
                             continue;
                         }
                     };
-                    let Ok(permit) = busy.clone().try_acquire_owned() else {
-                        crate::log_limit::hostile(
-                            log::Level::Debug,
-                            &node,
-                            &from.ip(),
-                            format_args!("too many unauthenticated connections; dropping {from}"),
-                        );
-                        continue;
+                    let mut slot = match pool.admit(from.ip(), std::time::Instant::now()) {
+                        Ok(slot) => slot,
+                        Err(why) => {
+                            crate::log_limit::hostile(
+                                log::Level::Debug,
+                                &node,
+                                &from.ip(),
+                                format_args!("discussion connection from {from}: {why:?}"),
+                            );
+                            continue;
+                        }
                     };
                     let (keys, sk, me, node) = (keys.clone(), sk.clone(), me.clone(), node.clone());
                     actix_rt::spawn(async move {
-                        let _permit = permit;
+                        let evicted = slot.watch_eviction();
                         let mut conn = net::framed(stream, max);
-                        let res = async {
-                            match net::recv_hello(&mut conn, deadline).await? {
+                        let auth = async {
+                            match net::recv_hello(&mut conn, first).await? {
                                 Purpose::Discussion {
                                     discussion_id,
                                     nonce,
@@ -226,8 +230,15 @@ impl DiscussionSession {
                                     "hello for another purpose".into(),
                                 )),
                             }
-                        }
-                        .await;
+                        };
+                        // Until it has authenticated, a newcomer may take its place.
+                        let res = tokio::select! {
+                            Ok(()) = evicted => Err(net::NetError::Unexpected(
+                                "evicted for a newer connection".into(),
+                            )),
+                            res = auth => res,
+                        };
+                        drop(slot);
                         match res {
                             Ok(Accepted::Open) => me.do_send(Attach(conn)),
                             Ok(Accepted::PeerClosed) => me.do_send(PeerClosed),

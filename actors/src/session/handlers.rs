@@ -61,26 +61,46 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
     type Result = ();
     fn handle(&mut self, m: AuthenticateIncoming, ctx: &mut Context<Self>) {
         // The discussion id travels in clear in a hello: anyone who saw one can make us wait here.
-        // The same permits bound the discussion listener.
-        let Ok(permit) = self.unauthenticated.clone().try_acquire_owned() else {
-            crate::log_limit::hostile(
-                log::Level::Info,
-                &self.node,
-                &self.id(),
-                format_args!(
-                    "{}: too many unauthenticated connections; a routed one dropped",
-                    self.id()
-                ),
-            );
-            return;
+        // The same pool bounds the discussion listener.
+        let from = m.conn.get_ref().peer_addr().map(|a| a.ip());
+        let admitted = from.map(|ip| {
+            self.unauthenticated
+                .admit(ip, std::time::Instant::now())
+                .map_err(|why| format!("{why:?}"))
+        });
+        let mut slot = match admitted {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(why)) => {
+                return crate::log_limit::hostile(
+                    log::Level::Info,
+                    &self.node,
+                    &self.id(),
+                    format_args!("{}: routed connection dropped: {why}", self.id()),
+                )
+            }
+            Err(e) => {
+                return crate::log_limit::hostile(
+                    log::Level::Info,
+                    &self.node,
+                    &self.id(),
+                    format_args!("{}: routed connection dropped: {e}", self.id()),
+                )
+            }
         };
         let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
         let port = self.listen_port;
         let mut conn = m.conn;
         let fut = async move {
-            let _permit = permit;
-            let accepted =
-                super::connection::accept(&mut conn, &keys, &sk, m.nonce, port, deadline).await?;
+            let evicted = slot.watch_eviction();
+            let auth = super::connection::accept(&mut conn, &keys, &sk, m.nonce, port, deadline);
+            // Until it has authenticated, a newcomer may take its place.
+            let accepted = tokio::select! {
+                Ok(()) = evicted => Err(net::NetError::Unexpected(
+                    "evicted for a newer connection".into(),
+                )),
+                res = auth => res,
+            }?;
+            drop(slot);
             Ok::<_, net::NetError>((accepted, conn))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
