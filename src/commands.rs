@@ -20,11 +20,44 @@ pub struct Ctx {
     pub json: bool,
     pub profile: Option<String>,
     pub config: Option<PathBuf>,
+    /// `--data-dir` as the user gave it (None: from the profile or the default).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Ctx {
     pub fn client(&self) -> Result<Client> {
-        Client::connect(&self.settings.ipc_socket())
+        Client::connect(&self.settings.ipc_socket(), self.start_hint())
+    }
+
+    /// A command line to suggest in a hint: `pgpchat`, the global options the user gave
+    /// (`--profile`, `--config`, `--data-dir`), then `args`. Run literally it acts on the same core
+    /// and configuration; a bare `pgpchat daemon` would start the built-in defaults, which
+    /// broadcast on the real network.
+    pub fn hint(&self, args: &str) -> String {
+        let mut words = vec!["pgpchat".to_string()];
+        if let Some(p) = &self.profile {
+            words.push("--profile".into());
+            words.push(shell_quote(p));
+        }
+        if let Some(c) = &self.config {
+            words.push("--config".into());
+            words.push(shell_quote(&c.to_string_lossy()));
+        }
+        if let Some(d) = &self.data_dir {
+            words.push("--data-dir".into());
+            words.push(shell_quote(&d.to_string_lossy()));
+        }
+        words.push(args.into());
+        format!("`{}`", words.join(" "))
+    }
+
+    /// What to say when no core answers.
+    pub fn start_hint(&self) -> String {
+        format!(
+            "start it with {} or {}",
+            self.hint("daemon"),
+            self.hint("chat")
+        )
     }
 
     /// Call a method of the running core.
@@ -87,19 +120,46 @@ pub fn run(cli: Cli) -> Result<()> {
         json: cli.json,
         profile: cli.profile.clone(),
         config: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
     };
-    match cli.command.unwrap_or(Command::Chat) {
+    run_command(&ctx, cli.command.unwrap_or(Command::Chat)).map_err(|e| with_hint(&ctx, e))
+}
+
+/// Errors of the library that call for a command get it here, with the user's global options.
+fn with_hint(ctx: &Ctx, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<identity::IdentityError>() {
+        Some(identity::IdentityError::Missing(_)) => {
+            anyhow::anyhow!("{e}: run {} first", ctx.hint("init --name NAME"))
+        }
+        _ => e,
+    }
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
         Command::Init {
             name,
             passphrase_file,
             no_passphrase,
-        } => init(&ctx, name, passphrase_file, no_passphrase),
+        } => init(ctx, name, passphrase_file, no_passphrase),
         Command::Daemon { passphrase_file } => {
-            crate::core_process::run_daemon(&ctx, passphrase_file)
+            crate::core_process::run_daemon(ctx, passphrase_file)
         }
-        Command::Chat => crate::prompt::run(&ctx),
-        Command::Whoami => whoami(&ctx),
-        Command::Contacts => contacts(&ctx),
+        Command::Chat => crate::prompt::run(ctx),
+        Command::Whoami => whoami(ctx),
+        Command::Contacts => contacts(ctx),
         Command::Verify { contact, unset } => {
             let v = ctx.call("verify", json!({"contact": contact, "verified": !unset}))?;
             ctx.print(&v, |v| {
@@ -118,18 +178,18 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let pw = shared_secret(password_file)?;
             opened(
-                &ctx,
+                ctx,
                 ctx.call("open", json!({"contact": contact, "password": pw}))?,
             )
         }
-        Command::Requests => requests(&ctx),
+        Command::Requests => requests(ctx),
         Command::Accept {
             request,
             password_file,
         } => {
             let pw = shared_secret(password_file)?;
             opened(
-                &ctx,
+                ctx,
                 ctx.call("accept", json!({"request": request, "password": pw}))?,
             )
         }
@@ -138,7 +198,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ctx.print(&v, |_| println!("request {request} refused"));
             Ok(())
         }
-        Command::Discussions => discussions(&ctx),
+        Command::Discussions => discussions(ctx),
         Command::Send { discussion, text } => {
             let text = if text == "-" {
                 let mut s = String::new();
@@ -155,7 +215,7 @@ pub fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
-        Command::History { discussion, limit } => history(&ctx, &discussion, limit),
+        Command::History { discussion, limit } => history(ctx, &discussion, limit),
         Command::Close { discussion, force } => {
             let v = ctx.call("close", json!({ "discussion": discussion, "force": force }))?;
             ctx.print(&v, |v| {
@@ -171,12 +231,12 @@ pub fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
-        Command::Watch => watch(&ctx),
+        Command::Watch => watch(ctx),
         Command::Simulate {
             nodes,
             messages,
             timeout,
-        } => simulate(&ctx, nodes, messages, timeout),
+        } => simulate(ctx, nodes, messages, timeout),
         Command::Stop => {
             let socket = ctx.settings.ipc_socket();
             let v = ctx.call("shutdown", json!({}))?;
@@ -190,7 +250,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ctx.print(&v, |_| println!("core stopped"));
             Ok(())
         }
-        Command::ExportKey { secret } => export_key(&ctx, secret),
+        Command::ExportKey { secret } => export_key(ctx, secret),
     }
 }
 

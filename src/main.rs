@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
             eprintln!("pgpchat: {}", chain.join(": "));
-            ExitCode::FAILURE
+            if core_process::already_running(&e) {
+                ExitCode::from(core_process::EXIT_ALREADY_RUNNING)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

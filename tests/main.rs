@@ -15,3 +15,4 @@ mod ipc;
 mod netns;
 mod prompt;
 mod security;
+mod startup;

@@ -8,8 +8,9 @@
 //! - [`crypto`]: OpenPGP over rpgp (keys, sealing, signing, policy). Blocking: call it on a worker.
 //! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
 //! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
-//! - [`settings`], [`identity`], [`store`], [`events`]: configuration, the identity key file, the
-//!   SQLite store (with its worker thread), the event bus.
+//! - [`settings`], [`identity`], [`datadir_lock`], [`store`], [`events`]: configuration, the
+//!   identity key file, one core per data directory, the SQLite store (with its worker thread), the
+//!   event bus.
 //!
 //! The actors of one node (see `docs/architecture.md` for who sends what to whom):
 //!
@@ -28,6 +29,7 @@
 pub mod codec;
 pub mod contacts;
 pub mod crypto;
+pub mod datadir_lock;
 pub mod discovery;
 pub mod discussions;
 pub mod events;
