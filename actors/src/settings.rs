@@ -106,6 +106,11 @@ pub struct Limits {
     pub ipc_max_clients: usize,
     /// Events buffered per front-end before a slow one is disconnected.
     pub ipc_event_queue: usize,
+    /// Seconds an IPC connection with no subscription and nothing in flight may stay silent
+    /// before the core closes it (a client that stops reading its events is also given this long
+    /// to read its `lagged` notice). When all `ipc_max_clients` are taken, the longest-idle such
+    /// connection is closed at once for a newcomer.
+    pub ipc_idle_timeout_secs: u64,
     /// Worker threads for OpenPGP operations.
     pub crypto_threads: usize,
 }
@@ -150,6 +155,7 @@ impl Default for Limits {
             ipc_max_line_bytes: 1024 * 1024,
             ipc_max_clients: 32,
             ipc_event_queue: 1024,
+            ipc_idle_timeout_secs: 60,
             crypto_threads: 2,
         }
     }
@@ -297,7 +303,10 @@ impl Settings {
         if l.reconnect_max_secs == 0 {
             return bad("limits.reconnect_max_secs", "must be at least 1");
         }
-        if l.handshake_timeout_secs == 0 || l.request_timeout_secs == 0 {
+        if l.handshake_timeout_secs == 0
+            || l.request_timeout_secs == 0
+            || l.ipc_idle_timeout_secs == 0
+        {
             return bad("limits.*_timeout_secs", "must be at least 1");
         }
         Ok(())
