@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::cli::{Cli, Command};
 use crate::client::Client;
 use crate::format;
+use crate::safe_text;
 use crate::secrets;
 
 pub struct Ctx {
@@ -65,9 +66,11 @@ impl Ctx {
         self.client()?.call(method, params)
     }
 
+    /// Print `v`: as terminal-safe JSON with `--json`, else with `human` (which must pass every
+    /// peer-chosen string through `safe_text`).
     fn print(&self, v: &Value, human: impl FnOnce(&Value)) {
         if self.json {
-            println!("{v}");
+            println!("{}", safe_text::json(v));
         } else {
             human(v);
         }
@@ -165,7 +168,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             ctx.print(&v, |v| {
                 println!(
                     "{} {} is now {}",
-                    v["name"].as_str().unwrap_or(""),
+                    safe_text::line(v["name"].as_str().unwrap_or("")),
                     v["fingerprint"].as_str().unwrap_or(""),
                     if unset { "unverified" } else { "verified" }
                 )
@@ -383,7 +386,7 @@ fn contacts(ctx: &Ctx) -> Result<()> {
             }
             println!(
                 "{:<20} {:<16} {:<22} {:<10} {}",
-                c["name"].as_str().unwrap_or(""),
+                safe_text::line(c["name"].as_str().unwrap_or("")),
                 format::short_fpr(c["fingerprint"].as_str().unwrap_or("")),
                 format!("{}:{}", c["address"].as_str().unwrap_or(""), c["tcp_port"]),
                 format::ago(c["last_seen"].as_u64().unwrap_or(0), now),
@@ -405,7 +408,7 @@ fn requests(ctx: &Ctx) -> Result<()> {
             println!(
                 "{:>4}  {} {} from {}{}",
                 r["id"].as_u64().unwrap_or(0),
-                r["name"].as_str().unwrap_or(""),
+                safe_text::line(r["name"].as_str().unwrap_or("")),
                 fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
                 r["address"].as_str().unwrap_or(""),
                 if r["key_changed"].as_bool() == Some(true) {
@@ -435,7 +438,7 @@ fn discussions(ctx: &Ctx) -> Result<()> {
             println!(
                 "{:<32} {:<20} {:<7} {:>6} {:>8}{}",
                 d["id"].as_str().unwrap_or(""),
-                d["peer_name"].as_str().unwrap_or(""),
+                safe_text::line(d["peer_name"].as_str().unwrap_or("")),
                 d["state"].as_str().unwrap_or(""),
                 d["unread"].as_u64().unwrap_or(0),
                 d["messages"].as_u64().unwrap_or(0),
@@ -454,7 +457,7 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     let mut client = ctx.client()?;
     let v = client.call("history", json!({"discussion": discussion, "limit": limit}))?;
     if ctx.json {
-        println!("{v}");
+        println!("{}", safe_text::json(&v));
         return Ok(());
     }
     let messages = v.as_array().cloned().unwrap_or_default();
@@ -474,26 +477,27 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     Ok(())
 }
 
-/// One message as a line: `2026-11-24 18:00:00 > hello  [delivered]`.
+/// One message: `2026-11-24 18:00:00      bob: hello  [delivered]`. The body's own lines continue
+/// indented under its first; control characters in the body or the name show escaped.
 pub fn format_message(m: &Value, peer: Option<&str>) -> String {
     let out = m["direction"].as_str() == Some("out");
     let who = if out {
         "me".to_string()
     } else {
-        peer.unwrap_or("them").to_string()
+        safe_text::line(peer.unwrap_or("them"))
     };
     let state = if out {
         format!("  [{}]", m["state"].as_str().unwrap_or(""))
     } else {
         String::new()
     };
-    format!(
-        "{} {:>8}: {}{}",
+    let head = format!(
+        "{} {:>8}: ",
         format::time(m["time"].as_u64().unwrap_or(0)),
-        who,
-        m["body"].as_str().unwrap_or(""),
-        state
-    )
+        who
+    );
+    let body = safe_text::block(m["body"].as_str().unwrap_or(""), head.chars().count());
+    format!("{head}{body}{state}")
 }
 
 fn watch(ctx: &Ctx) -> Result<()> {
@@ -510,7 +514,7 @@ fn watch(ctx: &Ctx) -> Result<()> {
         }
         let p = &e["params"];
         if ctx.json {
-            println!("{p}");
+            println!("{}", safe_text::json(p));
         } else {
             println!("{}", describe_event(p));
         }
@@ -521,13 +525,15 @@ fn watch(ctx: &Ctx) -> Result<()> {
 
 /// A one-line human description of an event.
 pub fn describe_event(p: &Value) -> String {
-    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    // Every string of an event may come from a peer.
+    let s = |k: &str| safe_text::line(p[k].as_str().unwrap_or(""));
+    let sub = |o: &str, k: &str| safe_text::line(p[o][k].as_str().unwrap_or(""));
     match p["event"].as_str().unwrap_or("") {
         "contact_seen" => format!(
             "contact {} {} at {}",
-            p["contact"]["name"].as_str().unwrap_or(""),
-            format::short_fpr(p["contact"]["fingerprint"].as_str().unwrap_or("")),
-            p["contact"]["address"].as_str().unwrap_or("")
+            sub("contact", "name"),
+            format::short_fpr(&sub("contact", "fingerprint")),
+            sub("contact", "address")
         ),
         "key_changed" => format!(
             "WARNING: '{}' is now announced by another key {} (was {})",
@@ -538,8 +544,8 @@ pub fn describe_event(p: &Value) -> String {
         "request" => format!(
             "request {} from {} {}",
             p["request"]["id"],
-            p["request"]["name"].as_str().unwrap_or(""),
-            fingerprint_groups(p["request"]["fingerprint"].as_str().unwrap_or(""))
+            sub("request", "name"),
+            fingerprint_groups(&sub("request", "fingerprint"))
         ),
         "request_closed" => format!("request {} {}", p["request_id"], s("reason")),
         "discussion_opened" => format!(
@@ -554,7 +560,7 @@ pub fn describe_event(p: &Value) -> String {
         ),
         "message" => format!(
             "[{}] {}",
-            p["message"]["discussion_id"].as_str().unwrap_or(""),
+            sub("message", "discussion_id"),
             format_message(&p["message"], None)
         ),
         "delivery" => format!(
@@ -581,6 +587,6 @@ pub fn describe_event(p: &Value) -> String {
                 ""
             }
         ),
-        other => format!("{other}: {p}"),
+        other => format!("{}: {}", safe_text::line(other), safe_text::json(p)),
     }
 }

@@ -265,7 +265,7 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn path_str(p: &Path) -> &str {
+pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
@@ -381,14 +381,14 @@ fn bad_configuration_names_the_key() {
 }
 
 /// `watch` in its own process, its output lines collected on a thread.
-struct Watch {
+pub struct Watch {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
     errors: std::sync::mpsc::Receiver<String>,
 }
 
 impl Watch {
-    fn start(p: &Person, json: bool) -> Self {
+    pub fn start(p: &Person, json: bool) -> Self {
         let mut cmd = p.cmd();
         if json {
             cmd.arg("--json");
@@ -415,7 +415,7 @@ impl Watch {
     }
 
     /// The first line (from now) that satisfies `f`, within 30 s.
-    fn expect(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+    pub fn expect(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let left = end.saturating_duration_since(Instant::now());

@@ -16,3 +16,4 @@ mod netns;
 mod prompt;
 mod security;
 mod startup;
+mod terminal;
