@@ -97,7 +97,9 @@ fn init_logging(default: &str, node: &str) {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format(move |buf, r| {
             use std::io::Write;
-            let msg = r.args().to_string();
+            // Log lines may quote a peer (names, reasons) and go to a terminal when the core runs
+            // in the foreground.
+            let msg = safe_text::line(&r.args().to_string());
             // Actor lines carry "[node]" already; others get it here.
             if msg.starts_with('[') {
                 writeln!(buf, "{} {:5} {}", format::time(now_secs()), r.level(), msg)

@@ -279,7 +279,7 @@ async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc<ClientSlot
                         break;
                     }
                     since => {
-                        let next = since.map_or(idle_timeout, |t| idle_timeout - t.elapsed());
+                        let next = since.map_or(idle_timeout, |t| idle_timeout.saturating_sub(t.elapsed()));
                         idle_check.as_mut().reset(tokio::time::Instant::now() + next);
                         continue;
                     }
