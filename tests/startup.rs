@@ -150,4 +150,9 @@ fn two_prompts_starting_at_once_end_with_one_core() {
         let _ = Command::new("kill").arg(pid).status();
     }
     assert_eq!(running.len(), 1, "core processes: {running:?}");
+    // The core that lost the race (if both prompts started one) stopped at the lock, with its one
+    // line, before building a node: no panic, no second node in the shared log.
+    let log = std::fs::read_to_string(p.data_dir().join("daemon.log")).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.matches("node up").count() <= 1, "{log}");
 }
