@@ -385,3 +385,30 @@ fn peer_text_cannot_drive_the_terminal_in_the_prompt() {
     assert!(s.contains("--- bob\\u{202e}"), "{s}");
     assert_eq!(title(), title_before, "the window title was set");
 }
+
+#[test]
+fn the_prompt_outlives_the_core_closing_its_idle_connection() {
+    let alice = Person::new("alice", free_udp_port());
+    // The core closes idle connections after 1 s; the prompt's menu connection is one of them.
+    let mut config = std::fs::read_to_string(&alice.config).unwrap();
+    config.push_str("ipc_idle_timeout_secs = 1\n");
+    std::fs::write(&alice.config, config).unwrap();
+    alice.init();
+    let tmux = Tmux::start(&format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    ));
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Requests (0)");
+    // The person reads the menu for a while; the core closes the idle connection meanwhile.
+    std::thread::sleep(Duration::from_millis(2500));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("No contacts seen yet");
+    assert!(!s.contains("closed the connection"), "{s}");
+    // And again, after another idle period: still the menu, still answered.
+    std::thread::sleep(Duration::from_millis(2500));
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    let s = tmux.wait_text("No discussions yet");
+    assert!(!s.contains("closed the connection"), "{s}");
+}
