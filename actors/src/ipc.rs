@@ -248,24 +248,23 @@ async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc<ClientSlot
     let lag = Arc::new(Notify::new());
     let writer = actix_rt::spawn(write_lines(w, rx, lag.clone(), idle_timeout));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CLIENT));
-    let mut events: Option<actix_rt::task::JoinHandle<()>> = None;
+    let mut events: Option<actix_rt::task::JoinHandle<bool>> = None;
     let idle_check = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle_check);
     let mut lagged = false;
     loop {
-        // A subscription that ends means the client lagged: disconnect it.
+        // A subscription that ends means the client lagged (true) or the node is stopping:
+        // disconnect it.
         let subscription_ended = async {
             match events.as_mut() {
-                Some(h) => {
-                    let _ = h.await;
-                }
-                None => futures::future::pending::<()>().await,
+                Some(h) => matches!(h.await, Ok(true)),
+                None => futures::future::pending::<bool>().await,
             }
         };
         let line = tokio::select! {
             l = lines.next() => l,
-            _ = subscription_ended => {
-                lagged = true;
+            l = subscription_ended => {
+                lagged = l;
                 break;
             }
             _ = slot.evict.notified() => {
@@ -421,13 +420,14 @@ async fn write_lines(
 }
 
 /// Push events to a subscribed client. A client that lags (its queue is full, or it fell behind
-/// the event bus) is sent the `lagged` notice and disconnected.
+/// the event bus) is sent the `lagged` notice and disconnected: returns true then, false when the
+/// event bus closed (the node is stopping).
 async fn forward_events(
     node: String,
     mut rx: broadcast::Receiver<crate::events::Event>,
     tx: mpsc::Sender<String>,
     lag: Arc<Notify>,
-) {
+) -> bool {
     loop {
         match rx.recv().await {
             Ok(e) => {
@@ -441,11 +441,12 @@ async fn forward_events(
                 log::warn!("[{node}] IPC client missed {n} events; disconnecting it");
                 break;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => return false,
         }
     }
     lag.notify_one();
     // Returning ends the subscription, which tells the reader loop to disconnect this client.
+    true
 }
 
 /// One parsed JSON-RPC request line.
