@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command};
 use crate::client::Client;
 use crate::format;
 use crate::log_file;
+use crate::safe_text;
 use crate::secrets;
 
 pub struct Ctx {
@@ -21,11 +22,44 @@ pub struct Ctx {
     pub json: bool,
     pub profile: Option<String>,
     pub config: Option<PathBuf>,
+    /// `--data-dir` as the user gave it (None: from the profile or the default).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Ctx {
     pub fn client(&self) -> Result<Client> {
-        Client::connect(&self.settings.ipc_socket())
+        Client::connect(&self.settings.ipc_socket(), self.start_hint())
+    }
+
+    /// A command line to suggest in a hint: `pgpchat`, the global options the user gave
+    /// (`--profile`, `--config`, `--data-dir`), then `args`. Run literally it acts on the same core
+    /// and configuration; a bare `pgpchat daemon` would start the built-in defaults, which
+    /// broadcast on the real network.
+    pub fn hint(&self, args: &str) -> String {
+        let mut words = vec!["pgpchat".to_string()];
+        if let Some(p) = &self.profile {
+            words.push("--profile".into());
+            words.push(shell_quote(p));
+        }
+        if let Some(c) = &self.config {
+            words.push("--config".into());
+            words.push(shell_quote(&c.to_string_lossy()));
+        }
+        if let Some(d) = &self.data_dir {
+            words.push("--data-dir".into());
+            words.push(shell_quote(&d.to_string_lossy()));
+        }
+        words.push(args.into());
+        format!("`{}`", words.join(" "))
+    }
+
+    /// What to say when no core answers.
+    pub fn start_hint(&self) -> String {
+        format!(
+            "start it with {} or {}",
+            self.hint("daemon"),
+            self.hint("chat")
+        )
     }
 
     /// Call a method of the running core.
@@ -33,9 +67,11 @@ impl Ctx {
         self.client()?.call(method, params)
     }
 
+    /// Print `v`: as terminal-safe JSON with `--json`, else with `human` (which must pass every
+    /// peer-chosen string through `safe_text`).
     fn print(&self, v: &Value, human: impl FnOnce(&Value)) {
         if self.json {
-            println!("{v}");
+            println!("{}", safe_text::json(v));
         } else {
             human(v);
         }
@@ -96,7 +132,9 @@ fn init_logging(default: &str, node: &str, core: bool) {
     let _ = b
         .format(move |buf, r| {
             use std::io::Write;
-            let msg = r.args().to_string();
+            // Log lines may quote a peer (names, reasons) and go to a terminal when the core runs
+            // in the foreground.
+            let msg = safe_text::line(&r.args().to_string());
             // Actor lines carry "[node]" already; others get it here.
             if msg.starts_with('[') {
                 writeln!(buf, "{} {:5} {}", format::time(now_secs()), r.level(), msg)
@@ -143,25 +181,52 @@ pub fn run(cli: Cli) -> Result<()> {
         json: cli.json,
         profile: cli.profile.clone(),
         config: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
     };
-    match cli.command.unwrap_or(Command::Chat) {
+    run_command(&ctx, cli.command.unwrap_or(Command::Chat)).map_err(|e| with_hint(&ctx, e))
+}
+
+/// Errors of the library that call for a command get it here, with the user's global options.
+fn with_hint(ctx: &Ctx, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<identity::IdentityError>() {
+        Some(identity::IdentityError::Missing(_)) => {
+            anyhow::anyhow!("{e}: run {} first", ctx.hint("init --name NAME"))
+        }
+        _ => e,
+    }
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
         Command::Init {
             name,
             passphrase_file,
             no_passphrase,
-        } => init(&ctx, name, passphrase_file, no_passphrase),
+        } => init(ctx, name, passphrase_file, no_passphrase),
         Command::Daemon { passphrase_file } => {
-            crate::core_process::run_daemon(&ctx, passphrase_file)
+            crate::core_process::run_daemon(ctx, passphrase_file)
         }
-        Command::Chat => crate::prompt::run(&ctx),
-        Command::Whoami => whoami(&ctx),
-        Command::Contacts => contacts(&ctx),
+        Command::Chat => crate::prompt::run(ctx),
+        Command::Whoami => whoami(ctx),
+        Command::Contacts => contacts(ctx),
         Command::Verify { contact, unset } => {
             let v = ctx.call("verify", json!({"contact": contact, "verified": !unset}))?;
             ctx.print(&v, |v| {
                 println!(
                     "{} {} is now {}",
-                    v["name"].as_str().unwrap_or(""),
+                    safe_text::line(v["name"].as_str().unwrap_or("")),
                     v["fingerprint"].as_str().unwrap_or(""),
                     if unset { "unverified" } else { "verified" }
                 )
@@ -174,18 +239,18 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let pw = shared_secret(password_file)?;
             opened(
-                &ctx,
+                ctx,
                 ctx.call("open", json!({"contact": contact, "password": pw}))?,
             )
         }
-        Command::Requests => requests(&ctx),
+        Command::Requests => requests(ctx),
         Command::Accept {
             request,
             password_file,
         } => {
             let pw = shared_secret(password_file)?;
             opened(
-                &ctx,
+                ctx,
                 ctx.call("accept", json!({"request": request, "password": pw}))?,
             )
         }
@@ -194,7 +259,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ctx.print(&v, |_| println!("request {request} refused"));
             Ok(())
         }
-        Command::Discussions => discussions(&ctx),
+        Command::Discussions => discussions(ctx),
         Command::Send { discussion, text } => {
             let text = if text == "-" {
                 let mut s = String::new();
@@ -211,7 +276,7 @@ pub fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
-        Command::History { discussion, limit } => history(&ctx, &discussion, limit),
+        Command::History { discussion, limit } => history(ctx, &discussion, limit),
         Command::Close { discussion, force } => {
             let v = ctx.call("close", json!({ "discussion": discussion, "force": force }))?;
             ctx.print(&v, |v| {
@@ -227,12 +292,12 @@ pub fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
-        Command::Watch => watch(&ctx),
+        Command::Watch => watch(ctx),
         Command::Simulate {
             nodes,
             messages,
             timeout,
-        } => simulate(&ctx, nodes, messages, timeout),
+        } => simulate(ctx, nodes, messages, timeout),
         Command::Stop => {
             let socket = ctx.settings.ipc_socket();
             let v = ctx.call("shutdown", json!({}))?;
@@ -246,7 +311,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ctx.print(&v, |_| println!("core stopped"));
             Ok(())
         }
-        Command::ExportKey { secret } => export_key(&ctx, secret),
+        Command::ExportKey { secret } => export_key(ctx, secret),
     }
 }
 
@@ -379,7 +444,7 @@ fn contacts(ctx: &Ctx) -> Result<()> {
             }
             println!(
                 "{:<20} {:<16} {:<22} {:<10} {}",
-                c["name"].as_str().unwrap_or(""),
+                safe_text::line(c["name"].as_str().unwrap_or("")),
                 format::short_fpr(c["fingerprint"].as_str().unwrap_or("")),
                 format!("{}:{}", c["address"].as_str().unwrap_or(""), c["tcp_port"]),
                 format::ago(c["last_seen"].as_u64().unwrap_or(0), now),
@@ -419,7 +484,7 @@ fn requests(ctx: &Ctx) -> Result<()> {
             println!(
                 "{:>4}  {} {} from {}{}",
                 r["id"].as_u64().unwrap_or(0),
-                r["name"].as_str().unwrap_or(""),
+                safe_text::line(r["name"].as_str().unwrap_or("")),
                 fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
                 r["address"].as_str().unwrap_or(""),
                 if r["key_changed"].as_bool() == Some(true) {
@@ -449,7 +514,7 @@ fn discussions(ctx: &Ctx) -> Result<()> {
             println!(
                 "{:<32} {:<20} {:<7} {:>6} {:>8}{}",
                 d["id"].as_str().unwrap_or(""),
-                d["peer_name"].as_str().unwrap_or(""),
+                safe_text::line(d["peer_name"].as_str().unwrap_or("")),
                 d["state"].as_str().unwrap_or(""),
                 d["unread"].as_u64().unwrap_or(0),
                 d["messages"].as_u64().unwrap_or(0),
@@ -468,7 +533,7 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     let mut client = ctx.client()?;
     let v = client.call("history", json!({"discussion": discussion, "limit": limit}))?;
     if ctx.json {
-        println!("{v}");
+        println!("{}", safe_text::json(&v));
         return Ok(());
     }
     let messages = v.as_array().cloned().unwrap_or_default();
@@ -488,26 +553,27 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     Ok(())
 }
 
-/// One message as a line: `2026-11-24 18:00:00 > hello  [delivered]`.
+/// One message: `2026-11-24 18:00:00      bob: hello  [delivered]`. The body's own lines continue
+/// indented under its first; control characters in the body or the name show escaped.
 pub fn format_message(m: &Value, peer: Option<&str>) -> String {
     let out = m["direction"].as_str() == Some("out");
     let who = if out {
         "me".to_string()
     } else {
-        peer.unwrap_or("them").to_string()
+        safe_text::line(peer.unwrap_or("them"))
     };
     let state = if out {
         format!("  [{}]", m["state"].as_str().unwrap_or(""))
     } else {
         String::new()
     };
-    format!(
-        "{} {:>8}: {}{}",
+    let head = format!(
+        "{} {:>8}: ",
         format::time(m["time"].as_u64().unwrap_or(0)),
-        who,
-        m["body"].as_str().unwrap_or(""),
-        state
-    )
+        who
+    );
+    let body = safe_text::block(m["body"].as_str().unwrap_or(""), head.chars().count());
+    format!("{head}{body}{state}")
 }
 
 fn watch(ctx: &Ctx) -> Result<()> {
@@ -524,7 +590,7 @@ fn watch(ctx: &Ctx) -> Result<()> {
         }
         let p = &e["params"];
         if ctx.json {
-            println!("{p}");
+            println!("{}", safe_text::json(p));
         } else {
             println!("{}", describe_event(p));
         }
@@ -535,13 +601,15 @@ fn watch(ctx: &Ctx) -> Result<()> {
 
 /// A one-line human description of an event.
 pub fn describe_event(p: &Value) -> String {
-    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    // Every string of an event may come from a peer.
+    let s = |k: &str| safe_text::line(p[k].as_str().unwrap_or(""));
+    let sub = |o: &str, k: &str| safe_text::line(p[o][k].as_str().unwrap_or(""));
     match p["event"].as_str().unwrap_or("") {
         "contact_seen" => format!(
             "contact {} {} at {}",
-            p["contact"]["name"].as_str().unwrap_or(""),
-            format::short_fpr(p["contact"]["fingerprint"].as_str().unwrap_or("")),
-            p["contact"]["address"].as_str().unwrap_or("")
+            sub("contact", "name"),
+            format::short_fpr(&sub("contact", "fingerprint")),
+            sub("contact", "address")
         ),
         "key_changed" => format!(
             "WARNING: '{}' is now announced by another key {} (was {})",
@@ -552,8 +620,8 @@ pub fn describe_event(p: &Value) -> String {
         "request" => format!(
             "request {} from {} {}",
             p["request"]["id"],
-            p["request"]["name"].as_str().unwrap_or(""),
-            fingerprint_groups(p["request"]["fingerprint"].as_str().unwrap_or(""))
+            sub("request", "name"),
+            fingerprint_groups(&sub("request", "fingerprint"))
         ),
         "request_closed" => format!("request {} {}", p["request_id"], s("reason")),
         "request_refused" => format!(
@@ -575,7 +643,7 @@ pub fn describe_event(p: &Value) -> String {
         ),
         "message" => format!(
             "[{}] {}",
-            p["message"]["discussion_id"].as_str().unwrap_or(""),
+            sub("message", "discussion_id"),
             format_message(&p["message"], None)
         ),
         "delivery" => format!(
@@ -602,7 +670,7 @@ pub fn describe_event(p: &Value) -> String {
                 ""
             }
         ),
-        other => format!("{other}: {p}"),
+        other => format!("{}: {}", safe_text::line(other), safe_text::json(p)),
     }
 }
 

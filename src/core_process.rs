@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use pgpchat_actors::datadir_lock::{DataDirLock, LockError};
 use pgpchat_actors::identity;
 use pgpchat_actors::ipc::IpcServer;
 use pgpchat_actors::node::start_node;
@@ -17,6 +18,16 @@ use crate::secrets;
 
 /// How long the prompt waits for a core it started to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Exit status of `pgpchat daemon` when another core holds the data directory's lock. The prompt's
+/// autostart tells it from a failure: another prompt started the core at the same moment, so it
+/// waits for that core's socket instead of giving up.
+pub const EXIT_ALREADY_RUNNING: u8 = 3;
+
+/// Whether `e` says that another core holds the data directory.
+pub fn already_running(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<LockError>(), Some(LockError::Held { .. }))
+}
 
 fn unlock(
     ctx: &Ctx,
@@ -61,6 +72,12 @@ fn now() -> String {
 }
 
 fn serve(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
+    let dir = &ctx.settings.node.data_dir;
+    // Reading the public identity touches nothing, and says "no identity" before any lock file.
+    identity::public(dir)?;
+    // Before the passphrase and before the store, discovery or the socket: a second core on this
+    // directory stops here, with one line, having changed nothing. Held until the process ends.
+    let _lock = DataDirLock::acquire(dir)?;
     let identity = unlock(ctx, passphrase_file)?;
     // Only now: a core that cannot start (no identity, wrong passphrase) touches nothing.
     crate::commands::attach_core_log_file(&ctx.settings);
@@ -105,7 +122,7 @@ async fn wait_for_signal() {
 /// `passphrase` is asked for only when a core must be started and the key is protected.
 pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -> Result<Client> {
     let socket = ctx.settings.ipc_socket();
-    if let Ok(c) = Client::connect(&socket) {
+    if let Ok(c) = Client::connect(&socket, ctx.start_hint()) {
         return Ok(c);
     }
     let dir = &ctx.settings.node.data_dir;
@@ -140,32 +157,43 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         cmd.process_group(0);
     }
     let mut child = cmd.spawn().context("starting pgpchat daemon")?;
-    let stderr = child.stderr.take().map(drain_stderr);
+    let mut stderr = child.stderr.take().map(drain_stderr);
     if let Some(mut stdin) = child.stdin.take() {
-        writeln!(stdin, "{}", pass.as_deref().unwrap_or("")).context("passing the passphrase")?;
+        // A core that found the directory locked may have exited before reading it (EPIPE): its
+        // exit status, checked below, says what happened.
+        let _ = writeln!(stdin, "{}", pass.as_deref().unwrap_or(""));
     }
     let start = Instant::now();
+    let mut other_core = false;
     loop {
-        if let Ok(c) = Client::connect(&socket) {
+        if let Ok(c) = Client::connect(&socket, ctx.start_hint()) {
             return Ok(c);
         }
-        if let Some(status) = child.try_wait()? {
-            // A core that stops before it opens its log says why on stderr, in one line.
-            let said = stderr
-                .and_then(|t| t.join().ok())
-                .and_then(|tail| {
-                    tail.lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .map(str::to_string)
-                })
-                .unwrap_or_default();
-            bail!(
-                "the core stopped at once ({status}){}{}; see {}",
-                if said.is_empty() { "" } else { ": " },
-                said.trim_start_matches("pgpchat: "),
-                log_path.display()
-            );
+        match child.try_wait()? {
+            // Another prompt started a core on this directory at the same moment: wait for it.
+            Some(status) if status.code() == Some(i32::from(EXIT_ALREADY_RUNNING)) => {
+                other_core = true;
+            }
+            Some(status) if !other_core => {
+                // A core that stops before it opens its log says why on stderr, in one line.
+                let said = stderr
+                    .take()
+                    .and_then(|t| t.join().ok())
+                    .and_then(|tail| {
+                        tail.lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                bail!(
+                    "the core stopped at once ({status}){}{}; see {}",
+                    if said.is_empty() { "" } else { ": " },
+                    said.trim_start_matches("pgpchat: "),
+                    log_path.display()
+                );
+            }
+            _ => {}
         }
         if start.elapsed() > START_TIMEOUT {
             return Err(anyhow!(

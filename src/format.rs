@@ -33,8 +33,10 @@ pub fn ago(secs: u64, now: u64) -> String {
     }
 }
 
+/// The first 16 characters of a fingerprint (by characters: never splits one).
 pub fn short_fpr(f: &str) -> &str {
-    &f[..f.len().min(16)]
+    let end = f.char_indices().nth(16).map_or(f.len(), |(i, _)| i);
+    &f[..end]
 }
 
 #[cfg(test)]

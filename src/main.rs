@@ -9,6 +9,7 @@ mod core_process;
 mod format;
 mod log_file;
 mod prompt;
+mod safe_text;
 mod secrets;
 
 use std::process::ExitCode;
@@ -21,8 +22,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-            eprintln!("pgpchat: {}", chain.join(": "));
-            ExitCode::FAILURE
+            // Errors may quote a peer (a refusal reason, a name): one safe line.
+            eprintln!("pgpchat: {}", safe_text::line(&chain.join(": ")));
+            if core_process::already_running(&e) {
+                ExitCode::from(core_process::EXIT_ALREADY_RUNNING)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::client::Client;
 use crate::commands::{format_message, Ctx};
 use crate::core_process::ensure_core;
 use crate::format;
+use crate::safe_text;
 
 /// Messages of history shown when a chat view opens.
 const HISTORY_SHOWN: u64 = 20;
@@ -50,7 +51,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let me = client.call("whoami", json!({}))?;
     println!(
         "You are {} ({})",
-        me["name"].as_str().unwrap_or(""),
+        safe_text::line(me["name"].as_str().unwrap_or("")),
         fingerprint_groups(me["fingerprint"].as_str().unwrap_or(""))
     );
     loop {
@@ -87,7 +88,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             _ => return Ok(()),
         };
         if let Err(e) = outcome {
-            println!("! {e:#}");
+            println!("! {}", safe_text::line(&format!("{e:#}")));
         }
     }
 }
@@ -127,7 +128,7 @@ fn contact_line(c: &Value, now: u64) -> String {
     }
     format!(
         "{:<16} {}  seen {}{}",
-        c["name"].as_str().unwrap_or(""),
+        safe_text::line(c["name"].as_str().unwrap_or("")),
         format::short_fpr(c["fingerprint"].as_str().unwrap_or("")),
         format::ago(c["last_seen"].as_u64().unwrap_or(0), now),
         marks
@@ -172,7 +173,7 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
     let Some(c) = choose_contact(client, theme, "Talk to")? else {
         return Ok(());
     };
-    let name = c["name"].as_str().unwrap_or("").to_string();
+    let name = safe_text::line(c["name"].as_str().unwrap_or(""));
     let fpr = c["fingerprint"].as_str().unwrap_or("").to_string();
     let secret = Password::with_theme(theme)
         .with_prompt(format!("Secret shared with {name}"))
@@ -205,7 +206,7 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
             format!(
                 "#{} {} {}{}",
                 r["id"],
-                r["name"].as_str().unwrap_or(""),
+                safe_text::line(r["name"].as_str().unwrap_or("")),
                 fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
                 if r["key_changed"].as_bool() == Some(true) {
                     "  WARNING: name known with another key"
@@ -224,7 +225,7 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
         return Ok(());
     };
     let r = &list[i];
-    let name = r["name"].as_str().unwrap_or("").to_string();
+    let name = safe_text::line(r["name"].as_str().unwrap_or(""));
     let id = r["id"].as_u64().unwrap_or(0);
     let action = Select::with_theme(theme)
         .with_prompt(format!("{name} asks for a discussion"))
@@ -261,7 +262,7 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         .map(|d| {
             format!(
                 "{:<16} {:<6} {} unread  ({}){}",
-                d["peer_name"].as_str().unwrap_or(""),
+                safe_text::line(d["peer_name"].as_str().unwrap_or("")),
                 d["state"].as_str().unwrap_or(""),
                 d["unread"],
                 &d["id"].as_str().unwrap_or("")[..8.min(d["id"].as_str().unwrap_or("").len())],
@@ -286,7 +287,7 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         ctx,
         client,
         d["id"].as_str().unwrap_or(""),
-        d["peer_name"].as_str().unwrap_or(""),
+        &safe_text::line(d["peer_name"].as_str().unwrap_or("")),
     )
 }
 
@@ -295,7 +296,7 @@ fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
         return Ok(());
     };
     let me = client.call("whoami", json!({}))?;
-    let name = c["name"].as_str().unwrap_or("");
+    let name = &safe_text::line(c["name"].as_str().unwrap_or(""));
     println!("Compare aloud, out of band:");
     println!(
         "  you:   {}",
@@ -449,7 +450,10 @@ fn edit_loop(
                                 let line = format_message(&m, Some(peer));
                                 s.above(&line)
                             }
-                            Err(e) => s.above(&format!("! not sent: {e:#}")),
+                            Err(e) => s.above(&format!(
+                                "! not sent: {}",
+                                safe_text::line(&format!("{e:#}"))
+                            )),
                         }
                     }
                 }
@@ -489,7 +493,7 @@ fn event_line(p: &Value, discussion: &str, peer: &str) -> Option<String> {
         )),
         "request" => Some(format!(
             "          (request from {}: see Requests in the menu)",
-            p["request"]["name"].as_str().unwrap_or("")
+            safe_text::line(p["request"]["name"].as_str().unwrap_or(""))
         )),
         _ => None,
     }

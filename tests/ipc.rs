@@ -289,18 +289,26 @@ async fn a_front_end_that_stops_reading_does_not_stop_messages() {
         .iter()
         .enumerate()
         .all(|(i, m)| m.body.starts_with(&format!("message {i} "))));
-    // The stalled client was disconnected: reading it to the end terminates.
+    // The stalled client was disconnected: reading it to the end terminates, and the last line,
+    // after whole event lines, is the `lagged` notice (it must not wait in the queue that was full).
     let mut r = stalled;
     let drained = tokio::task::spawn_blocking(move || {
         r.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut r, &mut buf).is_ok()
+        std::io::Read::read_to_end(&mut r, &mut buf).map(|_| buf)
     })
     .await
-    .unwrap();
-    assert!(
-        drained,
-        "the core disconnected the client that did not read"
+    .unwrap()
+    .expect("the core disconnected the client that did not read");
+    let text = String::from_utf8(drained).expect("whole UTF-8 lines");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("whole JSON lines"))
+        .collect();
+    assert_eq!(
+        lines.last().map(|l| l["method"].clone()),
+        Some(json!("lagged")),
+        "the last line is the lagged notice"
     );
     // And other front-ends are still served.
     let answers = exchange(
@@ -309,4 +317,86 @@ async fn a_front_end_that_stops_reading_does_not_stop_messages() {
     )
     .await;
     assert_eq!(answers[0]["result"][0]["messages"], 200);
+}
+
+/// Read a connection to its end (the core closes it), within 20 s; its lines.
+fn read_all(mut s: UnixStream) -> Vec<Value> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut buf).expect("the core closes the connection");
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn idle_clients_never_lock_out_commands_and_subscribers_are_never_cut() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings("alice", tmp.path(), free_udp_port());
+    s.limits.ipc_idle_timeout_secs = 2;
+    let id = pgpchat_actors::crypto::SecretCert::generate("alice").unwrap();
+    let node = pgpchat_actors::node::start_node(s, id).await.unwrap();
+    let max = node.settings.limits.ipc_max_clients;
+    let path = node.settings.ipc_socket();
+    IpcServer::bind(node.clone(), &path).unwrap().start();
+
+    let p = path.clone();
+    let (subscriber, idle) = tokio::task::spawn_blocking(move || {
+        // A front-end that subscribes (watch, the prompt's chat view), then stays silent.
+        let mut sub = UnixStream::connect(&p).unwrap();
+        sub.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}\n")
+            .unwrap();
+        let mut r = BufReader::new(sub.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("subscribed"), "{line}");
+        // More idle connections than there are slots.
+        let idle: Vec<UnixStream> = (0..max + 8)
+            .map(|_| UnixStream::connect(&p).unwrap())
+            .collect();
+        (sub, idle)
+    })
+    .await
+    .unwrap();
+    // A command still gets through at once: the longest-idle connection made room.
+    assert_served(&path, "alice").await;
+
+    // Every idle connection is closed (for a newcomer, or after the idle timeout), after the
+    // notice that tells a client it may reconnect and send its request again.
+    let closed =
+        tokio::task::spawn_blocking(move || idle.into_iter().map(read_all).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    for lines in &closed {
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["method"], "closing", "{lines:?}");
+    }
+
+    // The subscriber, silent for longer than the idle timeout, is still served on its connection,
+    // and a line that is not UTF-8 gets a parse error without ending the connection.
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut s = subscriber;
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"\xff\xfe\"}\n")
+            .unwrap();
+        s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"whoami\"}\n")
+            .unwrap();
+        let mut r = BufReader::new(s);
+        let mut answers = Vec::new();
+        while answers.len() < 2 {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("answer");
+            let v: Value = serde_json::from_str(&line).expect("json");
+            if v["method"] != "event" {
+                answers.push(v);
+            }
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers[0]["error"]["code"], -32700, "{answers:?}");
+    assert_eq!(answers[1]["result"]["name"], "alice", "{answers:?}");
 }

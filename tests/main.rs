@@ -20,4 +20,6 @@ mod netns;
 mod prompt;
 mod security;
 mod slots;
+mod startup;
+mod terminal;
 mod upgrade;

@@ -314,3 +314,111 @@ fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
         alice.json(&["discussions"])[0]["state"] == "closed"
     });
 }
+
+#[test]
+fn peer_text_cannot_drive_the_terminal_in_the_prompt() {
+    use crate::terminal::{HOSTILE_BODY, HOSTILE_NAME};
+    let port = free_udp_port();
+    let mut bob = Person::new(HOSTILE_NAME, port);
+    bob.init();
+    bob.start();
+    let alice = Person::new("alice", port);
+    alice.init();
+    let tmux = Tmux::start(&format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    ));
+    let _core = KillCore(alice.data_dir().display().to_string());
+    let title = || {
+        let o = Command::new("tmux")
+            .args(["-L", &tmux.socket, "display-message", "-p", "-t", "t"])
+            .arg("#{pane_title}")
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    tmux.wait_text("Requests (0)");
+    let title_before = title();
+    // bob asks; alice sees his name (bidi controls escaped) in the request list, and accepts.
+    bob.wait_sees(&alice);
+    let secret = bob.secret_file("pw");
+    let open = bob
+        .cmd()
+        .args(["open", "alice", "--password-file", secret.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(20, "the request to reach alice's core", || {
+        alice
+            .json(&["requests"])
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    });
+    tmux.keys(&["Down", "Down", "Enter"]);
+    tmux.wait_text("#1 bob\\u{202e}\\u{2066}gpj.exe");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Accept (type the shared secret)");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    tmux.type_text("pw");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("--- bob\\u{202e}");
+    assert!(open.wait_with_output().unwrap().status.success());
+
+    // The hostile message arrives live in the chat view: shown escaped, on its own two lines; the
+    // screen is not cleared (the header is still there), nothing is overwritten, no title is set.
+    bob.ok(&["send", "alice", HOSTILE_BODY]);
+    let s = tmux.wait_text("second line    after a tab");
+    assert!(s.contains("--- bob\\u{202e}"), "screen cleared:\n{s}");
+    assert!(
+        s.contains("\\x1b[2J\\x1b[Hsystem: all fine\\x1b]0;pwned\\x07"),
+        "{s}"
+    );
+    assert!(s.contains("\\rforged: alice\\x85\\x7f"), "{s}");
+    assert!(
+        !s.lines()
+            .any(|l| l.starts_with("forged") || l.starts_with("system")),
+        "a forged line:\n{s}"
+    );
+    assert_eq!(title(), title_before, "the window title was set");
+    // The same after reopening the view from the menu (history).
+    tmux.type_text("/back");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Discussions (0 unread)");
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    tmux.wait_text("? Discussion");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_screen("the history shown again", |s| {
+        s.matches("second line    after a tab").count() == 2
+    });
+    assert!(s.contains("--- bob\\u{202e}"), "{s}");
+    assert_eq!(title(), title_before, "the window title was set");
+}
+
+#[test]
+fn the_prompt_outlives_the_core_closing_its_idle_connection() {
+    let alice = Person::new("alice", free_udp_port());
+    // The core closes idle connections after 1 s; the prompt's menu connection is one of them.
+    let mut config = std::fs::read_to_string(&alice.config).unwrap();
+    config.push_str("ipc_idle_timeout_secs = 1\n");
+    std::fs::write(&alice.config, config).unwrap();
+    alice.init();
+    let tmux = Tmux::start(&format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    ));
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Requests (0)");
+    // The person reads the menu for a while; the core closes the idle connection meanwhile.
+    std::thread::sleep(Duration::from_millis(2500));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("No contacts seen yet");
+    assert!(!s.contains("closed the connection"), "{s}");
+    // And again, after another idle period: still the menu, still answered.
+    std::thread::sleep(Duration::from_millis(2500));
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    let s = tmux.wait_text("No discussions yet");
+    assert!(!s.contains("closed the connection"), "{s}");
+}

@@ -14,7 +14,8 @@ use crate::crypto::{CryptoError, SecretCert};
 pub enum IdentityError {
     #[error("an identity already exists at {0}; refusing to overwrite it")]
     Exists(PathBuf),
-    #[error("no identity at {0}: run `pgpchat init --name NAME` first")]
+    /// The binary adds the `init` command to run, with the user's own options.
+    #[error("no identity at {0}")]
     Missing(PathBuf),
     #[error("{0}")]
     Crypto(#[from] CryptoError),

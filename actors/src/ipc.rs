@@ -4,25 +4,37 @@
 //! The socket lives in a directory only the owner can enter (0700) and is itself 0600; on top of
 //! that every connection's peer user id (SO_PEERCRED) must be the owner's, or it is closed.
 //!
+//! Files: this one (the socket, accepting clients, the methods), `ipc/clients.rs` (the table of
+//! clients and their idleness), `ipc/connection.rs` (serving one client).
+//!
 //! Each client is served by two tasks: a reader that parses requests (lines bounded by
 //! `limits.ipc_max_line_bytes`) and runs each one concurrently (at most
 //! [`MAX_IN_FLIGHT_PER_CLIENT`]), and a writer fed by a bounded queue (`limits.ipc_event_queue`).
-//! Events for a subscribed client are pushed with `try_send`: a client that stops reading is
-//! disconnected instead of stalling anything else; it can re-sync from `history`.
+//! Events for a subscribed client are pushed with `try_send`: a client that stops reading is sent
+//! the `lagged` notice (what was queued is dropped to make way for it) and disconnected, instead of
+//! stalling anything else; it can re-sync from `history`.
+//!
+//! A client with no subscription and nothing in flight is idle: after `limits.ipc_idle_timeout_secs`
+//! of silence, or at once when all `limits.ipc_max_clients` are taken and it is the longest idle,
+//! it is sent a `closing` notice and closed, before any further line of it is read (so a client may
+//! safely send that line again on a new connection). Idle clients therefore never lock out others.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, Semaphore};
-use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 
 use crate::node::{ApiError, NodeError, NodeHandle};
+
+mod clients;
+mod connection;
+
+use clients::ClientTable;
+use connection::serve_client;
 
 /// Requests of one client running at once (each `open`/`accept` may wait minutes for a person).
 pub const MAX_IN_FLIGHT_PER_CLIENT: usize = 64;
@@ -34,7 +46,7 @@ pub struct IpcServer {
     node: NodeHandle,
     listener: Option<UnixListener>,
     owner_uid: u32,
-    clients: Arc<Semaphore>,
+    clients: Arc<Mutex<ClientTable>>,
     path: PathBuf,
 }
 
@@ -61,12 +73,11 @@ impl IpcServer {
         let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| err(e.to_string()))?;
-        let max = node.settings.limits.ipc_max_clients;
         Ok(Self {
             node,
             listener: Some(listener),
             owner_uid,
-            clients: Arc::new(Semaphore::new(max)),
+            clients: Arc::default(),
             path: path.to_path_buf(),
         })
     }
@@ -122,157 +133,24 @@ impl StreamHandler<Client> for IpcServer {
                 return;
             }
         }
-        let Ok(permit) = self.clients.clone().try_acquire_owned() else {
-            log::warn!("[{name}] too many IPC clients; one refused");
+        let max = self.node.settings.limits.ipc_max_clients;
+        let admitted = self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(max);
+        let Some((id, slot)) = admitted else {
+            log::warn!("[{name}] too many busy IPC clients; one refused");
             return;
         };
-        let node = self.node.clone();
+        let (node, clients) = (self.node.clone(), self.clients.clone());
         actix_rt::spawn(async move {
-            serve_client(node, stream).await;
-            drop(permit);
+            serve_client(node, stream, slot).await;
+            clients.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         });
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {}
-}
-
-async fn serve_client(node: NodeHandle, stream: UnixStream) {
-    let limits = node.settings.limits.clone();
-    let (r, w) = stream.into_split();
-    let mut lines = FramedRead::new(
-        r,
-        LinesCodec::new_with_max_length(limits.ipc_max_line_bytes),
-    );
-    let (tx, mut rx) = mpsc::channel::<String>(limits.ipc_event_queue);
-    let writer = actix_rt::spawn(async move {
-        let mut out = FramedWrite::new(w, LinesCodec::new());
-        while let Some(line) = rx.recv().await {
-            if out.send(line).await.is_err() {
-                break;
-            }
-        }
-    });
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CLIENT));
-    let mut events: Option<actix_rt::task::JoinHandle<()>> = None;
-    loop {
-        // A subscription that ends means the client lagged: disconnect it.
-        let lagged = async {
-            match events.as_mut() {
-                Some(h) => {
-                    let _ = h.await;
-                }
-                None => futures::future::pending::<()>().await,
-            }
-        };
-        let line = tokio::select! {
-            l = lines.next() => l,
-            _ = lagged => break,
-        };
-        let Some(line) = line else { break };
-        let line = match line {
-            Ok(l) => l,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                let _ = tx
-                    .send(error_response(
-                        Value::Null,
-                        -32600,
-                        &format!(
-                            "request line longer than {} bytes",
-                            limits.ipc_max_line_bytes
-                        ),
-                    ))
-                    .await;
-                break;
-            }
-            Err(LinesCodecError::Io(_)) => break,
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let req = match parse_request(&line) {
-            Ok(r) => r,
-            Err(resp) => {
-                if tx.send(resp).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-        };
-        if req.method == "subscribe" {
-            if events.is_none() {
-                events = Some(actix_rt::spawn(forward_events(
-                    node.settings.node.name.clone(),
-                    node.subscribe(),
-                    tx.clone(),
-                )));
-            }
-            if let Some(id) = req.id {
-                let _ = tx.send(ok_response(id, json!({"subscribed": true}))).await;
-            }
-            continue;
-        }
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            if let Some(id) = req.id {
-                let _ = tx
-                    .send(error_response(id, -32000, "too many requests in flight"))
-                    .await;
-            }
-            continue;
-        };
-        let (node, tx) = (node.clone(), tx.clone());
-        actix_rt::spawn(async move {
-            let result = dispatch(&node, &req.method, req.params).await;
-            if let Some(id) = req.id {
-                let line = match result {
-                    Ok(v) => ok_response(id, v),
-                    Err(e) => error_response(id, e.code(), &e.to_string()),
-                };
-                let _ = tx.send(line).await;
-            }
-            drop(permit);
-        });
-    }
-    if let Some(e) = events {
-        e.abort();
-    }
-    drop(tx);
-    // Let the writer flush what is queued (answers, the `lagged` notice), but not forever: requests
-    // still running hold senders, and a client that does not read would hold the writer.
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(std::time::Duration::from_secs(1), writer)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-}
-
-/// Push events to a subscribed client; a client that lags is disconnected (its queue closes).
-async fn forward_events(
-    node: String,
-    mut rx: broadcast::Receiver<crate::events::Event>,
-    tx: mpsc::Sender<String>,
-) {
-    loop {
-        match rx.recv().await {
-            Ok(e) => {
-                let line = json!({"jsonrpc": "2.0", "method": "event", "params": e}).to_string();
-                if tx.try_send(line).is_err() {
-                    log::warn!("[{node}] IPC client too slow for events; disconnecting it");
-                    let _ = tx.try_send(
-                        json!({"jsonrpc": "2.0", "method": "lagged", "params": {}}).to_string(),
-                    );
-                    break;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                log::warn!("[{node}] IPC client missed {n} events; disconnecting it");
-                break;
-            }
-            Err(broadcast::error::RecvError::Closed) => break,
-        }
-    }
-    // Returning ends the subscription, which tells the reader loop to disconnect this client.
 }
 
 /// One parsed JSON-RPC request line.

@@ -10,8 +10,9 @@
 //! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
 //! - [`admission`]: connection slots and crypto time for peers that have proved nothing yet.
 //! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
-//! - [`settings`], [`identity`], [`store`], [`events`]: configuration, the identity key file, the
-//!   SQLite store (with its worker thread), the event bus.
+//! - [`settings`], [`identity`], [`datadir_lock`], [`store`], [`events`]: configuration, the
+//!   identity key file, one core per data directory, the SQLite store (with its worker thread), the
+//!   event bus.
 //!
 //! The actors of one node (see `docs/architecture.md` for who sends what to whom):
 //!
@@ -32,6 +33,7 @@ pub mod at_rest;
 pub mod codec;
 pub mod contacts;
 pub mod crypto;
+pub mod datadir_lock;
 pub mod discovery;
 pub mod discussions;
 pub mod events;

@@ -141,6 +141,11 @@ pub struct Limits {
     pub ipc_max_clients: usize,
     /// Events buffered per front-end before a slow one is disconnected.
     pub ipc_event_queue: usize,
+    /// Seconds an IPC connection with no subscription and nothing in flight may stay silent
+    /// before the core closes it (a client that stops reading its events is also given this long
+    /// to read its `lagged` notice). When all `ipc_max_clients` are taken, the longest-idle such
+    /// connection is closed at once for a newcomer.
+    pub ipc_idle_timeout_secs: u64,
     /// Worker threads for OpenPGP operations.
     pub crypto_threads: usize,
 }
@@ -190,6 +195,7 @@ impl Default for Limits {
             ipc_max_line_bytes: 1024 * 1024,
             ipc_max_clients: 32,
             ipc_event_queue: 1024,
+            ipc_idle_timeout_secs: 60,
             crypto_threads: 2,
         }
     }
@@ -356,6 +362,7 @@ impl Settings {
         if l.handshake_timeout_secs == 0
             || l.request_timeout_secs == 0
             || l.first_frame_timeout_secs == 0
+            || l.ipc_idle_timeout_secs == 0
         {
             return bad("limits.*_timeout_secs", "must be at least 1");
         }
