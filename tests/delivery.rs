@@ -507,3 +507,71 @@ async fn a_closing_receiver_whose_confirmation_was_lost_dials_the_requester() {
     })
     .await;
 }
+
+/// The peer closes while our outbox is not empty (found by a new user: messages sent while the
+/// peer was away stayed `stored` for ever when it closed on its return). We keep delivering: our
+/// `Close` confirmation comes only once the peer has acknowledged every message, so nothing is
+/// lost; meanwhile `send` is refused.
+#[actix_rt::test]
+async fn a_peer_that_closes_gets_our_outbox_before_our_confirmation() {
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    // bob writes while we (the test peer) are away.
+    for body in ["first while away", "second while away"] {
+        b.send(&id, body).await.unwrap();
+    }
+    let mut events = b.node.subscribe();
+    let mut conn = dial(port).await;
+    net::authenticate_as_connector(&mut conn, &keys, &sk, T)
+        .await
+        .unwrap();
+    // We come back and close at once, as `close` right after a restart does.
+    let close = keys
+        .sign_with(sk.own.clone(), close_data(&id))
+        .await
+        .unwrap();
+    net::send(&mut conn, Frame::Close { signature: close }, T)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match net::recv(&mut conn, T).await.unwrap() {
+            Frame::Chat(bytes) => {
+                let p = pgpchat_actors::session::decrypt_chat(&sk.own, &sk.peer, &bytes).unwrap();
+                got.push(p.body);
+            }
+            other => panic!("expected bob's undelivered messages first, got {other:?}"),
+        }
+    }
+    assert_eq!(got, ["first while away", "second while away"]);
+    // Not acknowledged yet: bob must not confirm (his key would go with the messages unconfirmed).
+    match tokio::time::timeout(Duration::from_millis(1500), net::recv(&mut conn, T)).await {
+        Err(_) => {}
+        Ok(frame) => panic!("bob answered before our ack: {frame:?}"),
+    }
+    assert!(
+        b.send(&id, "too late").await.is_err(),
+        "no new message once the peer closes"
+    );
+    let signature = keys
+        .sign_with(sk.own.clone(), ack_data(&id, 2))
+        .await
+        .unwrap();
+    net::send(&mut conn, Frame::Ack { upto: 2, signature }, T)
+        .await
+        .unwrap();
+    match net::recv(&mut conn, T).await.unwrap() {
+        Frame::Close { signature } => {
+            verify_detached(&sk.peer, &close_data(&id), &signature).unwrap();
+        }
+        other => panic!("expected bob's close, got {other:?}"),
+    }
+    assert!(closed_event(&mut events, &id).await, "closed by the peer");
+    let h = b.history(&id, 100).await.unwrap();
+    assert_eq!(h.len(), 2, "the refused message was not stored");
+    assert!(
+        h.iter().all(|m| m.state == DeliveryState::Delivered),
+        "both delivered: {h:?}"
+    );
+}

@@ -78,6 +78,10 @@ pub struct DiscussionSession {
     contacts: Option<Addr<ContactRegistry>>,
     /// We closed the discussion; the peer has not confirmed yet (persisted as `closing`).
     closing: bool,
+    /// The peer sent its `Close` while our outbox was not empty: no new messages; we confirm once
+    /// the peer has acknowledged the rest (not persisted: the closing peer sends its `Close` again
+    /// on every connection).
+    peer_closing: bool,
     /// The connection generation on which our `Close` was sent.
     close_sent: Option<u64>,
     /// Sender pump: running, asked to run again, next sequence number to send on this connection.
@@ -142,6 +146,7 @@ impl DiscussionSession {
             listener: p.listener,
             contacts: p.contacts,
             closing: p.closing,
+            peer_closing: false,
             close_sent: None,
             pumping: false,
             pump_again: false,

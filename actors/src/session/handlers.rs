@@ -132,7 +132,7 @@ impl Handler<SendText> for DiscussionSession {
 
     fn handle(&mut self, m: SendText, _: &mut Context<Self>) -> Self::Result {
         let max = self.settings.limits.max_message_bytes;
-        let closed = self.finished || self.closing;
+        let closed = self.finished || self.closing || self.peer_closing;
         let id = self.id().to_string();
         let (store, events) = (self.store.clone(), self.events.clone());
         AtomicResponse::new(Box::pin(

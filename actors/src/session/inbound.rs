@@ -104,10 +104,10 @@ impl DiscussionSession {
             .await
             .map_err(|e| format!("bad ack signature: {e}"))?;
             let id = sk.discussion_id.clone();
-            let changed = store
+            let (changed, all_delivered) = store
                 .run(move |s| {
                     let last = s.last_out_seq(&id)?;
-                    s.mark_delivered(&id, upto.min(last))
+                    Ok((s.mark_delivered(&id, upto.min(last))?, upto >= last))
                 })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -118,37 +118,55 @@ impl DiscussionSession {
                     state: DeliveryState::Delivered.as_str().into(),
                 });
             }
-            Ok::<_, String>(())
+            Ok::<_, String>(all_delivered)
         };
-        ctx.wait(fut.into_actor(self).map(|res, act, _| {
-            if let Err(e) = res {
-                crate::log_limit::hostile(
-                    log::Level::Warn,
-                    &act.node,
-                    &act.id(),
-                    format_args!("{}: dropped an ack: {e}", act.id()),
-                );
-            }
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            // The peer is closing and has now acknowledged all we had to send: confirm.
+            Ok(true) if act.peer_closing => act.confirm_peer_close(ctx),
+            Ok(_) => {}
+            Err(e) => crate::log_limit::hostile(
+                log::Level::Warn,
+                &act.node,
+                &act.id(),
+                format_args!("{}: dropped an ack: {e}", act.id()),
+            ),
         }));
     }
 
-    /// A verified `Close` from the peer either confirms ours, or is the peer closing: then we
-    /// confirm with our own `Close` (queued before we stop, so it is written) and finish.
+    /// A verified `Close` from the peer either confirms ours, or is the peer closing. Then, once the
+    /// peer has acknowledged every message of our outbox (it still stores and acknowledges them
+    /// while closing), we confirm with our own `Close` (queued before we stop, so it is written) and
+    /// finish. Confirming at once would destroy the keys with our undelivered messages still
+    /// `stored`: they would never arrive, silently.
     pub(super) fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) {
-        let keys = self.keys.clone();
+        let (keys, store) = (self.keys.clone(), self.store.clone());
         let sk = self.sk.clone();
-        let fut =
-            async move { net::verify_close(&keys, &sk.peer, &sk.discussion_id, signature).await };
+        let fut = async move {
+            net::verify_close(&keys, &sk.peer, &sk.discussion_id, signature)
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = sk.discussion_id.clone();
+            // `Ok(true)`: nothing left to deliver (or the store cannot say: confirm as before).
+            Ok::<_, String>(
+                store
+                    .run(move |s| s.outbox_from(&id, 0, 1))
+                    .await
+                    .map_or(true, |rest| rest.is_empty()),
+            )
+        };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(()) if act.closing => act.finish(false, ctx),
-            Ok(()) => {
-                // Confirm first, then finish: one future, so the order holds.
-                let confirm = act.close_frame();
-                ctx.wait(
-                    confirm
-                        .into_actor(act)
-                        .map(|_, act, ctx| act.finish(true, ctx)),
-                );
+            Ok(_) if act.closing => act.finish(false, ctx),
+            Ok(true) => act.confirm_peer_close(ctx),
+            Ok(false) => {
+                if !act.peer_closing {
+                    log::info!(
+                        "[{}] {}: the peer closes; delivering our outbox first",
+                        act.node,
+                        act.id()
+                    );
+                }
+                act.peer_closing = true;
+                act.pump(ctx);
             }
             Err(e) => crate::log_limit::hostile(
                 log::Level::Warn,
@@ -157,6 +175,20 @@ impl DiscussionSession {
                 format_args!("{}: forged close ignored: {e}", act.id()),
             ),
         }));
+    }
+
+    /// The peer closed and has everything we sent: confirm with our `Close`, then finish. Confirm
+    /// first, then finish: one future, so the order holds.
+    pub(super) fn confirm_peer_close(&mut self, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        let confirm = self.close_frame();
+        ctx.wait(
+            confirm
+                .into_actor(self)
+                .map(|_, act, ctx| act.finish(true, ctx)),
+        );
     }
 
     /// A future that queues a signed `Close` on the current connection (if any). Callers run it as
