@@ -26,6 +26,8 @@ use crate::safe_text;
 
 /// Messages of history shown when a chat view opens.
 const HISTORY_SHOWN: u64 = 20;
+/// At most this many unread messages are printed when a chat view opens (older ones: `history`).
+const MAX_UNREAD_SHOWN: u64 = 2_000;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
     let theme = ColorfulTheme::default();
@@ -345,11 +347,31 @@ impl Screen {
 fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Result<()> {
     let term = Term::stdout();
     println!("--- {peer} ({discussion}) --- /back returns to the menu, /close ends the discussion");
-    let history = client.call(
-        "history",
-        json!({"discussion": discussion, "limit": HISTORY_SHOWN}),
-    )?;
-    for m in history.as_array().cloned().unwrap_or_default() {
+    // Every unread message is shown (leaving the view marks them read), and at least the last
+    // `HISTORY_SHOWN`; one more is asked for to know whether older ones stay out of view.
+    let unread = client
+        .call("discussions", json!({}))?
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["id"] == discussion))
+        .and_then(|d| d["unread"].as_u64())
+        .unwrap_or(0);
+    let shown = unread.clamp(HISTORY_SHOWN, MAX_UNREAD_SHOWN);
+    let mut history = client
+        .call(
+            "history",
+            json!({"discussion": discussion, "limit": shown + 1}),
+        )?
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if history.len() as u64 > shown {
+        history.remove(0);
+        println!(
+            "          (earlier messages: {})",
+            ctx.hint(&format!("history {discussion}"))
+        );
+    }
+    for m in history {
         println!("{}", format_message(&m, Some(peer)));
     }
     let screen = Arc::new(Mutex::new(Screen {

@@ -60,6 +60,24 @@ impl Tmux {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The pane with everything scrolled out of it.
+    fn scrollback(&self) -> String {
+        let o = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-S",
+                "-",
+                "-t",
+                "t",
+            ])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
@@ -421,4 +439,39 @@ fn the_prompt_outlives_the_core_closing_its_idle_connection() {
     tmux.keys(&["Down", "Down", "Down", "Enter"]);
     let s = tmux.wait_text("No discussions yet");
     assert!(!s.contains("closed the connection"), "{s}");
+}
+
+/// More unread messages than the view's usual history (found by a new-user trial: only the last 20
+/// were shown, and leaving the view marked all of them read). Every unread one is shown.
+#[test]
+fn every_unread_message_is_shown_when_a_chat_view_opens() {
+    let (alice, bob) = crate::binary::alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    for i in 0..26 {
+        bob.ok(&["send", &id, &format!("unread number {i:02}")]);
+    }
+    wait_for(30, "26 unread at alice", || {
+        alice.json(&["discussions"])[0]["unread"].as_u64() == Some(26)
+    });
+    let tmux = Tmux::start(&format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    ));
+    tmux.wait_text("Discussions (26 unread)");
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    tmux.wait_text("? Discussion");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("unread number 25");
+    let all = tmux.scrollback();
+    for i in 0..26 {
+        assert!(
+            all.contains(&format!("unread number {i:02}")),
+            "message {i} not shown:\n{all}"
+        );
+    }
+    assert!(!all.contains("earlier messages"), "{all}");
+    tmux.type_text("/back");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Discussions (0 unread)");
 }
