@@ -224,7 +224,7 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
     let id = r["id"].as_u64().unwrap_or(0);
     let action = Select::with_theme(theme)
         .with_prompt(format!("{name} asks for a discussion"))
-        .items(&["Accept (type the shared secret)", "Refuse"])
+        .items(["Accept (type the shared secret)", "Refuse"])
         .default(0)
         .interact_opt()?;
     match action {
