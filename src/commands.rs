@@ -4,79 +4,17 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use pgpchat_actors::crypto::fingerprint_groups;
-use pgpchat_actors::events::now_secs;
-use pgpchat_actors::identity;
+use pgpchat_actors::daemon::{self, DaemonError, SimulateOptions};
+use pgpchat_actors::offline::{self, fingerprint_groups, IdentityError};
 use pgpchat_actors::settings::Settings;
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command};
-use crate::client::Client;
-use crate::format;
+use crate::ctx::Ctx;
+use crate::format::{self, describe_event, format_message, now_secs};
 use crate::log_file;
 use crate::safe_text;
 use crate::secrets;
-
-pub struct Ctx {
-    pub settings: Settings,
-    pub json: bool,
-    pub profile: Option<String>,
-    pub config: Option<PathBuf>,
-    /// `--data-dir` as the user gave it (None: from the profile or the default).
-    pub data_dir: Option<PathBuf>,
-}
-
-impl Ctx {
-    pub fn client(&self) -> Result<Client> {
-        Client::connect(&self.settings.ipc_socket(), self.start_hint())
-    }
-
-    /// A command line to suggest in a hint: `pgpchat`, the global options the user gave
-    /// (`--profile`, `--config`, `--data-dir`), then `args`. Run literally it acts on the same core
-    /// and configuration; a bare `pgpchat daemon` would start the built-in defaults, which
-    /// broadcast on the real network.
-    pub fn hint(&self, args: &str) -> String {
-        let mut words = vec!["pgpchat".to_string()];
-        if let Some(p) = &self.profile {
-            words.push("--profile".into());
-            words.push(shell_quote(p));
-        }
-        if let Some(c) = &self.config {
-            words.push("--config".into());
-            words.push(shell_quote(&c.to_string_lossy()));
-        }
-        if let Some(d) = &self.data_dir {
-            words.push("--data-dir".into());
-            words.push(shell_quote(&d.to_string_lossy()));
-        }
-        words.push(args.into());
-        format!("`{}`", words.join(" "))
-    }
-
-    /// What to say when no core answers.
-    pub fn start_hint(&self) -> String {
-        format!(
-            "start it with {} or {}",
-            self.hint("daemon"),
-            self.hint("chat")
-        )
-    }
-
-    /// Call a method of the running core.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value> {
-        self.client()?.call(method, params)
-    }
-
-    /// Print `v`: as terminal-safe JSON with `--json`, else with `human` (which must pass every
-    /// peer-chosen string through `safe_text`).
-    fn print(&self, v: &Value, human: impl FnOnce(&Value)) {
-        if self.json {
-            println!("{}", safe_text::json(v));
-        } else {
-            human(v);
-        }
-    }
-}
 
 fn load_settings(cli: &Cli) -> Result<Settings> {
     let mut over = Vec::new();
@@ -151,23 +89,6 @@ fn init_logging(default: &str, node: &str, core: bool) {
         .try_init();
 }
 
-/// Send the core's log lines to `<data_dir>/daemon.log` from now on (stderr only if it cannot be
-/// opened).
-pub fn attach_core_log_file(settings: &Settings) {
-    let path = settings.node.data_dir.join(log_file::LOG_FILE_NAME);
-    match log_file::RotatingFile::open(
-        &path,
-        settings.log.max_file_bytes,
-        settings.log.rotated_files,
-    ) {
-        Ok(f) => log_file::attach(f),
-        Err(e) => log::warn!(
-            "cannot open {}: {e}; logging to stderr only",
-            path.display()
-        ),
-    }
-}
-
 pub fn run(cli: Cli) -> Result<()> {
     let settings = load_settings(&cli)?;
     let is_daemon = matches!(cli.command, Some(Command::Daemon { .. }));
@@ -188,23 +109,15 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Errors of the library that call for a command get it here, with the user's global options.
 fn with_hint(ctx: &Ctx, e: anyhow::Error) -> anyhow::Error {
-    match e.downcast_ref::<identity::IdentityError>() {
-        Some(identity::IdentityError::Missing(_)) => {
+    let identity = e.downcast_ref::<IdentityError>().or_else(|| {
+        e.downcast_ref::<DaemonError>()
+            .and_then(DaemonError::identity)
+    });
+    match identity {
+        Some(IdentityError::Missing(_)) => {
             anyhow::anyhow!("{e}: run {} first", ctx.hint("init --name NAME"))
         }
         _ => e,
-    }
-}
-
-/// Quote a word for a POSIX shell when it needs it.
-fn shell_quote(w: &str) -> String {
-    let plain = !w.is_empty()
-        && w.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
-    if plain {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
     }
 }
 
@@ -333,7 +246,7 @@ fn opened(ctx: &Ctx, v: Value) -> Result<()> {
 
 fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bool) -> Result<()> {
     let dir = &ctx.settings.node.data_dir;
-    if identity::exists(dir) {
+    if offline::exists(dir) {
         bail!(
             "an identity already exists in {}; refusing to overwrite it",
             dir.display()
@@ -350,29 +263,28 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
             true,
         )?)
     };
-    let key = identity::init(dir, &name, pass.as_deref())?;
+    let key = offline::init(dir, &name, pass.as_deref())?;
     if no_pass {
         eprintln!(
             "warning: no passphrase: anyone who can read {} can read your secret key and messages",
             dir.display()
         );
     }
-    let v = json!({"name": name, "fingerprint": key.fingerprint(), "data_dir": dir});
+    let v = json!({"name": name, "fingerprint": key.fingerprint, "data_dir": dir});
     ctx.print(&v, |_| {
         println!("identity created for {name}");
-        println!("fingerprint {}", fingerprint_groups(key.fingerprint()));
+        println!("fingerprint {}", fingerprint_groups(&key.fingerprint));
     });
     Ok(())
 }
 
 fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()> {
-    use pgpchat_actors::simulate::{run, SimulateOptions};
     let opts = SimulateOptions {
         nodes,
         messages,
         deadline: std::time::Duration::from_secs(timeout),
     };
-    let report = actix::System::new().block_on(run(opts))?;
+    let report = daemon::simulate(opts)?;
     let v = serde_json::to_value(&report)?;
     ctx.print(&v, |_| {
         println!(
@@ -396,12 +308,12 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
 
 fn whoami(ctx: &Ctx) -> Result<()> {
     // Works without a running core: the public part of the identity needs no passphrase.
-    let cert = identity::public(&ctx.settings.node.data_dir)?;
-    let v = json!({"name": cert.user_id(), "fingerprint": cert.fingerprint(),
+    let me = offline::whoami(&ctx.settings.node.data_dir)?;
+    let v = json!({"name": me.name, "fingerprint": me.fingerprint,
                    "data_dir": ctx.settings.node.data_dir});
     ctx.print(&v, |_| {
-        println!("{}", cert.user_id());
-        println!("{}", fingerprint_groups(cert.fingerprint()));
+        println!("{}", me.name);
+        println!("{}", fingerprint_groups(&me.fingerprint));
     });
     Ok(())
 }
@@ -409,9 +321,9 @@ fn whoami(ctx: &Ctx) -> Result<()> {
 fn export_key(ctx: &Ctx, secret: bool) -> Result<()> {
     let dir = &ctx.settings.node.data_dir;
     let text = if secret {
-        identity::secret_armored(dir)?
+        offline::export_secret(dir)?
     } else {
-        identity::public(dir)?.to_armored()?
+        offline::export_public(dir)?
     };
     if ctx.json {
         println!("{}", json!({ "armored": text }));
@@ -553,29 +465,6 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     Ok(())
 }
 
-/// One message: `2026-11-24 18:00:00      bob: hello  [delivered]`. The body's own lines continue
-/// indented under its first; control characters in the body or the name show escaped.
-pub fn format_message(m: &Value, peer: Option<&str>) -> String {
-    let out = m["direction"].as_str() == Some("out");
-    let who = if out {
-        "me".to_string()
-    } else {
-        safe_text::line(peer.unwrap_or("them"))
-    };
-    let state = if out {
-        format!("  [{}]", m["state"].as_str().unwrap_or(""))
-    } else {
-        String::new()
-    };
-    let head = format!(
-        "{} {:>8}: ",
-        format::time(m["time"].as_u64().unwrap_or(0)),
-        who
-    );
-    let body = safe_text::block(m["body"].as_str().unwrap_or(""), head.chars().count());
-    format!("{head}{body}{state}")
-}
-
 fn watch(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.client()?;
     c.call("subscribe", json!({}))?;
@@ -596,81 +485,6 @@ fn watch(ctx: &Ctx) -> Result<()> {
         }
         use std::io::Write;
         std::io::stdout().flush()?;
-    }
-}
-
-/// A one-line human description of an event.
-pub fn describe_event(p: &Value) -> String {
-    // Every string of an event may come from a peer.
-    let s = |k: &str| safe_text::line(p[k].as_str().unwrap_or(""));
-    let sub = |o: &str, k: &str| safe_text::line(p[o][k].as_str().unwrap_or(""));
-    match p["event"].as_str().unwrap_or("") {
-        "contact_seen" => format!(
-            "contact {} {} at {}",
-            sub("contact", "name"),
-            format::short_fpr(&sub("contact", "fingerprint")),
-            sub("contact", "address")
-        ),
-        "key_changed" => format!(
-            "WARNING: '{}' is now announced by another key {} (was {})",
-            s("name"),
-            s("new_fingerprint"),
-            s("old_fingerprint")
-        ),
-        "request" => format!(
-            "request {} from {} {}",
-            p["request"]["id"],
-            sub("request", "name"),
-            fingerprint_groups(&sub("request", "fingerprint"))
-        ),
-        "request_closed" => format!("request {} {}", p["request_id"], s("reason")),
-        "request_refused" => format!(
-            "request from {} {} at {} refused without asking you: {}",
-            s("name"),
-            fingerprint_groups(&s("fingerprint")),
-            s("address"),
-            s("reason")
-        ),
-        "discussion_opened" => format!(
-            "discussion {} with {} open",
-            s("discussion_id"),
-            s("peer_name")
-        ),
-        "handshake_failed" => format!(
-            "handshake with {} failed: {}",
-            format::short_fpr(&s("peer_fingerprint")),
-            s("reason")
-        ),
-        "message" => format!(
-            "[{}] {}",
-            sub("message", "discussion_id"),
-            format_message(&p["message"], None)
-        ),
-        "delivery" => format!(
-            "[{}] message {} {}",
-            s("discussion_id"),
-            p["seq"],
-            s("state")
-        ),
-        "connection" => format!(
-            "[{}] {}",
-            s("discussion_id"),
-            if p["connected"].as_bool() == Some(true) {
-                "connected"
-            } else {
-                "disconnected"
-            }
-        ),
-        "discussion_closed" => format!(
-            "discussion {} closed{}",
-            s("discussion_id"),
-            if p["by_peer"].as_bool() == Some(true) {
-                " by the peer"
-            } else {
-                ""
-            }
-        ),
-        other => format!("{}: {}", safe_text::line(other), safe_text::json(p)),
     }
 }
 

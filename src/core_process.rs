@@ -7,13 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use pgpchat_actors::datadir_lock::{DataDirLock, LockError};
-use pgpchat_actors::identity;
-use pgpchat_actors::ipc::IpcServer;
-use pgpchat_actors::node::start_node;
+use pgpchat_actors::daemon::{self, DaemonError};
+use pgpchat_actors::offline;
 
 use crate::client::Client;
-use crate::commands::Ctx;
+use crate::ctx::Ctx;
 use crate::secrets;
 
 /// How long the prompt waits for a core it started to answer.
@@ -26,27 +24,11 @@ pub const EXIT_ALREADY_RUNNING: u8 = 3;
 
 /// Whether `e` says that another core holds the data directory.
 pub fn already_running(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<LockError>(), Some(LockError::Held { .. }))
+    e.downcast_ref::<DaemonError>()
+        .is_some_and(DaemonError::is_already_running)
 }
 
-fn unlock(
-    ctx: &Ctx,
-    passphrase_file: Option<PathBuf>,
-) -> Result<pgpchat_actors::crypto::SecretCert> {
-    let dir = &ctx.settings.node.data_dir;
-    let pass = if identity::is_protected(dir)? {
-        Some(secrets::obtain(
-            passphrase_file.as_deref(),
-            "PGPCHAT_PASSPHRASE",
-            "Passphrase for your identity key",
-            false,
-        )?)
-    } else {
-        None
-    };
-    Ok(identity::load(dir, pass.as_deref())?)
-}
-
+/// `pgpchat daemon`: run the core in the foreground until a signal or a front-end stops it.
 pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
     // A background core has no stderr: a panic or the reason it stops must reach its log file
     // (stderr gets them from the default hook and from `main`).
@@ -68,54 +50,28 @@ pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
 }
 
 fn now() -> String {
-    crate::format::time(pgpchat_actors::events::now_secs())
+    crate::format::time(crate::format::now_secs())
 }
 
 fn serve(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {
-    let dir = &ctx.settings.node.data_dir;
-    // Reading the public identity touches nothing, and says "no identity" before any lock file.
-    identity::public(dir)?;
-    // Before the passphrase and before the store, discovery or the socket: a second core on this
-    // directory stops here, with one line, having changed nothing. Held until the process ends.
-    let _lock = DataDirLock::acquire(dir)?;
-    let identity = unlock(ctx, passphrase_file)?;
+    // The library keeps the order: identity present, then the lock (a second core on this
+    // directory stops here, with one line, having changed nothing), then the passphrase.
+    let claimed = daemon::claim(ctx.settings.clone())?;
+    let pass = if claimed.needs_passphrase()? {
+        Some(secrets::obtain(
+            passphrase_file.as_deref(),
+            "PGPCHAT_PASSPHRASE",
+            "Passphrase for your identity key",
+            false,
+        )?)
+    } else {
+        None
+    };
+    let core = claimed.unlock(pass.as_deref())?;
     // Only now: a core that cannot start (no identity, wrong passphrase) touches nothing.
-    crate::commands::attach_core_log_file(&ctx.settings);
-    let settings = ctx.settings.clone();
-    let socket = settings.ipc_socket();
-    let system = actix::System::new();
-    system.block_on(async move {
-        let node = start_node(settings, identity).await?;
-        let ipc = actix::Actor::start(IpcServer::bind(node.clone(), &socket)?);
-        tokio::select! {
-            _ = wait_for_signal() => {}
-            _ = node.shutdown.notified() => {}
-        }
-        // Let the answer to `shutdown` reach its client.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        log::info!("[{}] shutting down", node.settings.node.name);
-        // Stopping the IPC actor removes the socket.
-        drop(ipc);
-        actix::System::current().stop();
-        Ok::<_, anyhow::Error>(())
-    })?;
-    let _ = std::fs::remove_file(ctx.settings.ipc_socket());
+    crate::log_file::attach_core_log_file(&ctx.settings);
+    core.run(daemon::termination_signal())?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Connect to the profile's core, starting `pgpchat daemon` in the background if none answers.
@@ -126,10 +82,10 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         return Ok(c);
     }
     let dir = &ctx.settings.node.data_dir;
-    let pass = if identity::is_protected(dir)? {
+    let pass = if offline::is_protected(dir)? {
         let p = ask_passphrase()?;
         // Check it here, so a typo is reported now and not in a log file.
-        identity::load(dir, Some(&p))?;
+        offline::check_passphrase(dir, &p)?;
         Some(p)
     } else {
         None

@@ -10,6 +10,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use pgpchat_actors::settings::Settings;
+
 /// The file name of the core's log, in its data directory.
 pub const LOG_FILE_NAME: &str = "daemon.log";
 
@@ -137,6 +139,23 @@ impl Write for CoreLogSink {
             }
         }
         io::stderr().flush()
+    }
+}
+
+/// Send the core's log lines to `<data_dir>/daemon.log` from now on (stderr only if it cannot be
+/// opened).
+pub fn attach_core_log_file(settings: &Settings) {
+    let path = settings.node.data_dir.join(LOG_FILE_NAME);
+    match RotatingFile::open(
+        &path,
+        settings.log.max_file_bytes,
+        settings.log.rotated_files,
+    ) {
+        Ok(f) => attach(f),
+        Err(e) => log::warn!(
+            "cannot open {}: {e}; logging to stderr only",
+            path.display()
+        ),
     }
 }
 

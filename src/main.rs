@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod commands;
 mod core_process;
+mod ctx;
 mod format;
 mod log_file;
 mod prompt;

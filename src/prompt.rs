@@ -13,15 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use console::{Key, Term};
 use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
-use pgpchat_actors::crypto::fingerprint_groups;
-use pgpchat_actors::events::now_secs;
-use pgpchat_actors::identity;
+use pgpchat_actors::offline::{self, fingerprint_groups};
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::commands::{format_message, Ctx};
 use crate::core_process::ensure_core;
-use crate::format;
+use crate::ctx::Ctx;
+use crate::format::{self, format_message, now_secs};
 use crate::safe_text;
 
 /// Messages of history shown when a chat view opens.
@@ -36,7 +34,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
     }
     let dir = ctx.settings.node.data_dir.clone();
-    let typed = if identity::exists(&dir) {
+    let typed = if offline::exists(&dir) {
         None
     } else {
         first_run(ctx, &theme)?
@@ -107,15 +105,12 @@ fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
         .with_confirmation("Repeat it", "The two entries differ")
         .allow_empty_password(true)
         .interact()?;
-    let key = identity::init(
+    let key = offline::init(
         &ctx.settings.node.data_dir,
         &name,
         (!pass.is_empty()).then_some(pass.as_str()),
     )?;
-    println!(
-        "Your fingerprint: {}",
-        fingerprint_groups(key.fingerprint())
-    );
+    println!("Your fingerprint: {}", fingerprint_groups(&key.fingerprint));
     println!("Read it to the people you talk to, so they can verify it is you.");
     Ok((!pass.is_empty()).then_some(pass))
 }
@@ -231,7 +226,7 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
     let id = r["id"].as_u64().unwrap_or(0);
     let action = Select::with_theme(theme)
         .with_prompt(format!("{name} asks for a discussion"))
-        .items(&["Accept (type the shared secret)", "Refuse"])
+        .items(["Accept (type the shared secret)", "Refuse"])
         .default(0)
         .interact_opt()?;
     match action {

@@ -27,12 +27,18 @@
 //!
 //! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
 //! many nodes for measurements.
+//!
+//! What a front-end (the `pgpchat` binary) uses, and nothing else: [`settings`]; [`daemon`], which
+//! runs a whole core (actix System, node, IPC server) on the caller's thread and runs `simulate`;
+//! [`offline`], the identity without a running core (init, whoami, export-key, passphrase check);
+//! and the IPC client and types.
 
 pub mod admission;
 pub mod at_rest;
 pub mod codec;
 pub mod contacts;
 pub mod crypto;
+pub mod daemon;
 pub mod datadir_lock;
 pub mod discovery;
 pub mod discussions;
@@ -45,6 +51,7 @@ pub mod listener;
 pub mod log_limit;
 pub mod net;
 pub mod node;
+pub mod offline;
 pub mod redact;
 pub mod session;
 pub mod settings;

@@ -1,0 +1,84 @@
+//! What every command and the prompt share: the resolved settings, the output mode, and the global
+//! options as the user gave them (to repeat them in hints).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use pgpchat_actors::settings::Settings;
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::safe_text;
+
+pub struct Ctx {
+    pub settings: Settings,
+    pub json: bool,
+    pub profile: Option<String>,
+    pub config: Option<PathBuf>,
+    /// `--data-dir` as the user gave it (None: from the profile or the default).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn client(&self) -> Result<Client> {
+        Client::connect(&self.settings.ipc_socket(), self.start_hint())
+    }
+
+    /// A command line to suggest in a hint: `pgpchat`, the global options the user gave
+    /// (`--profile`, `--config`, `--data-dir`), then `args`. Run literally it acts on the same core
+    /// and configuration; a bare `pgpchat daemon` would start the built-in defaults, which
+    /// broadcast on the real network.
+    pub fn hint(&self, args: &str) -> String {
+        let mut words = vec!["pgpchat".to_string()];
+        if let Some(p) = &self.profile {
+            words.push("--profile".into());
+            words.push(shell_quote(p));
+        }
+        if let Some(c) = &self.config {
+            words.push("--config".into());
+            words.push(shell_quote(&c.to_string_lossy()));
+        }
+        if let Some(d) = &self.data_dir {
+            words.push("--data-dir".into());
+            words.push(shell_quote(&d.to_string_lossy()));
+        }
+        words.push(args.into());
+        format!("`{}`", words.join(" "))
+    }
+
+    /// What to say when no core answers.
+    pub fn start_hint(&self) -> String {
+        format!(
+            "start it with {} or {}",
+            self.hint("daemon"),
+            self.hint("chat")
+        )
+    }
+
+    /// Call a method of the running core.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value> {
+        self.client()?.call(method, params)
+    }
+
+    /// Print `v`: as terminal-safe JSON with `--json`, else with `human` (which must pass every
+    /// peer-chosen string through `safe_text`).
+    pub fn print(&self, v: &Value, human: impl FnOnce(&Value)) {
+        if self.json {
+            println!("{}", safe_text::json(v));
+        } else {
+            human(v);
+        }
+    }
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
