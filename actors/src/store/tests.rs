@@ -247,3 +247,45 @@ fn a_moved_row_does_not_decrypt() {
         .unwrap();
     assert!(matches!(s.history("d", 10), Err(StoreError::Undecryptable)));
 }
+
+#[test]
+fn a_new_store_records_the_current_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_store_newer_than_this_code_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    drop(Store::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let before = std::fs::read(&path).unwrap();
+    match Store::open(&path) {
+        Err(StoreError::TooNew {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION)),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_store_of_issue_8_without_a_version_is_migrated_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let mut s = Store::open_with_key(&path, Some(&[7; 32])).unwrap();
+        s.insert_discussion(&discussion("d")).unwrap();
+        s.queue_outgoing("d", "kept", 1).unwrap();
+        s.conn.pragma_update(None, "user_version", 0).unwrap();
+    }
+    let s = Store::open_with_key(&path, Some(&[7; 32])).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.discussion("d").unwrap(), discussion("d"));
+    assert_eq!(s.history("d", 10).unwrap()[0].body, "kept");
+}
