@@ -389,7 +389,7 @@ fn a_core_refuses_a_store_newer_than_it_understands() {
         "has schema version {newer}, newer than this pgpchat understands ({SCHEMA_VERSION}): use \
          the newer pgpchat that wrote it"
     );
-    assert!(lines[0].contains(&want), "{err}");
+    assert_eq!(lines[0].matches(&want).count(), 1, "said once: {err}");
     assert!(lines[0].contains("store.db"), "{err}");
     for ((f, was), (_, now)) in before.iter().zip(files(&p)) {
         assert!(*was == now, "{f} changed");
