@@ -380,7 +380,25 @@ fn a_core_refuses_a_store_newer_than_it_understands() {
     let before = files(&p);
 
     p.rust_log = String::new();
-    let o = p.run(&["daemon"]);
+    // Spawned, not run: a core that accepted the store would keep running (then killed, failing).
+    let mut core = p
+        .cmd()
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while core.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = core.kill();
+            let _ = core.wait();
+            panic!("the core started on a store newer than it understands");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = core.wait_with_output().unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
