@@ -40,7 +40,8 @@ use crate::store::{
 pub enum NodeError {
     #[error("{0}")]
     Identity(#[from] identity::IdentityError),
-    #[error("{0}")]
+    /// Transparent: the binary prints the error chain, which would say the store's error twice.
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),

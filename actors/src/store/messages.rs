@@ -1,0 +1,225 @@
+//! The `messages` table: both directions of every discussion, text sealed at rest
+//! ([`super::sealing`]). Outgoing messages form the outbox (stored → sent → delivered, numbered
+//! from the discussion's `next_out_seq`); incoming ones are stored exactly once and in order
+//! (`last_in_seq`). The `sent` and `delivered` marks are relaxed writes ([`Store::relaxed`]),
+//! everything else is durable when it returns.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::rows::{DeliveryState, Direction, DiscussionState, Incoming, MessageRecord};
+use super::sealing::{open_body, raw_message, seal_body};
+use super::{Store, StoreError};
+
+impl Store {
+    /// Put an outgoing message in the outbox with the next sequence number. When this returns, the
+    /// message is on disk.
+    pub fn queue_outgoing(
+        &mut self,
+        discussion_id: &str,
+        body: &str,
+        time: u64,
+    ) -> Result<MessageRecord, StoreError> {
+        self.durable()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (seq, state): (u64, DiscussionState) = tx
+            .query_row(
+                "SELECT next_out_seq, state FROM discussions WHERE id = ?1",
+                [discussion_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
+        if state != DiscussionState::Open {
+            return Err(StoreError::Closed(discussion_id.to_string()));
+        }
+        let sealed = seal_body(
+            self.cipher.as_ref(),
+            discussion_id,
+            Direction::Out,
+            seq,
+            body,
+        )?;
+        tx.execute(
+            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+            params![
+                discussion_id,
+                Direction::Out,
+                seq,
+                time,
+                sealed,
+                DeliveryState::Stored
+            ],
+        )?;
+        tx.execute(
+            "UPDATE discussions SET next_out_seq = ?2 WHERE id = ?1",
+            params![discussion_id, seq + 1],
+        )?;
+        tx.commit()?;
+        Ok(MessageRecord {
+            discussion_id: discussion_id.to_string(),
+            direction: Direction::Out,
+            seq,
+            time,
+            body: body.to_string(),
+            state: DeliveryState::Stored,
+        })
+    }
+
+    /// `stored` → `sent` (never moves a delivered message back).
+    pub fn mark_sent(&mut self, discussion_id: &str, seq: u64) -> Result<bool, StoreError> {
+        self.relaxed(|conn| {
+            Ok(conn.execute(
+                "UPDATE messages SET state = 'sent'
+                 WHERE discussion_id = ?1 AND direction = 'out' AND seq = ?2 AND state = 'stored'",
+                params![discussion_id, seq],
+            )? > 0)
+        })
+    }
+
+    /// Everything up to `upto` is delivered; returns the sequence numbers that changed.
+    pub fn mark_delivered(
+        &mut self,
+        discussion_id: &str,
+        upto: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.relaxed(|conn| mark_delivered_in(conn, discussion_id, upto))
+    }
+
+    /// Highest outgoing sequence number assigned so far (0: none).
+    pub fn last_out_seq(&self, discussion_id: &str) -> Result<u64, StoreError> {
+        let next: u64 = self.conn.query_row(
+            "SELECT next_out_seq FROM discussions WHERE id = ?1",
+            [discussion_id],
+            |r| r.get(0),
+        )?;
+        Ok(next - 1)
+    }
+
+    /// Store an incoming message exactly once and in order. Returns what happened, and the highest
+    /// sequence number stored (what to acknowledge).
+    pub fn store_incoming(
+        &mut self,
+        discussion_id: &str,
+        seq: u64,
+        time: u64,
+        body: &str,
+    ) -> Result<(Incoming, u64), StoreError> {
+        self.durable()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: u64 = tx
+            .query_row(
+                "SELECT last_in_seq FROM discussions WHERE id = ?1",
+                [discussion_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
+        if seq <= last {
+            return Ok((Incoming::Duplicate, last));
+        }
+        if seq != last + 1 {
+            return Ok((Incoming::Gap { expected: last + 1 }, last));
+        }
+        let sealed = seal_body(
+            self.cipher.as_ref(),
+            discussion_id,
+            Direction::In,
+            seq,
+            body,
+        )?;
+        tx.execute(
+            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+            params![
+                discussion_id,
+                Direction::In,
+                seq,
+                time,
+                sealed,
+                DeliveryState::Received
+            ],
+        )?;
+        tx.execute(
+            "UPDATE discussions SET last_in_seq = ?2 WHERE id = ?1",
+            params![discussion_id, seq],
+        )?;
+        tx.commit()?;
+        Ok((Incoming::Stored, seq))
+    }
+
+    /// Up to `limit` undelivered outgoing messages with `seq >= from`, oldest first.
+    pub fn outbox_from(
+        &self,
+        discussion_id: &str,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT discussion_id, direction, seq, time, body, state FROM messages
+             WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered' AND seq >= ?2
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![discussion_id, from, limit], raw_message)?;
+        let raw = rows.collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter()
+            .map(|r| open_body(self.cipher.as_ref(), r))
+            .collect()
+    }
+
+    /// The last `limit` messages, oldest first. Reading marks incoming ones read.
+    pub fn history(
+        &self,
+        discussion_id: &str,
+        limit: u64,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.discussion(discussion_id)?;
+        let mut st = self.conn.prepare(
+            "SELECT discussion_id, direction, seq, time, body, state FROM messages
+             WHERE discussion_id = ?1 ORDER BY time DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![discussion_id, limit], raw_message)?;
+        let raw = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut v = raw
+            .into_iter()
+            .map(|r| open_body(self.cipher.as_ref(), r))
+            .collect::<Result<Vec<_>, _>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    pub fn mark_read(&self, discussion_id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE messages SET unread = 0 WHERE discussion_id = ?1 AND unread = 1",
+            [discussion_id],
+        )?;
+        Ok(())
+    }
+}
+
+fn mark_delivered_in(
+    conn: &mut Connection,
+    discussion_id: &str,
+    upto: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let tx = conn.transaction()?;
+    let seqs = {
+        let mut st = tx.prepare(
+            "SELECT seq FROM messages WHERE discussion_id = ?1 AND direction = 'out'
+             AND seq <= ?2 AND state != 'delivered' ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![discussion_id, upto], |r| r.get(0))?;
+        rows.collect::<Result<Vec<u64>, _>>()?
+    };
+    tx.execute(
+        "UPDATE messages SET state = 'delivered' WHERE discussion_id = ?1 AND direction = 'out'
+         AND seq <= ?2 AND state != 'delivered'",
+        params![discussion_id, upto],
+    )?;
+    tx.commit()?;
+    Ok(seqs)
+}

@@ -1,0 +1,283 @@
+//! The store's row types: what a query returns and what a write takes. Some of them are also
+//! today's IPC answers (their serde form is the JSON front-ends read, so it does not change here).
+//!
+//! States, roles and directions are Rust enums stored as short text columns (`'open'`, `'out'`,
+//! `'delivered'`, `'requester'`…) through [`rusqlite::types::ToSql`] / [`FromSql`]: a value no
+//! variant spells is an [`UnknownValue`] error when read, never a silent default.
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::wire::Role;
+
+/// A text column held a value that no variant of its enum spells (a store written by something
+/// else, or damaged). Reported as a conversion error of the query that read it.
+#[derive(Debug, Error)]
+#[error("unknown {column} '{value}' in the store")]
+pub struct UnknownValue {
+    /// What the column holds ("discussion state", "role"…).
+    pub column: &'static str,
+    pub value: String,
+}
+
+/// An enum kept as a text column: its SQL spelling both ways, with no fallback.
+macro_rules! text_column {
+    ($ty:ident, $what:literal, $($variant:ident => $text:literal),+ $(,)?) => {
+        impl $ty {
+            /// The text stored in the column (also the JSON form).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+            /// The variant spelled `s` in the column, if any.
+            pub fn from_column(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let s = value.as_str()?;
+                Self::from_column(s).ok_or_else(|| {
+                    FromSqlError::Other(Box::new(UnknownValue {
+                        column: $what,
+                        value: s.to_string(),
+                    }))
+                })
+            }
+        }
+    };
+}
+
+/// A contact seen on the network (or in a handshake).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactRecord {
+    pub fingerprint: String,
+    pub name: String,
+    #[serde(skip)]
+    pub cert: Vec<u8>,
+    pub address: String,
+    pub tcp_port: u16,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    /// Time inside the newest announce accepted (older announces are replays).
+    #[serde(skip)]
+    pub announce_time: u64,
+    pub verified: bool,
+    /// Another key already announced this name: this contact is not the one you knew.
+    pub key_changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscussionState {
+    Open,
+    /// We closed it; the peer has not confirmed yet (it is told on the next connection).
+    Closing,
+    Closed,
+}
+
+text_column!(DiscussionState, "discussion state",
+    Open => "open", Closing => "closing", Closed => "closed");
+
+/// The role column: [`Role`] is the wire's type (its serde form is the wire's), stored as its
+/// [`Role::as_str`].
+impl ToSql for Role {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Role {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "requester" => Ok(Role::Requester),
+            "receiver" => Ok(Role::Receiver),
+            s => Err(FromSqlError::Other(Box::new(UnknownValue {
+                column: "role",
+                value: s.to_string(),
+            }))),
+        }
+    }
+}
+
+/// A role in JSON as in the column ("requester", "receiver"), as front-ends have always read it.
+fn role_as_str<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role.as_str())
+}
+
+/// A discussion with everything needed to resume it after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscussionRecord {
+    pub id: String,
+    pub peer_fingerprint: String,
+    pub peer_name: String,
+    pub role: Role,
+    pub state: DiscussionState,
+    pub created: u64,
+    /// Our discussion secret key, sealed for this node only ([`crate::at_rest`], useless without
+    /// the passphrase); empty once destroyed. Kept in the `discussion_keys` table, not in the
+    /// `discussions` row.
+    pub own_key_sealed: Vec<u8>,
+    /// The peer's public discussion key (binary OpenPGP).
+    pub peer_key: Vec<u8>,
+    /// Requester: where the receiver's discussion listener is. Receiver: unused.
+    pub peer_address: String,
+    pub peer_port: u16,
+    /// Receiver: the port of our discussion listener (reused after a restart when free).
+    pub listen_port: u16,
+}
+
+impl DiscussionRecord {
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
+/// A discussion's id and peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscussionRef {
+    pub id: String,
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+}
+
+/// One line of `discussions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscussionSummary {
+    pub id: String,
+    pub peer_fingerprint: String,
+    pub peer_name: String,
+    #[serde(serialize_with = "role_as_str")]
+    pub role: Role,
+    pub state: DiscussionState,
+    pub created: u64,
+    pub unread: u64,
+    pub messages: u64,
+    pub last_activity: u64,
+    /// Closed here with `close --force`; the peer has not confirmed yet (it is told when reachable).
+    pub peer_not_told: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+text_column!(Direction, "message direction", In => "in", Out => "out");
+
+/// Delivery state. Outgoing: stored → sent → delivered. Incoming: received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Stored,
+    Sent,
+    Delivered,
+    Received,
+}
+
+text_column!(DeliveryState, "delivery state",
+    Stored => "stored", Sent => "sent", Delivered => "delivered", Received => "received");
+
+#[derive(Clone, PartialEq, Serialize)]
+pub struct MessageRecord {
+    pub discussion_id: String,
+    pub direction: Direction,
+    pub seq: u64,
+    pub time: u64,
+    pub body: String,
+    pub state: DeliveryState,
+}
+
+/// The text never shows: events are logged with `{:?}`.
+impl std::fmt::Debug for MessageRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRecord")
+            .field("discussion_id", &self.discussion_id)
+            .field("direction", &self.direction)
+            .field("seq", &self.seq)
+            .field("time", &self.time)
+            .field("body", &crate::redact::Hidden::of(&self.body))
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// What became of an incoming message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// New, stored now.
+    Stored,
+    /// Already stored (a re-send after a lost ack).
+    Duplicate,
+    /// A sequence number beyond the next expected one: not stored, the sender re-sends.
+    Gap { expected: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The column text is the JSON text, for every variant, and reads back to the same variant.
+    #[test]
+    fn every_enum_column_round_trips_and_matches_its_json() {
+        fn check<T: ToSql + FromSql + Serialize + PartialEq + std::fmt::Debug>(v: T) {
+            let text = match v.to_sql().unwrap() {
+                ToSqlOutput::Borrowed(ValueRef::Text(t)) => String::from_utf8(t.to_vec()).unwrap(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(serde_json::to_value(&v).unwrap(), serde_json::json!(text));
+            assert_eq!(
+                T::column_result(ValueRef::Text(text.as_bytes())).unwrap(),
+                v
+            );
+        }
+        for s in [
+            DiscussionState::Open,
+            DiscussionState::Closing,
+            DiscussionState::Closed,
+        ] {
+            check(s);
+        }
+        for d in [Direction::In, Direction::Out] {
+            check(d);
+        }
+        for s in [
+            DeliveryState::Stored,
+            DeliveryState::Sent,
+            DeliveryState::Delivered,
+            DeliveryState::Received,
+        ] {
+            check(s);
+        }
+        for r in [Role::Requester, Role::Receiver] {
+            assert_eq!(
+                Role::column_result(ValueRef::Text(r.as_str().as_bytes())).unwrap(),
+                r
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_value_is_an_error_not_a_default() {
+        let e = DiscussionState::column_result(ValueRef::Text(b"opened")).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown discussion state 'opened'"),
+            "{e}"
+        );
+        assert!(Role::column_result(ValueRef::Text(b"Requester")).is_err());
+        assert!(Direction::column_result(ValueRef::Text(b"")).is_err());
+        assert!(DeliveryState::column_result(ValueRef::Integer(1)).is_err());
+    }
+}

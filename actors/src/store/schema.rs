@@ -1,0 +1,149 @@
+//! The store's schema and its versions. The version is SQLite's `PRAGMA user_version` (0 in every
+//! store made before issue 9, which recorded none); [`SCHEMA_VERSION`] is the one this code writes
+//! and reads.
+//!
+//! Opening a store ([`super::Store::open`]) reads the version first: a store newer than
+//! [`SCHEMA_VERSION`] (written by a newer pgpchat) is refused with [`StoreError::TooNew`] before
+//! anything is written; an older one is brought forward by the [`MIGRATIONS`] after its version,
+//! each in one transaction that also records its new version, so a crash leaves a store at one
+//! version or the next, never between. To change the schema: append a migration (`ALTER TABLE`…)
+//! and raise [`SCHEMA_VERSION`]; never edit one that has shipped.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::rows::DiscussionState;
+use super::{Store, StoreError};
+
+/// The schema version this code writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One step forward: from version `to - 1` to `to`.
+struct Migration {
+    to: u32,
+    /// Runs inside the step's transaction; returns whether the database must be compacted after
+    /// the commit (`VACUUM` cannot run in a transaction), when the step removed data that must
+    /// not stay in free pages or the WAL.
+    apply: fn(&Transaction<'_>) -> Result<bool, StoreError>,
+}
+
+/// Every step, in order.
+const MIGRATIONS: &[Migration] = &[Migration {
+    to: 1,
+    apply: v1_baseline,
+}];
+
+/// The tables as of issue 8. `IF NOT EXISTS`: a version-0 store may hold all of them (issue 8),
+/// some of them (before issue 8: no `discussion_keys` nor `close_notices`), or none (a new store).
+const V1_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS contacts (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    cert BLOB NOT NULL,
+    address TEXT NOT NULL,
+    tcp_port INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    announce_time INTEGER NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    key_changed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS discussions (
+    id TEXT PRIMARY KEY,
+    peer_fingerprint TEXT NOT NULL,
+    peer_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    peer_key BLOB NOT NULL,
+    peer_address TEXT NOT NULL,
+    peer_port INTEGER NOT NULL,
+    listen_port INTEGER NOT NULL,
+    next_out_seq INTEGER NOT NULL DEFAULT 1,
+    last_in_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS messages (
+    discussion_id TEXT NOT NULL REFERENCES discussions(id),
+    direction TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL,
+    unread INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (discussion_id, direction, seq)
+);
+CREATE TABLE IF NOT EXISTS discussion_keys (
+    discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
+    sealed BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS close_notices (
+    discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
+    proof BLOB NOT NULL,
+    told INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Version 1, the first recorded: the tables of issue 8, and the conversion of a store from before
+/// issue 8, which kept each sealed discussion key in a `discussions` column: the keys of
+/// discussions not closed move to `discussion_keys` (still in the old sealed format, which the node
+/// converts next: [`Store::legacy_discussion_keys`]), the column is dropped, and the database is
+/// compacted after the commit so no copy of a dropped key stays behind.
+fn v1_baseline(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    tx.execute_batch(V1_TABLES)?;
+    let legacy: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('discussions') WHERE name = 'own_key_sealed'",
+        [],
+        |r| r.get(0),
+    )?;
+    if legacy == 0 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO discussion_keys (discussion_id, sealed)
+             SELECT id, own_key_sealed FROM discussions
+             WHERE state != ?1 AND length(own_key_sealed) > 0",
+        [DiscussionState::Closed],
+    )?;
+    tx.execute_batch("ALTER TABLE discussions DROP COLUMN own_key_sealed;")?;
+    log::info!("store: discussion keys moved to their own table");
+    Ok(true)
+}
+
+/// The version recorded in the database (0: none recorded, or a new file).
+pub(super) fn version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Bring the store from its version to [`SCHEMA_VERSION`], one step per transaction.
+pub(super) fn migrate(store: &mut Store) -> Result<(), StoreError> {
+    let mut compact = false;
+    for m in MIGRATIONS {
+        let tx = store
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again inside the write lock: what an earlier step (or opener) already did is skipped.
+        if version(&tx)? >= m.to {
+            continue;
+        }
+        compact |= (m.apply)(&tx)?;
+        tx.pragma_update(None, "user_version", m.to)?;
+        tx.commit()?;
+        log::debug!("store: schema at version {}", m.to);
+    }
+    if compact {
+        store.compact()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_are_in_order_and_reach_the_current_version() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.to as usize, i + 1);
+        }
+        assert_eq!(MIGRATIONS.last().unwrap().to, SCHEMA_VERSION);
+    }
+}
