@@ -29,6 +29,7 @@
 //! many nodes for measurements.
 
 pub mod admission;
+pub mod api;
 pub mod at_rest;
 pub mod codec;
 pub mod contacts;
