@@ -400,3 +400,142 @@ async fn idle_clients_never_lock_out_commands_and_subscribers_are_never_cut() {
     assert_eq!(answers[0]["error"]["code"], -32700, "{answers:?}");
     assert_eq!(answers[1]["result"]["name"], "alice", "{answers:?}");
 }
+
+/// The `socat` examples of `docs/ipc.md`, run as written against a real core (the binary): each
+/// answers without error, an example followed by a `# {...}` line answers with the same shape
+/// (the same result keys, or the same error code and kind), and the subscribed connection sees the
+/// message sent by the next example. Only `sleep 3600` is shortened.
+#[test]
+fn the_documented_socat_examples_work_against_a_real_core() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ipc.md"))
+        .expect("docs/ipc.md");
+    let lines: Vec<&str> = doc.lines().collect();
+    let examples: Vec<(String, Option<Value>)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("| socat - UNIX-CONNECT:$S"))
+        .map(|(i, l)| {
+            let shown = lines
+                .get(i + 1)
+                .and_then(|n| n.strip_prefix("# "))
+                .map(|n| serde_json::from_str(n).expect("documented answer is JSON"));
+            (l.replace("sleep 3600", "sleep 3"), shown)
+        })
+        .collect();
+    assert!(examples.len() >= 6, "{examples:?}");
+    let (a, b) = crate::binary::alice_and_bob_running();
+    a.open_with(&b, "pw");
+    let run = |cmd: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("S", a.socket())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh (is socat installed?)")
+    };
+    let answers = |o: std::process::Output| -> Vec<Value> {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let mut subscribed = None;
+    for (cmd, shown) in &examples {
+        if cmd.contains("subscribe") {
+            subscribed = Some(run(cmd));
+            // Let the subscription start before the next example sends.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        let got = answers(run(cmd).wait_with_output().expect("socat"));
+        assert_eq!(got.len(), 1, "{cmd}: {got:?}");
+        let got = &got[0];
+        match shown {
+            Some(shown) if shown.get("error").is_some() => {
+                assert_eq!(got["error"]["code"], shown["error"]["code"], "{cmd}: {got}");
+                assert_eq!(got["error"]["data"], shown["error"]["data"], "{cmd}: {got}");
+            }
+            Some(shown) => {
+                let keys = |v: &Value| -> Vec<String> {
+                    v.as_object()
+                        .map_or(vec![], |o| o.keys().cloned().collect())
+                };
+                assert_eq!(keys(&got["result"]), keys(&shown["result"]), "{cmd}: {got}");
+            }
+            None => assert!(got.get("result").is_some(), "{cmd}: {got}"),
+        }
+        if cmd.contains("\"whoami\"") {
+            assert_eq!(got["result"]["fingerprint"], a.fingerprint().as_str());
+        }
+        if cmd.contains("\"send\"") {
+            assert_eq!(got["result"]["body"], "hi", "{got}");
+        }
+        if cmd.contains("\"history\"") && cmd.contains("\"bob\"") {
+            assert_eq!(got["result"][0]["body"], "hi", "{got}");
+        }
+    }
+    let events = answers(
+        subscribed
+            .expect("a subscribe example")
+            .wait_with_output()
+            .expect("socat"),
+    );
+    assert_eq!(events[0]["result"]["subscribed"], true, "{events:?}");
+    assert!(
+        events.iter().any(|e| e["method"] == "event"
+            && e["params"]["event"] == "message"
+            && e["params"]["message"]["body"] == "hi"),
+        "{events:?}"
+    );
+}
+
+/// `version` and `rpc.discover` answer, through the library's typed async client; the document is
+/// the one in `docs/openrpc.json`; an error carries its kind.
+#[actix_rt::test]
+async fn version_discover_and_error_kinds_through_the_async_client() {
+    use pgpchat_actors::api::{self, ErrorKind};
+    use pgpchat_actors::client::AsyncClient;
+    let n = spawn_nodes(&["alice"]).await;
+    let path = start_ipc(&n[0]);
+    let (client, _events) = AsyncClient::connect(&path).await.expect("connect");
+    let v = client.check_version().await.expect("version");
+    assert_eq!(v, api::VersionInfo::current());
+    let status = client.call(api::StatusRequest {}).await.expect("status");
+    assert_eq!(status.version, v);
+    let doc = client
+        .call(api::DiscoverRequest {})
+        .await
+        .expect("discover");
+    assert_eq!(doc, api::openrpc::document());
+    let names: Vec<&str> = doc["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    for m in [
+        "whoami",
+        "send",
+        "history",
+        "close",
+        "version",
+        "rpc.discover",
+    ] {
+        assert!(names.contains(&m), "{names:?}");
+    }
+    // Several requests in flight at once on one connection, answered by id.
+    let (a, b) = futures::join!(
+        client.call(api::WhoamiRequest {}),
+        client.call(api::HistoryRequest {
+            discussion: "nobody".into(),
+            limit: None,
+        })
+    );
+    assert_eq!(a.expect("whoami").fingerprint, n[0].keys.fingerprint());
+    let e = b.unwrap_err();
+    assert_eq!(e.kind(), Some(ErrorKind::NotFound), "{e}");
+}

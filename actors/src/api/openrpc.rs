@@ -138,3 +138,52 @@ pub fn document_text() -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openrpc.json");
+
+    /// `docs/openrpc.json` is what the types say. When this fails after a change of the API, run
+    /// `cargo test -p pgpchat-actors --lib -- --ignored write_the_openrpc_document` and commit the
+    /// file (and think about the API version).
+    #[test]
+    fn docs_openrpc_json_is_up_to_date() {
+        let on_disk = std::fs::read_to_string(FILE).unwrap_or_default();
+        assert!(
+            on_disk == document_text(),
+            "docs/openrpc.json is out of date: regenerate it (see this test's doc)"
+        );
+    }
+
+    #[test]
+    #[ignore = "writes docs/openrpc.json"]
+    fn write_the_openrpc_document() {
+        std::fs::write(FILE, document_text()).unwrap();
+    }
+
+    #[test]
+    fn every_method_and_event_is_described() {
+        let doc = document();
+        let methods = doc["methods"].as_array().unwrap();
+        assert_eq!(methods.len(), 17);
+        let close = methods.iter().find(|m| m["name"] == "close").unwrap();
+        let params: Vec<(&str, bool)> = close["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["required"] == true))
+            .collect();
+        assert_eq!(params, [("discussion", true), ("force", false)]);
+        let events: Vec<&str> = doc["x-events"]["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert_eq!(events.len(), 11, "{events:?}");
+        assert!(events.contains(&"discussion_closed"), "{events:?}");
+        assert_eq!(doc["info"]["version"], API_VERSION.to_string());
+    }
+}
