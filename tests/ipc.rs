@@ -539,3 +539,55 @@ async fn version_discover_and_error_kinds_through_the_async_client() {
     let e = b.unwrap_err();
     assert_eq!(e.kind(), Some(ErrorKind::NotFound), "{e}");
 }
+
+/// A core of another API major version (here a fake one on the profile's socket) is refused by
+/// every command with one line saying how to restart it; `stop` still reaches it; `--version`
+/// names the API version.
+#[test]
+fn the_cli_refuses_an_incompatible_core_with_one_line_saying_how_to_restart_it() {
+    use std::os::unix::net::UnixListener;
+    let p = crate::binary::Person::new("alice", free_udp_port());
+    let socket = p.socket();
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let listener = UnixListener::bind(&socket).unwrap();
+    let fake = std::thread::spawn(move || {
+        let mut methods = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let req: Value = serde_json::from_str(&line).unwrap();
+            let result = match req["method"].as_str() {
+                Some("version") => json!({"api": "2.0", "core": "9.0.0"}),
+                _ => json!({"stopping": true}),
+            };
+            methods.push(req["method"].as_str().unwrap_or("").to_string());
+            writeln!(
+                w,
+                "{}",
+                json!({"jsonrpc":"2.0","id":req["id"],"result":result})
+            )
+            .unwrap();
+        }
+        methods
+    });
+    let o = p.run(&["contacts"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("API 2.0") && err.contains("stop"), "{err}");
+    assert!(err.contains("then start it again"), "{err}");
+    let o = p.run(&["stop"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("core stopped"),
+        "{o:?}"
+    );
+    assert_eq!(fake.join().unwrap(), ["version", "shutdown"]);
+    let v = p.ok(&["--version"]);
+    assert!(
+        v.contains(&format!("core API {}", pgpchat_actors::api::API_VERSION)),
+        "{v}"
+    );
+}
