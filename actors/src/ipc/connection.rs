@@ -183,7 +183,7 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         actix_rt::spawn(async move {
             let result = dispatch(&node, request).await;
             if let Some(id) = id {
-                let line = match result.map(|r| serde_json::to_value(r)) {
+                let line = match result.map(serde_json::to_value) {
                     Ok(Ok(v)) => result_line(id, v),
                     Ok(Err(e)) => error_of(id, ErrorKind::Internal, &e.to_string()),
                     Err(e) => error_of(id, e.kind(), &e.to_string()),
