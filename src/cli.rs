@@ -4,10 +4,22 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `pgpchat --version`: the program's version and the core API version it speaks.
+fn version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (core API {})",
+            env!("CARGO_PKG_VERSION"),
+            pgpchat_actors::api::API_VERSION
+        )
+    })
+}
+
 #[derive(Parser)]
 #[command(
     name = "pgpchat",
-    version,
+    version = version(),
     about = "Secure peer-to-peer chat on the local network, over OpenPGP"
 )]
 pub struct Cli {

@@ -4,14 +4,15 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use pgpchat_actors::api::{self, Event, Notification};
 use pgpchat_actors::daemon::{self, DaemonError, SimulateOptions};
 use pgpchat_actors::offline::{self, fingerprint_groups, IdentityError};
 use pgpchat_actors::settings::Settings;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::{Cli, Command};
 use crate::ctx::Ctx;
-use crate::format::{self, describe_event, format_message, now_secs};
+use crate::format::{self, delivery, describe_event, format_message, now_secs, state};
 use crate::log_file;
 use crate::safe_text;
 use crate::secrets;
@@ -135,16 +136,18 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Whoami => whoami(ctx),
         Command::Contacts => contacts(ctx),
         Command::Verify { contact, unset } => {
-            let v = ctx.call("verify", json!({"contact": contact, "verified": !unset}))?;
-            ctx.print(&v, |v| {
+            let c = ctx.call(api::VerifyRequest {
+                contact,
+                verified: Some(!unset),
+            })?;
+            ctx.print(&c, |c| {
                 println!(
                     "{} {} is now {}",
-                    safe_text::line(v["name"].as_str().unwrap_or("")),
-                    v["fingerprint"].as_str().unwrap_or(""),
+                    safe_text::line(&c.name),
+                    c.fingerprint,
                     if unset { "unverified" } else { "verified" }
                 )
-            });
-            Ok(())
+            })
         }
         Command::Open {
             contact,
@@ -153,7 +156,10 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let pw = shared_secret(password_file)?;
             opened(
                 ctx,
-                ctx.call("open", json!({"contact": contact, "password": pw}))?,
+                ctx.call(api::OpenRequest {
+                    contact,
+                    password: pw,
+                })?,
             )
         }
         Command::Requests => requests(ctx),
@@ -164,13 +170,15 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let pw = shared_secret(password_file)?;
             opened(
                 ctx,
-                ctx.call("accept", json!({"request": request, "password": pw}))?,
+                ctx.call(api::AcceptRequest {
+                    request,
+                    password: pw,
+                })?,
             )
         }
         Command::Refuse { request } => {
-            let v = ctx.call("refuse", json!({ "request": request }))?;
-            ctx.print(&v, |_| println!("request {request} refused"));
-            Ok(())
+            let v = ctx.call(api::RefuseRequest { request })?;
+            ctx.print(&v, |_| println!("request {request} refused"))
         }
         Command::Discussions => discussions(ctx),
         Command::Send { discussion, text } => {
@@ -183,18 +191,18 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             } else {
                 text
             };
-            let v = ctx.call("send", json!({"discussion": discussion, "text": text}))?;
-            ctx.print(&v, |v| {
-                println!("message {} {}", v["seq"], v["state"].as_str().unwrap_or(""))
-            });
-            Ok(())
+            let m = ctx.call(api::SendRequest { discussion, text })?;
+            ctx.print(&m, |m| println!("message {} {}", m.seq, delivery(m.state)))
         }
         Command::History { discussion, limit } => history(ctx, &discussion, limit),
         Command::Close { discussion, force } => {
-            let v = ctx.call("close", json!({ "discussion": discussion, "force": force }))?;
+            let v = ctx.call(api::CloseRequest {
+                discussion,
+                force: Some(force),
+            })?;
             ctx.print(&v, |v| {
-                let id = v["discussion_id"].as_str().unwrap_or("");
-                if v["state"] == "closing" {
+                let id = &v.discussion_id;
+                if v.state == api::DiscussionState::Closing {
                     println!(
                         "discussion {id} closing: the peer confirms when it is reachable \
                          (--force closes now)"
@@ -202,8 +210,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 } else {
                     println!("discussion {id} closed")
                 }
-            });
-            Ok(())
+            })
         }
         Command::Watch => watch(ctx),
         Command::Simulate {
@@ -213,7 +220,8 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         } => simulate(ctx, nodes, messages, timeout),
         Command::Stop => {
             let socket = ctx.settings.ipc_socket();
-            let v = ctx.call("shutdown", json!({}))?;
+            // Any core, even one of another API version: this is how the user restarts it.
+            let v = ctx.client_unchecked()?.call(api::ShutdownRequest {})?;
             // Wait until the socket is gone, so a following start does not race the old core.
             for _ in 0..100 {
                 if !socket.exists() {
@@ -221,8 +229,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            ctx.print(&v, |_| println!("core stopped"));
-            Ok(())
+            ctx.print(&v, |_| println!("core stopped"))
         }
         Command::ExportKey { secret } => export_key(ctx, secret),
     }
@@ -234,14 +241,8 @@ fn shared_secret(file: Option<PathBuf>) -> Result<String> {
 }
 
 /// Print the answer of `open` / `accept`.
-fn opened(ctx: &Ctx, v: Value) -> Result<()> {
-    ctx.print(&v, |v| {
-        println!(
-            "discussion {} open",
-            v["discussion_id"].as_str().unwrap_or("")
-        )
-    });
-    Ok(())
+fn opened(ctx: &Ctx, v: api::Opened) -> Result<()> {
+    ctx.print(&v, |v| println!("discussion {} open", v.discussion_id))
 }
 
 fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bool) -> Result<()> {
@@ -274,8 +275,7 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
     ctx.print(&v, |_| {
         println!("identity created for {name}");
         println!("fingerprint {}", fingerprint_groups(&key.fingerprint));
-    });
-    Ok(())
+    })
 }
 
 fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()> {
@@ -302,8 +302,7 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
         );
         println!("throughput {:>9.0} messages/s", report.messages_per_second);
         println!("peak memory {:>8} KiB", report.peak_memory_kib);
-    });
-    Ok(())
+    })
 }
 
 fn whoami(ctx: &Ctx) -> Result<()> {
@@ -314,8 +313,7 @@ fn whoami(ctx: &Ctx) -> Result<()> {
     ctx.print(&v, |_| {
         println!("{}", me.name);
         println!("{}", fingerprint_groups(&me.fingerprint));
-    });
-    Ok(())
+    })
 }
 
 fn export_key(ctx: &Ctx, secret: bool) -> Result<()> {
@@ -334,9 +332,8 @@ fn export_key(ctx: &Ctx, secret: bool) -> Result<()> {
 }
 
 fn contacts(ctx: &Ctx) -> Result<()> {
-    let v = ctx.call("contacts", json!({}))?;
-    ctx.print(&v, |v| {
-        let list = v.as_array().cloned().unwrap_or_default();
+    let list = ctx.call(api::ContactsRequest {})?;
+    ctx.print(&list, |list| {
         if list.is_empty() {
             println!("no contacts seen yet");
             return;
@@ -348,44 +345,42 @@ fn contacts(ctx: &Ctx) -> Result<()> {
         );
         for c in list {
             let mut flags = Vec::new();
-            if c["verified"].as_bool() == Some(true) {
+            if c.verified {
                 flags.push("verified");
             }
-            if c["key_changed"].as_bool() == Some(true) {
+            if c.key_changed {
                 flags.push("KEY-CHANGED");
             }
             println!(
                 "{:<20} {:<16} {:<22} {:<10} {}",
-                safe_text::line(c["name"].as_str().unwrap_or("")),
-                format::short_fpr(c["fingerprint"].as_str().unwrap_or("")),
-                format!("{}:{}", c["address"].as_str().unwrap_or(""), c["tcp_port"]),
-                format::ago(c["last_seen"].as_u64().unwrap_or(0), now),
+                safe_text::line(&c.name),
+                format::short_fpr(&c.fingerprint),
+                format!("{}:{}", c.address, c.tcp_port),
+                format::ago(c.last_seen, now),
                 flags.join(",")
             );
         }
-    });
-    Ok(())
+    })
 }
 
 fn requests(ctx: &Ctx) -> Result<()> {
-    let v = ctx.call("requests", json!({}))?;
+    let mut client = ctx.client()?;
+    let list = client.requests()?;
     let refused = if ctx.json {
-        Value::Null
+        Vec::new()
     } else {
-        ctx.call("requests", json!({"refused": true}))?
+        client.refused_requests()?
     };
-    ctx.print(&v, |v| {
-        let list = v.as_array().cloned().unwrap_or_default();
-        let refused = refused.as_array().cloned().unwrap_or_default();
+    ctx.print(&list, |list| {
         if !refused.is_empty() {
             println!("refused without asking you (most recent last):");
-            for r in refused {
+            for r in &refused {
                 println!(
                     "      {} {} from {}: {}",
-                    r["name"].as_str().unwrap_or(""),
-                    fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
-                    r["address"].as_str().unwrap_or(""),
-                    r["reason"].as_str().unwrap_or("")
+                    safe_text::line(&r.name),
+                    fingerprint_groups(&r.fingerprint),
+                    r.address,
+                    safe_text::line(&r.reason)
                 );
             }
         }
@@ -395,25 +390,23 @@ fn requests(ctx: &Ctx) -> Result<()> {
         for r in list {
             println!(
                 "{:>4}  {} {} from {}{}",
-                r["id"].as_u64().unwrap_or(0),
-                safe_text::line(r["name"].as_str().unwrap_or("")),
-                fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
-                r["address"].as_str().unwrap_or(""),
-                if r["key_changed"].as_bool() == Some(true) {
+                r.id,
+                safe_text::line(&r.name),
+                fingerprint_groups(&r.fingerprint),
+                r.address,
+                if r.key_changed {
                     "  (WARNING: this name was known with another key)"
                 } else {
                     ""
                 }
             );
         }
-    });
-    Ok(())
+    })
 }
 
 fn discussions(ctx: &Ctx) -> Result<()> {
-    let v = ctx.call("discussions", json!({}))?;
-    ctx.print(&v, |v| {
-        let list = v.as_array().cloned().unwrap_or_default();
+    let list = ctx.call(api::DiscussionsRequest {})?;
+    ctx.print(&list, |list| {
         if list.is_empty() {
             println!("no discussions");
             return;
@@ -425,63 +418,69 @@ fn discussions(ctx: &Ctx) -> Result<()> {
         for d in list {
             println!(
                 "{:<32} {:<20} {:<7} {:>6} {:>8}{}",
-                d["id"].as_str().unwrap_or(""),
-                safe_text::line(d["peer_name"].as_str().unwrap_or("")),
-                d["state"].as_str().unwrap_or(""),
-                d["unread"].as_u64().unwrap_or(0),
-                d["messages"].as_u64().unwrap_or(0),
-                if d["peer_not_told"] == true {
+                d.id,
+                safe_text::line(&d.peer_name),
+                state(d.state),
+                d.unread,
+                d.messages,
+                if d.peer_not_told {
                     "  (peer told when reachable)"
                 } else {
                     ""
                 }
             );
         }
-    });
-    Ok(())
+    })
 }
 
 fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     let mut client = ctx.client()?;
-    let v = client.call("history", json!({"discussion": discussion, "limit": limit}))?;
+    let messages = client.call(api::HistoryRequest {
+        discussion: discussion.to_string(),
+        limit: Some(limit),
+    })?;
     if ctx.json {
-        println!("{}", safe_text::json(&v));
+        println!("{}", safe_text::json(&serde_json::to_value(&messages)?));
         return Ok(());
     }
-    let messages = v.as_array().cloned().unwrap_or_default();
     // Name the peer: find its discussion among the list.
-    let id = messages.first().map(|m| m["discussion_id"].clone());
-    let peer = match id {
-        Some(id) => client
-            .call("discussions", json!({}))?
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["id"] == id).cloned())
-            .and_then(|d| d["peer_name"].as_str().map(str::to_string)),
+    let peer = match messages.first() {
+        Some(m) => client
+            .call(api::DiscussionsRequest {})?
+            .into_iter()
+            .find(|d| d.id == m.discussion_id)
+            .map(|d| d.peer_name),
         None => None,
     };
-    for m in messages {
-        println!("{}", format_message(&m, peer.as_deref()));
+    for m in &messages {
+        println!("{}", format_message(m, peer.as_deref()));
     }
     Ok(())
 }
 
 fn watch(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.client()?;
-    c.call("subscribe", json!({}))?;
+    c.call(api::SubscribeRequest {})?;
     // On stderr: stdout carries only events. Also tells a script that the subscription is live.
     eprintln!("watching {}'s core", ctx.settings.node.name);
     loop {
-        let Some(e) = c.next_event(None)? else {
+        let Some(n) = c.next_event(None)? else {
             continue;
         };
-        if e["method"] == "lagged" {
-            bail!("fell too far behind the core's events; restart watch and re-read history");
-        }
-        let p = &e["params"];
+        let e = match n {
+            Notification::Event(e) => e,
+            Notification::Lagged {} => {
+                bail!("fell too far behind the core's events; restart watch and re-read history")
+            }
+            Notification::Closing { .. } => bail!("the core closed the connection"),
+        };
         if ctx.json {
-            println!("{}", safe_text::json(p));
+            // An event of a newer core has nothing this client could print faithfully.
+            if e != Event::Unknown {
+                println!("{}", safe_text::json(&serde_json::to_value(&e)?));
+            }
         } else {
-            println!("{}", describe_event(p));
+            println!("{}", describe_event(&e));
         }
         use std::io::Write;
         std::io::stdout().flush()?;

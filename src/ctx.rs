@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use pgpchat_actors::api;
 use pgpchat_actors::settings::Settings;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::client::Client;
 use crate::safe_text;
@@ -20,7 +21,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A client of the running core, whose API version is checked.
     pub fn client(&self) -> Result<Client> {
+        let mut c = self.client_unchecked()?;
+        c.check_version(&self.hint("stop"))?;
+        Ok(c)
+    }
+
+    /// A client of the running core, whatever its API version (`stop` must stop any core).
+    pub fn client_unchecked(&self) -> Result<Client> {
         Client::connect(&self.settings.ipc_socket(), self.start_hint())
     }
 
@@ -56,18 +65,19 @@ impl Ctx {
     }
 
     /// Call a method of the running core.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value> {
-        self.client()?.call(method, params)
+    pub fn call<M: api::Method>(&self, request: M) -> Result<M::Result> {
+        Ok(self.client()?.call(request)?)
     }
 
-    /// Print `v`: as terminal-safe JSON with `--json`, else with `human` (which must pass every
-    /// peer-chosen string through `safe_text`).
-    pub fn print(&self, v: &Value, human: impl FnOnce(&Value)) {
+    /// Print `v`: as terminal-safe JSON with `--json` (keys in order, as the core wrote them),
+    /// else with `human` (which must pass every peer-chosen string through `safe_text`).
+    pub fn print<T: Serialize>(&self, v: &T, human: impl FnOnce(&T)) -> Result<()> {
         if self.json {
-            println!("{}", safe_text::json(v));
+            println!("{}", safe_text::json(&serde_json::to_value(v)?));
         } else {
             human(v);
         }
+        Ok(())
     }
 }
 

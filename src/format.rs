@@ -1,8 +1,8 @@
 //! Human-readable output: times, fingerprints, a message, an event. Every string that may come from
 //! a peer goes through `safe_text`.
 
+use pgpchat_actors::api::{self, Event, Message};
 use pgpchat_actors::offline::fingerprint_groups;
-use serde_json::Value;
 
 use crate::safe_text;
 
@@ -54,95 +54,133 @@ pub fn short_fpr(f: &str) -> &str {
 
 /// One message: `2026-11-24 18:00:00      bob: hello  [delivered]`. The body's own lines continue
 /// indented under its first; control characters in the body or the name show escaped.
-pub fn format_message(m: &Value, peer: Option<&str>) -> String {
-    let out = m["direction"].as_str() == Some("out");
+pub fn format_message(m: &Message, peer: Option<&str>) -> String {
+    let out = m.direction == api::Direction::Out;
     let who = if out {
         "me".to_string()
     } else {
         safe_text::line(peer.unwrap_or("them"))
     };
     let state = if out {
-        format!("  [{}]", m["state"].as_str().unwrap_or(""))
+        format!("  [{}]", delivery(m.state))
     } else {
         String::new()
     };
-    let head = format!("{} {:>8}: ", time(m["time"].as_u64().unwrap_or(0)), who);
-    let body = safe_text::block(m["body"].as_str().unwrap_or(""), head.chars().count());
+    let head = format!("{} {:>8}: ", time(m.time), who);
+    let body = safe_text::block(&m.body, head.chars().count());
     format!("{head}{body}{state}")
 }
 
 /// A one-line human description of an event.
-pub fn describe_event(p: &Value) -> String {
+pub fn describe_event(e: &Event) -> String {
     // Every string of an event may come from a peer.
-    let s = |k: &str| safe_text::line(p[k].as_str().unwrap_or(""));
-    let sub = |o: &str, k: &str| safe_text::line(p[o][k].as_str().unwrap_or(""));
-    match p["event"].as_str().unwrap_or("") {
-        "contact_seen" => format!(
+    let s = |t: &str| safe_text::line(t);
+    match e {
+        Event::ContactSeen { contact } => format!(
             "contact {} {} at {}",
-            sub("contact", "name"),
-            short_fpr(&sub("contact", "fingerprint")),
-            sub("contact", "address")
+            s(&contact.name),
+            short_fpr(&s(&contact.fingerprint)),
+            s(&contact.address)
         ),
-        "key_changed" => format!(
+        Event::KeyChanged {
+            name,
+            old_fingerprint,
+            new_fingerprint,
+        } => format!(
             "WARNING: '{}' is now announced by another key {} (was {})",
-            s("name"),
-            s("new_fingerprint"),
-            s("old_fingerprint")
+            s(name),
+            s(new_fingerprint),
+            s(old_fingerprint)
         ),
-        "request" => format!(
+        Event::Request { request } => format!(
             "request {} from {} {}",
-            p["request"]["id"],
-            sub("request", "name"),
-            fingerprint_groups(&sub("request", "fingerprint"))
+            request.id,
+            s(&request.name),
+            fingerprint_groups(&s(&request.fingerprint))
         ),
-        "request_closed" => format!("request {} {}", p["request_id"], s("reason")),
-        "request_refused" => format!(
+        Event::RequestClosed { request_id, reason } => {
+            format!("request {} {}", request_id, s(reason))
+        }
+        Event::RequestRefused {
+            name,
+            fingerprint,
+            address,
+            reason,
+        } => format!(
             "request from {} {} at {} refused without asking you: {}",
-            s("name"),
-            fingerprint_groups(&s("fingerprint")),
-            s("address"),
-            s("reason")
+            s(name),
+            fingerprint_groups(&s(fingerprint)),
+            s(address),
+            s(reason)
         ),
-        "discussion_opened" => format!(
-            "discussion {} with {} open",
-            s("discussion_id"),
-            s("peer_name")
-        ),
-        "handshake_failed" => format!(
+        Event::DiscussionOpened {
+            discussion_id,
+            peer_name,
+            ..
+        } => format!("discussion {} with {} open", s(discussion_id), s(peer_name)),
+        Event::HandshakeFailed {
+            peer_fingerprint,
+            reason,
+        } => format!(
             "handshake with {} failed: {}",
-            short_fpr(&s("peer_fingerprint")),
-            s("reason")
+            short_fpr(&s(peer_fingerprint)),
+            s(reason)
         ),
-        "message" => format!(
+        Event::Message { message } => format!(
             "[{}] {}",
-            sub("message", "discussion_id"),
-            format_message(&p["message"], None)
+            s(&message.discussion_id),
+            format_message(message, None)
         ),
-        "delivery" => format!(
+        Event::Delivery {
+            discussion_id,
+            seq,
+            state,
+        } => format!(
             "[{}] message {} {}",
-            s("discussion_id"),
-            p["seq"],
-            s("state")
+            s(discussion_id),
+            seq,
+            delivery(*state)
         ),
-        "connection" => format!(
+        Event::Connection {
+            discussion_id,
+            connected,
+        } => format!(
             "[{}] {}",
-            s("discussion_id"),
-            if p["connected"].as_bool() == Some(true) {
+            s(discussion_id),
+            if *connected {
                 "connected"
             } else {
                 "disconnected"
             }
         ),
-        "discussion_closed" => format!(
+        Event::DiscussionClosed {
+            discussion_id,
+            by_peer,
+        } => format!(
             "discussion {} closed{}",
-            s("discussion_id"),
-            if p["by_peer"].as_bool() == Some(true) {
-                " by the peer"
-            } else {
-                ""
-            }
+            s(discussion_id),
+            if *by_peer { " by the peer" } else { "" }
         ),
-        other => format!("{}: {}", safe_text::line(other), safe_text::json(p)),
+        Event::Unknown => "an event this pgpchat does not know (a newer core)".to_string(),
+    }
+}
+
+/// A delivery state as the core names it.
+pub fn delivery(s: api::DeliveryState) -> &'static str {
+    match s {
+        api::DeliveryState::Stored => "stored",
+        api::DeliveryState::Sent => "sent",
+        api::DeliveryState::Delivered => "delivered",
+        api::DeliveryState::Received => "received",
+    }
+}
+
+/// A discussion state as the core names it.
+pub fn state(s: api::DiscussionState) -> &'static str {
+    match s {
+        api::DiscussionState::Open => "open",
+        api::DiscussionState::Closing => "closing",
+        api::DiscussionState::Closed => "closed",
     }
 }
 

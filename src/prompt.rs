@@ -13,13 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use console::{Key, Term};
 use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
+use pgpchat_actors::api::{self, Contact, Event, Notification};
 use pgpchat_actors::offline::{self, fingerprint_groups};
-use serde_json::{json, Value};
 
 use crate::client::Client;
 use crate::core_process::ensure_core;
 use crate::ctx::Ctx;
-use crate::format::{self, format_message, now_secs};
+use crate::format::{self, delivery, format_message, now_secs, state};
 use crate::safe_text;
 
 /// Messages of history shown when a chat view opens.
@@ -48,19 +48,20 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             .interact()
             .context("reading the passphrase")
     })?;
-    let me = client.call("whoami", json!({}))?;
+    client.check_version(&ctx.hint("stop"))?;
+    let me = client.call(api::WhoamiRequest {})?;
     println!(
         "You are {} ({})",
-        safe_text::line(me["name"].as_str().unwrap_or("")),
-        fingerprint_groups(me["fingerprint"].as_str().unwrap_or(""))
+        safe_text::line(&me.name),
+        fingerprint_groups(&me.fingerprint)
     );
     loop {
-        let requests = client.call("requests", json!({}))?;
-        let discussions = client.call("discussions", json!({}))?;
-        let n_req = requests.as_array().map_or(0, Vec::len);
-        let unread: u64 = discussions.as_array().map_or(0, |d| {
-            d.iter().map(|d| d["unread"].as_u64().unwrap_or(0)).sum()
-        });
+        let n_req = client.requests()?.len();
+        let unread: u64 = client
+            .call(api::DiscussionsRequest {})?
+            .iter()
+            .map(|d| d.unread)
+            .sum();
         let items = [
             "Contacts".to_string(),
             "Open a discussion".to_string(),
@@ -115,32 +116,31 @@ fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
     Ok((!pass.is_empty()).then_some(pass))
 }
 
-fn contact_line(c: &Value, now: u64) -> String {
+fn contact_line(c: &Contact, now: u64) -> String {
     let mut marks = String::new();
-    if c["verified"].as_bool() == Some(true) {
+    if c.verified {
         marks.push_str(" [verified]");
     }
-    if c["key_changed"].as_bool() == Some(true) {
+    if c.key_changed {
         marks.push_str(" [KEY CHANGED]");
     }
     format!(
         "{:<16} {}  seen {}{}",
-        safe_text::line(c["name"].as_str().unwrap_or("")),
-        format::short_fpr(c["fingerprint"].as_str().unwrap_or("")),
-        format::ago(c["last_seen"].as_u64().unwrap_or(0), now),
+        safe_text::line(&c.name),
+        format::short_fpr(&c.fingerprint),
+        format::ago(c.last_seen, now),
         marks
     )
 }
 
 fn show_contacts(client: &mut Client) -> Result<()> {
-    let contacts = client.call("contacts", json!({}))?;
-    let list = contacts.as_array().cloned().unwrap_or_default();
+    let list = client.call(api::ContactsRequest {})?;
     if list.is_empty() {
         println!("No contacts seen yet. Others appear here when their core runs on this network.");
     }
     let now = now_secs();
-    for c in list {
-        println!("  {}", contact_line(&c, now));
+    for c in &list {
+        println!("  {}", contact_line(c, now));
     }
     Ok(())
 }
@@ -149,9 +149,8 @@ fn choose_contact(
     client: &mut Client,
     theme: &ColorfulTheme,
     prompt: &str,
-) -> Result<Option<Value>> {
-    let contacts = client.call("contacts", json!({}))?;
-    let list = contacts.as_array().cloned().unwrap_or_default();
+) -> Result<Option<Contact>> {
+    let list = client.call(api::ContactsRequest {})?;
     if list.is_empty() {
         println!("No contacts seen yet.");
         return Ok(None);
@@ -170,8 +169,8 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
     let Some(c) = choose_contact(client, theme, "Talk to")? else {
         return Ok(());
     };
-    let name = safe_text::line(c["name"].as_str().unwrap_or(""));
-    let fpr = c["fingerprint"].as_str().unwrap_or("").to_string();
+    let name = safe_text::line(&c.name);
+    let fpr = c.fingerprint.clone();
     let secret = Password::with_theme(theme)
         .with_prompt(format!("Secret shared with {name}"))
         .interact()?;
@@ -184,15 +183,16 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
             format!("{wait} s")
         }
     );
-    let v = client.call("open", json!({"contact": fpr, "password": secret}))?;
-    let id = v["discussion_id"].as_str().unwrap_or("").to_string();
-    chat_view(ctx, client, &id, &name)
+    let v = client.call(api::OpenRequest {
+        contact: fpr,
+        password: secret,
+    })?;
+    chat_view(ctx, client, &v.discussion_id, &name)
 }
 
 fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     // Fetched now, not when the menu was drawn: a request may have arrived since.
-    let requests = client.call("requests", json!({}))?;
-    let list = requests.as_array().cloned().unwrap_or_default();
+    let list = client.requests()?;
     if list.is_empty() {
         println!("No requests waiting.");
         return Ok(());
@@ -202,10 +202,10 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
         .map(|r| {
             format!(
                 "#{} {} {}{}",
-                r["id"],
-                safe_text::line(r["name"].as_str().unwrap_or("")),
-                fingerprint_groups(r["fingerprint"].as_str().unwrap_or("")),
-                if r["key_changed"].as_bool() == Some(true) {
+                r.id,
+                safe_text::line(&r.name),
+                fingerprint_groups(&r.fingerprint),
+                if r.key_changed {
                     "  WARNING: name known with another key"
                 } else {
                     ""
@@ -222,8 +222,8 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
         return Ok(());
     };
     let r = &list[i];
-    let name = safe_text::line(r["name"].as_str().unwrap_or(""));
-    let id = r["id"].as_u64().unwrap_or(0);
+    let name = safe_text::line(&r.name);
+    let id = r.id;
     let action = Select::with_theme(theme)
         .with_prompt(format!("{name} asks for a discussion"))
         .items(["Accept (type the shared secret)", "Refuse"])
@@ -234,12 +234,14 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
             let secret = Password::with_theme(theme)
                 .with_prompt(format!("Secret shared with {name}"))
                 .interact()?;
-            let v = client.call("accept", json!({"request": id, "password": secret}))?;
-            let did = v["discussion_id"].as_str().unwrap_or("").to_string();
-            chat_view(ctx, client, &did, &name)
+            let v = client.call(api::AcceptRequest {
+                request: id,
+                password: secret,
+            })?;
+            chat_view(ctx, client, &v.discussion_id, &name)
         }
         Some(_) => {
-            client.call("refuse", json!({ "request": id }))?;
+            client.call(api::RefuseRequest { request: id })?;
             println!("Refused.");
             Ok(())
         }
@@ -248,8 +250,7 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
 }
 
 fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
-    let discussions = client.call("discussions", json!({}))?;
-    let list = discussions.as_array().cloned().unwrap_or_default();
+    let list = client.call(api::DiscussionsRequest {})?;
     if list.is_empty() {
         println!("No discussions yet.");
         return Ok(());
@@ -259,11 +260,11 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         .map(|d| {
             format!(
                 "{:<16} {:<6} {} unread  ({}){}",
-                safe_text::line(d["peer_name"].as_str().unwrap_or("")),
-                d["state"].as_str().unwrap_or(""),
-                d["unread"],
-                &d["id"].as_str().unwrap_or("")[..8.min(d["id"].as_str().unwrap_or("").len())],
-                if d["peer_not_told"] == true {
+                safe_text::line(&d.peer_name),
+                state(d.state),
+                d.unread,
+                d.id.get(..8).unwrap_or(&d.id),
+                if d.peer_not_told {
                     "  peer told when reachable"
                 } else {
                     ""
@@ -280,38 +281,27 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         return Ok(());
     };
     let d = &list[i];
-    chat_view(
-        ctx,
-        client,
-        d["id"].as_str().unwrap_or(""),
-        &safe_text::line(d["peer_name"].as_str().unwrap_or("")),
-    )
+    chat_view(ctx, client, &d.id, &safe_text::line(&d.peer_name))
 }
 
 fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     let Some(c) = choose_contact(client, theme, "Verify")? else {
         return Ok(());
     };
-    let me = client.call("whoami", json!({}))?;
-    let name = &safe_text::line(c["name"].as_str().unwrap_or(""));
+    let me = client.call(api::WhoamiRequest {})?;
+    let name = &safe_text::line(&c.name);
     println!("Compare aloud, out of band:");
-    println!(
-        "  you:   {}",
-        fingerprint_groups(me["fingerprint"].as_str().unwrap_or(""))
-    );
-    println!(
-        "  {name:<6} {}",
-        fingerprint_groups(c["fingerprint"].as_str().unwrap_or(""))
-    );
+    println!("  you:   {}", fingerprint_groups(&me.fingerprint));
+    println!("  {name:<6} {}", fingerprint_groups(&c.fingerprint));
     if Confirm::with_theme(theme)
         .with_prompt(format!("Does {name} read you the same fingerprint?"))
         .default(false)
         .interact()?
     {
-        client.call(
-            "verify",
-            json!({"contact": c["fingerprint"], "verified": true}),
-        )?;
+        client.call(api::VerifyRequest {
+            contact: c.fingerprint.clone(),
+            verified: Some(true),
+        })?;
         println!("{name} is verified.");
     }
     Ok(())
@@ -345,20 +335,15 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
     // Every unread message is shown (leaving the view marks them read), and at least the last
     // `HISTORY_SHOWN`; one more is asked for to know whether older ones stay out of view.
     let unread = client
-        .call("discussions", json!({}))?
-        .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["id"] == discussion))
-        .and_then(|d| d["unread"].as_u64())
-        .unwrap_or(0);
+        .call(api::DiscussionsRequest {})?
+        .iter()
+        .find(|d| d.id == discussion)
+        .map_or(0, |d| d.unread);
     let shown = unread.clamp(HISTORY_SHOWN, MAX_UNREAD_SHOWN);
-    let mut history = client
-        .call(
-            "history",
-            json!({"discussion": discussion, "limit": shown + 1}),
-        )?
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let mut history = client.call(api::HistoryRequest {
+        discussion: discussion.to_string(),
+        limit: Some(shown + 1),
+    })?;
     if history.len() as u64 > shown {
         history.remove(0);
         println!(
@@ -366,8 +351,8 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
             ctx.hint(&format!("history {discussion}"))
         );
     }
-    for m in history {
-        println!("{}", format_message(&m, Some(peer)));
+    for m in &history {
+        println!("{}", format_message(m, Some(peer)));
     }
     let screen = Arc::new(Mutex::new(Screen {
         term: term.clone(),
@@ -376,7 +361,7 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let mut events = ctx.client()?;
-    events.call("subscribe", json!({}))?;
+    events.call(api::SubscribeRequest {})?;
     let printer = {
         let (screen, stop, id, peer) = (
             screen.clone(),
@@ -386,10 +371,12 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(e)) = events.next_event(Some(Duration::from_millis(200))) else {
+                let Ok(Some(Notification::Event(e))) =
+                    events.next_event(Some(Duration::from_millis(200)))
+                else {
                     continue;
                 };
-                if let Some(line) = event_line(&e["params"], &id, &peer) {
+                if let Some(line) = event_line(&e, &id, &peer) {
                     if let Ok(mut s) = screen.lock() {
                         s.above(&line);
                     }
@@ -404,7 +391,9 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
     stop.store(true, Ordering::Relaxed);
     let _ = printer.join();
     // Everything arrived while the view was open has been seen.
-    let _ = client.call("mark_read", json!({ "discussion": discussion }));
+    let _ = client.call(api::MarkReadRequest {
+        discussion: discussion.to_string(),
+    });
     println!();
     result
 }
@@ -443,9 +432,11 @@ fn edit_loop(
                     ),
                     "/close" | "/close --force" => {
                         let force = text.ends_with("--force");
-                        let v = client
-                            .call("close", json!({ "discussion": discussion, "force": force }))?;
-                        s.above(&if v["state"] == "closed" {
+                        let v = client.call(api::CloseRequest {
+                            discussion: discussion.to_string(),
+                            force: Some(force),
+                        })?;
+                        s.above(&if v.state == api::DiscussionState::Closed {
                             format!("discussion with {peer} closed")
                         } else {
                             format!(
@@ -457,8 +448,10 @@ fn edit_loop(
                     _ => {
                         // Release the screen while the core stores the message.
                         drop(s);
-                        let r =
-                            client.call("send", json!({"discussion": discussion, "text": text}));
+                        let r = client.call(api::SendRequest {
+                            discussion: discussion.to_string(),
+                            text: text.to_string(),
+                        });
                         let mut s = screen
                             .lock()
                             .map_err(|_| anyhow::anyhow!("screen lock poisoned"))?;
@@ -481,36 +474,41 @@ fn edit_loop(
 }
 
 /// How an event shows in the chat view of `discussion` (None: not shown there).
-fn event_line(p: &Value, discussion: &str, peer: &str) -> Option<String> {
-    let mine = |k: &Value| k.as_str() == Some(discussion);
-    match p["event"].as_str()? {
-        "message" if mine(&p["message"]["discussion_id"]) && p["message"]["direction"] == "in" => {
-            Some(format_message(&p["message"], Some(peer)))
+fn event_line(e: &Event, discussion: &str, peer: &str) -> Option<String> {
+    match e {
+        Event::Message { message }
+            if message.discussion_id == discussion && message.direction == api::Direction::In =>
+        {
+            Some(format_message(message, Some(peer)))
         }
-        "delivery" if mine(&p["discussion_id"]) => Some(format!(
-            "          (message {} {})",
-            p["seq"],
-            p["state"].as_str().unwrap_or("")
-        )),
-        "connection" if mine(&p["discussion_id"]) => Some(format!(
+        Event::Delivery {
+            discussion_id,
+            seq,
+            state,
+        } if discussion_id == discussion => {
+            Some(format!("          (message {} {})", seq, delivery(*state)))
+        }
+        Event::Connection {
+            discussion_id,
+            connected,
+        } if discussion_id == discussion => Some(format!(
             "          ({peer} {})",
-            if p["connected"].as_bool() == Some(true) {
+            if *connected {
                 "connected"
             } else {
                 "disconnected; messages wait in the outbox"
             }
         )),
-        "discussion_closed" if mine(&p["discussion_id"]) => Some(format!(
+        Event::DiscussionClosed {
+            discussion_id,
+            by_peer,
+        } if discussion_id == discussion => Some(format!(
             "          (discussion closed{})",
-            if p["by_peer"].as_bool() == Some(true) {
-                " by the peer"
-            } else {
-                ""
-            }
+            if *by_peer { " by the peer" } else { "" }
         )),
-        "request" => Some(format!(
+        Event::Request { request } => Some(format!(
             "          (request from {}: see Requests in the menu)",
-            safe_text::line(p["request"]["name"].as_str().unwrap_or(""))
+            safe_text::line(&request.name)
         )),
         _ => None,
     }

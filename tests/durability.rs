@@ -1,54 +1,25 @@
 //! Never lose a message: the real binary's cores killed with SIGKILL at random moments.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pgpchat_actors::api;
+use pgpchat_actors::client::{Client, ClientError};
 use pgpchat_actors::store::Store;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::binary::{alice_and_bob_running, wait_for, Person};
 
-/// A blocking JSON-RPC client on a core's socket.
-struct Rpc {
-    r: BufReader<UnixStream>,
-    w: UnixStream,
-    id: u64,
-}
+/// The library's typed client, as every front-end uses it.
+type Rpc = Client;
 
-impl Rpc {
-    fn connect(path: &Path) -> std::io::Result<Self> {
-        let w = UnixStream::connect(path)?;
-        w.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Self {
-            r: BufReader::new(w.try_clone()?),
-            w,
-            id: 0,
-        })
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
-        self.id += 1;
-        let line = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params});
-        writeln!(self.w, "{line}").map_err(|e| e.to_string())?;
-        loop {
-            let mut l = String::new();
-            match self.r.read_line(&mut l) {
-                Ok(0) => return Err("closed".into()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-            let v: Value = serde_json::from_str(&l).map_err(|e| e.to_string())?;
-            if v["id"] == json!(self.id) {
-                return match v.get("error") {
-                    Some(e) => Err(e["message"].to_string()),
-                    None => Ok(v["result"].clone()),
-                };
-            }
-        }
-    }
+/// Send message `m{i}` to discussion `id`.
+fn send(rpc: &mut Rpc, id: &str, i: u64) -> Result<api::Message, ClientError> {
+    rpc.call(api::SendRequest {
+        discussion: id.to_string(),
+        text: format!("m{i:03}"),
+    })
 }
 
 /// xorshift: reproducible "random moments"; the seed is printed so a failure can be replayed.
@@ -111,13 +82,8 @@ fn five_hundred_messages_survive_three_receiver_kills() {
     let mut rpc = Rpc::connect(&a.socket()).unwrap();
     let mut down_until = None;
     for i in 0..500u64 {
-        let m = rpc
-            .call(
-                "send",
-                json!({"discussion": id, "text": format!("m{i:03}")}),
-            )
-            .expect("send");
-        assert_eq!(m["seq"], i + 1);
+        let m = send(&mut rpc, &id, i).expect("send");
+        assert_eq!(m.seq, i + 1);
         if kills.first() == Some(&i) {
             kills.remove(0);
             b.kill();
@@ -166,10 +132,7 @@ fn every_message_reported_stored_is_delivered_when_the_sender_is_killed() {
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 };
-                match r.call(
-                    "send",
-                    json!({"discussion": id, "text": format!("m{i:03}")}),
-                ) {
+                match send(r, &id, i) {
                     Ok(_) => reported.lock().unwrap().push(i),
                     Err(_) => rpc = None, // killed mid-request: this one is not reported
                 }

@@ -400,3 +400,194 @@ async fn idle_clients_never_lock_out_commands_and_subscribers_are_never_cut() {
     assert_eq!(answers[0]["error"]["code"], -32700, "{answers:?}");
     assert_eq!(answers[1]["result"]["name"], "alice", "{answers:?}");
 }
+
+/// The `socat` examples of `docs/ipc.md`, run as written against a real core (the binary): each
+/// answers without error, an example followed by a `# {...}` line answers with the same shape
+/// (the same result keys, or the same error code and kind), and the subscribed connection sees the
+/// message sent by the next example. Only `sleep 3600` is shortened.
+#[test]
+fn the_documented_socat_examples_work_against_a_real_core() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ipc.md"))
+        .expect("docs/ipc.md");
+    let lines: Vec<&str> = doc.lines().collect();
+    let examples: Vec<(String, Option<Value>)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("| socat - UNIX-CONNECT:$S"))
+        .map(|(i, l)| {
+            let shown = lines
+                .get(i + 1)
+                .and_then(|n| n.strip_prefix("# "))
+                .map(|n| serde_json::from_str(n).expect("documented answer is JSON"));
+            (l.replace("sleep 3600", "sleep 3"), shown)
+        })
+        .collect();
+    assert!(examples.len() >= 6, "{examples:?}");
+    let (a, b) = crate::binary::alice_and_bob_running();
+    a.open_with(&b, "pw");
+    let run = |cmd: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("S", a.socket())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh (is socat installed?)")
+    };
+    let answers = |o: std::process::Output| -> Vec<Value> {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let mut subscribed = None;
+    for (cmd, shown) in &examples {
+        if cmd.contains("subscribe") {
+            subscribed = Some(run(cmd));
+            // Let the subscription start before the next example sends.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        let got = answers(run(cmd).wait_with_output().expect("socat"));
+        assert_eq!(got.len(), 1, "{cmd}: {got:?}");
+        let got = &got[0];
+        match shown {
+            Some(shown) if shown.get("error").is_some() => {
+                assert_eq!(got["error"]["code"], shown["error"]["code"], "{cmd}: {got}");
+                assert_eq!(got["error"]["data"], shown["error"]["data"], "{cmd}: {got}");
+            }
+            Some(shown) => {
+                let keys = |v: &Value| -> Vec<String> {
+                    v.as_object()
+                        .map_or(vec![], |o| o.keys().cloned().collect())
+                };
+                assert_eq!(keys(&got["result"]), keys(&shown["result"]), "{cmd}: {got}");
+            }
+            None => assert!(got.get("result").is_some(), "{cmd}: {got}"),
+        }
+        if cmd.contains("\"whoami\"") {
+            assert_eq!(got["result"]["fingerprint"], a.fingerprint().as_str());
+        }
+        if cmd.contains("\"send\"") {
+            assert_eq!(got["result"]["body"], "hi", "{got}");
+        }
+        if cmd.contains("\"history\"") && cmd.contains("\"bob\"") {
+            assert_eq!(got["result"][0]["body"], "hi", "{got}");
+        }
+    }
+    let events = answers(
+        subscribed
+            .expect("a subscribe example")
+            .wait_with_output()
+            .expect("socat"),
+    );
+    assert_eq!(events[0]["result"]["subscribed"], true, "{events:?}");
+    assert!(
+        events.iter().any(|e| e["method"] == "event"
+            && e["params"]["event"] == "message"
+            && e["params"]["message"]["body"] == "hi"),
+        "{events:?}"
+    );
+}
+
+/// `version` and `rpc.discover` answer, through the library's typed async client; the document is
+/// the one in `docs/openrpc.json`; an error carries its kind.
+#[actix_rt::test]
+async fn version_discover_and_error_kinds_through_the_async_client() {
+    use pgpchat_actors::api::{self, ErrorKind};
+    use pgpchat_actors::client::AsyncClient;
+    let n = spawn_nodes(&["alice"]).await;
+    let path = start_ipc(&n[0]);
+    let (client, _events) = AsyncClient::connect(&path).await.expect("connect");
+    let v = client.check_version().await.expect("version");
+    assert_eq!(v, api::VersionInfo::current());
+    let status = client.call(api::StatusRequest {}).await.expect("status");
+    assert_eq!(status.version, v);
+    let doc = client
+        .call(api::DiscoverRequest {})
+        .await
+        .expect("discover");
+    assert_eq!(doc, api::openrpc::document());
+    let names: Vec<&str> = doc["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    for m in [
+        "whoami",
+        "send",
+        "history",
+        "close",
+        "version",
+        "rpc.discover",
+    ] {
+        assert!(names.contains(&m), "{names:?}");
+    }
+    // Several requests in flight at once on one connection, answered by id.
+    let (a, b) = tokio::join!(
+        client.call(api::WhoamiRequest {}),
+        client.call(api::HistoryRequest {
+            discussion: "nobody".into(),
+            limit: None,
+        })
+    );
+    assert_eq!(a.expect("whoami").fingerprint, n[0].keys.fingerprint());
+    let e = b.unwrap_err();
+    assert_eq!(e.kind(), Some(ErrorKind::NotFound), "{e}");
+}
+
+/// A core of another API major version (here a fake one on the profile's socket) is refused by
+/// every command with one line saying how to restart it; `stop` still reaches it; `--version`
+/// names the API version.
+#[test]
+fn the_cli_refuses_an_incompatible_core_with_one_line_saying_how_to_restart_it() {
+    use std::os::unix::net::UnixListener;
+    let p = crate::binary::Person::new("alice", free_udp_port());
+    let socket = p.socket();
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let listener = UnixListener::bind(&socket).unwrap();
+    let fake = std::thread::spawn(move || {
+        let mut methods = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let req: Value = serde_json::from_str(&line).unwrap();
+            let result = match req["method"].as_str() {
+                Some("version") => json!({"api": "2.0", "core": "9.0.0"}),
+                _ => json!({"stopping": true}),
+            };
+            methods.push(req["method"].as_str().unwrap_or("").to_string());
+            writeln!(
+                w,
+                "{}",
+                json!({"jsonrpc":"2.0","id":req["id"],"result":result})
+            )
+            .unwrap();
+        }
+        methods
+    });
+    let o = p.run(&["contacts"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("API 2.0") && err.contains("stop"), "{err}");
+    assert!(err.contains("then start it again"), "{err}");
+    let o = p.run(&["stop"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("core stopped"),
+        "{o:?}"
+    );
+    assert_eq!(fake.join().unwrap(), ["version", "shutdown"]);
+    let v = p.ok(&["--version"]);
+    assert!(
+        v.contains(&format!("core API {}", pgpchat_actors::api::API_VERSION)),
+        "{v}"
+    );
+}

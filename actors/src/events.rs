@@ -7,7 +7,7 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::store::{ContactRecord, MessageRecord};
+use crate::store::{ContactRecord, DeliveryState, MessageRecord};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -49,7 +49,7 @@ pub enum Event {
     Delivery {
         discussion_id: String,
         seq: u64,
-        state: String,
+        state: DeliveryState,
     },
     /// The discussion connection is up or down.
     Connection {

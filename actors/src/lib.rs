@@ -23,7 +23,10 @@
 //! - [`discussions::DiscussionDirectory`] and one [`session::DiscussionSession`] per discussion;
 //!   the directory also keeps closed discussions' signed `Close`s to tell peers
 //!   ([`discussions::Tombstone`]);
-//! - [`ipc::IpcServer`]: the front-ends' JSON-RPC socket.
+//! - [`ipc::IpcServer`]: the front-ends' JSON-RPC socket, speaking the typed [`api`].
+//!
+//! [`api`] is the core's API (requests, results, events, error kinds, version, OpenRPC), shared
+//! with every front-end; [`client`] is its one client (blocking and async).
 //!
 //! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
 //! many nodes for measurements.
@@ -34,7 +37,9 @@
 //! and the IPC client and types.
 
 pub mod admission;
+pub mod api;
 pub mod at_rest;
+pub mod client;
 pub mod codec;
 pub mod contacts;
 pub mod crypto;

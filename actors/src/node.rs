@@ -19,6 +19,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::api::ErrorKind;
 use crate::at_rest::{self, Sealed};
 use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, SetVerified};
 use crate::crypto::{CryptoError, SecretCert};
@@ -35,6 +36,7 @@ use crate::store::{
     ContactRecord, DiscussionState, DiscussionSummary, MessageRecord, StoreError, StoreHandle,
     StoreWorker,
 };
+use crate::wire::FailReason;
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -53,30 +55,40 @@ pub enum NodeError {
     StorageKey(String),
 }
 
-/// Errors of the node API, as front-ends see them. `code` gives the JSON-RPC error code.
+/// Errors of the node API, as front-ends see them. [`ApiError::kind`] is the machine-readable kind
+/// (the IPC turns it into a JSON-RPC code and `error.data`).
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}")]
-    Failed(String),
+    /// The operation failed: refused, wrong secret, unreachable, closed...
+    #[error("{1}")]
+    Failed(ErrorKind, String),
     #[error("internal error: {0}")]
     Internal(String),
-    #[error("unknown method '{0}'")]
-    NotFoundMethod(String),
 }
 
 impl ApiError {
-    pub fn code(&self) -> i64 {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::NotFound(_) => 1,
-            Self::Invalid(_) => -32602,
-            Self::Failed(_) => 2,
-            Self::Internal(_) => -32603,
-            Self::NotFoundMethod(_) => -32601,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Invalid(_) => ErrorKind::InvalidParams,
+            Self::Failed(k, _) => *k,
+            Self::Internal(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// The kind of a handshake's failure reason.
+fn fail_kind(r: FailReason) -> ErrorKind {
+    match r {
+        FailReason::WrongSecretOrIntercepted => ErrorKind::WrongSecretOrIntercepted,
+        FailReason::TooManyAttempts => ErrorKind::TooManyAttempts,
+        FailReason::Replay | FailReason::Protocol => ErrorKind::Protocol,
+        FailReason::Timeout => ErrorKind::Timeout,
+        FailReason::Busy => ErrorKind::Busy,
     }
 }
 
@@ -96,7 +108,7 @@ impl From<DirectoryError> for ApiError {
                 Self::NotFound(e.to_string())
             }
             DirectoryError::Ambiguous(..) => Self::Invalid(e.to_string()),
-            DirectoryError::Closed(_) => Self::Failed(e.to_string()),
+            DirectoryError::Closed(_) => Self::Failed(ErrorKind::Closed, e.to_string()),
             _ => Self::Internal(e.to_string()),
         }
     }
@@ -106,7 +118,19 @@ impl From<ListenerError> for ApiError {
     fn from(e: ListenerError) -> Self {
         match e {
             ListenerError::NoRequest(_) => Self::NotFound(e.to_string()),
-            _ => Self::Failed(e.to_string()),
+            ListenerError::Failed(r) => Self::Failed(fail_kind(r), e.to_string()),
+            ListenerError::Handshake(ref h) => Self::Failed(fail_kind(h.reason()), e.to_string()),
+            ListenerError::Refused { .. } => Self::Failed(ErrorKind::Refused, e.to_string()),
+            ListenerError::Unreachable(..) => Self::Failed(ErrorKind::Unreachable, e.to_string()),
+            ListenerError::NotConfirmed { .. } => {
+                Self::Failed(ErrorKind::NotConfirmed, e.to_string())
+            }
+            ListenerError::Net(crate::net::NetError::Timeout) => {
+                Self::Failed(ErrorKind::Timeout, e.to_string())
+            }
+            ListenerError::Net(_) | ListenerError::Internal(_) => {
+                Self::Failed(ErrorKind::Failed, e.to_string())
+            }
         }
     }
 }
@@ -116,7 +140,7 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::TooLarge(..) => Self::Invalid(e.to_string()),
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
-                Self::Failed(e.to_string())
+                Self::Failed(ErrorKind::Closed, e.to_string())
             }
             _ => Self::Internal(e.to_string()),
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio_util::codec::{
@@ -13,17 +13,23 @@ use tokio_util::codec::{
 };
 
 use super::clients::ClientSlot;
-use super::{dispatch, error_response, ok_response, parse_request, MAX_IN_FLIGHT_PER_CLIENT};
+use super::jsonrpc::{error_line, error_of, result_line};
+use super::{dispatch, parse_request, MAX_IN_FLIGHT_PER_CLIENT};
+use crate::api::{self, ErrorKind, Notification, Request};
 use crate::node::NodeHandle;
 
 /// The notice sent before an idle connection is closed: the client knows its next request was not
 /// read, so it may reconnect and send it again without running it twice.
 fn closing_notice() -> String {
-    json!({"jsonrpc": "2.0", "method": "closing", "params": {"reason": "idle"}}).to_string()
+    Notification::Closing {
+        reason: "idle".into(),
+    }
+    .to_value()
+    .to_string()
 }
 
 fn lagged_notice() -> String {
-    json!({"jsonrpc": "2.0", "method": "lagged", "params": {}}).to_string()
+    Notification::Lagged {}.to_value().to_string()
 }
 
 pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc<ClientSlot>) {
@@ -88,9 +94,9 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
             Ok(l) => l,
             Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
                 let _ = tx
-                    .send(error_response(
+                    .send(error_of(
                         Value::Null,
-                        -32600,
+                        ErrorKind::InvalidRequest,
                         &format!(
                             "request line longer than {} bytes",
                             limits.ipc_max_line_bytes
@@ -104,9 +110,9 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
         let Ok(line) = std::str::from_utf8(line) else {
             if tx
-                .send(error_response(
+                .send(error_of(
                     Value::Null,
-                    -32700,
+                    ErrorKind::ParseError,
                     "parse error: the line is not valid UTF-8",
                 ))
                 .await
@@ -119,16 +125,27 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         if line.trim().is_empty() {
             continue;
         }
-        let req = match parse_request(line) {
-            Ok(r) => r,
-            Err(resp) => {
-                if tx.send(resp).await.is_err() {
+        let (id, request) = match parse_request(line) {
+            Ok(r) => (r.id, r.request),
+            Err(e) => {
+                if tx.send(e.line()).await.is_err() {
                     break;
                 }
                 continue;
             }
         };
-        if req.method == "subscribe" {
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(id) = id {
+                    if tx.send(error_line(id, &e)).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
+        if matches!(request, Request::Subscribe(_)) {
             if events.is_none() {
                 slot.update(|a| a.subscribed = true);
                 events = Some(actix_rt::spawn(forward_events(
@@ -138,15 +155,25 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
                     lag.clone(),
                 )));
             }
-            if let Some(id) = req.id {
-                let _ = tx.send(ok_response(id, json!({"subscribed": true}))).await;
+            if let Some(id) = id {
+                let answer = api::Subscribed { subscribed: true };
+                let _ = tx
+                    .send(result_line(
+                        id,
+                        serde_json::to_value(answer).unwrap_or_default(),
+                    ))
+                    .await;
             }
             continue;
         }
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            if let Some(id) = req.id {
+            if let Some(id) = id {
                 let _ = tx
-                    .send(error_response(id, -32000, "too many requests in flight"))
+                    .send(error_of(
+                        id,
+                        ErrorKind::TooManyInFlight,
+                        "too many requests in flight",
+                    ))
                     .await;
             }
             continue;
@@ -154,11 +181,12 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         slot.update(|a| a.in_flight += 1);
         let (node, tx, slot) = (node.clone(), tx.clone(), slot.clone());
         actix_rt::spawn(async move {
-            let result = dispatch(&node, &req.method, req.params).await;
-            if let Some(id) = req.id {
-                let line = match result {
-                    Ok(v) => ok_response(id, v),
-                    Err(e) => error_response(id, e.code(), &e.to_string()),
+            let result = dispatch(&node, request).await;
+            if let Some(id) = id {
+                let line = match result.map(serde_json::to_value) {
+                    Ok(Ok(v)) => result_line(id, v),
+                    Ok(Err(e)) => error_of(id, ErrorKind::Internal, &e.to_string()),
+                    Err(e) => error_of(id, e.kind(), &e.to_string()),
                 };
                 let _ = tx.send(line).await;
             }
@@ -228,7 +256,7 @@ async fn forward_events(
     loop {
         match rx.recv().await {
             Ok(e) => {
-                let line = json!({"jsonrpc": "2.0", "method": "event", "params": e}).to_string();
+                let line = Notification::Event(e.into()).to_value().to_string();
                 if tx.try_send(line).is_err() {
                     log::warn!("[{node}] IPC client too slow for events; disconnecting it");
                     break;

@@ -73,7 +73,7 @@ impl Sender {
                 self.events.emit(Event::Delivery {
                     discussion_id: self.sk.discussion_id.clone(),
                     seq: m.seq,
-                    state: DeliveryState::Sent.as_str().into(),
+                    state: DeliveryState::Sent,
                 });
             }
         }

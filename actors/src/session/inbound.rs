@@ -115,7 +115,7 @@ impl DiscussionSession {
                 events.emit(Event::Delivery {
                     discussion_id: sk.discussion_id.clone(),
                     seq,
-                    state: DeliveryState::Delivered.as_str().into(),
+                    state: DeliveryState::Delivered,
                 });
             }
             Ok::<_, String>(all_delivered)

@@ -1,0 +1,344 @@
+//! The results of the methods (`result` on the wire), and the objects inside them. These are the
+//! API's own types: the core converts its store rows and actor answers into them here, so the
+//! store's rows can change without the API changing.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::version::VersionInfo;
+use crate::redact::Hidden;
+
+/// Answer of `whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WhoAmI {
+    /// The name in the identity key.
+    pub name: String,
+    /// The identity key's fingerprint (hex).
+    pub fingerprint: String,
+    /// The node's name (the profile's).
+    pub node: String,
+    /// The main TCP port.
+    pub tcp_port: u16,
+    pub data_dir: PathBuf,
+}
+
+/// Discovery counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DiscoveryCounters {
+    pub received: u64,
+    pub dropped_malformed: u64,
+    pub dropped_busy: u64,
+    pub dropped_bad_signature: u64,
+    pub accepted: u64,
+    pub replies_sent: u64,
+    pub announces_sent: u64,
+}
+
+/// Answer of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Status {
+    pub whoami: WhoAmI,
+    pub version: VersionInfo,
+    pub discovery: DiscoveryCounters,
+}
+
+/// A contact seen on the network (or in a handshake).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Contact {
+    pub fingerprint: String,
+    /// The name it announces (chosen by the peer: escape it before printing).
+    pub name: String,
+    pub address: String,
+    pub tcp_port: u16,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub verified: bool,
+    /// Another key announced this name first: this is *not* the person you knew.
+    pub key_changed: bool,
+}
+
+/// An incoming discussion request waiting for the user's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PendingRequest {
+    pub id: u64,
+    pub name: String,
+    pub fingerprint: String,
+    pub address: String,
+    pub received: u64,
+    /// The requester's name is known with another key.
+    pub key_changed: bool,
+}
+
+/// A request turned away without asking the user (guessing limits, a full queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Refusal {
+    pub name: String,
+    pub fingerprint: String,
+    pub address: String,
+    pub time: u64,
+    /// Which limit refused it.
+    pub reason: String,
+}
+
+/// Answer of `requests`: pending requests, or (with `refused: true`) refusals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RequestList {
+    Pending(Vec<PendingRequest>),
+    Refused(Vec<Refusal>),
+}
+
+/// Who asked for the discussion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Requester,
+    Receiver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscussionState {
+    Open,
+    /// Closed here; the peer has not confirmed yet (it is told on the next connection).
+    Closing,
+    Closed,
+}
+
+/// One discussion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Discussion {
+    pub id: String,
+    pub peer_fingerprint: String,
+    pub peer_name: String,
+    pub role: Role,
+    pub state: DiscussionState,
+    pub created: u64,
+    pub unread: u64,
+    pub messages: u64,
+    pub last_activity: u64,
+    /// Closed here with `force`; the peer has not confirmed yet (it is told when reachable).
+    pub peer_not_told: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Outgoing: stored → sent → delivered. Incoming: received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Stored,
+    Sent,
+    Delivered,
+    Received,
+}
+
+/// One message. Its `Debug` hides the body.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Message {
+    pub discussion_id: String,
+    pub direction: Direction,
+    pub seq: u64,
+    pub time: u64,
+    /// Exactly what was sent (escape it before printing).
+    pub body: String,
+    pub state: DeliveryState,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("discussion_id", &self.discussion_id)
+            .field("direction", &self.direction)
+            .field("seq", &self.seq)
+            .field("time", &self.time)
+            .field("body", &Hidden::of(&self.body))
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// Answer of `open` and `accept`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Opened {
+    pub discussion_id: String,
+}
+
+/// Answer of `refuse` (always true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefusedAnswer {
+    pub refused: bool,
+}
+
+/// Answer of `mark_read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MarkedRead {
+    pub discussion_id: String,
+}
+
+/// Answer of `close`: `closing` (the peer confirms later) or `closed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CloseAnswer {
+    pub discussion_id: String,
+    pub state: DiscussionState,
+}
+
+/// Answer of `shutdown` (always true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Stopping {
+    pub stopping: bool,
+}
+
+/// Answer of `subscribe` (always true); event notifications follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Subscribed {
+    pub subscribed: bool,
+}
+
+// Conversions from the core's own types: the one place that knows both.
+
+impl From<&crate::store::ContactRecord> for Contact {
+    fn from(c: &crate::store::ContactRecord) -> Self {
+        Self {
+            fingerprint: c.fingerprint.clone(),
+            name: c.name.clone(),
+            address: c.address.clone(),
+            tcp_port: c.tcp_port,
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+            verified: c.verified,
+            key_changed: c.key_changed,
+        }
+    }
+}
+
+impl From<crate::store::DiscussionState> for DiscussionState {
+    fn from(s: crate::store::DiscussionState) -> Self {
+        use crate::store::DiscussionState as S;
+        match s {
+            S::Open => Self::Open,
+            S::Closing => Self::Closing,
+            S::Closed => Self::Closed,
+        }
+    }
+}
+
+impl From<crate::store::Direction> for Direction {
+    fn from(d: crate::store::Direction) -> Self {
+        match d {
+            crate::store::Direction::In => Self::In,
+            crate::store::Direction::Out => Self::Out,
+        }
+    }
+}
+
+impl From<crate::store::DeliveryState> for DeliveryState {
+    fn from(s: crate::store::DeliveryState) -> Self {
+        use crate::store::DeliveryState as S;
+        match s {
+            S::Stored => Self::Stored,
+            S::Sent => Self::Sent,
+            S::Delivered => Self::Delivered,
+            S::Received => Self::Received,
+        }
+    }
+}
+
+impl From<&crate::store::MessageRecord> for Message {
+    fn from(m: &crate::store::MessageRecord) -> Self {
+        Self {
+            discussion_id: m.discussion_id.clone(),
+            direction: m.direction.into(),
+            seq: m.seq,
+            time: m.time,
+            body: m.body.clone(),
+            state: m.state.into(),
+        }
+    }
+}
+
+/// A stored role that is neither `requester` nor `receiver`.
+#[derive(Debug, thiserror::Error)]
+#[error("discussion {0}: unknown role '{1}' in the store")]
+pub struct UnknownRole(pub String, pub String);
+
+impl TryFrom<&crate::store::DiscussionSummary> for Discussion {
+    type Error = UnknownRole;
+    fn try_from(d: &crate::store::DiscussionSummary) -> Result<Self, UnknownRole> {
+        let role = match d.role.as_str() {
+            "requester" => Role::Requester,
+            "receiver" => Role::Receiver,
+            other => return Err(UnknownRole(d.id.clone(), other.to_string())),
+        };
+        Ok(Self {
+            id: d.id.clone(),
+            peer_fingerprint: d.peer_fingerprint.clone(),
+            peer_name: d.peer_name.clone(),
+            role,
+            state: d.state.into(),
+            created: d.created,
+            unread: d.unread,
+            messages: d.messages,
+            last_activity: d.last_activity,
+            peer_not_told: d.peer_not_told,
+        })
+    }
+}
+
+impl From<&crate::events::RequestInfo> for PendingRequest {
+    fn from(r: &crate::events::RequestInfo) -> Self {
+        Self {
+            id: r.id,
+            name: r.name.clone(),
+            fingerprint: r.fingerprint.clone(),
+            address: r.address.clone(),
+            received: r.received,
+            key_changed: r.key_changed,
+        }
+    }
+}
+
+impl From<&crate::events::RefusedRequest> for Refusal {
+    fn from(r: &crate::events::RefusedRequest) -> Self {
+        Self {
+            name: r.name.clone(),
+            fingerprint: r.fingerprint.clone(),
+            address: r.address.clone(),
+            time: r.time,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+impl From<crate::discovery::DiscoveryStats> for DiscoveryCounters {
+    fn from(s: crate::discovery::DiscoveryStats) -> Self {
+        Self {
+            received: s.received,
+            dropped_malformed: s.dropped_malformed,
+            dropped_busy: s.dropped_busy,
+            dropped_bad_signature: s.dropped_bad_signature,
+            accepted: s.accepted,
+            replies_sent: s.replies_sent,
+            announces_sent: s.announces_sent,
+        }
+    }
+}
+
+impl From<crate::node::WhoAmI> for WhoAmI {
+    fn from(w: crate::node::WhoAmI) -> Self {
+        Self {
+            name: w.name,
+            fingerprint: w.fingerprint,
+            node: w.node,
+            tcp_port: w.tcp_port,
+            data_dir: w.data_dir,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Running one decoded request on the node: one arm per method, each turning the node's answer
+//! (store rows, actor replies) into the API's typed [`Response`].
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::api::{self, Request, Response};
+use crate::node::{ApiError, NodeHandle};
+
+/// Default and largest `limit` of `history`.
+pub const DEFAULT_HISTORY: u64 = 100;
+pub const MAX_HISTORY: u64 = 100_000;
+
+/// The OpenRPC document, built once.
+fn discover() -> Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(api::openrpc::document).clone()
+}
+
+fn discussion(d: &crate::store::DiscussionSummary) -> Result<api::Discussion, ApiError> {
+    api::Discussion::try_from(d).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Run one request. `subscribe` is the connection's business: here it only answers.
+pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, ApiError> {
+    Ok(match request {
+        Request::Whoami(_) => Response::Whoami(node.whoami().into()),
+        Request::Status(_) => Response::Status(api::Status {
+            whoami: node.whoami().into(),
+            version: api::VersionInfo::current(),
+            discovery: node.discovery_stats().await?.into(),
+        }),
+        Request::Version(_) => Response::Version(api::VersionInfo::current()),
+        Request::Contacts(_) => Response::Contacts(
+            node.contacts()
+                .await?
+                .iter()
+                .map(api::Contact::from)
+                .collect(),
+        ),
+        Request::Verify(r) => Response::Verify(
+            (&node
+                .set_verified(&r.contact, r.verified.unwrap_or(true))
+                .await?)
+                .into(),
+        ),
+        Request::Open(r) => Response::Open(api::Opened {
+            discussion_id: node.open(&r.contact, &r.password).await?,
+        }),
+        Request::Requests(r) if r.refused.unwrap_or(false) => {
+            Response::Requests(api::RequestList::Refused(
+                node.refused_requests()
+                    .await?
+                    .iter()
+                    .map(api::Refusal::from)
+                    .collect(),
+            ))
+        }
+        Request::Requests(_) => Response::Requests(api::RequestList::Pending(
+            node.requests()
+                .await?
+                .iter()
+                .map(api::PendingRequest::from)
+                .collect(),
+        )),
+        Request::Accept(r) => Response::Accept(api::Opened {
+            discussion_id: node.accept(r.request, &r.password).await?,
+        }),
+        Request::Refuse(r) => {
+            node.refuse(r.request).await?;
+            Response::Refuse(api::RefusedAnswer { refused: true })
+        }
+        Request::Discussions(_) => Response::Discussions(
+            node.discussions()
+                .await?
+                .iter()
+                .map(discussion)
+                .collect::<Result<_, _>>()?,
+        ),
+        Request::Send(r) => Response::Send((&node.send(&r.discussion, &r.text).await?).into()),
+        Request::History(r) => {
+            let limit = r.limit.map_or(DEFAULT_HISTORY, |l| l.min(MAX_HISTORY));
+            Response::History(
+                node.history(&r.discussion, limit)
+                    .await?
+                    .iter()
+                    .map(api::Message::from)
+                    .collect(),
+            )
+        }
+        Request::MarkRead(r) => Response::MarkRead(api::MarkedRead {
+            discussion_id: node.mark_read(&r.discussion).await?,
+        }),
+        Request::Close(r) => {
+            let (id, state) = node.close(&r.discussion, r.force.unwrap_or(false)).await?;
+            Response::Close(api::CloseAnswer {
+                discussion_id: id,
+                state: state.into(),
+            })
+        }
+        Request::Shutdown(_) => {
+            node.shutdown.notify_one();
+            Response::Shutdown(api::Stopping { stopping: true })
+        }
+        Request::Subscribe(_) => Response::Subscribe(api::Subscribed { subscribed: true }),
+        Request::Discover(_) => Response::Discover(discover()),
+    })
+}
