@@ -87,31 +87,28 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         let line = match line {
             Ok(l) => l,
             Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
-                let _ = tx
-                    .send(error_response(
-                        Value::Null,
-                        -32600,
-                        &format!(
-                            "request line longer than {} bytes",
-                            limits.ipc_max_line_bytes
-                        ),
-                    ))
-                    .await;
+                let _ = tx.try_send(error_response(
+                    Value::Null,
+                    -32600,
+                    &format!(
+                        "request line longer than {} bytes",
+                        limits.ipc_max_line_bytes
+                    ),
+                ));
                 break;
             }
             Err(AnyDelimiterCodecError::Io(_)) => break,
         };
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
         let Ok(line) = std::str::from_utf8(line) else {
-            if tx
-                .send(error_response(
+            if !answer(
+                &tx,
+                error_response(
                     Value::Null,
                     -32700,
                     "parse error: the line is not valid UTF-8",
-                ))
-                .await
-                .is_err()
-            {
+                ),
+            ) {
                 break;
             }
             continue;
@@ -122,7 +119,7 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         let req = match parse_request(line) {
             Ok(r) => r,
             Err(resp) => {
-                if tx.send(resp).await.is_err() {
+                if !answer(&tx, resp) {
                     break;
                 }
                 continue;
@@ -139,15 +136,20 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
                 )));
             }
             if let Some(id) = req.id {
-                let _ = tx.send(ok_response(id, json!({"subscribed": true}))).await;
+                if !answer(&tx, ok_response(id, json!({"subscribed": true}))) {
+                    break;
+                }
             }
             continue;
         }
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             if let Some(id) = req.id {
-                let _ = tx
-                    .send(error_response(id, -32000, "too many requests in flight"))
-                    .await;
+                if !answer(
+                    &tx,
+                    error_response(id, -32000, "too many requests in flight"),
+                ) {
+                    break;
+                }
             }
             continue;
         };
@@ -182,6 +184,14 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
     if tokio::time::timeout(wait, writer).await.is_err() {
         abort.abort();
     }
+}
+
+/// Queue an answer from the reader loop; false when the client must be closed. The reader never
+/// waits on the queue: a client that writes but does not read would hold it there, deaf to its
+/// idle timeout and to eviction, and keep its connection open after leaving the client table. A
+/// full queue means the client has not read `ipc_event_queue` lines: it is closed.
+fn answer(tx: &mpsc::Sender<String>, line: String) -> bool {
+    tx.try_send(line).is_ok()
 }
 
 /// Write queued lines to the client. When `lag` fires, what is still queued is dropped (the client
