@@ -11,6 +11,7 @@ mod log_file;
 mod prompt;
 mod safe_text;
 mod secrets;
+mod stdout;
 
 use std::process::ExitCode;
 
