@@ -17,6 +17,19 @@ use crate::log_file;
 use crate::safe_text;
 use crate::secrets;
 
+// The commands' output goes through `crate::stdout`: a closed stdout ends the command quietly.
+// (Defined before any use, these shadow the standard macros in this file.)
+macro_rules! println {
+    ($($arg:tt)*) => {
+        crate::stdout::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        crate::stdout::write(format_args!($($arg)*))
+    };
+}
+
 fn load_settings(cli: &Cli) -> Result<Settings> {
     let mut over = Vec::new();
     if let Some(d) = &cli.data_dir {
@@ -482,8 +495,7 @@ fn watch(ctx: &Ctx) -> Result<()> {
         } else {
             println!("{}", describe_event(&e));
         }
-        use std::io::Write;
-        std::io::stdout().flush()?;
+        crate::stdout::flush()?;
     }
 }
 

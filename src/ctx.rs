@@ -73,7 +73,11 @@ impl Ctx {
     /// else with `human` (which must pass every peer-chosen string through `safe_text`).
     pub fn print<T: Serialize>(&self, v: &T, human: impl FnOnce(&T)) -> Result<()> {
         if self.json {
-            println!("{}", safe_text::json(&serde_json::to_value(v)?));
+            // Through `crate::stdout`: a closed stdout ends the command quietly.
+            crate::stdout::write(format_args!(
+                "{}\n",
+                safe_text::json(&serde_json::to_value(v)?)
+            ));
         } else {
             human(v);
         }

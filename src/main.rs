@@ -12,6 +12,7 @@ mod log_file;
 mod prompt;
 mod safe_text;
 mod secrets;
+mod stdout;
 
 use std::process::ExitCode;
 

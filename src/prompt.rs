@@ -371,10 +371,17 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(Notification::Event(e))) =
-                    events.next_event(Some(Duration::from_millis(200)))
-                else {
-                    continue;
+                let e = match events.next_event(Some(Duration::from_millis(200))) {
+                    Ok(Some(Notification::Event(e))) => e,
+                    Ok(None) => continue,
+                    // The core closed the subscription (stopped, restarted, or we fell behind):
+                    // say so plainly and stop, rather than spin on the error and show nothing.
+                    _ => {
+                        if let Ok(mut s) = screen.lock() {
+                            s.above(LIVE_UPDATES_STOPPED);
+                        }
+                        return false;
+                    }
                 };
                 if let Some(line) = event_line(&e, &id, &peer) {
                     if let Ok(mut s) = screen.lock() {
@@ -382,6 +389,7 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
                     }
                 }
             }
+            true
         })
     };
     if let Ok(mut s) = screen.lock() {
@@ -389,14 +397,20 @@ fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Re
     }
     let result = edit_loop(client, &term, &screen, discussion, peer);
     stop.store(true, Ordering::Relaxed);
-    let _ = printer.join();
-    // Everything arrived while the view was open has been seen.
-    let _ = client.call(api::MarkReadRequest {
-        discussion: discussion.to_string(),
-    });
+    // Everything arrived while the view was open has been seen, unless live updates stopped: then
+    // what came after was not shown, and stays unread.
+    if printer.join().unwrap_or(false) {
+        let _ = client.call(api::MarkReadRequest {
+            discussion: discussion.to_string(),
+        });
+    }
     println!();
     result
 }
+
+/// Shown in the chat view when the core ends its event subscription: nothing new will appear.
+const LIVE_UPDATES_STOPPED: &str =
+    "-- live updates stopped (the core stopped or restarted); leave and reopen this chat to see new messages --";
 
 fn edit_loop(
     client: &mut Client,

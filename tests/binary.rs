@@ -549,3 +549,31 @@ fn verify_refuse_and_simulate_from_the_command_line() {
     alice.kill();
     bob.kill();
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let mut p = Person::new("alice", crate::common::free_udp_port());
+    p.init();
+    p.start();
+    for args in [&["discussions"][..], &["--json", "discussions"][..]] {
+        // `pgpchat discussions | head -0`: the reader is gone before anything is written.
+        let mut child = p
+            .cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run pgpchat");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && stderr.is_empty(),
+            "{args:?}: {stderr}"
+        );
+        // As a pipe producer ends: the shell's status for SIGPIPE.
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+    }
+    p.kill();
+}

@@ -104,3 +104,44 @@ async fn an_announce_flood_cannot_evict_a_contact_with_a_discussion() {
     assert!(!bob.key_changed, "the real bob is not flagged");
     assert!(a.contacts().await.unwrap().len() <= MAX_CONTACTS);
 }
+
+#[actix_rt::test]
+async fn a_name_taken_by_another_key_is_flagged_on_rename_and_in_any_case() {
+    init_logs();
+    let port = free_udp_port();
+    let (a, _ta) = node_with("alice", port, |s| s.discovery.enabled = false).await;
+    let bob = KeyManager::start(SecretCert::generate("bob").unwrap(), 1);
+    let bob_fp = bob.fingerprint().to_string();
+    broadcast(&signed_announce(&bob, "bob", 1, now_secs()).await, port);
+    wait_contact(&a, &bob_fp).await;
+    a.set_verified("bob", true).await.unwrap();
+
+    // A fresh key that first looks harmless, then renames itself onto the verified name.
+    let renamer = KeyManager::start(SecretCert::generate("bobby").unwrap(), 1);
+    let renamer_fp = renamer.fingerprint().to_string();
+    let t = now_secs();
+    broadcast(&signed_announce(&renamer, "bobby", 1, t).await, port);
+    assert!(!wait_contact(&a, &renamer_fp).await.key_changed);
+    broadcast(&signed_announce(&renamer, "bob", 1, t + 1).await, port);
+    wait_until(10, "the rename onto bob's name to be flagged", || {
+        let (a, fp) = (a.clone(), renamer_fp.clone());
+        async move {
+            let c = a
+                .contacts()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|c| c.fingerprint == fp)?;
+            (c.name == "bob" && c.key_changed).then_some(())
+        }
+    })
+    .await;
+
+    // A fresh key announcing the name in another case (which `find` matches) is flagged too.
+    let shouter = announce_new("BOB", port).await;
+    assert!(wait_contact(&a, &shouter).await.key_changed);
+    // The verified contact is not, and "bob" still means it.
+    let real = wait_contact(&a, &bob_fp).await;
+    assert!(!real.key_changed);
+    assert_eq!(a.find_contact("bob").await.unwrap().fingerprint, bob_fp);
+}

@@ -591,3 +591,69 @@ fn the_cli_refuses_an_incompatible_core_with_one_line_saying_how_to_restart_it()
         "{v}"
     );
 }
+
+/// Whether the core closed `s` (a write fails), without reading from it.
+fn closed_by_core(s: &mut UnixStream) -> bool {
+    // One byte: written whole or not at all.
+    match s.write(b"\n") {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[actix_rt::test]
+async fn clients_that_write_but_never_read_are_closed() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings("alice", tmp.path(), free_udp_port());
+    s.limits.ipc_idle_timeout_secs = 2;
+    s.limits.ipc_event_queue = 8;
+    let id = pgpchat_actors::crypto::SecretCert::generate("alice").unwrap();
+    let node = pgpchat_actors::node::start_node(s, id).await.unwrap();
+    let max = node.settings.limits.ipc_max_clients;
+    let path = node.settings.ipc_socket();
+    IpcServer::bind(node.clone(), &path).unwrap().start();
+
+    let p = path.clone();
+    let mut clients = tokio::task::spawn_blocking(move || {
+        // More clients than the table holds, each writing bad lines (each answered with an error)
+        // until the core stops reading it, and never reading an answer.
+        let junk = b"x\n".repeat(50_000);
+        (0..max + 8)
+            .map(|_| {
+                let mut c = UnixStream::connect(&p).unwrap();
+                c.set_nonblocking(true).unwrap();
+                let (mut sent, mut stuck) = (0, 0);
+                while sent < junk.len() && stuck < 20 {
+                    match c.write(&junk[sent..]) {
+                        Ok(n) => {
+                            sent += n;
+                            stuck = 0;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            stuck += 1;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(_) => break,
+                    }
+                }
+                c
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    // Commands still get through.
+    assert_served(&path, "alice").await;
+    // Every such client is closed (queue full, evicted or idle): none keeps a connection open.
+    wait_until(
+        20,
+        "the core to close every client that does not read",
+        || {
+            clients.retain_mut(|c| !closed_by_core(c));
+            let left = clients.len();
+            async move { (left == 0).then_some(()) }
+        },
+    )
+    .await;
+}

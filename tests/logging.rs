@@ -231,3 +231,71 @@ fn a_flood_of_junk_connections_costs_a_bounded_number_of_log_lines() {
     );
     assert!(grown.len() < 2048, "{} bytes of log:\n{grown}", grown.len());
 }
+
+/// A framed `Hello` asking for discussion `id`.
+fn discussion_hello(id: String) -> Vec<u8> {
+    use pgpchat_actors::wire::{Frame, Purpose, PROTOCOL_VERSION};
+    let hello = pgpchat_actors::codec::encode(&Frame::Hello {
+        version: PROTOCOL_VERSION,
+        purpose: Purpose::Discussion {
+            discussion_id: id,
+            nonce: [3; 32],
+        },
+    })
+    .unwrap();
+    let mut framed = (hello.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&hello);
+    framed
+}
+
+#[test]
+fn hellos_for_unknown_or_malformed_discussion_ids_cost_a_bounded_log() {
+    use std::io::{Read, Write};
+    const BIG: usize = 20;
+    const UNKNOWN: usize = 60;
+    let mut p = Person::new("bob", free_udp_port());
+    p.rust_log = String::new();
+    p.init();
+    p.start();
+    let port: u16 = p
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split_once(" on TCP ")
+                .map(|(_, port)| port.trim().parse().unwrap())
+        })
+        .expect("the core says its TCP port");
+    let before = p.log().len();
+    let mut conns = Vec::new();
+    // Ids of 100 000 characters, each different: each used to be quoted whole, and kept as a
+    // source of the log limiter.
+    for i in 0..BIG {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(&discussion_hello(format!("{i}{}", "Z".repeat(100_000))));
+        conns.push(s);
+    }
+    // Ids of the right form that the node does not have, all at once: more than the connections
+    // told about closed discussions at a time.
+    for i in 0..UNKNOWN {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(&discussion_hello(format!("{i:032x}")));
+        conns.push(s);
+    }
+    for mut s in conns {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let _ = s.read(&mut [0u8; 64]);
+    }
+    let mut all = Vec::new();
+    stop(&mut p, &mut all);
+    let log = p.log();
+    let grown = &log[before..];
+    assert!(!grown.contains("ZZZZ"), "a peer's id is quoted:\n{grown}");
+    let lines = grown.lines().filter(|l| l.contains("discussion")).count();
+    assert!(
+        lines <= 2,
+        "{lines} lines about {} hellos:\n{grown}",
+        BIG + UNKNOWN
+    );
+    assert!(grown.len() < 2048, "{} bytes of log:\n{grown}", grown.len());
+}

@@ -475,3 +475,35 @@ fn every_unread_message_is_shown_when_a_chat_view_opens() {
     tmux.keys(&["Enter"]);
     tmux.wait_text("Discussions (0 unread)");
 }
+
+#[test]
+fn the_chat_view_says_when_live_updates_stop() {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    let mut bob = Person::new("bob", port);
+    for p in [&mut alice, &mut bob] {
+        p.init();
+        p.start();
+    }
+    alice.wait_sees(&bob);
+    let id = alice.open_with(&bob, "purple tulip");
+    let command = format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_text("Open a discussion");
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    std::thread::sleep(Duration::from_secs(1));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("--- bob (");
+    bob.ok(&["send", &id, "before the restart"]);
+    tmux.wait_text("bob: before the restart");
+
+    // The core goes away: the view says so (it used to spin silently and show nothing more).
+    alice.ok(&["stop"]);
+    tmux.wait_text("live updates stopped");
+    alice.kill();
+    bob.kill();
+}

@@ -6,7 +6,9 @@
 //! the store; lives as long as the node.
 //!
 //! A name is only a hint. A known name announced by another key becomes a *separate* contact marked
-//! `key_changed`: it never inherits the old contact's verification or discussions.
+//! `key_changed`: it never inherits the old contact's verification or discussions. Names are
+//! compared as `find` matches them (trimmed, ASCII case-insensitive), and a known key that renames
+//! itself onto another key's name is flagged the same way (the flag stays).
 //!
 //! The table is bounded (`limits.max_contacts`) and evicts the least recently seen contact when full,
 //! but never a *kept* one: verified, or with a discussion (open, closing or closed; [`KeepContact`]).
@@ -96,6 +98,36 @@ impl ContactRegistry {
         }
     }
 
+    /// Another key's contact that `name` would be taken for (as `find` matches names: trimmed,
+    /// case-insensitive), the kept one first: a name announced by a second key is flagged.
+    fn other_with_name(&self, name: &str, fingerprint: &str) -> Option<String> {
+        let same = |c: &&ContactRecord| {
+            c.fingerprint != fingerprint && c.name.trim().eq_ignore_ascii_case(name.trim())
+        };
+        let others: Vec<&ContactRecord> = self.contacts.values().filter(same).collect();
+        others
+            .iter()
+            .find(|c| self.is_kept(c))
+            .or(others.first())
+            .map(|c| c.fingerprint.clone())
+    }
+
+    /// `fingerprint` announced `name`, which another key's contact `old` has: flag it, tell the
+    /// user. Fresh keys cost nothing: the line is limited per address like other hostile input.
+    fn flag_key_changed(&self, name: &str, fingerprint: &str, old: String, address: &IpAddr) {
+        crate::log_limit::hostile(
+            log::Level::Warn,
+            &self.node,
+            address,
+            format_args!("name '{name}' now announced by key {fingerprint} (known as {old})"),
+        );
+        self.events.emit(Event::KeyChanged {
+            name: name.to_string(),
+            old_fingerprint: old,
+            new_fingerprint: fingerprint.to_string(),
+        });
+    }
+
     /// Make room for one more: forget the least recently seen contact that is not kept.
     fn evict_one(&mut self, ctx: &mut Context<Self>) {
         let victim = self
@@ -141,11 +173,21 @@ impl Handler<AnnounceSeen> for ContactRegistry {
     fn handle(&mut self, a: AnnounceSeen, ctx: &mut Context<Self>) -> bool {
         let now = now_secs();
         let address = a.address.to_string();
+        // A known key renaming itself onto another key's name is as suspect as a new key with it.
+        let renamed_onto = match self.contacts.get(&a.fingerprint) {
+            Some(c) if c.name != a.name && a.time > c.announce_time => {
+                self.other_with_name(&a.name, &a.fingerprint)
+            }
+            _ => None,
+        };
         if let Some(c) = self.contacts.get_mut(&a.fingerprint) {
             if a.time <= c.announce_time {
                 return false;
             }
             let changed = c.address != address || c.tcp_port != a.tcp_port || c.name != a.name;
+            if renamed_onto.is_some() {
+                c.key_changed = true;
+            }
             let stale = now.saturating_sub(c.last_seen) >= PERSIST_EVERY_SECS;
             c.address = address;
             c.tcp_port = a.tcp_port;
@@ -153,6 +195,9 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             c.last_seen = now;
             c.announce_time = a.time;
             let c = c.clone();
+            if let Some(old) = renamed_onto {
+                self.flag_key_changed(&c.name, &c.fingerprint, old, &a.address);
+            }
             if changed {
                 self.events.emit(Event::ContactSeen { contact: c.clone() });
             }
@@ -177,11 +222,7 @@ impl Handler<AnnounceSeen> for ContactRegistry {
                 return false;
             }
         }
-        let previous = self
-            .contacts
-            .values()
-            .find(|c| c.name == a.name)
-            .map(|c| c.fingerprint.clone());
+        let previous = self.other_with_name(&a.name, &a.fingerprint);
         let c = ContactRecord {
             fingerprint: a.fingerprint.clone(),
             name: a.name.clone(),
@@ -194,22 +235,8 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             verified: false,
             key_changed: previous.is_some(),
         };
-        // Fresh keys cost nothing: these lines are limited per address like other hostile input.
         if let Some(old) = previous {
-            crate::log_limit::hostile(
-                log::Level::Warn,
-                &self.node,
-                &a.address,
-                format_args!(
-                    "name '{}' now announced by key {} (known as {old})",
-                    a.name, a.fingerprint
-                ),
-            );
-            self.events.emit(Event::KeyChanged {
-                name: a.name,
-                old_fingerprint: old,
-                new_fingerprint: a.fingerprint.clone(),
-            });
+            self.flag_key_changed(&a.name, &a.fingerprint, old, &a.address);
         }
         crate::log_limit::hostile(
             log::Level::Info,
@@ -249,9 +276,7 @@ pub struct NameHasOtherKey {
 impl Handler<NameHasOtherKey> for ContactRegistry {
     type Result = bool;
     fn handle(&mut self, q: NameHasOtherKey, _: &mut Context<Self>) -> bool {
-        self.contacts
-            .values()
-            .any(|c| c.name == q.name && c.fingerprint != q.fingerprint)
+        self.other_with_name(&q.name, &q.fingerprint).is_some()
     }
 }
 

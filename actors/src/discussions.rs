@@ -8,7 +8,7 @@
 //! [`SessionStopped`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -56,6 +56,8 @@ pub struct DiscussionDirectory {
     tombstones: HashMap<String, Tombstone>,
     /// Bounds the connections being told a discussion is closed (the id in a hello is visible).
     tombstone_permits: Arc<tokio::sync::Semaphore>,
+    /// Those connections per source address (at most [`notices::TOMBSTONE_CONNECTIONS_PER_ADDRESS`]).
+    tombstone_conns: HashMap<IpAddr, usize>,
 }
 
 impl DiscussionDirectory {
@@ -78,6 +80,7 @@ impl DiscussionDirectory {
             tombstone_permits: Arc::new(tokio::sync::Semaphore::new(
                 crate::session::MAX_UNAUTHENTICATED,
             )),
+            tombstone_conns: HashMap::new(),
         }
     }
 
@@ -358,6 +361,8 @@ pub struct RouteConnection {
     pub discussion_id: String,
     pub nonce: Nonce,
     pub conn: Conn<TcpStream>,
+    /// Who connected: the key of its log lines and of its per-address bound.
+    pub from: SocketAddr,
 }
 
 impl Handler<RouteConnection> for DiscussionDirectory {
@@ -369,7 +374,7 @@ impl Handler<RouteConnection> for DiscussionDirectory {
                 nonce: m.nonce,
             });
         } else {
-            self.tell_incoming(m.discussion_id, m.conn, ctx);
+            self.tell_incoming(m.discussion_id, m.conn, m.from, ctx);
         }
     }
 }

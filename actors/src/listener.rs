@@ -238,11 +238,16 @@ impl Handler<Arrived> for Listener {
         let mut info = m.info;
         info.id = id;
         let (tx, rx) = oneshot::channel();
-        log::info!(
-            "[{}] discussion request {id} from {} {}",
-            self.node,
-            info.name,
-            info.fingerprint
+        // The requester is not yet known to be anyone (fresh keys cost nothing): limited per
+        // address like other hostile input; the user sees every request as an event.
+        crate::log_limit::hostile(
+            log::Level::Info,
+            &self.node,
+            &info.address,
+            format_args!(
+                "discussion request {id} from {} {} at {}",
+                info.name, info.fingerprint, info.address
+            ),
         );
         self.events.emit(Event::Request {
             request: info.clone(),
@@ -278,12 +283,14 @@ impl Listener {
 
     /// Tell the user that a request was turned away without asking, and why.
     fn refused(&mut self, info: &RequestInfo, why: &str) {
-        log::warn!(
-            "[{}] request from {} {} at {} refused: {why}",
-            self.node,
-            info.name,
-            info.fingerprint,
-            info.address
+        crate::log_limit::hostile(
+            log::Level::Warn,
+            &self.node,
+            &info.address,
+            format_args!(
+                "request from {} {} at {} refused: {why}",
+                info.name, info.fingerprint, info.address
+            ),
         );
         self.events.emit(Event::RequestRefused {
             name: info.name.clone(),

@@ -11,6 +11,11 @@
 //! sources are free to forge). At most [`MAX_SOURCES`] sources are tracked per window; lines from
 //! further ones are only counted.
 //!
+//! Everything it keeps or writes is bounded in size whatever the input: a source key is cut to
+//! [`MAX_SOURCE_CHARS`] and a line (hostile or summary) to [`MAX_LINE_CHARS`], with a marker. Callers
+//! key a line by the peer's address (or their own discussion id), never by a string the peer chose:
+//! otherwise each new string would be a new source.
+//!
 //! The limiter is process-wide, like the logger and the log file it protects; a source is named
 //! with its node, so several nodes in one process (tests, `simulate`) keep their own lines.
 
@@ -29,6 +34,21 @@ pub const LINES_PER_SOURCE: u32 = 1;
 pub const LINES_PER_INTERVAL: usize = 32;
 /// Sources tracked per window.
 pub const MAX_SOURCES: usize = 4096;
+
+/// Longest source key kept (characters); a longer one is cut, so its memory stays bounded.
+pub const MAX_SOURCE_CHARS: usize = 64;
+/// Longest line written (characters), hostile lines and summaries alike; the rest is cut.
+pub const MAX_LINE_CHARS: usize = 512;
+/// What ends a cut line or key.
+pub const TRUNCATED: &str = "…[truncated]";
+
+/// `s` cut to at most `max` characters (plus [`TRUNCATED`] when cut).
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}{TRUNCATED}", &s[..end]),
+    }
+}
 
 /// Who sent the input: the node that received it, and where it came from.
 type Source = (String, String);
@@ -77,7 +97,10 @@ impl LogLimiter {
     pub fn admit(&mut self, node: &str, source: &str, now: Instant) -> (bool, Vec<String>) {
         let summaries = self.roll(now);
         let budget_left = self.lines < self.per_interval;
-        let key = (node.to_string(), source.to_string());
+        let key = (
+            truncate(node, MAX_SOURCE_CHARS),
+            truncate(source, MAX_SOURCE_CHARS),
+        );
         let full = self.sources.len() >= self.max_sources;
         let admitted = match self.sources.get_mut(&key) {
             Some(seen) if seen.logged < self.per_source && budget_left => {
@@ -132,8 +155,11 @@ impl LogLimiter {
         }
         for (i, ((node, source), n)) in held.into_iter().enumerate() {
             if i < self.per_interval {
-                out.push(format!(
-                    "[{node}] {n} more lines about hostile input from {source} in the last {secs}s"
+                out.push(truncate(
+                    &format!(
+                        "[{node}] {n} more lines about hostile input from {source} in the last {secs}s"
+                    ),
+                    MAX_LINE_CHARS,
                 ));
             } else {
                 others += n;
@@ -195,7 +221,8 @@ pub fn hostile(level: Level, node: &str, source: &dyn fmt::Display, args: fmt::A
     };
     write_summaries(summaries);
     if admitted {
-        log::log!(level, "[{node}] {args}");
+        let line = truncate(&format!("[{node}] {args}"), MAX_LINE_CHARS);
+        log::log!(level, "{line}");
     }
 }
 
@@ -260,6 +287,27 @@ mod tests {
             })
             .sum();
         assert_eq!(counted, 3000 - 4);
+    }
+
+    #[test]
+    fn long_sources_and_lines_are_cut() {
+        let t0 = Instant::now();
+        let mut l = limiter(t0);
+        let long = "x".repeat(250_000);
+        assert!(l.admit("bob", &long, t0).0);
+        assert!(!l.admit("bob", &long, t0).0);
+        // Two long keys that differ only after the cut are one source.
+        assert!(!l.admit("bob", &format!("{long}y"), t0).0);
+        assert!(l
+            .sources
+            .keys()
+            .all(|(_, s)| s.chars().count() <= MAX_SOURCE_CHARS + TRUNCATED.chars().count()));
+        let summaries = l.roll(t0 + Duration::from_secs(10));
+        assert_eq!(summaries.len(), 1);
+        assert!(summaries[0].chars().count() <= MAX_LINE_CHARS + TRUNCATED.chars().count());
+        assert!(summaries[0].contains(TRUNCATED));
+        assert_eq!(truncate("héllo", 2), format!("hé{TRUNCATED}"));
+        assert_eq!(truncate("héllo", 5), "héllo");
     }
 
     #[test]

@@ -92,6 +92,15 @@ pub async fn recv_hello<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Duration,
 ) -> Result<Purpose, NetError> {
     match recv(conn, deadline).await? {
+        Frame::Hello {
+            purpose: Purpose::Discussion { discussion_id, .. },
+            version: PROTOCOL_VERSION,
+        } if !crate::wire::is_discussion_id(&discussion_id) => {
+            // Not quoted: the peer chose it, up to a whole frame long.
+            Err(NetError::Unexpected(
+                "hello with a malformed discussion id".into(),
+            ))
+        }
         Frame::Hello { version, purpose } if version == PROTOCOL_VERSION => Ok(purpose),
         Frame::Hello { version, .. } => {
             let _ = send(

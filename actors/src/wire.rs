@@ -56,6 +56,15 @@ pub enum Purpose {
     },
 }
 
+/// Characters of a discussion id: 16 bytes (of a hash of the handshake transcript) in lowercase hex.
+pub const DISCUSSION_ID_CHARS: usize = 32;
+
+/// Whether `id` has the form of a discussion id. A hello naming anything else is refused before any
+/// lookup or log line: the id is the peer's choice, and must not cost us memory or log space.
+pub fn is_discussion_id(id: &str) -> bool {
+    id.len() == DISCUSSION_ID_CHARS && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Every TCP frame, on the main listener and on discussion listeners.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {

@@ -23,6 +23,12 @@ use crate::session::{reach_peer, RECONNECT_MIN};
 use crate::store::{DiscussionRecord, StoreHandle};
 use crate::wire::Role;
 
+/// Connections from one address being told that a discussion is closed (or found unknown), at
+/// once: the same bound as connections routed to a session. All addresses together:
+/// [`crate::session::MAX_UNAUTHENTICATED`].
+pub const TOMBSTONE_CONNECTIONS_PER_ADDRESS: usize =
+    crate::session::MAX_UNAUTHENTICATED_PER_ADDRESS;
+
 /// A discussion closed without the peer, until the peer confirms.
 #[derive(Clone)]
 pub struct Tombstone {
@@ -110,18 +116,30 @@ impl DiscussionDirectory {
     /// discussion is closed and we kept our `Close` (a tombstone, or a close whose confirmation the
     /// peer may have lost), give it that `Close`; otherwise drop it.
     pub(super) fn tell_incoming(
-        &self,
+        &mut self,
         id: String,
         mut conn: Conn<TcpStream>,
+        from: SocketAddr,
         ctx: &mut Context<Self>,
     ) {
-        let Ok(permit) = self.tombstone_permits.clone().try_acquire_owned() else {
-            log::info!(
-                "[{}] too many connections for closed discussions; one dropped",
-                self.node
+        let ip = from.ip();
+        let held = self.tombstone_conns.get(&ip).copied().unwrap_or(0);
+        let permit = if held >= TOMBSTONE_CONNECTIONS_PER_ADDRESS {
+            None
+        } else {
+            self.tombstone_permits.clone().try_acquire_owned().ok()
+        };
+        let Some(permit) = permit else {
+            // Keyed by address: anyone can send these hellos, from many connections.
+            crate::log_limit::hostile(
+                log::Level::Info,
+                &self.node,
+                &ip,
+                format_args!("connection from {from} for a closed discussion dropped: too many"),
             );
             return;
         };
+        *self.tombstone_conns.entry(ip).or_default() += 1;
         let known = self.tombstones.get(&id).map(|t| t.notice.clone());
         let (keys, store, deadline) = (
             self.keys.clone(),
@@ -143,14 +161,25 @@ impl DiscussionDirectory {
                 net::tell_closed_as_listener(&mut conn, &keys, &notice, deadline).await
             }
             .into_actor(self)
-            .map(move |res, _, ctx| match res {
-                Ok(()) => ctx.notify(NoticeDelivered(id)),
-                Err(e) => crate::log_limit::hostile(
-                    log::Level::Info,
-                    &node,
-                    &id,
-                    format_args!("connection for closed or unknown discussion {id}: {e}"),
-                ),
+            .map(move |res, act, ctx| {
+                if let Some(n) = act.tombstone_conns.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        act.tombstone_conns.remove(&ip);
+                    }
+                }
+                match res {
+                    Ok(()) => ctx.notify(NoticeDelivered(id)),
+                    // The id has the checked form of an id (see `net::recv_hello`): short.
+                    Err(e) => crate::log_limit::hostile(
+                        log::Level::Info,
+                        &node,
+                        &ip,
+                        format_args!(
+                            "connection from {from} for closed or unknown discussion {id}: {e}"
+                        ),
+                    ),
+                }
             }),
         );
     }

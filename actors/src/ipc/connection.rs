@@ -93,31 +93,28 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         let line = match line {
             Ok(l) => l,
             Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
-                let _ = tx
-                    .send(error_of(
-                        Value::Null,
-                        ErrorKind::InvalidRequest,
-                        &format!(
-                            "request line longer than {} bytes",
-                            limits.ipc_max_line_bytes
-                        ),
-                    ))
-                    .await;
+                let _ = tx.try_send(error_of(
+                    Value::Null,
+                    ErrorKind::InvalidRequest,
+                    &format!(
+                        "request line longer than {} bytes",
+                        limits.ipc_max_line_bytes
+                    ),
+                ));
                 break;
             }
             Err(AnyDelimiterCodecError::Io(_)) => break,
         };
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
         let Ok(line) = std::str::from_utf8(line) else {
-            if tx
-                .send(error_of(
+            if !answer(
+                &tx,
+                error_of(
                     Value::Null,
                     ErrorKind::ParseError,
                     "parse error: the line is not valid UTF-8",
-                ))
-                .await
-                .is_err()
-            {
+                ),
+            ) {
                 break;
             }
             continue;
@@ -128,7 +125,7 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
         let (id, request) = match parse_request(line) {
             Ok(r) => (r.id, r.request),
             Err(e) => {
-                if tx.send(e.line()).await.is_err() {
+                if !answer(&tx, e.line()) {
                     break;
                 }
                 continue;
@@ -138,7 +135,7 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
             Ok(r) => r,
             Err(e) => {
                 if let Some(id) = id {
-                    if tx.send(error_line(id, &e)).await.is_err() {
+                    if !answer(&tx, error_line(id, &e)) {
                         break;
                     }
                 }
@@ -156,25 +153,26 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
                 )));
             }
             if let Some(id) = id {
-                let answer = api::Subscribed { subscribed: true };
-                let _ = tx
-                    .send(result_line(
-                        id,
-                        serde_json::to_value(answer).unwrap_or_default(),
-                    ))
-                    .await;
+                let subscribed = api::Subscribed { subscribed: true };
+                let line = result_line(id, serde_json::to_value(subscribed).unwrap_or_default());
+                if !answer(&tx, line) {
+                    break;
+                }
             }
             continue;
         }
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             if let Some(id) = id {
-                let _ = tx
-                    .send(error_of(
+                if !answer(
+                    &tx,
+                    error_of(
                         id,
                         ErrorKind::TooManyInFlight,
                         "too many requests in flight",
-                    ))
-                    .await;
+                    ),
+                ) {
+                    break;
+                }
             }
             continue;
         };
@@ -210,6 +208,14 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
     if tokio::time::timeout(wait, writer).await.is_err() {
         abort.abort();
     }
+}
+
+/// Queue an answer from the reader loop; false when the client must be closed. The reader never
+/// waits on the queue: a client that writes but does not read would hold it there, deaf to its
+/// idle timeout and to eviction, and keep its connection open after leaving the client table. A
+/// full queue means the client has not read `ipc_event_queue` lines: it is closed.
+fn answer(tx: &mpsc::Sender<String>, line: String) -> bool {
+    tx.try_send(line).is_ok()
 }
 
 /// Write queued lines to the client. When `lag` fires, what is still queued is dropped (the client

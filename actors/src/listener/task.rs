@@ -57,6 +57,7 @@ impl Task {
                 discussion_id,
                 nonce,
                 conn,
+                from,
             }),
             Purpose::Handshake => {
                 if let Err(e) = self.receive_request(&mut conn, from, slot).await {
