@@ -53,6 +53,9 @@ pub enum CryptoError {
     Decrypt(String),
     #[error("OpenPGP operation failed: {0}")]
     Pgp(String),
+    /// The key manager's workers are gone (the node is stopping).
+    #[error("the key manager is unavailable")]
+    WorkerUnavailable,
 }
 
 fn pgp_err(e: pgp::errors::Error) -> CryptoError {

@@ -28,6 +28,7 @@ use crate::contacts::{AnnounceSeen, ContactRegistry};
 use crate::events::now_secs;
 use crate::handshake::{random_nonce, MAX_CLOCK_SKEW};
 use crate::keys::KeysHandle;
+use crate::net::Crypto as _;
 use crate::settings::Settings;
 use crate::wire::{Announce, AnnounceBody, PROTOCOL_VERSION};
 

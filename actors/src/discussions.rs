@@ -20,6 +20,7 @@ use crate::crypto::{PublicCert, SecretCert};
 use crate::events::EventBus;
 use crate::keys::KeysHandle;
 use crate::net::Conn;
+use crate::net::Crypto as _;
 use crate::session::{AuthenticateIncoming, DiscussionSession, SessionParams, SessionStopped};
 use crate::settings::Settings;
 use crate::store::{DiscussionRecord, DiscussionState, StoreError, StoreHandle};

@@ -35,6 +35,7 @@ use crate::handshake::{
     Throttle,
 };
 use crate::keys::KeysHandle;
+use crate::net::Crypto as _;
 use crate::net::{self, Conn, NetError};
 use crate::settings::Settings;
 use crate::store::{ContactRecord, DiscussionRecord, DiscussionState, StoreHandle};

@@ -32,6 +32,7 @@ use crate::crypto::{PublicCert, SecretCert};
 use crate::discussions::Tombstone;
 use crate::events::{now_secs, Event, EventBus};
 use crate::keys::KeysHandle;
+use crate::net::Crypto as _;
 use crate::net::{self, Conn, SessionKeys};
 use crate::settings::Settings;
 use crate::store::{

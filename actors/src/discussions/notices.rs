@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::DiscussionDirectory;
 use crate::contacts::ContactRegistry;
 use crate::keys::KeysHandle;
+use crate::net::Crypto as _;
 use crate::net::{self, CloseNotice, Conn};
 use crate::session::{reach_peer, RECONNECT_MIN};
 use crate::store::{DiscussionRecord, StoreHandle};
