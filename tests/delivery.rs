@@ -9,10 +9,11 @@ use pgpchat_actors::discussions::Lookup;
 use pgpchat_actors::events::{now_secs, Event};
 use pgpchat_actors::handshake::{random_nonce, Requester};
 use pgpchat_actors::keys::KeysHandle;
+use pgpchat_actors::net::chat::encrypt_chat;
 use pgpchat_actors::net::Crypto as _;
 use pgpchat_actors::net::{self, Conn, SessionKeys};
 use pgpchat_actors::node::NodeHandle;
-use pgpchat_actors::session::{encrypt_chat, Reconnect};
+use pgpchat_actors::session::Reconnect;
 use pgpchat_actors::store::{DeliveryState, Direction, DiscussionState};
 use pgpchat_actors::wire::{
     ack_data, close_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role,

@@ -20,6 +20,7 @@ use crate::codec::{self, CodecError, FrameCodec};
 use crate::crypto::{CryptoError, Decrypted, PublicCert};
 use crate::wire::{Frame, Handshake, Purpose, PROTOCOL_VERSION};
 
+pub mod chat;
 pub mod crypto;
 pub mod discussion;
 
