@@ -23,6 +23,8 @@ use crate::wire::{Frame, Handshake, Purpose, PROTOCOL_VERSION};
 pub mod chat;
 pub mod crypto;
 pub mod discussion;
+pub mod requester;
+pub mod responder;
 
 pub use crypto::{Crypto, LocalCrypto};
 pub use discussion::{
@@ -205,5 +207,7 @@ pub async fn dial(
     Ok(framed(stream, max_frame_bytes))
 }
 
+#[cfg(test)]
+mod handshake_tests;
 #[cfg(test)]
 mod tests;
