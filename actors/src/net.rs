@@ -62,6 +62,9 @@ pub enum NetError {
     /// An unauthenticated sealed frame over its address's [`DecryptBudget`](crate::admission::DecryptBudget).
     #[error("unexpected frame: sealed frame over this address's decryption budget")]
     OverBudget,
+    /// Nowhere to dial: no address is known for the peer.
+    #[error("no address known for the peer")]
+    NoAddress,
     #[error("cannot connect to {to}: {source}")]
     Connect {
         to: std::net::SocketAddr,

@@ -49,7 +49,7 @@ pub enum NodeError {
     #[error("IPC socket: {0}")]
     Ipc(String),
     #[error("storage key: {0}")]
-    StorageKey(String),
+    StorageKey(#[source] CryptoError),
 }
 
 /// Errors of the node API, as front-ends see them. `code` gives the JSON-RPC error code.
@@ -258,7 +258,10 @@ async fn storage_key(
     let node = node.to_string();
     let key = keys
         .run(move |id| {
-            let io = |e: std::io::Error| CryptoError::Pgp(format!("{}: {e}", path.display()));
+            let io = |source| CryptoError::File {
+                path: path.clone(),
+                source,
+            };
             let mut key = zeroize::Zeroizing::new([0u8; STORAGE_KEY_BYTES]);
             match std::fs::read(&path) {
                 Ok(sealed) => {
@@ -289,7 +292,7 @@ async fn storage_key(
             Ok(key)
         })
         .await
-        .map_err(|e| NodeError::StorageKey(e.to_string()))?;
+        .map_err(NodeError::StorageKey)?;
     Ok(key)
 }
 

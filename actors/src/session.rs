@@ -29,7 +29,6 @@ use crate::admission::ConnectionPool;
 use crate::codec::CodecError;
 use crate::contacts::{ContactRegistry, FindContact};
 use crate::crypto::{PublicCert, SecretCert};
-use crate::discussions::Tombstone;
 use crate::events::{now_secs, Event, EventBus};
 use crate::keys::KeysHandle;
 use crate::net::chat::{check_chat, decrypt_chat, encrypt_chat, ChatError};
@@ -327,5 +326,5 @@ mod inbound;
 use chat::Sender;
 use handlers::Inbound;
 pub use handlers::{
-    Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped,
+    Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped, Tombstone,
 };

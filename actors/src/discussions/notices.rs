@@ -8,7 +8,6 @@
 //! - receiver side: our discussion listener is gone, so the peer's reconnection comes through the
 //!   main listener ([`super::RouteConnection`]) and gets the `Close` where our proof would go.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,15 +23,7 @@ use crate::session::{reach_peer, RECONNECT_MIN};
 use crate::store::{DiscussionRecord, StoreHandle};
 use crate::wire::Role;
 
-/// A discussion closed without the peer, until the peer confirms.
-#[derive(Clone)]
-pub struct Tombstone {
-    pub notice: Arc<CloseNotice>,
-    pub role: Role,
-    pub peer_fingerprint: String,
-    /// Requester: the peer's discussion listener as last known.
-    pub endpoint: Option<SocketAddr>,
-}
+pub use crate::session::Tombstone;
 
 impl Tombstone {
     pub(super) fn from_record(

@@ -56,7 +56,7 @@ where
             Ok(x) => return Ok(x),
             Err(e) => e,
         },
-        None => net::NetError::Peer("no address known for the peer".into()),
+        None => net::NetError::NoAddress,
     };
     let main = match contacts {
         Some(c) => c

@@ -279,6 +279,18 @@ impl Handler<Reconnect> for DiscussionSession {
     }
 }
 
+/// A discussion closed without the peer, until the peer confirms: what the stopped session hands
+/// the directory to keep telling the peer. Defined here, with the session that makes it, so the
+/// session needs nothing of the directory (which owns sessions and imports this module).
+#[derive(Clone)]
+pub struct Tombstone {
+    pub notice: Arc<net::CloseNotice>,
+    pub role: Role,
+    pub peer_fingerprint: String,
+    /// Requester: the peer's discussion listener as last known.
+    pub endpoint: Option<SocketAddr>,
+}
+
 /// Told to the directory when a session ends.
 #[derive(Message)]
 #[rtype(result = "()")]
