@@ -153,21 +153,6 @@ impl KeysHandle {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::net::Crypto as _;
-
-    #[actix_rt::test]
-    async fn a_panicking_job_costs_only_itself() {
-        let keys = KeyManager::start(SecretCert::generate("t").unwrap(), 1);
-        let r: Result<(), _> = keys.run(|_| panic!("hostile packet")).await;
-        assert!(matches!(r, Err(CryptoError::Malformed(m)) if m.contains("hostile packet")));
-        // The single worker is still alive.
-        assert!(keys.sign(b"x".to_vec()).await.is_ok());
-    }
-}
-
 impl crate::net::Crypto for KeysHandle {
     fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -182,5 +167,20 @@ impl crate::net::Crypto for KeysHandle {
         job: impl FnOnce(&SecretCert) -> Result<R, CryptoError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<R, CryptoError>> + Send {
         KeysHandle::run(self, job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Crypto as _;
+
+    #[actix_rt::test]
+    async fn a_panicking_job_costs_only_itself() {
+        let keys = KeyManager::start(SecretCert::generate("t").unwrap(), 1);
+        let r: Result<(), _> = keys.run(|_| panic!("hostile packet")).await;
+        assert!(matches!(r, Err(CryptoError::Malformed(m)) if m.contains("hostile packet")));
+        // The single worker is still alive.
+        assert!(keys.sign(b"x".to_vec()).await.is_ok());
     }
 }

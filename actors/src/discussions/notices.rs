@@ -130,7 +130,7 @@ impl DiscussionDirectory {
                     Some(n) => n,
                     None => closed_notice(&node_name, &store, &keys, asked)
                         .await
-                        .ok_or_else(|| net::NetError::Unexpected("unknown discussion".into()))?,
+                        .ok_or(net::NetError::Unexpected("unknown discussion"))?,
                 };
                 net::tell_closed_as_listener(&mut conn, &keys, &notice, deadline).await
             }

@@ -56,6 +56,10 @@ pub enum Decision<T> {
     Refuse,
 }
 
+/// A request registered for the user's decision (its id, the channel the decision comes on), or
+/// turned away with a reason.
+pub type Arrival<T> = Result<(u64, oneshot::Receiver<Decision<T>>), FailReason>;
+
 /// What the node does around the receiver's script.
 pub trait ResponderHost {
     /// What comes back with an accepting [`Decision`].
@@ -66,10 +70,7 @@ pub trait ResponderHost {
 
     /// A checked, fresh request: register it for the user's decision (its id and the channel the
     /// decision comes on), or turn it away with a reason.
-    fn arrived(
-        &self,
-        request: &RequestBody,
-    ) -> impl Future<Output = Result<(u64, oneshot::Receiver<Decision<Self::Then>>), FailReason>>;
+    fn arrived(&self, request: &RequestBody) -> impl Future<Output = Arrival<Self::Then>>;
 
     /// The request `id` ended before a decision (`reason` for the user).
     fn gone(&self, id: u64, reason: &str);

@@ -96,7 +96,7 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
             // Until it has authenticated, a newcomer may take its place.
             let accepted = tokio::select! {
                 Ok(()) = evicted => Err(net::NetError::Unexpected(
-                    "evicted for a newer connection".into(),
+                    "evicted for a newer connection",
                 )),
                 res = auth => res,
             }?;
