@@ -40,7 +40,7 @@ pub enum DirectoryError {
     #[error("discussion '{0}' is closed")]
     Closed(String),
     #[error("cannot open the discussion listener: {0}")]
-    Bind(String),
+    Bind(#[source] std::io::Error),
     #[error("{0}")]
     Key(String),
 }
@@ -144,7 +144,7 @@ async fn bind_discussion_listener(
     }
     TcpListener::bind(SocketAddr::new(bind, 0))
         .await
-        .map_err(|e| DirectoryError::Bind(e.to_string()))
+        .map_err(DirectoryError::Bind)
 }
 
 impl Actor for DiscussionDirectory {
@@ -241,7 +241,7 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
                 let l = bind_discussion_listener(&settings, 0).await?;
                 record.listen_port = l
                     .local_addr()
-                    .map_err(|e| DirectoryError::Bind(e.to_string()))?
+                    .map_err(DirectoryError::Bind)?
                     .port();
                 Some(l)
             } else {
