@@ -239,10 +239,7 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
         let fut = async move {
             let listener = if record.role() == Role::Receiver {
                 let l = bind_discussion_listener(&settings, 0).await?;
-                record.listen_port = l
-                    .local_addr()
-                    .map_err(DirectoryError::Bind)?
-                    .port();
+                record.listen_port = l.local_addr().map_err(DirectoryError::Bind)?.port();
                 Some(l)
             } else {
                 None
