@@ -102,3 +102,38 @@ async fn simulate_runs_a_ring_of_nodes_and_reports() {
     assert!(r.message.p50_ms <= r.message.p99_ms && r.message.p99_ms <= r.message.max_ms);
     assert!(r.messages_per_second > 0.0 && r.peak_memory_kib > 0);
 }
+
+/// `accept` keeps the handshake's error kind (it was an `Internal` string): the receiver's listener
+/// answers the user's decision with the same typed error the handshake ended with.
+#[actix_rt::test]
+async fn a_failed_accept_keeps_its_error_kind() {
+    use pgpchat_actors::listener::{Decide, ListenerError};
+    use pgpchat_actors::node::NodeHandle;
+    use pgpchat_actors::wire::FailReason;
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b): (&NodeHandle, &NodeHandle) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (a2, b_fp) = (a.clone(), b.keys.fingerprint().to_string());
+    let opening = actix_rt::spawn(async move { a2.open(&b_fp, "purple tulip").await });
+    let req = wait_until(20, "the request to arrive", || {
+        let b = b.clone();
+        async move { b.requests().await.ok()?.into_iter().next() }
+    })
+    .await;
+    let decided = b
+        .listener
+        .send(Decide {
+            request_id: req.id,
+            password: Some("yellow tulip".into()),
+        })
+        .await
+        .expect("listener");
+    assert!(
+        matches!(
+            decided,
+            Err(ListenerError::Failed(FailReason::WrongSecretOrIntercepted))
+        ),
+        "{decided:?}"
+    );
+    assert!(opening.await.expect("open task").is_err());
+}

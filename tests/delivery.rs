@@ -7,15 +7,16 @@ use std::time::Duration;
 use pgpchat_actors::crypto::{verify_detached, SecretCert};
 use pgpchat_actors::discussions::Lookup;
 use pgpchat_actors::events::{now_secs, Event};
-use pgpchat_actors::handshake::{random_nonce, Requester};
+use pgpchat_actors::handshake::random_nonce;
 use pgpchat_actors::keys::KeysHandle;
-use pgpchat_actors::net::{self, Conn, SessionKeys};
+use pgpchat_actors::net::chat::encrypt_chat;
+use pgpchat_actors::net::Crypto as _;
+use pgpchat_actors::net::{self, requester, Conn, SessionKeys};
 use pgpchat_actors::node::NodeHandle;
-use pgpchat_actors::session::{encrypt_chat, Reconnect};
+use pgpchat_actors::session::Reconnect;
 use pgpchat_actors::store::{DeliveryState, Direction, DiscussionState};
 use pgpchat_actors::wire::{
-    ack_data, close_data, session_auth_data, ChatPayload, Frame, Handshake, Purpose, Role,
-    PROTOCOL_VERSION,
+    ack_data, close_data, session_auth_data, ChatPayload, Frame, Purpose, Role, PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 
@@ -24,24 +25,12 @@ use crate::common::*;
 const T: Duration = Duration::from_secs(10);
 
 /// The test itself is the requester: a full handshake with `b` (whose user accepts), done with the
-/// library's primitives. Returns the discussion id, our session keys and b's discussion port.
+/// library's requester driver. Returns the discussion id, our session keys and b's discussion port.
 async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, KeysHandle) {
     let peer = RawPeer::new("tester");
     let b_cert = b.keys.public().clone();
     let mut conn = peer.dial_handshake(b).await;
-    let RawPeer { identity, keys } = peer;
-    let dkey = SecretCert::generate("discussion").unwrap();
-    let (state, req) = Requester::start(
-        &identity,
-        "tester",
-        b_cert.fingerprint(),
-        dkey.public(),
-        b"pw",
-        now_secs(),
-    );
-    net::send_sealed(&mut conn, &keys, &b_cert, &Handshake::Request(req), T)
-        .await
-        .unwrap();
+    let keys = peer.keys;
     let b2 = b.clone();
     let accepting = actix_rt::spawn(async move {
         let r = wait_until(10, "request", || {
@@ -51,39 +40,22 @@ async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, Ke
         .await;
         b2.accept(r.id, "pw").await.unwrap()
     });
-    let Handshake::Accept(acc) = net::recv_sealed_from(&mut conn, &keys, &b_cert, T)
-        .await
-        .unwrap()
-    else {
-        panic!("no accept")
+    let deadlines = requester::Deadlines {
+        step: T,
+        decision: T,
     };
-    let (confirm, agreed) = state.on_accept(&acc).unwrap();
-    net::send_sealed(
-        &mut conn,
-        &keys,
-        &b_cert,
-        &Handshake::Confirm { confirm },
-        T,
-    )
-    .await
-    .unwrap();
-    let Handshake::Ready {
-        discussion_id,
-        port,
-    } = net::recv_sealed_from(&mut conn, &keys, &b_cert, T)
+    let done = requester::request(&mut conn, &keys, &b_cert, "b", "pw".into(), deadlines)
         .await
-        .unwrap()
-    else {
-        panic!("no ready")
-    };
+        .unwrap();
+    let discussion_id = done.agreed.discussion_id.clone();
     assert_eq!(accepting.await.unwrap(), discussion_id);
     let sk = SessionKeys::new(
         discussion_id.clone(),
         Role::Requester,
-        Arc::new(dkey),
-        agreed.peer_discussion_key,
+        Arc::new(done.own_key),
+        done.agreed.peer_discussion_key,
     );
-    (discussion_id, sk, port, keys)
+    (discussion_id, sk, done.port, keys)
 }
 
 /// The next `discussion_closed` event for `id`, within `T`: its `by_peer`.
@@ -538,7 +510,7 @@ async fn a_peer_that_closes_gets_our_outbox_before_our_confirmation() {
     while got.len() < 2 {
         match net::recv(&mut conn, T).await.unwrap() {
             Frame::Chat(bytes) => {
-                let p = pgpchat_actors::session::decrypt_chat(&sk.own, &sk.peer, &bytes).unwrap();
+                let p = pgpchat_actors::net::chat::decrypt_chat(&sk.own, &sk.peer, &bytes).unwrap();
                 got.push(p.body);
             }
             other => panic!("expected bob's undelivered messages first, got {other:?}"),

@@ -21,7 +21,7 @@ use pgpchat_actors::crypto::{verify_detached, PublicCert, SecretCert};
 use pgpchat_actors::events::now_secs;
 use pgpchat_actors::handshake::random_nonce;
 use pgpchat_actors::ipc::parse_request;
-use pgpchat_actors::session::{decrypt_chat, encrypt_chat};
+use pgpchat_actors::net::chat::{decrypt_chat, encrypt_chat};
 use pgpchat_actors::settings::Settings;
 use pgpchat_actors::wire::{
     AcceptBody, Announce, AnnounceBody, ChatPayload, FailReason, Frame, Handshake, Purpose,

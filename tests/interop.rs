@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use pgpchat_actors::crypto::SecretCert;
-use pgpchat_actors::session::encrypt_chat;
+use pgpchat_actors::net::chat::encrypt_chat;
 use pgpchat_actors::wire::ChatPayload;
 
 use crate::binary::Person;

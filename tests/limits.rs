@@ -10,6 +10,7 @@ use pgpchat_actors::codec;
 use pgpchat_actors::crypto::SecretCert;
 use pgpchat_actors::events::{now_secs, Event};
 use pgpchat_actors::handshake::Requester;
+use pgpchat_actors::net::Crypto as _;
 use pgpchat_actors::net::{self, Conn};
 use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::wire::{FailReason, Frame, Handshake, Purpose, PROTOCOL_VERSION};
@@ -90,7 +91,7 @@ async fn read_step(
             d.verify(b.keys.public())?;
             Ok(codec::decode(&d.plaintext)?)
         }
-        other => Err(net::NetError::Unexpected(net::frame_name(&other).into())),
+        other => Err(net::NetError::Unexpected(net::frame_name(&other))),
     }
 }
 

@@ -112,7 +112,7 @@ mod in_process {
     use pgpchat_actors::events::{now_secs, Event};
     use pgpchat_actors::handshake::Requester;
     use pgpchat_actors::keys::KeyManager;
-    use pgpchat_actors::net;
+    use pgpchat_actors::net::{self, Crypto as _};
     use pgpchat_actors::node::NodeHandle;
     use pgpchat_actors::wire::{Frame, Handshake};
     use tokio::net::TcpStream;
@@ -206,7 +206,7 @@ mod in_process {
                     }),
                 Err(e) => Err(e.into()),
             },
-            Ok(other) => Err(net::NetError::Unexpected(net::frame_name(&other).into())),
+            Ok(other) => Err(net::NetError::Unexpected(net::frame_name(&other))),
             Err(e) => Err(e),
         };
         (frame, answer, conn)

@@ -53,6 +53,15 @@ pub enum CryptoError {
     Decrypt(String),
     #[error("OpenPGP operation failed: {0}")]
     Pgp(String),
+    /// A file of sealed key material could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The key manager's workers are gone (the node is stopping).
+    #[error("the key manager is unavailable")]
+    WorkerUnavailable,
 }
 
 fn pgp_err(e: pgp::errors::Error) -> CryptoError {

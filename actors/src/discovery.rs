@@ -161,7 +161,7 @@ impl Discovery {
         let fut = async move {
             let announce = sign_announce(&keys, &bodies.0, ANNOUNCE_PADDED_BYTES).await?;
             let reply = sign_announce(&keys, &bodies.1, 0).await?;
-            Ok::<_, String>((announce, reply))
+            Ok::<_, AnnounceError>((announce, reply))
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
             Ok((announce, reply)) => {
@@ -288,22 +288,31 @@ impl Discovery {
     }
 }
 
+/// Why our own announce could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    #[error("{0}")]
+    Codec(#[from] crate::codec::CodecError),
+    #[error("{0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
 /// Sign an announce body and pad the datagram to `pad_to` bytes (0: no padding).
 pub async fn sign_announce(
-    keys: &KeysHandle,
+    keys: &impl crate::net::Crypto,
     body: &AnnounceBody,
     pad_to: usize,
-) -> Result<Vec<u8>, String> {
-    let body = codec::encode(body).map_err(|e| e.to_string())?;
-    let signature = keys.sign(body.clone()).await.map_err(|e| e.to_string())?;
+) -> Result<Vec<u8>, AnnounceError> {
+    let body = codec::encode(body)?;
+    let signature = keys.sign(body.clone()).await?;
     let mut a = Announce {
         body,
         signature,
         padding: vec![],
     };
-    let len = codec::encode(&a).map_err(|e| e.to_string())?.len();
+    let len = codec::encode(&a)?.len();
     a.padding = vec![0; pad_to.saturating_sub(len)];
-    codec::encode(&a).map_err(|e| e.to_string())
+    Ok(codec::encode(&a)?)
 }
 
 /// A received datagram.

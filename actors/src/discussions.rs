@@ -20,6 +20,7 @@ use crate::crypto::{PublicCert, SecretCert};
 use crate::events::EventBus;
 use crate::keys::KeysHandle;
 use crate::net::Conn;
+use crate::net::Crypto as _;
 use crate::session::{AuthenticateIncoming, DiscussionSession, SessionParams, SessionStopped};
 use crate::settings::Settings;
 use crate::store::{DiscussionRecord, DiscussionState, StoreError, StoreHandle};
@@ -39,7 +40,7 @@ pub enum DirectoryError {
     #[error("discussion '{0}' is closed")]
     Closed(String),
     #[error("cannot open the discussion listener: {0}")]
-    Bind(String),
+    Bind(#[source] std::io::Error),
     #[error("{0}")]
     Key(String),
 }
@@ -146,7 +147,7 @@ async fn bind_discussion_listener(
     }
     TcpListener::bind(SocketAddr::new(bind, 0))
         .await
-        .map_err(|e| DirectoryError::Bind(e.to_string()))
+        .map_err(DirectoryError::Bind)
 }
 
 impl Actor for DiscussionDirectory {
@@ -241,10 +242,7 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
         let fut = async move {
             let listener = if record.role() == Role::Receiver {
                 let l = bind_discussion_listener(&settings, 0).await?;
-                record.listen_port = l
-                    .local_addr()
-                    .map_err(|e| DirectoryError::Bind(e.to_string()))?
-                    .port();
+                record.listen_port = l.local_addr().map_err(DirectoryError::Bind)?.port();
                 Some(l)
             } else {
                 None

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::at_rest::{self, Sealed};
-use crate::crypto::{verify_detached, CryptoError, Decrypted, PublicCert, SecretCert};
+use crate::crypto::{verify_detached, CryptoError, PublicCert, SecretCert};
+use crate::net::crypto::run_caught;
 
 pub struct KeyManager {
     identity: Arc<SecretCert>,
@@ -56,27 +57,13 @@ impl<R: Send + 'static> Handler<Crypto<R>> for KeyManager {
     /// A panic inside the OpenPGP library on a hostile packet (it has had such bugs) costs that one
     /// operation, not the worker thread: it becomes an error.
     fn handle(&mut self, msg: Crypto<R>, _: &mut SyncContext<Self>) -> Self::Result {
-        let identity = &self.identity;
-        let job = msg.0;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(identity)))
-            .unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                log::error!(
-                    "[{}] OpenPGP operation panicked (input dropped): {what}",
-                    identity.public().user_id()
-                );
-                Err(CryptoError::Malformed(format!(
-                    "the OpenPGP library panicked: {what}"
-                )))
-            })
+        run_caught(&self.identity, msg.0)
     }
 }
 
-/// Typed access to the key manager; cheap to clone.
+/// Typed access to the key manager; cheap to clone. The protocol layer uses it through
+/// [`net::Crypto`](crate::net::Crypto) (sealing, signing, discussion keys); the methods here are
+/// what only the node's actors need.
 #[derive(Clone)]
 pub struct KeysHandle {
     addr: Addr<KeyManager>,
@@ -107,28 +94,7 @@ impl KeysHandle {
         self.addr
             .send(Crypto(Box::new(f)))
             .await
-            .map_err(|_| CryptoError::Pgp("key manager unavailable".into()))?
-    }
-
-    /// Detached signature by the identity key.
-    pub async fn sign(&self, data: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        self.run(move |id| id.sign_detached(&data)).await
-    }
-
-    /// Signed by the identity, encrypted to `to`'s identity (handshake frames).
-    pub async fn seal(&self, to: PublicCert, plaintext: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        self.run(move |id| id.sign_and_encrypt(&to, &plaintext))
-            .await
-    }
-
-    /// Decrypt a sealed frame; the caller checks the signature against the expected sender.
-    pub async fn unseal(&self, message: Vec<u8>) -> Result<Decrypted, CryptoError> {
-        self.run(move |id| id.decrypt_unverified(&message)).await
-    }
-
-    /// Parse and check a certificate off the event loop.
-    pub async fn parse_cert(&self, bytes: Vec<u8>) -> Result<PublicCert, CryptoError> {
-        self.run(move |_| PublicCert::from_bytes(&bytes)).await
+            .map_err(|_| CryptoError::WorkerUnavailable)?
     }
 
     /// Check a certificate and a detached signature it made over `data` (announces).
@@ -142,20 +108,6 @@ impl KeysHandle {
             let cert = PublicCert::from_bytes(&cert)?;
             verify_detached(&cert, &data, &signature)?;
             Ok(cert)
-        })
-        .await
-    }
-
-    /// A fresh discussion key pair, and its secret sealed for our own store ([`at_rest`]).
-    pub async fn new_discussion_key(
-        &self,
-        label: String,
-    ) -> Result<(SecretCert, Vec<u8>), CryptoError> {
-        self.run(move |id| {
-            let key = SecretCert::generate(&label)?;
-            let plain = zeroize::Zeroizing::new(key.to_protected_bytes(None)?);
-            let sealed = at_rest::seal(id, Sealed::DiscussionKey, &plain)?;
-            Ok((key, sealed))
         })
         .await
     }
@@ -199,29 +151,29 @@ impl KeysHandle {
         self.run(move |_| key.decrypt_and_verify(&message, &from))
             .await
     }
+}
 
-    pub async fn sign_with(
-        &self,
-        key: Arc<SecretCert>,
-        data: Vec<u8>,
-    ) -> Result<Vec<u8>, CryptoError> {
-        self.run(move |_| key.sign_detached(&data)).await
+impl crate::net::Crypto for KeysHandle {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
-    pub async fn verify_detached(
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run<R: Send + 'static>(
         &self,
-        signer: PublicCert,
-        data: Vec<u8>,
-        signature: Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        self.run(move |_| verify_detached(&signer, &data, &signature))
-            .await
+        job: impl FnOnce(&SecretCert) -> Result<R, CryptoError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<R, CryptoError>> + Send {
+        KeysHandle::run(self, job)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::Crypto as _;
 
     #[actix_rt::test]
     async fn a_panicking_job_costs_only_itself() {

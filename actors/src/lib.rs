@@ -9,7 +9,10 @@
 //! - [`at_rest`]: what the node seals for itself on disk, apart from anything a peer can send.
 //! - [`handshake`]: SPAKE2 + key confirmation + replay cache + failure limiter, without sockets.
 //! - [`admission`]: connection slots and crypto time for peers that have proved nothing yet.
-//! - [`net`]: framed connections, sealed handshake frames, discussion-key authentication.
+//! - [`net`]: the protocol layer, generic over the byte stream and over [`net::Crypto`] (no actor
+//!   address): framed connections, sealed handshake frames, discussion-key authentication and the
+//!   signed `Close`, the chat payload codec, both handshake drivers ([`net::requester`],
+//!   [`net::responder`]); unit-tested over in-memory pipes.
 //! - [`settings`], [`identity`], [`datadir_lock`], [`store`], [`events`]: configuration, the
 //!   identity key file, one core per data directory, the SQLite store (with its worker thread), the
 //!   event bus.

@@ -20,25 +20,24 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::StreamExt;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::admission::{ConnectionPool, DecryptBudget, Slot};
 use crate::contacts::{ContactRegistry, NameHasOtherKey};
-use crate::crypto::PublicCert;
+use crate::crypto::{PublicCert, SecretCert};
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
 use crate::events::{now_secs, Event, EventBus, RefusedRequest, RequestInfo};
-use crate::handshake::{
-    check_fresh, check_request, GuessLimits, HandshakeError, ReplayCache, Requester, Responder,
-    Throttle,
-};
+use crate::handshake::{Agreed, GuessLimits, HandshakeError, ReplayCache, Throttle};
 use crate::keys::KeysHandle;
+use crate::net::requester::{self, RequestError};
+use crate::net::responder::{self, RespondError, Responded};
+use crate::net::Crypto as _;
 use crate::net::{self, Conn, NetError};
 use crate::settings::Settings;
 use crate::store::{ContactRecord, DiscussionRecord, DiscussionState, StoreHandle};
-use crate::wire::{FailReason, Frame, Handshake, Purpose, Role, PROTOCOL_VERSION};
+use crate::wire::{FailReason, Frame, Purpose, RequestBody, Role, PROTOCOL_VERSION};
 
 /// Request nonces remembered against replay.
 pub const REPLAY_CACHE_ENTRIES: usize = 4096;
@@ -68,17 +67,55 @@ pub enum ListenerError {
     )]
     NotConfirmed { name: String, why: String },
     #[error("{0}")]
-    Internal(String),
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("contact's key: {0}")]
+    ContactKey(#[source] crate::crypto::CryptoError),
+    #[error("bad address {0}")]
+    BadAddress(String),
+    #[error("{0}")]
+    Directory(#[from] crate::discussions::DirectoryError),
+    /// The node could not keep a new discussion (the directory's error).
+    #[error("{0}")]
+    Create(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the discussion directory is unavailable")]
+    DirectoryGone,
 }
 
-/// The user's decision on a request.
-pub enum Decision {
-    Accept {
-        password: String,
-        done: oneshot::Sender<Result<String, String>>,
-    },
-    Refuse,
+impl From<RespondError> for ListenerError {
+    /// Each end of the receiver's side keeps its kind (and its text).
+    fn from(e: RespondError) -> Self {
+        match e {
+            RespondError::Net(e) => Self::Net(e),
+            RespondError::Crypto(e) => Self::Crypto(e),
+            RespondError::Handshake(e) => Self::Handshake(e),
+            RespondError::Failed(r) => Self::Failed(r),
+            RespondError::NotConfirmed { name, why } => Self::NotConfirmed { name, why },
+            RespondError::Create(e) => match e.downcast::<ListenerError>() {
+                Ok(e) => *e,
+                Err(e) => Self::Create(e),
+            },
+        }
+    }
 }
+
+impl ListenerError {
+    /// The requester's side ended towards the contact `name`: each end keeps its kind.
+    fn from_request(e: RequestError, name: &str) -> Self {
+        match e {
+            RequestError::Net(e) => Self::Net(e),
+            RequestError::Crypto(e) => Self::Crypto(e),
+            RequestError::Refused(reason) => Self::Refused {
+                name: name.to_string(),
+                reason,
+            },
+            RequestError::Failed(r) | RequestError::FailedAfterConfirm(r) => Self::Failed(r),
+            RequestError::Handshake(e) => Self::Handshake(e),
+        }
+    }
+}
+
+/// The user's decision on a request; an accepting one is answered when the handshake has ended.
+pub type Decision = responder::Decision<oneshot::Sender<Result<String, ListenerError>>>;
 
 struct Pending {
     info: RequestInfo,
@@ -394,7 +431,13 @@ impl Handler<Decide> for Listener {
             }
             Some(password) => {
                 let (done, result) = oneshot::channel();
-                let sent = p.decide.send(Decision::Accept { password, done }).is_ok();
+                let sent = p
+                    .decide
+                    .send(Decision::Accept {
+                        password,
+                        then: done,
+                    })
+                    .is_ok();
                 (
                     "accepted",
                     Box::pin(async move {
@@ -403,7 +446,7 @@ impl Handler<Decide> for Listener {
                         }
                         match result.await {
                             Ok(Ok(id)) => Ok(Some(id)),
-                            Ok(Err(e)) => Err(ListenerError::Internal(e)),
+                            Ok(Err(e)) => Err(e),
                             Err(_) => Err(ListenerError::Net(NetError::Closed)),
                         }
                     }),

@@ -1,8 +1,14 @@
-//! TCP connection helpers shared by the listener and the discussion sessions: framed connections,
-//! reads and writes with deadlines, sealed handshake frames, and the discussion-key authentication
-//! that every discussion connection (first or re-established) starts with.
+//! The protocol layer: everything a node says to a peer over one byte stream, as plain async code
+//! generic over `AsyncRead + AsyncWrite` and over the [`Crypto`] it needs (never an actor address),
+//! so each path runs in a unit test over `tokio::io::duplex`.
+//!
+//! This file: framed connections, reads and writes with deadlines, the hello, sealed handshake
+//! frames. Below it: [`crypto`] (the [`Crypto`] trait and its in-memory implementation),
+//! [`discussion`] (the discussion-key authentication every discussion connection starts with, and
+//! the signed `Close`), [`chat`] (the chat payload codec and its checks), [`requester`] and
+//! [`responder`] (the two sides of the handshake). The actors (listener, sessions) are thin shells
+//! around these.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -11,11 +17,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
 use crate::codec::{self, CodecError, FrameCodec};
-use crate::crypto::{CryptoError, Decrypted, PublicCert, SecretCert};
-use crate::handshake::random_nonce;
-use crate::keys::KeysHandle;
-use crate::wire::{
-    close_data, session_auth_data, Frame, Handshake, Nonce, Purpose, Role, PROTOCOL_VERSION,
+use crate::crypto::{CryptoError, Decrypted, PublicCert};
+use crate::wire::{Frame, Handshake, Purpose, PROTOCOL_VERSION};
+
+pub mod chat;
+pub mod crypto;
+pub mod discussion;
+pub mod requester;
+pub mod responder;
+
+pub use crypto::{Crypto, LocalCrypto};
+pub use discussion::{
+    authenticate_as_connector, authenticate_as_listener, confirm_close, tell_closed_as_connector,
+    tell_closed_as_listener, verify_close, CloseNotice, SessionKeys,
 };
 
 /// A framed connection over any byte stream (TCP in the node, in-memory pipes in tests).
@@ -44,7 +58,18 @@ pub enum NetError {
     #[error("{0}")]
     Crypto(#[from] CryptoError),
     #[error("unexpected frame: {0}")]
-    Unexpected(String),
+    Unexpected(&'static str),
+    /// An unauthenticated sealed frame over its address's [`DecryptBudget`](crate::admission::DecryptBudget).
+    #[error("unexpected frame: sealed frame over this address's decryption budget")]
+    OverBudget,
+    /// Nowhere to dial: no address is known for the peer.
+    #[error("no address known for the peer")]
+    NoAddress,
+    #[error("cannot connect to {to}: {source}")]
+    Connect {
+        to: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("peer says: {0}")]
     Peer(String),
     /// The peer answered a discussion connection with a `Close` (it closed the discussion while
@@ -53,8 +78,9 @@ pub enum NetError {
     PeerClosedDiscussion(Vec<u8>),
     #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
     Version(u16),
+    /// A discussion-key proof (or `Close`) that did not verify.
     #[error("discussion authentication failed: {0}")]
-    Auth(String),
+    Auth(#[source] CryptoError),
 }
 
 pub async fn recv<S: AsyncRead + AsyncWrite + Unpin>(
@@ -97,9 +123,7 @@ pub async fn recv_hello<S: AsyncRead + AsyncWrite + Unpin>(
             version: PROTOCOL_VERSION,
         } if !crate::wire::is_discussion_id(&discussion_id) => {
             // Not quoted: the peer chose it, up to a whole frame long.
-            Err(NetError::Unexpected(
-                "hello with a malformed discussion id".into(),
-            ))
+            Err(NetError::Unexpected("hello with a malformed discussion id"))
         }
         Frame::Hello { version, purpose } if version == PROTOCOL_VERSION => Ok(purpose),
         Frame::Hello { version, .. } => {
@@ -113,7 +137,7 @@ pub async fn recv_hello<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
             Err(NetError::Version(version))
         }
-        other => Err(NetError::Unexpected(frame_name(&other).into())),
+        other => Err(NetError::Unexpected(frame_name(&other))),
     }
 }
 
@@ -132,7 +156,7 @@ pub fn frame_name(f: &Frame) -> &'static str {
 /// Seal a handshake step to `to` and send it.
 pub async fn send_sealed<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
-    keys: &KeysHandle,
+    keys: &impl Crypto,
     to: &PublicCert,
     step: &Handshake,
     deadline: Duration,
@@ -145,7 +169,7 @@ pub async fn send_sealed<S: AsyncRead + AsyncWrite + Unpin>(
 /// decrypt is [`NetError::SealedFrameRefused`], whose text says nothing about the frame.
 pub async fn recv_sealed<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
-    keys: &KeysHandle,
+    keys: &impl Crypto,
     deadline: Duration,
 ) -> Result<Decrypted, NetError> {
     match recv(conn, deadline).await? {
@@ -153,7 +177,7 @@ pub async fn recv_sealed<S: AsyncRead + AsyncWrite + Unpin>(
             .unseal(bytes)
             .await
             .map_err(|_| NetError::SealedFrameRefused),
-        other => Err(NetError::Unexpected(frame_name(&other).into())),
+        other => Err(NetError::Unexpected(frame_name(&other))),
     }
 }
 
@@ -161,7 +185,7 @@ pub async fn recv_sealed<S: AsyncRead + AsyncWrite + Unpin>(
 /// failure is [`NetError::SealedFrameRefused`].
 pub async fn recv_sealed_from<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
-    keys: &KeysHandle,
+    keys: &impl Crypto,
     from: &PublicCert,
     deadline: Duration,
 ) -> Result<Handshake, NetError> {
@@ -180,50 +204,6 @@ pub async fn refuse_sealed<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = send(conn, Frame::Error { reason }, deadline).await;
 }
 
-/// What a discussion connection authenticates with.
-#[derive(Clone)]
-pub struct SessionKeys {
-    pub discussion_id: String,
-    pub role: Role,
-    pub own: Arc<SecretCert>,
-    pub peer: PublicCert,
-    /// Our `Close`, signed once when first needed (an Ed25519 signature over fixed data never
-    /// changes): sent on each connection while closing, in confirmations, and kept in the store.
-    own_close: Arc<tokio::sync::OnceCell<Vec<u8>>>,
-}
-
-impl SessionKeys {
-    pub fn new(discussion_id: String, role: Role, own: Arc<SecretCert>, peer: PublicCert) -> Self {
-        Self {
-            discussion_id,
-            role,
-            own,
-            peer,
-            own_close: Arc::default(),
-        }
-    }
-
-    /// Our `Close` for this discussion, signed by our discussion key.
-    pub async fn own_close(&self, keys: &KeysHandle) -> Result<Vec<u8>, CryptoError> {
-        self.own_close
-            .get_or_try_init(|| keys.sign_with(self.own.clone(), close_data(&self.discussion_id)))
-            .await
-            .cloned()
-    }
-}
-
-/// Check a `Close` for discussion `id` with the peer's discussion key.
-pub async fn verify_close(
-    keys: &KeysHandle,
-    peer: &PublicCert,
-    id: &str,
-    signature: Vec<u8>,
-) -> Result<(), NetError> {
-    keys.verify_detached(peer.clone(), close_data(id), signature)
-        .await
-        .map_err(|e| NetError::Auth(e.to_string()))
-}
-
 /// A TCP connection to `to`, framed, within `deadline`.
 pub async fn dial(
     to: std::net::SocketAddr,
@@ -233,190 +213,11 @@ pub async fn dial(
     let stream = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(to))
         .await
         .map_err(|_| NetError::Timeout)?
-        .map_err(|e| NetError::Peer(format!("{to}: {e}")))?;
+        .map_err(|source| NetError::Connect { to, source })?;
     Ok(framed(stream, max_frame_bytes))
 }
 
-/// The first frame of a discussion connection, with a fresh nonce (returned too).
-fn discussion_hello(discussion_id: &str) -> (Frame, Nonce) {
-    let nonce = random_nonce();
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        purpose: Purpose::Discussion {
-            discussion_id: discussion_id.to_string(),
-            nonce,
-        },
-    };
-    (hello, nonce)
-}
-
-/// Connecting side: send the hello, check the listener's proof, send ours. Returns the listener's
-/// current discussion port (as it signed it).
-pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    keys: &KeysHandle,
-    sk: &SessionKeys,
-    deadline: Duration,
-) -> Result<u16, NetError> {
-    let (hello, own_nonce) = discussion_hello(&sk.discussion_id);
-    send(conn, hello, deadline).await?;
-    let (peer_nonce, port, signature) = match recv(conn, deadline).await? {
-        Frame::SessionAuth {
-            nonce,
-            port,
-            signature,
-        } => (nonce, port, signature),
-        Frame::Close { signature } => return Err(NetError::PeerClosedDiscussion(signature)),
-        other => return Err(NetError::Unexpected(frame_name(&other).into())),
-    };
-    let data = session_auth_data(
-        &sk.discussion_id,
-        sk.role.peer(),
-        &own_nonce,
-        &peer_nonce,
-        port,
-    );
-    keys.verify_detached(sk.peer.clone(), data, signature)
-        .await
-        .map_err(|e| NetError::Auth(e.to_string()))?;
-    let proof = session_auth_data(&sk.discussion_id, sk.role, &peer_nonce, &own_nonce, 0);
-    let signature = keys.sign_with(sk.own.clone(), proof).await?;
-    send(
-        conn,
-        Frame::SessionAuth {
-            nonce: own_nonce,
-            port: 0,
-            signature,
-        },
-        deadline,
-    )
-    .await?;
-    Ok(port)
-}
-
-/// The peer sent `Close` instead of authenticating ([`NetError::PeerClosedDiscussion`]): check it
-/// with the peer's discussion key, then confirm with our own `Close`. `Ok` means the discussion is
-/// closed on both sides and ours must now be closed too.
-pub async fn confirm_close<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    keys: &KeysHandle,
-    sk: &SessionKeys,
-    signature: Vec<u8>,
-    deadline: Duration,
-) -> Result<(), NetError> {
-    verify_close(keys, &sk.peer, &sk.discussion_id, signature).await?;
-    let signature = sk.own_close(keys).await?;
-    // Best effort: the peer asks again on its next connection if this one is lost.
-    let _ = send(conn, Frame::Close { signature }, deadline).await;
-    Ok(())
-}
-
-/// A discussion we closed without the peer: our key is gone and `proof` is the `Close` we signed
-/// with it first. What a closed discussion still needs to tell the peer, for one connection.
-pub struct CloseNotice {
-    pub discussion_id: String,
-    pub peer: PublicCert,
-    pub proof: Vec<u8>,
-}
-
-/// Connecting side of a [`CloseNotice`]: the hello, then our `Close` where our proof would go; the
-/// peer's `Close` (checked with its discussion key) confirms.
-pub async fn tell_closed_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    keys: &KeysHandle,
-    notice: &CloseNotice,
-    deadline: Duration,
-) -> Result<(), NetError> {
-    send(conn, discussion_hello(&notice.discussion_id).0, deadline).await?;
-    let peer_closed = match recv(conn, deadline).await? {
-        Frame::SessionAuth { .. } => None,
-        Frame::Close { signature } => Some(signature),
-        other => return Err(NetError::Unexpected(frame_name(&other).into())),
-    };
-    if let Some(signature) = peer_closed {
-        // Both closed without the other: its proof is the confirmation.
-        verify_close(keys, &notice.peer, &notice.discussion_id, signature).await?;
-        let _ = send(conn, close_frame(notice), deadline).await;
-        return Ok(());
-    }
-    send(conn, close_frame(notice), deadline).await?;
-    expect_close(conn, keys, notice, deadline).await
-}
-
-/// Listening side of a [`CloseNotice`], after the hello: our `Close` where our proof would go,
-/// then the peer's confirmation.
-pub async fn tell_closed_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    keys: &KeysHandle,
-    notice: &CloseNotice,
-    deadline: Duration,
-) -> Result<(), NetError> {
-    send(conn, close_frame(notice), deadline).await?;
-    expect_close(conn, keys, notice, deadline).await
-}
-
-fn close_frame(notice: &CloseNotice) -> Frame {
-    Frame::Close {
-        signature: notice.proof.clone(),
-    }
-}
-
-async fn expect_close<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    keys: &KeysHandle,
-    notice: &CloseNotice,
-    deadline: Duration,
-) -> Result<(), NetError> {
-    match recv(conn, deadline).await? {
-        Frame::Close { signature } => {
-            verify_close(keys, &notice.peer, &notice.discussion_id, signature).await
-        }
-        other => Err(NetError::Unexpected(frame_name(&other).into())),
-    }
-}
-
-/// Listening side, after the hello (which carried the connector's nonce): prove ourselves with a
-/// fresh nonce (and our current discussion port), then check the connector's proof over that nonce.
-pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    keys: &KeysHandle,
-    sk: &SessionKeys,
-    connector_nonce: Nonce,
-    listen_port: u16,
-    deadline: Duration,
-) -> Result<(), NetError> {
-    let own_nonce = random_nonce();
-    let proof = session_auth_data(
-        &sk.discussion_id,
-        sk.role,
-        &connector_nonce,
-        &own_nonce,
-        listen_port,
-    );
-    let signature = keys.sign_with(sk.own.clone(), proof).await?;
-    send(
-        conn,
-        Frame::SessionAuth {
-            nonce: own_nonce,
-            port: listen_port,
-            signature,
-        },
-        deadline,
-    )
-    .await?;
-    let signature = match recv(conn, deadline).await? {
-        Frame::SessionAuth { signature, .. } => signature,
-        Frame::Close { signature } => return Err(NetError::PeerClosedDiscussion(signature)),
-        other => return Err(NetError::Unexpected(frame_name(&other).into())),
-    };
-    let data = session_auth_data(
-        &sk.discussion_id,
-        sk.role.peer(),
-        &own_nonce,
-        &connector_nonce,
-        0,
-    );
-    keys.verify_detached(sk.peer.clone(), data, signature)
-        .await
-        .map_err(|e| NetError::Auth(e.to_string()))
-}
+#[cfg(test)]
+mod handshake_tests;
+#[cfg(test)]
+mod tests;

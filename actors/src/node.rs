@@ -52,7 +52,7 @@ pub enum NodeError {
     #[error("IPC socket: {0}")]
     Ipc(String),
     #[error("storage key: {0}")]
-    StorageKey(String),
+    StorageKey(#[source] CryptoError),
 }
 
 /// Errors of the node API, as front-ends see them. [`ApiError::kind`] is the machine-readable kind
@@ -128,9 +128,13 @@ impl From<ListenerError> for ApiError {
             ListenerError::Net(crate::net::NetError::Timeout) => {
                 Self::Failed(ErrorKind::Timeout, e.to_string())
             }
-            ListenerError::Net(_) | ListenerError::Internal(_) => {
-                Self::Failed(ErrorKind::Failed, e.to_string())
-            }
+            ListenerError::Net(_)
+            | ListenerError::Crypto(_)
+            | ListenerError::ContactKey(_)
+            | ListenerError::BadAddress(_)
+            | ListenerError::Directory(_)
+            | ListenerError::Create(_)
+            | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.to_string()),
         }
     }
 }
@@ -283,7 +287,10 @@ async fn storage_key(
     let node = node.to_string();
     let key = keys
         .run(move |id| {
-            let io = |e: std::io::Error| CryptoError::Pgp(format!("{}: {e}", path.display()));
+            let io = |source| CryptoError::File {
+                path: path.clone(),
+                source,
+            };
             let mut key = zeroize::Zeroizing::new([0u8; STORAGE_KEY_BYTES]);
             match std::fs::read(&path) {
                 Ok(sealed) => {
@@ -314,7 +321,7 @@ async fn storage_key(
             Ok(key)
         })
         .await
-        .map_err(|e| NodeError::StorageKey(e.to_string()))?;
+        .map_err(NodeError::StorageKey)?;
     Ok(key)
 }
 

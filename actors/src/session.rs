@@ -26,12 +26,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::admission::ConnectionPool;
-use crate::codec::{self, CodecError};
+use crate::codec::CodecError;
 use crate::contacts::{ContactRegistry, FindContact};
 use crate::crypto::{PublicCert, SecretCert};
-use crate::discussions::Tombstone;
 use crate::events::{now_secs, Event, EventBus};
 use crate::keys::KeysHandle;
+use crate::net::chat::{check_chat, decrypt_chat, encrypt_chat, ChatError};
+use crate::net::Crypto as _;
 use crate::net::{self, Conn, SessionKeys};
 use crate::settings::Settings;
 use crate::store::{
@@ -61,6 +62,38 @@ pub enum SessionError {
     Closed,
     #[error("cannot sign with the discussion key: {0}")]
     Key(#[from] crate::crypto::CryptoError),
+}
+
+/// Why a frame was dropped or a connection's sending stopped: one bad frame costs that frame, a
+/// slow or gone connection costs the connection ([`LinkError::costs_the_connection`]).
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("{0}")]
+    Chat(#[from] ChatError),
+    #[error("{0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("message {seq} while {expected} is missing")]
+    Gap { seq: u64, expected: u64 },
+    #[error("bad ack signature: {0}")]
+    BadAck(#[source] crate::crypto::CryptoError),
+    #[error("peer too slow")]
+    TooSlow,
+    #[error("peer too slow to take acks")]
+    TooSlowForAcks,
+    #[error("connection gone")]
+    ConnectionGone,
+}
+
+impl LinkError {
+    /// The connection cannot carry on (its queue is full past the deadline, or it is gone).
+    pub fn costs_the_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::TooSlow | Self::TooSlowForAcks | Self::ConnectionGone
+        )
+    }
 }
 
 pub struct DiscussionSession {
@@ -202,8 +235,7 @@ impl DiscussionSession {
             let batch = ctxs
                 .store
                 .run(move |s| s.outbox_from(&id, from, PUMP_BATCH))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let full = batch.len() as u64 == PUMP_BATCH;
             if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                 log::debug!(
@@ -227,7 +259,7 @@ impl DiscussionSession {
                 }
                 _ => false,
             };
-            Ok::<_, String>((next, full, closed))
+            Ok::<_, LinkError>((next, full, closed))
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.pumping = false;
@@ -297,8 +329,7 @@ mod handlers;
 mod inbound;
 
 use chat::Sender;
-pub use chat::{decrypt_chat, encrypt_chat};
 use handlers::Inbound;
 pub use handlers::{
-    Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped,
+    Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped, Tombstone,
 };

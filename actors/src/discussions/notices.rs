@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::DiscussionDirectory;
 use crate::contacts::ContactRegistry;
 use crate::keys::KeysHandle;
+use crate::net::Crypto as _;
 use crate::net::{self, CloseNotice, Conn};
 use crate::session::{reach_peer, RECONNECT_MIN};
 use crate::store::{DiscussionRecord, StoreHandle};
@@ -29,15 +30,7 @@ use crate::wire::Role;
 pub const TOMBSTONE_CONNECTIONS_PER_ADDRESS: usize =
     crate::session::MAX_UNAUTHENTICATED_PER_ADDRESS;
 
-/// A discussion closed without the peer, until the peer confirms.
-#[derive(Clone)]
-pub struct Tombstone {
-    pub notice: Arc<CloseNotice>,
-    pub role: Role,
-    pub peer_fingerprint: String,
-    /// Requester: the peer's discussion listener as last known.
-    pub endpoint: Option<SocketAddr>,
-}
+pub use crate::session::Tombstone;
 
 impl Tombstone {
     pub(super) fn from_record(
@@ -156,7 +149,7 @@ impl DiscussionDirectory {
                     Some(n) => n,
                     None => closed_notice(&node_name, &store, &keys, asked)
                         .await
-                        .ok_or_else(|| net::NetError::Unexpected("unknown discussion".into()))?,
+                        .ok_or(net::NetError::Unexpected("unknown discussion"))?,
                 };
                 net::tell_closed_as_listener(&mut conn, &keys, &notice, deadline).await
             }

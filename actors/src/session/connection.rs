@@ -56,7 +56,7 @@ where
             Ok(x) => return Ok(x),
             Err(e) => e,
         },
-        None => net::NetError::Peer("no address known for the peer".into()),
+        None => net::NetError::NoAddress,
     };
     let main = match contacts {
         Some(c) => c
@@ -226,15 +226,13 @@ impl DiscussionSession {
                                 } if discussion_id == sk.discussion_id => {
                                     accept(&mut conn, &keys, &sk, nonce, port, deadline).await
                                 }
-                                _ => Err(net::NetError::Unexpected(
-                                    "hello for another purpose".into(),
-                                )),
+                                _ => Err(net::NetError::Unexpected("hello for another purpose")),
                             }
                         };
                         // Until it has authenticated, a newcomer may take its place.
                         let res = tokio::select! {
                             Ok(()) = evicted => Err(net::NetError::Unexpected(
-                                "evicted for a newer connection".into(),
+                                "evicted for a newer connection",
                             )),
                             res = auth => res,
                         };

@@ -96,7 +96,7 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
             // Until it has authenticated, a newcomer may take its place.
             let accepted = tokio::select! {
                 Ok(()) = evicted => Err(net::NetError::Unexpected(
-                    "evicted for a newer connection".into(),
+                    "evicted for a newer connection",
                 )),
                 res = auth => res,
             }?;
@@ -277,6 +277,18 @@ impl Handler<Reconnect> for DiscussionSession {
         self.backoff = RECONNECT_MIN;
         self.connect(ctx);
     }
+}
+
+/// A discussion closed without the peer, until the peer confirms: what the stopped session hands
+/// the directory to keep telling the peer. Defined here, with the session that makes it, so the
+/// session needs nothing of the directory (which owns sessions and imports this module).
+#[derive(Clone)]
+pub struct Tombstone {
+    pub notice: Arc<net::CloseNotice>,
+    pub role: Role,
+    pub peer_fingerprint: String,
+    /// Requester: the peer's discussion listener as last known.
+    pub endpoint: Option<SocketAddr>,
 }
 
 /// Told to the directory when a session ends.

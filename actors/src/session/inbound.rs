@@ -20,27 +20,14 @@ impl DiscussionSession {
             let (own, peer) = (sk.own.clone(), sk.peer.clone());
             let p = keys
                 .run(move |_| Ok(decrypt_chat(&own, &peer, &bytes)))
-                .await
-                .map_err(|e| e.to_string())??;
-            if p.discussion_id != sk.discussion_id {
-                return Err("message for another discussion".to_string());
-            }
-            if p.recipient != sk.own.fingerprint() {
-                return Err("message meant for another recipient".to_string());
-            }
-            if p.body.len() > max_body {
-                return Err(format!(
-                    "message of {} bytes exceeds the limit",
-                    p.body.len()
-                ));
-            }
+                .await??;
+            check_chat(&p, &sk.discussion_id, sk.own.fingerprint(), max_body)?;
             let id = sk.discussion_id.clone();
             let (seq, time, body) = (p.seq, p.time, p.body);
             let b = body.clone();
             let (outcome, upto) = store
                 .run(move |s| s.store_incoming(&id, seq, time, &b))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             match outcome {
                 Incoming::Stored => events.emit(Event::Message {
                     message: MessageRecord {
@@ -56,22 +43,21 @@ impl DiscussionSession {
                     log::debug!("[{node}] duplicate message {seq} in {}", sk.discussion_id)
                 }
                 Incoming::Gap { expected } => {
-                    return Err(format!("message {seq} while {expected} is missing"));
+                    return Err(LinkError::Gap { seq, expected });
                 }
             }
             let signature = keys
                 .sign_with(sk.own.clone(), ack_data(&sk.discussion_id, upto))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             tokio::time::timeout(deadline, tx.send(Frame::Ack { upto, signature }))
                 .await
-                .map_err(|_| "peer too slow to take acks".to_string())?
-                .map_err(|_| "connection gone".to_string())?;
+                .map_err(|_| LinkError::TooSlowForAcks)?
+                .map_err(|_| LinkError::ConnectionGone)?;
             Ok(())
         };
         ctx.wait(
             fut.into_actor(self)
-                .map(move |res: Result<(), String>, act, ctx| {
+                .map(move |res: Result<(), LinkError>, act, ctx| {
                     if let Err(e) = res {
                         // One bad frame costs that frame; a slow peer costs its connection.
                         crate::log_limit::hostile(
@@ -80,8 +66,8 @@ impl DiscussionSession {
                             &act.id(),
                             format_args!("{}: dropped a chat frame: {e}", act.id()),
                         );
-                        if e.contains("too slow") || e.contains("connection gone") {
-                            act.disconnect(generation, &e, ctx);
+                        if e.costs_the_connection() {
+                            act.disconnect(generation, &e.to_string(), ctx);
                         }
                     }
                 }),
@@ -102,15 +88,14 @@ impl DiscussionSession {
                 signature,
             )
             .await
-            .map_err(|e| format!("bad ack signature: {e}"))?;
+            .map_err(LinkError::BadAck)?;
             let id = sk.discussion_id.clone();
             let (changed, all_delivered) = store
                 .run(move |s| {
                     let last = s.last_out_seq(&id)?;
                     Ok((s.mark_delivered(&id, upto.min(last))?, upto >= last))
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             for seq in changed {
                 events.emit(Event::Delivery {
                     discussion_id: sk.discussion_id.clone(),
@@ -118,7 +103,7 @@ impl DiscussionSession {
                     state: DeliveryState::Delivered,
                 });
             }
-            Ok::<_, String>(all_delivered)
+            Ok::<_, LinkError>(all_delivered)
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             // The peer is closing and has now acknowledged all we had to send: confirm.

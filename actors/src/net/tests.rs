@@ -1,0 +1,330 @@
+//! The protocol layer over in-memory pipes (`tokio::io::duplex`), with [`LocalCrypto`]: no actor
+//! system, no sockets. Each test runs both ends in one task (`tokio::join!`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::DuplexStream;
+
+use super::*;
+use crate::crypto::SecretCert;
+use crate::wire::{close_data, FailReason, Nonce, Role};
+
+const T: Duration = Duration::from_secs(5);
+const MAX_FRAME: usize = 1 << 20;
+
+fn pipe() -> (Conn<DuplexStream>, Conn<DuplexStream>) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    (framed(a, MAX_FRAME), framed(b, MAX_FRAME))
+}
+
+fn node(name: &str) -> LocalCrypto {
+    LocalCrypto::new(SecretCert::generate(name).unwrap())
+}
+
+/// Both sides' discussion keys for discussion "d1": (requester's, receiver's).
+fn discussion_keys() -> (SessionKeys, SessionKeys) {
+    let req = Arc::new(SecretCert::generate("dr").unwrap());
+    let rec = Arc::new(SecretCert::generate("ds").unwrap());
+    (
+        SessionKeys::new(
+            "d1".into(),
+            Role::Requester,
+            req.clone(),
+            rec.public().clone(),
+        ),
+        SessionKeys::new("d1".into(), Role::Receiver, rec, req.public().clone()),
+    )
+}
+
+/// The listening side reads a discussion hello: its nonce.
+async fn read_discussion_hello(conn: &mut Conn<DuplexStream>) -> Nonce {
+    match recv_hello(conn, T).await.unwrap() {
+        Purpose::Discussion {
+            discussion_id,
+            nonce,
+        } => {
+            assert_eq!(discussion_id, "d1");
+            nonce
+        }
+        Purpose::Handshake => panic!("a handshake hello"),
+    }
+}
+
+#[tokio::test]
+async fn hello_of_another_version_is_answered_and_refused() {
+    let (mut a, mut b) = pipe();
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION + 1,
+        purpose: Purpose::Handshake,
+    };
+    send(&mut a, hello, T).await.unwrap();
+    let got = recv_hello(&mut b, T).await;
+    assert!(matches!(got, Err(NetError::Version(v)) if v == PROTOCOL_VERSION + 1));
+    let answer = recv(&mut a, T).await;
+    assert!(
+        matches!(&answer, Err(NetError::Peer(r)) if r.contains("unsupported protocol version")),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn hello_must_come_first() {
+    let (mut a, mut b) = pipe();
+    send(&mut a, Frame::Sealed(vec![1, 2, 3]), T).await.unwrap();
+    let got = recv_hello(&mut b, T).await;
+    assert!(
+        matches!(got, Err(NetError::Unexpected("Sealed"))),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn silence_times_out_and_hanging_up_closes() {
+    let (mut a, b) = pipe();
+    let got = recv(&mut a, Duration::from_millis(50)).await;
+    assert!(matches!(got, Err(NetError::Timeout)), "{got:?}");
+    drop(b);
+    let got = recv(&mut a, T).await;
+    assert!(matches!(got, Err(NetError::Closed)), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_peers_error_text_is_sanitized() {
+    let (mut a, mut b) = pipe();
+    let reason = format!("bad\x1b[2J{}", "x".repeat(500));
+    send(&mut a, Frame::Error { reason }, T).await.unwrap();
+    match recv(&mut b, T).await {
+        Err(NetError::Peer(r)) => {
+            assert!(!r.contains('\x1b'), "{r:?}");
+            assert_eq!(r.chars().count(), 200);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sealed_steps_round_trip_between_their_two_identities() {
+    let (alice, bob) = (node("alice"), node("bob"));
+    let (mut a, mut b) = pipe();
+    let step = Handshake::Failed {
+        reason: FailReason::Busy,
+    };
+    send_sealed(&mut a, &alice, bob.public(), &step, T)
+        .await
+        .unwrap();
+    let got = recv_sealed_from(&mut b, &bob, alice.public(), T).await;
+    assert!(
+        matches!(
+            got,
+            Ok(Handshake::Failed {
+                reason: FailReason::Busy
+            })
+        ),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_bad_sealed_frame_is_the_same_refusal() {
+    let (alice, bob, mallory) = (node("alice"), node("bob"), node("mallory"));
+    // Garbage, a frame sealed to someone else, and one signed by someone other than expected.
+    let step = Handshake::Failed {
+        reason: FailReason::Busy,
+    };
+    let to_mallory = alice
+        .seal(mallory.public().clone(), codec::encode(&step).unwrap())
+        .await
+        .unwrap();
+    let from_mallory = mallory
+        .seal(bob.public().clone(), codec::encode(&step).unwrap())
+        .await
+        .unwrap();
+    // Signed and sealed correctly, but not a handshake step.
+    let not_a_step = alice
+        .seal(bob.public().clone(), vec![0xff; 7])
+        .await
+        .unwrap();
+    for bytes in [vec![0xc3, 0x01, 0x02], to_mallory, from_mallory, not_a_step] {
+        let (mut a, mut b) = pipe();
+        send(&mut a, Frame::Sealed(bytes), T).await.unwrap();
+        let got = recv_sealed_from(&mut b, &bob, alice.public(), T).await;
+        assert!(matches!(got, Err(NetError::SealedFrameRefused)), "{got:?}");
+        refuse_sealed(&mut b, T).await;
+        let answer = recv(&mut a, T).await;
+        assert!(
+            matches!(&answer, Err(NetError::Peer(r)) if r == SEALED_FRAME_REFUSED),
+            "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn discussion_authentication_both_ways() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    let (mut a, mut b) = pipe();
+    let listener = async {
+        let nonce = read_discussion_hello(&mut b).await;
+        authenticate_as_listener(&mut b, &crypto, &rc, nonce, 4242, T).await
+    };
+    let (port, listened) =
+        tokio::join!(authenticate_as_connector(&mut a, &crypto, &rq, T), listener);
+    assert_eq!(port.unwrap(), 4242, "the listener's signed port");
+    listened.unwrap();
+    // The reverse roles: the receiver connects back to the requester.
+    let (mut a, mut b) = pipe();
+    let listener = async {
+        let nonce = read_discussion_hello(&mut b).await;
+        authenticate_as_listener(&mut b, &crypto, &rq, nonce, 0, T).await
+    };
+    let (port, listened) =
+        tokio::join!(authenticate_as_connector(&mut a, &crypto, &rc, T), listener);
+    assert_eq!(port.unwrap(), 0);
+    listened.unwrap();
+}
+
+#[tokio::test]
+async fn a_listener_without_the_discussion_key_is_refused() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    // An impostor who knows the discussion id and the requester's public key, not the receiver's
+    // secret one.
+    let impostor = SessionKeys::new(
+        "d1".into(),
+        Role::Receiver,
+        Arc::new(SecretCert::generate("impostor").unwrap()),
+        rc.peer.clone(),
+    );
+    let (mut a, mut b) = pipe();
+    let listener = async {
+        let nonce = read_discussion_hello(&mut b).await;
+        authenticate_as_listener(&mut b, &crypto, &impostor, nonce, 1, T).await
+    };
+    let (connected, _) = tokio::join!(authenticate_as_connector(&mut a, &crypto, &rq, T), listener);
+    assert!(matches!(connected, Err(NetError::Auth(_))), "{connected:?}");
+}
+
+#[tokio::test]
+async fn a_connector_without_the_discussion_key_is_refused() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    let impostor = SessionKeys::new(
+        "d1".into(),
+        Role::Requester,
+        Arc::new(SecretCert::generate("impostor").unwrap()),
+        rq.peer.clone(),
+    );
+    let (mut a, mut b) = pipe();
+    let listener = async {
+        let nonce = read_discussion_hello(&mut b).await;
+        authenticate_as_listener(&mut b, &crypto, &rc, nonce, 1, T).await
+    };
+    let (_, listened) = tokio::join!(
+        authenticate_as_connector(&mut a, &crypto, &impostor, T),
+        listener
+    );
+    assert!(matches!(listened, Err(NetError::Auth(_))), "{listened:?}");
+}
+
+/// What `close --force` keeps: our `Close`, signed with our discussion key.
+async fn notice_of(sk: &SessionKeys, crypto: &LocalCrypto) -> CloseNotice {
+    CloseNotice {
+        discussion_id: sk.discussion_id.clone(),
+        peer: sk.peer.clone(),
+        proof: sk.own_close(crypto).await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_closed_listener_is_confirmed_by_the_connector() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    let notice = notice_of(&rc, &crypto).await;
+    let (mut a, mut b) = pipe();
+    let connector = async {
+        match authenticate_as_connector(&mut a, &crypto, &rq, T).await {
+            Err(NetError::PeerClosedDiscussion(sig)) => {
+                confirm_close(&mut a, &crypto, &rq, sig, T).await
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let listener = async {
+        read_discussion_hello(&mut b).await;
+        tell_closed_as_listener(&mut b, &crypto, &notice, T).await
+    };
+    let (confirmed, told) = tokio::join!(connector, listener);
+    confirmed.unwrap();
+    told.unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_connector_is_confirmed_by_the_listener() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    let notice = notice_of(&rq, &crypto).await;
+    let (mut a, mut b) = pipe();
+    let listener = async {
+        let nonce = read_discussion_hello(&mut b).await;
+        match authenticate_as_listener(&mut b, &crypto, &rc, nonce, 7, T).await {
+            Err(NetError::PeerClosedDiscussion(sig)) => {
+                confirm_close(&mut b, &crypto, &rc, sig, T).await
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let (told, confirmed) = tokio::join!(
+        tell_closed_as_connector(&mut a, &crypto, &notice, T),
+        listener
+    );
+    told.unwrap();
+    confirmed.unwrap();
+}
+
+#[tokio::test]
+async fn both_closed_confirm_each_other() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    let (nq, nc) = (notice_of(&rq, &crypto).await, notice_of(&rc, &crypto).await);
+    let (mut a, mut b) = pipe();
+    let listener = async {
+        read_discussion_hello(&mut b).await;
+        tell_closed_as_listener(&mut b, &crypto, &nc, T).await
+    };
+    let (connector, listener) =
+        tokio::join!(tell_closed_as_connector(&mut a, &crypto, &nq, T), listener);
+    connector.unwrap();
+    listener.unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_close_is_not_believed() {
+    let crypto = node("n");
+    let (rq, rc) = discussion_keys();
+    // A `Close` for the right discussion, signed by a key that is not the peer's.
+    let forger = SecretCert::generate("forger").unwrap();
+    let forged = forger.sign_detached(&close_data("d1")).unwrap();
+    let notice = CloseNotice {
+        discussion_id: "d1".into(),
+        peer: rc.peer.clone(),
+        proof: forged,
+    };
+    let (mut a, mut b) = pipe();
+    let connector = async {
+        match authenticate_as_connector(&mut a, &crypto, &rq, T).await {
+            Err(NetError::PeerClosedDiscussion(sig)) => {
+                confirm_close(&mut a, &crypto, &rq, sig, T).await
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let listener = async {
+        read_discussion_hello(&mut b).await;
+        // The forger waits for a confirmation that never comes.
+        tell_closed_as_listener(&mut b, &crypto, &notice, Duration::from_millis(300)).await
+    };
+    let (confirmed, told) = tokio::join!(connector, listener);
+    assert!(matches!(confirmed, Err(NetError::Auth(_))), "{confirmed:?}");
+    assert!(told.is_err(), "no confirmation for a forged close");
+}
