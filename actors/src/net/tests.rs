@@ -22,18 +22,21 @@ fn node(name: &str) -> LocalCrypto {
     LocalCrypto::new(SecretCert::generate(name).unwrap())
 }
 
-/// Both sides' discussion keys for discussion "d1": (requester's, receiver's).
+/// A discussion id of the form hellos accept (32 lowercase hex digits).
+const D1: &str = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1";
+
+/// Both sides' discussion keys for discussion [`D1`]: (requester's, receiver's).
 fn discussion_keys() -> (SessionKeys, SessionKeys) {
     let req = Arc::new(SecretCert::generate("dr").unwrap());
     let rec = Arc::new(SecretCert::generate("ds").unwrap());
     (
         SessionKeys::new(
-            "d1".into(),
+            D1.into(),
             Role::Requester,
             req.clone(),
             rec.public().clone(),
         ),
-        SessionKeys::new("d1".into(), Role::Receiver, rec, req.public().clone()),
+        SessionKeys::new(D1.into(), Role::Receiver, rec, req.public().clone()),
     )
 }
 
@@ -44,7 +47,7 @@ async fn read_discussion_hello(conn: &mut Conn<DuplexStream>) -> Nonce {
             discussion_id,
             nonce,
         } => {
-            assert_eq!(discussion_id, "d1");
+            assert_eq!(discussion_id, D1);
             nonce
         }
         Purpose::Handshake => panic!("a handshake hello"),
@@ -191,7 +194,7 @@ async fn a_listener_without_the_discussion_key_is_refused() {
     // An impostor who knows the discussion id and the requester's public key, not the receiver's
     // secret one.
     let impostor = SessionKeys::new(
-        "d1".into(),
+        D1.into(),
         Role::Receiver,
         Arc::new(SecretCert::generate("impostor").unwrap()),
         rc.peer.clone(),
@@ -210,7 +213,7 @@ async fn a_connector_without_the_discussion_key_is_refused() {
     let crypto = node("n");
     let (rq, rc) = discussion_keys();
     let impostor = SessionKeys::new(
-        "d1".into(),
+        D1.into(),
         Role::Requester,
         Arc::new(SecretCert::generate("impostor").unwrap()),
         rq.peer.clone(),
@@ -304,9 +307,9 @@ async fn a_forged_close_is_not_believed() {
     let (rq, rc) = discussion_keys();
     // A `Close` for the right discussion, signed by a key that is not the peer's.
     let forger = SecretCert::generate("forger").unwrap();
-    let forged = forger.sign_detached(&close_data("d1")).unwrap();
+    let forged = forger.sign_detached(&close_data(D1)).unwrap();
     let notice = CloseNotice {
-        discussion_id: "d1".into(),
+        discussion_id: D1.into(),
         peer: rc.peer.clone(),
         proof: forged,
     };
