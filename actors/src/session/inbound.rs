@@ -127,12 +127,10 @@ impl DiscussionSession {
         let (keys, store) = (self.keys.clone(), self.store.clone());
         let sk = self.sk.clone();
         let fut = async move {
-            net::verify_close(&keys, &sk.peer, &sk.discussion_id, signature)
-                .await
-                .map_err(|e| e.to_string())?;
+            net::verify_close(&keys, &sk.peer, &sk.discussion_id, signature).await?;
             let id = sk.discussion_id.clone();
             // `Ok(true)`: nothing left to deliver (or the store cannot say: confirm as before).
-            Ok::<_, String>(
+            Ok::<_, net::NetError>(
                 store
                     .run(move |s| s.outbox_from(&id, 0, 1))
                     .await
