@@ -102,6 +102,19 @@ async fn an_announce_flood_cannot_evict_a_contact_with_a_discussion() {
     .await;
     let bob = wait_contact(&a, &bob_fp).await;
     assert!(!bob.key_changed, "the real bob is not flagged");
+    // A request is flagged "this name was known with another key" when it comes from the
+    // impostor, never from the real bob (a new-user trial saw the genuine contact flagged).
+    let other_key = |fingerprint: &str| {
+        a.contacts.send(pgpchat_actors::contacts::NameHasOtherKey {
+            name: "bob".into(),
+            fingerprint: fingerprint.into(),
+        })
+    };
+    assert!(!other_key(&bob_fp).await.unwrap(), "the real bob's request");
+    assert!(
+        other_key(&impostor).await.unwrap(),
+        "the impostor's request"
+    );
     assert!(a.contacts().await.unwrap().len() <= MAX_CONTACTS);
 }
 

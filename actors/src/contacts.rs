@@ -276,6 +276,14 @@ pub struct NameHasOtherKey {
 impl Handler<NameHasOtherKey> for ContactRegistry {
     type Result = bool;
     fn handle(&mut self, q: NameHasOtherKey, _: &mut Context<Self>) -> bool {
+        // The contact we verified or talk to owns its name: newcomers taking it are flagged, it
+        // is not (else every request of a genuine contact would carry the warning).
+        if self
+            .keeper_of_name(&q.name)
+            .is_some_and(|c| c.fingerprint == q.fingerprint)
+        {
+            return false;
+        }
         self.other_with_name(&q.name, &q.fingerprint).is_some()
     }
 }
