@@ -23,14 +23,64 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
             // Errors may quote a peer (a refusal reason, a name): one safe line.
-            eprintln!("pgpchat: {}", safe_text::line(&chain.join(": ")));
+            eprintln!("pgpchat: {}", safe_text::line(&one_line(&e)));
             if core_process::already_running(&e) {
                 ExitCode::from(core_process::EXIT_ALREADY_RUNNING)
             } else {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The error chain on one line, each cause once: a library error whose text already ends with its
+/// source's (`"...: {0}"`) does not get it repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if line.ends_with(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        use std::fmt;
+        #[derive(Debug)]
+        struct Inner;
+        impl fmt::Display for Inner {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrong passphrase")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "identity key: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Outer(Inner)).context("starting the core");
+        assert_eq!(
+            super::one_line(&e),
+            "starting the core: identity key: wrong passphrase"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::one_line(&plain), "outer: inner");
     }
 }
