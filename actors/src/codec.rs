@@ -45,8 +45,8 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decode a whole buffer into one value; trailing bytes are an error (no smuggled data).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(CodecError::Decode)?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(CodecError::Decode)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }

@@ -191,9 +191,7 @@ impl SecretCert {
             .can_sign(true)
             .can_encrypt(EncryptionCaps::None)
             .primary_user_id(user_id.into())
-            .subkeys(vec![enc
-                .build()
-                .map_err(CryptoError::SubkeyParams)?]);
+            .subkeys(vec![enc.build().map_err(CryptoError::SubkeyParams)?]);
         let secret = params
             .build()
             .map_err(CryptoError::KeyParams)?
@@ -357,8 +355,7 @@ impl SecretCert {
 
     /// Decrypt `message`; the signature is checked later with [`Decrypted::verify`].
     pub fn decrypt_unverified(&self, message: &[u8]) -> Result<Decrypted, CryptoError> {
-        let msg = Message::from_bytes(Cursor::new(message))
-            .map_err(CryptoError::MalformedPgp)?;
+        let msg = Message::from_bytes(Cursor::new(message)).map_err(CryptoError::MalformedPgp)?;
         check_recipients(&msg)?;
         let mut inner = msg
             .decrypt(&Password::empty(), &self.secret)
@@ -371,9 +368,7 @@ impl SecretCert {
         if !inner.is_signed() {
             return Err(CryptoError::Policy("message is not signed".into()));
         }
-        let plaintext = inner
-            .as_data_vec()
-            .map_err(CryptoError::DecryptIo)?;
+        let plaintext = inner.as_data_vec().map_err(CryptoError::DecryptIo)?;
         // Keep only the signature: the message borrows the input buffer.
         let signature = signature_of(&inner)?;
         Ok(Decrypted {
@@ -476,8 +471,8 @@ pub fn verify_detached(
     data: &[u8],
     signature: &[u8],
 ) -> Result<(), CryptoError> {
-    let sig = DetachedSignature::from_bytes(Cursor::new(signature))
-        .map_err(CryptoError::MalformedPgp)?;
+    let sig =
+        DetachedSignature::from_bytes(Cursor::new(signature)).map_err(CryptoError::MalformedPgp)?;
     check_signature_policy(&sig.signature)?;
     check_issuer(&sig.signature, signer)?;
     sig.verify(&signer.inner().primary_key, data)
@@ -599,8 +594,7 @@ mod tests {
         let CryptoError::DecryptPgp(ref source) = e else {
             panic!("{e:?}")
         };
-        assert!(std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<pgp::errors::Error>()));
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<pgp::errors::Error>()));
         assert_eq!(e.to_string(), format!("cannot decrypt: {source}"));
     }
 

@@ -49,10 +49,25 @@ pub enum NodeError {
     Listen(SocketAddr, std::io::Error),
     #[error("discovery: {0}")]
     Discovery(std::io::Error),
-    #[error("IPC socket: {0}")]
-    Ipc(String),
+    /// The IPC socket at `path` could not be set up; `source` says why.
+    #[error("IPC socket: {}: {source}", path.display())]
+    Ipc {
+        path: std::path::PathBuf,
+        source: IpcSetupError,
+    },
     #[error("storage key: {0}")]
     StorageKey(#[source] CryptoError),
+}
+
+/// Why the IPC socket could not be set up.
+#[derive(Debug, Error)]
+pub enum IpcSetupError {
+    #[error("no parent directory")]
+    NoParent,
+    #[error("a core is already running for this profile")]
+    AlreadyRunning,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Errors of the node API, as front-ends see them. [`ApiError::kind`] is the machine-readable kind
@@ -66,8 +81,9 @@ pub enum ApiError {
     /// The operation failed: refused, wrong secret, unreachable, closed...
     #[error("{1}")]
     Failed(ErrorKind, String),
+    /// The original error kept as the source (front-ends see its text, kind `internal`).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -109,7 +125,7 @@ impl From<DirectoryError> for ApiError {
             }
             DirectoryError::Ambiguous(..) => Self::Invalid(e.to_string()),
             DirectoryError::Closed(_) => Self::Failed(ErrorKind::Closed, e.to_string()),
-            _ => Self::Internal(e.to_string()),
+            _ => Self::Internal(e.into()),
         }
     }
 }
@@ -146,7 +162,7 @@ impl From<SessionError> for ApiError {
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
                 Self::Failed(ErrorKind::Closed, e.to_string())
             }
-            _ => Self::Internal(e.to_string()),
+            _ => Self::Internal(e.into()),
         }
     }
 }
@@ -155,13 +171,18 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoDiscussion(_) => Self::NotFound(e.to_string()),
-            _ => Self::Internal(e.to_string()),
+            _ => Self::Internal(e.into()),
         }
     }
 }
 
+/// An actor of the node did not answer (it stopped): the mailbox error kept as the source.
+#[derive(Debug, Error)]
+#[error("actor unavailable: {0}")]
+pub struct Unavailable(#[source] pub MailboxError);
+
 fn mailbox(e: MailboxError) -> ApiError {
-    ApiError::Internal(format!("actor unavailable: {e}"))
+    ApiError::Internal(Box::new(Unavailable(e)))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -295,10 +295,13 @@ async fn an_accept_without_a_confirm_is_a_failed_attempt() {
     // Alice stays silent past the step deadline: the responder gives up and counts it.
     let (host, e) = accept_then_silence().await;
     assert!(
-        matches!(&e, RespondError::NotConfirmed {
-            why: Unconfirmed::TimedOut,
-            ..
-        }),
+        matches!(
+            &e,
+            RespondError::NotConfirmed {
+                why: Unconfirmed::TimedOut,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_eq!(host.failures.borrow().len(), 1);
