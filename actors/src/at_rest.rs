@@ -70,7 +70,7 @@ pub fn seal(identity: &SecretCert, what: Sealed, plaintext: &[u8]) -> Result<Vec
                 aad: &aad,
             },
         )
-        .map_err(|_| CryptoError::Pgp("sealing failed".into()))?;
+        .map_err(|_| CryptoError::Failed("sealing failed"))?;
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);

@@ -17,10 +17,12 @@ pub const DECODE_LIMIT: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum CodecError {
+    // bincode's own errors are kept as values (the source chain), never as text: a decoder's
+    // message stays on this side (issue 8), the fixed texts below are what travels.
     #[error("cannot encode: {0}")]
-    Encode(String),
+    Encode(#[from] bincode::error::EncodeError),
     #[error("malformed frame: {0}")]
-    Decode(String),
+    Decode(#[from] bincode::error::DecodeError),
     #[error("frame has {0} trailing bytes")]
     Trailing(usize),
     #[error("frame of {size} bytes exceeds the limit of {max}")]
@@ -38,13 +40,13 @@ fn config() -> impl bincode::config::Config {
 
 /// Encode a value with the project's bincode configuration.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(value, config()).map_err(CodecError::Encode)
 }
 
 /// Decode a whole buffer into one value; trailing bytes are an error (no smuggled data).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(CodecError::Decode)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -56,7 +58,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 pub fn decode_prefix<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
     bincode::serde::borrow_decode_from_slice(bytes, config())
         .map(|(value, _)| value)
-        .map_err(|e| CodecError::Decode(e.to_string()))
+        .map_err(CodecError::Decode)
 }
 
 /// Length-delimited frames of bincode values: decodes `In`, encodes `Out`.
@@ -149,5 +151,14 @@ mod tests {
         let mut bytes = vec![0, 0, 0, 1];
         bytes.extend_from_slice(&(1u64 << 60).to_be_bytes());
         assert!(decode::<Frame>(&bytes).is_err());
+    }
+
+    #[test]
+    fn decode_error_keeps_bincode_error_as_source() {
+        use std::error::Error as _;
+        let e = decode::<Frame>(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 9]).unwrap_err();
+        let source = e.source().expect("a source");
+        assert!(source.is::<bincode::error::DecodeError>(), "{e:?}");
+        assert_eq!(e.to_string(), format!("malformed frame: {source}"));
     }
 }

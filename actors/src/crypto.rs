@@ -43,16 +43,40 @@ pub enum CryptoError {
     WrongPassphrase,
     #[error("the identity key is passphrase-protected: a passphrase is needed")]
     PassphraseNeeded,
+    // Each kind comes twice: with our own words, or with rpgp's error kept as the source (its
+    // kind preserved, never turned into text here); the texts users see are the same.
     #[error("malformed OpenPGP data: {0}")]
     Malformed(String),
+    #[error("malformed OpenPGP data: {0}")]
+    MalformedPgp(#[source] pgp::errors::Error),
     #[error("key refused by policy: {0}")]
     Policy(String),
     #[error("bad signature: {0}")]
     BadSignature(String),
+    #[error("bad signature: {0}")]
+    BadSignaturePgp(#[source] pgp::errors::Error),
+    /// The self-signatures binding a certificate's (`what`) user ids and subkeys do not verify.
+    #[error("bad signature: {what} bindings: {source}")]
+    Bindings {
+        what: &'static str,
+        source: pgp::errors::Error,
+    },
     #[error("cannot decrypt: {0}")]
     Decrypt(String),
+    #[error("cannot decrypt: {0}")]
+    DecryptPgp(#[source] pgp::errors::Error),
+    /// Reading the decrypted stream failed (rpgp reports it as I/O).
+    #[error("cannot decrypt: {0}")]
+    DecryptIo(#[source] std::io::Error),
     #[error("OpenPGP operation failed: {0}")]
-    Pgp(String),
+    Pgp(#[from] pgp::errors::Error),
+    /// An operation of ours around OpenPGP (key derivation, sealing) failed.
+    #[error("OpenPGP operation failed: {0}")]
+    Failed(&'static str),
+    #[error("OpenPGP operation failed: {0}")]
+    KeyParams(#[from] pgp::composed::SecretKeyParamsBuilderError),
+    #[error("OpenPGP operation failed: {0}")]
+    SubkeyParams(#[from] pgp::composed::SubkeyParamsBuilderError),
     /// A file of sealed key material could not be read or written.
     #[error("{}: {source}", path.display())]
     File {
@@ -65,7 +89,7 @@ pub enum CryptoError {
 }
 
 fn pgp_err(e: pgp::errors::Error) -> CryptoError {
-    CryptoError::Pgp(e.to_string())
+    CryptoError::Pgp(e)
 }
 
 /// Upper-case hex fingerprint of a v4 key (40 characters).
@@ -88,13 +112,16 @@ impl PublicCert {
             )));
         }
         let (cert, _) = SignedPublicKey::from_reader_single(Cursor::new(bytes))
-            .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+            .map_err(CryptoError::MalformedPgp)?;
         Self::checked(cert)
     }
 
     fn checked(cert: SignedPublicKey) -> Result<Self, CryptoError> {
         cert.verify_bindings()
-            .map_err(|e| CryptoError::BadSignature(format!("certificate bindings: {e}")))?;
+            .map_err(|source| CryptoError::Bindings {
+                what: "certificate",
+                source,
+            })?;
         check_primary_policy(&cert)?;
         encryption_subkey(&cert)?;
         let fingerprint = fingerprint_hex(&cert.fingerprint());
@@ -164,12 +191,10 @@ impl SecretCert {
             .can_sign(true)
             .can_encrypt(EncryptionCaps::None)
             .primary_user_id(user_id.into())
-            .subkeys(vec![enc
-                .build()
-                .map_err(|e| CryptoError::Pgp(e.to_string()))?]);
+            .subkeys(vec![enc.build().map_err(CryptoError::SubkeyParams)?]);
         let secret = params
             .build()
-            .map_err(|e| CryptoError::Pgp(e.to_string()))?
+            .map_err(CryptoError::KeyParams)?
             .generate(thread_rng())
             .map_err(pgp_err)?;
         Self::from_unlocked(secret)
@@ -184,10 +209,13 @@ impl SecretCert {
     /// not protected; `None` on a protected key is [`CryptoError::PassphraseNeeded`]).
     pub fn unlock(bytes: &[u8], passphrase: Option<&str>) -> Result<Self, CryptoError> {
         let (mut secret, _) = SignedSecretKey::from_reader_single(Cursor::new(bytes))
-            .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+            .map_err(CryptoError::MalformedPgp)?;
         secret
             .verify_bindings()
-            .map_err(|e| CryptoError::BadSignature(format!("key bindings: {e}")))?;
+            .map_err(|source| CryptoError::Bindings {
+                what: "key",
+                source,
+            })?;
         if Self::is_protected(&secret) {
             let pw: Password = passphrase.ok_or(CryptoError::PassphraseNeeded)?.into();
             secret
@@ -274,7 +302,7 @@ impl SecretCert {
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
         hkdf::Hkdf::<sha2::Sha256>::new(Some(b"pgpchat local key v1"), &ikm)
             .expand(context, out.as_mut())
-            .map_err(|_| CryptoError::Pgp("key derivation failed".into()))?;
+            .map_err(|_| CryptoError::Failed("key derivation failed"))?;
         Ok(out)
     }
 
@@ -327,12 +355,11 @@ impl SecretCert {
 
     /// Decrypt `message`; the signature is checked later with [`Decrypted::verify`].
     pub fn decrypt_unverified(&self, message: &[u8]) -> Result<Decrypted, CryptoError> {
-        let msg = Message::from_bytes(Cursor::new(message))
-            .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+        let msg = Message::from_bytes(Cursor::new(message)).map_err(CryptoError::MalformedPgp)?;
         check_recipients(&msg)?;
         let mut inner = msg
             .decrypt(&Password::empty(), &self.secret)
-            .map_err(|e| CryptoError::Decrypt(e.to_string()))?;
+            .map_err(CryptoError::DecryptPgp)?;
         if inner.is_compressed() {
             return Err(CryptoError::Policy(
                 "compressed messages are refused".into(),
@@ -341,9 +368,7 @@ impl SecretCert {
         if !inner.is_signed() {
             return Err(CryptoError::Policy("message is not signed".into()));
         }
-        let plaintext = inner
-            .as_data_vec()
-            .map_err(|e| CryptoError::Decrypt(e.to_string()))?;
+        let plaintext = inner.as_data_vec().map_err(CryptoError::DecryptIo)?;
         // Keep only the signature: the message borrows the input buffer.
         let signature = signature_of(&inner)?;
         Ok(Decrypted {
@@ -389,7 +414,7 @@ impl Decrypted {
         check_issuer(&self.signature, signer)?;
         self.signature
             .verify(&signer.inner().primary_key, Cursor::new(&self.plaintext))
-            .map_err(|e| CryptoError::BadSignature(e.to_string()))
+            .map_err(CryptoError::BadSignaturePgp)
     }
 }
 
@@ -446,12 +471,12 @@ pub fn verify_detached(
     data: &[u8],
     signature: &[u8],
 ) -> Result<(), CryptoError> {
-    let sig = DetachedSignature::from_bytes(Cursor::new(signature))
-        .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+    let sig =
+        DetachedSignature::from_bytes(Cursor::new(signature)).map_err(CryptoError::MalformedPgp)?;
     check_signature_policy(&sig.signature)?;
     check_issuer(&sig.signature, signer)?;
     sig.verify(&signer.inner().primary_key, data)
-        .map_err(|e| CryptoError::BadSignature(e.to_string()))
+        .map_err(CryptoError::BadSignaturePgp)
 }
 
 fn check_signature_policy(sig: &Signature) -> Result<(), CryptoError> {
@@ -519,14 +544,14 @@ fn encryption_subkey(
 /// The public certificate of a (possibly locked) secret key, without unlocking it.
 pub fn public_of_secret(bytes: &[u8]) -> Result<PublicCert, CryptoError> {
     let (secret, _) = SignedSecretKey::from_reader_single(Cursor::new(bytes))
-        .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+        .map_err(CryptoError::MalformedPgp)?;
     PublicCert::checked(secret.to_public_key())
 }
 
 /// A stored secret key, armored as it is (its protection unchanged).
 pub fn armor_secret(bytes: &[u8]) -> Result<String, CryptoError> {
     let (secret, _) = SignedSecretKey::from_reader_single(Cursor::new(bytes))
-        .map_err(|e| CryptoError::Malformed(e.to_string()))?;
+        .map_err(CryptoError::MalformedPgp)?;
     secret
         .to_armored_string(ArmorOptions::default())
         .map_err(pgp_err)
@@ -564,10 +589,13 @@ mod tests {
             b.decrypt_and_verify(&msg, m.public()),
             Err(CryptoError::BadSignature(_))
         ));
-        assert!(matches!(
-            m.decrypt_and_verify(&msg, a.public()),
-            Err(CryptoError::Decrypt(_))
-        ));
+        // rpgp's error stays the source, its text the one users saw before.
+        let e = m.decrypt_and_verify(&msg, a.public()).unwrap_err();
+        let CryptoError::DecryptPgp(ref source) = e else {
+            panic!("{e:?}")
+        };
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<pgp::errors::Error>()));
+        assert_eq!(e.to_string(), format!("cannot decrypt: {source}"));
     }
 
     #[test]

@@ -38,7 +38,12 @@ pub enum HandshakeError {
     #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
     Version(u16),
     #[error("bad handshake frame: {0}")]
-    Invalid(String),
+    Invalid(&'static str),
+    /// A key in a handshake frame that our policy or rpgp refused.
+    #[error("bad handshake frame: {0}")]
+    Key(#[from] crate::crypto::CryptoError),
+    #[error("bad handshake frame: {0}")]
+    Codec(#[from] codec::CodecError),
     /// A sealed frame that did not decrypt, decode or verify: its content is not trusted, so the
     /// error says nothing about it (the text is [`crate::net::SEALED_FRAME_REFUSED`]).
     #[error("{}", crate::net::SEALED_FRAME_REFUSED)]
@@ -50,13 +55,17 @@ impl HandshakeError {
     pub fn reason(&self) -> FailReason {
         match self {
             Self::Failed(r) => *r,
-            Self::Version(_) | Self::Invalid(_) | Self::Unauthenticated => FailReason::Protocol,
+            Self::Version(_)
+            | Self::Invalid(_)
+            | Self::Key(_)
+            | Self::Codec(_)
+            | Self::Unauthenticated => FailReason::Protocol,
         }
     }
 }
 
-fn invalid(e: impl std::fmt::Display) -> HandshakeError {
-    HandshakeError::Invalid(e.to_string())
+fn invalid(what: &'static str) -> HandshakeError {
+    HandshakeError::Invalid(what)
 }
 
 pub fn random_nonce() -> Nonce {
@@ -131,8 +140,7 @@ impl Requester {
         if !bool::from(expected.ct_eq(&accept.confirm)) {
             return Err(HandshakeError::Failed(FailReason::WrongSecretOrIntercepted));
         }
-        let peer_discussion_key =
-            PublicCert::from_bytes(&accept.discussion_key).map_err(invalid)?;
+        let peer_discussion_key = PublicCert::from_bytes(&accept.discussion_key)?;
         Ok((
             confirmation(&key, &t, b"confirm A"),
             Agreed {
@@ -184,7 +192,7 @@ pub fn check_request(
         .verify(&cert)
         .map_err(|_| HandshakeError::Unauthenticated)?;
     // Authenticated from here on: signed by the certificate it carries.
-    let Handshake::Request(req) = codec::decode(&decrypted.plaintext).map_err(invalid)? else {
+    let Handshake::Request(req) = codec::decode(&decrypted.plaintext)? else {
         return Err(invalid("expected a Request"));
     };
     if req.version != PROTOCOL_VERSION {
@@ -196,7 +204,7 @@ pub fn check_request(
     if req.to != my_fingerprint {
         return Err(invalid("request is meant for another node"));
     }
-    PublicCert::from_bytes(&req.discussion_key).map_err(invalid)?;
+    PublicCert::from_bytes(&req.discussion_key)?;
     Ok((req, cert))
 }
 
@@ -241,8 +249,7 @@ impl Responder {
         };
         let t = transcript(request, &accept)?;
         accept.confirm = confirmation(&key, &t, b"confirm B");
-        let peer_discussion_key =
-            PublicCert::from_bytes(&request.discussion_key).map_err(invalid)?;
+        let peer_discussion_key = PublicCert::from_bytes(&request.discussion_key)?;
         Ok((
             Self {
                 key,
@@ -269,8 +276,8 @@ impl Responder {
 fn transcript(request: &RequestBody, accept: &AcceptBody) -> Result<[u8; 32], HandshakeError> {
     let mut zeroed = accept.clone();
     zeroed.confirm = [0; 32];
-    let r = codec::encode(request).map_err(invalid)?;
-    let a = codec::encode(&zeroed).map_err(invalid)?;
+    let r = codec::encode(request)?;
+    let a = codec::encode(&zeroed)?;
     let mut h = Sha256::new();
     h.update(b"pgpchat-handshake-v1\0");
     h.update((r.len() as u64).to_be_bytes());

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::node::{NodeError, NodeHandle};
+use crate::node::{IpcSetupError, NodeError, NodeHandle};
 
 mod clients;
 mod connection;
@@ -56,25 +56,23 @@ impl IpcServer {
     /// Create the socket (and its private directory) at `path`. A stale socket left by a dead core is
     /// replaced; a live one is an error (another core serves this profile).
     pub fn bind(node: NodeHandle, path: &Path) -> Result<Self, NodeError> {
-        let err = |m: String| NodeError::Ipc(format!("{}: {m}", path.display()));
-        let dir = path
-            .parent()
-            .ok_or_else(|| err("no parent directory".into()))?;
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| err(e.to_string()))?;
-        let owner_uid = std::fs::metadata(dir)
-            .map_err(|e| err(e.to_string()))?
-            .uid();
+        let err = |source: IpcSetupError| NodeError::Ipc {
+            path: path.to_path_buf(),
+            source,
+        };
+        let io = |e: std::io::Error| err(e.into());
+        let dir = path.parent().ok_or_else(|| err(IpcSetupError::NoParent))?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let owner_uid = std::fs::metadata(dir).map_err(io)?.uid();
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(err("a core is already running for this profile".into()));
+                return Err(err(IpcSetupError::AlreadyRunning));
             }
-            std::fs::remove_file(path).map_err(|e| err(e.to_string()))?;
+            std::fs::remove_file(path).map_err(io)?;
         }
-        let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| err(e.to_string()))?;
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         Ok(Self {
             node,
             listener: Some(listener),

@@ -32,7 +32,7 @@ use crate::events::{now_secs, Event, EventBus, RefusedRequest, RequestInfo};
 use crate::handshake::{Agreed, GuessLimits, HandshakeError, ReplayCache, Throttle};
 use crate::keys::KeysHandle;
 use crate::net::requester::{self, RequestError};
-use crate::net::responder::{self, RespondError, Responded};
+use crate::net::responder::{self, RespondError, Responded, Unconfirmed};
 use crate::net::Crypto as _;
 use crate::net::{self, Conn, NetError};
 use crate::settings::Settings;
@@ -58,14 +58,19 @@ pub enum ListenerError {
     Handshake(#[from] HandshakeError),
     #[error("{name} refused the discussion: {reason}")]
     Refused { name: String, reason: String },
+    /// The contact's TCP endpoint did not answer (a timeout is `io::ErrorKind::TimedOut`).
     #[error("cannot reach {0}: {1}")]
-    Unreachable(String, String),
+    Unreachable(String, #[source] std::io::Error),
     /// We sent our key confirmation (`Accept`) and no valid `Confirm` came back.
     #[error(
         "{name} received our key confirmation but did not confirm ({why}): this may be someone \
          guessing the secret; it counts as a failed attempt"
     )]
-    NotConfirmed { name: String, why: String },
+    NotConfirmed {
+        name: String,
+        #[source]
+        why: Unconfirmed,
+    },
     #[error("{0}")]
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("contact's key: {0}")]

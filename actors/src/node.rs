@@ -49,10 +49,25 @@ pub enum NodeError {
     Listen(SocketAddr, std::io::Error),
     #[error("discovery: {0}")]
     Discovery(std::io::Error),
-    #[error("IPC socket: {0}")]
-    Ipc(String),
+    /// The IPC socket at `path` could not be set up; `source` says why.
+    #[error("IPC socket: {}: {source}", path.display())]
+    Ipc {
+        path: std::path::PathBuf,
+        source: IpcSetupError,
+    },
     #[error("storage key: {0}")]
     StorageKey(#[source] CryptoError),
+}
+
+/// Why the IPC socket could not be set up.
+#[derive(Debug, Error)]
+pub enum IpcSetupError {
+    #[error("no parent directory")]
+    NoParent,
+    #[error("a core is already running for this profile")]
+    AlreadyRunning,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Errors of the node API, as front-ends see them. [`ApiError::kind`] is the machine-readable kind
@@ -60,15 +75,20 @@ pub enum NodeError {
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("{0}")]
-    NotFound(String),
+    NotFound(#[source] Cause),
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[source] Cause),
     /// The operation failed: refused, wrong secret, unreachable, closed...
     #[error("{1}")]
-    Failed(ErrorKind, String),
+    Failed(ErrorKind, #[source] Cause),
+    /// The original error kept as the source (front-ends see its text, kind `internal`).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
+
+/// What an [`ApiError`] holds: the layer's own typed error (its text is what front-ends see), or
+/// a message of ours (`"...".into()`).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl ApiError {
     pub fn kind(&self) -> ErrorKind {
@@ -95,8 +115,8 @@ fn fail_kind(r: FailReason) -> ErrorKind {
 impl From<ContactError> for ApiError {
     fn from(e: ContactError) -> Self {
         match e {
-            ContactError::NotFound(_) => Self::NotFound(e.to_string()),
-            ContactError::Ambiguous(..) => Self::Invalid(e.to_string()),
+            ContactError::NotFound(_) => Self::NotFound(e.into()),
+            ContactError::Ambiguous(..) => Self::Invalid(e.into()),
         }
     }
 }
@@ -105,11 +125,11 @@ impl From<DirectoryError> for ApiError {
     fn from(e: DirectoryError) -> Self {
         match e {
             DirectoryError::NotFound(_) | DirectoryError::Store(StoreError::NoDiscussion(_)) => {
-                Self::NotFound(e.to_string())
+                Self::NotFound(e.into())
             }
-            DirectoryError::Ambiguous(..) => Self::Invalid(e.to_string()),
-            DirectoryError::Closed(_) => Self::Failed(ErrorKind::Closed, e.to_string()),
-            _ => Self::Internal(e.to_string()),
+            DirectoryError::Ambiguous(..) => Self::Invalid(e.into()),
+            DirectoryError::Closed(_) => Self::Failed(ErrorKind::Closed, e.into()),
+            _ => Self::Internal(e.into()),
         }
     }
 }
@@ -117,16 +137,17 @@ impl From<DirectoryError> for ApiError {
 impl From<ListenerError> for ApiError {
     fn from(e: ListenerError) -> Self {
         match e {
-            ListenerError::NoRequest(_) => Self::NotFound(e.to_string()),
-            ListenerError::Failed(r) => Self::Failed(fail_kind(r), e.to_string()),
-            ListenerError::Handshake(ref h) => Self::Failed(fail_kind(h.reason()), e.to_string()),
-            ListenerError::Refused { .. } => Self::Failed(ErrorKind::Refused, e.to_string()),
-            ListenerError::Unreachable(..) => Self::Failed(ErrorKind::Unreachable, e.to_string()),
-            ListenerError::NotConfirmed { .. } => {
-                Self::Failed(ErrorKind::NotConfirmed, e.to_string())
+            ListenerError::NoRequest(_) => Self::NotFound(e.into()),
+            ListenerError::Failed(r) => Self::Failed(fail_kind(r), e.into()),
+            ListenerError::Handshake(ref h) => {
+                let kind = fail_kind(h.reason());
+                Self::Failed(kind, e.into())
             }
+            ListenerError::Refused { .. } => Self::Failed(ErrorKind::Refused, e.into()),
+            ListenerError::Unreachable(..) => Self::Failed(ErrorKind::Unreachable, e.into()),
+            ListenerError::NotConfirmed { .. } => Self::Failed(ErrorKind::NotConfirmed, e.into()),
             ListenerError::Net(crate::net::NetError::Timeout) => {
-                Self::Failed(ErrorKind::Timeout, e.to_string())
+                Self::Failed(ErrorKind::Timeout, e.into())
             }
             ListenerError::Net(_)
             | ListenerError::Crypto(_)
@@ -134,7 +155,7 @@ impl From<ListenerError> for ApiError {
             | ListenerError::BadAddress(_)
             | ListenerError::Directory(_)
             | ListenerError::Create(_)
-            | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.to_string()),
+            | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.into()),
         }
     }
 }
@@ -142,11 +163,11 @@ impl From<ListenerError> for ApiError {
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match e {
-            SessionError::TooLarge(..) => Self::Invalid(e.to_string()),
+            SessionError::TooLarge(..) => Self::Invalid(e.into()),
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
-                Self::Failed(ErrorKind::Closed, e.to_string())
+                Self::Failed(ErrorKind::Closed, e.into())
             }
-            _ => Self::Internal(e.to_string()),
+            _ => Self::Internal(e.into()),
         }
     }
 }
@@ -154,14 +175,19 @@ impl From<SessionError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NoDiscussion(_) => Self::NotFound(e.to_string()),
-            _ => Self::Internal(e.to_string()),
+            StoreError::NoDiscussion(_) => Self::NotFound(e.into()),
+            _ => Self::Internal(e.into()),
         }
     }
 }
 
+/// An actor of the node did not answer (it stopped): the mailbox error kept as the source.
+#[derive(Debug, Error)]
+#[error("actor unavailable: {0}")]
+pub struct Unavailable(#[source] pub MailboxError);
+
 fn mailbox(e: MailboxError) -> ApiError {
-    ApiError::Internal(format!("actor unavailable: {e}"))
+    ApiError::Internal(Box::new(Unavailable(e)))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -554,9 +580,26 @@ fn check_password(p: &str) -> Result<(), ApiError> {
         return Err(ApiError::Invalid("the shared secret is empty".into()));
     }
     if p.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::Invalid(format!(
-            "the shared secret is longer than {MAX_PASSWORD_BYTES} bytes"
-        )));
+        return Err(ApiError::Invalid(
+            format!("the shared secret is longer than {MAX_PASSWORD_BYTES} bytes").into(),
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn api_error_keeps_the_layers_error_typed_with_the_same_text() {
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        let e = ApiError::from(ListenerError::Unreachable("bob".into(), timed_out));
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
+        assert_eq!(e.to_string(), "cannot reach bob: timed out");
+        let listener = e.source().and_then(|s| s.downcast_ref::<ListenerError>());
+        let io = listener.and_then(|l| l.source()?.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|io| io.kind()), Some(std::io::ErrorKind::TimedOut));
+    }
 }

@@ -16,6 +16,9 @@ pub enum SettingsError {
     ProfileNotFound(String, String),
     #[error("configuration: {0}")]
     Invalid(String),
+    /// The config crate's own error (a file that does not parse, a value of the wrong type).
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -221,8 +224,7 @@ impl Settings {
         overrides: &[(&str, String)],
     ) -> Result<Self, SettingsError> {
         use config::{Config, File, FileFormat};
-        let defaults = Config::try_from(&Settings::default())
-            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let defaults = Config::try_from(&Settings::default()).map_err(SettingsError::Config)?;
         let mut b = Config::builder().add_source(defaults);
         if let Some(name) = profile {
             if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
@@ -269,12 +271,12 @@ impl Settings {
         for (k, v) in overrides {
             b = b
                 .set_override(*k, v.clone())
-                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+                .map_err(SettingsError::Config)?;
         }
         let mut s: Settings = b
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+            .map_err(SettingsError::Config)?;
         if s.node.name.is_empty() {
             s.node.name = profile.unwrap_or("default").to_string();
         }

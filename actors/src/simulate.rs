@@ -11,17 +11,33 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::crypto::SecretCert;
+use crate::crypto::{CryptoError, SecretCert};
 use crate::events::Event;
-use crate::node::{start_node, NodeHandle};
+use crate::node::{start_node, ApiError, NodeError, NodeHandle};
 use crate::settings::Settings;
 
 #[derive(Debug, Error)]
 pub enum SimulateError {
     #[error("simulate needs at least 2 nodes")]
     TooFewNodes,
+    #[error("no free UDP port: {0}")]
+    NoPort(#[source] std::io::Error),
     #[error("{0}")]
-    Setup(String),
+    TempDir(#[source] std::io::Error),
+    #[error("{0}")]
+    Identity(#[source] CryptoError),
+    #[error("{0}")]
+    Node(#[source] NodeError),
+    /// A node's API refused a step (`what`: accept, open) or a message.
+    #[error("{what}: {source}")]
+    Step {
+        what: &'static str,
+        source: ApiError,
+    },
+    #[error("{0}")]
+    Send(#[source] ApiError),
+    #[error("{0}")]
+    Task(#[source] tokio::task::JoinError),
     #[error("timed out: {0}")]
     Timeout(String),
 }
@@ -93,7 +109,7 @@ fn free_udp_port() -> Result<u16, SimulateError> {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
-        .map_err(|e| SimulateError::Setup(format!("no free UDP port: {e}")))
+        .map_err(SimulateError::NoPort)
 }
 
 async fn until<T, F, Fut>(deadline: Instant, what: &str, mut f: F) -> Result<T, SimulateError>
@@ -123,16 +139,12 @@ pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
     let mut nodes: Vec<NodeHandle> = Vec::new();
     let start = Instant::now();
     for i in 0..opts.nodes {
-        let dir = tempfile::tempdir().map_err(|e| SimulateError::Setup(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(SimulateError::TempDir)?;
         let name = format!("node{i}");
         let mut s = Settings::loopback(&name, dir.path(), port);
         s.limits.max_contacts = s.limits.max_contacts.max(opts.nodes * 2);
-        let id = SecretCert::generate(&name).map_err(|e| SimulateError::Setup(e.to_string()))?;
-        nodes.push(
-            start_node(s, id)
-                .await
-                .map_err(|e| SimulateError::Setup(e.to_string()))?,
-        );
+        let id = SecretCert::generate(&name).map_err(SimulateError::Identity)?;
+        nodes.push(start_node(s, id).await.map_err(SimulateError::Node)?);
         dirs.push(dir);
     }
     for n in &nodes {
@@ -174,11 +186,17 @@ pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
         .await?;
         nb.accept(req.id, &secret)
             .await
-            .map_err(|e| SimulateError::Setup(format!("accept: {e}")))?;
+            .map_err(|source| SimulateError::Step {
+                what: "accept",
+                source,
+            })?;
         let id = opening
             .await
-            .map_err(|e| SimulateError::Setup(e.to_string()))?
-            .map_err(|e| SimulateError::Setup(format!("open: {e}")))?;
+            .map_err(SimulateError::Task)?
+            .map_err(|source| SimulateError::Step {
+                what: "open",
+                source,
+            })?;
         handshakes.push(started.elapsed());
         discussions.push((a, b, id));
     }
@@ -208,7 +226,7 @@ pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
                 let t = Instant::now();
                 match n.send(&id, &format!("message {i} of the simulation")).await {
                     Ok(r) => sent.push(((id.clone(), r.seq), t)),
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(SimulateError::Send(e)),
                 }
             }
             Ok(sent)
@@ -216,10 +234,7 @@ pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
     }
     let mut sent_at = HashMap::new();
     for s in senders {
-        let sent = s
-            .await
-            .map_err(|e| SimulateError::Setup(e.to_string()))?
-            .map_err(SimulateError::Setup)?;
+        let sent = s.await.map_err(SimulateError::Task)??;
         sent_at.extend(sent);
     }
     let total = discussions.len() * opts.messages;

@@ -19,7 +19,7 @@ fn discover() -> Value {
 }
 
 fn discussion(d: &crate::store::DiscussionSummary) -> Result<api::Discussion, ApiError> {
-    api::Discussion::try_from(d).map_err(|e| ApiError::Internal(e.to_string()))
+    api::Discussion::try_from(d).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// Run one request. `subscribe` is the connection's business: here it only answers.

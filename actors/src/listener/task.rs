@@ -158,8 +158,11 @@ impl Task {
         let endpoint = SocketAddr::new(ip, contact.tcp_port);
         let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
             .await
-            .map_err(|_| ListenerError::Unreachable(contact.name.clone(), "timed out".into()))?
-            .map_err(|e| ListenerError::Unreachable(contact.name.clone(), e.to_string()))?;
+            .map_err(|_| {
+                let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+                ListenerError::Unreachable(contact.name.clone(), timed_out)
+            })?
+            .map_err(|e| ListenerError::Unreachable(contact.name.clone(), e))?;
         let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
         net::send(
             &mut conn,

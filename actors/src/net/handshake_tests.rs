@@ -10,7 +10,7 @@ use tokio::io::DuplexStream;
 use tokio::sync::oneshot;
 
 use super::requester::{self, RequestError};
-use super::responder::{self, Decision, RespondError, Responded, ResponderHost};
+use super::responder::{self, Decision, RespondError, Responded, ResponderHost, Unconfirmed};
 use super::*;
 use crate::admission::{DecryptBudget, DECRYPT_BURST_PER_ADDRESS};
 use crate::crypto::SecretCert;
@@ -295,7 +295,13 @@ async fn an_accept_without_a_confirm_is_a_failed_attempt() {
     // Alice stays silent past the step deadline: the responder gives up and counts it.
     let (host, e) = accept_then_silence().await;
     assert!(
-        matches!(&e, RespondError::NotConfirmed { why, .. } if why == "it timed out"),
+        matches!(
+            &e,
+            RespondError::NotConfirmed {
+                why: Unconfirmed::TimedOut,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_eq!(host.failures.borrow().len(), 1);

@@ -43,10 +43,28 @@ pub enum RespondError {
         "{name} received our key confirmation but did not confirm ({why}): this may be someone \
          guessing the secret; it counts as a failed attempt"
     )]
-    NotConfirmed { name: String, why: String },
+    NotConfirmed {
+        name: String,
+        #[source]
+        why: Unconfirmed,
+    },
     /// The node could not keep the new discussion.
     #[error("{0}")]
     Create(Box<dyn StdError + Send + Sync>),
+}
+
+/// Why no valid `Confirm` came back after our `Accept`; the connection's error, when there was
+/// one, kept as it is.
+#[derive(Debug, Error)]
+pub enum Unconfirmed {
+    #[error("it hung up")]
+    HungUp,
+    #[error("it timed out")]
+    TimedOut,
+    #[error("{0}")]
+    Net(#[source] NetError),
+    #[error("it sent another handshake step")]
+    OtherStep,
 }
 
 /// The user's decision on a request; `T` is whatever the node wants back with the outcome (the
@@ -268,10 +286,10 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin, H: ResponderHost>(
         }
         other => {
             let why = match other {
-                Err(NetError::Closed) => "it hung up".to_string(),
-                Err(NetError::Timeout) => "it timed out".to_string(),
-                Err(e) => e.to_string(),
-                Ok(_) => "it sent another handshake step".to_string(),
+                Err(NetError::Closed) => Unconfirmed::HungUp,
+                Err(NetError::Timeout) => Unconfirmed::TimedOut,
+                Err(e) => Unconfirmed::Net(e),
+                Ok(_) => Unconfirmed::OtherStep,
             };
             let step = Handshake::Failed {
                 reason: FailReason::Protocol,
