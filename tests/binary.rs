@@ -180,6 +180,29 @@ impl Person {
         });
     }
 
+    /// Wait until this core knows `other`'s current main port (after `other` restarted: its new
+    /// announce may come a moment later, the one of the same second being taken for a replay).
+    pub fn wait_sees_current_port(&self, other: &Person) {
+        let port: u16 = other
+            .log()
+            .lines()
+            .rev()
+            .find_map(|l| l.split(" on TCP ").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("the core's log says its TCP port");
+        let fp = other.fingerprint();
+        wait_for(
+            30,
+            &format!("{} to see {}'s new port", self.name, other.name),
+            || {
+                self.json(&["contacts"]).as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["fingerprint"] == fp.as_str() && c["tcp_port"] == port)
+                })
+            },
+        );
+    }
+
     /// Open a discussion with `other` through the scripting commands: `open` here (it waits), the
     /// request accepted there with the same secret. Returns the discussion id.
     pub fn open_with(&self, other: &Person, secret: &str) -> String {
@@ -197,7 +220,30 @@ impl Person {
             .stderr(Stdio::piped())
             .spawn()
             .expect("open");
-        let request = other.wait_request(self);
+        let mut open = open;
+        let mut request = None;
+        wait_for(20, &format!("{} to get the request", other.name), || {
+            if let Ok(Some(status)) = open.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = open.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!(
+                    "open ended before the request arrived ({status}): {err}\n{}'s log:\n{}\n{}'s log:\n{}",
+                    self.name,
+                    self.log(),
+                    other.name,
+                    other.log()
+                );
+            }
+            let r = other.json(&["requests"]);
+            request = r
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["name"] == self.name.as_str()))
+                .and_then(|r| r["id"].as_u64());
+            request.is_some()
+        });
+        let request = request.expect("request id");
         let theirs = other.secret_file(secret);
         let accepted = other.json(&[
             "accept",

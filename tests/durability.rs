@@ -325,6 +325,7 @@ fn a_forced_close_destroys_keys_at_once_and_the_peer_learns_it_when_back() {
     // The receiver closes while the requester is away, and restarts before it is back: the notice
     // survives the restart, and the requester, whose dial to the old discussion port fails, gets
     // it through bob's main listener.
+    a.wait_sees_current_port(&b);
     let second = a.open_with(&b, "pw2");
     a.kill();
     let c = b.json(&["close", "--force", &second]);
