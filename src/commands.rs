@@ -1,6 +1,6 @@
 //! One function per command. Settings are resolved once, here, from the global options.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -279,7 +279,8 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
     };
     let key = offline::init(dir, &name, pass.as_deref())?;
     if no_pass {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "warning: no passphrase: anyone who can read {} can read your secret key and messages",
             dir.display()
         );
@@ -475,7 +476,12 @@ fn watch(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.client()?;
     c.call(api::SubscribeRequest {})?;
     // On stderr: stdout carries only events. Also tells a script that the subscription is live.
-    eprintln!("watching {}'s core", ctx.settings.node.name);
+    // Not `eprintln!`: a closed stderr must not panic (only stdout's reader ends the command).
+    let _ = writeln!(
+        std::io::stderr(),
+        "watching {}'s core",
+        ctx.settings.node.name
+    );
     loop {
         let Some(n) = c.next_event(None)? else {
             continue;

@@ -14,6 +14,7 @@ mod safe_text;
 mod secrets;
 mod stdout;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,7 +25,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors may quote a peer (a refusal reason, a name): one safe line.
-            eprintln!("pgpchat: {}", safe_text::line(&one_line(&e)));
+            // Not `eprintln!`: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(
+                std::io::stderr(),
+                "pgpchat: {}",
+                safe_text::line(&one_line(&e))
+            );
             if core_process::already_running(&e) {
                 ExitCode::from(core_process::EXIT_ALREADY_RUNNING)
             } else {

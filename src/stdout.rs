@@ -29,6 +29,6 @@ fn failed(e: &io::Error) -> ! {
         std::process::exit(EXIT_READER_GONE);
     }
     // Any other failure to write the output is an error, said once, as `println!` would.
-    eprintln!("pgpchat: writing to stdout: {e}");
+    let _ = writeln!(io::stderr(), "pgpchat: writing to stdout: {e}");
     std::process::exit(1);
 }

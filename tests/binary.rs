@@ -621,5 +621,20 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
         // As a pipe producer ends: the shell's status for SIGPIPE.
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
     }
+    // `pgpchat watch 2>&1 | head -0`: its stderr line ("watching...") meets a closed pipe; it
+    // goes on watching, and ends with the core, without a panic (exit 101 before).
+    let mut watch = p
+        .cmd()
+        .args(["--json", "watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pgpchat watch");
+    drop(watch.stderr.take());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    p.ok(&["stop"]);
+    let status = watch.wait().expect("watch ends with the core");
+    assert_ne!(status.code(), Some(101), "watch panicked");
     p.kill();
 }
