@@ -180,16 +180,20 @@ impl Person {
         });
     }
 
+    /// The main TCP port of this core's latest start, as its log says ("node up ... on TCP N").
+    pub fn tcp_port(&self) -> u16 {
+        self.log()
+            .lines()
+            .rev()
+            .find_map(|l| l.split_once(" on TCP ").map(|(_, p)| p.trim().parse()))
+            .expect("the core's log says its TCP port")
+            .expect("a port number")
+    }
+
     /// Wait until this core knows `other`'s current main port (after `other` restarted: its new
     /// announce may come a moment later, the one of the same second being taken for a replay).
     pub fn wait_sees_current_port(&self, other: &Person) {
-        let port: u16 = other
-            .log()
-            .lines()
-            .rev()
-            .find_map(|l| l.split(" on TCP ").nth(1))
-            .and_then(|p| p.trim().parse().ok())
-            .expect("the core's log says its TCP port");
+        let port = other.tcp_port();
         let fp = other.fingerprint();
         wait_for(
             30,

@@ -202,14 +202,7 @@ fn a_flood_of_junk_connections_costs_a_bounded_number_of_log_lines() {
     p.rust_log = String::new();
     p.init();
     p.start();
-    let port: u16 = p
-        .log()
-        .lines()
-        .find_map(|l| {
-            l.split_once(" on TCP ")
-                .map(|(_, port)| port.trim().parse().unwrap())
-        })
-        .expect("the core says its TCP port");
+    let port = p.tcp_port();
     let before = p.log().len();
     for _ in 0..JUNK {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -257,14 +250,7 @@ fn hellos_for_unknown_or_malformed_discussion_ids_cost_a_bounded_log() {
     p.rust_log = String::new();
     p.init();
     p.start();
-    let port: u16 = p
-        .log()
-        .lines()
-        .find_map(|l| {
-            l.split_once(" on TCP ")
-                .map(|(_, port)| port.trim().parse().unwrap())
-        })
-        .expect("the core says its TCP port");
+    let port = p.tcp_port();
     let before = p.log().len();
     let mut conns = Vec::new();
     // Ids of 100 000 characters, each different: each used to be quoted whole, and kept as a
