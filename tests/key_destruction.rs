@@ -2,7 +2,7 @@
 //! secret key, sealed or raw, is in no file of either data directory (`store.db`, its WAL and shm,
 //! anything else), also when a core was killed in the middle of closing and started again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use pgpchat_actors::at_rest::{self, Sealed};
@@ -12,7 +12,7 @@ use pgpchat_actors::store::Store;
 use serde_json::Value;
 
 use crate::binary::{wait_for, Person};
-use crate::common::free_udp_port;
+use crate::common::{contains, files_under, free_udp_port};
 
 /// alice and bob with passphrase-protected identities, both cores running, alice seeing bob.
 fn people() -> (Person, Person) {
@@ -91,22 +91,6 @@ fn key_bytes(p: &Person, id: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// Every place in `dir`'s files where one of `needles` is.
 fn copies(dir: &Path, needles: &[(String, Vec<u8>)]) -> Vec<String> {
     let mut found = Vec::new();
@@ -115,7 +99,7 @@ fn copies(dir: &Path, needles: &[(String, Vec<u8>)]) -> Vec<String> {
             continue; // the socket
         };
         for (what, needle) in needles {
-            if bytes.windows(needle.len()).any(|w| w == &needle[..]) {
+            if contains(&bytes, needle) {
                 found.push(format!("{what} in {}", f.display()));
             }
         }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::binary::{wait_for, Person};
-use crate::common::free_udp_port;
+use crate::common::{contains, free_udp_port};
 
 /// Every log file under `dir` (the foreground core's redirected stderr `core.log`, the core's own
 /// `daemon.log` and its rotated files).
@@ -22,10 +22,6 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Run a command that must succeed; its stderr is kept in `all` (it is output too).

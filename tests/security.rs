@@ -1,34 +1,12 @@
 //! The threat model's defences (docs/security.md), each shown by an attack or an audit.
 
-use std::path::Path;
-
 use pgpchat_actors::at_rest;
 use pgpchat_actors::crypto::SecretCert;
 use pgpchat_actors::identity;
 use pgpchat_actors::store::Store;
 
 use crate::binary::{wait_for, Person};
-use crate::common::free_udp_port;
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
+use crate::common::{contains, files_under, free_udp_port};
 
 #[test]
 fn a_stolen_data_directory_reveals_no_text_no_secret_and_no_secret_key() {
