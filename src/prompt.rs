@@ -187,7 +187,8 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         contact: fpr,
         password: secret,
     })?;
-    chat_view(ctx, client, &v.discussion_id, &name)
+    // A new discussion: nothing unread beyond what the view shows anyway.
+    chat_view(ctx, client, &v.discussion_id, &name, 0)
 }
 
 fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
@@ -238,7 +239,7 @@ fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Resu
                 request: id,
                 password: secret,
             })?;
-            chat_view(ctx, client, &v.discussion_id, &name)
+            chat_view(ctx, client, &v.discussion_id, &name, 0)
         }
         Some(_) => {
             client.call(api::RefuseRequest { request: id })?;
@@ -281,7 +282,7 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
         return Ok(());
     };
     let d = &list[i];
-    chat_view(ctx, client, &d.id, &safe_text::line(&d.peer_name))
+    chat_view(ctx, client, &d.id, &safe_text::line(&d.peer_name), d.unread)
 }
 
 fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
@@ -329,16 +330,18 @@ impl Screen {
     }
 }
 
-fn chat_view(ctx: &Ctx, client: &mut Client, discussion: &str, peer: &str) -> Result<()> {
+/// `unread`: the discussion's unread count as the caller listed it; every one is shown.
+fn chat_view(
+    ctx: &Ctx,
+    client: &mut Client,
+    discussion: &str,
+    peer: &str,
+    unread: u64,
+) -> Result<()> {
     let term = Term::stdout();
     println!("--- {peer} ({discussion}) --- /back returns to the menu, /close ends the discussion");
     // Every unread message is shown (leaving the view marks them read), and at least the last
     // `HISTORY_SHOWN`; one more is asked for to know whether older ones stay out of view.
-    let unread = client
-        .call(api::DiscussionsRequest {})?
-        .iter()
-        .find(|d| d.id == discussion)
-        .map_or(0, |d| d.unread);
     let shown = unread.clamp(HISTORY_SHOWN, MAX_UNREAD_SHOWN);
     let mut history = client.call(api::HistoryRequest {
         discussion: discussion.to_string(),

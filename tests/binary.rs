@@ -637,8 +637,15 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
         .expect("run pgpchat watch");
     drop(watch.stderr.take());
     std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        watch.try_wait().expect("watch").is_none(),
+        "watch ended before the core stopped"
+    );
     p.ok(&["stop"]);
     let status = watch.wait().expect("watch ends with the core");
-    assert_ne!(status.code(), Some(101), "watch panicked");
+    assert!(
+        status.code().is_some_and(|c| c != 101),
+        "watch panicked or was killed: {status:?}"
+    );
     p.kill();
 }

@@ -91,10 +91,10 @@ fn a_second_core_on_the_same_data_directory_says_so_and_touches_nothing() {
 fn two_prompts_starting_at_once_end_with_one_core() {
     // The prompt's autostart, twice at the same moment; both prompts must end up talking to the
     // one core that got the lock. `chat` needs a terminal, so each runs in its own tmux pane.
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux missing");
-        return;
-    }
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "tmux is needed (.ci/run installs it)"
+    );
     let p = Person::new("eve", free_udp_port());
     p.init();
     let tag = format!("pgpchat-lock-{}", std::process::id());

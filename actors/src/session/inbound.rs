@@ -132,9 +132,9 @@ impl DiscussionSession {
             // `Ok(true)`: nothing left to deliver (or the store cannot say: confirm as before).
             Ok::<_, net::NetError>(
                 store
-                    .run(move |s| s.outbox_from(&id, 0, 1))
+                    .run(move |s| s.has_undelivered(&id))
                     .await
-                    .map_or(true, |rest| rest.is_empty()),
+                    .map_or(true, |rest| !rest),
             )
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {

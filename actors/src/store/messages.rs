@@ -98,6 +98,16 @@ impl Store {
         Ok(next - 1)
     }
 
+    /// Whether an outgoing message of the discussion is not yet delivered (no body read).
+    pub fn has_undelivered(&self, discussion_id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM messages WHERE discussion_id = ?1 AND direction = 'out'
+             AND state != 'delivered')",
+            [discussion_id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Store an incoming message exactly once and in order. Returns what happened, and the highest
     /// sequence number stored (what to acknowledge).
     pub fn store_incoming(
