@@ -251,6 +251,8 @@ use task::Task;
 #[rtype(result = "Result<(u64, oneshot::Receiver<Decision>), FailReason>")]
 struct Arrived {
     info: RequestInfo,
+    /// Where the request came from (`info.address` is its text, for front-ends).
+    address: IpAddr,
     nonce: crate::wire::Nonce,
     /// A verified contact, or one that has (had) a discussion with us.
     trusted: bool,
@@ -263,10 +265,9 @@ impl Handler<Arrived> for Listener {
         if !self.replay.insert(m.nonce, now) {
             return MessageResult(Err(FailReason::Replay));
         }
-        let address = m.info.address.parse().ok();
         if let Err(why) = self
             .limiter
-            .check(&m.info.fingerprint, address, m.trusted, now)
+            .check(&m.info.fingerprint, Some(m.address), m.trusted, now)
         {
             self.refused(&m.info, &why.to_string());
             return MessageResult(Err(FailReason::TooManyAttempts));

@@ -264,20 +264,13 @@ impl From<&crate::store::MessageRecord> for Message {
     }
 }
 
-/// A stored role that is neither `requester` nor `receiver`.
-#[derive(Debug, thiserror::Error)]
-#[error("discussion {0}: unknown role '{1}' in the store")]
-pub struct UnknownRole(pub String, pub String);
-
-impl TryFrom<&crate::store::DiscussionSummary> for Discussion {
-    type Error = UnknownRole;
-    fn try_from(d: &crate::store::DiscussionSummary) -> Result<Self, UnknownRole> {
-        let role = match d.role.as_str() {
-            "requester" => Role::Requester,
-            "receiver" => Role::Receiver,
-            other => return Err(UnknownRole(d.id.clone(), other.to_string())),
+impl From<&crate::store::DiscussionSummary> for Discussion {
+    fn from(d: &crate::store::DiscussionSummary) -> Self {
+        let role = match d.role {
+            crate::wire::Role::Requester => Role::Requester,
+            crate::wire::Role::Receiver => Role::Receiver,
         };
-        Ok(Self {
+        Self {
             id: d.id.clone(),
             peer_fingerprint: d.peer_fingerprint.clone(),
             peer_name: d.peer_name.clone(),
@@ -288,7 +281,7 @@ impl TryFrom<&crate::store::DiscussionSummary> for Discussion {
             messages: d.messages,
             last_activity: d.last_activity,
             peer_not_told: d.peer_not_told,
-        })
+        }
     }
 }
 

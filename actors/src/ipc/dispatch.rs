@@ -18,10 +18,6 @@ fn discover() -> Value {
     DOC.get_or_init(api::openrpc::document).clone()
 }
 
-fn discussion(d: &crate::store::DiscussionSummary) -> Result<api::Discussion, ApiError> {
-    api::Discussion::try_from(d).map_err(|e| ApiError::Internal(e.into()))
-}
-
 /// Run one request. `subscribe` is the connection's business: here it only answers.
 pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, ApiError> {
     Ok(match request {
@@ -75,8 +71,8 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
             node.discussions()
                 .await?
                 .iter()
-                .map(discussion)
-                .collect::<Result<_, _>>()?,
+                .map(api::Discussion::from)
+                .collect(),
         ),
         Request::Send(r) => Response::Send((&node.send(&r.discussion, &r.text).await?).into()),
         Request::History(r) => {

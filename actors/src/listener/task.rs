@@ -294,6 +294,7 @@ impl responder::ResponderHost for Host<'_> {
         task.me
             .send(Arrived {
                 info,
+                address: self.from.ip(),
                 nonce: request.nonce,
                 trusted,
             })
