@@ -191,10 +191,15 @@ impl Store {
 
     /// Discussion keys still in the sealed format from before issue 8 (an OpenPGP message).
     pub fn legacy_discussion_keys(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT discussion_id, sealed FROM discussion_keys ORDER BY discussion_id")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        // Run at every start: only blobs not already in today's format are read.
+        let mut st = self.conn.prepare(
+            "SELECT discussion_id, sealed FROM discussion_keys
+             WHERE substr(sealed, 1, ?1) != ?2 ORDER BY discussion_id",
+        )?;
+        let magic = crate::at_rest::MAGIC.as_slice();
+        let rows = st.query_map(rusqlite::params![magic.len(), magic], |r| {
+            Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         let all: Vec<(String, Vec<u8>)> = rows.collect::<Result<_, _>>()?;
         Ok(all
             .into_iter()
