@@ -68,6 +68,14 @@ async fn discussion_with_the_right_secret_carries_messages_both_ways() {
     let second = second.unwrap();
     assert_ne!(second, id);
     assert_eq!(a.resolve("bob").await.unwrap(), second);
+    // Issue 12, defect 5: the newest discussion closed, the name means the older open one (a
+    // `send bob` must not fail with "is closed" while a discussion with bob is open)...
+    a.close(&second, true).await.unwrap();
+    assert_eq!(a.resolve("bob").await.unwrap(), id, "the open one");
+    a.send("bob", "still here").await.unwrap();
+    // ... and with none open, the newest one (its history stays reachable by name).
+    a.close(&id, true).await.unwrap();
+    assert_eq!(a.resolve("bob").await.unwrap(), second, "none open: the newest");
     assert_eq!(a.resolve(&id[..8]).await.unwrap(), id, "a unique id prefix");
     assert!(a.resolve("carol").await.is_err());
 }

@@ -143,12 +143,13 @@ impl DiscussionRecord {
     }
 }
 
-/// A discussion's id and peer.
+/// A discussion's id, peer and state (what resolving a name needs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscussionRef {
     pub id: String,
     pub peer_name: String,
     pub peer_fingerprint: String,
+    pub state: DiscussionState,
 }
 
 /// One line of `discussions`.
