@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use pgpchat_actors::api::{self, Event, Notification};
+use pgpchat_actors::client::ClientError;
 use pgpchat_actors::daemon::{self, DaemonError, SimulateOptions};
 use pgpchat_actors::offline::{self, fingerprint_groups, IdentityError};
 use pgpchat_actors::settings::Settings;
@@ -71,11 +72,26 @@ fn log_filter(rust_log: Option<String>, default: &str) -> String {
     out
 }
 
+/// The level `-v`/`-q` ask for, which wins over `RUST_LOG` (None: neither was given).
+fn verbosity(verbose: u8, quiet: bool) -> Option<&'static str> {
+    match (quiet, verbose) {
+        (true, _) => Some("error"),
+        (false, 0) => None,
+        (false, 1) => Some("info"),
+        (false, 2) => Some("debug"),
+        (false, _) => Some("trace"),
+    }
+}
+
 /// Log lines: to stderr, and for the core also to its own rotated file (`log_file`, attached once
-/// the identity is unlocked).
-fn init_logging(default: &str, node: &str, core: bool) {
+/// the identity is unlocked). `level` (from `-v`/`-q`) replaces `RUST_LOG`.
+fn init_logging(default: &str, node: &str, core: bool, level: Option<&str>) {
     let node = node.to_string();
-    let filter = log_filter(std::env::var("RUST_LOG").ok(), default);
+    let rust_log = match level {
+        Some(l) => Some(l.to_string()),
+        None => std::env::var("RUST_LOG").ok(),
+    };
+    let filter = log_filter(rust_log, default);
     let mut b = env_logger::Builder::new();
     b.parse_filters(&filter);
     if core {
@@ -104,12 +120,19 @@ fn init_logging(default: &str, node: &str, core: bool) {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // Generated from the definition alone: a broken configuration does not stop them.
+    match &cli.command {
+        Some(Command::Completions { shell }) => return completions(*shell),
+        Some(Command::Man) => return man_page(),
+        _ => {}
+    }
     let settings = load_settings(&cli)?;
     let is_daemon = matches!(cli.command, Some(Command::Daemon { .. }));
     init_logging(
         if is_daemon { "info" } else { "warn" },
         &settings.node.name,
         is_daemon,
+        verbosity(cli.verbose, cli.quiet),
     );
     let ctx = Ctx {
         settings,
@@ -128,9 +151,10 @@ fn with_hint(ctx: &Ctx, e: anyhow::Error) -> anyhow::Error {
             .and_then(DaemonError::identity)
     });
     match identity {
-        Some(IdentityError::Missing(_)) => {
-            anyhow::anyhow!("{e}: run {} first", ctx.hint("init --name NAME"))
-        }
+        Some(IdentityError::Missing(_)) => crate::exit::Reworded::of(
+            &e,
+            format!("{e}: run {} first", ctx.hint("init --name NAME")),
+        ),
         _ => e,
     }
 }
@@ -209,10 +233,27 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         }
         Command::History { discussion, limit } => history(ctx, &discussion, limit),
         Command::Close { discussion, force } => {
-            let v = ctx.call(api::CloseRequest {
-                discussion,
+            let answer = ctx.call(api::CloseRequest {
+                discussion: discussion.clone(),
                 force: Some(force),
-            })?;
+            });
+            // Already closed: what the user wanted is true, so it is no failure.
+            if let Some(e) = answer
+                .as_ref()
+                .err()
+                .and_then(|e| e.downcast_ref::<ClientError>())
+            {
+                if e.kind() == Some(api::ErrorKind::Closed) {
+                    let v = json!({"discussion": discussion, "state": "closed", "already": true});
+                    return ctx.print(&v, |_| {
+                        println!(
+                            "discussion {} is already closed",
+                            safe_text::line(&discussion)
+                        )
+                    });
+                }
+            }
+            let v = answer?;
             ctx.print(&v, |v| {
                 let id = &v.discussion_id;
                 if v.state == api::DiscussionState::Closing {
@@ -245,7 +286,29 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             ctx.print(&v, |_| println!("core stopped"))
         }
         Command::ExportKey { secret } => export_key(ctx, secret),
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man_page(),
     }
+}
+
+/// `pgpchat completions SHELL`: the completion script, generated from the CLI definition.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pgpchat", &mut out);
+    crate::stdout::write(format_args!("{}", String::from_utf8_lossy(&out)));
+    Ok(())
+}
+
+/// `pgpchat man`: the man page (roff), generated from the CLI definition.
+fn man_page() -> Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .context("rendering the man page")?;
+    crate::stdout::write(format_args!("{}", String::from_utf8_lossy(&out)));
+    Ok(())
 }
 
 /// The secret shared out of band: from the file, `PGPCHAT_PASSWORD`, or a hidden prompt.
@@ -380,11 +443,11 @@ fn contacts(ctx: &Ctx) -> Result<()> {
 fn requests(ctx: &Ctx) -> Result<()> {
     let mut client = ctx.client()?;
     let list = client.requests()?;
-    let refused = if ctx.json {
-        Vec::new()
-    } else {
-        client.refused_requests()?
-    };
+    let refused = client.refused_requests()?;
+    if ctx.json {
+        let v = json!({"requests": list, "refused": refused});
+        return ctx.print(&v, |_| {});
+    }
     ctx.print(&list, |list| {
         if !refused.is_empty() {
             println!("refused without asking you (most recent last):");

@@ -1,12 +1,14 @@
 //! `pgpchat`: the command line and the terminal front-end of the pgpchat core.
 //!
-//! `main` is thin: parse arguments, run, print the error chain once, exit non-zero on failure.
+//! `main` is thin: parse arguments, run, print the error chain once, exit with the status of the
+//! error's class (`exit`).
 
 mod cli;
 mod client;
 mod commands;
 mod core_process;
 mod ctx;
+mod exit;
 mod format;
 mod log_file;
 mod prompt;
@@ -31,11 +33,7 @@ fn main() -> ExitCode {
                 "pgpchat: {}",
                 safe_text::line(&one_line(&e))
             );
-            if core_process::already_running(&e) {
-                ExitCode::from(core_process::EXIT_ALREADY_RUNNING)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(exit::code(&e))
         }
     }
 }

@@ -75,7 +75,11 @@ async fn discussion_with_the_right_secret_carries_messages_both_ways() {
     a.send("bob", "still here").await.unwrap();
     // ... and with none open, the newest one (its history stays reachable by name).
     a.close(&id, true).await.unwrap();
-    assert_eq!(a.resolve("bob").await.unwrap(), second, "none open: the newest");
+    assert_eq!(
+        a.resolve("bob").await.unwrap(),
+        second,
+        "none open: the newest"
+    );
     assert_eq!(a.resolve(&id[..8]).await.unwrap(), id, "a unique id prefix");
     assert!(a.resolve("carol").await.is_err());
 }

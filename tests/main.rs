@@ -4,6 +4,7 @@
 
 mod attacks;
 mod binary;
+mod cli;
 mod common;
 mod core_inprocess;
 mod daemon;

@@ -179,7 +179,7 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
     // bob accepts through the scripting commands.
     let mut id = 0;
     wait_for(20, "bob's request", || {
-        let r = bob.json(&["requests"]);
+        let r = bob.requests();
         r.as_array()
             .and_then(|r| r.first())
             .map(|r| id = r["id"].as_u64().unwrap())
@@ -296,9 +296,7 @@ fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
         .spawn()
         .unwrap();
     wait_for(20, "the request to reach bob's core", || {
-        bob.json(&["requests"])
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
+        bob.requests().as_array().is_some_and(|r| !r.is_empty())
     });
     // The menu still says 0; choosing Requests shows the request anyway.
     tmux.keys(&["Down", "Down", "Enter"]);
@@ -368,10 +366,7 @@ fn peer_text_cannot_drive_the_terminal_in_the_prompt() {
         .spawn()
         .unwrap();
     wait_for(20, "the request to reach alice's core", || {
-        alice
-            .json(&["requests"])
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
+        alice.requests().as_array().is_some_and(|r| !r.is_empty())
     });
     tmux.keys(&["Down", "Down", "Enter"]);
     tmux.wait_text("#1 bob\\u{202e}\\u{2066}gpj.exe");

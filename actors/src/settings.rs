@@ -325,7 +325,10 @@ impl Settings {
         for (key, v) in [
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
             ("limits.request_timeout_secs", l.request_timeout_secs),
-            ("limits.first_frame_timeout_secs", l.first_frame_timeout_secs),
+            (
+                "limits.first_frame_timeout_secs",
+                l.first_frame_timeout_secs,
+            ),
             ("limits.ipc_idle_timeout_secs", l.ipc_idle_timeout_secs),
         ] {
             if v == 0 {
@@ -413,13 +416,37 @@ mod tests {
     #[test]
     fn values_of_the_wrong_type_are_refused_with_file_key_and_expectation() {
         for (toml, key, expected) in [
-            ("[discovery]\nport = \"47480\"\n", "discovery.port", "a whole number"),
-            ("[discovery]\nenabled = \"yes\"\n", "discovery.enabled", "true or false"),
+            (
+                "[discovery]\nport = \"47480\"\n",
+                "discovery.port",
+                "a whole number",
+            ),
+            (
+                "[discovery]\nenabled = \"yes\"\n",
+                "discovery.enabled",
+                "true or false",
+            ),
             ("[node]\nname = 42\n", "node.name", "text in double quotes"),
-            ("[discovery]\nport = 70000\n", "discovery.port", "from 0 to 65535"),
-            ("[listener]\nbind = \"localhost\"\n", "listener.bind", "an IP address"),
-            ("[limits]\nmax_contacts = -1\n", "limits.max_contacts", "0 or more"),
-            ("[limits]\nmax_contacts = 0\n", "limits.max_contacts", "at least 1"),
+            (
+                "[discovery]\nport = 70000\n",
+                "discovery.port",
+                "from 0 to 65535",
+            ),
+            (
+                "[listener]\nbind = \"localhost\"\n",
+                "listener.bind",
+                "an IP address",
+            ),
+            (
+                "[limits]\nmax_contacts = -1\n",
+                "limits.max_contacts",
+                "0 or more",
+            ),
+            (
+                "[limits]\nmax_contacts = 0\n",
+                "limits.max_contacts",
+                "at least 1",
+            ),
         ] {
             let e = load_file(toml, vec![]).unwrap_err().to_string();
             assert!(e.contains("p.toml: "), "the file: {e}");
@@ -429,7 +456,9 @@ mod tests {
                 assert!(!e.contains(jargon), "serde jargon '{jargon}': {e}");
             }
         }
-        let e = load_file("[discovery]\nportt = 5000\n", vec![]).unwrap_err().to_string();
+        let e = load_file("[discovery]\nportt = 5000\n", vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p.toml: unknown key 'discovery.portt'"), "{e}");
         let e = load_file("[discovery\n", vec![]).unwrap_err().to_string();
         assert!(e.contains("p.toml: line 1"), "{e}");
@@ -480,7 +509,10 @@ mod tests {
         );
         let all = vec![xdg_env.clone(), cfg_env.clone()];
         assert_eq!(name(Some("carol"), None, all.clone()), "carol-profile");
-        assert_eq!(name(Some("carol"), Some(&explicit), all.clone()), "explicit");
+        assert_eq!(
+            name(Some("carol"), Some(&explicit), all.clone()),
+            "explicit"
+        );
         assert_eq!(name(None, Some(&explicit), all.clone()), "explicit");
         // Built in: alice works without any file (the unit tests run in actors/, no ./config/).
         let s = Settings::load(Some("alice"), None, all, &over).unwrap();
@@ -494,7 +526,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("/nonexistent/x.toml") && e.contains(CONFIG_ENV), "{e}");
+        assert!(
+            e.contains("/nonexistent/x.toml") && e.contains(CONFIG_ENV),
+            "{e}"
+        );
     }
 
     #[test]

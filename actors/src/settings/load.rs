@@ -180,7 +180,10 @@ pub(super) fn load(
         merge(&mut merged, &table, "", &origin, &mut origins);
     }
 
-    let mut vars: Vec<_> = env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let mut vars: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
     vars.sort();
     for (var, text) in vars {
         let key = var[ENV_PREFIX.len()..]
@@ -188,7 +191,14 @@ pub(super) fn load(
             .map(str::to_lowercase)
             .collect::<Vec<_>>()
             .join(".");
-        set_text(&defaults, &mut merged, &key, text, Origin::Env(var.clone()), &mut origins)?;
+        set_text(
+            &defaults,
+            &mut merged,
+            &key,
+            text,
+            Origin::Env(var.clone()),
+            &mut origins,
+        )?;
     }
     for (key, text) in overrides {
         let origin = Origin::CommandLine((*key).to_string());
@@ -340,7 +350,10 @@ fn describe(v: &Value) -> String {
 
 fn quote(s: &str) -> String {
     if s.chars().count() > MAX_QUOTED_CHARS {
-        format!("{}...", s.chars().take(MAX_QUOTED_CHARS).collect::<String>())
+        format!(
+            "{}...",
+            s.chars().take(MAX_QUOTED_CHARS).collect::<String>()
+        )
     } else {
         s.to_string()
     }
@@ -417,7 +430,10 @@ fn set_text(
     };
     let mut t = merged;
     for s in sections {
-        t = match t.entry((*s).to_string()).or_insert_with(|| Value::Table(Table::new())) {
+        t = match t
+            .entry((*s).to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+        {
             Value::Table(t) => t,
             // The defaults make every section a table, and files are checked against them.
             _ => return Err(unknown(defaults, "", key, &origin)),
