@@ -29,7 +29,7 @@ Examples:
   pgpchat --profile alice open bob --password-file secret.txt
   pgpchat --profile bob accept 1 --password-file secret.txt
   echo 'hi' | pgpchat --profile bob send alice -
-  pgpchat --profile alice history bob --limit 20
+  pgpchat --profile alice history bob --limit 20 --before 41   messages 21 to 40
   pgpchat --json --profile alice watch         events, one JSON object per line
 
 Configuration (docs/configuration.md), highest precedence first:
@@ -78,7 +78,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet",
           help_heading = GLOBAL)]
     pub verbose: u8,
-    /// Only errors on stderr (no warnings, no log lines below error); overrides RUST_LOG.
+    /// Only errors in the log (no warning or info lines); overrides RUST_LOG.
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -152,7 +152,7 @@ pub enum Command {
         /// The message (`-`: read it from standard input).
         text: String,
     },
-    /// Messages of a discussion, oldest first (the last LIMIT).
+    /// Messages of a discussion, oldest first: the last LIMIT, or a page with --before/--after.
     History {
         /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
         /// fingerprint prefix (its most recent open discussion, else its most recent one).
@@ -160,6 +160,13 @@ pub enum Command {
         /// How many messages at most.
         #[arg(long, default_value_t = 50)]
         limit: u64,
+        /// Only messages before this position (1 is the first message; `--json` shows each
+        /// message's `position`): the last LIMIT of them. Pages back through the history.
+        #[arg(long, value_name = "POSITION")]
+        before: Option<u64>,
+        /// Only messages after this position; without --before, the first LIMIT of them.
+        #[arg(long, value_name = "POSITION")]
+        after: Option<u64>,
     },
     /// Close a discussion for good (both sides are told; history stays). Closing one that is
     /// already closed says so and succeeds.

@@ -231,7 +231,20 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let m = ctx.call(api::SendRequest { discussion, text })?;
             ctx.print(&m, |m| println!("message {} {}", m.seq, delivery(m.state)))
         }
-        Command::History { discussion, limit } => history(ctx, &discussion, limit),
+        Command::History {
+            discussion,
+            limit,
+            before,
+            after,
+        } => history(
+            ctx,
+            api::HistoryRequest {
+                discussion,
+                limit: Some(limit),
+                before,
+                after,
+            },
+        ),
         Command::Close { discussion, force } => {
             let answer = ctx.call(api::CloseRequest {
                 discussion: discussion.clone(),
@@ -510,12 +523,10 @@ fn discussions(ctx: &Ctx) -> Result<()> {
     })
 }
 
-fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
+fn history(ctx: &Ctx, request: api::HistoryRequest) -> Result<()> {
     let mut client = ctx.client()?;
-    let messages = client.call(api::HistoryRequest {
-        discussion: discussion.to_string(),
-        limit: Some(limit),
-    })?;
+    let discussion = request.discussion.clone();
+    let messages = client.call(request)?;
     if ctx.json {
         println!("{}", safe_text::json(&serde_json::to_value(&messages)?));
         return Ok(());
@@ -531,6 +542,17 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     };
     for m in &messages {
         println!("{}", format_message(m, peer.as_deref()));
+    }
+    // On stderr, so stdout stays the messages: how to page back.
+    if let Some(first) = messages.first().and_then(|m| m.position).filter(|p| *p > 1) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "(earlier messages: {})",
+            ctx.hint(&format!(
+                "history {} --before {first}",
+                crate::ctx::shell_quote(&discussion)
+            ))
+        );
     }
     Ok(())
 }

@@ -346,6 +346,7 @@ fn chat_view(
     let mut history = client.call(api::HistoryRequest {
         discussion: discussion.to_string(),
         limit: Some(shown + 1),
+        ..api::HistoryRequest::default()
     })?;
     if history.len() as u64 > shown {
         history.remove(0);

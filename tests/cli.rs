@@ -217,7 +217,7 @@ fn each_class_of_error_has_its_exit_status() {
 
 /// Through the real binary: a name means the newest *open* discussion with that contact (defect
 /// 5); sending to a closed one is refused (4); closing a closed one says so and succeeds;
-/// `requests --json` lists the refused requests too.
+/// `requests --json` lists the refused requests too; `history` pages by position.
 #[test]
 fn names_closing_twice_and_requests_from_the_command_line() {
     let (alice, bob) = alice_and_bob_running();
@@ -234,6 +234,28 @@ fn names_closing_twice_and_requests_from_the_command_line() {
     assert!(out(&o).contains("already closed"), "{}", out(&o));
     let r = bob.json(&["requests"]);
     assert!(r["requests"].is_array() && r["refused"].is_array(), "{r}");
+
+    // `history --before/--after/--limit` pages through a discussion by position.
+    for i in 2..=5 {
+        alice.ok(&["send", "bob", &format!("message {i}")]);
+    }
+    let positions = |args: &[&str]| -> Vec<u64> {
+        let mut a = vec!["history", "bob"];
+        a.extend_from_slice(args);
+        let h = alice.json(&a);
+        h.as_array()
+            .expect("array")
+            .iter()
+            .map(|m| m["position"].as_u64().expect("position"))
+            .collect()
+    };
+    assert_eq!(positions(&["--limit", "2"]), [4, 5]);
+    assert_eq!(positions(&["--limit", "2", "--before", "4"]), [2, 3]);
+    assert_eq!(positions(&["--limit", "2", "--after", "1"]), [2, 3]);
+    assert_eq!(positions(&["--before", "4", "--after", "1"]), [2, 3]);
+    let o = alice.run(&["history", "bob", "--limit", "2"]);
+    assert_eq!(out(&o).lines().count(), 2, "{}", out(&o));
+    assert!(err(&o).contains("history bob --before 4"), "{}", err(&o));
 }
 
 /// `--help` has the global options under their heading, examples, the environment and the exit

@@ -532,7 +532,7 @@ async fn version_discover_and_error_kinds_through_the_async_client() {
         client.call(api::WhoamiRequest {}),
         client.call(api::HistoryRequest {
             discussion: "nobody".into(),
-            limit: None,
+            ..api::HistoryRequest::default()
         })
     );
     assert_eq!(a.expect("whoami").fingerprint, n[0].keys.fingerprint());

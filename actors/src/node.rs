@@ -33,8 +33,8 @@ use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
 use crate::store::STORAGE_KEY_BYTES;
 use crate::store::{
-    ContactRecord, DiscussionState, DiscussionSummary, MessageRecord, StoreError, StoreHandle,
-    StoreWorker,
+    ContactRecord, DiscussionState, DiscussionSummary, HistoryPage, MessageRecord, StoreError,
+    StoreHandle, StoreWorker,
 };
 use crate::wire::FailReason;
 
@@ -528,11 +528,30 @@ impl NodeHandle {
         discussion: &str,
         limit: u64,
     ) -> Result<Vec<MessageRecord>, ApiError> {
+        let page = HistoryPage {
+            limit,
+            ..HistoryPage::default()
+        };
+        Ok(self
+            .history_page(discussion, page)
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// A page of messages (see [`HistoryPage`]), oldest first, each with its position in the
+    /// discussion; marks the discussion read.
+    pub async fn history_page(
+        &self,
+        discussion: &str,
+        page: HistoryPage,
+    ) -> Result<Vec<(u64, MessageRecord)>, ApiError> {
         let id = self.resolve(discussion).await?;
         Ok(self
             .store
             .run(move |s| {
-                let h = s.history(&id, limit)?;
+                let h = s.history_page(&id, page)?;
                 s.mark_read(&id)?;
                 Ok(h)
             })

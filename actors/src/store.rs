@@ -31,7 +31,7 @@ pub mod worker;
 
 pub use rows::{
     ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef, DiscussionState,
-    DiscussionSummary, Incoming, MessageRecord, UnknownValue,
+    DiscussionSummary, HistoryPage, Incoming, MessageRecord, UnknownValue,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;

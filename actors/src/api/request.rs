@@ -127,7 +127,8 @@ methods! {
     Discussions(DiscussionsRequest) = "discussions" -> Vec<Discussion>;
     /// Queue a message; answers once it is committed to disk (state `stored`, or `sent`).
     Send(SendRequest) = "send" -> Message;
-    /// The last `limit` messages of a discussion, oldest first; marks the discussion read.
+    /// Messages of a discussion, oldest first: the last `limit`, or a page by position
+    /// (`before`, `after`); marks the discussion read.
     History(HistoryRequest) = "history" -> Vec<Message>;
     /// Mark every message of a discussion read.
     MarkRead(MarkReadRequest) = "mark_read" -> MarkedRead;
@@ -304,18 +305,35 @@ impl std::fmt::Debug for SendRequest {
 }
 
 /// `history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
-    /// How many of the last messages (default 100, at most 100000).
+    /// How many messages at most (default 100, at most 100000).
     #[serde(
         default,
         deserialize_with = "param::opt_count",
         skip_serializing_if = "Option::is_none"
     )]
     pub limit: Option<u64>,
+    /// Only messages before this position (a message's `position`; 1 is the first message): the
+    /// last `limit` of them.
+    #[serde(
+        default,
+        deserialize_with = "param::opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub before: Option<u64>,
+    /// Only messages after this position; without `before`, the first `limit` of them (paging
+    /// forward).
+    #[serde(
+        default,
+        deserialize_with = "param::opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub after: Option<u64>,
 }
 
 /// `mark_read`.
@@ -398,6 +416,7 @@ mod tests {
         let r: Request = HistoryRequest {
             discussion: "bob".into(),
             limit: Some(5),
+            ..HistoryRequest::default()
         }
         .into();
         assert_eq!(r.method(), "history");

@@ -150,6 +150,10 @@ pub struct Message {
     /// Exactly what was sent (escape it before printing).
     pub body: String,
     pub state: DeliveryState,
+    /// In `history` answers: the message's place in its discussion (1 = the first, in the order
+    /// history shows them), what `history`'s `before` and `after` take. Absent in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 impl std::fmt::Debug for Message {
@@ -161,6 +165,7 @@ impl std::fmt::Debug for Message {
             .field("time", &self.time)
             .field("body", &Hidden::of(&self.body))
             .field("state", &self.state)
+            .field("position", &self.position)
             .finish()
     }
 }
@@ -260,6 +265,7 @@ impl From<&crate::store::MessageRecord> for Message {
             time: m.time,
             body: m.body.clone(),
             state: m.state.into(),
+            position: None,
         }
     }
 }

@@ -77,11 +77,19 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
         Request::Send(r) => Response::Send((&node.send(&r.discussion, &r.text).await?).into()),
         Request::History(r) => {
             let limit = r.limit.map_or(DEFAULT_HISTORY, |l| l.min(MAX_HISTORY));
+            let page = crate::store::HistoryPage {
+                limit,
+                before: r.before,
+                after: r.after,
+            };
             Response::History(
-                node.history(&r.discussion, limit)
+                node.history_page(&r.discussion, page)
                     .await?
                     .iter()
-                    .map(api::Message::from)
+                    .map(|(position, m)| api::Message {
+                        position: Some(*position),
+                        ..api::Message::from(m)
+                    })
                     .collect(),
             )
         }

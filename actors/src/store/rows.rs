@@ -191,6 +191,16 @@ pub enum DeliveryState {
 text_column!(DeliveryState, "delivery state",
     Stored => "stored", Sent => "sent", Delivered => "delivered", Received => "received");
 
+/// Which messages of a discussion `history` answers: at most `limit`, between the positions
+/// `after` and `before` (both excluded; 1 is the first message). With only `after`, the first
+/// `limit` after it (paging forward); otherwise the last `limit` before `before` (or the end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub limit: u64,
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+}
+
 #[derive(Clone, PartialEq, Serialize)]
 pub struct MessageRecord {
     pub discussion_id: String,

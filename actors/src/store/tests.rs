@@ -289,3 +289,42 @@ fn a_store_of_issue_8_without_a_version_is_migrated_with_its_rows() {
     assert_eq!(s.discussion("d").unwrap(), discussion("d"));
     assert_eq!(s.history("d", 10).unwrap()[0].body, "kept");
 }
+
+/// `history` pages by position (issue 12): back from `before`, forward from `after`, each message
+/// with its place in the discussion; another discussion's messages do not count.
+#[test]
+fn history_pages_by_position() {
+    use super::HistoryPage;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+    s.insert_discussion(&discussion("d")).unwrap();
+    s.insert_discussion(&discussion("e")).unwrap();
+    for i in 1..=10u64 {
+        s.queue_outgoing("d", &format!("m{i}"), 100 + i).unwrap();
+        s.queue_outgoing("e", "other", 100 + i).unwrap();
+    }
+    let page = |limit, before, after| {
+        s.history_page(
+            "d",
+            HistoryPage {
+                limit,
+                before,
+                after,
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(p, m)| {
+            assert_eq!(m.body, format!("m{p}"));
+            p
+        })
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(page(3, None, None), [8, 9, 10]);
+    assert_eq!(page(3, Some(8), None), [5, 6, 7]);
+    assert_eq!(page(3, Some(3), None), [1, 2]);
+    assert_eq!(page(3, None, Some(2)), [3, 4, 5], "forward from after");
+    assert_eq!(page(10, Some(6), Some(2)), [3, 4, 5]);
+    assert_eq!(page(3, Some(1), None), Vec::<u64>::new());
+    assert_eq!(page(3, None, Some(u64::MAX)), Vec::<u64>::new());
+}
