@@ -11,8 +11,8 @@ use pgpchat_actors::client::{self, ClientError};
 
 pub struct Client(client::Client);
 
-/// A client error with what to run about it (`; start it with ...`). Keeps the typed error, so the
-/// exit status is chosen from it (`crate::exit`); its text is said once.
+/// A client error with what to run about it (`; start it with ...`). The typed error stays its
+/// source, so the exit status is chosen from it; `main` says its text once (it is part of this one).
 #[derive(Debug)]
 pub struct Hinted {
     pub error: ClientError,
@@ -25,7 +25,11 @@ impl std::fmt::Display for Hinted {
     }
 }
 
-impl std::error::Error for Hinted {}
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 impl Client {
     /// Connect to the core on `socket`; `start_hint` ends the error when none answers.

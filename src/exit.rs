@@ -76,9 +76,6 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = cause.downcast_ref::<ClientError>() {
         return Some(client(e));
     }
-    if let Some(e) = cause.downcast_ref::<crate::client::Hinted>() {
-        return Some(client(&e.error));
-    }
     if let Some(e) = cause.downcast_ref::<DaemonError>() {
         if e.is_already_running() {
             return Some(ALREADY_RUNNING);

@@ -38,12 +38,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error chain on one line, each cause once: a library error whose text already ends with its
-/// source's (`"...: {0}"`) does not get it repeated.
+/// The error chain on one line, each cause once: a library error whose text already holds its
+/// source's (`"...: {0}"`, or a hint after it) does not get it repeated.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain().map(ToString::to_string) {
-        if line.ends_with(&cause) {
+        if line.contains(&cause) {
             continue;
         }
         if !line.is_empty() {
