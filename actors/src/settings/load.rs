@@ -251,7 +251,8 @@ fn defaults_table() -> Table {
 fn parse(origin: &Origin, text: &str) -> Result<Table, SettingsError> {
     text.parse::<Table>().map_err(|e| {
         let at = e.span().map(|s| {
-            let before = &text[..s.start.min(text.len())];
+            // A span inside a character (never expected) must not panic: then count the whole text.
+            let before = text.get(..s.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             format!("line {line}, column {column}: ")
