@@ -302,3 +302,38 @@ fn help_completions_and_man_page_come_from_the_cli_definition() {
         .expect("run");
     assert!(o.status.success(), "{}", err(&o));
 }
+
+/// `-q` leaves only errors and `-vv` adds debug lines, whatever `RUST_LOG` says.
+#[test]
+fn quiet_and_verbose_set_the_log_level() {
+    let port = free_udp_port();
+    let p = Person::new("gil", port);
+    p.init();
+    let run_core = |flag: &str| -> String {
+        let mut core = p
+            .cmd()
+            .args([flag, "daemon"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("daemon");
+        crate::binary::wait_for(15, "the core's socket", || {
+            std::os::unix::net::UnixStream::connect(p.socket()).is_ok()
+        });
+        // A junk datagram: the core drops it with a debug line.
+        crate::common::broadcast(b"junk", port);
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        p.ok(&["stop"]);
+        let o = core.wait_with_output().expect("core ends");
+        err(&o)
+    };
+    let quiet = run_core("-q");
+    assert!(!quiet.contains(" INFO "), "{quiet}");
+    let verbose = run_core("-vv");
+    assert!(verbose.contains(" DEBUG "), "{verbose}");
+    assert!(verbose.contains(" INFO "), "{verbose}");
+    let o = p.run(&["-v", "-q", "whoami"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
