@@ -30,8 +30,8 @@ pub mod sealing;
 pub mod worker;
 
 pub use rows::{
-    ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef, DiscussionState,
-    DiscussionSummary, Incoming, MessageRecord, UnknownValue,
+    ContactOrigin, ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef,
+    DiscussionState, DiscussionSummary, Incoming, MessageRecord, ProbeState, UnknownValue,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;
