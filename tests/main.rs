@@ -5,6 +5,7 @@
 mod attacks;
 mod binary;
 mod common;
+mod contacts_by_address;
 mod core_inprocess;
 mod daemon;
 mod delivery;
