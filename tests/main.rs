@@ -20,6 +20,7 @@ mod layering;
 mod limits;
 mod logging;
 mod netns;
+mod netns_router;
 mod prompt;
 mod security;
 mod slots;
