@@ -283,3 +283,67 @@ async fn removed_contacts_are_forgotten_and_blocked_keys_are_ignored_until_unblo
     let (opened, accepted) = open_discussion(b, a, "s", "s").await;
     assert_eq!(opened.expect("opened"), accepted.expect("accepted"));
 }
+
+/// The real binary: `add-contact` by IPv4 and by name, its errors, the origin in `contacts` (text
+/// and JSON) kept across a restart, `remove-contact`, `block` and `unblock`.
+mod binary {
+    use crate::binary::Person;
+    use crate::common::free_udp_port;
+
+    /// A person whose core does not broadcast: met only by address.
+    fn quiet(name: &str, port: u16) -> Person {
+        let p = Person::new(name, port);
+        let profile = std::fs::read_to_string(&p.config).unwrap();
+        let profile = profile.replace("interval_secs = 1\n", "interval_secs = 1\nenabled = false\n");
+        std::fs::write(&p.config, profile).unwrap();
+        p.init();
+        p
+    }
+
+    fn fails(p: &Person, args: &[&str]) -> String {
+        let o = p.run(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    #[test]
+    fn add_contact_by_address_shows_its_origin_across_a_restart_then_remove_and_block() {
+        let port = free_udp_port();
+        let (mut alice, mut bob) = (quiet("alice", port), quiet("bob", port));
+        alice.start();
+        bob.start();
+        let bob_fp = bob.fingerprint();
+        let at = format!("127.0.0.1:{}", bob.tcp_port());
+        let added = alice.json(&["add-contact", &at]);
+        assert_eq!(added["fingerprint"], bob_fp.as_str(), "{added}");
+        assert_eq!(added["origin"]["kind"], "added", "{added}");
+        let by_name = alice.ok(&["add-contact", &format!("localhost:{}", bob.tcp_port())]);
+        assert!(by_name.contains("bob") && by_name.contains("added"), "{by_name}");
+        assert!(alice.ok(&["contacts"]).contains("added"));
+
+        let e = fails(&alice, &["add-contact", "bob"]);
+        assert!(e.contains("is not HOST:PORT"), "{e}");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nothing = format!("127.0.0.1:{}", free.local_addr().unwrap().port());
+        drop(free);
+        let e = fails(&alice, &["add-contact", &nothing]);
+        assert!(e.contains("cannot reach"), "{e}");
+
+        alice.kill();
+        alice.start();
+        let c = alice.json(&["contacts"]);
+        assert_eq!(c[0]["fingerprint"], bob_fp.as_str(), "{c}");
+        assert_eq!(c[0]["origin"]["kind"], "added", "kept across a restart: {c}");
+
+        alice.ok(&["remove-contact", "bob"]);
+        assert_eq!(alice.json(&["contacts"]), serde_json::json!([]));
+        let blocked = alice.json(&["block", &bob_fp]);
+        assert_eq!(blocked["blocked"], true, "{blocked}");
+        let e = fails(&alice, &["add-contact", &at]);
+        assert!(e.contains("is blocked"), "{e}");
+        alice.ok(&["unblock", &bob_fp]);
+        assert_eq!(alice.json(&["add-contact", &at])["origin"]["kind"], "added");
+        alice.kill();
+        bob.kill();
+    }
+}
