@@ -284,6 +284,56 @@ async fn removed_contacts_are_forgotten_and_blocked_keys_are_ignored_until_unblo
     assert_eq!(opened.expect("opened"), accepted.expect("accepted"));
 }
 
+#[actix_rt::test]
+async fn a_flood_of_announces_does_not_evict_a_contact_added_by_address() {
+    const MAX_CONTACTS: usize = 3;
+    init_logs();
+    let port = free_udp_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let mut s = settings("alice", &dir, port);
+    s.discovery.enabled = false;
+    s.limits.max_contacts = MAX_CONTACTS;
+    let a = start_node(s, SecretCert::generate("alice").unwrap())
+        .await
+        .unwrap();
+    // Dave answers once, then goes silent: its contact is not refreshed by re-probes.
+    let dave = Arc::new(RawPeer::new("dave"));
+    let dave_port = answers_once(dave.clone(), Arc::new(AtomicUsize::new(0))).await;
+    let added = a
+        .add_contact(&format!("127.0.0.1:{dave_port}"))
+        .await
+        .unwrap();
+    // The newcomers come a second later: the added contact is the least recently seen, the one an
+    // eviction would pick.
+    wait_until(5, "the next second", || async {
+        (now_secs() > added.last_seen).then_some(())
+    })
+    .await;
+    // Ten validly signed newcomers, more than the table holds.
+    let accepted = a.discovery_stats().await.unwrap().accepted;
+    for i in 0..10 {
+        let k = RawPeer::new(&format!("flood{i}")).keys;
+        broadcast(
+            &signed_announce(&k, &format!("flood{i}"), 1, now_secs()).await,
+            port,
+        );
+    }
+    wait_until(30, "the ten announces to be verified", || {
+        let a = a.clone();
+        async move { (a.discovery_stats().await.ok()?.accepted >= accepted + 10).then_some(()) }
+    })
+    .await;
+    let contacts = a.contacts().await.unwrap();
+    assert!(contacts.len() <= MAX_CONTACTS, "{}", contacts.len());
+    assert!(
+        contacts
+            .iter()
+            .any(|c| c.fingerprint == dave.keys.fingerprint()),
+        "the contact added by address is kept"
+    );
+}
+
 /// The real binary: `add-contact` by IPv4 and by name, its errors, the origin in `contacts` (text
 /// and JSON) kept across a restart, `remove-contact`, `block` and `unblock`.
 mod binary {
@@ -294,7 +344,10 @@ mod binary {
     fn quiet(name: &str, port: u16) -> Person {
         let p = Person::new(name, port);
         let profile = std::fs::read_to_string(&p.config).unwrap();
-        let profile = profile.replace("interval_secs = 1\n", "interval_secs = 1\nenabled = false\n");
+        let profile = profile.replace(
+            "interval_secs = 1\n",
+            "interval_secs = 1\nenabled = false\n",
+        );
         std::fs::write(&p.config, profile).unwrap();
         p.init();
         p
@@ -318,7 +371,10 @@ mod binary {
         assert_eq!(added["fingerprint"], bob_fp.as_str(), "{added}");
         assert_eq!(added["origin"]["kind"], "added", "{added}");
         let by_name = alice.ok(&["add-contact", &format!("localhost:{}", bob.tcp_port())]);
-        assert!(by_name.contains("bob") && by_name.contains("added"), "{by_name}");
+        assert!(
+            by_name.contains("bob") && by_name.contains("added"),
+            "{by_name}"
+        );
         assert!(alice.ok(&["contacts"]).contains("added"));
 
         let e = fails(&alice, &["add-contact", "bob"]);
@@ -333,7 +389,10 @@ mod binary {
         alice.start();
         let c = alice.json(&["contacts"]);
         assert_eq!(c[0]["fingerprint"], bob_fp.as_str(), "{c}");
-        assert_eq!(c[0]["origin"]["kind"], "added", "kept across a restart: {c}");
+        assert_eq!(
+            c[0]["origin"]["kind"], "added",
+            "kept across a restart: {c}"
+        );
 
         alice.ok(&["remove-contact", "bob"]);
         assert_eq!(alice.json(&["contacts"]), serde_json::json!([]));
