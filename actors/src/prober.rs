@@ -60,7 +60,7 @@ pub enum AddContactError {
     #[error("{address} is not a pgpchat node's main port ({why})")]
     NotPgpchat {
         address: SocketAddr,
-        why: ProbeError,
+        why: Box<ProbeError>,
     },
     #[error(
         "{address} runs an older pgpchat that does not answer probes ({why}); it can be added \
@@ -68,12 +68,12 @@ pub enum AddContactError {
     )]
     TooOld {
         address: SocketAddr,
-        why: ProbeError,
+        why: Box<ProbeError>,
     },
     #[error("{address}: {why}")]
     Probe {
         address: SocketAddr,
-        why: ProbeError,
+        why: Box<ProbeError>,
     },
     #[error("{0} is this node's own address")]
     Own(SocketAddr),
@@ -168,15 +168,27 @@ pub async fn probe_address(
                     _ => false,
                 };
                 if pgpchat {
-                    Err(AddContactError::TooOld { address: to, why })
+                    Err(AddContactError::TooOld {
+                        address: to,
+                        why: Box::new(why),
+                    })
                 } else {
-                    Err(AddContactError::NotPgpchat { address: to, why })
+                    Err(AddContactError::NotPgpchat {
+                        address: to,
+                        why: Box::new(why),
+                    })
                 }
             }
             Err(
                 why @ (ProbeError::NotPgpchat | ProbeError::Unexpected(_) | ProbeError::Timeout),
-            ) => Err(AddContactError::NotPgpchat { address: to, why }),
-            Err(why) => Err(AddContactError::Probe { address: to, why }),
+            ) => Err(AddContactError::NotPgpchat {
+                address: to,
+                why: Box::new(why),
+            }),
+            Err(why) => Err(AddContactError::Probe {
+                address: to,
+                why: Box::new(why),
+            }),
         };
     }
     Err(AddContactError::Unreachable {
