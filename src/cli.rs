@@ -109,8 +109,17 @@ pub enum Command {
     Chat,
     /// Own name and fingerprint.
     Whoami,
-    /// Contacts seen on the network.
+    /// Contacts seen on the network, added by address, or learned from others (with their origin).
     Contacts,
+    /// Add the node at HOST:PORT as a contact (HOST a name, an IPv4 address or [IPv6]; PORT its
+    /// main TCP port, shown by its `whoami`): for people beyond the local network.
+    AddContact { address: String },
+    /// Forget a contact (name or fingerprint prefix); it comes back if it announces itself again.
+    RemoveContact { contact: String },
+    /// Block a fingerprint: its announces, discussion requests and list entries are ignored.
+    Block { fingerprint: String },
+    /// Unblock a fingerprint.
+    Unblock { fingerprint: String },
     /// Mark a contact verified after comparing fingerprints out of band (or --unset).
     Verify {
         /// The contact: its name or a fingerprint prefix (4+ hex digits).

@@ -172,6 +172,26 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Chat => crate::prompt::run(ctx),
         Command::Whoami => whoami(ctx),
         Command::Contacts => contacts(ctx),
+        Command::AddContact { address } => {
+            let c = ctx.call(api::AddContactRequest { address })?;
+            ctx.print(&c, |c| {
+                println!(
+                    "{} {} added ({}:{}); verify its fingerprint before trusting it",
+                    safe_text::line(&c.name),
+                    c.fingerprint,
+                    c.address,
+                    c.tcp_port
+                )
+            })
+        }
+        Command::RemoveContact { contact } => {
+            let c = ctx.call(api::RemoveContactRequest { contact })?;
+            ctx.print(&c, |c| {
+                println!("{} {} removed", safe_text::line(&c.name), c.fingerprint)
+            })
+        }
+        Command::Block { fingerprint } => block(ctx, fingerprint, true),
+        Command::Unblock { fingerprint } => block(ctx, fingerprint, false),
         Command::Verify { contact, unset } => {
             let c = ctx.call(api::VerifyRequest {
                 contact,
@@ -421,6 +441,20 @@ fn export_key(ctx: &Ctx, secret: bool) -> Result<()> {
     Ok(())
 }
 
+fn block(ctx: &Ctx, fingerprint: String, blocked: bool) -> Result<()> {
+    let a = ctx.call(api::BlockRequest {
+        fingerprint,
+        blocked: Some(blocked),
+    })?;
+    ctx.print(&a, |a| {
+        println!(
+            "{} {}",
+            a.fingerprint,
+            if a.blocked { "blocked" } else { "unblocked" }
+        )
+    })
+}
+
 fn contacts(ctx: &Ctx) -> Result<()> {
     let list = ctx.call(api::ContactsRequest {})?;
     ctx.print(&list, |list| {
@@ -430,10 +464,11 @@ fn contacts(ctx: &Ctx) -> Result<()> {
         }
         let now = now_secs();
         println!(
-            "{:<20} {:<16} {:<22} {:<10} flags",
-            "NAME", "FINGERPRINT", "ADDRESS", "SEEN"
+            "{:<20} {:<16} {:<22} {:<10} {:<20} flags",
+            "NAME", "FINGERPRINT", "ADDRESS", "SEEN", "ORIGIN"
         );
         for c in list {
+            let origin = safe_text::line(&c.origin.to_string());
             let mut flags = Vec::new();
             if c.verified {
                 flags.push("verified");
@@ -442,11 +477,12 @@ fn contacts(ctx: &Ctx) -> Result<()> {
                 flags.push("KEY-CHANGED");
             }
             println!(
-                "{:<20} {:<16} {:<22} {:<10} {}",
+                "{:<20} {:<16} {:<22} {:<10} {:<20} {}",
                 safe_text::line(&c.name),
                 format::short_fpr(&c.fingerprint),
                 format!("{}:{}", c.address, c.tcp_port),
                 format::ago(c.last_seen, now),
+                origin,
                 flags.join(",")
             );
         }

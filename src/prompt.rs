@@ -68,6 +68,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             format!("Requests ({n_req})"),
             format!("Discussions ({unread} unread)"),
             "Verify a contact".to_string(),
+            "Add a contact by address".to_string(),
             "Refresh".to_string(),
             "Quit".to_string(),
         ];
@@ -85,7 +86,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             2 => handle_request(ctx, &mut client, &theme),
             3 => pick_discussion(ctx, &mut client, &theme),
             4 => verify_contact(&mut client, &theme),
-            5 => Ok(()),
+            5 => add_contact(&mut client, &theme),
+            6 => Ok(()),
             _ => return Ok(()),
         };
         if let Err(e) = outcome {
@@ -125,10 +127,11 @@ fn contact_line(c: &Contact, now: u64) -> String {
         marks.push_str(" [KEY CHANGED]");
     }
     format!(
-        "{:<16} {}  seen {}{}",
+        "{:<16} {}  seen {}  {}{}",
         safe_text::line(&c.name),
         format::short_fpr(&c.fingerprint),
         format::ago(c.last_seen, now),
+        safe_text::line(&c.origin.to_string()),
         marks
     )
 }
@@ -283,6 +286,24 @@ fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
     };
     let d = &list[i];
     chat_view(ctx, client, &d.id, &safe_text::line(&d.peer_name), d.unread)
+}
+
+/// Someone beyond the local network: their node's address and main TCP port (their `whoami`).
+fn add_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    let address: String = Input::with_theme(theme)
+        .with_prompt("Address (HOST:PORT, their main TCP port; empty: cancel)")
+        .allow_empty(true)
+        .interact_text()?;
+    if address.trim().is_empty() {
+        return Ok(());
+    }
+    let c = client.call(api::AddContactRequest { address })?;
+    println!(
+        "{} {} added; verify the fingerprint before trusting it.",
+        safe_text::line(&c.name),
+        fingerprint_groups(&c.fingerprint)
+    );
+    Ok(())
 }
 
 fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {

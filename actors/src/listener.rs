@@ -6,6 +6,8 @@
 //! as a *request* for the user's decision: refuse, or accept by typing the same secret. The SPAKE2
 //! exchange, key confirmation, discussion keys and the `Ready` with the new discussion listener's
 //! port follow (see [`crate::handshake`]). The same actor runs the requester's side ([`Open`]).
+//! A probe (`add-contact HOST:PORT`) is answered with our signed announce bound to the prober's
+//! nonce ([`crate::net::probe`]), then the connection closes.
 //!
 //! Messages: [`Open`], [`ListRequests`], [`Decide`], and from its own tasks `Arrived`, `Gone`,
 //! `Failure`. Talks to: key manager, contact registry, directory, store (who is trusted), event bus.
@@ -25,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::admission::{ConnectionPool, DecryptBudget, Slot};
-use crate::contacts::{ContactRegistry, NameHasOtherKey};
+use crate::contacts::{ContactRegistry, IsBlocked, NameHasOtherKey};
 use crate::crypto::{PublicCert, SecretCert};
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
 use crate::events::{now_secs, Event, EventBus, RefusedRequest, RequestInfo};
@@ -136,6 +138,8 @@ pub struct Listener {
     store: StoreHandle,
     events: EventBus,
     listener: Option<TcpListener>,
+    /// Our main TCP port, as announced in the answer to a probe.
+    tcp_port: u16,
     pending: HashMap<u64, Pending>,
     refusals: VecDeque<RefusedRequest>,
     next_request: u64,
@@ -156,7 +160,9 @@ impl Listener {
         events: EventBus,
     ) -> Self {
         let l = &settings.limits;
+        let tcp_port = listener.local_addr().map_or(0, |a| a.port());
         Self {
+            tcp_port,
             node: settings.node.name.clone(),
             limiter: GuessLimits::new(
                 l.max_failed_attempts,
@@ -190,6 +196,7 @@ impl Listener {
             store: self.store.clone(),
             events: self.events.clone(),
             budget: self.budget.clone(),
+            tcp_port: self.tcp_port,
             me,
         }
     }

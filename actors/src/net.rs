@@ -23,6 +23,7 @@ use crate::wire::{Frame, Handshake, Purpose, PROTOCOL_VERSION};
 pub mod chat;
 pub mod crypto;
 pub mod discussion;
+pub mod probe;
 pub mod requester;
 pub mod responder;
 
@@ -150,6 +151,7 @@ pub fn frame_name(f: &Frame) -> &'static str {
         Frame::Ack { .. } => "Ack",
         Frame::Close { .. } => "Close",
         Frame::Error { .. } => "Error",
+        Frame::ProbeAnswer(_) => "ProbeAnswer",
     }
 }
 

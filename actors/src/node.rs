@@ -6,7 +6,7 @@
 //!             ┌──────────── IPC (front-ends) ────────────┐
 //!             ▼                                          │
 //!   Discovery ──AnnounceSeen──▶ ContactRegistry ◀──FindContact── NodeHandle
-//!   (UDP)                                                │
+//!   (UDP)        Prober ──AnnounceSeen──▲ (add-contact, re-probing; TCP)
 //!   Listener (TCP) ──CreateDiscussion──▶ DiscussionDirectory ──▶ DiscussionSession (one each)
 //!        all of them ──▶ KeyManager (crypto workers), StoreWorker (SQLite), EventBus
 //! ```
@@ -21,7 +21,9 @@ use tokio::sync::broadcast;
 
 use crate::api::ErrorKind;
 use crate::at_rest::{self, Sealed};
-use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, SetVerified};
+use crate::contacts::{
+    Block, ContactError, ContactRegistry, FindContact, ListContacts, RemoveContact, SetVerified,
+};
 use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
@@ -29,6 +31,7 @@ use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
 use crate::keys::{KeyManager, KeysHandle};
 use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
+use crate::prober::{AddContact, AddContactError, Prober};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
 use crate::store::STORAGE_KEY_BYTES;
@@ -116,8 +119,25 @@ impl From<ContactError> for ApiError {
     fn from(e: ContactError) -> Self {
         match e {
             ContactError::NotFound(_) => Self::NotFound(e.into()),
-            ContactError::Ambiguous(..) => Self::Invalid(e.into()),
+            ContactError::Ambiguous(..) | ContactError::NotAFingerprint(_) => {
+                Self::Invalid(e.into())
+            }
         }
+    }
+}
+
+impl From<AddContactError> for ApiError {
+    fn from(e: AddContactError) -> Self {
+        use AddContactError as E;
+        let kind = match e {
+            E::BadAddress(_) => return Self::Invalid(e.into()),
+            E::Resolve { .. } | E::Unreachable { .. } => ErrorKind::Unreachable,
+            E::NotPgpchat { .. } | E::TooOld { .. } | E::Probe { .. } => ErrorKind::Protocol,
+            E::Busy => ErrorKind::Busy,
+            E::Own(_) | E::Blocked(_) | E::TooMany | E::TableFull(_) => ErrorKind::Failed,
+            E::Unavailable => return Self::Internal(e.into()),
+        };
+        Self::Failed(kind, e.into())
     }
 }
 
@@ -210,6 +230,7 @@ pub struct NodeHandle {
     pub discovery: Addr<Discovery>,
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
+    pub prober: Addr<Prober>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
     pub shutdown: std::sync::Arc<tokio::sync::Notify>,
@@ -226,6 +247,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     store.run(|s| s.finish_destructions()).await?;
     convert_legacy_discussion_keys(&keys, &store, &name).await?;
     let loaded = store.run(|s| s.contacts()).await?;
+    let blocked = store.run(|s| s.blocked()).await?;
     let events = EventBus::new(settings.limits.ipc_event_queue, &name);
 
     let listen_addr = SocketAddr::new(settings.listener.bind, settings.listener.port);
@@ -249,7 +271,9 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         &name,
         loaded,
         with_discussion,
+        blocked,
         settings.limits.max_contacts,
+        settings.discovery.interval_secs,
         store.clone(),
         events.clone(),
     )
@@ -280,6 +304,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         tcp_port,
     )
     .start();
+    let prober = Prober::new(settings.clone(), keys.clone(), contacts.clone()).start();
     log::info!(
         "[{name}] node up: {} {} on TCP {tcp_port}",
         keys.name(),
@@ -294,6 +319,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         discovery,
         listener,
         directory,
+        prober,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
@@ -444,6 +470,38 @@ impl NodeHandle {
             .send(SetVerified {
                 query: query.into(),
                 verified,
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Add the node at `HOST:PORT` as a contact (probe its main port); answers with the contact.
+    pub async fn add_contact(&self, address: &str) -> Result<ContactRecord, ApiError> {
+        Ok(self
+            .prober
+            .send(AddContact {
+                address: address.into(),
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Forget a contact (name or fingerprint prefix); answers with what was removed.
+    pub async fn remove_contact(&self, query: &str) -> Result<ContactRecord, ApiError> {
+        Ok(self
+            .contacts
+            .send(RemoveContact(query.into()))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Block (or unblock) a full fingerprint; answers with it, normalised.
+    pub async fn block(&self, fingerprint: &str, blocked: bool) -> Result<String, ApiError> {
+        Ok(self
+            .contacts
+            .send(Block {
+                fingerprint: fingerprint.into(),
+                blocked,
             })
             .await
             .map_err(mailbox)??)

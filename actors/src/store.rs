@@ -30,8 +30,9 @@ pub mod sealing;
 pub mod worker;
 
 pub use rows::{
-    ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef, DiscussionState,
-    DiscussionSummary, HistoryPage, Incoming, MessageRecord, UnknownValue,
+    ContactOrigin, ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef,
+    DiscussionState, DiscussionSummary, HistoryPage, Incoming, MessageRecord, ProbeState,
+    UnknownValue,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;

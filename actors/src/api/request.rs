@@ -114,6 +114,14 @@ methods! {
     Contacts(ContactsRequest) = "contacts" -> Vec<Contact>;
     /// Mark a contact verified (or not) after comparing fingerprints out of band.
     Verify(VerifyRequest) = "verify" -> Contact;
+    /// Add the node at `HOST:PORT` (its main TCP port) as a contact: it is probed for its signed
+    /// announce; answers with the contact (origin `added`).
+    AddContact(AddContactRequest) = "add_contact" -> Contact;
+    /// Forget a contact; answers with it. It comes back if it announces itself again.
+    RemoveContact(RemoveContactRequest) = "remove_contact" -> Contact;
+    /// Block (or with `blocked: false`, unblock) a fingerprint: its announces, discussion requests
+    /// and contact-list entries are ignored; its contact is forgotten.
+    Block(BlockRequest) = "block" -> BlockAnswer;
     /// Ask a contact for a discussion; answers once it is open (waits for the peer's decision).
     Open(OpenRequest) = "open" -> Opened;
     /// Requests waiting for a decision; with `refused: true`, the last requests turned away
@@ -222,6 +230,37 @@ pub struct VerifyRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub verified: Option<bool>,
+}
+
+/// `add_contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AddContactRequest {
+    /// `HOST:PORT`: HOST a name, an IPv4 address or `[IPv6]`; PORT the node's main TCP port.
+    #[serde(deserialize_with = "param::string")]
+    pub address: String,
+}
+
+/// `remove_contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RemoveContactRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
+}
+
+/// `block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BlockRequest {
+    /// A full fingerprint (40 or 64 hex digits; spaces allowed).
+    #[serde(deserialize_with = "param::string")]
+    pub fingerprint: String,
+    /// Block (default) or unblock.
+    #[serde(
+        default,
+        deserialize_with = "param::flag",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub blocked: Option<bool>,
 }
 
 /// `open`. Its `Debug` hides the shared secret.

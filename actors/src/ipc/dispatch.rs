@@ -41,6 +41,19 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 .await?)
                 .into(),
         ),
+        Request::AddContact(r) => {
+            Response::AddContact((&node.add_contact(&r.address).await?).into())
+        }
+        Request::RemoveContact(r) => {
+            Response::RemoveContact((&node.remove_contact(&r.contact).await?).into())
+        }
+        Request::Block(r) => {
+            let blocked = r.blocked.unwrap_or(true);
+            Response::Block(api::BlockAnswer {
+                fingerprint: node.block(&r.fingerprint, blocked).await?,
+                blocked,
+            })
+        }
         Request::Open(r) => Response::Open(api::Opened {
             discussion_id: node.open(&r.contact, &r.password).await?,
         }),

@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -27,10 +27,16 @@ struct Migration {
 }
 
 /// Every step, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    apply: v1_baseline,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        apply: v1_baseline,
+    },
+    Migration {
+        to: 2,
+        apply: v2_contacts_by_address,
+    },
+];
 
 /// The tables as of issue 8. `IF NOT EXISTS`: a version-0 store may hold all of them (issue 8),
 /// some of them (before issue 8: no `discussion_keys` nor `close_notices`), or none (a new store).
@@ -106,6 +112,39 @@ fn v1_baseline(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     tx.execute_batch("ALTER TABLE discussions DROP COLUMN own_key_sealed;")?;
     log::info!("store: discussion keys moved to their own table");
     Ok(true)
+}
+
+/// Issue 10, contacts by address: where each contact came from (every contact stored so far was
+/// heard by broadcast), its last signed announce (relayed unchanged by contact lists), its probe
+/// state (set for contacts the user added by address), and the blocked fingerprints.
+/// Columns that already exist are left as they are (a store whose recorded version was reset).
+fn v2_contacts_by_address(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    const COLUMNS: &[(&str, &str)] = &[
+        ("origin", "TEXT NOT NULL DEFAULT 'broadcast'"),
+        ("origin_fingerprint", "TEXT NOT NULL DEFAULT ''"),
+        ("origin_name", "TEXT NOT NULL DEFAULT ''"),
+        ("announce", "BLOB NOT NULL DEFAULT x''"),
+        ("probe_address", "TEXT"),
+        ("probe_failures", "INTEGER NOT NULL DEFAULT 0"),
+        ("next_probe", "INTEGER NOT NULL DEFAULT 0"),
+    ];
+    for (name, decl) in COLUMNS {
+        let exists: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('contacts') WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        if exists == 0 {
+            tx.execute_batch(&format!("ALTER TABLE contacts ADD COLUMN {name} {decl};"))?;
+        }
+    }
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS blocked (
+             fingerprint TEXT PRIMARY KEY,
+             since INTEGER NOT NULL
+         );",
+    )?;
+    Ok(false)
 }
 
 /// The version recorded in the database (0: none recorded, or a new file).

@@ -328,3 +328,48 @@ fn history_pages_by_position() {
     assert_eq!(page(3, Some(1), None), Vec::<u64>::new());
     assert_eq!(page(3, None, Some(u64::MAX)), Vec::<u64>::new());
 }
+
+#[test]
+fn a_contacts_origin_is_written_once_and_its_announce_and_probe_state_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let via = ContactOrigin::Via {
+        fingerprint: "B0B".into(),
+        name: "bob".into(),
+    };
+    let mut c = ContactRecord {
+        fingerprint: "CA7".into(),
+        name: "cat".into(),
+        cert: vec![1],
+        address: "10.0.0.3".into(),
+        tcp_port: 4000,
+        first_seen: 1,
+        last_seen: 1,
+        announce_time: 1,
+        verified: false,
+        key_changed: false,
+        origin: via.clone(),
+        announce: vec![9, 9],
+        probe: Some(ProbeState {
+            address: "cat.example:4000".into(),
+            failures: 2,
+            next: 77,
+        }),
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        s.upsert_contact(&c).unwrap();
+        // A later write carrying another origin does not rewrite it.
+        c.origin = ContactOrigin::Added;
+        c.last_seen = 2;
+        s.upsert_contact(&c).unwrap();
+        s.set_blocked("DEAD", true, 5).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let back = s.contacts().unwrap();
+    c.origin = via;
+    assert_eq!(back, vec![c]);
+    assert_eq!(s.blocked().unwrap(), ["DEAD"]);
+    s.set_blocked("DEAD", false, 6).unwrap();
+    assert!(s.blocked().unwrap().is_empty());
+}
