@@ -310,7 +310,7 @@ fn quiet_and_verbose_set_the_log_level() {
     let p = Person::new("gil", port);
     p.init();
     let run_core = |flag: &str| -> String {
-        let mut core = p
+        let core = p
             .cmd()
             .args([flag, "daemon"])
             .env("RUST_LOG", "info")

@@ -326,7 +326,8 @@ pub struct RefuseRequest {
 /// `send`. Its `Debug` hides the text.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SendRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
     /// The message (not empty, at most `limits.max_message_bytes`).
@@ -378,7 +379,8 @@ pub struct HistoryRequest {
 /// `mark_read`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MarkReadRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
 }
@@ -386,7 +388,8 @@ pub struct MarkReadRequest {
 /// `close`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CloseRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
     /// Close now: keys destroyed at once, the peer told when it is next reachable (default false).
