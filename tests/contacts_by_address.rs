@@ -76,6 +76,23 @@ async fn a_contact_added_by_ipv4_or_by_name_is_one_as_by_broadcast_and_a_discuss
     assert_eq!(opened.expect("opened"), accepted.expect("accepted"));
 }
 
+#[actix_rt::test]
+async fn a_known_name_added_by_address_with_another_key_raises_key_changed() {
+    let n = quiet_nodes(&["alice", "bob", "bob"]).await;
+    let (a, bob, impostor) = (&n[0], &n[1], &n[2]);
+    let real = a
+        .add_contact(&format!("127.0.0.1:{}", bob.tcp_port))
+        .await
+        .unwrap();
+    assert!(!real.key_changed);
+    let other = a
+        .add_contact(&format!("127.0.0.1:{}", impostor.tcp_port))
+        .await
+        .unwrap();
+    assert_eq!(other.name, "bob");
+    assert!(other.key_changed, "same warning as discovery");
+}
+
 /// Today's listener, as a node from before probing runs it: the hello of version 1 decodes only
 /// with the purposes it knows; anything else is dropped without a word, and a hello of another
 /// version is answered with an `Error`.
