@@ -286,6 +286,25 @@ async fn removed_contacts_are_forgotten_and_blocked_keys_are_ignored_until_unblo
         a.find_contact(&b_fp).await.is_err(),
         "a blocked key's announces are ignored"
     );
+    // ...and not answered (bob is the only other source on this network).
+    let (accepted, replies) = {
+        let s = a.discovery_stats().await.unwrap();
+        (s.accepted, s.replies_sent)
+    };
+    broadcast(
+        &signed_announce(&b.keys, "bob", b.tcp_port, now_secs()).await,
+        port,
+    );
+    wait_until(20, "two more announces of bob", || {
+        let a = a.node.clone();
+        async move { (a.discovery_stats().await.ok()?.accepted >= accepted + 2).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        a.discovery_stats().await.unwrap().replies_sent,
+        replies,
+        "not answered"
+    );
     // Its requests are turned away without asking the user.
     wait_contact(b, a.keys.fingerprint()).await;
     let e = b
