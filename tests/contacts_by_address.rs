@@ -76,6 +76,23 @@ async fn a_contact_added_by_ipv4_or_by_name_is_one_as_by_broadcast_and_a_discuss
     assert_eq!(opened.expect("opened"), accepted.expect("accepted"));
 }
 
+#[actix_rt::test]
+async fn a_known_name_added_by_address_with_another_key_raises_key_changed() {
+    let n = quiet_nodes(&["alice", "bob", "bob"]).await;
+    let (a, bob, impostor) = (&n[0], &n[1], &n[2]);
+    let real = a
+        .add_contact(&format!("127.0.0.1:{}", bob.tcp_port))
+        .await
+        .unwrap();
+    assert!(!real.key_changed);
+    let other = a
+        .add_contact(&format!("127.0.0.1:{}", impostor.tcp_port))
+        .await
+        .unwrap();
+    assert_eq!(other.name, "bob");
+    assert!(other.key_changed, "same warning as discovery");
+}
+
 /// Today's listener, as a node from before probing runs it: the hello of version 1 decodes only
 /// with the purposes it knows; anything else is dropped without a word, and a hello of another
 /// version is answered with an `Error`.
@@ -268,6 +285,25 @@ async fn removed_contacts_are_forgotten_and_blocked_keys_are_ignored_until_unblo
     assert!(
         a.find_contact(&b_fp).await.is_err(),
         "a blocked key's announces are ignored"
+    );
+    // ...and not answered (bob is the only other source on this network).
+    let (accepted, replies) = {
+        let s = a.discovery_stats().await.unwrap();
+        (s.accepted, s.replies_sent)
+    };
+    broadcast(
+        &signed_announce(&b.keys, "bob", b.tcp_port, now_secs()).await,
+        port,
+    );
+    wait_until(20, "two more announces of bob", || {
+        let a = a.node.clone();
+        async move { (a.discovery_stats().await.ok()?.accepted >= accepted + 2).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        a.discovery_stats().await.unwrap().replies_sent,
+        replies,
+        "not answered"
     );
     // Its requests are turned away without asking the user.
     wait_contact(b, a.keys.fingerprint()).await;

@@ -12,7 +12,9 @@
 //! manager's workers, at most [`MAX_VERIFICATIONS_IN_FLIGHT`] at a time; anything beyond is dropped
 //! and counted, so a flood costs bounded memory and CPU.
 //!
-//! Talks to: the key manager (sign, verify), the contact registry ([`AnnounceSeen`]).
+//! A blocked fingerprint's announces are ignored by the registry and not answered.
+//!
+//! Talks to: the key manager (sign, verify), the contact registry ([`AnnounceSeen`], [`IsBlocked`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -25,7 +27,7 @@ use tokio::net::UdpSocket;
 
 use crate::announce::{self, AnnounceRefused, Freshness};
 use crate::codec;
-use crate::contacts::{AnnounceSeen, ContactRegistry};
+use crate::contacts::{AnnounceSeen, ContactRegistry, IsBlocked};
 use crate::events::now_secs;
 use crate::handshake::random_nonce;
 use crate::keys::KeysHandle;
@@ -227,17 +229,23 @@ impl Discovery {
                 }
             };
             act.stats.accepted += 1;
+            let blocked = IsBlocked(verified.fingerprint.clone());
             let seen = AnnounceSeen::new(verified, from.ip(), ContactOrigin::Broadcast);
             let contacts = act.contacts.clone();
             ctx.spawn(
                 async move {
+                    // A blocked key is not answered either (the registry ignores its announce).
+                    let blocked = contacts.send(blocked).await.unwrap_or(true);
                     let _ = contacts.send(seen).await;
+                    blocked
                 }
-                .into_actor(act),
+                .into_actor(act)
+                .map(move |blocked, act, _| {
+                    if !reply && !blocked {
+                        act.maybe_reply(from, received_len);
+                    }
+                }),
             );
-            if !reply {
-                act.maybe_reply(from, received_len);
-            }
         }));
     }
 
