@@ -49,6 +49,7 @@ pub mod contacts;
 pub mod crypto;
 pub mod daemon;
 pub mod datadir_lock;
+pub mod dht;
 pub mod discovery;
 pub mod discussions;
 pub mod events;
