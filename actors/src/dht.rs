@@ -17,6 +17,7 @@ pub mod derive;
 pub mod guard;
 pub mod identity_record;
 pub mod record;
+pub mod worker;
 
 pub use derive::{Period, RendezvousSecret, SlotKeys, PERIOD_SECS};
 pub use record::{PeerRecord, RecordError};

@@ -1,0 +1,395 @@
+//! `DhtWorker`: the node's one DHT client, as an actor. It publishes the rendezvous record of every
+//! discussion it is told about ([`Track`]) on a bounded schedule and whenever the listener's address
+//! changes ([`SetListener`]), resolves a peer's record at a bounded rate ([`Resolve`]), and reports
+//! how the DHT sees this node ([`GetDhtStatus`]).
+//!
+//! The `mainline` client runs its own thread; its async API is awaited from futures spawned on
+//! this actor's context (never blocking the actor). Build the client with [`super::guard::build`]
+//! outside the runtime (it binds a socket), then start this actor with it.
+//!
+//! Bounds: at most [`MAX_TRACKED`] discussions; at most [`MAX_PUTS_IN_FLIGHT`] puts at once (the
+//! rest wait for the next tick); one lookup per discussion at a time, and
+//! `min_lookup_interval` between the end of one and the start of the next.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use mainline::async_dht::AsyncDht;
+use thiserror::Error;
+
+use crate::dht::derive::{Period, RendezvousSecret};
+use crate::dht::record::{self, unix_micros, PeerRecord, MAX_ADDRESSES};
+use crate::wire::Role;
+
+/// Discussions whose records one node publishes (one per open discussion; more are refused).
+pub const MAX_TRACKED: usize = 4096;
+/// Puts running at once; the others are due at the next tick.
+pub const MAX_PUTS_IN_FLIGHT: usize = 4;
+/// How often the worker checks which records are due (a period change, a failed put, a republish).
+pub const TICK: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DhtError {
+    #[error("the DHT was asked about this discussion less than {0:?} ago")]
+    RateLimited(Duration),
+    #[error("the DHT does not know this discussion")]
+    Unknown,
+    #[error("the DHT already tracks {MAX_TRACKED} discussions")]
+    Full,
+}
+
+/// The worker's schedule (from `[dht]` in the settings).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Republish every record at least this often even if nothing changed.
+    pub republish_interval: Duration,
+    /// Smallest time between two lookups of one discussion's peer.
+    pub min_lookup_interval: Duration,
+}
+
+struct Tracked {
+    secret: RendezvousSecret,
+    role: Role,
+    /// When and for which period the record was last stored, and under which address generation.
+    published: Option<(Instant, Period, u64)>,
+    putting: bool,
+    looking_up: bool,
+    last_lookup: Option<Instant>,
+}
+
+pub struct DhtWorker {
+    dht: AsyncDht,
+    config: WorkerConfig,
+    tracked: HashMap<String, Tracked>,
+    port: u16,
+    addresses: Vec<IpAddr>,
+    /// Bumped when the listener's address changes: records of older generations are due at once.
+    generation: u64,
+    puts_in_flight: usize,
+    counters: Arc<Counters>,
+}
+
+/// What the worker did, for `status` and for tests (lookups that reached the DHT, puts stored).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub lookups: AtomicU64,
+    pub puts: AtomicU64,
+    pub put_failures: AtomicU64,
+}
+
+impl DhtWorker {
+    pub fn new(dht: mainline::Dht, config: WorkerConfig) -> Self {
+        Self {
+            dht: dht.as_async(),
+            config,
+            tracked: HashMap::new(),
+            port: 0,
+            addresses: Vec::new(),
+            generation: 0,
+            puts_in_flight: 0,
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Start the puts that are due, up to [`MAX_PUTS_IN_FLIGHT`].
+    fn publish_due(&mut self, ctx: &mut Context<Self>) {
+        if self.port == 0 {
+            return;
+        }
+        let period = Period::now();
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| !t.putting)
+            .filter(|(_, t)| match t.published {
+                None => true,
+                Some((at, p, generation)) => {
+                    p != period
+                        || generation != self.generation
+                        || now.duration_since(at) >= self.config.republish_interval
+                }
+            })
+            .map(|(id, _)| id.clone())
+            .take(MAX_PUTS_IN_FLIGHT.saturating_sub(self.puts_in_flight))
+            .collect();
+        for id in due {
+            let Some(t) = self.tracked.get_mut(&id) else {
+                continue;
+            };
+            t.putting = true;
+            self.puts_in_flight += 1;
+            let keys = t.secret.slot(t.role, period);
+            let (dht, port, mut addresses) = (self.dht.clone(), self.port, self.addresses.clone());
+            let generation = self.generation;
+            let counters = self.counters.clone();
+            let put = async move {
+                // The DHT's view of our address comes first: it is what a peer elsewhere can reach.
+                if let Some(public) = dht.info().await.public_address() {
+                    let ip = IpAddr::V4(*public.ip());
+                    addresses.retain(|a| *a != ip);
+                    addresses.insert(0, ip);
+                }
+                addresses.truncate(MAX_ADDRESSES);
+                if addresses.is_empty() {
+                    return false;
+                }
+                let Ok(item) = record::seal(&keys, port, &addresses, unix_micros()) else {
+                    return false;
+                };
+                match dht.put_mutable(item, None).await {
+                    Ok(_) => {
+                        counters.puts.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    Err(e) => {
+                        counters.put_failures.fetch_add(1, Ordering::Relaxed);
+                        log::debug!("dht: put failed: {e}");
+                        false
+                    }
+                }
+            };
+            ctx.spawn(put.into_actor(self).map(move |stored, act, ctx| {
+                act.puts_in_flight -= 1;
+                if let Some(t) = act.tracked.get_mut(&id) {
+                    t.putting = false;
+                    if stored {
+                        t.published = Some((Instant::now(), period, generation));
+                    }
+                }
+                act.publish_due(ctx);
+            }));
+        }
+    }
+}
+
+impl Actor for DhtWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK.min(self.config.republish_interval), |act, ctx| {
+            act.publish_due(ctx)
+        });
+    }
+}
+
+/// Publish (and keep publishing) this discussion's record as `role`.
+#[derive(Message)]
+#[rtype(result = "Result<(), DhtError>")]
+pub struct Track {
+    pub discussion_id: String,
+    pub secret: RendezvousSecret,
+    /// Our own role in the discussion (we publish under it; we read the peer's).
+    pub role: Role,
+}
+
+impl Handler<Track> for DhtWorker {
+    type Result = Result<(), DhtError>;
+
+    fn handle(&mut self, m: Track, ctx: &mut Self::Context) -> Self::Result {
+        if !self.tracked.contains_key(&m.discussion_id) && self.tracked.len() >= MAX_TRACKED {
+            return Err(DhtError::Full);
+        }
+        self.tracked.insert(
+            m.discussion_id,
+            Tracked {
+                secret: m.secret,
+                role: m.role,
+                published: None,
+                putting: false,
+                looking_up: false,
+                last_lookup: None,
+            },
+        );
+        self.publish_due(ctx);
+        Ok(())
+    }
+}
+
+/// Stop publishing this discussion's record (closed: its secret is being destroyed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Untrack(pub String);
+
+impl Handler<Untrack> for DhtWorker {
+    type Result = ();
+
+    fn handle(&mut self, m: Untrack, _: &mut Self::Context) {
+        self.tracked.remove(&m.0);
+    }
+}
+
+/// The main listener's port and the addresses to publish besides the DHT's view of ours; a change
+/// republishes every record at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetListener {
+    pub port: u16,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Handler<SetListener> for DhtWorker {
+    type Result = ();
+
+    fn handle(&mut self, m: SetListener, ctx: &mut Self::Context) {
+        let mut addresses = m.addresses;
+        addresses.truncate(MAX_ADDRESSES);
+        if m.port != self.port || addresses != self.addresses {
+            self.port = m.port;
+            self.addresses = addresses;
+            self.generation += 1;
+            self.publish_due(ctx);
+        }
+    }
+}
+
+/// Look up where this discussion's peer published itself (its current period, else the previous).
+/// `Ok(None)`: no valid record found.
+#[derive(Message)]
+#[rtype(result = "Result<Option<PeerRecord>, DhtError>")]
+pub struct Resolve(pub String);
+
+impl Handler<Resolve> for DhtWorker {
+    type Result = ResponseActFuture<Self, Result<Option<PeerRecord>, DhtError>>;
+
+    fn handle(&mut self, m: Resolve, _: &mut Self::Context) -> Self::Result {
+        let min = self.config.min_lookup_interval;
+        let Some(t) = self.tracked.get_mut(&m.0) else {
+            return Box::pin(fut::ready(Err(DhtError::Unknown)));
+        };
+        // One lookup at a time per discussion, and the next no sooner than `min` after the last
+        // one ended (a lookup itself takes seconds on the real DHT).
+        if t.looking_up || t.last_lookup.is_some_and(|at| at.elapsed() < min) {
+            return Box::pin(fut::ready(Err(DhtError::RateLimited(min))));
+        }
+        t.looking_up = true;
+        let current = Period::now();
+        let slots = [
+            t.secret.slot(t.role.peer(), current),
+            t.secret.slot(t.role.peer(), current.previous()),
+        ];
+        let (dht, counters) = (self.dht.clone(), self.counters.clone());
+        let lookup = async move {
+            // Both periods at once; the current one's record wins when both are valid.
+            let lookups = slots.iter().map(|keys| {
+                counters.lookups.fetch_add(1, Ordering::Relaxed);
+                let dht = dht.clone();
+                async move { dht.get_mutable_most_recent(&keys.public_key, None).await }
+            });
+            let found = futures::future::join_all(lookups).await;
+            for (keys, item) in slots.iter().zip(found) {
+                if let Some(item) = item {
+                    match record::open(keys, &item, unix_micros()) {
+                        Ok(r) => return Ok(Some(r)),
+                        Err(e) => log::debug!("dht: record refused: {e}"),
+                    }
+                }
+            }
+            Ok(None)
+        };
+        let id = m.0;
+        Box::pin(lookup.into_actor(self).map(move |result, act, _| {
+            if let Some(t) = act.tracked.get_mut(&id) {
+                t.looking_up = false;
+                t.last_lookup = Some(Instant::now());
+            }
+            result
+        }))
+    }
+}
+
+/// Store a ready-signed item (the opt-in identity record, signed on a crypto worker).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PutItem(pub mainline::MutableItem);
+
+impl Handler<PutItem> for DhtWorker {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, m: PutItem, _: &mut Self::Context) -> Self::Result {
+        let (dht, counters) = (self.dht.clone(), self.counters.clone());
+        Box::pin(async move {
+            match dht.put_mutable(m.0, None).await {
+                Ok(_) => {
+                    counters.puts.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(e) => {
+                    counters.put_failures.fetch_add(1, Ordering::Relaxed);
+                    Err(e.to_string())
+                }
+            }
+        })
+    }
+}
+
+/// Fetch the most recent item under a BEP 44 key (the opt-in identity record: the caller checks it
+/// on a crypto worker with `identity_record::open`). Counted as a lookup.
+#[derive(Message)]
+#[rtype(result = "Option<mainline::MutableItem>")]
+pub struct GetItem(pub [u8; 32]);
+
+impl Handler<GetItem> for DhtWorker {
+    type Result = ResponseFuture<Option<mainline::MutableItem>>;
+
+    fn handle(&mut self, m: GetItem, _: &mut Self::Context) -> Self::Result {
+        let (dht, counters) = (self.dht.clone(), self.counters.clone());
+        Box::pin(async move {
+            counters.lookups.fetch_add(1, Ordering::Relaxed);
+            dht.get_mutable_most_recent(&m.0, None).await
+        })
+    }
+}
+
+/// How the DHT sees this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhtStatus {
+    /// The node's own DHT socket.
+    pub local_address: std::net::SocketAddrV4,
+    /// The address other DHT nodes see for this node (none until some have answered).
+    pub public_address: Option<std::net::SocketAddrV4>,
+    /// The crate's "firewalled": the DHT's UDP port does not look reachable from outside. Says
+    /// nothing about the chat's TCP port.
+    pub firewalled: bool,
+    /// Discussions whose records this node publishes.
+    pub tracked: usize,
+    pub lookups: u64,
+    pub puts: u64,
+    pub put_failures: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "DhtStatus")]
+pub struct GetDhtStatus;
+
+impl Handler<GetDhtStatus> for DhtWorker {
+    type Result = ResponseFuture<DhtStatus>;
+
+    fn handle(&mut self, _: GetDhtStatus, _: &mut Self::Context) -> Self::Result {
+        let (dht, counters, tracked) =
+            (self.dht.clone(), self.counters.clone(), self.tracked.len());
+        Box::pin(async move {
+            let info = dht.info().await;
+            DhtStatus {
+                local_address: info.local_addr(),
+                public_address: info.public_address(),
+                firewalled: info.firewalled(),
+                tracked,
+                lookups: counters.lookups.load(Ordering::Relaxed),
+                puts: counters.puts.load(Ordering::Relaxed),
+                put_failures: counters.put_failures.load(Ordering::Relaxed),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

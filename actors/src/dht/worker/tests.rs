@@ -1,0 +1,188 @@
+//! The worker against a local DHT test network on 127.0.0.1 only (`Testnet::builder(n)` binds
+//! loopback; every client is built through `guard::build` with `loopback_only`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::crypto::SecretCert;
+use crate::dht::guard::{self, DhtConfig};
+use crate::dht::identity_record;
+
+/// Enough nodes that a put is stored at several (pkarr wants 10 on the real network).
+const TESTNET_NODES: usize = 12;
+const DEADLINE: Duration = Duration::from_secs(60);
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn client(testnet: &mainline::Testnet) -> mainline::Dht {
+    guard::build(&DhtConfig {
+        bootstrap: testnet.bootstrap.clone(),
+        bind: Ipv4Addr::LOCALHOST,
+        port: 0,
+        loopback_only: true,
+    })
+    .expect("loopback DHT client")
+}
+
+fn worker(dht: mainline::Dht, min_lookup: Duration) -> (Addr<DhtWorker>, Arc<Counters>) {
+    let w = DhtWorker::new(
+        dht,
+        WorkerConfig {
+            republish_interval: Duration::from_secs(3600),
+            min_lookup_interval: min_lookup,
+        },
+    );
+    let counters = w.counters();
+    (w.start(), counters)
+}
+
+async fn wait_puts(counters: &Counters, n: u64) {
+    let end = Instant::now() + DEADLINE;
+    while counters.puts.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < end, "no put stored before the deadline");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Resolve until a record with `port` is found (the DHT may still hold the older one for a moment).
+async fn resolve_port(w: &Addr<DhtWorker>, id: &str, port: u16) -> PeerRecord {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        match w.send(Resolve(id.into())).await.expect("worker") {
+            Ok(Some(r)) if r.port == port => return r,
+            Ok(_) | Err(DhtError::RateLimited(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < end, "record with port {port} not found");
+        actix_rt::time::sleep(Duration::from_millis(350)).await;
+    }
+}
+
+#[test]
+fn a_peer_publishes_and_the_other_finds_it_then_follows_its_move() {
+    let testnet = mainline::Testnet::builder(TESTNET_NODES)
+        .build()
+        .expect("local testnet on 127.0.0.1");
+    assert!(testnet.bootstrap.iter().all(|b| b
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())));
+    let (alice_dht, bob_dht) = (client(&testnet), client(&testnet));
+    actix_rt::System::new().block_on(async move {
+        let secret = RendezvousSecret::from_bytes([9; 32]);
+        let (alice, alice_counters) = worker(alice_dht, Duration::from_secs(2));
+        let (bob, bob_counters) = worker(bob_dht, Duration::from_secs(2));
+        let id = "d1".to_string();
+        for (w, role) in [(&alice, Role::Requester), (&bob, Role::Receiver)] {
+            w.send(Track {
+                discussion_id: id.clone(),
+                secret: secret.clone(),
+                role,
+            })
+            .await
+            .expect("worker")
+            .expect("tracked");
+        }
+        bob.send(SetListener {
+            port: 40_001,
+            addresses: vec![LOOPBACK],
+        })
+        .await
+        .expect("worker");
+        wait_puts(&bob_counters, 1).await;
+        let found = resolve_port(&alice, &id, 40_001).await;
+        assert!(found.addresses.contains(&LOOPBACK));
+
+        // Bob moves: his record is republished at once, and alice follows.
+        bob.send(SetListener {
+            port: 40_002,
+            addresses: vec![LOOPBACK],
+        })
+        .await
+        .expect("worker");
+        wait_puts(&bob_counters, 2).await;
+        resolve_port(&alice, &id, 40_002).await;
+
+        // Bounded rate: a second lookup right away is refused without touching the DHT.
+        let before = alice_counters.lookups.load(Ordering::Relaxed);
+        assert_eq!(
+            alice.send(Resolve(id.clone())).await.expect("worker"),
+            Err(DhtError::RateLimited(Duration::from_secs(2)))
+        );
+        assert_eq!(alice_counters.lookups.load(Ordering::Relaxed), before);
+
+        // Alice never published (no listener yet): bob finds nothing for her.
+        assert_eq!(
+            bob.send(Resolve(id.clone())).await.expect("worker"),
+            Ok(None)
+        );
+        // Another discussion (another secret) between the same two: nothing there either.
+        alice
+            .send(Track {
+                discussion_id: "d2".into(),
+                secret: RendezvousSecret::from_bytes([10; 32]),
+                role: Role::Requester,
+            })
+            .await
+            .expect("worker")
+            .expect("tracked");
+        assert_eq!(
+            alice.send(Resolve("d2".into())).await.expect("worker"),
+            Ok(None)
+        );
+        assert_eq!(
+            alice.send(Resolve("unknown".into())).await.expect("worker"),
+            Err(DhtError::Unknown)
+        );
+        // Untracked: no longer resolvable.
+        alice.send(Untrack(id.clone())).await.expect("worker");
+        assert_eq!(
+            alice.send(Resolve(id)).await.expect("worker"),
+            Err(DhtError::Unknown)
+        );
+
+        let status = bob.send(GetDhtStatus).await.expect("worker");
+        assert!(status.local_address.ip().is_loopback());
+        assert_eq!(status.tracked, 1);
+        assert!(status.puts >= 2);
+    });
+}
+
+#[test]
+fn the_identity_record_is_found_by_fingerprint_when_published_and_absent_when_not() {
+    let testnet = mainline::Testnet::builder(TESTNET_NODES)
+        .build()
+        .expect("local testnet on 127.0.0.1");
+    let (a_dht, b_dht) = (client(&testnet), client(&testnet));
+    let carol = SecretCert::generate("carol").expect("key");
+    let dave = SecretCert::generate("dave").expect("key");
+    let item = identity_record::seal(&carol, 40_003, &[LOOPBACK], unix_micros()).expect("seal");
+    actix_rt::System::new().block_on(async move {
+        let (publisher, _) = worker(a_dht, Duration::ZERO);
+        let (finder, _) = worker(b_dht, Duration::ZERO);
+        publisher
+            .send(PutItem(item))
+            .await
+            .expect("worker")
+            .expect("stored");
+        let key = identity_record::public_key(carol.fingerprint()).expect("key");
+        let end = Instant::now() + DEADLINE;
+        let found = loop {
+            if let Some(found) = finder.send(GetItem(key)).await.expect("worker") {
+                break found;
+            }
+            assert!(Instant::now() < end, "identity record not found");
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        };
+        let (record, cert) =
+            identity_record::open(carol.fingerprint(), &found, unix_micros()).expect("valid");
+        assert_eq!(record.port, 40_003);
+        assert_eq!(cert.fingerprint(), carol.fingerprint());
+        // Dave never published: nothing under his key.
+        let dave_key = identity_record::public_key(dave.fingerprint()).expect("key");
+        assert!(finder
+            .send(GetItem(dave_key))
+            .await
+            .expect("worker")
+            .is_none());
+    });
+}
