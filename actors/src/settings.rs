@@ -60,6 +60,7 @@ pub struct Settings {
     pub ipc: IpcSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    pub dht: DhtSettings,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -104,6 +105,60 @@ pub struct ListenerSettings {
 pub struct IpcSettings {
     /// Path of the front-ends' Unix socket. Empty: `<data_dir>/run/pgpchat.sock`.
     pub socket: PathBuf,
+}
+
+/// Rendezvous on the BitTorrent Mainline DHT (issue 11; `dht` module). Off unless the user turns it
+/// on: a DHT node sees this node's address and when it is online.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtSettings {
+    /// Whether to join the DHT at all (publish records, resolve moved peers).
+    pub enabled: bool,
+    /// `host:port` of the DHT nodes to join through, separated by commas. Required when enabled:
+    /// there is no implicit list (docs/configuration.md gives the public one to copy).
+    pub bootstrap: String,
+    /// Address of the DHT's UDP socket (IPv4 only: the `mainline` crate speaks IPv4).
+    pub bind: Ipv4Addr,
+    /// UDP port of the DHT socket; 0 picks a free one.
+    pub port: u16,
+    /// Seconds between two publications of a record when nothing changed (60 to 3600: DHT nodes
+    /// forget items after about two hours).
+    pub republish_secs: u64,
+    /// Smallest number of seconds between the end of one lookup of a discussion's peer and the next.
+    pub min_lookup_interval_secs: u64,
+    /// Also publish the identity record found by fingerprint (`add-contact --dht`): tells anyone
+    /// who knows the fingerprint when this node is online and where.
+    pub publish_identity: bool,
+    /// Refuse any bootstrap node that is not a loopback address and bind 127.0.0.1 (tests and
+    /// trials on one machine).
+    pub loopback_only: bool,
+}
+
+impl DhtSettings {
+    /// The entries of `bootstrap`.
+    pub fn bootstrap_nodes(&self) -> Vec<String> {
+        self.bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Default for DhtSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bootstrap: String::new(),
+            bind: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            republish_secs: 3600,
+            min_lookup_interval_secs: 30,
+            publish_identity: false,
+            loopback_only: false,
+        }
+    }
 }
 
 /// The core's log file, rotated by size (lines about hostile input are limited by
@@ -335,6 +390,19 @@ impl Settings {
                 return bad(key, "must be at least 1");
             }
         }
+        let d = &self.dht;
+        if d.enabled && d.bootstrap_nodes().is_empty() {
+            return bad(
+                "dht.bootstrap",
+                "must list at least one host:port when dht.enabled is true",
+            );
+        }
+        if !(60..=3600).contains(&d.republish_secs) {
+            return bad("dht.republish_secs", "must be between 60 and 3600");
+        }
+        if d.min_lookup_interval_secs == 0 {
+            return bad("dht.min_lookup_interval_secs", "must be at least 1");
+        }
         let g = &self.log;
         if g.max_file_bytes < 64 * 1024 {
             return bad("log.max_file_bytes", "must be at least 65536");
@@ -371,7 +439,20 @@ impl Settings {
         s.discovery.source = lo;
         s.discovery.interval_secs = 1;
         s.listener.bind = lo;
+        // Whoever turns the DHT on in a test must bootstrap from a local testnet.
+        s.dht.loopback_only = true;
+        s.dht.bind = Ipv4Addr::LOCALHOST;
         s
+    }
+
+    /// The DHT client's construction (checked again by `dht::guard`).
+    pub fn dht_config(&self) -> crate::dht::guard::DhtConfig {
+        crate::dht::guard::DhtConfig {
+            bootstrap: self.dht.bootstrap_nodes(),
+            bind: self.dht.bind,
+            port: self.dht.port,
+            loopback_only: self.dht.loopback_only,
+        }
     }
 }
 
@@ -385,6 +466,42 @@ mod tests {
         std::fs::write(&f, toml).unwrap();
         let over = [("node.data_dir", dir.path().display().to_string())];
         Settings::load(None, Some(&f), env, &over)
+    }
+
+    #[test]
+    fn the_dht_is_off_by_default_and_in_every_shipped_profile() {
+        assert!(!Settings::default().dht.enabled);
+        for profile in ["default", "alice", "bob"] {
+            let dir = tempfile::tempdir().unwrap();
+            let over = [("node.data_dir", dir.path().display().to_string())];
+            let s = Settings::load(Some(profile), None, Vec::new(), &over).unwrap();
+            assert!(!s.dht.enabled, "{profile}");
+            assert!(s.dht.bootstrap.is_empty(), "{profile}");
+        }
+        assert!(
+            Settings::loopback("t", Path::new("/tmp/x"), 1)
+                .dht
+                .loopback_only
+        );
+    }
+
+    #[test]
+    fn the_dht_needs_explicit_bootstrap_nodes_when_enabled() {
+        let err = load_file("[dht]\nenabled = true\n", vec![]).unwrap_err();
+        assert!(err.to_string().contains("dht.bootstrap"), "{err}");
+        let ok = load_file(
+            "[dht]\nenabled = true\nbootstrap = \"127.0.0.1:6881, 127.0.0.1:6882\"\nloopback_only = true\n",
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            ok.dht_config().bootstrap,
+            vec!["127.0.0.1:6881".to_string(), "127.0.0.1:6882".to_string()]
+        );
+        let err = load_file("[dht]\nenabled = true\nbootstrap = \" , \"\n", vec![]).unwrap_err();
+        assert!(err.to_string().contains("dht.bootstrap"), "{err}");
+        let err = load_file("[dht]\nrepublish_secs = 7200\n", vec![]).unwrap_err();
+        assert!(err.to_string().contains("dht.republish_secs"), "{err}");
     }
 
     #[test]
