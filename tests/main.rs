@@ -10,6 +10,7 @@ mod contacts_by_address;
 mod core_inprocess;
 mod daemon;
 mod delivery;
+mod dht;
 mod durability;
 mod flood;
 mod fuzz;

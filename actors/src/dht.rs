@@ -21,3 +21,64 @@ pub mod worker;
 
 pub use derive::{Period, RendezvousSecret, SlotKeys, PERIOD_SECS};
 pub use record::{PeerRecord, RecordError};
+pub use worker::{DhtStatus, DhtWorker};
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+
+use crate::settings::Settings;
+
+/// Start the node's DHT worker if `[dht] enabled`: builds the client off the runtime (it binds a
+/// socket and starts a thread), then tells it the main listener's port and its bind address (when
+/// it is a specific one; the DHT's view of our public address is added when publishing).
+pub async fn start(
+    settings: &Settings,
+    tcp_port: u16,
+) -> Result<Option<Addr<DhtWorker>>, guard::GuardError> {
+    if !settings.dht.enabled {
+        return Ok(None);
+    }
+    let config = settings.dht_config();
+    let dht = tokio::task::spawn_blocking(move || guard::build(&config))
+        .await
+        .map_err(|e| guard::GuardError::Io(std::io::Error::other(e.to_string())))??;
+    let worker = DhtWorker::new(
+        dht,
+        worker::WorkerConfig {
+            republish_interval: Duration::from_secs(settings.dht.republish_secs),
+            min_lookup_interval: Duration::from_secs(settings.dht.min_lookup_interval_secs),
+        },
+    )
+    .start();
+    let bind = settings.listener.bind;
+    let addresses: Vec<IpAddr> = if bind.is_unspecified() {
+        Vec::new()
+    } else {
+        vec![bind]
+    };
+    worker.do_send(worker::SetListener {
+        port: tcp_port,
+        addresses,
+    });
+    Ok(Some(worker))
+}
+
+impl From<Option<DhtStatus>> for crate::api::DhtInfo {
+    fn from(s: Option<DhtStatus>) -> Self {
+        match s {
+            None => Self::default(),
+            Some(s) => Self {
+                enabled: true,
+                local_address: Some(s.local_address.to_string()),
+                public_address: s.public_address.map(|a| a.to_string()),
+                firewalled: s.firewalled,
+                tracked: s.tracked as u64,
+                lookups: s.lookups,
+                puts: s.puts,
+                put_failures: s.put_failures,
+            },
+        }
+    }
+}

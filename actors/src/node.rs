@@ -60,6 +60,9 @@ pub enum NodeError {
     },
     #[error("storage key: {0}")]
     StorageKey(#[source] CryptoError),
+    /// The DHT client could not be built (`[dht]` settings, or its UDP socket).
+    #[error("{0}")]
+    Dht(String),
 }
 
 /// Why the IPC socket could not be set up.
@@ -231,6 +234,8 @@ pub struct NodeHandle {
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
     pub prober: Addr<Prober>,
+    /// The Mainline DHT worker, when `[dht] enabled` (issue 11).
+    pub dht: Option<Addr<crate::dht::DhtWorker>>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
     pub shutdown: std::sync::Arc<tokio::sync::Notify>,
@@ -305,6 +310,9 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     )
     .start();
     let prober = Prober::new(settings.clone(), keys.clone(), contacts.clone()).start();
+    let dht = crate::dht::start(&settings, tcp_port)
+        .await
+        .map_err(|e| NodeError::Dht(e.to_string()))?;
     log::info!(
         "[{name}] node up: {} {} on TCP {tcp_port}",
         keys.name(),
@@ -320,6 +328,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         listener,
         directory,
         prober,
+        dht,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
@@ -646,6 +655,18 @@ impl NodeHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// How the DHT sees this node; `None` when the DHT is off.
+    pub async fn dht_status(&self) -> Result<Option<crate::dht::DhtStatus>, ApiError> {
+        match &self.dht {
+            None => Ok(None),
+            Some(dht) => Ok(Some(
+                dht.send(crate::dht::worker::GetDhtStatus)
+                    .await
+                    .map_err(mailbox)?,
+            )),
+        }
     }
 
     pub async fn discovery_stats(&self) -> Result<DiscoveryStats, ApiError> {

@@ -42,6 +42,30 @@ pub struct Status {
     pub whoami: WhoAmI,
     pub version: VersionInfo,
     pub discovery: DiscoveryCounters,
+    /// The Mainline DHT (issue 11). Absent from cores before it: off.
+    #[serde(default)]
+    pub dht: DhtInfo,
+}
+
+/// How the node stands on the Mainline DHT.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DhtInfo {
+    /// `[dht] enabled` in the settings; every other field is empty or zero when false.
+    pub enabled: bool,
+    /// The node's DHT socket (`ip:port`, UDP).
+    pub local_address: Option<String>,
+    /// The address other DHT nodes see for this node (`ip:port`), once some have answered.
+    pub public_address: Option<String>,
+    /// The DHT's UDP port does not look reachable from outside (`mainline`'s "firewalled"). Says
+    /// nothing about the chat's TCP port.
+    pub firewalled: bool,
+    /// Discussions whose rendezvous records this node publishes.
+    pub tracked: u64,
+    /// Lookups sent to the DHT since the core started.
+    pub lookups: u64,
+    /// Records stored, and puts that failed, since the core started.
+    pub puts: u64,
+    pub put_failures: u64,
 }
 
 /// A contact seen on the network (or in a handshake).

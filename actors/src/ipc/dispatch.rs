@@ -26,6 +26,7 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
             whoami: node.whoami().into(),
             version: api::VersionInfo::current(),
             discovery: node.discovery_stats().await?.into(),
+            dht: node.dht_status().await?.into(),
         }),
         Request::Version(_) => Response::Version(api::VersionInfo::current()),
         Request::Contacts(_) => Response::Contacts(
