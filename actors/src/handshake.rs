@@ -79,6 +79,9 @@ pub fn random_nonce() -> Nonce {
 pub struct Agreed {
     pub discussion_id: String,
     pub peer_discussion_key: PublicCert,
+    /// The discussion's rendezvous secret for the DHT (issue 11), from the SPAKE2 key and the
+    /// transcript with its own label (`dht::derive`): only the two peers know it.
+    pub rendezvous: crate::dht::RendezvousSecret,
 }
 
 /// The requester (A) between sending `Request` and receiving `Accept`.
@@ -146,6 +149,7 @@ impl Requester {
             Agreed {
                 discussion_id: discussion_id(&t),
                 peer_discussion_key,
+                rendezvous: crate::dht::RendezvousSecret::from_handshake(&key, &t),
             },
         ))
     }
@@ -269,6 +273,7 @@ impl Responder {
         Ok(Agreed {
             discussion_id: discussion_id(&self.transcript),
             peer_discussion_key: self.peer_discussion_key,
+            rendezvous: crate::dht::RendezvousSecret::from_handshake(&self.key, &self.transcript),
         })
     }
 }
@@ -552,6 +557,19 @@ mod tests {
         let (a, b) = run(b"tulip", b"tulip").unwrap();
         assert_eq!(a.discussion_id, b.discussion_id);
         assert_eq!(a.discussion_id.len(), 32);
+    }
+
+    #[test]
+    fn both_sides_derive_the_same_rendezvous_secret_and_each_discussion_its_own() {
+        let (a, b) = run(b"tulip", b"tulip").unwrap();
+        assert_eq!(a.rendezvous, b.rendezvous);
+        // The discussion id is public: the secret is not derived from it alone.
+        assert_ne!(
+            a.rendezvous.as_bytes().as_slice(),
+            a.discussion_id.as_bytes()
+        );
+        let (c, _) = run(b"tulip", b"tulip").unwrap();
+        assert_ne!(a.rendezvous, c.rendezvous);
     }
 
     #[test]

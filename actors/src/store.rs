@@ -24,6 +24,7 @@ mod close_notices;
 mod contacts;
 mod discussions;
 mod messages;
+mod rendezvous;
 pub mod rows;
 pub mod schema;
 pub mod sealing;

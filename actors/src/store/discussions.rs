@@ -159,6 +159,10 @@ impl Store {
             params![id, DiscussionState::Closed],
         )?;
         tx.execute("DELETE FROM discussion_keys WHERE discussion_id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM rendezvous_secrets WHERE discussion_id = ?1",
+            [id],
+        )?;
         if let Some(proof) = proof {
             tx.execute(
                 "INSERT OR REPLACE INTO close_notices (discussion_id, proof, told)
@@ -182,6 +186,11 @@ impl Store {
         self.durable()?;
         self.conn.execute(
             "DELETE FROM discussion_keys WHERE discussion_id IN
+                 (SELECT id FROM discussions WHERE state = ?1)",
+            [DiscussionState::Closed],
+        )?;
+        self.conn.execute(
+            "DELETE FROM rendezvous_secrets WHERE discussion_id IN
                  (SELECT id FROM discussions WHERE state = ?1)",
             [DiscussionState::Closed],
         )?;

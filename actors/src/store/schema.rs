@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -35,6 +35,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 2,
         apply: v2_contacts_by_address,
+    },
+    Migration {
+        to: 3,
+        apply: v3_dht_rendezvous,
     },
 ];
 
@@ -142,6 +146,18 @@ fn v2_contacts_by_address(tx: &Transaction<'_>) -> Result<bool, StoreError> {
         "CREATE TABLE IF NOT EXISTS blocked (
              fingerprint TEXT PRIMARY KEY,
              since INTEGER NOT NULL
+         );",
+    )?;
+    Ok(false)
+}
+
+/// Issue 11 (dht): each discussion's rendezvous secret, sealed (`at_rest::Sealed::RendezvousSecret`),
+/// in its own table written once and deleted with the discussion's key (like `discussion_keys`).
+fn v3_dht_rendezvous(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS rendezvous_secrets (
+             discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),
+             sealed BLOB NOT NULL
          );",
     )?;
     Ok(false)

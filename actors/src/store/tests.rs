@@ -373,3 +373,29 @@ fn a_contacts_origin_is_written_once_and_its_announce_and_probe_state_survive_a_
     s.set_blocked("DEAD", false, 6).unwrap();
     assert!(s.blocked().unwrap().is_empty());
 }
+
+#[test]
+fn a_rendezvous_secret_is_kept_once_and_destroyed_with_the_discussion_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+    s.insert_discussion(&discussion("d")).unwrap();
+    s.insert_discussion(&discussion("e")).unwrap();
+    let sealed: Vec<u8> = (0..120u8).map(|i| i.wrapping_mul(53) ^ 0xa5).collect();
+    assert!(s.set_rendezvous_secret("d", &sealed).unwrap());
+    // Never rotated away: a second one changes nothing.
+    assert!(!s.set_rendezvous_secret("d", b"other").unwrap());
+    assert!(s.set_rendezvous_secret("e", b"e's").unwrap());
+    // Unknown discussion: nothing stored.
+    assert!(!s.set_rendezvous_secret("x", b"x").unwrap());
+    assert_eq!(s.rendezvous_secret("d").unwrap(), Some(sealed.clone()));
+    assert_eq!(s.open_rendezvous_secrets().unwrap().len(), 2);
+    assert!(!files_contain(dir.path(), &sealed).is_empty());
+    s.close_discussion("d", Some(b"proof"), true).unwrap();
+    assert_eq!(s.rendezvous_secret("d").unwrap(), None);
+    assert_eq!(files_contain(dir.path(), &sealed), Vec::<String>::new());
+    let open = s.open_rendezvous_secrets().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].0, "e");
+    // A closed discussion never gets one again.
+    assert!(!s.set_rendezvous_secret("d", &sealed).unwrap());
+}
