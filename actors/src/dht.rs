@@ -28,7 +28,11 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 
+use crate::at_rest;
+use crate::events::{Event, EventBus};
+use crate::keys::KeysHandle;
 use crate::settings::Settings;
+use crate::store::worker::StoreHandle;
 
 /// Start the node's DHT worker if `[dht] enabled`: builds the client off the runtime (it binds a
 /// socket and starts a thread), then tells it the main listener's port and its bind address (when
@@ -36,6 +40,9 @@ use crate::settings::Settings;
 pub async fn start(
     settings: &Settings,
     tcp_port: u16,
+    keys: &KeysHandle,
+    store: &StoreHandle,
+    events: &EventBus,
 ) -> Result<Option<Addr<DhtWorker>>, guard::GuardError> {
     if !settings.dht.enabled {
         return Ok(None);
@@ -62,7 +69,61 @@ pub async fn start(
         port: tcp_port,
         addresses,
     });
+    track_open_discussions(&settings.node.name, keys, store, &worker).await;
+    untrack_closed_discussions(events, worker.clone());
     Ok(Some(worker))
+}
+
+/// A closed discussion's record is no longer published (its secret is deleted with its key).
+fn untrack_closed_discussions(events: &EventBus, worker: Addr<DhtWorker>) {
+    let mut rx = events.subscribe();
+    actix::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(Event::DiscussionClosed { discussion_id, .. }) => {
+                    worker.do_send(worker::Untrack(discussion_id))
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+            if !worker.connected() {
+                break;
+            }
+        }
+    });
+}
+
+/// At start: publish the records of every open discussion that has a rendezvous secret (opened
+/// with it on the crypto workers). A secret that does not open is skipped with a warning.
+async fn track_open_discussions(
+    node: &str,
+    keys: &KeysHandle,
+    store: &StoreHandle,
+    worker: &Addr<DhtWorker>,
+) {
+    let rows = match store.run(|s| s.open_rendezvous_secrets()).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            log::warn!("[{node}] dht: discussions not read: {e}");
+            return;
+        }
+    };
+    for (id, role, sealed) in rows {
+        let opened = keys
+            .run(move |me| at_rest::open(me, at_rest::Sealed::RendezvousSecret, &sealed))
+            .await;
+        match opened
+            .ok()
+            .and_then(|p| <[u8; 32]>::try_from(p.as_slice()).ok())
+        {
+            Some(bytes) => worker.do_send(worker::Track {
+                discussion_id: id,
+                secret: RendezvousSecret::from_bytes(bytes),
+                role,
+            }),
+            None => log::warn!("[{node}] dht: discussion {id}: rendezvous secret does not open"),
+        }
+    }
 }
 
 impl From<Option<DhtStatus>> for crate::api::DhtInfo {

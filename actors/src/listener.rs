@@ -147,9 +147,17 @@ pub struct Listener {
     budget: DecryptBudget,
     limiter: GuessLimits,
     replay: ReplayCache,
+    /// The DHT worker, told about each new discussion's rendezvous secret (issue 11).
+    dht: Option<Addr<crate::dht::DhtWorker>>,
 }
 
 impl Listener {
+    /// Publish new discussions' rendezvous records through `dht` (when the DHT is on).
+    pub fn with_dht(mut self, dht: Option<Addr<crate::dht::DhtWorker>>) -> Self {
+        self.dht = dht;
+        self
+    }
+
     pub fn new(
         settings: Settings,
         listener: TcpListener,
@@ -180,6 +188,7 @@ impl Listener {
             store,
             events,
             listener: Some(listener),
+            dht: None,
             pending: HashMap::new(),
             refusals: VecDeque::new(),
             next_request: 1,
@@ -197,6 +206,7 @@ impl Listener {
             events: self.events.clone(),
             budget: self.budget.clone(),
             tcp_port: self.tcp_port,
+            dht: self.dht.clone(),
             me,
         }
     }

@@ -291,6 +291,9 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         contacts.clone(),
     )
     .start();
+    let dht = crate::dht::start(&settings, tcp_port, &keys, &store, &events)
+        .await
+        .map_err(|e| NodeError::Dht(e.to_string()))?;
     let listener = Listener::new(
         settings.clone(),
         tcp,
@@ -300,6 +303,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         store.clone(),
         events.clone(),
     )
+    .with_dht(dht.clone())
     .start();
     let discovery = Discovery::new(
         settings.clone(),
@@ -310,9 +314,6 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     )
     .start();
     let prober = Prober::new(settings.clone(), keys.clone(), contacts.clone()).start();
-    let dht = crate::dht::start(&settings, tcp_port)
-        .await
-        .map_err(|e| NodeError::Dht(e.to_string()))?;
     log::info!(
         "[{name}] node up: {} {} on TCP {tcp_port}",
         keys.name(),

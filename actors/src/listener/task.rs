@@ -17,6 +17,7 @@ pub(super) struct Task {
     pub(super) events: EventBus,
     pub(super) budget: DecryptBudget,
     pub(super) tcp_port: u16,
+    pub(super) dht: Option<Addr<crate::dht::DhtWorker>>,
     pub(super) me: Addr<Listener>,
 }
 
@@ -232,6 +233,8 @@ impl Task {
         };
         self.create_discussion(record, requested.own_key, agreed.peer_discussion_key)
             .await?;
+        self.keep_rendezvous(&agreed.discussion_id, Role::Requester, agreed.rendezvous)
+            .await;
         log::info!(
             "[{}] discussion {} with {} opened",
             self.node,
@@ -244,6 +247,42 @@ impl Task {
             peer_fingerprint: contact.fingerprint.clone(),
         });
         Ok(agreed.discussion_id)
+    }
+
+    /// Keep a new discussion's rendezvous secret (sealed, on a crypto worker, then in the store) and
+    /// have the DHT publish its record. A failure costs only the DHT rendezvous: logged.
+    async fn keep_rendezvous(&self, id: &str, role: Role, secret: crate::dht::RendezvousSecret) {
+        let bytes = *secret.as_bytes();
+        let sealed = self
+            .keys
+            .run(move |me| {
+                crate::at_rest::seal(me, crate::at_rest::Sealed::RendezvousSecret, &bytes)
+            })
+            .await;
+        let stored = match sealed {
+            Ok(sealed) => {
+                let id = id.to_string();
+                self.store
+                    .run(move |s| s.set_rendezvous_secret(&id, &sealed))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = stored {
+            log::warn!(
+                "[{}] discussion {id}: rendezvous secret not kept: {e}",
+                self.node
+            );
+            return;
+        }
+        if let Some(dht) = &self.dht {
+            dht.do_send(crate::dht::worker::Track {
+                discussion_id: id.to_string(),
+                secret,
+                role,
+            });
+        }
     }
 
     /// Store the new discussion and start its session; the port of its listener (receiver) or 0.
@@ -369,6 +408,8 @@ impl responder::ResponderHost for Host<'_> {
         let port = task
             .create_discussion(record, own_key, agreed.peer_discussion_key)
             .await?;
+        task.keep_rendezvous(&agreed.discussion_id, Role::Receiver, agreed.rendezvous)
+            .await;
         log::info!(
             "[{}] discussion {} opened by {}",
             task.node,
