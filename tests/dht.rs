@@ -170,3 +170,172 @@ fn a_new_discussion_publishes_both_records_and_a_close_destroys_the_secret() {
         .await;
     });
 }
+
+/// A node running in its own thread and actix System, so the test can stop it for good (every
+/// socket closed) and start it again elsewhere.
+struct Remote {
+    node: pgpchat_actors::node::NodeHandle,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Remote {
+    fn start(settings: pgpchat_actors::settings::Settings, id: SecretCert) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_std_tx, stop_std_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let sys = actix_rt::System::new();
+            let node = sys.block_on(start_node(settings, id)).expect("node starts");
+            tx.send(node).unwrap();
+            sys.block_on(async move {
+                let _ = stop_rx.await;
+            });
+        });
+        // Forward the std signal to the System's oneshot from a helper thread.
+        std::thread::spawn(move || {
+            let _ = stop_std_rx.recv();
+            let _ = stop_tx.send(());
+        });
+        Self {
+            node: rx.recv().expect("node started"),
+            stop: Some(stop_std_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Take `port` on 127.0.0.1 for the rest of the test: every connection is accepted and dropped at
+/// once (the old address answers, but never as the peer).
+fn occupy(port: u16) -> std::net::TcpListener {
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .unwrap_or_else(|e| panic!("port {port} taken by someone else: {e}"));
+    let l2 = l.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for c in l2.incoming() {
+            drop(c);
+        }
+    });
+    l
+}
+
+fn quiet_dht_settings(
+    name: &str,
+    dir: &std::path::Path,
+    bootstrap: &str,
+) -> pgpchat_actors::settings::Settings {
+    let mut s = settings(name, dir, free_udp_port());
+    s.discovery.enabled = false;
+    s.dht.enabled = true;
+    s.dht.bootstrap = bootstrap.to_string();
+    s.dht.min_lookup_interval_secs = 1;
+    s.limits.reconnect_max_secs = 2;
+    s
+}
+
+/// Issue 11's end-to-end test: discovery off on both sides; bob, the receiver (who never dials),
+/// moves to another address and port while his old ports are occupied; alice's next message
+/// reaches him, which only the DHT can make happen; the lookups are counted.
+#[test]
+fn a_receiver_that_moved_is_reached_through_the_dht_only() {
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bob_id = SecretCert::generate("bob").unwrap();
+    let mut bob = Remote::start(
+        quiet_dht_settings("bob", tb.path(), &bootstrap),
+        bob_id.clone(),
+    );
+    let (bob_main, bob_fp) = (bob.node.tcp_port, bob.node.keys.fingerprint().to_string());
+    let sys = actix_rt::System::new();
+    let alice = sys.block_on(async {
+        start_node(
+            quiet_dht_settings("alice", ta.path(), &bootstrap),
+            SecretCert::generate("alice").unwrap(),
+        )
+        .await
+        .unwrap()
+    });
+    // Met by address (no broadcast at all), then a discussion alice requested.
+    let id = sys.block_on(async {
+        alice
+            .add_contact(&format!("127.0.0.1:{bob_main}"))
+            .await
+            .unwrap();
+        let (opened, accepted) =
+            crate::common::open_discussion(&alice, &bob.node, "pw", "pw").await;
+        let id = opened.unwrap();
+        assert_eq!(accepted.unwrap(), id);
+        alice.send(&id, "before").await.unwrap();
+        id
+    });
+    let bob_discussion_port = sys.block_on(async {
+        let (b, i) = (bob.node.clone(), id.clone());
+        crate::common::wait_until(30, "bob's first message", move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move {
+                let h = b.history(&i, 100).await.ok()?;
+                h.iter().any(|m| m.body == "before").then_some(())
+            }
+        })
+        .await;
+        let i = id.clone();
+        bob.node
+            .store
+            .run(move |s| s.discussion(&i))
+            .await
+            .unwrap()
+            .listen_port
+    });
+    assert_ne!(bob_discussion_port, 0);
+    let lookups_before = sys.block_on(async { alice.dht_status().await.unwrap().unwrap().lookups });
+    assert_eq!(
+        lookups_before, 0,
+        "no DHT lookup while bob was where he said"
+    );
+
+    // Bob leaves; his old main and discussion ports are taken by something that is not him.
+    bob.stop();
+    let _held = (occupy(bob_main), occupy(bob_discussion_port));
+    // He comes back at another address (127.0.0.2) and another main port.
+    let mut moved = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    moved.listener.bind = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let bob = Remote::start(moved, bob_id);
+    assert_eq!(bob.node.keys.fingerprint(), bob_fp);
+    assert_ne!(bob.node.tcp_port, 0);
+
+    sys.block_on(async {
+        alice.send(&id, "after the move").await.unwrap();
+        let (b, i) = (bob.node.clone(), id.clone());
+        crate::common::wait_until(120, "alice's message to reach the moved bob", move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move {
+                let h = b.history(&i, 100).await.ok()?;
+                h.iter().any(|m| m.body == "after the move").then_some(())
+            }
+        })
+        .await;
+        let lookups = alice.dht_status().await.unwrap().unwrap().lookups;
+        eprintln!("DHT lookups that found bob: {lookups}");
+        assert!(lookups >= 1, "only the DHT knew where bob went");
+        // Each resolve reads two periods; resolves are at least a second apart.
+        assert!(lookups <= 2 * 130, "lookups are bounded: {lookups}");
+    });
+    drop(bob);
+}

@@ -59,6 +59,8 @@ pub struct DiscussionDirectory {
     tombstone_permits: Arc<tokio::sync::Semaphore>,
     /// Those connections per source address (at most [`notices::TOMBSTONE_CONNECTIONS_PER_ADDRESS`]).
     tombstone_conns: HashMap<IpAddr, usize>,
+    /// The DHT worker, given to each session (issue 11).
+    dht: Option<Addr<crate::dht::DhtWorker>>,
 }
 
 impl DiscussionDirectory {
@@ -82,7 +84,14 @@ impl DiscussionDirectory {
                 crate::session::MAX_UNAUTHENTICATED,
             )),
             tombstone_conns: HashMap::new(),
+            dht: None,
         }
+    }
+
+    /// Sessions reach a peer that moved through `dht` (when the DHT is on).
+    pub fn with_dht(mut self, dht: Option<Addr<crate::dht::DhtWorker>>) -> Self {
+        self.dht = dht;
+        self
     }
 
     fn start_session(
@@ -106,6 +115,7 @@ impl DiscussionDirectory {
             peer_endpoint,
             listener,
             contacts: Some(self.contacts.clone()),
+            dht: self.dht.clone(),
             closing: record.state == DiscussionState::Closing,
             keys: self.keys.clone(),
             store: self.store.clone(),

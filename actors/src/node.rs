@@ -283,6 +283,9 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
+    let dht = crate::dht::start(&settings, tcp_port, &keys, &store, &events)
+        .await
+        .map_err(|e| NodeError::Dht(e.to_string()))?;
     let directory = DiscussionDirectory::new(
         settings.clone(),
         keys.clone(),
@@ -290,10 +293,8 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
         contacts.clone(),
     )
+    .with_dht(dht.clone())
     .start();
-    let dht = crate::dht::start(&settings, tcp_port, &keys, &store, &events)
-        .await
-        .map_err(|e| NodeError::Dht(e.to_string()))?;
     let listener = Listener::new(
         settings.clone(),
         tcp,

@@ -109,6 +109,9 @@ pub struct DiscussionSession {
     listen_port: u16,
     /// Requester: where to find the peer's main listener when the discussion port is unreachable.
     contacts: Option<Addr<ContactRegistry>>,
+    /// Requester: the DHT, last resort when neither the discussion port nor the announced main
+    /// listener answers (the peer moved and is not heard by broadcast; issue 11).
+    dht: Option<Addr<crate::dht::DhtWorker>>,
     /// We closed the discussion; the peer has not confirmed yet (persisted as `closing`).
     closing: bool,
     /// The peer sent its `Close` while our outbox was not empty: no new messages; we confirm once
@@ -155,6 +158,7 @@ pub struct SessionParams {
     pub peer_endpoint: Option<SocketAddr>,
     pub listener: Option<TcpListener>,
     pub contacts: Option<Addr<ContactRegistry>>,
+    pub dht: Option<Addr<crate::dht::DhtWorker>>,
     pub closing: bool,
     pub keys: KeysHandle,
     pub store: StoreHandle,
@@ -178,6 +182,7 @@ impl DiscussionSession {
                 .map_or(0, |a| a.port()),
             listener: p.listener,
             contacts: p.contacts,
+            dht: p.dht,
             closing: p.closing,
             peer_closing: false,
             close_sent: None,

@@ -77,6 +77,32 @@ where
     }
 }
 
+/// Last resort: where the peer's DHT record says its main listener is now (the worker bounds the
+/// lookups' rate: a refused lookup is `None`). Tries each address of the record in turn; `None`
+/// when there is no record to try.
+async fn via_dht<T, Fut>(
+    dht: &Addr<crate::dht::DhtWorker>,
+    discussion_id: String,
+    attempt: impl Fn(SocketAddr) -> Fut,
+) -> Option<Result<T, net::NetError>>
+where
+    Fut: std::future::Future<Output = Result<T, net::NetError>>,
+{
+    let record = dht
+        .send(crate::dht::worker::Resolve(discussion_id))
+        .await
+        .ok()?
+        .ok()??;
+    let mut last = None;
+    for ip in record.addresses {
+        match attempt(SocketAddr::new(ip, record.port)).await {
+            Ok(x) => return Some(Ok(x)),
+            Err(e) => last = Some(Err(e)),
+        }
+    }
+    last
+}
+
 impl DiscussionSession {
     /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
     /// reached, go through the receiver's main listener at its currently announced address.
@@ -94,8 +120,9 @@ impl DiscussionSession {
         let max = self.settings.limits.max_frame_bytes;
         let contacts = self.contacts.clone();
         let peer = self.peer_fingerprint.clone();
+        let (dht, id) = (self.dht.clone(), self.id().to_string());
         let fut = async move {
-            reach_peer(endpoint, contacts.as_ref(), peer, |to| {
+            let attempt = |to: SocketAddr| {
                 let (keys, sk) = (keys.clone(), sk.clone());
                 async move {
                     let mut conn = net::dial(to, deadline, max).await?;
@@ -108,8 +135,14 @@ impl DiscussionSession {
                         Err(e) => Err(e),
                     }
                 }
-            })
-            .await
+            };
+            match reach_peer(endpoint, contacts.as_ref(), peer, &attempt).await {
+                Err(e) => match dht {
+                    Some(dht) => via_dht(&dht, id, &attempt).await.unwrap_or(Err(e)),
+                    None => Err(e),
+                },
+                done => done,
+            }
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.connecting = false;
