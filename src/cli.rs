@@ -112,8 +112,15 @@ pub enum Command {
     /// Contacts seen on the network, added by address, or learned from others (with their origin).
     Contacts,
     /// Add the node at HOST:PORT as a contact (HOST a name, an IPv4 address or [IPv6]; PORT its
-    /// main TCP port, shown by its `whoami`): for people beyond the local network.
-    AddContact { address: String },
+    /// main TCP port, shown by its `whoami`): for people beyond the local network. With --dht,
+    /// give a FINGERPRINT: its owner's opt-in record on the Mainline DHT says where to find it.
+    AddContact {
+        /// HOST:PORT, or with --dht a full fingerprint.
+        address: String,
+        /// Look the fingerprint up on the Mainline DHT (needs `[dht] enabled`).
+        #[arg(long)]
+        dht: bool,
+    },
     /// Forget a contact (name or fingerprint prefix); it comes back if it announces itself again.
     RemoveContact { contact: String },
     /// Block a fingerprint: its announces, discussion requests and list entries are ignored.

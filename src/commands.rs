@@ -172,8 +172,11 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Chat => crate::prompt::run(ctx),
         Command::Whoami => whoami(ctx),
         Command::Contacts => contacts(ctx),
-        Command::AddContact { address } => {
-            let c = ctx.call(api::AddContactRequest { address })?;
+        Command::AddContact { address, dht } => {
+            let c = ctx.call(api::AddContactRequest {
+                address,
+                dht: dht.then_some(true),
+            })?;
             ctx.print(&c, |c| {
                 println!(
                     "{} {} added ({}:{}); verify its fingerprint before trusting it",

@@ -297,7 +297,7 @@ fn add_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     if address.trim().is_empty() {
         return Ok(());
     }
-    let c = client.call(api::AddContactRequest { address })?;
+    let c = client.call(api::AddContactRequest { address, dht: None })?;
     println!(
         "{} {} added; verify the fingerprint before trusting it.",
         safe_text::line(&c.name),

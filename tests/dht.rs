@@ -339,3 +339,62 @@ fn a_receiver_that_moved_is_reached_through_the_dht_only() {
     });
     drop(bob);
 }
+
+/// Issue 11: the opt-in identity record, through the node: `add-contact --dht FINGERPRINT` finds a
+/// person who publishes it (discovery off everywhere: only the DHT says where), and not one who
+/// does not.
+#[test]
+fn add_contact_by_fingerprint_finds_who_publishes_and_not_who_does_not() {
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    actix_rt::System::new().block_on(async move {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut published = quiet_dht_settings("alice", dirs[0].path(), &bootstrap);
+        published.dht.publish_identity = true;
+        let alice = start_node(published, SecretCert::generate("alice").unwrap())
+            .await
+            .unwrap();
+        let carol = start_node(
+            quiet_dht_settings("carol", dirs[1].path(), &bootstrap),
+            SecretCert::generate("carol").unwrap(),
+        )
+        .await
+        .unwrap();
+        let bob = start_node(
+            quiet_dht_settings("bob", dirs[2].path(), &bootstrap),
+            SecretCert::generate("bob").unwrap(),
+        )
+        .await
+        .unwrap();
+        let alice_fp = alice.keys.fingerprint().to_string();
+        let found = crate::common::wait_until(60, "alice's identity record", || {
+            let (bob, fp) = (bob.clone(), alice_fp.clone());
+            async move { bob.add_contact_dht(&fp.to_lowercase()).await.ok() }
+        })
+        .await;
+        assert_eq!(found.fingerprint, alice_fp);
+        assert_eq!(found.tcp_port, alice.tcp_port);
+        let err = bob
+            .add_contact_dht(carol.keys.fingerprint())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            pgpchat_actors::api::ErrorKind::NotFound,
+            "{err}"
+        );
+        let contacts = bob.contacts().await.unwrap();
+        assert_eq!(contacts.len(), 1, "only alice, found through the DHT");
+        // A node with the DHT off says so.
+        let t = tempfile::tempdir().unwrap();
+        let off = start_node(
+            settings("off", t.path(), free_udp_port()),
+            SecretCert::generate("off").unwrap(),
+        )
+        .await
+        .unwrap();
+        let err = off.add_contact_dht(&alice_fp).await.unwrap_err();
+        assert!(err.to_string().contains("DHT is off"), "{err}");
+    });
+}

@@ -71,7 +71,47 @@ pub async fn start(
     });
     track_open_discussions(&settings.node.name, keys, store, &worker).await;
     untrack_closed_discussions(events, worker.clone());
+    if settings.dht.publish_identity {
+        publish_identity(settings, tcp_port, keys.clone(), worker.clone());
+    }
     Ok(Some(worker))
+}
+
+/// The opt-in identity record: signed on a crypto worker and put at start, then every
+/// `dht.republish_secs` (the DHT's view of our address may have changed meanwhile).
+fn publish_identity(settings: &Settings, tcp_port: u16, keys: KeysHandle, worker: Addr<DhtWorker>) {
+    let every = Duration::from_secs(settings.dht.republish_secs);
+    let (bind, node) = (settings.listener.bind, settings.node.name.clone());
+    actix::spawn(async move {
+        while worker.connected() {
+            let mut addresses = Vec::new();
+            if let Ok(status) = worker.send(worker::GetDhtStatus).await {
+                if let Some(public) = status.public_address {
+                    addresses.push(IpAddr::V4(*public.ip()));
+                }
+            }
+            if !bind.is_unspecified() && !addresses.contains(&bind) {
+                addresses.push(bind);
+            }
+            if !addresses.is_empty() {
+                let sealed = keys
+                    .run(move |me| {
+                        identity_record::seal(me, tcp_port, &addresses, record::unix_micros())
+                            .map_err(|e| crate::crypto::CryptoError::Malformed(e.to_string()))
+                    })
+                    .await;
+                match sealed {
+                    Ok(item) => {
+                        if let Ok(Err(e)) = worker.send(worker::PutItem(item)).await {
+                            log::debug!("[{node}] dht: identity record not stored: {e}");
+                        }
+                    }
+                    Err(e) => log::warn!("[{node}] dht: identity record not made: {e}"),
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
 }
 
 /// A closed discussion's record is no longer published (its secret is deleted with its key).

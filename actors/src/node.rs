@@ -497,6 +497,60 @@ impl NodeHandle {
             .map_err(mailbox)??)
     }
 
+    /// Find the person with `fingerprint` through its opt-in identity record on the DHT (issue 11)
+    /// and add it as a contact by probing the addresses there (the probe's signed announce must be
+    /// that fingerprint's).
+    pub async fn add_contact_dht(&self, fingerprint: &str) -> Result<ContactRecord, ApiError> {
+        use crate::dht::identity_record;
+        let dht = self.dht.as_ref().ok_or_else(|| {
+            ApiError::Failed(
+                ErrorKind::Unreachable,
+                "the DHT is off ([dht] enabled = false)".into(),
+            )
+        })?;
+        let fp = identity_record::normalize_fingerprint(fingerprint)
+            .map_err(|e| ApiError::Invalid(Box::new(e)))?;
+        let key = identity_record::public_key(&fp).map_err(|e| ApiError::Invalid(Box::new(e)))?;
+        let item = dht
+            .send(crate::dht::worker::GetItem(key))
+            .await
+            .map_err(mailbox)?
+            .ok_or_else(|| {
+                ApiError::NotFound(
+                    format!("no DHT record for {fp} (not published, or not found)").into(),
+                )
+            })?;
+        let wanted = fp.clone();
+        let (record, _cert) = self
+            .keys
+            .run(move |_| {
+                identity_record::open(&wanted, &item, crate::dht::record::unix_micros())
+                    .map_err(|e| CryptoError::Malformed(e.to_string()))
+            })
+            .await
+            .map_err(|e| ApiError::Failed(ErrorKind::Protocol, Box::new(e)))?;
+        let mut last = None;
+        for ip in record.addresses {
+            let at = std::net::SocketAddr::new(ip, record.port).to_string();
+            match self.add_contact(&at).await {
+                Ok(c) if c.fingerprint == fp => return Ok(c),
+                Ok(c) => {
+                    last = Some(ApiError::Failed(
+                        ErrorKind::Protocol,
+                        format!("{at} answers as {}, not {fp}", c.fingerprint).into(),
+                    ))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ApiError::Failed(
+                ErrorKind::Unreachable,
+                "the DHT record lists no address".into(),
+            )
+        }))
+    }
+
     /// Forget a contact (name or fingerprint prefix); answers with what was removed.
     pub async fn remove_contact(&self, query: &str) -> Result<ContactRecord, ApiError> {
         Ok(self

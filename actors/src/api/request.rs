@@ -235,9 +235,14 @@ pub struct VerifyRequest {
 /// `add_contact`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AddContactRequest {
-    /// `HOST:PORT`: HOST a name, an IPv4 address or `[IPv6]`; PORT the node's main TCP port.
+    /// `HOST:PORT`: HOST a name, an IPv4 address or `[IPv6]`; PORT the node's main TCP port. With
+    /// `dht`, a full fingerprint instead.
     #[serde(deserialize_with = "param::string")]
     pub address: String,
+    /// Look `address` (a fingerprint) up on the Mainline DHT: the person's opt-in identity record
+    /// says where to probe (issue 11). Absent: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dht: Option<bool>,
 }
 
 /// `remove_contact`.

@@ -85,7 +85,7 @@ struct RecordBody {
     addresses: Vec<IpAddr>,
 }
 
-pub(crate) fn unix_micros() -> u64 {
+pub fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

@@ -43,7 +43,12 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 .into(),
         ),
         Request::AddContact(r) => {
-            Response::AddContact((&node.add_contact(&r.address).await?).into())
+            let c = if r.dht == Some(true) {
+                node.add_contact_dht(&r.address).await?
+            } else {
+                node.add_contact(&r.address).await?
+            };
+            Response::AddContact((&c).into())
         }
         Request::RemoveContact(r) => {
             Response::RemoveContact((&node.remove_contact(&r.contact).await?).into())
