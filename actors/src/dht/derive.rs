@@ -80,7 +80,7 @@ impl RendezvousSecret {
             out
         };
         let signing_seed = expand(SIGNING_PURPOSE);
-        let public_key = mainline::SigningKey::from_bytes(&*signing_seed)
+        let public_key = mainline::SigningKey::from_bytes(&signing_seed)
             .verifying_key()
             .to_bytes();
         SlotKeys {
@@ -148,7 +148,7 @@ impl fmt::Debug for SlotKeys {
 
 impl SlotKeys {
     pub fn signing_key(&self) -> mainline::SigningKey {
-        mainline::SigningKey::from_bytes(&*self.signing_seed)
+        mainline::SigningKey::from_bytes(&self.signing_seed)
     }
 
     /// Where the record lives in the DHT.

@@ -245,7 +245,7 @@ mod tests {
         // Mallory derives Alice's BEP 44 key (public) and puts her own signed record there.
         let hers = seal(&mallory, 40_002, &addrs(), NOW).expect("seal");
         let planted = mainline::MutableItem::new(
-            mainline::SigningKey::from_bytes(&*signing_seed(&fp).expect("seed")),
+            mainline::SigningKey::from_bytes(&signing_seed(&fp).expect("seed")),
             hers.value(),
             hers.seq(),
             None,
@@ -261,7 +261,7 @@ mod tests {
         body.addresses = vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 66))];
         record.body = codec::encode(&body).expect("encode");
         let altered = mainline::MutableItem::new(
-            mainline::SigningKey::from_bytes(&*signing_seed(&fp).expect("seed")),
+            mainline::SigningKey::from_bytes(&signing_seed(&fp).expect("seed")),
             &codec::encode(&record).expect("encode"),
             real.seq(),
             None,
@@ -272,7 +272,7 @@ mod tests {
         );
         // Garbage under the right key.
         let junk = mainline::MutableItem::new(
-            mainline::SigningKey::from_bytes(&*signing_seed(&fp).expect("seed")),
+            mainline::SigningKey::from_bytes(&signing_seed(&fp).expect("seed")),
             b"junk",
             1,
             None,
