@@ -398,3 +398,69 @@ fn add_contact_by_fingerprint_finds_who_publishes_and_not_who_does_not() {
         assert!(err.to_string().contains("DHT is off"), "{err}");
     });
 }
+
+/// The same with the requester moving: alice leaves, her old ports are occupied, she comes back at
+/// another address and port. Her new record is on the DHT at once (bob, the receiver, resolves her
+/// new main port there) and bob's message, queued while she was away, reaches her.
+#[test]
+fn a_requester_that_moved_republishes_and_gets_the_receivers_messages() {
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice_id = SecretCert::generate("alice").unwrap();
+    let mut alice = Remote::start(
+        quiet_dht_settings("alice", ta.path(), &bootstrap),
+        alice_id.clone(),
+    );
+    let alice_main = alice.node.tcp_port;
+    let sys = actix_rt::System::new();
+    let bob = sys.block_on(async {
+        start_node(
+            quiet_dht_settings("bob", tb.path(), &bootstrap),
+            SecretCert::generate("bob").unwrap(),
+        )
+        .await
+        .unwrap()
+    });
+    let id = sys.block_on(async {
+        alice
+            .node
+            .add_contact(&format!("127.0.0.1:{}", bob.tcp_port))
+            .await
+            .unwrap();
+        let (opened, accepted) =
+            crate::common::open_discussion(&alice.node, &bob, "pw", "pw").await;
+        let id = opened.unwrap();
+        assert_eq!(accepted.unwrap(), id);
+        resolved_port(&bob, &id, alice_main).await;
+        id
+    });
+
+    alice.stop();
+    let _held = occupy(alice_main);
+    sys.block_on(async {
+        bob.send(&id, "while you were away").await.unwrap();
+    });
+    let mut moved = quiet_dht_settings("alice", ta.path(), &bootstrap);
+    moved.listener.bind = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let alice = Remote::start(moved, alice_id);
+    let new_main = alice.node.tcp_port;
+    assert_ne!(new_main, alice_main);
+    sys.block_on(async {
+        // The receiver can find where the requester went.
+        resolved_port(&bob, &id, new_main).await;
+        let (a, i) = (alice.node.clone(), id.clone());
+        crate::common::wait_until(60, "bob's message to reach the moved alice", move || {
+            let (a, i) = (a.clone(), i.clone());
+            async move {
+                let h = a.history(&i, 100).await.ok()?;
+                h.iter()
+                    .any(|m| m.body == "while you were away")
+                    .then_some(())
+            }
+        })
+        .await;
+    });
+    drop(alice);
+}
