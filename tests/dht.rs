@@ -464,3 +464,88 @@ fn a_requester_that_moved_republishes_and_gets_the_receivers_messages() {
     });
     drop(alice);
 }
+
+/// Either side may need to dial: the receiver moved, and the requester cannot find him (no contact
+/// address, his discussion port and old main port occupied, and her own DHT lookups spent for an
+/// hour on his stale record). Bob, the receiver, who never dials today, looks alice up on the DHT
+/// and dials her main listener; alice's next message reaches him.
+#[test]
+fn a_receiver_dials_through_the_dht_when_the_requester_cannot_reach_him() {
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bob_id = SecretCert::generate("bob").unwrap();
+    let mut bob = Remote::start(
+        quiet_dht_settings("bob", tb.path(), &bootstrap),
+        bob_id.clone(),
+    );
+    let (bob_main, bob_fp) = (bob.node.tcp_port, bob.node.keys.fingerprint().to_string());
+    let sys = actix_rt::System::new();
+    let mut slow = quiet_dht_settings("alice", ta.path(), &bootstrap);
+    slow.dht.min_lookup_interval_secs = 3600;
+    let alice = sys.block_on(async {
+        start_node(slow, SecretCert::generate("alice").unwrap())
+            .await
+            .unwrap()
+    });
+    let (id, bob_port) = sys.block_on(async {
+        alice
+            .add_contact(&format!("127.0.0.1:{bob_main}"))
+            .await
+            .unwrap();
+        let (opened, accepted) =
+            crate::common::open_discussion(&alice, &bob.node, "pw", "pw").await;
+        let id = opened.unwrap();
+        assert_eq!(accepted.unwrap(), id);
+        // Bob's record is up before he leaves (alice will find only this one).
+        resolved_port(&bob.node, &id, alice.tcp_port).await;
+        alice.remove_contact(&bob_fp).await.unwrap();
+        let i = id.clone();
+        let port = bob
+            .node
+            .store
+            .run(move |s| s.discussion(&i))
+            .await
+            .unwrap()
+            .listen_port;
+        (id, port)
+    });
+    bob.stop();
+    let _held = (occupy(bob_main), occupy(bob_port));
+    // Alice spends her lookup on bob's stale record; the next is an hour away.
+    let spent = sys.block_on(async {
+        crate::common::wait_until(60, "alice's lookup of the stale record", || {
+            let alice = alice.clone();
+            async move {
+                let n = alice.dht_status().await.unwrap().unwrap().lookups;
+                (n >= 2).then_some(n)
+            }
+        })
+        .await
+    });
+    let mut moved = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    moved.listener.bind = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let bob = Remote::start(moved, bob_id);
+    sys.block_on(async {
+        alice.send(&id, "found you").await.unwrap();
+        let (b, i) = (bob.node.clone(), id.clone());
+        crate::common::wait_until(60, "alice's message to reach bob", move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move {
+                let h = b.history(&i, 100).await.ok()?;
+                h.iter().any(|m| m.body == "found you").then_some(())
+            }
+        })
+        .await;
+        assert_eq!(
+            alice.dht_status().await.unwrap().unwrap().lookups,
+            spent,
+            "alice found nothing new: bob dialed"
+        );
+        let bob_lookups = bob.node.dht_status().await.unwrap().unwrap().lookups;
+        assert!(bob_lookups >= 1, "bob found alice on the DHT");
+        eprintln!("bob's lookups: {bob_lookups}; alice's: {spent}");
+    });
+    drop(bob);
+}

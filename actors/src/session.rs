@@ -44,6 +44,10 @@ use crate::wire::{ack_data, ChatPayload, Frame, Purpose, Role};
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// A closing receiver's first dial waits at least this long after a drop.
 pub const RECEIVER_DIAL_MIN: Duration = Duration::from_secs(2);
+/// With the DHT on, a receiver still without a connection this long after a drop (or its start)
+/// looks the requester up on the DHT and dials it (issue 11); again as long as it stays
+/// disconnected, each lookup bounded by `dht.min_lookup_interval_secs`.
+pub const RECEIVER_DHT_DIAL_AFTER: Duration = Duration::from_secs(5);
 /// Connections of one discussion still authenticating (both ways in). When full, a newcomer evicts
 /// an unauthenticated one ([`crate::admission::ConnectionPool`]).
 pub const MAX_UNAUTHENTICATED: usize = 8;
@@ -112,6 +116,8 @@ pub struct DiscussionSession {
     /// Requester: the DHT, last resort when neither the discussion port nor the announced main
     /// listener answers (the peer moved and is not heard by broadcast; issue 11).
     dht: Option<Addr<crate::dht::DhtWorker>>,
+    /// Receiver: a dial through the DHT is scheduled ([`RECEIVER_DHT_DIAL_AFTER`]).
+    dht_dial_scheduled: bool,
     /// We closed the discussion; the peer has not confirmed yet (persisted as `closing`).
     closing: bool,
     /// The peer sent its `Close` while our outbox was not empty: no new messages; we confirm once
@@ -183,6 +189,7 @@ impl DiscussionSession {
             listener: p.listener,
             contacts: p.contacts,
             dht: p.dht,
+            dht_dial_scheduled: false,
             closing: p.closing,
             peer_closing: false,
             close_sent: None,
@@ -307,6 +314,7 @@ impl Actor for DiscussionSession {
             self.serve(l, ctx);
         }
         self.connect(ctx);
+        self.schedule_dht_dial(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -77,6 +77,25 @@ where
     }
 }
 
+/// Dial `to` and authenticate as the connecting side (or confirm the peer's `Close`).
+async fn dial(
+    to: SocketAddr,
+    keys: KeysHandle,
+    sk: SessionKeys,
+    deadline: Duration,
+    max: usize,
+) -> Result<Dialed, net::NetError> {
+    let mut conn = net::dial(to, deadline, max).await?;
+    match net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await {
+        Ok(port) => Ok(Dialed::Open(Box::new(conn), to.ip(), port)),
+        Err(net::NetError::PeerClosedDiscussion(signature)) => {
+            net::confirm_close(&mut conn, &keys, &sk, signature, deadline).await?;
+            Ok(Dialed::PeerClosed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Last resort: where the peer's DHT record says its main listener is now (the worker bounds the
 /// lookups' rate: a refused lookup is `None`). Tries each address of the record in turn; `None`
 /// when there is no record to try.
@@ -104,6 +123,54 @@ where
 }
 
 impl DiscussionSession {
+    /// Receiver with the DHT on: if still without a connection [`RECEIVER_DHT_DIAL_AFTER`] from
+    /// now (a live requester dials first), look the requester up on the DHT and dial its main
+    /// listener ourselves: the requester may have moved, or be unable to reach us. Repeats while
+    /// disconnected; the DHT worker bounds the lookups (`dht.min_lookup_interval_secs`).
+    pub(super) fn schedule_dht_dial(&mut self, ctx: &mut Context<Self>) {
+        if self.sk.role != Role::Receiver || self.dht.is_none() || self.dht_dial_scheduled {
+            return;
+        }
+        self.dht_dial_scheduled = true;
+        ctx.run_later(RECEIVER_DHT_DIAL_AFTER, |act, ctx| {
+            act.dht_dial_scheduled = false;
+            act.dial_via_dht(ctx)
+        });
+    }
+
+    fn dial_via_dht(&mut self, ctx: &mut Context<Self>) {
+        if self.connecting || self.conn.is_some() || self.finished {
+            return;
+        }
+        let Some(dht) = self.dht.clone() else { return };
+        self.connecting = true;
+        let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
+        let max = self.settings.limits.max_frame_bytes;
+        let id = self.id().to_string();
+        let fut = async move {
+            via_dht(&dht, id, |to| {
+                dial(to, keys.clone(), sk.clone(), deadline, max)
+            })
+            .await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Some(Ok(Dialed::Open(conn, _, _))) => {
+                    if act.conn.is_none() {
+                        act.attach(*conn, ctx)
+                    }
+                }
+                Some(Ok(Dialed::PeerClosed)) => act.peer_closed(ctx),
+                Some(Err(e)) => {
+                    log::debug!("[{}] {}: dial through the DHT: {e}", act.node, act.id());
+                    act.schedule_dht_dial(ctx)
+                }
+                None => act.schedule_dht_dial(ctx),
+            }
+        }));
+    }
+
     /// Requester: dial the receiver's discussion listener and authenticate; if it cannot be
     /// reached, go through the receiver's main listener at its currently announced address.
     /// Receiver: only while closing (it must tell the peer, which may never dial again if our
@@ -122,20 +189,7 @@ impl DiscussionSession {
         let peer = self.peer_fingerprint.clone();
         let (dht, id) = (self.dht.clone(), self.id().to_string());
         let fut = async move {
-            let attempt = |to: SocketAddr| {
-                let (keys, sk) = (keys.clone(), sk.clone());
-                async move {
-                    let mut conn = net::dial(to, deadline, max).await?;
-                    match net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await {
-                        Ok(port) => Ok(Dialed::Open(Box::new(conn), to.ip(), port)),
-                        Err(net::NetError::PeerClosedDiscussion(signature)) => {
-                            net::confirm_close(&mut conn, &keys, &sk, signature, deadline).await?;
-                            Ok(Dialed::PeerClosed)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
+            let attempt = |to: SocketAddr| dial(to, keys.clone(), sk.clone(), deadline, max);
             match reach_peer(endpoint, contacts.as_ref(), peer, &attempt).await {
                 Err(e) => match dht {
                     Some(dht) => via_dht(&dht, id, &attempt).await.unwrap_or(Err(e)),
@@ -351,5 +405,6 @@ impl DiscussionSession {
             connected: false,
         });
         self.schedule_reconnect(ctx);
+        self.schedule_dht_dial(ctx);
     }
 }
