@@ -210,6 +210,8 @@ pub struct NodeHandle {
     pub discovery: Addr<Discovery>,
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
+    /// The contact-list exchange over discussions' control channels.
+    pub exchange: Addr<crate::exchange::ContactExchange>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
     pub shutdown: std::sync::Arc<tokio::sync::Notify>,
@@ -254,12 +256,18 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
+    let exchange = crate::exchange::ContactExchange::new(&name).start();
+    let control = crate::control::ControlContext {
+        node: name.clone(),
+        exchange: Some(exchange.clone()),
+    };
     let directory = DiscussionDirectory::new(
         settings.clone(),
         keys.clone(),
         store.clone(),
         events.clone(),
         contacts.clone(),
+        control,
     )
     .start();
     let listener = Listener::new(
@@ -294,6 +302,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         discovery,
         listener,
         directory,
+        exchange,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })

@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -27,10 +27,16 @@ struct Migration {
 }
 
 /// Every step, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    apply: v1_baseline,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        apply: v1_baseline,
+    },
+    Migration {
+        to: 2,
+        apply: v2_protocol_versions_and_control_channel,
+    },
+];
 
 /// The tables as of issue 8. `IF NOT EXISTS`: a version-0 store may hold all of them (issue 8),
 /// some of them (before issue 8: no `discussion_keys` nor `close_notices`), or none (a new store).
@@ -106,6 +112,51 @@ fn v1_baseline(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     tx.execute_batch("ALTER TABLE discussions DROP COLUMN own_key_sealed;")?;
     log::info!("store: discussion keys moved to their own table");
     Ok(true)
+}
+
+/// Version 2 (issue 10, protocol versions, control channel, contact-list exchange):
+/// - `messages.kind` (`text` | `control`): control messages share a discussion's sequence numbers
+///   and outbox with chat, and are never shown, counted or unread; `messages.handled`: whether an
+///   incoming control message was processed (0 until then: processed again at start after a crash);
+/// - `discussions.peer_version`: the highest protocol version the peer has authenticated at (the
+///   downgrade defence: never less from then on);
+/// - `contacts.origin` (where a contact came from, once), `contacts.announce` (its last signed
+///   announce, relayed unchanged in shared lists), `contacts.never_share`, and the `blocked`
+///   fingerprints: the minimal form of what the contacts part (issue 10, part 1) defines.
+fn v2_protocol_versions_and_control_channel(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    for (table, column, declaration) in [
+        ("messages", "kind", "TEXT NOT NULL DEFAULT 'text'"),
+        ("messages", "handled", "INTEGER NOT NULL DEFAULT 1"),
+        ("discussions", "peer_version", "INTEGER NOT NULL DEFAULT 1"),
+        ("contacts", "origin", "TEXT NOT NULL DEFAULT 'broadcast'"),
+        ("contacts", "announce", "BLOB"),
+        ("contacts", "never_share", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        add_column(tx, table, column, declaration)?;
+    }
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS blocked (fingerprint TEXT PRIMARY KEY);")?;
+    Ok(false)
+}
+
+/// `ALTER TABLE table ADD COLUMN column declaration`, unless the column is there already (a store
+/// whose recorded version was lost, as version 0 stores of issue 8 were, runs a step again).
+fn add_column(
+    tx: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<(), StoreError> {
+    let present: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if present == 0 {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration};"
+        ))?;
+    }
+    Ok(())
 }
 
 /// The version recorded in the database (0: none recorded, or a new file).
