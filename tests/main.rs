@@ -25,3 +25,4 @@ mod slots;
 mod startup;
 mod terminal;
 mod upgrade;
+mod versions;

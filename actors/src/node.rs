@@ -167,6 +167,7 @@ impl From<SessionError> for ApiError {
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
                 Self::Failed(ErrorKind::Closed, e.into())
             }
+            SessionError::NoControlChannel(_) => Self::Failed(ErrorKind::Failed, e.into()),
             _ => Self::Internal(e.into()),
         }
     }
@@ -527,6 +528,21 @@ impl NodeHandle {
         let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
         Ok(session
             .send(SendText(text.into()))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Queue a control message on a discussion (`docs/protocol.md`, "Control channel"): answers its
+    /// sequence number once it is stored. Refused if the peer is not known to speak version 2.
+    pub async fn send_control(
+        &self,
+        discussion: &str,
+        control: crate::wire::Control,
+    ) -> Result<u64, ApiError> {
+        let id = self.resolve(discussion).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        Ok(session
+            .send(crate::session::SendControl(control))
             .await
             .map_err(mailbox)??)
     }

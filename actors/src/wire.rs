@@ -16,6 +16,10 @@ pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// covered by the `SessionAuth` signatures.
 pub const CONTROL_VERSION: u16 = 2;
 
+/// The version of the announce format ([`AnnounceBody::version`]), apart from the protocol's:
+/// unchanged by version negotiation, so nodes of every version hear each other's announces.
+pub const ANNOUNCE_VERSION: u16 = 1;
+
 /// Random value that makes a frame unique (replay defence).
 pub type Nonce = [u8; 32];
 
@@ -36,6 +40,7 @@ pub struct Announce {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnounceBody {
+    /// [`ANNOUNCE_VERSION`].
     pub version: u16,
     /// Display name (a hint: identity is only proven in the TCP handshake).
     pub name: String,
