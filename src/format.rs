@@ -101,6 +101,23 @@ pub fn describe_event(e: &Event) -> String {
         Event::RequestClosed { request_id, reason } => {
             format!("request {} {}", request_id, s(reason))
         }
+        Event::ListRequested {
+            peer_name,
+            peer_fingerprint,
+            shared,
+            refused,
+        } => {
+            let answer = if *refused {
+                "refused (asked too often)".to_string()
+            } else {
+                format!("{shared} contacts shared (setting sharing.share)")
+            };
+            format!(
+                "{} {} asked for your contact list: {answer}",
+                s(peer_name),
+                short_fpr(&s(peer_fingerprint))
+            )
+        }
         Event::RequestRefused {
             name,
             fingerprint,

@@ -9,6 +9,7 @@ mod core_inprocess;
 mod daemon;
 mod delivery;
 mod durability;
+mod exchange;
 mod flood;
 mod fuzz;
 mod hostile;

@@ -221,6 +221,7 @@ impl Discovery {
         self.in_flight += 1;
         let keys = self.keys.clone();
         let cert = body.cert.clone();
+        let announce_copy = announce.clone();
         let fut = async move {
             keys.verify_with_cert(cert, announce.body, announce.signature)
                 .await
@@ -241,7 +242,13 @@ impl Discovery {
                 }
             };
             act.stats.accepted += 1;
+            // Kept without its padding: what a shared list relays.
+            let relayed = Announce {
+                padding: vec![],
+                ..announce_copy
+            };
             let seen = AnnounceSeen {
+                announce: codec::encode(&relayed).unwrap_or_default(),
                 fingerprint: cert.fingerprint().to_string(),
                 cert: body.cert,
                 name: body.name,

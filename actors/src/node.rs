@@ -173,6 +173,21 @@ impl From<SessionError> for ApiError {
     }
 }
 
+impl From<crate::exchange::ExchangeError> for ApiError {
+    fn from(e: crate::exchange::ExchangeError) -> Self {
+        use crate::exchange::ExchangeError as X;
+        match e {
+            X::Session(e) => e.into(),
+            X::Store(e) => e.into(),
+            X::Timeout(_) => Self::Failed(ErrorKind::Timeout, e.into()),
+            X::Refused => Self::Failed(ErrorKind::Refused, e.into()),
+            X::Busy => Self::Failed(ErrorKind::Busy, e.into()),
+            X::TooLarge(..) => Self::Failed(ErrorKind::Failed, e.into()),
+            X::Gone => Self::Internal(e.into()),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -257,7 +272,15 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
-    let exchange = crate::exchange::ContactExchange::new(&name).start();
+    let exchange = crate::exchange::ContactExchange::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+        contacts.clone(),
+        tcp_port,
+    )
+    .start();
     let control = crate::control::ControlContext {
         node: name.clone(),
         exchange: Some(exchange.clone()),
@@ -545,6 +568,25 @@ impl NodeHandle {
             .send(crate::session::SendControl(control))
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Ask the peer of a discussion (a discussion id or prefix, or the peer's name or fingerprint
+    /// prefix: its most recent discussion) for its contact list, and merge it into ours.
+    pub async fn contacts_from(
+        &self,
+        peer: &str,
+    ) -> Result<crate::exchange::ListOutcome, ApiError> {
+        let id = self.resolve(peer).await?;
+        let i = id.clone();
+        let record = self.store.run(move |s| s.discussion(&i)).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        let ask = crate::exchange::AskList {
+            session,
+            peer_address: record.peer_address.parse().ok(),
+            peer_fingerprint: record.peer_fingerprint,
+            peer_name: record.peer_name,
+        };
+        Ok(self.exchange.send(ask).await.map_err(mailbox)??)
     }
 
     /// The last `limit` messages, oldest first; marks the discussion read.

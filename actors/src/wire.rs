@@ -237,6 +237,8 @@ pub enum Control {
         request_id: u64,
         entries: Vec<ListEntry>,
     },
+    /// The peer will not answer this [`Control::ListRequest`] (asked too often).
+    ListRefused { request_id: u64 },
 }
 
 /// One contact in a [`Control::ListResponse`].
@@ -385,6 +387,10 @@ mod tests {
                 "0000000000000001cc",
                 "000000000000000131"
             )
+        );
+        assert_eq!(
+            hex::encode(encode(&Control::ListRefused { request_id: 5 }).unwrap()),
+            "000000020000000000000005"
         );
         let payload = ControlPayload {
             discussion_id: "d".into(),
