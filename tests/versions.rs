@@ -165,7 +165,7 @@ async fn control_messages_are_acknowledged_like_chat_and_never_shown_nor_counted
     // Everything acknowledged, the control message included.
     let i = id.clone();
     wait_until(20, "the outbox empty", || {
-        let (a, i) = (a.clone(), i.clone());
+        let (a, i) = (a.node.clone(), i.clone());
         async move {
             let rest = a.store.run(move |s| s.has_undelivered(&i)).await.ok()?;
             (!rest).then_some(())
@@ -190,7 +190,7 @@ async fn control_messages_are_acknowledged_like_chat_and_never_shown_nor_counted
     assert_eq!(bodies, [(1, "before".into()), (3, "after".into())]);
     let i = id.clone();
     wait_until(20, "the control message handled", || {
-        let (b, i) = (b.clone(), i.clone());
+        let (b, i) = (b.node.clone(), i.clone());
         async move {
             let rest = b.store.run(move |s| s.unhandled_controls(&i)).await.ok()?;
             rest.is_empty().then_some(())

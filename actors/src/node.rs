@@ -589,6 +589,17 @@ impl NodeHandle {
         Ok(self.exchange.send(ask).await.map_err(mailbox)??)
     }
 
+    /// Never share a contact (by name or fingerprint prefix) in our contact list, or share it
+    /// again: returns its fingerprint.
+    pub async fn set_never_share(&self, contact: &str, never: bool) -> Result<String, ApiError> {
+        let fp = self.find_contact(contact).await?.fingerprint;
+        let f = fp.clone();
+        self.store
+            .run(move |s| s.set_never_share(&f, never))
+            .await?;
+        Ok(fp)
+    }
+
     /// The last `limit` messages, oldest first; marks the discussion read.
     pub async fn history(
         &self,
