@@ -210,3 +210,116 @@ async fn control_messages_are_acknowledged_like_chat_and_never_shown_nor_counted
         "history read the texts; the control message was never unread"
     );
 }
+
+/// A node running in its own thread and actix System, so the test can stop it (all its actors,
+/// sockets and workers go with the System) and start it again on the same data directory.
+struct Restartable {
+    node: NodeHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Restartable {
+    fn start(
+        settings: pgpchat_actors::settings::Settings,
+        id: pgpchat_actors::crypto::SecretCert,
+    ) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let sys = actix_rt::System::new();
+            sys.block_on(async move {
+                let node = pgpchat_actors::node::start_node(settings, id)
+                    .await
+                    .expect("node starts");
+                tx.send(node).unwrap();
+                let _ = stopped.await;
+                actix_rt::System::current().stop();
+            });
+        });
+        let node = rx.recv().expect("the node's handle");
+        Self { node, stop, thread }
+    }
+
+    fn stop(self) {
+        drop(self.node);
+        let _ = self.stop.send(());
+        self.thread.join().unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn control_messages_survive_a_restart_of_both_sides() {
+    init_logs();
+    let port = free_udp_port();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sa, sb) = (
+        settings("alice", da.path(), port),
+        settings("bob", db.path(), port),
+    );
+    let ida = pgpchat_actors::crypto::SecretCert::generate("alice").unwrap();
+    let idb = pgpchat_actors::crypto::SecretCert::generate("bob").unwrap();
+    let a = Restartable::start(sa.clone(), ida.clone());
+    let b = Restartable::start(sb.clone(), idb.clone());
+    wait_sees(&a.node, &b.node).await;
+    let (opened, _) = open_discussion(&a.node, &b.node, "pw", "pw").await;
+    let id = opened.unwrap();
+    // Alice is away: bob's control message and text wait in his outbox, across his restart.
+    a.stop();
+    let seq = b
+        .node
+        .send_control(
+            &id,
+            Control::ListResponse {
+                request_id: 9,
+                entries: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    b.node.send(&id, "after the control message").await.unwrap();
+    b.stop();
+    let b = Restartable::start(sb, idb);
+    let a = Restartable::start(sa, ida);
+    chat_arrives_eventually(&b.node, &a.node, &id, "after the control message").await;
+    let i = id.clone();
+    wait_until(30, "bob's outbox empty", || {
+        let (b, i) = (b.node.clone(), i.clone());
+        async move {
+            let rest = b.store.run(move |s| s.has_undelivered(&i)).await.ok()?;
+            (!rest).then_some(())
+        }
+    })
+    .await;
+    // The text came after the control message (it would be a gap without it), which was handled.
+    let h = a.node.history(&id, 10).await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].seq, seq + 1);
+    let i = id.clone();
+    let unhandled = a
+        .node
+        .store
+        .run(move |s| s.unhandled_controls(&i))
+        .await
+        .unwrap();
+    assert!(unhandled.is_empty());
+    a.stop();
+    b.stop();
+}
+
+/// Like [`chat_arrives`] for a text already queued.
+async fn chat_arrives_eventually(from: &NodeHandle, to: &NodeHandle, id: &str, text: &str) {
+    wait_until(30, "the queued message delivered", || {
+        let (from, to, id, text) = (from.clone(), to.clone(), id.to_string(), text.to_string());
+        async move {
+            let got = to.history(&id, 1000).await.ok()?;
+            let sent = from.history(&id, 1000).await.ok()?;
+            let arrived = got.iter().any(|m| m.body == text);
+            let delivered = sent
+                .iter()
+                .any(|m| m.body == text && m.state == DeliveryState::Delivered);
+            (arrived && delivered).then_some(())
+        }
+    })
+    .await;
+}
