@@ -504,6 +504,25 @@ mod tests {
     }
 
     #[test]
+    fn sharing_and_versions_are_read_and_checked() {
+        assert!(
+            Settings::default().sharing.share.is_empty(),
+            "shares none by default"
+        );
+        let s = load_file("[sharing]\nshare = [\"broadcast\", \"added\"]\n", vec![]).unwrap();
+        assert_eq!(s.sharing.share, [ShareFrom::Broadcast, ShareFrom::Added]);
+        let e = load_file("[sharing]\nshare = [\"everyone\"]\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("everyone"), "{e}");
+        let e = load_file("[listener]\nmax_protocol_version = 3\n", vec![]).unwrap_err();
+        assert!(
+            e.to_string().contains("listener.max_protocol_version"),
+            "{e}"
+        );
+        let e = load_file("[limits]\nmax_list_entries = 1000\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("limits.max_list_entries"), "{e}");
+    }
+
+    #[test]
     fn shipped_profiles_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         for p in ["default", "alice", "bob"] {
