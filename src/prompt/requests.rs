@@ -1,0 +1,95 @@
+//! Requests: asking a contact for a discussion (outgoing), and answering one (incoming).
+
+use anyhow::Result;
+use dialoguer::{theme::ColorfulTheme, Password, Select};
+use pgpchat_actors::api;
+use pgpchat_actors::offline::fingerprint_groups;
+
+use crate::client::Client;
+use crate::ctx::Ctx;
+use crate::safe_text;
+
+pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    let Some(c) = super::contacts::choose_contact(client, theme, "Talk to")? else {
+        return Ok(());
+    };
+    let name = safe_text::line(&c.name);
+    let fpr = c.fingerprint.clone();
+    let secret = Password::with_theme(theme)
+        .with_prompt(format!("Secret shared with {name}"))
+        .interact()?;
+    let wait = ctx.settings.limits.request_timeout_secs;
+    println!(
+        "Waiting for {name} to accept (up to {})...",
+        if wait >= 120 {
+            format!("{} min", wait / 60)
+        } else {
+            format!("{wait} s")
+        }
+    );
+    let v = client.call(api::OpenRequest {
+        contact: fpr,
+        password: secret,
+    })?;
+    // A new discussion: nothing unread beyond what the view shows anyway.
+    super::chat::chat_view(ctx, client, &v.discussion_id, &name, 0)
+}
+
+pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    // Fetched now, not when the menu was drawn: a request may have arrived since.
+    let list = client.requests()?;
+    if list.is_empty() {
+        println!("No requests waiting.");
+        return Ok(());
+    }
+    let items: Vec<String> = list
+        .iter()
+        .map(|r| {
+            format!(
+                "#{} {} {}{}",
+                r.id,
+                safe_text::line(&r.name),
+                fingerprint_groups(&r.fingerprint),
+                if r.key_changed {
+                    "  WARNING: name known with another key"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    let Some(i) = Select::with_theme(theme)
+        .with_prompt("Request")
+        .items(&items)
+        .default(0)
+        .interact_opt()?
+    else {
+        return Ok(());
+    };
+    let r = &list[i];
+    let name = safe_text::line(&r.name);
+    let id = r.id;
+    let action = Select::with_theme(theme)
+        .with_prompt(format!("{name} asks for a discussion"))
+        .items(["Accept (type the shared secret)", "Refuse"])
+        .default(0)
+        .interact_opt()?;
+    match action {
+        Some(0) => {
+            let secret = Password::with_theme(theme)
+                .with_prompt(format!("Secret shared with {name}"))
+                .interact()?;
+            let v = client.call(api::AcceptRequest {
+                request: id,
+                password: secret,
+            })?;
+            super::chat::chat_view(ctx, client, &v.discussion_id, &name, 0)
+        }
+        Some(_) => {
+            client.call(api::RefuseRequest { request: id })?;
+            println!("Refused.");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
