@@ -28,7 +28,7 @@ use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
 use crate::keys::{KeyManager, KeysHandle};
-use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
+use crate::listener::{Cancel, Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
 use crate::store::STORAGE_KEY_BYTES;
@@ -156,6 +156,7 @@ impl From<ListenerError> for ApiError {
             | ListenerError::Directory(_)
             | ListenerError::Create(_)
             | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.into()),
+            ListenerError::Cancelled(_) => Self::Failed(ErrorKind::Cancelled, e.into()),
         }
     }
 }
@@ -461,6 +462,19 @@ impl NodeHandle {
             })
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Withdraw our requests to a contact still waiting for an answer; how many were.
+    pub async fn cancel(&self, contact: &str) -> Result<u64, ApiError> {
+        let contact = self.find_contact(contact).await?;
+        let n = self
+            .listener
+            .send(Cancel {
+                fingerprint: contact.fingerprint,
+            })
+            .await
+            .map_err(mailbox)?;
+        Ok(n as u64)
     }
 
     pub async fn requests(&self) -> Result<Vec<RequestInfo>, ApiError> {

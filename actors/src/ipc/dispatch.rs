@@ -44,6 +44,9 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
         Request::Open(r) => Response::Open(api::Opened {
             discussion_id: node.open(&r.contact, &r.password).await?,
         }),
+        Request::Cancel(r) => Response::Cancel(api::Cancelled {
+            cancelled: node.cancel(&r.contact).await?,
+        }),
         Request::Requests(r) if r.refused.unwrap_or(false) => {
             Response::Requests(api::RequestList::Refused(
                 node.refused_requests()
