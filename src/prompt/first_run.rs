@@ -18,6 +18,12 @@ pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<Strin
         .with_confirmation("Repeat it", "The two entries differ")
         .allow_empty_password(true)
         .interact()?;
+    if pass.is_empty() {
+        println!(
+            "warning: no passphrase: anyone who can read {} can read your secret key and messages",
+            ctx.settings.node.data_dir.display()
+        );
+    }
     let key = offline::init(
         &ctx.settings.node.data_dir,
         &name,

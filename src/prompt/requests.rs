@@ -1,5 +1,8 @@
 //! Requests: asking a contact for a discussion (outgoing), and answering one (incoming).
 
+use std::sync::mpsc;
+use std::time::Duration;
+
 use anyhow::Result;
 use dialoguer::{theme::ColorfulTheme, Password, Select};
 use pgpchat_actors::api;
@@ -8,6 +11,11 @@ use pgpchat_actors::offline::fingerprint_groups;
 use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::safe_text;
+
+/// How often the wait for an answer looks for Ctrl-C.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+/// How long a cancelled request's `open` has to answer.
+const CANCEL_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     let Some(c) = super::contacts::choose_contact(client, theme, "Talk to")? else {
@@ -20,19 +28,44 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
         .interact()?;
     let wait = ctx.settings.limits.request_timeout_secs;
     println!(
-        "Waiting for {name} to accept (up to {})...",
+        "Waiting for {name} to accept (up to {}); Ctrl-C cancels the request...",
         if wait >= 120 {
             format!("{} min", wait / 60)
         } else {
             format!("{wait} s")
         }
     );
-    let v = client.call(api::OpenRequest {
-        contact: fpr,
-        password: secret,
-    })?;
+    // The request runs on its own connection, on a thread, while this one watches for Ctrl-C.
+    let mut opener = ctx.client()?;
+    let (done, answer) = mpsc::channel();
+    let contact = fpr.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(opener.call(api::OpenRequest {
+            contact,
+            password: secret,
+        }));
+    });
+    super::interrupt::take();
+    let opened = loop {
+        match answer.recv_timeout(CANCEL_POLL) {
+            Ok(r) => break r?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("the request was lost"),
+        }
+        if super::interrupt::take() {
+            client.call(api::CancelRequest { contact: fpr })?;
+            // The open answers `cancelled`, or the discussion it opened just before.
+            match answer.recv_timeout(CANCEL_ANSWER_WAIT) {
+                Ok(Ok(v)) => break v,
+                _ => {
+                    println!("Request to {name} cancelled.");
+                    return Ok(());
+                }
+            }
+        }
+    };
     // A new discussion: nothing unread beyond what the view shows anyway.
-    super::chat::chat_view(ctx, client, &v.discussion_id, &name, 0)
+    super::chat::run(ctx, client, &opened.discussion_id, 0)
 }
 
 pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
@@ -83,7 +116,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
                 request: id,
                 password: secret,
             })?;
-            super::chat::chat_view(ctx, client, &v.discussion_id, &name, 0)
+            super::chat::run(ctx, client, &v.discussion_id, 0)
         }
         Some(_) => {
             client.call(api::RefuseRequest { request: id })?;
