@@ -4,6 +4,7 @@
 
 mod attacks;
 mod binary;
+mod chat_view;
 mod common;
 mod core_inprocess;
 mod daemon;

@@ -133,6 +133,10 @@ fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result
         };
         kept.clear();
         remember(&mut editor, &line);
+        if matches!(slash::parse(&line), Ok(Typed::Send(_))) {
+            // The message comes back as a chat line (with its mark): the typed copy goes.
+            erase_typed(&line);
+        }
         let typed = match slash::parse(&line) {
             Ok(t) => t,
             Err(e) => {
@@ -272,6 +276,17 @@ fn start_live(
         ctx.settings.prompt.bell,
         core_gone.clone(),
     ))
+}
+
+/// Erase the prompt and `line` as the editor left them on screen (the rows they took).
+fn erase_typed(line: &str) {
+    let term = console::Term::stdout();
+    let cols = usize::from(term.size().1).max(1);
+    let rows: usize = format!("> {line}")
+        .split('\n')
+        .map(|l| console::measure_text_width(l).max(1).div_ceil(cols))
+        .sum();
+    let _ = term.clear_last_lines(rows);
 }
 
 /// Whether a call failed because the core is gone.
