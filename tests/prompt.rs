@@ -419,7 +419,11 @@ fn peer_text_cannot_drive_the_terminal_in_the_prompt() {
         s.contains("\\x1b[2J\\x1b[Hsystem: all fine\\x1b]0;pwned\\x07"),
         "{s}"
     );
-    assert!(s.contains("\\rforged: alice\\x85\\x7f"), "{s}");
+    // (The first line is longer than the pane: read it with the wrap undone.)
+    assert!(
+        s.replace('\n', "").contains("\\rforged: alice\\x85\\x7f"),
+        "{s}"
+    );
     assert!(
         !s.lines()
             .any(|l| l.starts_with("forged") || l.starts_with("system")),
