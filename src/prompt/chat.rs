@@ -122,6 +122,7 @@ fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result
         discussion,
         &peer,
         &names,
+        &days,
         &core_gone,
     )?);
     let mut kept = String::new();
@@ -237,6 +238,7 @@ fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result
                     discussion,
                     &peer,
                     &names,
+                    &days,
                     &core_gone,
                 )?);
                 println!("{}", lines::notice("(the core is running again)"));
@@ -259,6 +261,7 @@ fn start_live(
     discussion: &str,
     peer: &str,
     names: &HashMap<String, String>,
+    days: &Days,
     core_gone: &Arc<AtomicBool>,
 ) -> Result<Live> {
     let mut events = ctx.client()?;
@@ -273,6 +276,7 @@ fn start_live(
         events,
         printer,
         scope,
+        days.clone(),
         ctx.settings.prompt.bell,
         core_gone.clone(),
     ))

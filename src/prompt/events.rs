@@ -25,6 +25,8 @@ pub(super) struct Scope {
 pub(super) enum Shown {
     /// A line of this conversation.
     Line(String),
+    /// The peer's message in this discussion.
+    Theirs(api::Message),
     /// Our own message: printed when its delivery state is known, or a moment later.
     Own(api::Message),
     /// One of our messages is delivered (several are told on one line).
@@ -41,7 +43,7 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             if message.direction == api::Direction::Out {
                 Shown::Own(message.clone())
             } else {
-                Shown::Line(lines::message(message, &scope.peer))
+                Shown::Theirs(message.clone())
             }
         }
         Event::Message { message } if message.direction == api::Direction::In => {

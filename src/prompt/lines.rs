@@ -57,7 +57,7 @@ pub(super) fn mark(state: DeliveryState) -> &'static str {
 }
 
 /// Remembers the day of the last line printed, to print a date line when it changes.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Days(Option<NaiveDate>);
 
 impl Days {

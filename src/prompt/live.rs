@@ -52,6 +52,7 @@ impl Live {
         mut events: Client,
         mut printer: P,
         mut scope: Scope,
+        mut days: lines::Days,
         bell: bool,
         core_gone: Arc<AtomicBool>,
     ) -> Self {
@@ -60,6 +61,11 @@ impl Live {
         let thread = std::thread::spawn(move || {
             let mut out = |line: String| {
                 let _ = printer.print(format!("{line}\n"));
+            };
+            // A date line before a message on another day than the last one shown.
+            let mut dated = |m: &Message, line: String| match days.line_for(m.time) {
+                Some(d) => format!("{d}\n{line}"),
+                None => line,
             };
             let mut own: Vec<(Message, Instant)> = Vec::new();
             let mut delivered: BTreeSet<u64> = BTreeSet::new();
@@ -77,12 +83,17 @@ impl Live {
                 };
                 match event.map(|e| events::show(&e, &mut scope)) {
                     Some(Shown::Line(l)) => {
-                        flush_own(&mut own, &mut out);
+                        flush_own(&mut own, &mut out, &mut dated);
                         out(l);
+                    }
+                    Some(Shown::Theirs(m)) => {
+                        flush_own(&mut own, &mut out, &mut dated);
+                        let l = lines::message(&m, &scope.peer);
+                        out(dated(&m, l));
                     }
                     Some(Shown::Own(m)) => {
                         if own.len() >= MAX_WAITING {
-                            flush_own(&mut own, &mut out);
+                            flush_own(&mut own, &mut out, &mut dated);
                         }
                         own.push((m, Instant::now()));
                     }
@@ -91,7 +102,7 @@ impl Live {
                             // Printed now with its mark; those before it first, in order.
                             own[i].0.state = DeliveryState::Delivered;
                             let rest = own.split_off(i + 1);
-                            flush_own(&mut own, &mut out);
+                            flush_own(&mut own, &mut out, &mut dated);
                             own = rest;
                         } else if delivered.len() < MAX_WAITING {
                             delivered.insert(seq);
@@ -105,7 +116,7 @@ impl Live {
                     .first()
                     .is_some_and(|(_, t)| t.elapsed() >= OWN_MESSAGE_WAIT)
                 {
-                    flush_own(&mut own, &mut out);
+                    flush_own(&mut own, &mut out, &mut dated);
                 }
                 if !delivered.is_empty()
                     && (last_delivery.elapsed() >= DELIVERED_QUIET
@@ -115,7 +126,7 @@ impl Live {
                     out(events::delivered_line(&seqs));
                 }
             };
-            flush_own(&mut own, &mut out);
+            flush_own(&mut own, &mut out, &mut dated);
             if ended == Ended::CoreGone {
                 core_gone.store(true, Ordering::SeqCst);
                 out(lines::notice(CORE_STOPPED));
@@ -132,8 +143,13 @@ impl Live {
     }
 }
 
-fn flush_own(own: &mut Vec<(Message, Instant)>, out: &mut impl FnMut(String)) {
+fn flush_own(
+    own: &mut Vec<(Message, Instant)>,
+    out: &mut impl FnMut(String),
+    dated: &mut impl FnMut(&Message, String) -> String,
+) {
     for (m, _) in own.drain(..) {
-        out(lines::message(&m, ""));
+        let l = lines::message(&m, "");
+        out(dated(&m, l));
     }
 }

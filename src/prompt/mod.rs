@@ -13,6 +13,7 @@ mod first_run;
 mod interrupt;
 mod lines;
 mod live;
+mod menu_watch;
 mod requests;
 mod slash;
 
@@ -96,12 +97,16 @@ fn home(ctx: &Ctx) -> Result<()> {
         ];
         // A Ctrl-C pressed while nothing listened is not for this menu.
         interrupt::take();
-        let Some(choice) = Select::with_theme(&theme)
+        let watch = menu_watch::MenuWatch::start(ctx);
+        let choice = Select::with_theme(&theme)
             .with_prompt("pgpchat")
             .items(&items)
             .default(0)
-            .interact_opt()?
-        else {
+            .interact_opt();
+        if let Some(w) = watch {
+            w.stop();
+        }
+        let Some(choice) = choice? else {
             return Ok(());
         };
         let outcome = match choice {
