@@ -84,6 +84,12 @@ pub enum ListenerError {
     Create(Box<dyn std::error::Error + Send + Sync>),
     #[error("the discussion directory is unavailable")]
     DirectoryGone,
+    /// Our own core will not try this contact again yet: too many failed attempts recently.
+    #[error(
+        "too many failed attempts with {name} recently: try again in at most {minutes} min (each \
+         failure counts for that long)"
+    )]
+    Locked { name: String, minutes: u64 },
     /// Our own user withdrew the request (`cancel`) before it was answered.
     #[error("the request to {0} was cancelled")]
     Cancelled(String),
@@ -501,7 +507,16 @@ impl Handler<Open> for Listener {
             .limiter
             .check(&m.contact.fingerprint, None, true, Instant::now());
         if own == Err(Throttle::Key) {
-            return Box::pin(async { Err(ListenerError::Failed(FailReason::TooManyAttempts)) });
+            // Say for how long: the window after which the oldest failure no longer counts.
+            let e = ListenerError::Locked {
+                name: m.contact.name.clone(),
+                minutes: self
+                    .settings
+                    .limits
+                    .failed_attempts_window_secs
+                    .div_ceil(60),
+            };
+            return Box::pin(async { Err(e) });
         }
         let task = self.task_context(ctx.address());
         let (cancel, cancelled) = oneshot::channel();

@@ -157,6 +157,7 @@ impl From<ListenerError> for ApiError {
             | ListenerError::Create(_)
             | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.into()),
             ListenerError::Cancelled(_) => Self::Failed(ErrorKind::Cancelled, e.into()),
+            ListenerError::Locked { .. } => Self::Failed(ErrorKind::TooManyAttempts, e.into()),
         }
     }
 }
