@@ -338,6 +338,8 @@ fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
     tmux.type_text("blue moon");
     tmux.keys(&["Enter"]);
     tmux.wait_text("── alice · ");
+    // Said every time (it was sometimes missing: the view subscribed after the discussion opened).
+    tmux.wait_text("(alice connected)");
     let status = open.wait_with_output().unwrap().status;
     assert!(
         status.success(),

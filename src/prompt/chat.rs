@@ -47,20 +47,40 @@ enum Next {
 
 /// Show the chat view of `discussion`, then the ones the person switches to, until they go back
 /// to the menu. `unread`: the discussion's unread count as the caller listed it; every one is shown.
-pub(super) fn run(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result<()> {
-    let mut next = view(ctx, client, discussion, unread)?;
+/// `events`: a connection subscribed before the discussion opened (see [`subscribe`]).
+pub(super) fn run(
+    ctx: &Ctx,
+    client: &mut Client,
+    discussion: &str,
+    unread: u64,
+    events: Option<Client>,
+) -> Result<()> {
+    let mut next = view(ctx, client, discussion, unread, events)?;
     while let Next::Open(id) = next {
         let unread = client
             .call(api::DiscussionsRequest {})?
             .iter()
             .find(|d| d.id == id)
             .map_or(0, |d| d.unread);
-        next = view(ctx, client, &id, unread)?;
+        next = view(ctx, client, &id, unread, None)?;
     }
     Ok(())
 }
 
-fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result<Next> {
+/// A connection subscribed to the core's events, for a chat view.
+pub(super) fn subscribe(ctx: &Ctx) -> Result<Client> {
+    let mut events = ctx.client()?;
+    events.call(api::SubscribeRequest {})?;
+    Ok(events)
+}
+
+fn view(
+    ctx: &Ctx,
+    client: &mut Client,
+    discussion: &str,
+    unread: u64,
+    early: Option<Client>,
+) -> Result<Next> {
     let list = client.call(api::DiscussionsRequest {})?;
     let d = list
         .iter()
@@ -118,6 +138,7 @@ fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result
     let core_gone = Arc::new(AtomicBool::new(false));
     let mut live = Some(start_live(
         ctx,
+        early,
         &mut editor,
         discussion,
         &peer,
@@ -234,6 +255,7 @@ fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result
                 core_gone.store(false, Ordering::SeqCst);
                 live = Some(start_live(
                     ctx,
+                    None,
                     &mut editor,
                     discussion,
                     &peer,
@@ -257,6 +279,7 @@ fn view(ctx: &Ctx, client: &mut Client, discussion: &str, unread: u64) -> Result
 
 fn start_live(
     ctx: &Ctx,
+    early: Option<Client>,
     editor: &mut Editor<ChatHelper, DefaultHistory>,
     discussion: &str,
     peer: &str,
@@ -264,8 +287,10 @@ fn start_live(
     days: &Days,
     core_gone: &Arc<AtomicBool>,
 ) -> Result<Live> {
-    let mut events = ctx.client()?;
-    events.call(api::SubscribeRequest {})?;
+    let events = match early {
+        Some(e) => e,
+        None => subscribe(ctx)?,
+    };
     let printer = editor.create_external_printer()?;
     let scope = Scope {
         discussion: discussion.to_string(),

@@ -41,5 +41,5 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
         return Ok(());
     };
     let d = &list[i];
-    super::chat::run(ctx, client, &d.id, d.unread)
+    super::chat::run(ctx, client, &d.id, d.unread, None)
 }

@@ -65,7 +65,7 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
         }
     };
     // A new discussion: nothing unread beyond what the view shows anyway.
-    super::chat::run(ctx, client, &opened.discussion_id, 0)
+    super::chat::run(ctx, client, &opened.discussion_id, 0, None)
 }
 
 pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
@@ -112,11 +112,13 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
             let secret = Password::with_theme(theme)
                 .with_prompt(format!("Secret shared with {name}"))
                 .interact()?;
+            // Subscribed before the discussion opens: its first events (connected) are not missed.
+            let events = super::chat::subscribe(ctx)?;
             let v = client.call(api::AcceptRequest {
                 request: id,
                 password: secret,
             })?;
-            super::chat::run(ctx, client, &v.discussion_id, 0)
+            super::chat::run(ctx, client, &v.discussion_id, 0, Some(events))
         }
         Some(_) => {
             client.call(api::RefuseRequest { request: id })?;
