@@ -322,7 +322,9 @@ fn a_request_arriving_while_the_menu_is_shown_is_accepted_in_the_prompt() {
             .as_array()
             .is_some_and(|r| !r.is_empty())
     });
-    // The menu still says 0; choosing Requests shows the request anyway.
+    // The menu shown updates by itself (issue 12: it said 0 until a key was pressed).
+    let s = tmux.wait_text("Requests (1)");
+    assert!(!s.contains("Requests (0)"), "the menu drawn twice:\n{s}");
     tmux.keys(&["Down", "Down", "Enter"]);
     let s = tmux.wait_text("#1 alice");
     assert!(

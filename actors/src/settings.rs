@@ -102,7 +102,8 @@ impl Default for LogSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptSettings {
-    /// Ring the terminal bell when a message arrives outside the chat view on screen, or a request.
+    /// Ring the terminal bell when a message arrives outside the chat view on screen (or while the
+    /// home menu is shown), or a request.
     pub bell: bool,
 }
 

@@ -10,16 +10,16 @@ mod contacts;
 mod discussions;
 mod events;
 mod first_run;
+mod home;
 mod interrupt;
 mod lines;
 mod live;
-mod menu_watch;
 mod requests;
 mod slash;
 
 use anyhow::{Context, Result};
 use console::Term;
-use dialoguer::{theme::ColorfulTheme, Confirm, Password, Select};
+use dialoguer::{theme::ColorfulTheme, Confirm, Password};
 use pgpchat_actors::api;
 use pgpchat_actors::offline::{self, fingerprint_groups};
 
@@ -62,15 +62,7 @@ fn home(ctx: &Ctx) -> Result<()> {
         fingerprint_groups(&me.fingerprint)
     );
     loop {
-        let counts = client.requests().and_then(|r| {
-            let unread: u64 = client
-                .call(api::DiscussionsRequest {})?
-                .iter()
-                .map(|d| d.unread)
-                .sum();
-            Ok((r.len(), unread))
-        });
-        let (n_req, unread) = match counts {
+        let counts = match home::counts(&mut client) {
             Ok(c) => c,
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
@@ -86,27 +78,9 @@ fn home(ctx: &Ctx) -> Result<()> {
                 continue;
             }
         };
-        let items = [
-            "Contacts".to_string(),
-            "Open a discussion".to_string(),
-            format!("Requests ({n_req})"),
-            format!("Discussions ({unread} unread)"),
-            "Verify a contact".to_string(),
-            "Refresh".to_string(),
-            "Quit".to_string(),
-        ];
         // A Ctrl-C pressed while nothing listened is not for this menu.
         interrupt::take();
-        let watch = menu_watch::MenuWatch::start(ctx);
-        let choice = Select::with_theme(&theme)
-            .with_prompt("pgpchat")
-            .items(&items)
-            .default(0)
-            .interact_opt();
-        if let Some(w) = watch {
-            w.stop();
-        }
-        let Some(choice) = choice? else {
+        let Some(choice) = home::choose(ctx, counts)? else {
             return Ok(());
         };
         let outcome = match choice {
