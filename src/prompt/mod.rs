@@ -129,7 +129,8 @@ fn ask_passphrase(ctx: &Ctx) -> Result<String> {
         let p = Password::with_theme(&theme)
             .with_prompt("Passphrase for your identity key")
             .interact()
-            .context("reading the passphrase")?;
+            .context("reading the passphrase")
+            .and_then(interrupt::unless_interrupted)?;
         match offline::check_passphrase(dir, &p) {
             Ok(()) => return Ok(p),
             Err(e) => {

@@ -25,7 +25,8 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
     let fpr = c.fingerprint.clone();
     let secret = Password::with_theme(theme)
         .with_prompt(format!("Secret shared with {name}"))
-        .interact()?;
+        .interact()
+        .map(super::interrupt::unless_interrupted)??;
     let wait = ctx.settings.limits.request_timeout_secs;
     println!(
         "Waiting for {name} to accept (up to {}); Ctrl-C cancels the request...",
@@ -111,7 +112,8 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         Some(0) => {
             let secret = Password::with_theme(theme)
                 .with_prompt(format!("Secret shared with {name}"))
-                .interact()?;
+                .interact()
+                .map(super::interrupt::unless_interrupted)??;
             // Subscribed before the discussion opens: its first events (connected) are not missed.
             let events = super::chat::subscribe(ctx)?;
             let v = client.call(api::AcceptRequest {
