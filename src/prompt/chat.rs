@@ -140,9 +140,7 @@ fn view(
         ctx,
         early,
         &mut editor,
-        discussion,
-        &peer,
-        &names,
+        scope(discussion, &peer, &names),
         &days,
         &core_gone,
     )?);
@@ -257,9 +255,7 @@ fn view(
                     ctx,
                     None,
                     &mut editor,
-                    discussion,
-                    &peer,
-                    &names,
+                    scope(discussion, &peer, &names),
                     &days,
                     &core_gone,
                 )?);
@@ -281,9 +277,7 @@ fn start_live(
     ctx: &Ctx,
     early: Option<Client>,
     editor: &mut Editor<ChatHelper, DefaultHistory>,
-    discussion: &str,
-    peer: &str,
-    names: &HashMap<String, String>,
+    scope: Scope,
     days: &Days,
     core_gone: &Arc<AtomicBool>,
 ) -> Result<Live> {
@@ -292,11 +286,6 @@ fn start_live(
         None => subscribe(ctx)?,
     };
     let printer = editor.create_external_printer()?;
-    let scope = Scope {
-        discussion: discussion.to_string(),
-        peer: peer.to_string(),
-        names: names.clone(),
-    };
     Ok(Live::start(
         events,
         printer,
@@ -305,6 +294,15 @@ fn start_live(
         ctx.settings.prompt.bell,
         core_gone.clone(),
     ))
+}
+
+/// What the live thread needs to know of the view.
+fn scope(discussion: &str, peer: &str, names: &HashMap<String, String>) -> Scope {
+    Scope {
+        discussion: discussion.to_string(),
+        peer: peer.to_string(),
+        names: names.clone(),
+    }
 }
 
 /// Erase the prompt and `line` as the editor left them on screen (the rows they took).
