@@ -281,3 +281,23 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
     bob.kill();
 }
+
+/// Defect 6: a wrong passphrase in the prompt is said once and asked again (three tries, as gpg).
+#[test]
+fn a_wrong_passphrase_in_the_prompt_is_said_once_and_asked_again() {
+    let mut alice = Person::new("alice", free_udp_port());
+    alice.passphrase = Some("right one".into());
+    alice.init();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Passphrase for your identity key");
+    tmux.type_text("wrong one");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_screen("the second try", |s| {
+        s.matches("Passphrase for your identity key").count() == 2
+    });
+    assert_eq!(s.matches("wrong passphrase").count(), 1, "{s}");
+    tmux.type_text("right one");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("You are alice");
+}
