@@ -35,7 +35,8 @@ fn open_first_discussion(tmux: &Tmux, peer: &str) {
 }
 
 /// Defects 1 and 4, notifications and scrollback: at 40 columns a line longer than the pane is
-/// shown once while typed and once sent, earlier lines intact; a mistyped command is not sent;
+/// shown once while typed and once sent, earlier lines intact; a paste of several lines is one
+/// message; a mistyped command is not sent;
 /// another discussion's message is announced; `/more` pages back to the first message.
 #[test]
 fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_message() {
@@ -111,6 +112,14 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
             .any(|b| b.contains("clsoe") || b.contains("Back")),
         "{theirs:?}"
     );
+
+    // A paste of several lines is one message.
+    tmux.paste("pasted one\npasted two");
+    tmux.wait_text("pasted two");
+    tmux.keys(&["Enter"]);
+    wait_for(30, "bob to get the pasted lines", || {
+        bodies(&bob, &id).contains(&"pasted one\npasted two".to_string())
+    });
 
     // The other discussion gets a message: a notice here, the conversation unchanged.
     bob.ok(&["send", &other, "over here"]);

@@ -112,6 +112,21 @@ impl Tmux {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// Paste `text` as a terminal does when the program asked for bracketed paste.
+    pub(crate) fn paste(&self, text: &str) {
+        let tmux = |args: &[&str]| {
+            let ok = Command::new("tmux")
+                .args(["-L", &self.socket])
+                .args(args)
+                .status()
+                .expect("tmux")
+                .success();
+            assert!(ok, "tmux {args:?}");
+        };
+        tmux(&["set-buffer", "-b", "p", text]);
+        tmux(&["paste-buffer", "-p", "-d", "-b", "p", "-t", "t"]);
+    }
+
     /// Whether the cursor is visible (a menu hides it while drawing; it must come back).
     pub(crate) fn cursor_visible(&self) -> bool {
         self.var("cursor_flag") == "1"
