@@ -16,7 +16,9 @@
 //! a budget of decryptions for unauthenticated frames.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -497,6 +499,9 @@ impl Handler<Decide> for Listener {
 pub struct Open {
     pub contact: ContactRecord,
     pub password: String,
+    /// Ends when whoever asked is gone (the IPC connection that sent `open` closed): the request
+    /// is then withdrawn as by [`Cancel`].
+    pub asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Handler<Open> for Listener {
@@ -534,9 +539,16 @@ impl Handler<Open> for Listener {
         Box::pin(async move {
             // Cancelling drops the request's future, and with it its connection: the peer's core
             // sees the end of the stream while its user decides, and withdraws the request.
+            let asker_gone = async {
+                match m.asker_gone {
+                    Some(gone) => gone.await,
+                    None => futures::future::pending().await,
+                }
+            };
             let r = tokio::select! {
                 r = task.request(m.contact, m.password) => r,
                 _ = cancelled => Err(ListenerError::Cancelled(name)),
+                () = asker_gone => Err(ListenerError::Cancelled(name)),
             };
             me.do_send(OpenEnded(id));
             r

@@ -11,8 +11,10 @@
 //!        all of them ──▶ KeyManager (crypto workers), StoreWorker (SQLite), EventBus
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -453,6 +455,17 @@ impl NodeHandle {
 
     /// Ask a contact for a discussion; answers when it is open (its id) or failed.
     pub async fn open(&self, contact: &str, password: &str) -> Result<String, ApiError> {
+        self.open_while(contact, password, None).await
+    }
+
+    /// [`Self::open`], withdrawn (`cancelled`) if `asker_gone` ends first: the front-end that
+    /// asked went away, and nobody would see the discussion open.
+    pub async fn open_while(
+        &self,
+        contact: &str,
+        password: &str,
+        asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<String, ApiError> {
         check_password(password)?;
         let contact = self.find_contact(contact).await?;
         Ok(self
@@ -460,6 +473,7 @@ impl NodeHandle {
             .send(Open {
                 contact,
                 password: password.into(),
+                asker_gone,
             })
             .await
             .map_err(mailbox)??)
