@@ -44,7 +44,7 @@ pub(super) enum Ended {
 
 pub(super) struct Live {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Ended>,
+    thread: Option<JoinHandle<Ended>>,
 }
 
 impl Live {
@@ -133,13 +133,29 @@ impl Live {
             }
             ended
         });
-        Self { stop, thread }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stop the thread; how it ended.
-    pub(super) fn stop(self) -> Ended {
+    pub(super) fn stop(mut self) -> Ended {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(Ended::CoreGone)
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(Ended::CoreGone)
+    }
+}
+
+impl Drop for Live {
+    /// A view left by an error stops its thread too (it would print into the menu).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
