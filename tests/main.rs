@@ -5,6 +5,7 @@
 mod attacks;
 mod binary;
 mod cli;
+mod chat_view;
 mod common;
 mod contacts_by_address;
 mod core_inprocess;

@@ -11,8 +11,10 @@
 //!        all of them ──▶ KeyManager (crypto workers), StoreWorker (SQLite), EventBus
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -30,7 +32,7 @@ use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
 use crate::keys::{KeyManager, KeysHandle};
-use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
+use crate::listener::{Cancel, Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
 use crate::prober::{AddContact, AddContactError, Prober};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
@@ -176,6 +178,8 @@ impl From<ListenerError> for ApiError {
             | ListenerError::Directory(_)
             | ListenerError::Create(_)
             | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.into()),
+            ListenerError::Cancelled(_) => Self::Failed(ErrorKind::Cancelled, e.into()),
+            ListenerError::Locked { .. } => Self::Failed(ErrorKind::TooManyAttempts, e.into()),
         }
     }
 }
@@ -509,6 +513,17 @@ impl NodeHandle {
 
     /// Ask a contact for a discussion; answers when it is open (its id) or failed.
     pub async fn open(&self, contact: &str, password: &str) -> Result<String, ApiError> {
+        self.open_while(contact, password, None).await
+    }
+
+    /// [`Self::open`], withdrawn (`cancelled`) if `asker_gone` ends first: the front-end that
+    /// asked went away, and nobody would see the discussion open.
+    pub async fn open_while(
+        &self,
+        contact: &str,
+        password: &str,
+        asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<String, ApiError> {
         check_password(password)?;
         let contact = self.find_contact(contact).await?;
         Ok(self
@@ -516,9 +531,23 @@ impl NodeHandle {
             .send(Open {
                 contact,
                 password: password.into(),
+                asker_gone,
             })
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Withdraw our requests to a contact still waiting for an answer; how many were.
+    pub async fn cancel(&self, contact: &str) -> Result<u64, ApiError> {
+        let contact = self.find_contact(contact).await?;
+        let n = self
+            .listener
+            .send(Cancel {
+                fingerprint: contact.fingerprint,
+            })
+            .await
+            .map_err(mailbox)?;
+        Ok(n as u64)
     }
 
     pub async fn requests(&self) -> Result<Vec<RequestInfo>, ApiError> {

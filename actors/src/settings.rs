@@ -60,6 +60,7 @@ pub struct Settings {
     pub ipc: IpcSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    pub prompt: PromptSettings,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -124,6 +125,21 @@ impl Default for LogSettings {
             max_file_bytes: 4 * 1024 * 1024,
             rotated_files: 3,
         }
+    }
+}
+
+/// The interactive prompt (`pgpchat chat`); the core ignores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptSettings {
+    /// Ring the terminal bell when a message arrives outside the chat view on screen (or while the
+    /// home menu is shown), or a request.
+    pub bell: bool,
+}
+
+impl Default for PromptSettings {
+    fn default() -> Self {
+        Self { bell: true }
     }
 }
 

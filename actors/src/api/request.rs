@@ -124,6 +124,9 @@ methods! {
     Block(BlockRequest) = "block" -> BlockAnswer;
     /// Ask a contact for a discussion; answers once it is open (waits for the peer's decision).
     Open(OpenRequest) = "open" -> Opened;
+    /// Withdraw our requests to a contact that wait for an answer: each `open` waiting on one
+    /// fails with `cancelled`, and the request disappears from the peer's `requests`.
+    Cancel(CancelRequest) = "cancel" -> Cancelled;
     /// Requests waiting for a decision; with `refused: true`, the last requests turned away
     /// without asking the user, oldest first.
     Requests(RequestsRequest) = "requests" -> RequestList;
@@ -281,6 +284,14 @@ impl std::fmt::Debug for OpenRequest {
             .field("password", &Hidden::of(&self.password))
             .finish()
     }
+}
+
+/// `cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
 }
 
 /// `requests`.

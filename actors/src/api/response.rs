@@ -215,6 +215,13 @@ pub struct Opened {
     pub discussion_id: String,
 }
 
+/// Answer of `cancel`: how many of our requests to the contact were withdrawn (0: none was
+/// waiting, it was answered already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancelled {
+    pub cancelled: u64,
+}
+
 /// Answer of `refuse` (always true).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefusedAnswer {

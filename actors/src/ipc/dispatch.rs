@@ -19,7 +19,12 @@ fn discover() -> Value {
 }
 
 /// Run one request. `subscribe` is the connection's business: here it only answers.
-pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, ApiError> {
+/// `client_gone` ends when the connection that sent `request` closes (an `open` is then withdrawn).
+pub async fn dispatch(
+    node: &NodeHandle,
+    request: Request,
+    client_gone: tokio::sync::watch::Receiver<()>,
+) -> Result<Response, ApiError> {
     Ok(match request {
         Request::Whoami(_) => Response::Whoami(node.whoami().into()),
         Request::Status(_) => Response::Status(api::Status {
@@ -54,8 +59,16 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 blocked,
             })
         }
-        Request::Open(r) => Response::Open(api::Opened {
-            discussion_id: node.open(&r.contact, &r.password).await?,
+        Request::Open(r) => {
+            let mut gone = client_gone;
+            // `changed` fails when the connection drops its sender: then the asker is gone.
+            let gone = Box::pin(async move { while gone.changed().await.is_ok() {} });
+            Response::Open(api::Opened {
+                discussion_id: node.open_while(&r.contact, &r.password, Some(gone)).await?,
+            })
+        }
+        Request::Cancel(r) => Response::Cancel(api::Cancelled {
+            cancelled: node.cancel(&r.contact).await?,
         }),
         Request::Requests(r) if r.refused.unwrap_or(false) => {
             Response::Requests(api::RequestList::Refused(
