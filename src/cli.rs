@@ -47,7 +47,7 @@ Environment:
 
 Exit status:
   0 success   1 internal error   2 usage or configuration error   3 not found
-  4 refused, wrong secret or passphrase, intercepted, closed   5 the core is not running
+  4 refused, wrong secret or passphrase, intercepted, closed, cancelled   5 the core is not running
   6 the running core speaks an incompatible API   7 a core already runs on this data directory";
 
 /// The heading of the options every command takes.

@@ -4,8 +4,8 @@
 
 mod attacks;
 mod binary;
-mod cli;
 mod chat_view;
+mod cli;
 mod common;
 mod contacts_by_address;
 mod core_inprocess;

@@ -131,6 +131,7 @@ mod tests {
             time: 1_700_000_000,
             body: "hello\nthere".into(),
             state: DeliveryState::Delivered,
+            position: None,
         };
         let l = message(&m, "bob");
         assert!(
