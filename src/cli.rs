@@ -1,8 +1,12 @@
 //! Arguments (SPEC 2). Secrets are never arguments: files, environment or a hidden prompt.
+//!
+//! Every argument has a help text; the global options are under their own heading; `--help` ends
+//! with examples, the environment variables and the exit codes (`crate::exit`). Shell completions
+//! and the man page are generated from this definition (`pgpchat completions SHELL`, `pgpchat man`).
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
 
 /// `pgpchat --version`: the program's version and the core API version it speaks.
 fn version() -> &'static str {
@@ -16,25 +20,67 @@ fn version() -> &'static str {
     })
 }
 
+/// The end of `pgpchat --help` (and of the man page).
+const AFTER_HELP: &str = "\
+Examples:
+  pgpchat --profile alice chat                 the interactive prompt (starts the core if needed)
+  pgpchat --profile alice init --name alice    create the identity (asks for a passphrase)
+  pgpchat --profile alice daemon               run the core in the foreground
+  pgpchat --profile alice open bob --password-file secret.txt
+  pgpchat --profile bob accept 1 --password-file secret.txt
+  echo 'hi' | pgpchat --profile bob send alice -
+  pgpchat --profile alice history bob --limit 20 --before 41   messages 21 to 40
+  pgpchat --json --profile alice watch         events, one JSON object per line
+
+Configuration (docs/configuration.md), highest precedence first:
+  --config FILE > --profile NAME > PGPCHAT_CONFIG > $XDG_CONFIG_HOME/pgpchat/config.toml > defaults.
+  The profiles alice and bob (loopback only) and default are built in.
+
+Environment:
+  PGPCHAT_PASSPHRASE   the identity key's passphrase (else --passphrase-file or a hidden prompt)
+  PGPCHAT_PASSWORD     the secret shared with a peer (else --password-file or a hidden prompt)
+  PGPCHAT_PROFILE      the profile, as --profile
+  PGPCHAT_CONFIG       a configuration file, used without --profile and --config
+  PGPCHAT__SECTION__KEY=VALUE  one configuration key, e.g. PGPCHAT__DISCOVERY__PORT=47481
+  RUST_LOG             log filter (default: warn; info for the core); -v and -q override it
+  NO_COLOR             no colours in the prompt
+
+Exit status:
+  0 success   1 internal error   2 usage or configuration error   3 not found
+  4 refused, wrong secret or passphrase, intercepted, closed, cancelled   5 the core is not running
+  6 the running core speaks an incompatible API   7 a core already runs on this data directory";
+
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(
     name = "pgpchat",
     version = version(),
-    about = "Secure peer-to-peer chat on the local network, over OpenPGP"
+    about = "Secure peer-to-peer chat on the local network, over OpenPGP",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Profile: reads NAME.toml from ./config/ or the user's config dir (pgpchat/).
-    #[arg(long, global = true, env = "PGPCHAT_PROFILE")]
+    /// Profile: NAME.toml from ./config/, the user's config dir (pgpchat/), or built in
+    /// (default, alice, bob).
+    #[arg(long, global = true, env = "PGPCHAT_PROFILE", value_name = "NAME", help_heading = GLOBAL)]
     pub profile: Option<String>,
-    /// An explicit configuration file (applied after the profile).
-    #[arg(long, global = true)]
+    /// An explicit configuration file (applied after the profile: its keys win).
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Data directory (identity, store, IPC socket); overrides the configuration.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
     /// Print data as JSON (one document, or JSON lines for streams).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+    /// More log lines (-v: info, -vv: debug, -vvv: trace); overrides RUST_LOG.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet",
+          help_heading = GLOBAL)]
+    pub verbose: u8,
+    /// Only errors in the log (no warning or info lines); overrides RUST_LOG.
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -47,7 +93,7 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
         /// File holding the passphrase that protects the identity key (`-`: standard input).
-        #[arg(long, conflicts_with = "no_passphrase")]
+        #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
         passphrase_file: Option<PathBuf>,
         /// Store the identity key without a passphrase.
         #[arg(long)]
@@ -56,54 +102,104 @@ pub enum Command {
     /// Run the core in the foreground: discovery, listener, IPC socket, store.
     Daemon {
         /// File holding the identity passphrase (`-`: standard input); else PGPCHAT_PASSPHRASE or a prompt.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
     },
     /// The interactive prompt (the default); starts the core in the background if needed.
     Chat,
     /// Own name and fingerprint.
     Whoami,
-    /// Contacts seen on the network (and where each came from); --from PEER first asks PEER (a
-    /// contact you have a discussion with) for its contact list and merges it.
+    /// Contacts seen on the network, added by address, or learned from others (with their origin);
+    /// --from PEER first asks PEER (a contact you have a discussion with) for its contact list and
+    /// merges it.
     Contacts {
+        /// Whom to ask for its contact list first: a contact or a discussion.
         #[arg(long, value_name = "PEER")]
         from: Option<String>,
     },
+    /// Add the node at HOST:PORT as a contact (HOST a name, an IPv4 address or [IPv6]; PORT its
+    /// main TCP port, shown by its `whoami`): for people beyond the local network.
+    AddContact {
+        /// HOST:PORT: a name, an IPv4 address or [IPv6], and the node's main TCP port.
+        address: String,
+    },
+    /// Forget a contact (name or fingerprint prefix); it comes back if it announces itself again.
+    RemoveContact {
+        /// The contact: its name or a fingerprint prefix (4+ hex digits).
+        contact: String,
+    },
+    /// Block a fingerprint: its announces, discussion requests and list entries are ignored.
+    Block {
+        /// The full fingerprint (40 or 64 hex digits; spaces allowed).
+        fingerprint: String,
+    },
+    /// Unblock a fingerprint.
+    Unblock {
+        /// The full fingerprint (40 or 64 hex digits; spaces allowed).
+        fingerprint: String,
+    },
     /// Mark a contact verified after comparing fingerprints out of band (or --unset).
     Verify {
+        /// The contact: its name or a fingerprint prefix (4+ hex digits).
         contact: String,
+        /// Mark it unverified instead.
         #[arg(long)]
         unset: bool,
     },
-    /// Ask CONTACT (name or fingerprint prefix) for a discussion, authenticated by a shared secret.
+    /// Ask CONTACT for a discussion, authenticated by a shared secret (waits for the decision).
     Open {
+        /// The contact: its name or a fingerprint prefix (4+ hex digits).
         contact: String,
         /// File holding the shared secret (`-`: standard input); else PGPCHAT_PASSWORD or a prompt.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
-    /// Incoming discussion requests waiting for a decision.
+    /// Incoming discussion requests waiting for a decision, and those refused without asking you.
     Requests,
     /// Accept a request by giving the same shared secret.
     Accept {
+        /// The request's number, as `requests` lists it.
         request: u64,
-        #[arg(long)]
+        /// File holding the shared secret (`-`: standard input); else PGPCHAT_PASSWORD or a prompt.
+        #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
     /// Refuse a request.
-    Refuse { request: u64 },
+    Refuse {
+        /// The request's number, as `requests` lists it.
+        request: u64,
+    },
     /// Open and past discussions.
     Discussions,
-    /// Send a message (TEXT `-` reads standard input); returns once it is stored in the outbox.
-    Send { discussion: String, text: String },
-    /// Messages of a discussion, oldest first.
-    History {
+    /// Send a message; returns once it is stored in the outbox.
+    Send {
+        /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
+        /// fingerprint prefix (its most recent open discussion, else its most recent one).
         discussion: String,
+        /// The message (`-`: read it from standard input).
+        text: String,
+    },
+    /// Messages of a discussion, oldest first: the last LIMIT, or a page with --before/--after.
+    History {
+        /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
+        /// fingerprint prefix (its most recent open discussion, else its most recent one).
+        discussion: String,
+        /// How many messages at most.
         #[arg(long, default_value_t = 50)]
         limit: u64,
+        /// Only messages before this position (1 is the first message; `--json` shows each
+        /// message's `position`): the last LIMIT of them. Pages back through the history.
+        #[arg(long, value_name = "POSITION")]
+        before: Option<u64>,
+        /// Only messages after this position; without --before, the first LIMIT of them.
+        #[arg(long, value_name = "POSITION")]
+        after: Option<u64>,
     },
-    /// Close a discussion for good (both sides are told; history stays).
+    /// Close a discussion for good (both sides are told; history stays). Closing one that is
+    /// already closed says so and succeeds.
     Close {
+        /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
+        /// fingerprint prefix (its most recent open discussion, else its most recent one).
         discussion: String,
         /// Close now, without waiting for the peer to confirm: keys are destroyed at once,
         /// undelivered messages stay undelivered, and the peer is told when it is next reachable.
@@ -116,6 +212,7 @@ pub enum Command {
     Stop,
     /// Run N complete nodes in this process on loopback and report timings (nothing leaves the host).
     Simulate {
+        /// How many nodes (each opens a discussion with the next, in a ring).
         #[arg(long, default_value_t = 4)]
         nodes: usize,
         /// Messages each requester sends.
@@ -127,7 +224,41 @@ pub enum Command {
     },
     /// Print the identity key, armored (with --secret: the passphrase-protected secret key).
     ExportKey {
+        /// The secret key (still protected by its passphrase) instead of the public one.
         #[arg(long)]
         secret: bool,
     },
+    /// Print a shell completion script, e.g. `pgpchat completions bash > ~/.local/share/bash-completion/completions/pgpchat`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `pgpchat man > ~/.local/share/man/man1/pgpchat.1`.
+    Man,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is (clap's own `--help`/`--version` aside).
+    #[test]
+    fn every_argument_has_a_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "pgpchat", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use pgpchat_actors::api::{self, Event, Notification};
+use pgpchat_actors::client::ClientError;
 use pgpchat_actors::daemon::{self, DaemonError, SimulateOptions};
 use pgpchat_actors::offline::{self, fingerprint_groups, IdentityError};
 use pgpchat_actors::settings::Settings;
@@ -71,11 +72,26 @@ fn log_filter(rust_log: Option<String>, default: &str) -> String {
     out
 }
 
+/// The level `-v`/`-q` ask for, which wins over `RUST_LOG` (None: neither was given).
+fn verbosity(verbose: u8, quiet: bool) -> Option<&'static str> {
+    match (quiet, verbose) {
+        (true, _) => Some("error"),
+        (false, 0) => None,
+        (false, 1) => Some("info"),
+        (false, 2) => Some("debug"),
+        (false, _) => Some("trace"),
+    }
+}
+
 /// Log lines: to stderr, and for the core also to its own rotated file (`log_file`, attached once
-/// the identity is unlocked).
-fn init_logging(default: &str, node: &str, core: bool) {
+/// the identity is unlocked). `level` (from `-v`/`-q`) replaces `RUST_LOG`.
+fn init_logging(default: &str, node: &str, core: bool, level: Option<&str>) {
     let node = node.to_string();
-    let filter = log_filter(std::env::var("RUST_LOG").ok(), default);
+    let rust_log = match level {
+        Some(l) => Some(l.to_string()),
+        None => std::env::var("RUST_LOG").ok(),
+    };
+    let filter = log_filter(rust_log, default);
     let mut b = env_logger::Builder::new();
     b.parse_filters(&filter);
     if core {
@@ -104,12 +120,19 @@ fn init_logging(default: &str, node: &str, core: bool) {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // Generated from the definition alone: a broken configuration does not stop them.
+    match &cli.command {
+        Some(Command::Completions { shell }) => return completions(*shell),
+        Some(Command::Man) => return man_page(),
+        _ => {}
+    }
     let settings = load_settings(&cli)?;
     let is_daemon = matches!(cli.command, Some(Command::Daemon { .. }));
     init_logging(
         if is_daemon { "info" } else { "warn" },
         &settings.node.name,
         is_daemon,
+        verbosity(cli.verbose, cli.quiet),
     );
     let ctx = Ctx {
         settings,
@@ -128,9 +151,10 @@ fn with_hint(ctx: &Ctx, e: anyhow::Error) -> anyhow::Error {
             .and_then(DaemonError::identity)
     });
     match identity {
-        Some(IdentityError::Missing(_)) => {
-            anyhow::anyhow!("{e}: run {} first", ctx.hint("init --name NAME"))
-        }
+        Some(IdentityError::Missing(_)) => crate::exit::Reworded::of(
+            &e,
+            format!("{e}: run {} first", ctx.hint("init --name NAME")),
+        ),
         _ => e,
     }
 }
@@ -149,6 +173,26 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Whoami => whoami(ctx),
         Command::Contacts { from: None } => contacts(ctx),
         Command::Contacts { from: Some(peer) } => contacts_from(ctx, peer),
+        Command::AddContact { address } => {
+            let c = ctx.call(api::AddContactRequest { address })?;
+            ctx.print(&c, |c| {
+                println!(
+                    "{} {} added ({}:{}); verify its fingerprint before trusting it",
+                    safe_text::line(&c.name),
+                    c.fingerprint,
+                    c.address,
+                    c.tcp_port
+                )
+            })
+        }
+        Command::RemoveContact { contact } => {
+            let c = ctx.call(api::RemoveContactRequest { contact })?;
+            ctx.print(&c, |c| {
+                println!("{} {} removed", safe_text::line(&c.name), c.fingerprint)
+            })
+        }
+        Command::Block { fingerprint } => block(ctx, fingerprint, true),
+        Command::Unblock { fingerprint } => block(ctx, fingerprint, false),
         Command::Verify { contact, unset } => {
             let c = ctx.call(api::VerifyRequest {
                 contact,
@@ -208,12 +252,42 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let m = ctx.call(api::SendRequest { discussion, text })?;
             ctx.print(&m, |m| println!("message {} {}", m.seq, delivery(m.state)))
         }
-        Command::History { discussion, limit } => history(ctx, &discussion, limit),
-        Command::Close { discussion, force } => {
-            let v = ctx.call(api::CloseRequest {
+        Command::History {
+            discussion,
+            limit,
+            before,
+            after,
+        } => history(
+            ctx,
+            api::HistoryRequest {
                 discussion,
+                limit: Some(limit),
+                before,
+                after,
+            },
+        ),
+        Command::Close { discussion, force } => {
+            let answer = ctx.call(api::CloseRequest {
+                discussion: discussion.clone(),
                 force: Some(force),
-            })?;
+            });
+            // Already closed: what the user wanted is true, so it is no failure.
+            if let Some(e) = answer
+                .as_ref()
+                .err()
+                .and_then(|e| e.downcast_ref::<ClientError>())
+            {
+                if e.kind() == Some(api::ErrorKind::Closed) {
+                    let v = json!({"discussion": discussion, "state": "closed", "already": true});
+                    return ctx.print(&v, |_| {
+                        println!(
+                            "discussion {} is already closed",
+                            safe_text::line(&discussion)
+                        )
+                    });
+                }
+            }
+            let v = answer?;
             ctx.print(&v, |v| {
                 let id = &v.discussion_id;
                 if v.state == api::DiscussionState::Closing {
@@ -246,7 +320,29 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             ctx.print(&v, |_| println!("core stopped"))
         }
         Command::ExportKey { secret } => export_key(ctx, secret),
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man_page(),
     }
+}
+
+/// `pgpchat completions SHELL`: the completion script, generated from the CLI definition.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pgpchat", &mut out);
+    crate::stdout::write(format_args!("{}", String::from_utf8_lossy(&out)));
+    Ok(())
+}
+
+/// `pgpchat man`: the man page (roff), generated from the CLI definition.
+fn man_page() -> Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .context("rendering the man page")?;
+    crate::stdout::write(format_args!("{}", String::from_utf8_lossy(&out)));
+    Ok(())
 }
 
 /// The secret shared out of band: from the file, `PGPCHAT_PASSWORD`, or a hidden prompt.
@@ -346,6 +442,20 @@ fn export_key(ctx: &Ctx, secret: bool) -> Result<()> {
     Ok(())
 }
 
+fn block(ctx: &Ctx, fingerprint: String, blocked: bool) -> Result<()> {
+    let a = ctx.call(api::BlockRequest {
+        fingerprint,
+        blocked: Some(blocked),
+    })?;
+    ctx.print(&a, |a| {
+        println!(
+            "{} {}",
+            a.fingerprint,
+            if a.blocked { "blocked" } else { "unblocked" }
+        )
+    })
+}
+
 fn contacts(ctx: &Ctx) -> Result<()> {
     let list = ctx.call(api::ContactsRequest {})?;
     ctx.print(&list, |list| {
@@ -355,10 +465,11 @@ fn contacts(ctx: &Ctx) -> Result<()> {
         }
         let now = now_secs();
         println!(
-            "{:<20} {:<16} {:<22} {:<10} flags",
-            "NAME", "FINGERPRINT", "ADDRESS", "SEEN"
+            "{:<20} {:<16} {:<22} {:<10} {:<20} flags",
+            "NAME", "FINGERPRINT", "ADDRESS", "SEEN", "ORIGIN"
         );
         for c in list {
+            let origin = safe_text::line(&c.origin.to_string());
             let mut flags = Vec::new();
             if c.verified {
                 flags.push("verified");
@@ -367,11 +478,12 @@ fn contacts(ctx: &Ctx) -> Result<()> {
                 flags.push("KEY-CHANGED");
             }
             println!(
-                "{:<20} {:<16} {:<22} {:<10} {}",
+                "{:<20} {:<16} {:<22} {:<10} {:<20} {}",
                 safe_text::line(&c.name),
                 format::short_fpr(&c.fingerprint),
                 format!("{}:{}", c.address, c.tcp_port),
                 format::ago(c.last_seen, now),
+                origin,
                 flags.join(",")
             );
         }
@@ -387,11 +499,11 @@ fn contacts_from(ctx: &Ctx, peer: String) -> Result<()> {
 fn requests(ctx: &Ctx) -> Result<()> {
     let mut client = ctx.client()?;
     let list = client.requests()?;
-    let refused = if ctx.json {
-        Vec::new()
-    } else {
-        client.refused_requests()?
-    };
+    let refused = client.refused_requests()?;
+    if ctx.json {
+        let v = json!({"requests": list, "refused": refused});
+        return ctx.print(&v, |_| {});
+    }
     ctx.print(&list, |list| {
         if !refused.is_empty() {
             println!("refused without asking you (most recent last):");
@@ -454,12 +566,10 @@ fn discussions(ctx: &Ctx) -> Result<()> {
     })
 }
 
-fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
+fn history(ctx: &Ctx, request: api::HistoryRequest) -> Result<()> {
     let mut client = ctx.client()?;
-    let messages = client.call(api::HistoryRequest {
-        discussion: discussion.to_string(),
-        limit: Some(limit),
-    })?;
+    let discussion = request.discussion.clone();
+    let messages = client.call(request)?;
     if ctx.json {
         println!("{}", safe_text::json(&serde_json::to_value(&messages)?));
         return Ok(());
@@ -475,6 +585,17 @@ fn history(ctx: &Ctx, discussion: &str, limit: u64) -> Result<()> {
     };
     for m in &messages {
         println!("{}", format_message(m, peer.as_deref()));
+    }
+    // On stderr, so stdout stays the messages: how to page back.
+    if let Some(first) = messages.first().and_then(|m| m.position).filter(|p| *p > 1) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "(earlier messages: {})",
+            ctx.hint(&format!(
+                "history {} --before {first}",
+                crate::ctx::shell_quote(&discussion)
+            ))
+        );
     }
     Ok(())
 }

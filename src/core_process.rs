@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use pgpchat_actors::daemon::{self, DaemonError};
+use pgpchat_actors::daemon;
 use pgpchat_actors::offline;
 
 use crate::client::Client;
@@ -20,13 +20,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Exit status of `pgpchat daemon` when another core holds the data directory's lock. The prompt's
 /// autostart tells it from a failure: another prompt started the core at the same moment, so it
 /// waits for that core's socket instead of giving up.
-pub const EXIT_ALREADY_RUNNING: u8 = 3;
-
-/// Whether `e` says that another core holds the data directory.
-pub fn already_running(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<DaemonError>()
-        .is_some_and(DaemonError::is_already_running)
-}
+pub const EXIT_ALREADY_RUNNING: u8 = crate::exit::ALREADY_RUNNING;
 
 /// `pgpchat daemon`: run the core in the foreground until a signal or a front-end stops it.
 pub fn run_daemon(ctx: &Ctx, passphrase_file: Option<PathBuf>) -> Result<()> {

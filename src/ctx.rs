@@ -86,7 +86,7 @@ impl Ctx {
 }
 
 /// Quote a word for a POSIX shell when it needs it.
-fn shell_quote(w: &str) -> String {
+pub fn shell_quote(w: &str) -> String {
     let plain = !w.is_empty()
         && w.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));

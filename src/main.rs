@@ -1,12 +1,14 @@
 //! `pgpchat`: the command line and the terminal front-end of the pgpchat core.
 //!
-//! `main` is thin: parse arguments, run, print the error chain once, exit non-zero on failure.
+//! `main` is thin: parse arguments, run, print the error chain once, exit with the status of the
+//! error's class (`exit`).
 
 mod cli;
 mod client;
 mod commands;
 mod core_process;
 mod ctx;
+mod exit;
 mod format;
 mod log_file;
 mod prompt;
@@ -31,21 +33,17 @@ fn main() -> ExitCode {
                 "pgpchat: {}",
                 safe_text::line(&one_line(&e))
             );
-            if core_process::already_running(&e) {
-                ExitCode::from(core_process::EXIT_ALREADY_RUNNING)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(exit::code(&e))
         }
     }
 }
 
-/// The error chain on one line, each cause once: a library error whose text already ends with its
-/// source's (`"...: {0}"`) does not get it repeated.
+/// The error chain on one line, each cause once: a library error whose text already holds its
+/// source's (`"...: {0}"`, or a hint after it) does not get it repeated.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain().map(ToString::to_string) {
-        if line.ends_with(&cause) {
+        if line.contains(&cause) {
             continue;
         }
         if !line.is_empty() {

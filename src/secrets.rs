@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// Read a secret from `file` (`-` is standard input; the first line, without its newline), else
 /// the environment variable `env`, else a hidden prompt when there is a terminal.
@@ -21,10 +21,13 @@ pub fn obtain(file: Option<&Path>, env: &str, prompt: &str, confirm: bool) -> Re
         p.interact()
             .context("reading the secret from the terminal")?
     } else {
-        bail!("a secret is needed: give a file (--password-file/--passphrase-file) or set {env}");
+        return Err(crate::exit::Usage(format!(
+            "a secret is needed: give a file (--password-file/--passphrase-file) or set {env}"
+        ))
+        .into());
     };
     if secret.is_empty() {
-        bail!("the secret is empty");
+        return Err(crate::exit::Usage("the secret is empty".into()).into());
     }
     Ok(secret)
 }

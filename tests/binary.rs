@@ -240,7 +240,7 @@ impl Person {
                     other.log()
                 );
             }
-            let r = other.json(&["requests"]);
+            let r = other.requests();
             request = r
                 .as_array()
                 .and_then(|r| r.iter().find(|r| r["name"] == self.name.as_str()))
@@ -267,11 +267,16 @@ impl Person {
         id
     }
 
+    /// The pending requests of `requests --json` (which also lists the refused ones).
+    pub fn requests(&self) -> Value {
+        self.json(&["requests"])["requests"].clone()
+    }
+
     /// Wait until `from`'s request is listed here; its id.
     pub fn wait_request(&self, from: &Person) -> u64 {
         let mut request = 0;
         wait_for(20, &format!("{} to get the request", self.name), || {
-            let r = self.json(&["requests"]);
+            let r = self.requests();
             match r.as_array().and_then(|r| r.first()) {
                 Some(r) => {
                     assert_eq!(r["name"], from.name.as_str());
@@ -583,7 +588,7 @@ fn verify_refuse_and_simulate_from_the_command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("refused"), "{err}");
-    assert_eq!(bob.json(&["requests"]), serde_json::json!([]));
+    assert_eq!(bob.requests(), serde_json::json!([]));
     assert_eq!(alice.json(&["discussions"]), serde_json::json!([]));
     assert!(!bob.run(&["refuse", &request.to_string()]).status.success());
 

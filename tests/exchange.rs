@@ -7,7 +7,7 @@ use pgpchat_actors::codec;
 use pgpchat_actors::events::Event;
 use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::settings::ShareFrom;
-use pgpchat_actors::store::ContactRecord;
+use pgpchat_actors::store::{ContactOrigin, ContactRecord};
 use pgpchat_actors::wire::{Announce, AnnounceBody};
 
 use crate::common::*;
@@ -39,7 +39,8 @@ async fn contact_of(node: &NodeHandle, name: &str, tamper: impl Fn(&mut Announce
         announce_time: now(),
         verified: false,
         key_changed: false,
-        origin: "broadcast".into(),
+        origin: ContactOrigin::Broadcast,
+        probe: None,
         announce: codec::encode(&announce).unwrap(),
     };
     node.store.run(move |s| s.upsert_contact(&c)).await.unwrap();
@@ -84,10 +85,19 @@ async fn a_list_is_exchanged_end_to_end_and_its_contacts_come_via_the_sharer() {
     let c = contact_named(a, "carol").await.expect("carol learned");
     assert_eq!(c.fingerprint, carol);
     let bob_fp = b.keys.fingerprint().to_string();
-    assert_eq!(c.origin, format!("via bob {bob_fp}"));
+    assert_eq!(
+        c.origin,
+        ContactOrigin::Via {
+            fingerprint: bob_fp.clone(),
+            name: "bob".into()
+        }
+    );
     assert_eq!(c.tcp_port, 4242);
     // Bob's own contact keeps where it came from.
-    assert_eq!(contact_named(a, "bob").await.unwrap().origin, "broadcast");
+    assert_eq!(
+        contact_named(a, "bob").await.unwrap().origin,
+        ContactOrigin::Broadcast
+    );
     // The origin is on disk (what a restart reads).
     let stored = a.store.run(|s| s.contacts()).await.unwrap();
     let stored = stored.iter().find(|c| c.fingerprint == carol).unwrap();
@@ -166,8 +176,7 @@ async fn a_blocked_fingerprints_entries_are_ignored() {
     let n = pair(|_, _| {}).await;
     let (a, b) = (&n[0], &n[1]);
     let carol = contact_of(b, "carol", |_| {}).await;
-    let c = carol.clone();
-    a.store.run(move |s| s.block(&c)).await.unwrap();
+    a.block(&carol, true).await.unwrap();
     let got = a.contacts_from("bob").await.unwrap();
     assert!(got.merged.learned.is_empty());
     assert_eq!(got.blocked, 1);

@@ -532,7 +532,7 @@ async fn version_discover_and_error_kinds_through_the_async_client() {
         client.call(api::WhoamiRequest {}),
         client.call(api::HistoryRequest {
             discussion: "nobody".into(),
-            limit: None,
+            ..api::HistoryRequest::default()
         })
     );
     assert_eq!(a.expect("whoami").fingerprint, n[0].keys.fingerprint());
@@ -656,4 +656,28 @@ async fn clients_that_write_but_never_read_are_closed() {
         },
     )
     .await;
+}
+
+/// A front-end that asked for a discussion and went away (`pgpchat open` killed, issue 12 defect
+/// 2): the core withdraws the request, and it disappears from the peer's `requests`; the
+/// discussion does not open later behind the user's back.
+#[test]
+fn an_open_whose_connection_closes_is_withdrawn_from_the_peer() {
+    use crate::binary::{alice_and_bob_running, path_str, wait_for};
+    let (alice, bob) = alice_and_bob_running();
+    let secret = alice.secret_file("pw");
+    let mut open = alice
+        .cmd()
+        .args(["open", "bob", "--password-file", path_str(&secret)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    bob.wait_request(&alice);
+    open.kill().unwrap();
+    open.wait().unwrap();
+    wait_for(20, "the request to disappear from bob's requests", || {
+        bob.json(&["requests"]).as_array().unwrap().is_empty()
+    });
+    assert!(alice.json(&["discussions"]).as_array().unwrap().is_empty());
 }

@@ -4,7 +4,10 @@
 
 mod attacks;
 mod binary;
+mod chat_view;
+mod cli;
 mod common;
+mod contacts_by_address;
 mod core_inprocess;
 mod daemon;
 mod delivery;
@@ -20,6 +23,7 @@ mod layering;
 mod limits;
 mod logging;
 mod netns;
+mod netns_router;
 mod prompt;
 mod security;
 mod slots;

@@ -62,7 +62,7 @@ fn a_second_core_on_the_same_data_directory_says_so_and_touches_nothing() {
 
     // No passphrase given and no terminal: had it not checked the lock first, it would ask.
     let o = p.cmd().arg("daemon").stdin(Stdio::null()).output().unwrap();
-    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let want = format!(

@@ -1,7 +1,9 @@
 //! Contact registry actor: who has been seen on the network, keyed by identity fingerprint.
 //!
-//! Messages: [`AnnounceSeen`] (from discovery, after the announce's signature checked out),
-//! [`ListContacts`], [`FindContact`], [`SetVerified`]. Persists through the store worker and emits
+//! Messages: [`AnnounceSeen`] (from discovery, the prober or a contact list, after the announce's
+//! signature checked out), [`ListContacts`], [`FindContact`], [`SetVerified`], and in
+//! [`manage`]: [`RemoveContact`], [`Block`], [`IsBlocked`], the re-probing schedule ([`DueProbes`],
+//! [`Probed`]). Persists through the store worker and emits
 //! `contact_seen` / `key_changed` events. Lifecycle: started by the node with the contacts loaded from
 //! the store; lives as long as the node.
 //!
@@ -10,8 +12,13 @@
 //! compared as `find` matches them (trimmed, ASCII case-insensitive), and a known key that renames
 //! itself onto another key's name is flagged the same way (the flag stays).
 //!
+//! Each contact records where it came from ([`ContactOrigin`]) once, from the message that brought
+//! it; a later message about the same fingerprint never rewrites it. A blocked fingerprint's
+//! announces are ignored, whoever brings them.
+//!
 //! The table is bounded (`limits.max_contacts`) and evicts the least recently seen contact when full,
-//! but never a *kept* one: verified, or with a discussion (open, closing or closed; [`KeepContact`]).
+//! but never a *kept* one: verified, with a discussion (open, closing or closed; [`KeepContact`]),
+//! added by the user by address, or introduced.
 //! Otherwise a flood of validly signed announces (fresh keys cost nothing) could evict an offline
 //! real contact, after which an impostor with its name would look clean and the real one, back,
 //! would look like a key change. A name shared by several contacts refers to the kept one.
@@ -22,8 +29,16 @@ use std::net::IpAddr;
 use actix::prelude::*;
 use thiserror::Error;
 
+use crate::announce::VerifiedAnnounce;
 use crate::events::{now_secs, Event, EventBus};
-use crate::store::{ContactRecord, StoreHandle};
+use crate::store::{ContactOrigin, ContactRecord, ProbeState, StoreHandle};
+
+mod manage;
+pub mod probing;
+
+pub use manage::{
+    parse_fingerprint, Block, DueProbes, IsBlocked, Probed, ProbedCount, RemoveContact,
+};
 
 mod learn;
 pub use learn::{LearnContacts, Learned, Merged};
@@ -37,6 +52,8 @@ pub enum ContactError {
     NotFound(String),
     #[error("'{0}' is ambiguous: {1}")]
     Ambiguous(String, String),
+    #[error("'{0}' is not a fingerprint (40 hexadecimal digits)")]
+    NotAFingerprint(String),
 }
 
 pub struct ContactRegistry {
@@ -47,14 +64,24 @@ pub struct ContactRegistry {
     max_contacts: usize,
     store: StoreHandle,
     events: EventBus,
+    /// Fingerprints whose announces (and requests, and list entries) are ignored.
+    blocked: HashSet<String>,
+    /// When each contact was last heard by broadcast (contacts in the table only): a contact added
+    /// by address is re-probed only when broadcast does not reach it.
+    heard_by_broadcast: HashMap<String, u64>,
+    /// The announce interval: the pace of re-probing.
+    interval_secs: u64,
 }
 
 impl ContactRegistry {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: &str,
         loaded: Vec<ContactRecord>,
         with_discussion: HashSet<String>,
+        blocked: Vec<String>,
         max_contacts: usize,
+        interval_secs: u64,
         store: StoreHandle,
         events: EventBus,
     ) -> Self {
@@ -68,6 +95,9 @@ impl ContactRegistry {
             max_contacts,
             store,
             events,
+            blocked: blocked.into_iter().collect(),
+            heard_by_broadcast: HashMap::new(),
+            interval_secs,
         }
     }
 
@@ -84,9 +114,16 @@ impl ContactRegistry {
         );
     }
 
-    /// Verified, or with a discussion: never evicted, and the owner of its name.
+    /// Verified, with a discussion, added by the user or introduced: never evicted (a flood of
+    /// announces must not push out a contact the user asked for), and the owner of its name.
     fn is_kept(&self, c: &ContactRecord) -> bool {
-        c.verified || self.with_discussion.contains(&c.fingerprint)
+        c.verified
+            || self.with_discussion.contains(&c.fingerprint)
+            || c.probe.is_some()
+            || matches!(
+                c.origin,
+                ContactOrigin::Added | ContactOrigin::Introduced { .. }
+            )
     }
 
     /// The one kept contact called `name` (case-insensitive), if exactly one is.
@@ -141,6 +178,7 @@ impl ContactRegistry {
             .map(|c| c.fingerprint.clone());
         if let Some(fp) = victim {
             self.contacts.remove(&fp);
+            self.heard_by_broadcast.remove(&fp);
             let store = self.store.clone();
             ctx.spawn(
                 async move {
@@ -156,7 +194,8 @@ impl Actor for ContactRegistry {
     type Context = Context<Self>;
 }
 
-/// A verified announce (or handshake) showed this identity at this address.
+/// A verified announce showed this identity at this address. Build it with
+/// [`AnnounceSeen::new`] from a [`VerifiedAnnounce`] ([`crate::announce::verify`]).
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct AnnounceSeen {
@@ -167,8 +206,29 @@ pub struct AnnounceSeen {
     pub tcp_port: u16,
     /// The time inside the announce; an announce not newer than the last one is a replay.
     pub time: u64,
-    /// The announce itself (`bincode(Announce)`, unpadded), kept to relay in shared lists.
+    /// What brought it: the origin of a new contact (an existing one keeps its own).
+    pub origin: ContactOrigin,
+    /// The announce as signed, unpadded (kept to relay it).
     pub announce: Vec<u8>,
+    /// `HOST:PORT` the user added it by: the contact is re-probed from now on.
+    pub probe_address: Option<String>,
+}
+
+impl AnnounceSeen {
+    /// `announce`, seen at `address`, brought by `origin`.
+    pub fn new(announce: VerifiedAnnounce, address: IpAddr, origin: ContactOrigin) -> Self {
+        Self {
+            fingerprint: announce.fingerprint,
+            cert: announce.cert,
+            name: announce.name,
+            address,
+            tcp_port: announce.tcp_port,
+            time: announce.time,
+            origin,
+            announce: announce.signed,
+            probe_address: None,
+        }
+    }
 }
 
 impl Handler<AnnounceSeen> for ContactRegistry {
@@ -176,8 +236,27 @@ impl Handler<AnnounceSeen> for ContactRegistry {
     type Result = bool;
 
     fn handle(&mut self, a: AnnounceSeen, ctx: &mut Context<Self>) -> bool {
+        if self.blocked.contains(&a.fingerprint) {
+            return false;
+        }
         let now = now_secs();
         let address = a.address.to_string();
+        if a.origin == ContactOrigin::Broadcast && self.contacts.contains_key(&a.fingerprint) {
+            self.heard_by_broadcast.insert(a.fingerprint.clone(), now);
+        }
+        let interval = self.interval_secs;
+        if let (Some(c), Some(added)) = (self.contacts.get_mut(&a.fingerprint), &a.probe_address) {
+            // The user added a contact we know: re-probed (and kept) from now on, its origin kept.
+            if c.probe.as_ref().is_none_or(|p| &p.address != added) {
+                c.probe = Some(ProbeState {
+                    address: added.clone(),
+                    failures: 0,
+                    next: now + interval,
+                });
+                let c = c.clone();
+                self.persist(ctx, c);
+            }
+        }
         // A known key renaming itself onto another key's name is as suspect as a new key with it.
         let renamed_onto = match self.contacts.get(&a.fingerprint) {
             Some(c) if c.name != a.name && a.time > c.announce_time => {
@@ -194,12 +273,13 @@ impl Handler<AnnounceSeen> for ContactRegistry {
                 c.key_changed = true;
             }
             let stale = now.saturating_sub(c.last_seen) >= PERSIST_EVERY_SECS;
+            let first_announce = c.announce.is_empty();
+            c.announce = a.announce;
             c.address = address;
             c.tcp_port = a.tcp_port;
             c.name = a.name;
             c.last_seen = now;
             c.announce_time = a.time;
-            c.announce = a.announce;
             let c = c.clone();
             if let Some(old) = renamed_onto {
                 self.flag_key_changed(&c.name, &c.fingerprint, old, &a.address);
@@ -207,7 +287,7 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             if changed {
                 self.events.emit(Event::ContactSeen { contact: c.clone() });
             }
-            if changed || stale {
+            if changed || stale || first_announce {
                 self.persist(ctx, c);
             }
             return true;
@@ -240,8 +320,13 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             announce_time: a.time,
             verified: false,
             key_changed: previous.is_some(),
-            origin: "broadcast".into(),
+            origin: a.origin.clone(),
             announce: a.announce,
+            probe: a.probe_address.map(|address| ProbeState {
+                address,
+                failures: 0,
+                next: now + interval,
+            }),
         };
         if let Some(old) = previous {
             self.flag_key_changed(&a.name, &a.fingerprint, old, &a.address);
@@ -253,6 +338,9 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             format_args!("new contact {} {}", c.name, c.fingerprint),
         );
         self.events.emit(Event::ContactSeen { contact: c.clone() });
+        if a.origin == ContactOrigin::Broadcast {
+            self.heard_by_broadcast.insert(a.fingerprint.clone(), now);
+        }
         self.contacts.insert(a.fingerprint, c.clone());
         self.persist(ctx, c);
         true
@@ -402,8 +490,9 @@ mod tests {
             announce_time: 0,
             verified: false,
             key_changed: false,
-            origin: "broadcast".into(),
+            origin: ContactOrigin::Broadcast,
             announce: vec![],
+            probe: None,
         }
     }
 

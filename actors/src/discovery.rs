@@ -12,7 +12,9 @@
 //! manager's workers, at most [`MAX_VERIFICATIONS_IN_FLIGHT`] at a time; anything beyond is dropped
 //! and counted, so a flood costs bounded memory and CPU.
 //!
-//! Talks to: the key manager (sign, verify), the contact registry ([`AnnounceSeen`]).
+//! A blocked fingerprint's announces are ignored by the registry and not answered.
+//!
+//! Talks to: the key manager (sign, verify), the contact registry ([`AnnounceSeen`], [`IsBlocked`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -23,12 +25,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::net::UdpSocket;
 
+use crate::announce::{self, AnnounceRefused, Freshness};
 use crate::codec;
-use crate::contacts::{AnnounceSeen, ContactRegistry};
+use crate::contacts::{AnnounceSeen, ContactRegistry, IsBlocked};
 use crate::events::now_secs;
-use crate::handshake::{random_nonce, MAX_CLOCK_SKEW};
+use crate::handshake::random_nonce;
 use crate::keys::KeysHandle;
 use crate::settings::Settings;
+use crate::store::ContactOrigin;
 use crate::wire::{Announce, AnnounceBody, ANNOUNCE_VERSION};
 
 /// Broadcast announces are padded to this size; replies are not padded.
@@ -37,8 +41,7 @@ pub const ANNOUNCE_PADDED_BYTES: usize = 1200;
 pub const MAX_VERIFICATIONS_IN_FLIGHT: usize = 32;
 /// Distinct sources remembered for the reply rate limit within one interval.
 pub const MAX_REPLY_SOURCES: usize = 4096;
-/// Longest display name announced or accepted.
-pub const MAX_NAME_CHARS: usize = 64;
+pub use crate::announce::MAX_NAME_CHARS;
 
 /// Counters, readable through [`GetDiscoveryStats`].
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -137,15 +140,13 @@ impl Discovery {
     }
 
     fn body(&self, reply: bool) -> AnnounceBody {
-        AnnounceBody {
-            version: ANNOUNCE_VERSION,
-            name: self.keys.name().chars().take(MAX_NAME_CHARS).collect(),
-            tcp_port: self.tcp_port,
-            cert: self.own_cert.clone(),
-            nonce: random_nonce(),
-            time: now_secs(),
+        announce_body(
+            self.keys.name(),
+            self.own_cert.clone(),
+            self.tcp_port,
+            random_nonce(),
             reply,
-        }
+        )
     }
 
     /// Sign this interval's announce and reply, then broadcast the announce.
@@ -184,33 +185,23 @@ impl Discovery {
     fn on_datagram(&mut self, bytes: Vec<u8>, from: SocketAddr, ctx: &mut Context<Self>) {
         self.stats.received += 1;
         let received_len = bytes.len();
-        let parsed = codec::decode::<Announce>(&bytes)
-            .ok()
-            .and_then(|a| codec::decode::<AnnounceBody>(&a.body).ok().map(|b| (a, b)));
-        let Some((announce, body)) = parsed else {
-            self.stats.dropped_malformed += 1;
-            crate::log_limit::hostile(
-                log::Level::Debug,
-                &self.node,
-                &from.ip(),
-                format_args!("malformed datagram from {from}"),
-            );
-            return;
+        let (announce, body) = match announce::parse(&bytes, Freshness::Live) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.stats.dropped_malformed += 1;
+                let what = match e {
+                    AnnounceRefused::Malformed => "malformed datagram",
+                    _ => "refused announce (version, name or time)",
+                };
+                crate::log_limit::hostile(
+                    log::Level::Debug,
+                    &self.node,
+                    &from.ip(),
+                    format_args!("{what} from {from}"),
+                );
+                return;
+            }
         };
-        if body.version != ANNOUNCE_VERSION
-            || body.name.chars().count() > MAX_NAME_CHARS
-            || body.name.chars().any(char::is_control)
-            || now_secs().abs_diff(body.time) > MAX_CLOCK_SKEW.as_secs()
-        {
-            self.stats.dropped_malformed += 1;
-            crate::log_limit::hostile(
-                log::Level::Debug,
-                &self.node,
-                &from.ip(),
-                format_args!("refused announce from {from} (version, name or time)"),
-            );
-            return;
-        }
         if body.cert == self.own_cert {
             return; // our own broadcast
         }
@@ -220,15 +211,11 @@ impl Discovery {
         }
         self.in_flight += 1;
         let keys = self.keys.clone();
-        let cert = body.cert.clone();
-        let announce_copy = announce.clone();
-        let fut = async move {
-            keys.verify_with_cert(cert, announce.body, announce.signature)
-                .await
-        };
+        let reply = body.reply;
+        let fut = async move { announce::verify_parsed(&keys, announce, body).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
-            let cert = match res {
+            let verified = match res {
                 Ok(c) => c,
                 Err(e) => {
                     act.stats.dropped_bad_signature += 1;
@@ -242,30 +229,23 @@ impl Discovery {
                 }
             };
             act.stats.accepted += 1;
-            // Kept without its padding: what a shared list relays.
-            let relayed = Announce {
-                padding: vec![],
-                ..announce_copy
-            };
-            let seen = AnnounceSeen {
-                announce: codec::encode(&relayed).unwrap_or_default(),
-                fingerprint: cert.fingerprint().to_string(),
-                cert: body.cert,
-                name: body.name,
-                address: from.ip(),
-                tcp_port: body.tcp_port,
-                time: body.time,
-            };
+            let blocked = IsBlocked(verified.fingerprint.clone());
+            let seen = AnnounceSeen::new(verified, from.ip(), ContactOrigin::Broadcast);
             let contacts = act.contacts.clone();
             ctx.spawn(
                 async move {
+                    // A blocked key is not answered either (the registry ignores its announce).
+                    let blocked = contacts.send(blocked).await.unwrap_or(true);
                     let _ = contacts.send(seen).await;
+                    blocked
                 }
-                .into_actor(act),
+                .into_actor(act)
+                .map(move |blocked, act, _| {
+                    if !reply && !blocked {
+                        act.maybe_reply(from, received_len);
+                    }
+                }),
             );
-            if !body.reply {
-                act.maybe_reply(from, received_len);
-            }
         }));
     }
 
@@ -302,6 +282,25 @@ pub enum AnnounceError {
     Codec(#[from] crate::codec::CodecError),
     #[error("{0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+}
+
+/// This node's announce body: `name` (truncated), main TCP port, certificate, `nonce`, now.
+pub fn announce_body(
+    name: &str,
+    cert: Vec<u8>,
+    tcp_port: u16,
+    nonce: crate::wire::Nonce,
+    reply: bool,
+) -> AnnounceBody {
+    AnnounceBody {
+        version: ANNOUNCE_VERSION,
+        name: name.chars().take(MAX_NAME_CHARS).collect(),
+        tcp_port,
+        cert,
+        nonce,
+        time: now_secs(),
+        reply,
+    }
 }
 
 /// Sign an announce body and pad the datagram to `pad_to` bytes (0: no padding).

@@ -270,7 +270,9 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
 }
 
 /// Find a discussion: its id, a unique id prefix (4+ characters), or a contact's name or
-/// fingerprint prefix (the most recently opened discussion with that contact).
+/// fingerprint prefix: the most recently opened *open* discussion with that contact, or the most
+/// recently opened one if none is open (so `send bob` reaches the discussion that can carry it,
+/// and `history bob` still finds a closed one).
 #[derive(Message)]
 #[rtype(result = "Result<String, DirectoryError>")]
 pub struct Resolve(pub String);
@@ -323,7 +325,12 @@ impl Handler<Resolve> for DiscussionDirectory {
                         .into(),
                 ));
             }
-            Ok(first.id.clone())
+            // Newest first: the newest open one, else the newest.
+            let chosen = by_peer
+                .iter()
+                .find(|d| d.state == DiscussionState::Open)
+                .unwrap_or(first);
+            Ok(chosen.id.clone())
         })
     }
 }

@@ -28,6 +28,13 @@ pub enum IdentityError {
     BadName,
 }
 
+impl IdentityError {
+    /// Whether the passphrase given was wrong (the binary exits with its "refused" status).
+    pub fn is_wrong_passphrase(&self) -> bool {
+        matches!(self, IdentityError::Crypto(CryptoError::WrongPassphrase))
+    }
+}
+
 pub fn identity_path(data_dir: &Path) -> PathBuf {
     data_dir.join("identity.pgp")
 }

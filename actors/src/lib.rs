@@ -40,6 +40,7 @@
 //! and the IPC client and types.
 
 pub mod admission;
+pub mod announce;
 pub mod api;
 pub mod at_rest;
 pub mod client;
@@ -62,6 +63,7 @@ pub mod log_limit;
 pub mod net;
 pub mod node;
 pub mod offline;
+pub mod prober;
 pub mod redact;
 pub mod session;
 pub mod settings;

@@ -6,6 +6,8 @@
 //! as a *request* for the user's decision: refuse, or accept by typing the same secret. The SPAKE2
 //! exchange, key confirmation, discussion keys and the `Ready` with the new discussion listener's
 //! port follow (see [`crate::handshake`]). The same actor runs the requester's side ([`Open`]).
+//! A probe (`add-contact HOST:PORT`) is answered with our signed announce bound to the prober's
+//! nonce ([`crate::net::probe`]), then the connection closes.
 //!
 //! Messages: [`Open`], [`ListRequests`], [`Decide`], and from its own tasks `Arrived`, `Gone`,
 //! `Failure`. Talks to: key manager, contact registry, directory, store (who is trusted), event bus.
@@ -16,7 +18,9 @@
 //! a budget of decryptions for unauthenticated frames.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -25,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::admission::{ConnectionPool, DecryptBudget, Slot};
-use crate::contacts::{ContactRegistry, NameHasOtherKey};
+use crate::contacts::{ContactRegistry, IsBlocked, NameHasOtherKey};
 use crate::crypto::{PublicCert, SecretCert};
 use crate::discussions::{CreateDiscussion, DiscussionDirectory, RouteConnection};
 use crate::events::{now_secs, Event, EventBus, RefusedRequest, RequestInfo};
@@ -84,6 +88,15 @@ pub enum ListenerError {
     Create(Box<dyn std::error::Error + Send + Sync>),
     #[error("the discussion directory is unavailable")]
     DirectoryGone,
+    /// Our own core will not try this contact again yet: too many failed attempts recently.
+    #[error(
+        "too many failed attempts with {name} recently: try again in at most {minutes} min (each \
+         failure counts for that long)"
+    )]
+    Locked { name: String, minutes: u64 },
+    /// Our own user withdrew the request (`cancel`) before it was answered.
+    #[error("the request to {0} was cancelled")]
+    Cancelled(String),
 }
 
 impl From<RespondError> for ListenerError {
@@ -136,6 +149,8 @@ pub struct Listener {
     store: StoreHandle,
     events: EventBus,
     listener: Option<TcpListener>,
+    /// Our main TCP port, as announced in the answer to a probe.
+    tcp_port: u16,
     pending: HashMap<u64, Pending>,
     refusals: VecDeque<RefusedRequest>,
     next_request: u64,
@@ -143,6 +158,18 @@ pub struct Listener {
     budget: DecryptBudget,
     limiter: GuessLimits,
     replay: ReplayCache,
+    /// Our own requests still running (`open`), by a local id: how to withdraw each one. One entry
+    /// per `open` in flight, so bounded by the IPC's clients times their requests in flight.
+    outgoing: HashMap<u64, Outgoing>,
+    next_outgoing: u64,
+}
+
+/// One of our own requests still running.
+struct Outgoing {
+    /// The contact asked.
+    fingerprint: String,
+    /// Ends the request: its connection is dropped, which the peer's core takes as withdrawn.
+    cancel: oneshot::Sender<()>,
 }
 
 impl Listener {
@@ -156,7 +183,9 @@ impl Listener {
         events: EventBus,
     ) -> Self {
         let l = &settings.limits;
+        let tcp_port = listener.local_addr().map_or(0, |a| a.port());
         Self {
+            tcp_port,
             node: settings.node.name.clone(),
             limiter: GuessLimits::new(
                 l.max_failed_attempts,
@@ -177,6 +206,8 @@ impl Listener {
             pending: HashMap::new(),
             refusals: VecDeque::new(),
             next_request: 1,
+            outgoing: HashMap::new(),
+            next_outgoing: 1,
         }
     }
 
@@ -190,6 +221,7 @@ impl Listener {
             store: self.store.clone(),
             events: self.events.clone(),
             budget: self.budget.clone(),
+            tcp_port: self.tcp_port,
             me,
         }
     }
@@ -474,6 +506,9 @@ impl Handler<Decide> for Listener {
 pub struct Open {
     pub contact: ContactRecord,
     pub password: String,
+    /// Ends when whoever asked is gone (the IPC connection that sent `open` closed): the request
+    /// is then withdrawn as by [`Cancel`].
+    pub asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Handler<Open> for Listener {
@@ -484,9 +519,84 @@ impl Handler<Open> for Listener {
             .limiter
             .check(&m.contact.fingerprint, None, true, Instant::now());
         if own == Err(Throttle::Key) {
-            return Box::pin(async { Err(ListenerError::Failed(FailReason::TooManyAttempts)) });
+            // Say for how long: the window after which the oldest failure no longer counts.
+            let e = ListenerError::Locked {
+                name: m.contact.name.clone(),
+                minutes: self
+                    .settings
+                    .limits
+                    .failed_attempts_window_secs
+                    .div_ceil(60),
+            };
+            return Box::pin(async { Err(e) });
         }
         let task = self.task_context(ctx.address());
-        Box::pin(async move { task.request(m.contact, m.password).await })
+        let (cancel, cancelled) = oneshot::channel();
+        let id = self.next_outgoing;
+        self.next_outgoing += 1;
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                fingerprint: m.contact.fingerprint.clone(),
+                cancel,
+            },
+        );
+        let me = ctx.address();
+        let name = m.contact.name.clone();
+        Box::pin(async move {
+            // Cancelling drops the request's future, and with it its connection: the peer's core
+            // sees the end of the stream while its user decides, and withdraws the request.
+            let asker_gone = async {
+                match m.asker_gone {
+                    Some(gone) => gone.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let r = tokio::select! {
+                r = task.request(m.contact, m.password) => r,
+                _ = cancelled => Err(ListenerError::Cancelled(name)),
+                () = asker_gone => Err(ListenerError::Cancelled(name)),
+            };
+            me.do_send(OpenEnded(id));
+            r
+        })
+    }
+}
+
+/// One of our own requests ended (answered, failed or cancelled): forget how to cancel it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct OpenEnded(u64);
+
+impl Handler<OpenEnded> for Listener {
+    type Result = ();
+    fn handle(&mut self, m: OpenEnded, _: &mut Context<Self>) {
+        self.outgoing.remove(&m.0);
+    }
+}
+
+/// Withdraw our own requests to a contact that are still running (`open` not yet answered); how
+/// many were. Each `open` waiting on one answers with [`ListenerError::Cancelled`].
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Cancel {
+    pub fingerprint: String,
+}
+
+impl Handler<Cancel> for Listener {
+    type Result = usize;
+    fn handle(&mut self, m: Cancel, _: &mut Context<Self>) -> usize {
+        let ids: Vec<u64> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.fingerprint == m.fingerprint)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(o) = self.outgoing.remove(id) {
+                let _ = o.cancel.send(());
+            }
+        }
+        ids.len()
     }
 }

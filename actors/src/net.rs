@@ -24,6 +24,7 @@ pub mod chat;
 pub mod control;
 pub mod crypto;
 pub mod discussion;
+pub mod probe;
 pub mod requester;
 pub mod responder;
 
@@ -194,6 +195,7 @@ pub fn frame_name(f: &Frame) -> &'static str {
         Frame::Ack { .. } => "Ack",
         Frame::Close { .. } => "Close",
         Frame::Error { .. } => "Error",
+        Frame::ProbeAnswer(_) => "ProbeAnswer",
         Frame::Control(_) => "Control",
     }
 }

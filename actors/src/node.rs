@@ -6,13 +6,15 @@
 //!             ┌──────────── IPC (front-ends) ────────────┐
 //!             ▼                                          │
 //!   Discovery ──AnnounceSeen──▶ ContactRegistry ◀──FindContact── NodeHandle
-//!   (UDP)                                                │
+//!   (UDP)        Prober ──AnnounceSeen──▲ (add-contact, re-probing; TCP)
 //!   Listener (TCP) ──CreateDiscussion──▶ DiscussionDirectory ──▶ DiscussionSession (one each)
 //!        all of them ──▶ KeyManager (crypto workers), StoreWorker (SQLite), EventBus
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -21,20 +23,23 @@ use tokio::sync::broadcast;
 
 use crate::api::ErrorKind;
 use crate::at_rest::{self, Sealed};
-use crate::contacts::{ContactError, ContactRegistry, FindContact, ListContacts, SetVerified};
+use crate::contacts::{
+    Block, ContactError, ContactRegistry, FindContact, ListContacts, RemoveContact, SetVerified,
+};
 use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
 use crate::keys::{KeyManager, KeysHandle};
-use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
+use crate::listener::{Cancel, Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
+use crate::prober::{AddContact, AddContactError, Prober};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
 use crate::store::STORAGE_KEY_BYTES;
 use crate::store::{
-    ContactRecord, DiscussionState, DiscussionSummary, MessageRecord, StoreError, StoreHandle,
-    StoreWorker,
+    ContactRecord, DiscussionState, DiscussionSummary, HistoryPage, MessageRecord, StoreError,
+    StoreHandle, StoreWorker,
 };
 use crate::wire::FailReason;
 
@@ -116,8 +121,25 @@ impl From<ContactError> for ApiError {
     fn from(e: ContactError) -> Self {
         match e {
             ContactError::NotFound(_) => Self::NotFound(e.into()),
-            ContactError::Ambiguous(..) => Self::Invalid(e.into()),
+            ContactError::Ambiguous(..) | ContactError::NotAFingerprint(_) => {
+                Self::Invalid(e.into())
+            }
         }
+    }
+}
+
+impl From<AddContactError> for ApiError {
+    fn from(e: AddContactError) -> Self {
+        use AddContactError as E;
+        let kind = match e {
+            E::BadAddress(_) => return Self::Invalid(e.into()),
+            E::Resolve { .. } | E::Unreachable { .. } => ErrorKind::Unreachable,
+            E::NotPgpchat { .. } | E::TooOld { .. } | E::Probe { .. } => ErrorKind::Protocol,
+            E::Busy => ErrorKind::Busy,
+            E::Own(_) | E::Blocked(_) | E::TooMany | E::TableFull(_) => ErrorKind::Failed,
+            E::Unavailable => return Self::Internal(e.into()),
+        };
+        Self::Failed(kind, e.into())
     }
 }
 
@@ -156,6 +178,8 @@ impl From<ListenerError> for ApiError {
             | ListenerError::Directory(_)
             | ListenerError::Create(_)
             | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.into()),
+            ListenerError::Cancelled(_) => Self::Failed(ErrorKind::Cancelled, e.into()),
+            ListenerError::Locked { .. } => Self::Failed(ErrorKind::TooManyAttempts, e.into()),
         }
     }
 }
@@ -228,6 +252,7 @@ pub struct NodeHandle {
     pub directory: Addr<DiscussionDirectory>,
     /// The contact-list exchange over discussions' control channels.
     pub exchange: Addr<crate::exchange::ContactExchange>,
+    pub prober: Addr<Prober>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
     pub shutdown: std::sync::Arc<tokio::sync::Notify>,
@@ -244,6 +269,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     store.run(|s| s.finish_destructions()).await?;
     convert_legacy_discussion_keys(&keys, &store, &name).await?;
     let loaded = store.run(|s| s.contacts()).await?;
+    let blocked = store.run(|s| s.blocked()).await?;
     let events = EventBus::new(settings.limits.ipc_event_queue, &name);
 
     let listen_addr = SocketAddr::new(settings.listener.bind, settings.listener.port);
@@ -267,7 +293,9 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         &name,
         loaded,
         with_discussion,
+        blocked,
         settings.limits.max_contacts,
+        settings.discovery.interval_secs,
         store.clone(),
         events.clone(),
     )
@@ -312,6 +340,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         tcp_port,
     )
     .start();
+    let prober = Prober::new(settings.clone(), keys.clone(), contacts.clone()).start();
     log::info!(
         "[{name}] node up: {} {} on TCP {tcp_port}",
         keys.name(),
@@ -327,6 +356,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         listener,
         directory,
         exchange,
+        prober,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
@@ -482,8 +512,51 @@ impl NodeHandle {
             .map_err(mailbox)??)
     }
 
+    /// Add the node at `HOST:PORT` as a contact (probe its main port); answers with the contact.
+    pub async fn add_contact(&self, address: &str) -> Result<ContactRecord, ApiError> {
+        Ok(self
+            .prober
+            .send(AddContact {
+                address: address.into(),
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Forget a contact (name or fingerprint prefix); answers with what was removed.
+    pub async fn remove_contact(&self, query: &str) -> Result<ContactRecord, ApiError> {
+        Ok(self
+            .contacts
+            .send(RemoveContact(query.into()))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Block (or unblock) a full fingerprint; answers with it, normalised.
+    pub async fn block(&self, fingerprint: &str, blocked: bool) -> Result<String, ApiError> {
+        Ok(self
+            .contacts
+            .send(Block {
+                fingerprint: fingerprint.into(),
+                blocked,
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
     /// Ask a contact for a discussion; answers when it is open (its id) or failed.
     pub async fn open(&self, contact: &str, password: &str) -> Result<String, ApiError> {
+        self.open_while(contact, password, None).await
+    }
+
+    /// [`Self::open`], withdrawn (`cancelled`) if `asker_gone` ends first: the front-end that
+    /// asked went away, and nobody would see the discussion open.
+    pub async fn open_while(
+        &self,
+        contact: &str,
+        password: &str,
+        asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<String, ApiError> {
         check_password(password)?;
         let contact = self.find_contact(contact).await?;
         Ok(self
@@ -491,9 +564,23 @@ impl NodeHandle {
             .send(Open {
                 contact,
                 password: password.into(),
+                asker_gone,
             })
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Withdraw our requests to a contact still waiting for an answer; how many were.
+    pub async fn cancel(&self, contact: &str) -> Result<u64, ApiError> {
+        let contact = self.find_contact(contact).await?;
+        let n = self
+            .listener
+            .send(Cancel {
+                fingerprint: contact.fingerprint,
+            })
+            .await
+            .map_err(mailbox)?;
+        Ok(n as u64)
     }
 
     pub async fn requests(&self) -> Result<Vec<RequestInfo>, ApiError> {
@@ -606,11 +693,30 @@ impl NodeHandle {
         discussion: &str,
         limit: u64,
     ) -> Result<Vec<MessageRecord>, ApiError> {
+        let page = HistoryPage {
+            limit,
+            ..HistoryPage::default()
+        };
+        Ok(self
+            .history_page(discussion, page)
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// A page of messages (see [`HistoryPage`]), oldest first, each with its position in the
+    /// discussion; marks the discussion read.
+    pub async fn history_page(
+        &self,
+        discussion: &str,
+        page: HistoryPage,
+    ) -> Result<Vec<(u64, MessageRecord)>, ApiError> {
         let id = self.resolve(discussion).await?;
         Ok(self
             .store
             .run(move |s| {
-                let h = s.history(&id, limit)?;
+                let h = s.history_page(&id, page)?;
                 s.mark_read(&id)?;
                 Ok(h)
             })

@@ -1,5 +1,6 @@
 //! Node settings: every key of `docs/configuration.md`, with its default, and the layered loading
-//! (built-in defaults < profile TOML < environment `PGPCHAT__SECTION__KEY` < command line).
+//! (built-in defaults < configuration files < environment `PGPCHAT__SECTION__KEY` < command line;
+//! which files, and the strict checks, in `settings/load.rs`).
 //!
 //! Tests build [`Settings`] directly (the environment is process-wide; see `Settings::load`).
 
@@ -10,15 +11,44 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod load;
+
+pub use load::{profile_dirs_in, CONFIG_ENV};
+
 #[derive(Debug, Error)]
 pub enum SettingsError {
     #[error("profile '{0}' not found (looked for {0}.toml in: {1})")]
     ProfileNotFound(String, String),
     #[error("configuration: {0}")]
     Invalid(String),
-    /// The config crate's own error (a file that does not parse, a value of the wrong type).
-    #[error("configuration: {0}")]
-    Config(#[from] config::ConfigError),
+    /// A file that is not TOML.
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    /// A key no section has (`origin` is the file or variable that holds it).
+    #[error("{origin}: unknown key '{key}' ({known})")]
+    UnknownKey {
+        origin: String,
+        key: String,
+        known: String,
+    },
+    /// A value of the wrong type or out of its type's range.
+    #[error("{origin}: {key}: expected {expected}, found {found}")]
+    BadValue {
+        origin: String,
+        key: String,
+        expected: String,
+        found: String,
+    },
+    /// A value that breaks one of [`Settings::validate`]'s rules, with where it came from.
+    #[error("{origin}: {key} {why}")]
+    OutOfRange {
+        origin: String,
+        key: String,
+        why: String,
+    },
+    /// A rule of [`Settings::validate`], before the loader says where the value came from.
+    #[error("configuration: {key} {why}")]
+    Rule { key: String, why: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +60,7 @@ pub struct Settings {
     pub ipc: IpcSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    pub prompt: PromptSettings,
     pub sharing: SharingSettings,
 }
 
@@ -120,6 +151,21 @@ impl Default for LogSettings {
             max_file_bytes: 4 * 1024 * 1024,
             rotated_files: 3,
         }
+    }
+}
+
+/// The interactive prompt (`pgpchat chat`); the core ignores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptSettings {
+    /// Ring the terminal bell when a message arrives outside the chat view on screen (or while the
+    /// home menu is shown), or a request.
+    pub bell: bool,
+}
+
+impl Default for PromptSettings {
+    fn default() -> Self {
+        Self { bell: true }
     }
 }
 
@@ -237,99 +283,30 @@ impl Default for Limits {
     }
 }
 
-/// Where to look for `NAME.toml` profiles: `./config/`, then the user's config dir.
-pub fn profile_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from("config")];
-    if let Some(p) = directories::ProjectDirs::from("", "", "pgpchat") {
-        dirs.push(p.config_dir().to_path_buf());
-    }
-    dirs
-}
-
 impl Settings {
-    /// Load the layers. `profile` names a TOML profile, `file` is an explicit configuration file
-    /// (both may be given; the file comes after the profile), `env` is the environment to read
-    /// (the binary passes the process environment), `overrides` are command-line `(key, value)`.
+    /// Load the layers, lowest first: built-in defaults; the configuration files (`--profile NAME`
+    /// then `--config FILE`; with neither, `PGPCHAT_CONFIG` or else
+    /// `$XDG_CONFIG_HOME/pgpchat/config.toml`); the environment `PGPCHAT__SECTION__KEY`; the
+    /// command line. `env` is the environment to read (the binary passes the process environment),
+    /// `overrides` are command-line `(key, value)`. Every value is checked strictly (see
+    /// [`load`]); an error names where the value came from, the key and what was expected.
     pub fn load(
         profile: Option<&str>,
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[(&str, String)],
     ) -> Result<Self, SettingsError> {
-        use config::{Config, File, FileFormat};
-        let defaults = Config::try_from(&Settings::default()).map_err(SettingsError::Config)?;
-        let mut b = Config::builder().add_source(defaults);
-        if let Some(name) = profile {
-            if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-                return Err(SettingsError::Invalid(format!(
-                    "profile name '{name}' must be a plain name"
-                )));
-            }
-            let dirs = profile_dirs();
-            let path = dirs
-                .iter()
-                .map(|d| d.join(format!("{name}.toml")))
-                .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    SettingsError::ProfileNotFound(
-                        name.into(),
-                        dirs.iter()
-                            .map(|d| d.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                })?;
-            b = b.add_source(File::from(path).format(FileFormat::Toml));
-        }
-        if let Some(f) = file {
-            if !f.is_file() {
-                return Err(SettingsError::Invalid(format!(
-                    "configuration file {} not found",
-                    f.display()
-                )));
-            }
-            b = b.add_source(File::from(f).format(FileFormat::Toml));
-        }
-        let env_map: std::collections::HashMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("PGPCHAT__"))
-            .collect();
-        b = b.add_source(
-            config::Environment::with_prefix("PGPCHAT")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(env_map)),
-        );
-        for (k, v) in overrides {
-            b = b
-                .set_override(*k, v.clone())
-                .map_err(SettingsError::Config)?;
-        }
-        let mut s: Settings = b
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(SettingsError::Config)?;
-        if s.node.name.is_empty() {
-            s.node.name = profile.unwrap_or("default").to_string();
-        }
-        if s.node.data_dir.as_os_str().is_empty() {
-            let base = directories::ProjectDirs::from("", "", "pgpchat")
-                .map(|p| p.data_dir().to_path_buf())
-                .ok_or_else(|| {
-                    SettingsError::Invalid(
-                        "no home directory: set node.data_dir or --data-dir".into(),
-                    )
-                })?;
-            s.node.data_dir = base.join(profile.unwrap_or("default"));
-        }
-        s.validate()?;
-        Ok(s)
+        load::load(profile, file, env, overrides)
     }
 
     /// Values that deserialize but make no sense.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |key: &str, why: &str| Err(SettingsError::Invalid(format!("{key}: {why}")));
+        let bad = |key: &str, why: &str| {
+            Err(SettingsError::Rule {
+                key: key.into(),
+                why: why.into(),
+            })
+        };
         let l = &self.limits;
         if self.discovery.port == 0 {
             return bad(
@@ -420,12 +397,18 @@ impl Settings {
         if l.reconnect_max_secs == 0 {
             return bad("limits.reconnect_max_secs", "must be at least 1");
         }
-        if l.handshake_timeout_secs == 0
-            || l.request_timeout_secs == 0
-            || l.first_frame_timeout_secs == 0
-            || l.ipc_idle_timeout_secs == 0
-        {
-            return bad("limits.*_timeout_secs", "must be at least 1");
+        for (key, v) in [
+            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("limits.request_timeout_secs", l.request_timeout_secs),
+            (
+                "limits.first_frame_timeout_secs",
+                l.first_frame_timeout_secs,
+            ),
+            ("limits.ipc_idle_timeout_secs", l.ipc_idle_timeout_secs),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         let g = &self.log;
         if g.max_file_bytes < 64 * 1024 {
@@ -501,6 +484,127 @@ mod tests {
         assert!(e.to_string().contains("limits.max_contacts"), "{e}");
         let e = load_file("[nope]\n", vec![]).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    /// Issue 12, defect 7: as strict as `docs/configuration.md` says, and every error names the
+    /// file, the key and what was expected, in words (no serde jargon).
+    #[test]
+    fn values_of_the_wrong_type_are_refused_with_file_key_and_expectation() {
+        for (toml, key, expected) in [
+            (
+                "[discovery]\nport = \"47480\"\n",
+                "discovery.port",
+                "a whole number",
+            ),
+            (
+                "[discovery]\nenabled = \"yes\"\n",
+                "discovery.enabled",
+                "true or false",
+            ),
+            ("[node]\nname = 42\n", "node.name", "text in double quotes"),
+            (
+                "[discovery]\nport = 70000\n",
+                "discovery.port",
+                "from 0 to 65535",
+            ),
+            (
+                "[listener]\nbind = \"localhost\"\n",
+                "listener.bind",
+                "an IP address",
+            ),
+            (
+                "[limits]\nmax_contacts = -1\n",
+                "limits.max_contacts",
+                "0 or more",
+            ),
+            (
+                "[limits]\nmax_contacts = 0\n",
+                "limits.max_contacts",
+                "at least 1",
+            ),
+        ] {
+            let e = load_file(toml, vec![]).unwrap_err().to_string();
+            assert!(e.contains("p.toml: "), "the file: {e}");
+            assert!(e.contains(key), "the key {key}: {e}");
+            assert!(e.contains(expected), "{expected}: {e}");
+            for jargon in ["u16", "u64", "usize", "invalid type", "invalid value"] {
+                assert!(!e.contains(jargon), "serde jargon '{jargon}': {e}");
+            }
+        }
+        let e = load_file("[discovery]\nportt = 5000\n", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.toml: unknown key 'discovery.portt'"), "{e}");
+        let e = load_file("[discovery\n", vec![]).unwrap_err().to_string();
+        assert!(e.contains("p.toml: line 1"), "{e}");
+        let e = load_file(
+            "",
+            vec![("PGPCHAT__DISCOVERY__ENABLED".into(), "yes".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PGPCHAT__DISCOVERY__ENABLED") && e.contains("true or false"),
+            "{e}"
+        );
+        let e = load_file("", vec![("PGPCHAT__NODE__NAMEE".into(), "x".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PGPCHAT__NODE__NAMEE"), "{e}");
+    }
+
+    /// `--config` > `--profile` > `PGPCHAT_CONFIG` > `$XDG_CONFIG_HOME/pgpchat/config.toml` >
+    /// built-in defaults; the shipped profiles are found from any directory.
+    #[test]
+    fn configuration_files_are_found_in_the_documented_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir_all(xdg.join("pgpchat")).unwrap();
+        std::fs::write(xdg.join("pgpchat/config.toml"), "[node]\nname = \"xdg\"\n").unwrap();
+        std::fs::write(
+            xdg.join("pgpchat/carol.toml"),
+            "[node]\nname = \"carol-profile\"\n",
+        )
+        .unwrap();
+        let env_file = dir.path().join("env.toml");
+        std::fs::write(&env_file, "[node]\nname = \"from-env\"\n").unwrap();
+        let explicit = dir.path().join("explicit.toml");
+        std::fs::write(&explicit, "[node]\nname = \"explicit\"\n").unwrap();
+        let over = [("node.data_dir", dir.path().display().to_string())];
+        let xdg_env = ("XDG_CONFIG_HOME".to_string(), xdg.display().to_string());
+        let cfg_env = (CONFIG_ENV.to_string(), env_file.display().to_string());
+        let name = |profile: Option<&str>, file: Option<&Path>, env: Vec<(String, String)>| {
+            Settings::load(profile, file, env, &over).unwrap().node.name
+        };
+        assert_eq!(name(None, None, vec![]), "default");
+        assert_eq!(name(None, None, vec![xdg_env.clone()]), "xdg");
+        assert_eq!(
+            name(None, None, vec![xdg_env.clone(), cfg_env.clone()]),
+            "from-env"
+        );
+        let all = vec![xdg_env.clone(), cfg_env.clone()];
+        assert_eq!(name(Some("carol"), None, all.clone()), "carol-profile");
+        assert_eq!(
+            name(Some("carol"), Some(&explicit), all.clone()),
+            "explicit"
+        );
+        assert_eq!(name(None, Some(&explicit), all.clone()), "explicit");
+        // Built in: alice works without any file (the unit tests run in actors/, no ./config/).
+        let s = Settings::load(Some("alice"), None, all, &over).unwrap();
+        assert_eq!(s.discovery.broadcast.to_string(), "127.255.255.255");
+        assert_eq!(s.node.name, "alice");
+        let e = Settings::load(
+            None,
+            None,
+            vec![(CONFIG_ENV.to_string(), "/nonexistent/x.toml".into())],
+            &over,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/nonexistent/x.toml") && e.contains(CONFIG_ENV),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub mod sealing;
 pub mod worker;
 
 pub use rows::{
-    ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef, DiscussionState,
-    DiscussionSummary, Incoming, MessageKind, MessageRecord, Outgoing, UnknownValue,
+    ContactOrigin, ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef,
+    DiscussionState, DiscussionSummary, HistoryPage, Incoming, MessageKind, MessageRecord,
+    Outgoing, ProbeState, UnknownValue,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;

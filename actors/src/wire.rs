@@ -69,6 +69,13 @@ pub enum Purpose {
         /// The connecting side's fresh challenge.
         nonce: Nonce,
     },
+    /// Ask the node for its signed announce (adding a contact by address, re-probing one that
+    /// broadcast cannot reach). Answered with one [`Frame::ProbeAnswer`] whose announce carries
+    /// this nonce (freshness: the answer cannot be replayed to another prober), then closed.
+    Probe {
+        /// The prober's fresh challenge, echoed as the answer's `AnnounceBody::nonce`.
+        nonce: Nonce,
+    },
 }
 
 /// Characters of a discussion id: 16 bytes (of a hash of the handshake transcript) in lowercase hex.
@@ -107,6 +114,9 @@ pub enum Frame {
     /// An unauthenticated, informational reason before the connection closes (version mismatch,
     /// busy, unknown discussion). Never trusted for anything but display.
     Error { reason: String },
+    /// The answer to a [`Purpose::Probe`]: `bincode(Announce)`, unpadded, `reply` set, its body's
+    /// nonce the prober's. Verified exactly as a broadcast announce.
+    ProbeAnswer(Vec<u8>),
     /// Version 2 and later only: a control message of the discussion, OpenPGP signed by the
     /// sender's discussion key and encrypted to the receiver's; plaintext `bincode(ControlPayload)`.
     /// Shares the discussion's sequence numbers and acks with [`Frame::Chat`].
@@ -451,6 +461,11 @@ mod tests {
             Frame::Error {
                 reason: "é".into()
             },
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Probe { nonce: [7; 32] },
+            },
+            Frame::ProbeAnswer(vec![8; 40]),
             Frame::Control(vec![7; 10]),
         ];
         for f in frames {

@@ -47,6 +47,17 @@ pub struct TestNode {
     _tmp: Option<TempDir>,
 }
 
+impl TestNode {
+    /// A node whose data directory `dir` lives in `tmp` (removed with it).
+    pub fn with_tmp(node: NodeHandle, dir: PathBuf, tmp: TempDir) -> Self {
+        Self {
+            node,
+            dir,
+            _tmp: Some(tmp),
+        }
+    }
+}
+
 impl std::ops::Deref for TestNode {
     type Target = NodeHandle;
     fn deref(&self) -> &NodeHandle {

@@ -119,8 +119,19 @@ methods! {
     ContactsFrom(ContactsFromRequest) = "contacts_from" -> ListMerged;
     /// Never share a contact in our contact list (or share it again, by `sharing.share`).
     NeverShare(NeverShareRequest) = "never_share" -> NeverShared;
+    /// Add the node at `HOST:PORT` (its main TCP port) as a contact: it is probed for its signed
+    /// announce; answers with the contact (origin `added`).
+    AddContact(AddContactRequest) = "add_contact" -> Contact;
+    /// Forget a contact; answers with it. It comes back if it announces itself again.
+    RemoveContact(RemoveContactRequest) = "remove_contact" -> Contact;
+    /// Block (or with `blocked: false`, unblock) a fingerprint: its announces, discussion requests
+    /// and contact-list entries are ignored; its contact is forgotten.
+    Block(BlockRequest) = "block" -> BlockAnswer;
     /// Ask a contact for a discussion; answers once it is open (waits for the peer's decision).
     Open(OpenRequest) = "open" -> Opened;
+    /// Withdraw our requests to a contact that wait for an answer: each `open` waiting on one
+    /// fails with `cancelled`, and the request disappears from the peer's `requests`.
+    Cancel(CancelRequest) = "cancel" -> Cancelled;
     /// Requests waiting for a decision; with `refused: true`, the last requests turned away
     /// without asking the user, oldest first.
     Requests(RequestsRequest) = "requests" -> RequestList;
@@ -132,7 +143,8 @@ methods! {
     Discussions(DiscussionsRequest) = "discussions" -> Vec<Discussion>;
     /// Queue a message; answers once it is committed to disk (state `stored`, or `sent`).
     Send(SendRequest) = "send" -> Message;
-    /// The last `limit` messages of a discussion, oldest first; marks the discussion read.
+    /// Messages of a discussion, oldest first: the last `limit`, or a page by position
+    /// (`before`, `after`); marks the discussion read.
     History(HistoryRequest) = "history" -> Vec<Message>;
     /// Mark every message of a discussion read.
     MarkRead(MarkReadRequest) = "mark_read" -> MarkedRead;
@@ -251,6 +263,37 @@ pub struct NeverShareRequest {
     pub never: Option<bool>,
 }
 
+/// `add_contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AddContactRequest {
+    /// `HOST:PORT`: HOST a name, an IPv4 address or `[IPv6]`; PORT the node's main TCP port.
+    #[serde(deserialize_with = "param::string")]
+    pub address: String,
+}
+
+/// `remove_contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RemoveContactRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
+}
+
+/// `block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BlockRequest {
+    /// A full fingerprint (40 or 64 hex digits; spaces allowed).
+    #[serde(deserialize_with = "param::string")]
+    pub fingerprint: String,
+    /// Block (default) or unblock.
+    #[serde(
+        default,
+        deserialize_with = "param::flag",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub blocked: Option<bool>,
+}
+
 /// `open`. Its `Debug` hides the shared secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OpenRequest {
@@ -269,6 +312,14 @@ impl std::fmt::Debug for OpenRequest {
             .field("password", &Hidden::of(&self.password))
             .finish()
     }
+}
+
+/// `cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
 }
 
 /// `requests`.
@@ -314,7 +365,8 @@ pub struct RefuseRequest {
 /// `send`. Its `Debug` hides the text.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SendRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
     /// The message (not empty, at most `limits.max_message_bytes`).
@@ -332,24 +384,42 @@ impl std::fmt::Debug for SendRequest {
 }
 
 /// `history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
-    /// How many of the last messages (default 100, at most 100000).
+    /// How many messages at most (default 100, at most 100000).
     #[serde(
         default,
         deserialize_with = "param::opt_count",
         skip_serializing_if = "Option::is_none"
     )]
     pub limit: Option<u64>,
+    /// Only messages before this position (a message's `position`; 1 is the first message): the
+    /// last `limit` of them.
+    #[serde(
+        default,
+        deserialize_with = "param::opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub before: Option<u64>,
+    /// Only messages after this position; without `before`, the first `limit` of them (paging
+    /// forward).
+    #[serde(
+        default,
+        deserialize_with = "param::opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub after: Option<u64>,
 }
 
 /// `mark_read`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MarkReadRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
 }
@@ -357,7 +427,8 @@ pub struct MarkReadRequest {
 /// `close`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CloseRequest {
-    /// A discussion id, a unique id prefix (4+ characters), or a contact (its latest discussion).
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]
     pub discussion: String,
     /// Close now: keys destroyed at once, the peer told when it is next reachable (default false).
@@ -426,6 +497,7 @@ mod tests {
         let r: Request = HistoryRequest {
             discussion: "bob".into(),
             limit: Some(5),
+            ..HistoryRequest::default()
         }
         .into();
         assert_eq!(r.method(), "history");

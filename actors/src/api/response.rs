@@ -57,6 +57,45 @@ pub struct Contact {
     pub verified: bool,
     /// Another key announced this name first: this is *not* the person you knew.
     pub key_changed: bool,
+    /// Where the contact came from (recorded once). Absent from cores before API 1.1.
+    #[serde(default)]
+    pub origin: ContactOrigin,
+}
+
+/// Where a contact came from: `{"kind": "broadcast"}`, `{"kind": "added"}`,
+/// `{"kind": "via", "fingerprint": .., "name": ..}`, `{"kind": "introduced", ..}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ContactOrigin {
+    /// Heard by broadcast on our network segment.
+    #[default]
+    Broadcast,
+    /// Added by address (`add_contact`).
+    Added,
+    /// Learned from the contact list of this peer (its fingerprint, and its name then).
+    Via { fingerprint: String, name: String },
+    /// Introduced by this peer (its fingerprint, and its name then). Not verified.
+    Introduced { fingerprint: String, name: String },
+}
+
+impl std::fmt::Display for ContactOrigin {
+    /// `broadcast`, `added`, `via NAME`, `introduced by NAME` (NAME chosen by a peer: escape it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Broadcast => f.write_str("broadcast"),
+            Self::Added => f.write_str("added"),
+            Self::Via { name, .. } => write!(f, "via {name}"),
+            Self::Introduced { name, .. } => write!(f, "introduced by {name}"),
+        }
+    }
+}
+
+/// Answer of `block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BlockAnswer {
+    /// The fingerprint, normalised (upper case, no spaces).
+    pub fingerprint: String,
+    pub blocked: bool,
 }
 
 /// An incoming discussion request waiting for the user's decision.
@@ -150,6 +189,10 @@ pub struct Message {
     /// Exactly what was sent (escape it before printing).
     pub body: String,
     pub state: DeliveryState,
+    /// In `history` answers: the message's place in its discussion (1 = the first, in the order
+    /// history shows them), what `history`'s `before` and `after` take. Absent in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 impl std::fmt::Debug for Message {
@@ -161,6 +204,7 @@ impl std::fmt::Debug for Message {
             .field("time", &self.time)
             .field("body", &Hidden::of(&self.body))
             .field("state", &self.state)
+            .field("position", &self.position)
             .finish()
     }
 }
@@ -208,6 +252,13 @@ pub struct Opened {
     pub discussion_id: String,
 }
 
+/// Answer of `cancel`: how many of our requests to the contact were withdrawn (0: none was
+/// waiting, it was answered already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancelled {
+    pub cancelled: u64,
+}
+
 /// Answer of `refuse` (always true).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefusedAnswer {
@@ -252,6 +303,19 @@ impl From<&crate::store::ContactRecord> for Contact {
             last_seen: c.last_seen,
             verified: c.verified,
             key_changed: c.key_changed,
+            origin: (&c.origin).into(),
+        }
+    }
+}
+
+impl From<&crate::store::ContactOrigin> for ContactOrigin {
+    fn from(o: &crate::store::ContactOrigin) -> Self {
+        use crate::store::ContactOrigin as O;
+        match o.clone() {
+            O::Broadcast => Self::Broadcast,
+            O::Added => Self::Added,
+            O::Via { fingerprint, name } => Self::Via { fingerprint, name },
+            O::Introduced { fingerprint, name } => Self::Introduced { fingerprint, name },
         }
     }
 }
@@ -297,6 +361,7 @@ impl From<&crate::store::MessageRecord> for Message {
             time: m.time,
             body: m.body.clone(),
             state: m.state.into(),
+            position: None,
         }
     }
 }

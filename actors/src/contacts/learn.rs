@@ -29,7 +29,7 @@ pub struct Learned {
 #[rtype(result = "Merged")]
 pub struct LearnContacts {
     pub entries: Vec<Learned>,
-    pub origin: String,
+    pub origin: ContactOrigin,
 }
 
 /// What a merge did.
@@ -96,6 +96,7 @@ impl Handler<LearnContacts> for ContactRegistry {
                         key_changed,
                         origin: m.origin.clone(),
                         announce: e.announce,
+                        probe: None,
                     };
                     if let Some(old) = other {
                         self.flag_key_changed(&e.name, &e.fingerprint, old, &e.address);

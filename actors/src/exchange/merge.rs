@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::codec;
 use crate::discovery::MAX_NAME_CHARS;
 use crate::wire::{Announce, AnnounceBody, ListEntry, ANNOUNCE_VERSION};
+use crate::store::ContactOrigin;
 
 /// Largest entry accepted or given (its relayed announce and address together).
 pub const MAX_ENTRY_BYTES: usize = 2048;
@@ -87,8 +88,11 @@ pub fn decide(held: Option<u64>, time: u64, name_taken_by_other_key: bool) -> Me
 }
 
 /// The origin recorded for a contact learned from `sharer`'s list.
-pub fn via(sharer_name: &str, sharer_fingerprint: &str) -> String {
-    format!("via {sharer_name} {sharer_fingerprint}")
+pub fn via(sharer_name: &str, sharer_fingerprint: &str) -> ContactOrigin {
+    ContactOrigin::Via {
+        fingerprint: sharer_fingerprint.to_string(),
+        name: sharer_name.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +167,12 @@ mod tests {
         assert_eq!(decide(Some(10), 11, false), Merge::Refresh);
         assert_eq!(decide(Some(10), 10, false), Merge::Stale);
         assert_eq!(decide(Some(10), 3, true), Merge::Stale);
-        assert_eq!(via("bob", "AB12"), "via bob AB12");
+        assert_eq!(
+            via("bob", "AB12"),
+            ContactOrigin::Via {
+                fingerprint: "AB12".into(),
+                name: "bob".into()
+            }
+        );
     }
 }

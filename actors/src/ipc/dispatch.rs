@@ -19,7 +19,12 @@ fn discover() -> Value {
 }
 
 /// Run one request. `subscribe` is the connection's business: here it only answers.
-pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, ApiError> {
+/// `client_gone` ends when the connection that sent `request` closes (an `open` is then withdrawn).
+pub async fn dispatch(
+    node: &NodeHandle,
+    request: Request,
+    client_gone: tokio::sync::watch::Receiver<()>,
+) -> Result<Response, ApiError> {
     Ok(match request {
         Request::Whoami(_) => Response::Whoami(node.whoami().into()),
         Request::Status(_) => Response::Status(api::Status {
@@ -51,8 +56,29 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 never_share: never,
             })
         }
-        Request::Open(r) => Response::Open(api::Opened {
-            discussion_id: node.open(&r.contact, &r.password).await?,
+        Request::AddContact(r) => {
+            Response::AddContact((&node.add_contact(&r.address).await?).into())
+        }
+        Request::RemoveContact(r) => {
+            Response::RemoveContact((&node.remove_contact(&r.contact).await?).into())
+        }
+        Request::Block(r) => {
+            let blocked = r.blocked.unwrap_or(true);
+            Response::Block(api::BlockAnswer {
+                fingerprint: node.block(&r.fingerprint, blocked).await?,
+                blocked,
+            })
+        }
+        Request::Open(r) => {
+            let mut gone = client_gone;
+            // `changed` fails when the connection drops its sender: then the asker is gone.
+            let gone = Box::pin(async move { while gone.changed().await.is_ok() {} });
+            Response::Open(api::Opened {
+                discussion_id: node.open_while(&r.contact, &r.password, Some(gone)).await?,
+            })
+        }
+        Request::Cancel(r) => Response::Cancel(api::Cancelled {
+            cancelled: node.cancel(&r.contact).await?,
         }),
         Request::Requests(r) if r.refused.unwrap_or(false) => {
             Response::Requests(api::RequestList::Refused(
@@ -87,11 +113,19 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
         Request::Send(r) => Response::Send((&node.send(&r.discussion, &r.text).await?).into()),
         Request::History(r) => {
             let limit = r.limit.map_or(DEFAULT_HISTORY, |l| l.min(MAX_HISTORY));
+            let page = crate::store::HistoryPage {
+                limit,
+                before: r.before,
+                after: r.after,
+            };
             Response::History(
-                node.history(&r.discussion, limit)
+                node.history_page(&r.discussion, page)
                     .await?
                     .iter()
-                    .map(api::Message::from)
+                    .map(|(position, m)| api::Message {
+                        position: Some(*position),
+                        ..api::Message::from(m)
+                    })
                     .collect(),
             )
         }

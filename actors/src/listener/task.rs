@@ -16,6 +16,7 @@ pub(super) struct Task {
     pub(super) store: StoreHandle,
     pub(super) events: EventBus,
     pub(super) budget: DecryptBudget,
+    pub(super) tcp_port: u16,
     pub(super) me: Addr<Listener>,
 }
 
@@ -63,6 +64,21 @@ impl Task {
                 from,
                 version,
             }),
+            Purpose::Probe { nonce } => {
+                // One signature per probe, on the crypto workers; the pool bounds how many run.
+                let body = crate::discovery::announce_body(
+                    self.keys.name(),
+                    self.keys.public().to_bytes(),
+                    self.tcp_port,
+                    nonce,
+                    true,
+                );
+                if let Err(e) =
+                    net::probe::answer(&mut conn, &self.keys, &body, self.deadline()).await
+                {
+                    log::debug!("[{}] probe from {from}: {e}", self.node);
+                }
+            }
             Purpose::Handshake => {
                 if let Err(e) = self.receive_request(&mut conn, from, slot).await {
                     crate::log_limit::hostile(
@@ -316,6 +332,20 @@ impl responder::ResponderHost for Host<'_> {
         request: &RequestBody,
     ) -> Result<(u64, oneshot::Receiver<Decision>), FailReason> {
         let task = self.task;
+        // A blocked key's requests are turned away without asking the user (it is told "busy").
+        let blocked = task
+            .contacts
+            .send(IsBlocked(request.from.clone()))
+            .await
+            .unwrap_or(false);
+        if blocked {
+            log::debug!(
+                "[{}] request from blocked {} ignored",
+                task.node,
+                request.from
+            );
+            return Err(FailReason::Busy);
+        }
         let fingerprint = request.from.clone();
         let trusted = task
             .store

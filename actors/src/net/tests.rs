@@ -50,8 +50,67 @@ async fn read_discussion_hello(conn: &mut Conn<DuplexStream>) -> Nonce {
             assert_eq!(discussion_id, D1);
             nonce
         }
-        Purpose::Handshake => panic!("a handshake hello"),
+        other => panic!("not a discussion hello: {other:?}"),
     }
+}
+
+/// The node's side of a probe: reads the hello, answers with its announce bound to `nonce_of`
+/// (the prober's nonce, or another for a replay).
+async fn answer_probe(
+    conn: &mut Conn<DuplexStream>,
+    keys: &LocalCrypto,
+    nonce_of: impl FnOnce(Nonce) -> Nonce,
+) {
+    let Purpose::Probe { nonce } = recv_hello(conn, T).await.unwrap() else {
+        panic!("not a probe");
+    };
+    let cert = keys.public().to_bytes();
+    let body = crate::discovery::announce_body("bob", cert, 4242, nonce_of(nonce), true);
+    probe::answer(conn, keys, &body, T).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_probe_is_answered_with_the_nodes_announce_bound_to_the_probers_nonce() {
+    let (prober, node_keys) = (node("alice"), node("bob"));
+    let (mut a, mut b) = pipe();
+    let (got, ()) = tokio::join!(
+        probe::ask(&mut a, &prober, [5; 32], T),
+        answer_probe(&mut b, &node_keys, |n| n)
+    );
+    let got = got.unwrap();
+    assert_eq!(got.fingerprint, node_keys.fingerprint());
+    assert_eq!((got.name.as_str(), got.tcp_port), ("bob", 4242));
+    // The kept bytes are the announce as signed: they verify again, relayed.
+    let again = crate::announce::verify(&prober, &got.signed, crate::announce::Freshness::Relayed)
+        .await
+        .unwrap();
+    assert_eq!(again.fingerprint, got.fingerprint);
+}
+
+#[tokio::test]
+async fn a_probe_answer_for_another_nonce_is_refused() {
+    let (prober, node_keys) = (node("alice"), node("bob"));
+    let (mut a, mut b) = pipe();
+    let (got, ()) = tokio::join!(
+        probe::ask(&mut a, &prober, [5; 32], T),
+        answer_probe(&mut b, &node_keys, |_| [6; 32])
+    );
+    assert!(matches!(got, Err(probe::ProbeError::WrongNonce)), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_node_closing_on_the_probe_gives_no_answer_and_still_speaks_pgpchat() {
+    let prober = node("alice");
+    let (mut a, mut b) = pipe();
+    let (got, ()) = tokio::join!(probe::ask(&mut a, &prober, [5; 32], T), async {
+        let _ = recv(&mut b, T).await;
+        drop(b);
+    });
+    assert!(matches!(got, Err(probe::ProbeError::NoAnswer)), "{got:?}");
+    // What every version does with a hello of version 0: an Error frame.
+    let (mut a, mut b) = pipe();
+    let (speaks, _) = tokio::join!(probe::speaks_pgpchat(&mut a, T), recv_hello(&mut b, T));
+    assert!(speaks);
 }
 
 #[tokio::test]

@@ -93,13 +93,15 @@ impl Store {
     /// the per-message aggregates of [`Self::discussions`].
     pub fn discussion_refs(&self) -> Result<Vec<DiscussionRef>, StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT id, peer_name, peer_fingerprint FROM discussions ORDER BY created DESC, rowid DESC",
+            "SELECT id, peer_name, peer_fingerprint, state FROM discussions
+             ORDER BY created DESC, rowid DESC",
         )?;
         let rows = st.query_map([], |r| {
             Ok(DiscussionRef {
                 id: r.get(0)?,
                 peer_name: r.get(1)?,
                 peer_fingerprint: r.get(2)?,
+                state: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -7,7 +7,8 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{
-    DeliveryState, Direction, DiscussionState, Incoming, MessageKind, MessageRecord, Outgoing,
+    DeliveryState, Direction, DiscussionState, HistoryPage, Incoming, MessageKind, MessageRecord,
+    Outgoing,
 };
 use super::sealing::{open_body, raw_message, seal_body};
 use super::{Store, StoreError};
@@ -220,24 +221,61 @@ impl Store {
             .collect()
     }
 
-    /// The last `limit` messages, oldest first. Reading marks incoming ones read.
+    /// The last `limit` messages, oldest first.
     pub fn history(
         &self,
         discussion_id: &str,
         limit: u64,
     ) -> Result<Vec<MessageRecord>, StoreError> {
+        let page = HistoryPage {
+            limit,
+            ..HistoryPage::default()
+        };
+        Ok(self
+            .history_page(discussion_id, page)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// A page of a discussion's messages, oldest first, each with its position (1 = the first
+    /// message, in the order history shows them: time, then arrival). See [`HistoryPage`].
+    pub fn history_page(
+        &self,
+        discussion_id: &str,
+        page: HistoryPage,
+    ) -> Result<Vec<(u64, MessageRecord)>, StoreError> {
         self.discussion(discussion_id)?;
-        let mut st = self.conn.prepare(
-            "SELECT discussion_id, direction, seq, time, body, state FROM messages
-             WHERE discussion_id = ?1 AND kind = 'text' ORDER BY time DESC, rowid DESC LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![discussion_id, limit], raw_message)?;
+        // Forward from `after` when only it is given; otherwise back from `before` (or the end).
+        let forward = page.after.is_some() && page.before.is_none();
+        let sql = format!(
+            "SELECT discussion_id, direction, seq, time, body, state, pos FROM (
+                 SELECT discussion_id, direction, seq, time, body, state,
+                        ROW_NUMBER() OVER (ORDER BY time, rowid) AS pos
+                 FROM messages WHERE discussion_id = ?1 AND kind = 'text')
+             WHERE pos > ?2 AND pos < ?3 ORDER BY pos {} LIMIT ?4",
+            if forward { "ASC" } else { "DESC" }
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        // SQLite integers are i64: a bound past it means "no bound".
+        let before = page
+            .before
+            .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let after = page
+            .after
+            .map_or(0, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![discussion_id, after, before, limit], |r| {
+            Ok((r.get::<_, u64>(6)?, raw_message(r)?))
+        })?;
         let raw = rows.collect::<Result<Vec<_>, _>>()?;
         let mut v = raw
             .into_iter()
-            .map(|r| open_body(self.cipher.as_ref(), r))
-            .collect::<Result<Vec<_>, _>>()?;
-        v.reverse();
+            .map(|(pos, r)| Ok((pos, open_body(self.cipher.as_ref(), r)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if !forward {
+            v.reverse();
+        }
         Ok(v)
     }
 

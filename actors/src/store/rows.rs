@@ -75,13 +75,72 @@ pub struct ContactRecord {
     pub verified: bool,
     /// Another key already announced this name: this contact is not the one you knew.
     pub key_changed: bool,
-    /// Where the contact came from, recorded once, never rewritten: `broadcast`, `added`,
-    /// `via NAME FINGERPRINT` (a contact list), `introduced by NAME FINGERPRINT`.
-    pub origin: String,
-    /// Its last signed announce (`bincode(Announce)`, unpadded), relayed unchanged in shared lists;
-    /// empty if none is kept.
+    /// Where the contact came from: set once, from the message that brought it, never rewritten.
+    pub origin: ContactOrigin,
+    /// Its own last signed announce, unpadded (`bincode(Announce)`), to relay it unchanged; empty
+    /// for contacts stored before issue 10 until their next announce.
     #[serde(skip)]
     pub announce: Vec<u8>,
+    /// Set when the user added it by address: it is then re-probed while broadcast cannot reach it.
+    #[serde(skip)]
+    pub probe: Option<ProbeState>,
+}
+
+/// Where a contact came from ([`ContactRecord::origin`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ContactOrigin {
+    /// Heard by broadcast on our network segment.
+    Broadcast,
+    /// Added by the user by address (`add-contact HOST:PORT`).
+    Added,
+    /// Learned from the contact list of the peer `fingerprint` (then called `name`).
+    Via { fingerprint: String, name: String },
+    /// Introduced by the peer `fingerprint` (then called `name`).
+    Introduced { fingerprint: String, name: String },
+}
+
+impl ContactOrigin {
+    /// The `origin` column's text.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Broadcast => "broadcast",
+            Self::Added => "added",
+            Self::Via { .. } => "via",
+            Self::Introduced { .. } => "introduced",
+        }
+    }
+
+    /// The peer it came through (via, introduced), as `(fingerprint, name)`.
+    pub fn peer(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Via { fingerprint, name } | Self::Introduced { fingerprint, name } => {
+                Some((fingerprint, name))
+            }
+            Self::Broadcast | Self::Added => None,
+        }
+    }
+
+    /// Read back from the columns `origin`, `origin_fingerprint`, `origin_name`.
+    pub fn from_columns(kind: &str, fingerprint: String, name: String) -> Option<Self> {
+        Some(match kind {
+            "broadcast" => Self::Broadcast,
+            "added" => Self::Added,
+            "via" => Self::Via { fingerprint, name },
+            "introduced" => Self::Introduced { fingerprint, name },
+            _ => return None,
+        })
+    }
+}
+
+/// How a contact added by address is re-probed ([`crate::contacts::probing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeState {
+    /// `HOST:PORT` as the user gave it (a name is resolved again at each probe).
+    pub address: String,
+    /// Probes without an answer since the last answer (the backoff's exponent).
+    pub failures: u32,
+    /// Not probed before this time (seconds since the Unix epoch).
+    pub next: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -152,12 +211,13 @@ impl DiscussionRecord {
     }
 }
 
-/// A discussion's id and peer.
+/// A discussion's id, peer and state (what resolving a name needs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscussionRef {
     pub id: String,
     pub peer_name: String,
     pub peer_fingerprint: String,
+    pub state: DiscussionState,
 }
 
 /// One line of `discussions`.
@@ -215,6 +275,16 @@ text_column!(MessageKind, "message kind", Text => "text", Control => "control");
 pub struct Outgoing {
     pub kind: MessageKind,
     pub record: MessageRecord,
+}
+
+/// Which messages of a discussion `history` answers: at most `limit`, between the positions
+/// `after` and `before` (both excluded; 1 is the first message). With only `after`, the first
+/// `limit` after it (paging forward); otherwise the last `limit` before `before` (or the end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub limit: u64,
+    pub before: Option<u64>,
+    pub after: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Serialize)]

@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -34,7 +34,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         to: 2,
-        apply: v2_protocol_versions_and_control_channel,
+        apply: v2_contacts_by_address,
+    },
+    Migration {
+        to: 3,
+        apply: v3_protocol_versions_and_control_channel,
     },
 ];
 
@@ -114,27 +118,48 @@ fn v1_baseline(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// Version 2 (issue 10, protocol versions, control channel, contact-list exchange):
+/// Issue 10, contacts by address: where each contact came from (every contact stored so far was
+/// heard by broadcast), its last signed announce (relayed unchanged by contact lists), its probe
+/// state (set for contacts the user added by address), and the blocked fingerprints.
+/// Columns that already exist are left as they are (a store whose recorded version was reset).
+fn v2_contacts_by_address(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    const COLUMNS: &[(&str, &str)] = &[
+        ("origin", "TEXT NOT NULL DEFAULT 'broadcast'"),
+        ("origin_fingerprint", "TEXT NOT NULL DEFAULT ''"),
+        ("origin_name", "TEXT NOT NULL DEFAULT ''"),
+        ("announce", "BLOB NOT NULL DEFAULT x''"),
+        ("probe_address", "TEXT"),
+        ("probe_failures", "INTEGER NOT NULL DEFAULT 0"),
+        ("next_probe", "INTEGER NOT NULL DEFAULT 0"),
+    ];
+    for (name, decl) in COLUMNS {
+        add_column(tx, "contacts", name, decl)?;
+    }
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS blocked (
+             fingerprint TEXT PRIMARY KEY,
+             since INTEGER NOT NULL
+         );",
+    )?;
+    Ok(false)
+}
+
+/// Version 3 (issue 10, protocol versions, control channel, contact-list exchange):
 /// - `messages.kind` (`text` | `control`): control messages share a discussion's sequence numbers
 ///   and outbox with chat, and are never shown, counted or unread; `messages.handled`: whether an
 ///   incoming control message was processed (0 until then: processed again at start after a crash);
 /// - `discussions.peer_version`: the highest protocol version the peer has authenticated at (the
 ///   downgrade defence: never less from then on);
-/// - `contacts.origin` (where a contact came from, once), `contacts.announce` (its last signed
-///   announce, relayed unchanged in shared lists), `contacts.never_share`, and the `blocked`
-///   fingerprints: the minimal form of what the contacts part (issue 10, part 1) defines.
-fn v2_protocol_versions_and_control_channel(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+/// - `contacts.never_share`: the user's "never give this contact to anyone asking for my list".
+fn v3_protocol_versions_and_control_channel(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     for (table, column, declaration) in [
         ("messages", "kind", "TEXT NOT NULL DEFAULT 'text'"),
         ("messages", "handled", "INTEGER NOT NULL DEFAULT 1"),
         ("discussions", "peer_version", "INTEGER NOT NULL DEFAULT 1"),
-        ("contacts", "origin", "TEXT NOT NULL DEFAULT 'broadcast'"),
-        ("contacts", "announce", "BLOB"),
         ("contacts", "never_share", "INTEGER NOT NULL DEFAULT 0"),
     ] {
         add_column(tx, table, column, declaration)?;
     }
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS blocked (fingerprint TEXT PRIMARY KEY);")?;
     Ok(false)
 }
 

@@ -297,3 +297,87 @@ fn a_store_of_issue_8_without_a_version_is_migrated_with_its_rows() {
     assert_eq!(s.discussion("d").unwrap(), discussion("d"));
     assert_eq!(s.history("d", 10).unwrap()[0].body, "kept");
 }
+
+/// `history` pages by position (issue 12): back from `before`, forward from `after`, each message
+/// with its place in the discussion; another discussion's messages do not count.
+#[test]
+fn history_pages_by_position() {
+    use super::HistoryPage;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+    s.insert_discussion(&discussion("d")).unwrap();
+    s.insert_discussion(&discussion("e")).unwrap();
+    for i in 1..=10u64 {
+        s.queue_outgoing("d", &format!("m{i}"), 100 + i).unwrap();
+        s.queue_outgoing("e", "other", 100 + i).unwrap();
+    }
+    let page = |limit, before, after| {
+        s.history_page(
+            "d",
+            HistoryPage {
+                limit,
+                before,
+                after,
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(p, m)| {
+            assert_eq!(m.body, format!("m{p}"));
+            p
+        })
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(page(3, None, None), [8, 9, 10]);
+    assert_eq!(page(3, Some(8), None), [5, 6, 7]);
+    assert_eq!(page(3, Some(3), None), [1, 2]);
+    assert_eq!(page(3, None, Some(2)), [3, 4, 5], "forward from after");
+    assert_eq!(page(10, Some(6), Some(2)), [3, 4, 5]);
+    assert_eq!(page(3, Some(1), None), Vec::<u64>::new());
+    assert_eq!(page(3, None, Some(u64::MAX)), Vec::<u64>::new());
+}
+
+#[test]
+fn a_contacts_origin_is_written_once_and_its_announce_and_probe_state_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let via = ContactOrigin::Via {
+        fingerprint: "B0B".into(),
+        name: "bob".into(),
+    };
+    let mut c = ContactRecord {
+        fingerprint: "CA7".into(),
+        name: "cat".into(),
+        cert: vec![1],
+        address: "10.0.0.3".into(),
+        tcp_port: 4000,
+        first_seen: 1,
+        last_seen: 1,
+        announce_time: 1,
+        verified: false,
+        key_changed: false,
+        origin: via.clone(),
+        announce: vec![9, 9],
+        probe: Some(ProbeState {
+            address: "cat.example:4000".into(),
+            failures: 2,
+            next: 77,
+        }),
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        s.upsert_contact(&c).unwrap();
+        // A later write carrying another origin does not rewrite it.
+        c.origin = ContactOrigin::Added;
+        c.last_seen = 2;
+        s.upsert_contact(&c).unwrap();
+        s.set_blocked("DEAD", true, 5).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let back = s.contacts().unwrap();
+    c.origin = via;
+    assert_eq!(back, vec![c]);
+    assert_eq!(s.blocked().unwrap(), ["DEAD"]);
+    s.set_blocked("DEAD", false, 6).unwrap();
+    assert!(s.blocked().unwrap().is_empty());
+}
