@@ -370,11 +370,12 @@ mod tests {
 
     #[test]
     fn golden_bytes_pin_the_control_channel() {
-        // Frame::Control is variant 7, after every version-1 frame (a v1 peer never gets one).
+        // Frame::Control is variant 8, after every version-1 frame and the probe answer (a v1
+        // peer never gets one).
         let frame = Frame::Control(vec![0xbb]);
         assert_eq!(
             hex::encode(encode(&frame).unwrap()),
-            "000000070000000000000001bb"
+            "000000080000000000000001bb"
         );
         let request = Control::ListRequest { request_id: 5 };
         assert_eq!(

@@ -8,8 +8,8 @@ use thiserror::Error;
 
 use crate::codec;
 use crate::discovery::MAX_NAME_CHARS;
-use crate::wire::{Announce, AnnounceBody, ListEntry, ANNOUNCE_VERSION};
 use crate::store::ContactOrigin;
+use crate::wire::{Announce, AnnounceBody, ListEntry, ANNOUNCE_VERSION};
 
 /// Largest entry accepted or given (its relayed announce and address together).
 pub const MAX_ENTRY_BYTES: usize = 2048;
