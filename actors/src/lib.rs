@@ -53,6 +53,8 @@ pub mod discussions;
 pub mod events;
 pub mod handshake;
 pub mod identity;
+pub mod introduction;
+pub mod introductions;
 pub mod ipc;
 pub mod keys;
 pub mod listener;

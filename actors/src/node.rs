@@ -27,10 +27,14 @@ use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscovery
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
+use crate::introductions::{
+    DecideIntroduction, IntroError, Introduce, Introductions, ListIntroductions,
+};
 use crate::keys::{KeyManager, KeysHandle};
 use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
+use crate::store::introductions::ReceivedIntroduction;
 use crate::store::STORAGE_KEY_BYTES;
 use crate::store::{
     ContactRecord, DiscussionState, DiscussionSummary, MessageRecord, StoreError, StoreHandle,
@@ -172,6 +176,19 @@ impl From<SessionError> for ApiError {
     }
 }
 
+impl From<IntroError> for ApiError {
+    fn from(e: IntroError) -> Self {
+        match e {
+            IntroError::Contact(e) => e.into(),
+            IntroError::NotFound(_) | IntroError::NoDiscussion(_) => Self::NotFound(e.into()),
+            IntroError::SamePerson(_) | IntroError::Transition(_) => Self::Invalid(e.into()),
+            IntroError::TooMany => Self::Failed(ErrorKind::Busy, e.into()),
+            IntroError::Send { .. } => Self::Failed(ErrorKind::Failed, e.into()),
+            _ => Self::Internal(e.into()),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -210,6 +227,7 @@ pub struct NodeHandle {
     pub discovery: Addr<Discovery>,
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
+    pub introductions: Addr<Introductions>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
     pub shutdown: std::sync::Arc<tokio::sync::Notify>,
@@ -272,6 +290,16 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
+    let introductions = Introductions::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+        contacts.clone(),
+        directory.clone(),
+        listener.clone(),
+    )
+    .start();
     let discovery = Discovery::new(
         settings.clone(),
         sockets,
@@ -294,6 +322,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         discovery,
         listener,
         directory,
+        introductions,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
@@ -565,6 +594,45 @@ impl NodeHandle {
             .await
             .map_err(mailbox)??;
         Ok((id, state))
+    }
+
+    /// Introduce two contacts we each have an open discussion with; the introduction's id.
+    pub async fn introduce(&self, a: &str, b: &str) -> Result<String, ApiError> {
+        Ok(self
+            .introductions
+            .send(Introduce {
+                a: a.into(),
+                b: b.into(),
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Introductions made to us, newest first (ended ones too).
+    pub async fn introductions(&self) -> Result<Vec<ReceivedIntroduction>, ApiError> {
+        Ok(self
+            .introductions
+            .send(ListIntroductions)
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Accept or decline an introduction made to us.
+    pub async fn decide_introduction(
+        &self,
+        local_id: i64,
+        accept: bool,
+    ) -> Result<ReceivedIntroduction, ApiError> {
+        Ok(self
+            .introductions
+            .send(DecideIntroduction { local_id, accept })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Contacts met through an introduction: (fingerprint, introducer fingerprint, its name).
+    pub async fn introduced_contacts(&self) -> Result<Vec<(String, String, String)>, ApiError> {
+        Ok(self.store.run(|s| s.introduced_contacts()).await?)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

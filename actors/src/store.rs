@@ -23,6 +23,7 @@ use thiserror::Error;
 mod close_notices;
 mod contacts;
 mod discussions;
+pub mod introductions;
 mod messages;
 pub mod rows;
 pub mod schema;
