@@ -88,6 +88,15 @@ pub enum Command {
     },
     /// Refuse a request.
     Refuse { request: u64 },
+    /// Introduce two contacts you each have an open discussion with to each other: each is asked
+    /// to accept; when both do, they open a discussion between them by themselves.
+    Introduce { a: String, b: String },
+    /// Introductions made to you (who introduces whom), and their state.
+    Introductions,
+    /// Accept an introduction made to you (its number in `introductions`).
+    AcceptIntroduction { introduction: u64 },
+    /// Decline an introduction made to you (its secret is destroyed).
+    DeclineIntroduction { introduction: u64 },
     /// Open and past discussions.
     Discussions,
     /// Send a message (TEXT `-` reads standard input); returns once it is stored in the outbox.

@@ -193,6 +193,30 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let v = ctx.call(api::RefuseRequest { request })?;
             ctx.print(&v, |_| println!("request {request} refused"))
         }
+        Command::Introduce { a, b } => {
+            let v = ctx.call(api::IntroduceRequest { a, b })?;
+            ctx.print(&v, |v| {
+                println!(
+                    "introduction {} sent: each side is asked to accept",
+                    v.introduction
+                )
+            })
+        }
+        Command::Introductions => introductions(ctx),
+        Command::AcceptIntroduction { introduction } => {
+            let v = ctx.call(api::AcceptIntroductionRequest { introduction })?;
+            ctx.print(&v, |i| {
+                println!(
+                    "introduction {}: {}",
+                    i.id,
+                    format::introduction_state(i.state)
+                )
+            })
+        }
+        Command::DeclineIntroduction { introduction } => {
+            let v = ctx.call(api::DeclineIntroductionRequest { introduction })?;
+            ctx.print(&v, |i| println!("introduction {} declined", i.id))
+        }
         Command::Discussions => discussions(ctx),
         Command::Send { discussion, text } => {
             let text = if text == "-" {
@@ -360,10 +384,13 @@ fn contacts(ctx: &Ctx) -> Result<()> {
         for c in list {
             let mut flags = Vec::new();
             if c.verified {
-                flags.push("verified");
+                flags.push("verified".to_string());
             }
             if c.key_changed {
-                flags.push("KEY-CHANGED");
+                flags.push("KEY-CHANGED".to_string());
+            }
+            if let Some(by) = &c.introduced_by {
+                flags.push(format!("introduced by {}", safe_text::line(&by.name)));
             }
             println!(
                 "{:<20} {:<16} {:<22} {:<10} {}",
@@ -372,6 +399,30 @@ fn contacts(ctx: &Ctx) -> Result<()> {
                 format!("{}:{}", c.address, c.tcp_port),
                 format::ago(c.last_seen, now),
                 flags.join(",")
+            );
+        }
+    })
+}
+
+fn introductions(ctx: &Ctx) -> Result<()> {
+    let list = ctx.call(api::IntroductionsRequest {})?;
+    ctx.print(&list, |list| {
+        if list.is_empty() {
+            println!("no introductions");
+        }
+        for i in list {
+            println!(
+                "{:>4}  {} introduces {} {}: {}{}",
+                i.id,
+                safe_text::line(&i.introducer.name),
+                safe_text::line(&i.peer_name),
+                fingerprint_groups(&i.peer_fingerprint),
+                format::introduction_state(i.state),
+                if i.key_changed {
+                    "  (WARNING: this name is known with another key)"
+                } else {
+                    ""
+                }
             );
         }
     })

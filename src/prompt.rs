@@ -57,6 +57,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     );
     loop {
         let n_req = client.requests()?.len();
+        let n_intro = client
+            .call(api::IntroductionsRequest {})?
+            .iter()
+            .filter(|i| i.state == api::IntroductionState::Pending)
+            .count();
         let unread: u64 = client
             .call(api::DiscussionsRequest {})?
             .iter()
@@ -68,6 +73,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             format!("Requests ({n_req})"),
             format!("Discussions ({unread} unread)"),
             "Verify a contact".to_string(),
+            format!("Introductions ({n_intro})"),
+            "Introduce two contacts".to_string(),
             "Refresh".to_string(),
             "Quit".to_string(),
         ];
@@ -85,7 +92,9 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             2 => handle_request(ctx, &mut client, &theme),
             3 => pick_discussion(ctx, &mut client, &theme),
             4 => verify_contact(&mut client, &theme),
-            5 => Ok(()),
+            5 => handle_introduction(&mut client, &theme),
+            6 => introduce(&mut client, &theme),
+            7 => Ok(()),
             _ => return Ok(()),
         };
         if let Err(e) = outcome {
@@ -123,6 +132,9 @@ fn contact_line(c: &Contact, now: u64) -> String {
     }
     if c.key_changed {
         marks.push_str(" [KEY CHANGED]");
+    }
+    if let Some(by) = &c.introduced_by {
+        marks.push_str(&format!(" [introduced by {}]", safe_text::line(&by.name)));
     }
     format!(
         "{:<16} {}  seen {}{}",
@@ -189,6 +201,80 @@ fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Res
     })?;
     // A new discussion: nothing unread beyond what the view shows anyway.
     chat_view(ctx, client, &v.discussion_id, &name, 0)
+}
+
+/// Introductions made to us: accept or decline one waiting for our decision.
+fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    let list: Vec<api::Introduction> = client
+        .call(api::IntroductionsRequest {})?
+        .into_iter()
+        .filter(|i| i.state == api::IntroductionState::Pending)
+        .collect();
+    if list.is_empty() {
+        println!("No introductions waiting.");
+        return Ok(());
+    }
+    let items: Vec<String> = list
+        .iter()
+        .map(|i| {
+            format!(
+                "#{} {} introduces {} {}{}",
+                i.id,
+                safe_text::line(&i.introducer.name),
+                safe_text::line(&i.peer_name),
+                fingerprint_groups(&i.peer_fingerprint),
+                if i.key_changed {
+                    "  WARNING: name known with another key"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    let Some(pick) = Select::with_theme(theme)
+        .with_prompt("Introduction")
+        .items(&items)
+        .default(0)
+        .interact_opt()?
+    else {
+        return Ok(());
+    };
+    let id = list[pick].id as u64;
+    let action = Select::with_theme(theme)
+        .with_prompt("Meet them? (they will show as introduced, not verified)")
+        .items(["Accept", "Decline"])
+        .default(0)
+        .interact_opt()?;
+    let i = match action {
+        Some(0) => client.call(api::AcceptIntroductionRequest { introduction: id })?,
+        Some(_) => client.call(api::DeclineIntroductionRequest { introduction: id })?,
+        None => return Ok(()),
+    };
+    println!(
+        "introduction {}: {}",
+        i.id,
+        format::introduction_state(i.state)
+    );
+    Ok(())
+}
+
+/// Introduce two contacts we each have an open discussion with.
+fn introduce(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    let Some(a) = choose_contact(client, theme, "Introduce")? else {
+        return Ok(());
+    };
+    let Some(b) = choose_contact(client, theme, "to")? else {
+        return Ok(());
+    };
+    let v = client.call(api::IntroduceRequest {
+        a: a.fingerprint,
+        b: b.fingerprint,
+    })?;
+    println!(
+        "introduction {} sent: each side is asked to accept",
+        v.introduction
+    );
+    Ok(())
 }
 
 fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
