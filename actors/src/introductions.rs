@@ -392,15 +392,16 @@ impl Handler<Introduce> for Introductions {
 }
 
 impl Handler<ControlIntroduction> for Introductions {
-    type Result = ();
+    /// Answers once the message is processed (the control channel then marks it handled), so
+    /// a crash before that processes it again at start; every step is idempotent (a second
+    /// offer is a duplicate, a second answer or outcome a refused transition).
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, m: ControlIntroduction, ctx: &mut Context<Self>) {
+    fn handle(&mut self, m: ControlIntroduction, _: &mut Context<Self>) -> Self::Result {
         match m.message {
-            IntroductionMessage::Offer(offer) => self.on_offer(m.discussion_id, m.from, offer, ctx),
-            IntroductionMessage::Answer { id, accepted } => {
-                self.on_answer(m.from, id, accepted, ctx)
-            }
-            IntroductionMessage::Outcome { id, go } => self.on_outcome(m.from, id, go, ctx),
+            IntroductionMessage::Offer(offer) => self.on_offer(m.discussion_id, m.from, offer),
+            IntroductionMessage::Answer { id, accepted } => self.on_answer(m.from, id, accepted),
+            IntroductionMessage::Outcome { id, go } => self.on_outcome(m.from, id, go),
         }
     }
 }
@@ -430,8 +431,7 @@ impl Introductions {
         discussion_id: String,
         introducer: String,
         offer: IntroductionOffer,
-        ctx: &mut Context<Self>,
-    ) {
+    ) -> ResponseActFuture<Self, ()> {
         let (keys, store, events, contacts) = (
             self.keys.clone(),
             self.store.clone(),
@@ -522,17 +522,22 @@ impl Introductions {
             });
             Ok(row)
         };
-        ctx.spawn(fut.into_actor(self).map(move |r, _, _| {
+        Box::pin(fut.into_actor(self).map(move |r, _, _| {
             if let Err(e) = r {
                 log::warn!("[{node}] introduction dropped: {e}");
             }
-        }));
+        }))
     }
 
     /// One side answered an introduction we made: once both answered, tell both the outcome.
-    fn on_answer(&mut self, from: String, id: String, accepted: bool, ctx: &mut Context<Self>) {
+    fn on_answer(
+        &mut self,
+        from: String,
+        id: String,
+        accepted: bool,
+    ) -> ResponseActFuture<Self, ()> {
         if !is_hex_of(&id, INTRODUCTION_ID_BYTES) {
-            return;
+            return Box::pin(actix::fut::ready(()));
         }
         let (store, directory) = (self.store.clone(), self.directory.clone());
         let node = self.node.clone();
@@ -562,17 +567,17 @@ impl Introductions {
             Ok::<_, IntroError>(())
         };
         let node = self.node.clone();
-        ctx.spawn(fut.into_actor(self).map(move |r, _, _| {
+        Box::pin(fut.into_actor(self).map(move |r, _, _| {
             if let Err(e) = r {
                 log::warn!("[{node}] introduction answer: {e}");
             }
-        }));
+        }))
     }
 
     /// The introducer's outcome of an introduction it made to us.
-    fn on_outcome(&mut self, from: String, id: String, go: bool, ctx: &mut Context<Self>) {
+    fn on_outcome(&mut self, from: String, id: String, go: bool) -> ResponseActFuture<Self, ()> {
         if !is_hex_of(&id, INTRODUCTION_ID_BYTES) {
-            return;
+            return Box::pin(actix::fut::ready(()));
         }
         let (store, events) = (self.store.clone(), self.events.clone());
         let me = self.keys.fingerprint().to_string();
@@ -597,11 +602,11 @@ impl Introductions {
                 (i.state == IntroState::Ready && we_dial(&me, &i.peer_fingerprint)).then_some(i),
             )
         };
-        ctx.spawn(fut.into_actor(self).map(|r, act, ctx| match r {
+        Box::pin(fut.into_actor(self).map(|r, act, ctx| match r {
             Ok(Some(i)) => act.dial(i, ctx),
             Ok(None) => {}
             Err(e) => log::warn!("[{}] introduction outcome: {e}", act.node),
-        }));
+        }))
     }
 }
 

@@ -62,13 +62,19 @@ pub fn settings(name: &str, dir: &std::path::Path, discovery_port: u16) -> Setti
 
 /// Start `names.len()` nodes on one private loopback discovery network, in the current System.
 pub async fn spawn_nodes(names: &[&str]) -> Vec<TestNode> {
+    spawn_nodes_with(names, |_| {}).await
+}
+
+/// [`spawn_nodes`], with `tweak` applied to each node's settings.
+pub async fn spawn_nodes_with(names: &[&str], tweak: impl Fn(&mut Settings)) -> Vec<TestNode> {
     init_logs();
     let port = free_udp_port();
     let mut v = Vec::new();
     for name in names {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let s = settings(name, &dir, port);
+        let mut s = settings(name, &dir, port);
+        tweak(&mut s);
         let id = SecretCert::generate(name).expect("identity");
         let node = start_node(s, id).await.expect("node starts");
         v.push(TestNode {
