@@ -28,7 +28,7 @@ use crate::codec;
 use crate::contacts::{AnnounceSeen, ContactError, ContactRegistry, FindContact, NameHasOtherKey};
 use crate::crypto::{CryptoError, PublicCert};
 use crate::discovery::MAX_NAME_CHARS;
-use crate::discussions::{DirectoryError, DiscussionDirectory, Resolve};
+use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{now_secs, Event, EventBus};
 use crate::introduction::{
     is_hex_of, outcome_of, random_hex, we_dial, Answer, BadTransition, IntroState,
@@ -37,12 +37,13 @@ use crate::introduction::{
 };
 use crate::keys::KeysHandle;
 use crate::listener::{Listener, ListenerError, Open};
+use crate::session::SendControl;
 use crate::settings::Settings;
 use crate::store::introductions::{
     KeepError, MadeIntroduction, NewIntroduction, ReceivedIntroduction,
 };
 use crate::store::{ContactRecord, DiscussionState, StoreError, StoreHandle};
-use crate::wire::{Announce, AnnounceBody};
+use crate::wire::{Announce, AnnounceBody, Control};
 
 #[derive(Debug, Error)]
 pub enum IntroError {
@@ -301,12 +302,21 @@ async fn send_control(
     name: &str,
     message: IntroductionMessage,
 ) -> Result<(), IntroError> {
-    // Wired to the control channel when it lands (proto's `SendControl`).
-    let _ = (directory, discussion_id, message);
-    Err(IntroError::Send {
+    let failed = |why: String| IntroError::Send {
         name: name.to_string(),
-        why: "the control channel is not available".into(),
-    })
+        why,
+    };
+    let session = directory
+        .send(Lookup(discussion_id.to_string()))
+        .await
+        .map_err(|_| IntroError::Unavailable)?
+        .map_err(|e| failed(e.to_string()))?;
+    session
+        .send(SendControl(Control::Introduction(message)))
+        .await
+        .map_err(|_| IntroError::Unavailable)?
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(())
 }
 
 impl Handler<Introduce> for Introductions {

@@ -37,7 +37,7 @@ use crate::net::Crypto as _;
 use crate::net::{self, Conn, NetError};
 use crate::settings::Settings;
 use crate::store::{ContactRecord, DiscussionRecord, DiscussionState, StoreHandle};
-use crate::wire::{FailReason, Frame, Purpose, RequestBody, Role, PROTOCOL_VERSION};
+use crate::wire::{FailReason, Frame, Purpose, RequestBody, Role, MIN_PROTOCOL_VERSION};
 
 /// Request nonces remembered against replay.
 pub const REPLAY_CACHE_ENTRIES: usize = 4096;

@@ -227,6 +227,9 @@ pub struct NodeHandle {
     pub discovery: Addr<Discovery>,
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
+    /// The contact-list exchange over discussions' control channels.
+    pub exchange: Addr<crate::exchange::ContactExchange>,
+    /// Introductions (made by us, or to us).
     pub introductions: Addr<Introductions>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
@@ -272,12 +275,23 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
+    let exchange = crate::exchange::ContactExchange::new(&name).start();
+    // The introductions actor needs the directory and the listener, and the directory's sessions
+    // need it: its address exists now, the actor starts once the others are built.
+    let introductions_context = Context::<Introductions>::new();
+    let introductions = introductions_context.address();
+    let control = crate::control::ControlContext {
+        node: name.clone(),
+        exchange: Some(exchange.clone()),
+        introductions: Some(introductions.clone()),
+    };
     let directory = DiscussionDirectory::new(
         settings.clone(),
         keys.clone(),
         store.clone(),
         events.clone(),
         contacts.clone(),
+        control,
     )
     .start();
     let listener = Listener::new(
@@ -290,7 +304,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
-    let introductions = Introductions::new(
+    introductions_context.run(Introductions::new(
         settings.clone(),
         keys.clone(),
         store.clone(),
@@ -298,8 +312,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         contacts.clone(),
         directory.clone(),
         listener.clone(),
-    )
-    .start();
+    ));
     let discovery = Discovery::new(
         settings.clone(),
         sockets,
@@ -322,6 +335,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         discovery,
         listener,
         directory,
+        exchange,
         introductions,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),

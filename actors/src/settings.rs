@@ -67,6 +67,10 @@ pub struct ListenerSettings {
     pub bind: IpAddr,
     /// Port of the main TCP listener; 0 picks a free one (it is announced).
     pub port: u16,
+    /// The highest peer-to-peer protocol version this node speaks (`docs/protocol.md`,
+    /// "Versions"): by default this build's highest. 1 makes the node behave as builds before
+    /// version negotiation (compatibility tests and trials; nothing else needs it).
+    pub max_protocol_version: u16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -175,6 +179,7 @@ impl Default for ListenerSettings {
         Self {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
+            max_protocol_version: crate::wire::PROTOCOL_VERSION,
         }
     }
 }
@@ -311,6 +316,17 @@ impl Settings {
         }
         if self.discovery.interval_secs == 0 {
             return bad("discovery.interval_secs", "must be at least 1");
+        }
+        let versions = crate::wire::MIN_PROTOCOL_VERSION..=crate::wire::PROTOCOL_VERSION;
+        if !versions.contains(&self.listener.max_protocol_version) {
+            return bad(
+                "listener.max_protocol_version",
+                &format!(
+                    "must be between {} and {}",
+                    versions.start(),
+                    versions.end()
+                ),
+            );
         }
         if l.max_frame_bytes < 4096 || l.max_frame_bytes > 64 * 1024 * 1024 {
             return bad(

@@ -22,6 +22,7 @@ use thiserror::Error;
 
 mod close_notices;
 mod contacts;
+mod control;
 mod discussions;
 pub mod introductions;
 mod messages;
@@ -32,7 +33,7 @@ pub mod worker;
 
 pub use rows::{
     ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef, DiscussionState,
-    DiscussionSummary, Incoming, MessageRecord, UnknownValue,
+    DiscussionSummary, Incoming, MessageKind, MessageRecord, Outgoing, UnknownValue,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;

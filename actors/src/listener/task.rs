@@ -39,7 +39,8 @@ impl Task {
     async fn serve_in(&self, stream: TcpStream, from: SocketAddr, slot: &Slot) {
         let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
         let first = crate::admission::first_frame_deadline(&self.settings);
-        let purpose = match net::recv_hello(&mut conn, first).await {
+        let max_version = self.settings.listener.max_protocol_version;
+        let (version, purpose) = match net::recv_hello_at(&mut conn, first, max_version).await {
             Ok(p) => p,
             Err(e) => {
                 crate::log_limit::hostile(
@@ -60,6 +61,7 @@ impl Task {
                 nonce,
                 conn,
                 from,
+                version,
             }),
             Purpose::Handshake => {
                 if let Err(e) = self.receive_request(&mut conn, from, slot).await {
@@ -138,6 +140,45 @@ impl Task {
         });
     }
 
+    /// Connect to `endpoint`, say hello at `version`, run the requester's side at it. Returns the
+    /// outcome and the version it ran at.
+    async fn request_at(
+        &self,
+        contact: &ContactRecord,
+        endpoint: SocketAddr,
+        peer_cert: &crate::crypto::PublicCert,
+        password: String,
+        version: u16,
+    ) -> Result<(requester::Requested, u16), RequestError> {
+        let deadline = self.deadline();
+        let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| net::NetError::Connect {
+                to: endpoint,
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            })?
+            .map_err(|source| net::NetError::Connect {
+                to: endpoint,
+                source,
+            })?;
+        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
+        let hello = Frame::Hello {
+            version,
+            purpose: Purpose::Handshake,
+        };
+        net::send(&mut conn, hello, deadline).await?;
+        let deadlines = requester::Deadlines {
+            step: deadline,
+            decision: Duration::from_secs(self.settings.limits.request_timeout_secs),
+        };
+        let name = &contact.name;
+        let requested = requester::request_at(
+            &mut conn, &self.keys, peer_cert, name, password, version, deadlines,
+        )
+        .await?;
+        Ok((requested, version))
+    }
+
     /// Requester's side of the handshake ([`requester::request`]): connect, say hello, run it,
     /// keep the discussion.
     pub(super) async fn request(
@@ -145,7 +186,6 @@ impl Task {
         contact: ContactRecord,
         password: String,
     ) -> Result<String, ListenerError> {
-        let deadline = self.deadline();
         let peer_cert = self
             .keys
             .parse_cert(contact.cert.clone())
@@ -156,37 +196,38 @@ impl Task {
             .parse()
             .map_err(|_| ListenerError::BadAddress(contact.address.clone()))?;
         let endpoint = SocketAddr::new(ip, contact.tcp_port);
-        let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| {
-                let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
-                ListenerError::Unreachable(contact.name.clone(), timed_out)
-            })?
-            .map_err(|e| ListenerError::Unreachable(contact.name.clone(), e))?;
-        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
-        net::send(
-            &mut conn,
-            Frame::Hello {
-                version: PROTOCOL_VERSION,
-                purpose: Purpose::Handshake,
-            },
-            deadline,
-        )
-        .await?;
-        let deadlines = requester::Deadlines {
-            step: deadline,
-            decision: Duration::from_secs(self.settings.limits.request_timeout_secs),
+        let max_version = self.settings.listener.max_protocol_version;
+        let attempt = self
+            .request_at(
+                &contact,
+                endpoint,
+                &peer_cert,
+                password.clone(),
+                max_version,
+            )
+            .await;
+        // A version-1 peer refuses our hello: once more at version 1 (a new discussion has no
+        // floor yet; its sessions raise it once the peer authenticates at 2).
+        let attempt = match attempt {
+            Err(RequestError::Net(e))
+                if net::is_version_refusal(&e) && max_version > MIN_PROTOCOL_VERSION =>
+            {
+                self.request_at(
+                    &contact,
+                    endpoint,
+                    &peer_cert,
+                    password,
+                    MIN_PROTOCOL_VERSION,
+                )
+                .await
+            }
+            other => other,
         };
-        let requested = match requester::request(
-            &mut conn,
-            &self.keys,
-            &peer_cert,
-            &contact.name,
-            password,
-            deadlines,
-        )
-        .await
-        {
+        let version = match &attempt {
+            Ok((_, version)) => *version,
+            Err(_) => MIN_PROTOCOL_VERSION,
+        };
+        let requested = match attempt.map(|(r, _)| r) {
             Ok(r) => r,
             Err(e) => {
                 if e.burns_an_attempt() {
@@ -197,7 +238,12 @@ impl Task {
                     };
                     self.failed(&contact.fingerprint, ip, reason);
                 }
-                return Err(ListenerError::from_request(e, &contact.name));
+                return Err(match e {
+                    RequestError::Net(net::NetError::Connect { source, .. }) => {
+                        ListenerError::Unreachable(contact.name.clone(), source)
+                    }
+                    e => ListenerError::from_request(e, &contact.name),
+                });
             }
         };
         let agreed = requested.agreed;
@@ -213,6 +259,7 @@ impl Task {
             peer_address: ip.to_string(),
             peer_port: requested.port,
             listen_port: 0,
+            peer_version: version,
         };
         self.create_discussion(record, requested.own_key, agreed.peer_discussion_key)
             .await?;
@@ -349,6 +396,9 @@ impl responder::ResponderHost for Host<'_> {
             peer_address: self.from.ip().to_string(),
             peer_port: 0,
             listen_port: 0,
+            peer_version: request
+                .version
+                .min(task.settings.listener.max_protocol_version),
         };
         let port = task
             .create_discussion(record, own_key, agreed.peer_discussion_key)

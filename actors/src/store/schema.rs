@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -34,7 +34,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         to: 2,
-        apply: v2_introductions,
+        apply: v2_protocol_versions_and_control_channel,
+    },
+    Migration {
+        to: 3,
+        apply: v3_introductions,
     },
 ];
 
@@ -114,10 +118,55 @@ fn v1_baseline(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// Version 2 (issue 10, introductions): the introductions we received (with their secret, sealed
+/// Version 2 (issue 10, protocol versions, control channel, contact-list exchange):
+/// - `messages.kind` (`text` | `control`): control messages share a discussion's sequence numbers
+///   and outbox with chat, and are never shown, counted or unread; `messages.handled`: whether an
+///   incoming control message was processed (0 until then: processed again at start after a crash);
+/// - `discussions.peer_version`: the highest protocol version the peer has authenticated at (the
+///   downgrade defence: never less from then on);
+/// - `contacts.origin` (where a contact came from, once), `contacts.announce` (its last signed
+///   announce, relayed unchanged in shared lists), `contacts.never_share`, and the `blocked`
+///   fingerprints: the minimal form of what the contacts part (issue 10, part 1) defines.
+fn v2_protocol_versions_and_control_channel(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    for (table, column, declaration) in [
+        ("messages", "kind", "TEXT NOT NULL DEFAULT 'text'"),
+        ("messages", "handled", "INTEGER NOT NULL DEFAULT 1"),
+        ("discussions", "peer_version", "INTEGER NOT NULL DEFAULT 1"),
+        ("contacts", "origin", "TEXT NOT NULL DEFAULT 'broadcast'"),
+        ("contacts", "announce", "BLOB"),
+        ("contacts", "never_share", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        add_column(tx, table, column, declaration)?;
+    }
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS blocked (fingerprint TEXT PRIMARY KEY);")?;
+    Ok(false)
+}
+
+/// `ALTER TABLE table ADD COLUMN column declaration`, unless the column is there already (a store
+/// whose recorded version was lost, as version 0 stores of issue 8 were, runs a step again).
+fn add_column(
+    tx: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<(), StoreError> {
+    let present: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if present == 0 {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration};"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Version 3 (issue 10, introductions): the introductions we received (with their secret, sealed
 /// at rest, NULL once destroyed) and those we made (the answers we wait for). A contact met
 /// through an introduction reads its origin ("introduced by X") from its used introduction.
-fn v2_introductions(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+fn v3_introductions(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS introductions (
             local_id INTEGER PRIMARY KEY AUTOINCREMENT,
