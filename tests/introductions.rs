@@ -287,3 +287,40 @@ async fn an_introduced_name_known_with_another_key_raises_key_changed() {
     // "bob" still means the bob alice knew.
     assert_eq!(a.find_contact(&fp(b)).await.unwrap().name, "bob");
 }
+
+#[actix_rt::test]
+async fn an_introduction_of_a_blocked_fingerprint_is_ignored() {
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0], &n[1].node, &n[2].node);
+    discussions_with(c, &[a, b]).await;
+    // Alice blocked bob (the `blocked` table of issue 10's contacts part).
+    let db = rusqlite::Connection::open(a.dir.join("store.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute("INSERT INTO blocked (fingerprint) VALUES (?1)", [fp(b)])
+        .unwrap();
+    drop(db);
+    c.introduce(&fp(a), &fp(b)).await.expect("introduce");
+    // Bob gets his; alice's is dropped (a second one, unblocked, shows the first was processed).
+    introduction_in(b, &fp(a), IntroState::Pending).await;
+    let other = spawn_nodes(&["dave"]).await;
+    let d = &other[0].node;
+    c.contacts
+        .send(pgpchat_actors::contacts::AnnounceSeen {
+            fingerprint: fp(d),
+            cert: d.keys.public().to_bytes(),
+            name: "dave".into(),
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            tcp_port: d.tcp_port,
+            time: pgpchat_actors::events::now_secs(),
+        })
+        .await
+        .unwrap();
+    discussions_with(c, &[d]).await;
+    c.introduce(&fp(a), &fp(d)).await.expect("introduce");
+    introduction_in(a, &fp(d), IntroState::Pending).await;
+    let all = a.introductions().await.unwrap();
+    assert!(
+        all.iter().all(|i| i.peer_fingerprint != fp(b)),
+        "an introduction of a blocked fingerprint is ignored: {all:?}"
+    );
+}

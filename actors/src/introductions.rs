@@ -65,6 +65,8 @@ pub enum IntroError {
     NoDiscussion(String),
     #[error("too many introductions of ours still wait for answers")]
     TooMany,
+    #[error("one of them is blocked")]
+    Blocked,
     #[error("cannot send over the discussion with {name}: {why}")]
     Send { name: String, why: String },
     #[error("the node is stopping")]
@@ -345,6 +347,13 @@ impl Handler<Introduce> for Introductions {
             if a.fingerprint == b.fingerprint {
                 return Err(IntroError::SamePerson(a.name));
             }
+            let parties = [a.fingerprint.clone(), b.fingerprint.clone()];
+            if store
+                .run(move |s| s.any_blocked(&[&parties[0], &parties[1]]))
+                .await?
+            {
+                return Err(IntroError::Blocked);
+            }
             let discussion_with = |c: ContactRecord| {
                 let (directory, store) = (directory.clone(), store.clone());
                 async move {
@@ -427,6 +436,8 @@ enum OfferRefused {
     Announce,
     #[error("introduces us, or the introducer, to itself")]
     SelfIntroduction,
+    #[error("the introducer or the introduced is blocked")]
+    Blocked,
     #[error("{0}")]
     Keep(#[from] KeepError),
     #[error("{0}")]
@@ -486,6 +497,13 @@ impl Introductions {
             let fingerprint = cert.fingerprint().to_string();
             if fingerprint == me || fingerprint == introducer {
                 return Err(OfferRefused::SelfIntroduction);
+            }
+            let parties = [introducer.clone(), fingerprint.clone()];
+            if store
+                .run(move |s| s.any_blocked(&[&parties[0], &parties[1]]))
+                .await?
+            {
+                return Err(OfferRefused::Blocked);
             }
             let key_changed = contacts
                 .send(NameHasOtherKey {

@@ -181,7 +181,9 @@ impl From<IntroError> for ApiError {
         match e {
             IntroError::Contact(e) => e.into(),
             IntroError::NotFound(_) | IntroError::NoDiscussion(_) => Self::NotFound(e.into()),
-            IntroError::SamePerson(_) | IntroError::Transition(_) => Self::Invalid(e.into()),
+            IntroError::SamePerson(_) | IntroError::Transition(_) | IntroError::Blocked => {
+                Self::Invalid(e.into())
+            }
             IntroError::TooMany => Self::Failed(ErrorKind::Busy, e.into()),
             IntroError::Send { .. } => Self::Failed(ErrorKind::Failed, e.into()),
             _ => Self::Internal(e.into()),

@@ -348,6 +348,22 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Whether any of `fingerprints` is blocked (the `blocked` table of issue 10's contacts part):
+    /// an introduction of, or by, a blocked fingerprint is ignored.
+    pub fn any_blocked(&self, fingerprints: &[&str]) -> Result<bool, StoreError> {
+        for fp in fingerprints {
+            let blocked: bool = self.conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM blocked WHERE fingerprint = ?1)",
+                [fp],
+                |r| r.get(0),
+            )?;
+            if blocked {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Record an introduction we made, within [`crate::introduction::MAX_INTRODUCTIONS_MADE_PENDING`].
     pub fn keep_made_introduction(&self, m: &MadeIntroduction) -> Result<bool, StoreError> {
         self.durable()?;
@@ -536,6 +552,17 @@ mod tests {
         );
         assert_eq!(s.introduction_secret(b).unwrap(), None);
         assert!(s.introduced_contacts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_blocked_fingerprint_is_seen_among_the_parties() {
+        let (_d, s) = store();
+        assert!(!s.any_blocked(&["A", "B"]).unwrap());
+        s.conn
+            .execute("INSERT INTO blocked (fingerprint) VALUES ('B')", [])
+            .unwrap();
+        assert!(s.any_blocked(&["A", "B"]).unwrap());
+        assert!(!s.any_blocked(&["A"]).unwrap());
     }
 
     #[test]
