@@ -202,16 +202,6 @@ pub fn state(s: api::DiscussionState) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_time() {
-        assert_eq!(super::time(0), "1970-01-01 00:00:00");
-        assert_eq!(super::time(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(super::ago(100, 160), "1m ago");
-    }
-}
-
 /// An introduction's state in words.
 pub fn introduction_state(s: pgpchat_actors::api::IntroductionState) -> &'static str {
     use pgpchat_actors::api::IntroductionState as S;
@@ -223,5 +213,15 @@ pub fn introduction_state(s: pgpchat_actors::api::IntroductionState) -> &'static
         S::Declined => "declined",
         S::Cancelled => "declined by the other side",
         S::Expired => "expired",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_time() {
+        assert_eq!(super::time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::time(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(super::ago(100, 160), "1m ago");
     }
 }

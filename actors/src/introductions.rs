@@ -474,10 +474,8 @@ impl Introductions {
                 let (cert_bytes, announce) = (offer.peer_cert.clone(), offer.peer_announce.clone());
                 keys.run(move |_| {
                     let cert = PublicCert::from_bytes(&cert_bytes)?;
-                    let announced = match announce {
-                        None => None,
-                        Some(bytes) => Some(verify_announce(&cert, &cert_bytes, &bytes)),
-                    };
+                    let announced =
+                        announce.map(|bytes| verify_announce(&cert, &cert_bytes, &bytes));
                     Ok((cert, announced))
                 })
                 .await?
