@@ -63,8 +63,12 @@ pub enum Command {
     Chat,
     /// Own name and fingerprint.
     Whoami,
-    /// Contacts seen on the network.
-    Contacts,
+    /// Contacts seen on the network (and where each came from); --from PEER first asks PEER (a
+    /// contact you have a discussion with) for its contact list and merges it.
+    Contacts {
+        #[arg(long, value_name = "PEER")]
+        from: Option<String>,
+    },
     /// Mark a contact verified after comparing fingerprints out of band (or --unset).
     Verify {
         contact: String,

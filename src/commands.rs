@@ -147,7 +147,8 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         }
         Command::Chat => crate::prompt::run(ctx),
         Command::Whoami => whoami(ctx),
-        Command::Contacts => contacts(ctx),
+        Command::Contacts { from: None } => contacts(ctx),
+        Command::Contacts { from: Some(peer) } => contacts_from(ctx, peer),
         Command::Verify { contact, unset } => {
             let c = ctx.call(api::VerifyRequest {
                 contact,
@@ -402,6 +403,12 @@ fn contacts(ctx: &Ctx) -> Result<()> {
             );
         }
     })
+}
+
+/// Ask `peer` for its contact list, say what merging it did.
+fn contacts_from(ctx: &Ctx, peer: String) -> Result<()> {
+    let merged = ctx.call(api::ContactsFromRequest { peer })?;
+    ctx.print(&merged, |m| println!("{}", format::list_merged(m)))
 }
 
 fn introductions(ctx: &Ctx) -> Result<()> {

@@ -71,6 +71,42 @@ pub fn format_message(m: &Message, peer: Option<&str>) -> String {
     format!("{head}{body}{state}")
 }
 
+/// What merging a peer's contact list did, in one line (names come from peers: escaped).
+pub fn list_merged(m: &pgpchat_actors::api::ListMerged) -> String {
+    let names = |v: &[String]| {
+        v.iter()
+            .map(|n| safe_text::line(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!(
+        "{} new contact(s){}; {} already known",
+        m.learned.len(),
+        if m.learned.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names(&m.learned))
+        },
+        m.known
+    );
+    if !m.key_changed.is_empty() {
+        line.push_str(&format!(
+            "; WARNING: known name(s) with another key: {} (the name still means the key you knew)",
+            names(&m.key_changed)
+        ));
+    }
+    if m.dropped > 0 {
+        line.push_str(&format!("; {} entries dropped (bad signature)", m.dropped));
+    }
+    if m.blocked > 0 {
+        line.push_str(&format!("; {} blocked ignored", m.blocked));
+    }
+    if m.no_room > 0 {
+        line.push_str(&format!("; {} not added (contact table full)", m.no_room));
+    }
+    line
+}
+
 /// A one-line human description of an event.
 pub fn describe_event(e: &Event) -> String {
     // Every string of an event may come from a peer.
@@ -100,6 +136,23 @@ pub fn describe_event(e: &Event) -> String {
         ),
         Event::RequestClosed { request_id, reason } => {
             format!("request {} {}", request_id, s(reason))
+        }
+        Event::ListRequested {
+            peer_name,
+            peer_fingerprint,
+            shared,
+            refused,
+        } => {
+            let answer = if *refused {
+                "refused (asked too often)".to_string()
+            } else {
+                format!("{shared} contacts shared (setting sharing.share)")
+            };
+            format!(
+                "{} {} asked for your contact list: {answer}",
+                s(peer_name),
+                short_fpr(&s(peer_fingerprint))
+            )
         }
         Event::RequestRefused {
             name,

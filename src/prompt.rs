@@ -73,6 +73,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             format!("Requests ({n_req})"),
             format!("Discussions ({unread} unread)"),
             "Verify a contact".to_string(),
+            "Ask a contact for its contacts".to_string(),
             format!("Introductions ({n_intro})"),
             "Introduce two contacts".to_string(),
             "Refresh".to_string(),
@@ -92,9 +93,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             2 => handle_request(ctx, &mut client, &theme),
             3 => pick_discussion(ctx, &mut client, &theme),
             4 => verify_contact(&mut client, &theme),
-            5 => handle_introduction(&mut client, &theme),
-            6 => introduce(&mut client, &theme),
-            7 => Ok(()),
+            5 => ask_for_contacts(&mut client, &theme),
+            6 => handle_introduction(&mut client, &theme),
+            7 => introduce(&mut client, &theme),
+            8 => Ok(()),
             _ => return Ok(()),
         };
         if let Err(e) = outcome {
@@ -143,6 +145,22 @@ fn contact_line(c: &Contact, now: u64) -> String {
         format::ago(c.last_seen, now),
         marks
     )
+}
+
+/// Pick a contact (one we have a discussion with: the list travels over it) and merge its list.
+fn ask_for_contacts(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
+    let Some(c) = choose_contact(client, theme, "Whose contact list")? else {
+        return Ok(());
+    };
+    println!(
+        "Asking {} (it sees that you asked)...",
+        safe_text::line(&c.name)
+    );
+    let merged = client.call(api::ContactsFromRequest {
+        peer: c.fingerprint,
+    })?;
+    println!("{}", format::list_merged(&merged));
+    Ok(())
 }
 
 fn show_contacts(client: &mut Client) -> Result<()> {

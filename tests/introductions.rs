@@ -194,7 +194,7 @@ async fn a_declined_introduction_opens_nothing_and_its_secret_is_gone_on_both_si
 
 #[actix_rt::test]
 async fn an_introduction_left_unanswered_expires_and_its_secret_is_gone() {
-    let n = spawn_nodes_with(&["alice", "bob", "carol"], |s| {
+    let n = spawn_nodes_with(&["alice", "bob", "carol"], |_, s| {
         s.limits.introduction_window_secs = 3;
     })
     .await;
@@ -270,6 +270,7 @@ async fn an_introduced_name_known_with_another_key_raises_key_changed() {
             address: std::net::Ipv4Addr::LOCALHOST.into(),
             tcp_port: d.tcp_port,
             time: pgpchat_actors::events::now_secs(),
+            announce: vec![],
         })
         .await
         .unwrap();
@@ -322,6 +323,7 @@ async fn an_introduction_of_a_blocked_fingerprint_is_ignored() {
             address: std::net::Ipv4Addr::LOCALHOST.into(),
             tcp_port: d.tcp_port,
             time: pgpchat_actors::events::now_secs(),
+            announce: vec![],
         })
         .await
         .unwrap();

@@ -25,6 +25,9 @@ use thiserror::Error;
 use crate::events::{now_secs, Event, EventBus};
 use crate::store::{ContactRecord, StoreHandle};
 
+mod learn;
+pub use learn::{LearnContacts, Learned, Merged};
+
 /// An unchanged contact is written to disk at most this often (announces come every few seconds).
 const PERSIST_EVERY_SECS: u64 = 60;
 
@@ -164,6 +167,8 @@ pub struct AnnounceSeen {
     pub tcp_port: u16,
     /// The time inside the announce; an announce not newer than the last one is a replay.
     pub time: u64,
+    /// The announce itself (`bincode(Announce)`, unpadded), kept to relay in shared lists.
+    pub announce: Vec<u8>,
 }
 
 impl Handler<AnnounceSeen> for ContactRegistry {
@@ -194,6 +199,7 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             c.name = a.name;
             c.last_seen = now;
             c.announce_time = a.time;
+            c.announce = a.announce;
             let c = c.clone();
             if let Some(old) = renamed_onto {
                 self.flag_key_changed(&c.name, &c.fingerprint, old, &a.address);
@@ -234,6 +240,8 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             announce_time: a.time,
             verified: false,
             key_changed: previous.is_some(),
+            origin: "broadcast".into(),
+            announce: a.announce,
         };
         if let Some(old) = previous {
             self.flag_key_changed(&a.name, &a.fingerprint, old, &a.address);
@@ -394,6 +402,8 @@ mod tests {
             announce_time: 0,
             verified: false,
             key_changed: false,
+            origin: "broadcast".into(),
+            announce: vec![],
         }
     }
 

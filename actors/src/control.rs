@@ -48,7 +48,9 @@ pub enum ControlError {
 /// Route a received control message to its handler.
 pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlError> {
     match m.control {
-        Control::ListRequest { .. } | Control::ListResponse { .. } => {
+        Control::ListRequest { .. }
+        | Control::ListResponse { .. }
+        | Control::ListRefused { .. } => {
             let exchange = cx.exchange.as_ref().ok_or(ControlError::NoHandler)?;
             exchange.send(crate::exchange::Receive(m)).await?;
             Ok(())

@@ -29,7 +29,7 @@ use crate::events::now_secs;
 use crate::handshake::{random_nonce, MAX_CLOCK_SKEW};
 use crate::keys::KeysHandle;
 use crate::settings::Settings;
-use crate::wire::{Announce, AnnounceBody, PROTOCOL_VERSION};
+use crate::wire::{Announce, AnnounceBody, ANNOUNCE_VERSION};
 
 /// Broadcast announces are padded to this size; replies are not padded.
 pub const ANNOUNCE_PADDED_BYTES: usize = 1200;
@@ -138,7 +138,7 @@ impl Discovery {
 
     fn body(&self, reply: bool) -> AnnounceBody {
         AnnounceBody {
-            version: PROTOCOL_VERSION,
+            version: ANNOUNCE_VERSION,
             name: self.keys.name().chars().take(MAX_NAME_CHARS).collect(),
             tcp_port: self.tcp_port,
             cert: self.own_cert.clone(),
@@ -197,7 +197,7 @@ impl Discovery {
             );
             return;
         };
-        if body.version != PROTOCOL_VERSION
+        if body.version != ANNOUNCE_VERSION
             || body.name.chars().count() > MAX_NAME_CHARS
             || body.name.chars().any(char::is_control)
             || now_secs().abs_diff(body.time) > MAX_CLOCK_SKEW.as_secs()
@@ -221,6 +221,7 @@ impl Discovery {
         self.in_flight += 1;
         let keys = self.keys.clone();
         let cert = body.cert.clone();
+        let announce_copy = announce.clone();
         let fut = async move {
             keys.verify_with_cert(cert, announce.body, announce.signature)
                 .await
@@ -241,7 +242,13 @@ impl Discovery {
                 }
             };
             act.stats.accepted += 1;
+            // Kept without its padding: what a shared list relays.
+            let relayed = Announce {
+                padding: vec![],
+                ..announce_copy
+            };
             let seen = AnnounceSeen {
+                announce: codec::encode(&relayed).unwrap_or_default(),
                 fingerprint: cert.fingerprint().to_string(),
                 cert: body.cert,
                 name: body.name,

@@ -25,7 +25,9 @@ use zeroize::Zeroizing;
 
 use crate::at_rest::{self, Sealed};
 use crate::codec;
-use crate::contacts::{AnnounceSeen, ContactError, ContactRegistry, FindContact, NameHasOtherKey};
+use crate::contacts::{
+    ContactError, ContactRegistry, FindContact, LearnContacts, Learned, NameHasOtherKey,
+};
 use crate::crypto::{CryptoError, PublicCert};
 use crate::discovery::MAX_NAME_CHARS;
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
@@ -251,7 +253,17 @@ fn contact_of(i: &ReceivedIntroduction) -> ContactRecord {
         announce_time: 0,
         verified: false,
         key_changed: i.key_changed,
+        origin: introduced_origin(i),
+        announce: i.peer_announce.clone().unwrap_or_default(),
     }
+}
+
+/// The contact origin of the peer of `i`: `introduced by NAME FINGERPRINT`, recorded once.
+fn introduced_origin(i: &ReceivedIntroduction) -> String {
+    format!(
+        "introduced by {} {}",
+        i.introducer_name, i.introducer_fingerprint
+    )
 }
 
 /// The secret of a live introduction, opened from the store (zeroized when dropped).
@@ -395,7 +407,7 @@ impl Handler<Introduce> for Introductions {
                 IntroductionMessage::Offer(IntroductionOffer {
                     id: id.clone(),
                     peer_cert: other.cert.clone(),
-                    peer_announce: None,
+                    peer_announce: (!other.announce.is_empty()).then(|| other.announce.clone()),
                     peer_name: other.name.clone(),
                     peer_address: other.address.clone(),
                     peer_port: other.tcp_port,
@@ -670,13 +682,17 @@ impl Handler<DecideIntroduction> for Introductions {
                 // raises the key-changed warning, as discovery does.
                 if let Ok(address) = i.peer_address.parse() {
                     let _ = contacts
-                        .send(AnnounceSeen {
-                            fingerprint: i.peer_fingerprint.clone(),
-                            cert: i.peer_cert.clone(),
-                            name: i.peer_name.clone(),
-                            address,
-                            tcp_port: i.peer_port,
-                            time: 1,
+                        .send(LearnContacts {
+                            entries: vec![Learned {
+                                fingerprint: i.peer_fingerprint.clone(),
+                                name: i.peer_name.clone(),
+                                cert: i.peer_cert.clone(),
+                                address,
+                                tcp_port: i.peer_port,
+                                time: 1,
+                                announce: i.peer_announce.clone().unwrap_or_default(),
+                            }],
+                            origin: introduced_origin(&i),
                         })
                         .await;
                 }

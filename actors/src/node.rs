@@ -171,7 +171,23 @@ impl From<SessionError> for ApiError {
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
                 Self::Failed(ErrorKind::Closed, e.into())
             }
+            SessionError::NoControlChannel(_) => Self::Failed(ErrorKind::Failed, e.into()),
             _ => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::exchange::ExchangeError> for ApiError {
+    fn from(e: crate::exchange::ExchangeError) -> Self {
+        use crate::exchange::ExchangeError as X;
+        match e {
+            X::Session(e) => e.into(),
+            X::Store(e) => e.into(),
+            X::Timeout(_) => Self::Failed(ErrorKind::Timeout, e.into()),
+            X::Refused => Self::Failed(ErrorKind::Refused, e.into()),
+            X::Busy => Self::Failed(ErrorKind::Busy, e.into()),
+            X::TooLarge(..) => Self::Failed(ErrorKind::Failed, e.into()),
+            X::Gone => Self::Internal(e.into()),
         }
     }
 }
@@ -277,7 +293,15 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
-    let exchange = crate::exchange::ContactExchange::new(&name).start();
+    let exchange = crate::exchange::ContactExchange::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+        contacts.clone(),
+        tcp_port,
+    )
+    .start();
     // The introductions actor needs the directory and the listener, and the directory's sessions
     // need it: its address exists now, the actor starts once the others are built.
     let introductions_context = Context::<Introductions>::new();
@@ -565,6 +589,51 @@ impl NodeHandle {
             .send(SendText(text.into()))
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Queue a control message on a discussion (`docs/protocol.md`, "Control channel"): answers its
+    /// sequence number once it is stored. Refused if the peer is not known to speak version 2.
+    pub async fn send_control(
+        &self,
+        discussion: &str,
+        control: crate::wire::Control,
+    ) -> Result<u64, ApiError> {
+        let id = self.resolve(discussion).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        Ok(session
+            .send(crate::session::SendControl(control))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Ask the peer of a discussion (a discussion id or prefix, or the peer's name or fingerprint
+    /// prefix: its most recent discussion) for its contact list, and merge it into ours.
+    pub async fn contacts_from(
+        &self,
+        peer: &str,
+    ) -> Result<crate::exchange::ListOutcome, ApiError> {
+        let id = self.resolve(peer).await?;
+        let i = id.clone();
+        let record = self.store.run(move |s| s.discussion(&i)).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        let ask = crate::exchange::AskList {
+            session,
+            peer_address: record.peer_address.parse().ok(),
+            peer_fingerprint: record.peer_fingerprint,
+            peer_name: record.peer_name,
+        };
+        Ok(self.exchange.send(ask).await.map_err(mailbox)??)
+    }
+
+    /// Never share a contact (by name or fingerprint prefix) in our contact list, or share it
+    /// again: returns its fingerprint.
+    pub async fn set_never_share(&self, contact: &str, never: bool) -> Result<String, ApiError> {
+        let fp = self.find_contact(contact).await?.fingerprint;
+        let f = fp.clone();
+        self.store
+            .run(move |s| s.set_never_share(&f, never))
+            .await?;
+        Ok(fp)
     }
 
     /// The last `limit` messages, oldest first; marks the discussion read.

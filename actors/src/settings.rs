@@ -30,6 +30,28 @@ pub struct Settings {
     pub ipc: IpcSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    pub sharing: SharingSettings,
+}
+
+/// Which contacts this node gives a peer that asks for its contact list (`pgpchat contacts --from`,
+/// `docs/protocol.md`, "Contact-list exchange"). The node itself is always in its answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingSettings {
+    /// The contacts shared, by where they came from: any of `broadcast` (heard on the local
+    /// network), `added` (added by address), `learned` (from another's list or an introduction).
+    /// Empty (the default, conservative: a list reveals part of its owner's social graph): only
+    /// the node itself. A contact marked "never share" is never shared.
+    pub share: Vec<ShareFrom>,
+}
+
+/// A kind of contact origin that [`SharingSettings::share`] may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareFrom {
+    Broadcast,
+    Added,
+    Learned,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,6 +127,10 @@ impl Default for LogSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// Most entries in a contact list, given or taken: a longer list received is refused whole.
+    pub max_list_entries: usize,
+    /// How long `contacts --from` waits for the peer's list.
+    pub list_request_timeout_secs: u64,
     /// Largest TCP frame, either direction.
     pub max_frame_bytes: usize,
     /// Largest chat message body (UTF-8 bytes).
@@ -187,6 +213,8 @@ impl Default for ListenerSettings {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            max_list_entries: 64,
+            list_request_timeout_secs: 20,
             max_frame_bytes: 256 * 1024,
             max_message_bytes: 64 * 1024,
             max_datagram_bytes: 4096,
@@ -340,6 +368,16 @@ impl Settings {
                 "must be at least 1 and leave 2048 bytes of room under limits.max_frame_bytes",
             );
         }
+        if l.max_list_entries
+            .saturating_mul(crate::exchange::MAX_ENTRY_BYTES)
+            + 4096
+            > l.max_frame_bytes
+        {
+            return bad(
+                "limits.max_list_entries",
+                "a whole list must fit in limits.max_frame_bytes (2048 bytes an entry)",
+            );
+        }
         if l.max_datagram_bytes < 1024 || l.max_datagram_bytes > 65507 {
             return bad(
                 "limits.max_datagram_bytes",
@@ -347,6 +385,11 @@ impl Settings {
             );
         }
         for (key, v) in [
+            ("limits.max_list_entries", l.max_list_entries),
+            (
+                "limits.list_request_timeout_secs",
+                l.list_request_timeout_secs as usize,
+            ),
             ("limits.max_contacts", l.max_contacts),
             ("limits.max_pending_requests", l.max_pending_requests),
             (
@@ -466,6 +509,25 @@ mod tests {
         assert!(e.to_string().contains("limits.max_contacts"), "{e}");
         let e = load_file("[nope]\n", vec![]).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn sharing_and_versions_are_read_and_checked() {
+        assert!(
+            Settings::default().sharing.share.is_empty(),
+            "shares none by default"
+        );
+        let s = load_file("[sharing]\nshare = [\"broadcast\", \"added\"]\n", vec![]).unwrap();
+        assert_eq!(s.sharing.share, [ShareFrom::Broadcast, ShareFrom::Added]);
+        let e = load_file("[sharing]\nshare = [\"everyone\"]\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("everyone"), "{e}");
+        let e = load_file("[listener]\nmax_protocol_version = 3\n", vec![]).unwrap_err();
+        assert!(
+            e.to_string().contains("listener.max_protocol_version"),
+            "{e}"
+        );
+        let e = load_file("[limits]\nmax_list_entries = 1000\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("limits.max_list_entries"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// covered by the `SessionAuth` signatures.
 pub const CONTROL_VERSION: u16 = 2;
 
+/// The version of the announce format ([`AnnounceBody::version`]), apart from the protocol's:
+/// unchanged by version negotiation, so nodes of every version hear each other's announces.
+pub const ANNOUNCE_VERSION: u16 = 1;
+
 /// Random value that makes a frame unique (replay defence).
 pub type Nonce = [u8; 32];
 
@@ -36,6 +40,7 @@ pub struct Announce {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnounceBody {
+    /// [`ANNOUNCE_VERSION`].
     pub version: u16,
     /// Display name (a hint: identity is only proven in the TCP handshake).
     pub name: String,
@@ -232,7 +237,9 @@ pub enum Control {
         request_id: u64,
         entries: Vec<ListEntry>,
     },
-    /// An introduction's offer, answer or outcome (`docs/protocol.md`, section 5; the types and
+    /// The peer will not answer this [`Control::ListRequest`] (asked too often).
+    ListRefused { request_id: u64 },
+    /// An introduction's offer, answer or outcome (`docs/protocol.md`, section 6; the types and
     /// rules live in [`crate::introduction`]).
     Introduction(crate::introduction::IntroductionMessage),
 }
@@ -384,6 +391,10 @@ mod tests {
                 "000000000000000131"
             )
         );
+        assert_eq!(
+            hex::encode(encode(&Control::ListRefused { request_id: 5 }).unwrap()),
+            "000000020000000000000005"
+        );
         let payload = ControlPayload {
             discussion_id: "d".into(),
             seq: 2,
@@ -406,14 +417,14 @@ mod tests {
     #[test]
     fn golden_bytes_pin_the_introduction_messages() {
         use crate::introduction::{IntroductionMessage, IntroductionOffer};
-        // Control::Introduction is variant 2; inside it Offer 0, Answer 1, Outcome 2.
+        // Control::Introduction is variant 3; inside it Offer 0, Answer 1, Outcome 2.
         let answer = Control::Introduction(IntroductionMessage::Answer {
             id: "a".into(),
             accepted: true,
         });
         assert_eq!(
             hex::encode(encode(&answer).unwrap()),
-            "000000020000000100000000000000016101"
+            "000000030000000100000000000000016101"
         );
         let outcome = Control::Introduction(IntroductionMessage::Outcome {
             id: "a".into(),
@@ -421,7 +432,7 @@ mod tests {
         });
         assert_eq!(
             hex::encode(encode(&outcome).unwrap()),
-            "000000020000000200000000000000016100"
+            "000000030000000200000000000000016100"
         );
         let offer = Control::Introduction(IntroductionMessage::Offer(IntroductionOffer {
             id: "i".into(),
@@ -435,7 +446,7 @@ mod tests {
         assert_eq!(
             hex::encode(encode(&offer).unwrap()),
             concat!(
-                "00000002",
+                "00000003",
                 "00000000",
                 "000000000000000169",
                 "0000000000000001cc",

@@ -62,11 +62,14 @@ pub fn settings(name: &str, dir: &std::path::Path, discovery_port: u16) -> Setti
 
 /// Start `names.len()` nodes on one private loopback discovery network, in the current System.
 pub async fn spawn_nodes(names: &[&str]) -> Vec<TestNode> {
-    spawn_nodes_with(names, |_| {}).await
+    spawn_nodes_with(names, |_, _| {}).await
 }
 
-/// [`spawn_nodes`], with `tweak` applied to each node's settings.
-pub async fn spawn_nodes_with(names: &[&str], tweak: impl Fn(&mut Settings)) -> Vec<TestNode> {
+/// [`spawn_nodes`], with `adjust(name, settings)` applied to each node's settings before it starts.
+pub async fn spawn_nodes_with(
+    names: &[&str],
+    adjust: impl Fn(&str, &mut Settings),
+) -> Vec<TestNode> {
     init_logs();
     let port = free_udp_port();
     let mut v = Vec::new();
@@ -74,7 +77,7 @@ pub async fn spawn_nodes_with(names: &[&str], tweak: impl Fn(&mut Settings)) -> 
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let mut s = settings(name, &dir, port);
-        tweak(&mut s);
+        adjust(name, &mut s);
         let id = SecretCert::generate(name).expect("identity");
         let node = start_node(s, id).await.expect("node starts");
         v.push(TestNode {
@@ -185,7 +188,7 @@ impl RawPeer {
 /// A signed announce from `keys`, as discovery sends it: `name`, TCP `tcp_port`, sent at `time`.
 pub async fn signed_announce(keys: &KeysHandle, name: &str, tcp_port: u16, time: u64) -> Vec<u8> {
     let body = pgpchat_actors::wire::AnnounceBody {
-        version: PROTOCOL_VERSION,
+        version: pgpchat_actors::wire::ANNOUNCE_VERSION,
         name: name.into(),
         tcp_port,
         cert: keys.public().to_bytes(),

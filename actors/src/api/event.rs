@@ -22,6 +22,14 @@ pub enum Event {
     },
     /// Someone asks for a discussion.
     Request { request: PendingRequest },
+    /// A peer asked for our contact list: how many contacts we shared (itself not counted), or
+    /// that we refused (asked too often).
+    ListRequested {
+        peer_name: String,
+        peer_fingerprint: String,
+        shared: u64,
+        refused: bool,
+    },
     /// A request was withdrawn, timed out or decided.
     RequestClosed { request_id: u64, reason: String },
     /// A request turned away without asking the user (also in `requests {refused: true}`).
@@ -116,6 +124,17 @@ impl From<crate::events::Event> for Event {
                 request: (&request).into(),
             },
             E::RequestClosed { request_id, reason } => Self::RequestClosed { request_id, reason },
+            E::ListRequested {
+                peer_name,
+                peer_fingerprint,
+                shared,
+                refused,
+            } => Self::ListRequested {
+                peer_name,
+                peer_fingerprint,
+                shared,
+                refused,
+            },
             E::RequestRefused {
                 name,
                 fingerprint,

@@ -114,6 +114,11 @@ methods! {
     Contacts(ContactsRequest) = "contacts" -> Vec<Contact>;
     /// Mark a contact verified (or not) after comparing fingerprints out of band.
     Verify(VerifyRequest) = "verify" -> Contact;
+    /// Ask the peer of a discussion for its contact list and merge it into ours (a live request:
+    /// it waits for the answer up to `limits.list_request_timeout_secs`).
+    ContactsFrom(ContactsFromRequest) = "contacts_from" -> ListMerged;
+    /// Never share a contact in our contact list (or share it again, by `sharing.share`).
+    NeverShare(NeverShareRequest) = "never_share" -> NeverShared;
     /// Ask a contact for a discussion; answers once it is open (waits for the peer's decision).
     Open(OpenRequest) = "open" -> Opened;
     /// Requests waiting for a decision; with `refused: true`, the last requests turned away
@@ -260,6 +265,29 @@ pub struct VerifyRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub verified: Option<bool>,
+}
+
+/// `contacts_from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContactsFromRequest {
+    /// A discussion id or unique prefix, or a contact (its latest discussion): whom to ask.
+    #[serde(deserialize_with = "param::string")]
+    pub peer: String,
+}
+
+/// `never_share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NeverShareRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
+    /// Never share (default) or share again.
+    #[serde(
+        default,
+        deserialize_with = "param::flag",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub never: Option<bool>,
 }
 
 /// `open`. Its `Debug` hides the shared secret.

@@ -226,6 +226,43 @@ impl std::fmt::Debug for Message {
     }
 }
 
+/// Answer of `contacts_from`: what merging the peer's list did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListMerged {
+    /// Names of the new contacts (origin `via NAME FINGERPRINT`).
+    pub learned: Vec<String>,
+    /// Entries for contacts already known (they keep their origin).
+    pub known: u64,
+    /// Names of new contacts whose name was known with another key (also a `key_changed` event).
+    pub key_changed: Vec<String>,
+    /// Entries not merged: the contact table is full of kept contacts.
+    pub no_room: u64,
+    /// Entries dropped: malformed, or their signed announce did not verify.
+    pub dropped: u64,
+    /// Entries of blocked fingerprints, ignored.
+    pub blocked: u64,
+}
+
+impl From<crate::exchange::ListOutcome> for ListMerged {
+    fn from(o: crate::exchange::ListOutcome) -> Self {
+        Self {
+            learned: o.merged.learned,
+            known: o.merged.known,
+            key_changed: o.merged.key_changed,
+            no_room: o.merged.no_room,
+            dropped: o.dropped,
+            blocked: o.blocked,
+        }
+    }
+}
+
+/// Answer of `never_share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NeverShared {
+    pub fingerprint: String,
+    pub never_share: bool,
+}
+
 /// Answer of `open` and `accept`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Opened {

@@ -35,6 +35,16 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 .await?)
                 .into(),
         ),
+        Request::ContactsFrom(r) => {
+            Response::ContactsFrom(node.contacts_from(&r.peer).await?.into())
+        }
+        Request::NeverShare(r) => {
+            let never = r.never.unwrap_or(true);
+            Response::NeverShare(api::NeverShared {
+                fingerprint: node.set_never_share(&r.contact, never).await?,
+                never_share: never,
+            })
+        }
         Request::Open(r) => Response::Open(api::Opened {
             discussion_id: node.open(&r.contact, &r.password).await?,
         }),

@@ -75,6 +75,13 @@ pub struct ContactRecord {
     pub verified: bool,
     /// Another key already announced this name: this contact is not the one you knew.
     pub key_changed: bool,
+    /// Where the contact came from, recorded once, never rewritten: `broadcast`, `added`,
+    /// `via NAME FINGERPRINT` (a contact list), `introduced by NAME FINGERPRINT`.
+    pub origin: String,
+    /// Its last signed announce (`bincode(Announce)`, unpadded), relayed unchanged in shared lists;
+    /// empty if none is kept.
+    #[serde(skip)]
+    pub announce: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
