@@ -169,6 +169,26 @@ pub enum Command {
         /// The request's number, as `requests` lists it.
         request: u64,
     },
+    /// Introduce two contacts you each have an open discussion with to each other: each is asked
+    /// to accept; when both do, they open a discussion between them by themselves.
+    Introduce {
+        /// One contact (name or fingerprint prefix).
+        a: String,
+        /// The other contact (name or fingerprint prefix).
+        b: String,
+    },
+    /// Introductions made to you (who introduces whom), and their state.
+    Introductions,
+    /// Accept an introduction made to you (its number in `introductions`).
+    AcceptIntroduction {
+        /// The introduction's number, as `introductions` lists it.
+        introduction: u64,
+    },
+    /// Decline an introduction made to you (its secret is destroyed).
+    DeclineIntroduction {
+        /// The introduction's number, as `introductions` lists it.
+        introduction: u64,
+    },
     /// Open and past discussions.
     Discussions,
     /// Send a message; returns once it is stored in the outbox.

@@ -238,6 +238,30 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let v = ctx.call(api::RefuseRequest { request })?;
             ctx.print(&v, |_| println!("request {request} refused"))
         }
+        Command::Introduce { a, b } => {
+            let v = ctx.call(api::IntroduceRequest { a, b })?;
+            ctx.print(&v, |v| {
+                println!(
+                    "introduction {} sent: each side is asked to accept",
+                    v.introduction
+                )
+            })
+        }
+        Command::Introductions => introductions(ctx),
+        Command::AcceptIntroduction { introduction } => {
+            let v = ctx.call(api::AcceptIntroductionRequest { introduction })?;
+            ctx.print(&v, |i| {
+                println!(
+                    "introduction {}: {}",
+                    i.id,
+                    format::introduction_state(i.state)
+                )
+            })
+        }
+        Command::DeclineIntroduction { introduction } => {
+            let v = ctx.call(api::DeclineIntroductionRequest { introduction })?;
+            ctx.print(&v, |i| println!("introduction {} declined", i.id))
+        }
         Command::Discussions => discussions(ctx),
         Command::Send { discussion, text } => {
             let text = if text == "-" {
@@ -472,10 +496,13 @@ fn contacts(ctx: &Ctx) -> Result<()> {
             let origin = safe_text::line(&c.origin.to_string());
             let mut flags = Vec::new();
             if c.verified {
-                flags.push("verified");
+                flags.push("verified".to_string());
             }
             if c.key_changed {
-                flags.push("KEY-CHANGED");
+                flags.push("KEY-CHANGED".to_string());
+            }
+            if let Some(by) = &c.introduced_by {
+                flags.push(format!("introduced by {}", safe_text::line(&by.name)));
             }
             println!(
                 "{:<20} {:<16} {:<22} {:<10} {:<20} {}",
@@ -494,6 +521,30 @@ fn contacts(ctx: &Ctx) -> Result<()> {
 fn contacts_from(ctx: &Ctx, peer: String) -> Result<()> {
     let merged = ctx.call(api::ContactsFromRequest { peer })?;
     ctx.print(&merged, |m| println!("{}", format::list_merged(m)))
+}
+
+fn introductions(ctx: &Ctx) -> Result<()> {
+    let list = ctx.call(api::IntroductionsRequest {})?;
+    ctx.print(&list, |list| {
+        if list.is_empty() {
+            println!("no introductions");
+        }
+        for i in list {
+            println!(
+                "{:>4}  {} introduces {} {}: {}{}",
+                i.id,
+                safe_text::line(&i.introducer.name),
+                safe_text::line(&i.peer_name),
+                fingerprint_groups(&i.peer_fingerprint),
+                format::introduction_state(i.state),
+                if i.key_changed {
+                    "  (WARNING: this name is known with another key)"
+                } else {
+                    ""
+                }
+            );
+        }
+    })
 }
 
 fn requests(ctx: &Ctx) -> Result<()> {

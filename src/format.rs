@@ -206,6 +206,24 @@ pub fn describe_event(e: &Event) -> String {
                 "disconnected"
             }
         ),
+        Event::Introduction { introduction: i } => format!(
+            "introduction {}: {} introduces {} {}{} (accept-introduction {} / decline-introduction {})",
+            i.id,
+            s(&i.introducer.name),
+            s(&i.peer_name),
+            fingerprint_groups(&s(&i.peer_fingerprint)),
+            if i.key_changed {
+                " — WARNING: this name is known here with another key"
+            } else {
+                ""
+            },
+            i.id,
+            i.id
+        ),
+        Event::IntroductionEnded {
+            introduction,
+            state,
+        } => format!("introduction {introduction} {}", introduction_state(*state)),
         Event::DiscussionClosed {
             discussion_id,
             by_peer,
@@ -234,6 +252,20 @@ pub fn state(s: api::DiscussionState) -> &'static str {
         api::DiscussionState::Open => "open",
         api::DiscussionState::Closing => "closing",
         api::DiscussionState::Closed => "closed",
+    }
+}
+
+/// An introduction's state in words.
+pub fn introduction_state(s: pgpchat_actors::api::IntroductionState) -> &'static str {
+    use pgpchat_actors::api::IntroductionState as S;
+    match s {
+        S::Pending => "waiting for your decision",
+        S::Accepted => "accepted, waiting for the other side",
+        S::Ready => "accepted by both, opening",
+        S::Used => "used: the discussion is open",
+        S::Declined => "declined",
+        S::Cancelled => "declined by the other side",
+        S::Expired => "expired",
     }
 }
 

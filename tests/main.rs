@@ -17,6 +17,7 @@ mod flood;
 mod fuzz;
 mod hostile;
 mod interop;
+mod introductions;
 mod ipc;
 mod key_destruction;
 mod layering;

@@ -20,6 +20,8 @@ pub struct ControlContext {
     pub node: String,
     /// The contact-list exchange (`None` in tests that build sessions without it).
     pub exchange: Option<Addr<crate::exchange::ContactExchange>>,
+    /// Introductions (`None` in tests that build sessions without it).
+    pub introductions: Option<Addr<crate::introductions::Introductions>>,
 }
 
 /// One received control message.
@@ -51,6 +53,17 @@ pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlErr
         | Control::ListRefused { .. } => {
             let exchange = cx.exchange.as_ref().ok_or(ControlError::NoHandler)?;
             exchange.send(crate::exchange::Receive(m)).await?;
+            Ok(())
+        }
+        Control::Introduction(message) => {
+            let introductions = cx.introductions.as_ref().ok_or(ControlError::NoHandler)?;
+            introductions
+                .send(crate::introductions::ControlIntroduction {
+                    discussion_id: m.discussion_id,
+                    from: m.peer_fingerprint,
+                    message,
+                })
+                .await?;
             Ok(())
         }
     }

@@ -69,6 +69,16 @@ pub enum Event {
         discussion_id: String,
         by_peer: bool,
     },
+    /// Someone introduces someone to us: accept or decline it.
+    Introduction {
+        introduction: crate::store::introductions::ReceivedIntroduction,
+    },
+    /// An introduction ended: used, declined, cancelled (the other side declined) or expired;
+    /// its secret is gone.
+    IntroductionEnded {
+        local_id: i64,
+        state: crate::introduction::IntroState,
+    },
 }
 
 /// A request turned away without asking the user (kept in a short list for `requests`).

@@ -56,6 +56,8 @@ pub mod events;
 pub mod exchange;
 pub mod handshake;
 pub mod identity;
+pub mod introduction;
+pub mod introductions;
 pub mod ipc;
 pub mod keys;
 pub mod listener;

@@ -288,6 +288,10 @@ struct Arrived {
     nonce: crate::wire::Nonce,
     /// A verified contact, or one that has (had) a discussion with us.
     trusted: bool,
+    /// An introduction our user accepted matches the requester: its local id and secret. The
+    /// request is then accepted with that secret without asking the user (a wrong secret fails
+    /// the handshake like any other).
+    introduction: Option<(i64, zeroize::Zeroizing<String>)>,
 }
 
 impl Handler<Arrived> for Listener {
@@ -304,11 +308,15 @@ impl Handler<Arrived> for Listener {
             self.refused(&m.info, &why.to_string());
             return MessageResult(Err(FailReason::TooManyAttempts));
         }
+        let id = self.next_request;
+        if let Some((local_id, secret)) = m.introduction {
+            self.next_request += 1;
+            return MessageResult(Ok(self.accept_introduced(id, &m.info, local_id, secret)));
+        }
         if let Err(why) = self.queue_room(&m.info) {
             self.refused(&m.info, why);
             return MessageResult(Err(FailReason::Busy));
         }
-        let id = self.next_request;
         self.next_request += 1;
         let mut info = m.info;
         info.id = id;
@@ -333,6 +341,37 @@ impl Handler<Arrived> for Listener {
 }
 
 impl Listener {
+    /// A request that matches the accepted introduction `local_id`: accepted at once with its
+    /// secret, not queued for the user; once the discussion opens, the introduction is used.
+    fn accept_introduced(
+        &self,
+        id: u64,
+        info: &RequestInfo,
+        local_id: i64,
+        secret: zeroize::Zeroizing<String>,
+    ) -> (u64, oneshot::Receiver<Decision>) {
+        log::info!(
+            "[{}] request {id} from {} {} matches introduction {local_id}: accepted",
+            self.node,
+            info.name,
+            info.fingerprint
+        );
+        let (tx, rx) = oneshot::channel();
+        let (done, outcome) = oneshot::channel();
+        let _ = tx.send(Decision::Accept {
+            password: secret.to_string(),
+            then: done,
+        });
+        drop(secret);
+        let (store, events) = (self.store.clone(), self.events.clone());
+        actix_rt::spawn(async move {
+            if let Ok(Ok(discussion_id)) = outcome.await {
+                crate::introductions::mark_used(&store, &events, local_id, &discussion_id).await;
+            }
+        });
+        (id, rx)
+    }
+
     /// Whether the queue of requests has room for one more from this key and address.
     fn queue_room(&self, info: &RequestInfo) -> Result<(), &'static str> {
         let l = &self.settings.limits;

@@ -31,11 +31,15 @@ use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscovery
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
+use crate::introductions::{
+    DecideIntroduction, IntroError, Introduce, Introductions, ListIntroductions,
+};
 use crate::keys::{KeyManager, KeysHandle};
 use crate::listener::{Cancel, Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
 use crate::prober::{AddContact, AddContactError, Prober};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
+use crate::store::introductions::ReceivedIntroduction;
 use crate::store::STORAGE_KEY_BYTES;
 use crate::store::{
     ContactRecord, DiscussionState, DiscussionSummary, HistoryPage, MessageRecord, StoreError,
@@ -212,6 +216,21 @@ impl From<crate::exchange::ExchangeError> for ApiError {
     }
 }
 
+impl From<IntroError> for ApiError {
+    fn from(e: IntroError) -> Self {
+        match e {
+            IntroError::Contact(e) => e.into(),
+            IntroError::NotFound(_) | IntroError::NoDiscussion(_) => Self::NotFound(e.into()),
+            IntroError::SamePerson(_) | IntroError::Transition(_) | IntroError::Blocked => {
+                Self::Invalid(e.into())
+            }
+            IntroError::TooMany => Self::Failed(ErrorKind::Busy, e.into()),
+            IntroError::Send { .. } => Self::Failed(ErrorKind::Failed, e.into()),
+            _ => Self::Internal(e.into()),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -253,6 +272,8 @@ pub struct NodeHandle {
     /// The contact-list exchange over discussions' control channels.
     pub exchange: Addr<crate::exchange::ContactExchange>,
     pub prober: Addr<Prober>,
+    /// Introductions (made by us, or to us).
+    pub introductions: Addr<Introductions>,
     pub tcp_port: u16,
     /// Notified when a front-end asks the core to stop (`shutdown`); the daemon waits on it.
     pub shutdown: std::sync::Arc<tokio::sync::Notify>,
@@ -309,9 +330,14 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         tcp_port,
     )
     .start();
+    // The introductions actor needs the directory and the listener, and the directory's sessions
+    // need it: its address exists now, the actor starts once the others are built.
+    let introductions_context = Context::<Introductions>::new();
+    let introductions = introductions_context.address();
     let control = crate::control::ControlContext {
         node: name.clone(),
         exchange: Some(exchange.clone()),
+        introductions: Some(introductions.clone()),
     };
     let directory = DiscussionDirectory::new(
         settings.clone(),
@@ -332,6 +358,15 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         events.clone(),
     )
     .start();
+    introductions_context.run(Introductions::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+        contacts.clone(),
+        directory.clone(),
+        listener.clone(),
+    ));
     let discovery = Discovery::new(
         settings.clone(),
         sockets,
@@ -357,6 +392,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         directory,
         exchange,
         prober,
+        introductions,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
     })
@@ -749,6 +785,45 @@ impl NodeHandle {
             .await
             .map_err(mailbox)??;
         Ok((id, state))
+    }
+
+    /// Introduce two contacts we each have an open discussion with; the introduction's id.
+    pub async fn introduce(&self, a: &str, b: &str) -> Result<String, ApiError> {
+        Ok(self
+            .introductions
+            .send(Introduce {
+                a: a.into(),
+                b: b.into(),
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Introductions made to us, newest first (ended ones too).
+    pub async fn introductions(&self) -> Result<Vec<ReceivedIntroduction>, ApiError> {
+        Ok(self
+            .introductions
+            .send(ListIntroductions)
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Accept or decline an introduction made to us.
+    pub async fn decide_introduction(
+        &self,
+        local_id: i64,
+        accept: bool,
+    ) -> Result<ReceivedIntroduction, ApiError> {
+        Ok(self
+            .introductions
+            .send(DecideIntroduction { local_id, accept })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Contacts met through an introduction: (fingerprint, introducer fingerprint, its name).
+    pub async fn introduced_contacts(&self) -> Result<Vec<(String, String, String)>, ApiError> {
+        Ok(self.store.run(|s| s.introduced_contacts()).await?)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -227,6 +227,10 @@ pub struct Limits {
     pub ipc_idle_timeout_secs: u64,
     /// Worker threads for OpenPGP operations.
     pub crypto_threads: usize,
+    /// Seconds an introduction we received lives (its one-time secret with it): after that, or
+    /// once used or declined, the secret is destroyed. Also how long we wait for the answers to
+    /// an introduction we made.
+    pub introduction_window_secs: u64,
 }
 
 impl Default for DiscoverySettings {
@@ -279,6 +283,7 @@ impl Default for Limits {
             ipc_event_queue: 1024,
             ipc_idle_timeout_secs: 60,
             crypto_threads: 2,
+            introduction_window_secs: 48 * 3600,
         }
     }
 }
@@ -396,6 +401,9 @@ impl Settings {
         }
         if l.reconnect_max_secs == 0 {
             return bad("limits.reconnect_max_secs", "must be at least 1");
+        }
+        if l.introduction_window_secs == 0 {
+            return bad("limits.introduction_window_secs", "must be at least 1");
         }
         for (key, v) in [
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),

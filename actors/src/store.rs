@@ -24,6 +24,7 @@ mod close_notices;
 mod contacts;
 mod control;
 mod discussions;
+pub mod introductions;
 mod messages;
 pub mod rows;
 pub mod schema;

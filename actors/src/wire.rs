@@ -249,6 +249,9 @@ pub enum Control {
     },
     /// The peer will not answer this [`Control::ListRequest`] (asked too often).
     ListRefused { request_id: u64 },
+    /// An introduction's offer, answer or outcome (`docs/protocol.md`, section 6; the types and
+    /// rules live in [`crate::introduction`]).
+    Introduction(crate::introduction::IntroductionMessage),
 }
 
 /// One contact in a [`Control::ListResponse`].
@@ -418,6 +421,51 @@ mod tests {
                 "0000000000000003",
                 "000000000000000172",
                 "000000000000000000000005"
+            )
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_introduction_messages() {
+        use crate::introduction::{IntroductionMessage, IntroductionOffer};
+        // Control::Introduction is variant 3; inside it Offer 0, Answer 1, Outcome 2.
+        let answer = Control::Introduction(IntroductionMessage::Answer {
+            id: "a".into(),
+            accepted: true,
+        });
+        assert_eq!(
+            hex::encode(encode(&answer).unwrap()),
+            "000000030000000100000000000000016101"
+        );
+        let outcome = Control::Introduction(IntroductionMessage::Outcome {
+            id: "a".into(),
+            go: false,
+        });
+        assert_eq!(
+            hex::encode(encode(&outcome).unwrap()),
+            "000000030000000200000000000000016100"
+        );
+        let offer = Control::Introduction(IntroductionMessage::Offer(IntroductionOffer {
+            id: "i".into(),
+            peer_cert: vec![0xcc],
+            peer_announce: None,
+            peer_name: "n".into(),
+            peer_address: "1".into(),
+            peer_port: 7,
+            secret: "s".into(),
+        }));
+        assert_eq!(
+            hex::encode(encode(&offer).unwrap()),
+            concat!(
+                "00000003",
+                "00000000",
+                "000000000000000169",
+                "0000000000000001cc",
+                "00",
+                "00000000000000016e",
+                "000000000000000131",
+                "0007",
+                "000000000000000173"
             )
         );
     }

@@ -17,6 +17,11 @@ fn contact_line(c: &Contact, now: u64) -> String {
     if c.key_changed {
         marks.push_str(" [KEY CHANGED]");
     }
+    if let Some(by) = &c.introduced_by {
+        if !matches!(c.origin, api::ContactOrigin::Introduced { .. }) {
+            marks.push_str(&format!(" [introduced by {}]", safe_text::line(&by.name)));
+        }
+    }
     format!(
         "{:<16} {}  seen {}  {}{}",
         safe_text::line(&c.name),

@@ -24,6 +24,8 @@ const TICK: Duration = Duration::from_millis(200);
 pub(super) struct Counts {
     pub requests: usize,
     pub unread: u64,
+    /// Introductions waiting for our decision.
+    pub introductions: usize,
 }
 
 /// The counts, as the core says now.
@@ -34,11 +36,20 @@ pub(super) fn counts(client: &mut Client) -> Result<Counts> {
         .iter()
         .map(|d| d.unread)
         .sum();
-    Ok(Counts { requests, unread })
+    let introductions = client
+        .call(api::IntroductionsRequest {})?
+        .iter()
+        .filter(|i| i.state == api::IntroductionState::Pending)
+        .count();
+    Ok(Counts {
+        requests,
+        unread,
+        introductions,
+    })
 }
 
 /// The menu's entries; the caller matches on the index.
-fn items(c: Counts) -> [String; 9] {
+fn items(c: Counts) -> [String; 11] {
     [
         "Contacts".to_string(),
         "Open a discussion".to_string(),
@@ -47,6 +58,8 @@ fn items(c: Counts) -> [String; 9] {
         "Verify a contact".to_string(),
         "Add a contact by address".to_string(),
         "Ask a contact for its contacts".to_string(),
+        format!("Introductions ({})", c.introductions),
+        "Introduce two contacts".to_string(),
         "Refresh".to_string(),
         "Quit".to_string(),
     ]

@@ -12,6 +12,7 @@ mod events;
 mod first_run;
 mod home;
 mod interrupt;
+mod introductions;
 mod lines;
 mod live;
 mod requests;
@@ -91,7 +92,9 @@ fn home(ctx: &Ctx) -> Result<()> {
             4 => contacts::verify_contact(&mut client, &theme),
             5 => contacts::add_contact(&mut client, &theme),
             6 => contacts::ask_for_contacts(&mut client, &theme),
-            7 => Ok(()),
+            7 => introductions::handle_introduction(&mut client, &theme),
+            8 => introductions::introduce(&mut client, &theme),
+            9 => Ok(()),
             _ => return Ok(()),
         };
         match outcome {

@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::response::{Contact, DeliveryState, Message, PendingRequest};
+use super::response::{
+    Contact, DeliveryState, Introduction, IntroductionState, Message, PendingRequest,
+};
 
 /// A node event (`{"method":"event","params":{"event": KIND, ...}}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -65,6 +67,13 @@ pub enum Event {
     DiscussionClosed {
         discussion_id: String,
         by_peer: bool,
+    },
+    /// Someone introduces someone to us: accept or decline it (`accept_introduction`).
+    Introduction { introduction: Introduction },
+    /// An introduction made to us ended (used, declined, cancelled, expired): its secret is gone.
+    IntroductionEnded {
+        introduction: i64,
+        state: IntroductionState,
     },
     /// An event this client does not know (a newer core of the same major version).
     #[serde(other)]
@@ -171,6 +180,13 @@ impl From<crate::events::Event> for Event {
             } => Self::Connection {
                 discussion_id,
                 connected,
+            },
+            E::Introduction { introduction } => Self::Introduction {
+                introduction: (&introduction).into(),
+            },
+            E::IntroductionEnded { local_id, state } => Self::IntroductionEnded {
+                introduction: local_id,
+                state: state.into(),
             },
             E::DiscussionClosed {
                 discussion_id,

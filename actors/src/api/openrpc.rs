@@ -182,7 +182,7 @@ mod tests {
             .iter()
             .filter_map(|e| e["name"].as_str())
             .collect();
-        assert_eq!(events.len(), 12, "{events:?}");
+        assert_eq!(events.len(), 14, "{events:?}");
         assert!(events.contains(&"discussion_closed"), "{events:?}");
         assert_eq!(doc["info"]["version"], API_VERSION.to_string());
     }

@@ -150,6 +150,16 @@ methods! {
     MarkRead(MarkReadRequest) = "mark_read" -> MarkedRead;
     /// Close a discussion (`closing` until the peer confirms; `force`: `closed` at once).
     Close(CloseRequest) = "close" -> CloseAnswer;
+    /// Introduce two contacts you each have an open discussion with to each other (each is sent
+    /// the other's certificate, announce and address, and one fresh secret).
+    Introduce(IntroduceRequest) = "introduce" -> Introduced;
+    /// Introductions made to us, newest first (ended ones too).
+    Introductions(IntroductionsRequest) = "introductions" -> Vec<Introduction>;
+    /// Accept an introduction made to us: once the other side accepts too, the discussion opens
+    /// by itself.
+    AcceptIntroduction(AcceptIntroductionRequest) = "accept_introduction" -> Introduction;
+    /// Decline an introduction made to us (its secret is destroyed).
+    DeclineIntroduction(DeclineIntroductionRequest) = "decline_introduction" -> Introduction;
     /// Stop the core; it removes its socket.
     Shutdown(ShutdownRequest) = "shutdown" -> Stopping;
     /// Receive event notifications on this connection from now on.
@@ -217,12 +227,41 @@ no_params! {
     ContactsRequest;
     /// `discussions`: no parameters.
     DiscussionsRequest;
+    /// `introductions`: no parameters.
+    IntroductionsRequest;
     /// `shutdown`: no parameters.
     ShutdownRequest;
     /// `subscribe`: no parameters.
     SubscribeRequest;
     /// `rpc.discover`: no parameters.
     DiscoverRequest;
+}
+
+/// `introduce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IntroduceRequest {
+    /// One contact: a name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub a: String,
+    /// The other contact, likewise.
+    #[serde(deserialize_with = "param::string")]
+    pub b: String,
+}
+
+/// `accept_introduction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AcceptIntroductionRequest {
+    /// The introduction's id (as `introductions` lists it).
+    #[serde(deserialize_with = "param::count")]
+    pub introduction: u64,
+}
+
+/// `decline_introduction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeclineIntroductionRequest {
+    /// The introduction's id (as `introductions` lists it).
+    #[serde(deserialize_with = "param::count")]
+    pub introduction: u64,
 }
 
 /// `verify`.

@@ -33,13 +33,7 @@ pub async fn dispatch(
             discovery: node.discovery_stats().await?.into(),
         }),
         Request::Version(_) => Response::Version(api::VersionInfo::current()),
-        Request::Contacts(_) => Response::Contacts(
-            node.contacts()
-                .await?
-                .iter()
-                .map(api::Contact::from)
-                .collect(),
-        ),
+        Request::Contacts(_) => Response::Contacts(contacts(node).await?),
         Request::Verify(r) => Response::Verify(
             (&node
                 .set_verified(&r.contact, r.verified.unwrap_or(true))
@@ -139,6 +133,28 @@ pub async fn dispatch(
                 state: state.into(),
             })
         }
+        Request::Introduce(r) => Response::Introduce(api::Introduced {
+            introduction: node.introduce(&r.a, &r.b).await?,
+        }),
+        Request::Introductions(_) => Response::Introductions(
+            node.introductions()
+                .await?
+                .iter()
+                .map(api::Introduction::from)
+                .collect(),
+        ),
+        Request::AcceptIntroduction(r) => Response::AcceptIntroduction(
+            (&node
+                .decide_introduction(local_id(r.introduction)?, true)
+                .await?)
+                .into(),
+        ),
+        Request::DeclineIntroduction(r) => Response::DeclineIntroduction(
+            (&node
+                .decide_introduction(local_id(r.introduction)?, false)
+                .await?)
+                .into(),
+        ),
         Request::Shutdown(_) => {
             node.shutdown.notify_one();
             Response::Shutdown(api::Stopping { stopping: true })
@@ -146,4 +162,29 @@ pub async fn dispatch(
         Request::Subscribe(_) => Response::Subscribe(api::Subscribed { subscribed: true }),
         Request::Discover(_) => Response::Discover(discover()),
     })
+}
+
+/// Contacts, each with who introduced it (if an introduction brought it).
+async fn contacts(node: &NodeHandle) -> Result<Vec<api::Contact>, ApiError> {
+    let introduced = node.introduced_contacts().await?;
+    Ok(node
+        .contacts()
+        .await?
+        .iter()
+        .map(|c| {
+            let mut contact = api::Contact::from(c);
+            contact.introduced_by = introduced
+                .iter()
+                .find(|(fp, _, _)| *fp == c.fingerprint)
+                .map(|(_, fingerprint, name)| api::Introducer {
+                    fingerprint: fingerprint.clone(),
+                    name: name.clone(),
+                });
+            contact
+        })
+        .collect())
+}
+
+fn local_id(id: u64) -> Result<i64, ApiError> {
+    i64::try_from(id).map_err(|_| ApiError::NotFound(format!("no introduction {id}").into()))
 }

@@ -360,6 +360,19 @@ impl responder::ResponderHost for Host<'_> {
             })
             .await
             .unwrap_or(false);
+        // An introduction our user accepted for this requester, within its window.
+        let (fingerprint, now) = (request.from.clone(), now_secs());
+        let introduction = match task
+            .store
+            .run(move |s| s.introduction_for_request(&fingerprint, now))
+            .await
+        {
+            Ok(Some((i, sealed))) => crate::introductions::unseal_secret(&task.keys, sealed)
+                .await
+                .ok()
+                .map(|secret| (i.local_id, secret)),
+            _ => None,
+        };
         let info = RequestInfo {
             id: 0,
             name: net::sanitize(&request.name),
@@ -374,6 +387,7 @@ impl responder::ResponderHost for Host<'_> {
                 address: self.from.ip(),
                 nonce: request.nonce,
                 trusted,
+                introduction,
             })
             .await
             // The listener is stopping: the peer is told we are busy.

@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -39,6 +39,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 3,
         apply: v3_protocol_versions_and_control_channel,
+    },
+    Migration {
+        to: 4,
+        apply: v4_introductions,
     },
 ];
 
@@ -182,6 +186,47 @@ fn add_column(
         ))?;
     }
     Ok(())
+}
+
+/// Version 3 (issue 10, introductions): the introductions we received (with their secret, sealed
+/// at rest, NULL once destroyed) and those we made (the answers we wait for). A contact met
+/// through an introduction reads its origin ("introduced by X") from its used introduction.
+fn v4_introductions(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS introductions (
+            local_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            introducer_fingerprint TEXT NOT NULL,
+            id TEXT NOT NULL,
+            introducer_name TEXT NOT NULL,
+            introducer_discussion TEXT NOT NULL,
+            peer_fingerprint TEXT NOT NULL,
+            peer_name TEXT NOT NULL,
+            peer_cert BLOB NOT NULL,
+            peer_announce BLOB,
+            peer_address TEXT NOT NULL,
+            peer_port INTEGER NOT NULL,
+            key_changed INTEGER NOT NULL DEFAULT 0,
+            secret BLOB,
+            state TEXT NOT NULL,
+            received INTEGER NOT NULL,
+            expires INTEGER NOT NULL,
+            discussion_id TEXT,
+            UNIQUE (introducer_fingerprint, id)
+        );
+        CREATE TABLE IF NOT EXISTS introductions_made (
+            id TEXT PRIMARY KEY,
+            a_fingerprint TEXT NOT NULL,
+            a_discussion TEXT NOT NULL,
+            a_answer TEXT NOT NULL,
+            b_fingerprint TEXT NOT NULL,
+            b_discussion TEXT NOT NULL,
+            b_answer TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            expires INTEGER NOT NULL,
+            told INTEGER NOT NULL DEFAULT 0
+        );",
+    )?;
+    Ok(false)
 }
 
 /// The version recorded in the database (0: none recorded, or a new file).
