@@ -326,12 +326,8 @@ async fn an_introduction_of_a_blocked_fingerprint_is_ignored() {
     let n = spawn_nodes(&["alice", "bob", "carol"]).await;
     let (a, b, c) = (&n[0], &n[1].node, &n[2].node);
     discussions_with(c, &[a, b]).await;
-    // Alice blocked bob (the `blocked` table of issue 10's contacts part).
-    let db = rusqlite::Connection::open(a.dir.join("store.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    db.execute("INSERT INTO blocked (fingerprint) VALUES (?1)", [fp(b)])
-        .unwrap();
-    drop(db);
+    // Alice blocked bob.
+    a.block(&fp(b), true).await.unwrap();
     c.introduce(&fp(a), &fp(b)).await.expect("introduce");
     // Bob gets his; alice's is dropped (a second one, unblocked, shows the first was processed).
     introduction_in(b, &fp(a), IntroState::Pending).await;

@@ -558,9 +558,7 @@ mod tests {
     fn a_blocked_fingerprint_is_seen_among_the_parties() {
         let (_d, s) = store();
         assert!(!s.any_blocked(&["A", "B"]).unwrap());
-        s.conn
-            .execute("INSERT INTO blocked (fingerprint) VALUES ('B')", [])
-            .unwrap();
+        s.set_blocked("B", true, 0).unwrap();
         assert!(s.any_blocked(&["A", "B"]).unwrap());
         assert!(!s.any_blocked(&["A"]).unwrap());
     }
