@@ -677,7 +677,7 @@ fn an_open_whose_connection_closes_is_withdrawn_from_the_peer() {
     open.kill().unwrap();
     open.wait().unwrap();
     wait_for(20, "the request to disappear from bob's requests", || {
-        bob.json(&["requests"]).as_array().unwrap().is_empty()
+        bob.requests().as_array().unwrap().is_empty()
     });
     assert!(alice.json(&["discussions"]).as_array().unwrap().is_empty());
 }
