@@ -4,6 +4,7 @@
 
 mod attacks;
 mod binary;
+mod binary_social;
 mod chat_view;
 mod cli;
 mod common;

@@ -51,10 +51,25 @@ pub enum IntroState {
 
 /// A transition that the state does not allow (a replayed or late message, a second decision).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("introduction is {from:?}: cannot {what}")]
+#[error("introduction is {from}: cannot {what}")]
 pub struct BadTransition {
     pub from: IntroState,
     pub what: &'static str,
+}
+
+impl std::fmt::Display for IntroState {
+    /// The state as the API names it (`used`, `declined`, ...): error messages reach the user.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Ready => "ready",
+            Self::Used => "used",
+            Self::Declined => "declined",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        })
+    }
 }
 
 impl IntroState {
