@@ -145,8 +145,9 @@ fn introductions_from_the_command_line() {
     assert_eq!(id.len(), 32, "{made}");
     let offer = |p: &Person, state: &str| {
         let mut found = Value::Null;
+        // 60 s: a first dial that fails is retried after INTRODUCTION_DIAL_RETRY_SECS (30).
         wait_for(
-            20,
+            60,
             &format!("{}'s introduction to be {state}", p.name),
             || {
                 found = p
@@ -189,7 +190,7 @@ fn introductions_from_the_command_line() {
         .as_str()
         .expect("discussion")
         .to_string();
-    wait_for(20, "carol's side to be used too", || {
+    wait_for(60, "carol's side to be used too", || {
         carol.json(&["introductions"])[0]["discussion_id"] == discussion.as_str()
     });
     assert!(alice
