@@ -210,7 +210,8 @@ fn introductions_from_the_command_line() {
         "{err}"
     );
 
-    // 2. Both decline (carol first, so alice's offer is still pending when she declines).
+    // 2. alice declines (human output): the introducer passes it on at once, and carol's offer
+    // ends "declined by the other side".
     let human = bob.ok(&["introduce", "alice", "carol"]);
     assert!(
         human.starts_with("introduction ")
@@ -219,7 +220,7 @@ fn introductions_from_the_command_line() {
     );
     let pending = |p: &Person| {
         let mut n = 0;
-        wait_for(20, &format!("{}'s second offer", p.name), || {
+        wait_for(20, &format!("{}'s pending offer", p.name), || {
             let l = p.json(&["introductions"]);
             match l
                 .as_array()
@@ -234,21 +235,31 @@ fn introductions_from_the_command_line() {
         });
         n.to_string()
     };
-    let m = pending(&carol);
-    let declined = carol.json(&["decline-introduction", &m]);
-    assert_eq!(declined["state"], "declined", "{declined}");
     let n = pending(&alice);
     assert_eq!(
         alice.ok(&["decline-introduction", &n]),
         format!("introduction {n} declined\n")
     );
     assert!(alice.ok(&["introductions"]).contains("declined"));
-    // Declined: it cannot be accepted afterwards, and no second discussion opened.
+    offer(&carol, "cancelled");
+    assert!(carol
+        .ok(&["introductions"])
+        .contains("declined by the other side"));
+    // Declined: it cannot be accepted afterwards.
     let err = failed(&alice.run(&["accept-introduction", &n]), USAGE);
     assert!(
         err.contains("introduction is declined: cannot decide again"),
         "{err}"
     );
+
+    // 3. carol declines (--json): alice's offer ends cancelled.
+    bob.json(&["introduce", "alice", "carol"]);
+    let m = pending(&carol);
+    let declined = carol.json(&["decline-introduction", &m]);
+    assert_eq!(declined["id"].to_string(), m, "{declined}");
+    assert_eq!(declined["state"], "declined", "{declined}");
+    offer(&alice, "cancelled");
+    // Neither opened a second discussion.
     let discussions = alice.json(&["discussions"]);
     assert_eq!(
         discussions
