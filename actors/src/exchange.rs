@@ -8,9 +8,9 @@
 //!   sees every request ([`Event::ListRequested`]).
 //! - Asking ([`AskList`], `pgpchat contacts --from PEER`): a live request with a timeout
 //!   (`limits.list_request_timeout_secs`), not queued for later; the answer is refused whole if it
-//!   is unsolicited or longer than `limits.max_list_entries`; each entry is parsed and its
-//!   announce's signature verified ([`merge::parse_entry`]), blocked fingerprints are ignored, and
-//!   the rest is merged by fingerprint into the contact list ([`crate::contacts::LearnContacts`]),
+//!   is unsolicited or longer than `limits.max_list_entries`; each entry's announce is checked by
+//!   [`crate::announce`] ([`merge::parse_entry`], then its signature), blocked fingerprints are
+//!   ignored, and the rest is merged by fingerprint into the contact list ([`crate::contacts::LearnContacts`]),
 //!   origin `via NAME FINGERPRINT`. Learned addresses are hints: nothing here dials them (opening a
 //!   discussion with such a contact does).
 //!
@@ -358,8 +358,8 @@ impl Handler<AskList> for ContactExchange {
 }
 
 /// Parse each entry and verify its announce's signature with the certificate inside it (on the
-/// crypto workers); our own fingerprint is skipped. Returns the verified ones and how many were
-/// dropped.
+/// crypto workers, [`crate::announce::verify_parsed`]); our own fingerprint is skipped. Returns the
+/// verified ones and how many were dropped.
 async fn verify_entries(
     keys: &KeysHandle,
     entries: Vec<ListEntry>,
@@ -376,27 +376,21 @@ async fn verify_entries(
             dropped += 1;
             continue;
         };
-        let cert = match keys
-            .verify_with_cert(p.body.cert.clone(), p.announce.body, p.announce.signature)
-            .await
-        {
-            Ok(c) => c,
-            Err(_) => {
-                dropped += 1;
-                continue;
-            }
+        let Ok(v) = crate::announce::verify_parsed(keys, p.announce, p.body).await else {
+            dropped += 1;
+            continue;
         };
-        let fingerprint = cert.fingerprint().to_string();
-        if fingerprint == keys.fingerprint() {
+        if v.fingerprint == keys.fingerprint() {
             continue;
         }
         learned.push(Learned {
-            fingerprint,
-            name: p.body.name,
-            cert: p.body.cert,
+            fingerprint: v.fingerprint,
+            name: v.name,
+            cert: v.cert,
             address,
-            tcp_port: p.body.tcp_port,
-            time: p.body.time,
+            tcp_port: v.tcp_port,
+            time: v.time,
+            // As the sharer sent it (not re-encoded), as before.
             announce: e.announce,
         });
     }

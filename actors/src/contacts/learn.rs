@@ -76,12 +76,9 @@ impl Handler<LearnContacts> for ContactRegistry {
                     self.persist(ctx, c);
                 }
                 Merge::New { key_changed } => {
-                    if self.contacts.len() >= self.max_contacts {
-                        self.evict_one(ctx);
-                        if self.contacts.len() >= self.max_contacts {
-                            merged.no_room += 1;
-                            continue;
-                        }
+                    if !self.make_room(ctx) {
+                        merged.no_room += 1;
+                        continue;
                     }
                     let c = ContactRecord {
                         fingerprint: e.fingerprint.clone(),
@@ -98,14 +95,11 @@ impl Handler<LearnContacts> for ContactRegistry {
                         announce: e.announce,
                         probe: None,
                     };
-                    if let Some(old) = other {
-                        self.flag_key_changed(&e.name, &e.fingerprint, old, &e.address);
+                    if other.is_some() {
                         merged.key_changed.push(e.name.clone());
                     }
                     merged.learned.push(e.name);
-                    self.events.emit(Event::ContactSeen { contact: c.clone() });
-                    self.contacts.insert(e.fingerprint, c.clone());
-                    self.persist(ctx, c);
+                    self.insert_new(ctx, c, other, &e.address);
                 }
             }
         }

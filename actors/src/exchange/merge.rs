@@ -1,15 +1,16 @@
 //! The pure rules of the contact-list exchange: what a list entry must be before it is believed at
-//! all, and how a checked entry merges into the contact list. No actor, no crypto: the caller
-//! verifies the announce's signature in between ([`parse_entry`] then the key manager).
+//! all, and how a checked entry merges into the contact list. No actor, no crypto: the announce
+//! inside an entry is checked by [`crate::announce`] ([`parse_entry`] does its cheap checks with
+//! [`Freshness::Relayed`]; the caller verifies the signature with
+//! [`crate::announce::verify_parsed`] in between).
 
 use std::net::IpAddr;
 
 use thiserror::Error;
 
-use crate::codec;
-use crate::discovery::MAX_NAME_CHARS;
+use crate::announce::{self, AnnounceRefused, Freshness};
 use crate::store::ContactOrigin;
-use crate::wire::{Announce, AnnounceBody, ListEntry, ANNOUNCE_VERSION};
+use crate::wire::{Announce, AnnounceBody, ListEntry};
 
 /// Largest entry accepted or given (its relayed announce and address together).
 pub const MAX_ENTRY_BYTES: usize = 2048;
@@ -29,6 +30,19 @@ pub enum EntryError {
     BadAddress,
 }
 
+impl From<AnnounceRefused> for EntryError {
+    fn from(e: AnnounceRefused) -> Self {
+        match e {
+            AnnounceRefused::Version(v) => EntryError::Version(v),
+            AnnounceRefused::Name => EntryError::BadName,
+            // `Stale` cannot come from a relayed parse and `BadSignature` not from a parse at all.
+            AnnounceRefused::Malformed
+            | AnnounceRefused::Stale
+            | AnnounceRefused::BadSignature(_) => EntryError::Malformed,
+        }
+    }
+}
+
 /// An entry whose announce decodes and looks sane (its signature is still to be checked): the
 /// announce's parts and the sharer's address hint (`None`: the sharer's own entry, reached at the
 /// discussion's address).
@@ -39,18 +53,13 @@ pub struct ParsedEntry {
     pub address: Option<IpAddr>,
 }
 
+/// Size, then the announce's cheap checks ([`announce::parse`], no freshness window: a relayed
+/// announce may be hours old), then the address hint.
 pub fn parse_entry(entry: &ListEntry) -> Result<ParsedEntry, EntryError> {
     if entry.announce.len() + entry.address.len() > MAX_ENTRY_BYTES {
         return Err(EntryError::TooLarge);
     }
-    let announce: Announce = codec::decode(&entry.announce).map_err(|_| EntryError::Malformed)?;
-    let body: AnnounceBody = codec::decode(&announce.body).map_err(|_| EntryError::Malformed)?;
-    if body.version != ANNOUNCE_VERSION {
-        return Err(EntryError::Version(body.version));
-    }
-    if body.name.chars().count() > MAX_NAME_CHARS || body.name.chars().any(char::is_control) {
-        return Err(EntryError::BadName);
-    }
+    let (announce, body) = announce::parse(&entry.announce, Freshness::Relayed)?;
     let address = match entry.address.as_str() {
         "" => None,
         a => Some(a.parse().map_err(|_| EntryError::BadAddress)?),
@@ -98,6 +107,8 @@ pub fn via(sharer_name: &str, sharer_fingerprint: &str) -> ContactOrigin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
+    use crate::wire::ANNOUNCE_VERSION;
 
     fn entry(body: &AnnounceBody, address: &str) -> ListEntry {
         let announce = Announce {

@@ -79,30 +79,14 @@ impl DiscussionSession {
                 }
                 Incoming::Gap { expected } => return Err(LinkError::Gap { seq, expected }),
             };
-            let signature = keys
-                .sign_with(sk.own.clone(), ack_data(&sk.discussion_id, upto))
-                .await?;
-            tokio::time::timeout(deadline, tx.send(Frame::Ack { upto, signature }))
-                .await
-                .map_err(|_| LinkError::TooSlowForAcks)?
-                .map_err(|_| LinkError::ConnectionGone)?;
+            super::inbound::send_ack(&keys, &sk, &tx, upto, deadline).await?;
             Ok(fresh)
         };
         ctx.wait(fut.into_actor(self).map(
             move |res: Result<Option<(u64, Control)>, LinkError>, act, ctx| match res {
                 Ok(Some((seq, control))) => act.dispatch_control(seq, control, ctx),
                 Ok(None) => {}
-                Err(e) => {
-                    crate::log_limit::hostile(
-                        log::Level::Warn,
-                        &act.node,
-                        &act.id(),
-                        format_args!("{}: dropped a control frame: {e}", act.id()),
-                    );
-                    if e.costs_the_connection() {
-                        act.disconnect(generation, &e.to_string(), ctx);
-                    }
-                }
+                Err(e) => act.frame_dropped("control", e, generation, ctx),
             },
         ));
     }
