@@ -9,6 +9,7 @@ mod chat_view;
 mod cli;
 mod common;
 mod contacts_by_address;
+mod control_order;
 mod core_inprocess;
 mod daemon;
 mod delivery;

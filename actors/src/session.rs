@@ -153,6 +153,8 @@ pub struct DiscussionSession {
     /// The highest version we speak (`listener.max_protocol_version`).
     max_version: u16,
     control: crate::control::ControlContext,
+    /// Received control messages waiting for their handler, handled one at a time in sequence order.
+    controls: control::ControlQueue,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -224,6 +226,7 @@ impl DiscussionSession {
             close_proof: None,
             peer_version: Arc::new(std::sync::atomic::AtomicU16::new(p.peer_version)),
             control: p.control,
+            controls: control::ControlQueue::default(),
         }
     }
 

@@ -66,11 +66,14 @@ impl Handler<LearnContacts> for ContactRegistry {
                     c.tcp_port = e.tcp_port;
                     c.announce_time = e.time;
                     c.announce = e.announce;
+                    // Renamed onto a name another key holds: flagged, and the flag is what is
+                    // written to disk too (it survives a restart).
+                    let onto = other.filter(|_| renamed);
+                    if onto.is_some() {
+                        c.key_changed = true;
+                    }
                     let c = c.clone();
-                    if let (true, Some(old)) = (renamed, other) {
-                        if let Some(c) = self.contacts.get_mut(&e.fingerprint) {
-                            c.key_changed = true;
-                        }
+                    if let Some(old) = onto {
                         self.flag_key_changed(&e.name, &e.fingerprint, old, &e.address);
                     }
                     self.persist(ctx, c);

@@ -4,8 +4,31 @@
 //! acknowledged, then handed to [`crate::control::dispatch`] and marked handled. Control messages
 //! stored but not handled when the node stopped are dispatched again at start.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::wire::{Control, CONTROL_VERSION};
+
+/// Received control messages kept in memory for their handler, per session; more stay in the store
+/// (unhandled) until these are done.
+pub const MAX_QUEUED_CONTROLS: usize = 64;
+
+/// A handler that has not finished by then is given up (logged; the message is marked handled) so
+/// that one stuck exchange cannot hold up the discussion's later control messages.
+pub const CONTROL_HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Received control messages waiting for their handler ([`DiscussionSession::dispatch_control`]).
+#[derive(Default)]
+pub(super) struct ControlQueue {
+    /// By sequence number: handled lowest first.
+    waiting: BTreeMap<u64, Control>,
+    /// The one whose handler runs.
+    running: Option<u64>,
+    /// Some were not queued (the queue was full): read them back from the store once it drains.
+    overflowed: bool,
+    /// The store is being read back: nothing starts until its messages are queued in order.
+    replaying: bool,
+}
 
 /// Queue a control message for the peer: returns its sequence number once it is on disk. Refused
 /// if the discussion is closed or closing, or its peer is not known to speak version 2
@@ -91,9 +114,38 @@ impl DiscussionSession {
         ));
     }
 
-    /// Hand a stored control message to its handler, off the actor (a handler may ask this session
-    /// to send an answer), then mark it handled.
+    /// Queue a stored control message for its handler. Handlers run one at a time, in sequence
+    /// order, off the actor (a handler may ask this session to send an answer): an exchange may
+    /// depend on the order of its messages (an offer, then its withdrawal). A message already
+    /// queued or running is not queued twice; when [`MAX_QUEUED_CONTROLS`] wait, later ones stay
+    /// unhandled in the store and are read back, in order, once the queue has drained.
     pub(super) fn dispatch_control(&mut self, seq: u64, control: Control, ctx: &mut Context<Self>) {
+        let q = &mut self.controls;
+        if q.running == Some(seq) || q.waiting.contains_key(&seq) {
+            return;
+        }
+        if q.overflowed || q.waiting.len() >= MAX_QUEUED_CONTROLS {
+            q.overflowed = true;
+            return;
+        }
+        q.waiting.insert(seq, control);
+        self.next_control(ctx);
+    }
+
+    /// Start the next waiting control message's handler, unless one runs or the store is being
+    /// read back; when none waits and some were left in the store, read them back.
+    fn next_control(&mut self, ctx: &mut Context<Self>) {
+        let q = &mut self.controls;
+        if q.running.is_some() || q.replaying {
+            return;
+        }
+        let Some((seq, control)) = q.waiting.pop_first() else {
+            if q.overflowed {
+                self.replay_unhandled_controls(ctx);
+            }
+            return;
+        };
+        q.running = Some(seq);
         let received = crate::control::Received {
             discussion_id: self.id().to_string(),
             peer_fingerprint: self.peer_fingerprint.clone(),
@@ -103,35 +155,49 @@ impl DiscussionSession {
             session: ctx.address(),
         };
         let (cx, store, node) = (self.control.clone(), self.store.clone(), self.node.clone());
-        ctx.spawn(
-            async move {
-                let id = received.discussion_id.clone();
-                if let Err(e) = crate::control::dispatch(&cx, received).await {
-                    log::warn!("[{node}] {id}: control message {seq}: {e}");
-                }
-                if let Err(e) = store.run(move |s| s.mark_control_handled(&id, seq)).await {
-                    log::error!("[{node}] marking control message {seq} handled: {e}");
-                }
+        let fut = async move {
+            let id = received.discussion_id.clone();
+            match tokio::time::timeout(
+                CONTROL_HANDLER_TIMEOUT,
+                crate::control::dispatch(&cx, received),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("[{node}] {id}: control message {seq}: {e}"),
+                Err(_) => log::warn!("[{node}] {id}: control message {seq}: its handler timed out"),
             }
-            .into_actor(self),
-        );
+            if let Err(e) = store.run(move |s| s.mark_control_handled(&id, seq)).await {
+                log::error!("[{node}] marking control message {seq} handled: {e}");
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+            act.controls.running = None;
+            act.next_control(ctx);
+        }));
     }
 
-    /// At start: control messages stored but not handled (the node stopped in between) go to their
-    /// handlers again (handlers are idempotent).
+    /// Control messages stored but not handled go to their handlers (at start: the node stopped in
+    /// between; later: the queue was full). Handlers are idempotent.
     pub(super) fn replay_unhandled_controls(&mut self, ctx: &mut Context<Self>) {
+        self.controls.replaying = true;
+        self.controls.overflowed = false;
         let (store, id) = (self.store.clone(), self.id().to_string());
         let fut = async move { store.run(move |s| s.unhandled_controls(&id)).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(rows) => {
-                for (seq, bytes) in rows {
-                    match crate::codec::decode::<Control>(&bytes) {
-                        Ok(control) => act.dispatch_control(seq, control, ctx),
-                        Err(e) => log::error!("[{}] control message {seq}: {e}", act.node),
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.controls.replaying = false;
+            match res {
+                Ok(rows) => {
+                    for (seq, bytes) in rows {
+                        match crate::codec::decode::<Control>(&bytes) {
+                            Ok(control) => act.dispatch_control(seq, control, ctx),
+                            Err(e) => log::error!("[{}] control message {seq}: {e}", act.node),
+                        }
                     }
                 }
+                Err(e) => log::error!("[{}] {}: unhandled controls: {e}", act.node, act.id()),
             }
-            Err(e) => log::error!("[{}] {}: unhandled controls: {e}", act.node, act.id()),
+            act.next_control(ctx);
         }));
     }
 }
