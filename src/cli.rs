@@ -107,8 +107,11 @@ pub enum Command {
     },
     /// The interactive prompt (the default); starts the core in the background if needed.
     Chat,
-    /// Own name and fingerprint.
+    /// Own name, fingerprint and main TCP port (the running core's; else `listener.port` if fixed).
     Whoami,
+    /// The running core: identity, main TCP port, versions and discovery counters (fails when no
+    /// core runs: a way to wait for one).
+    Status,
     /// Contacts seen on the network, added by address, or learned from others (with their origin);
     /// --from PEER first asks PEER (a contact you have a discussion with) for its contact list and
     /// merges it.
@@ -128,16 +131,22 @@ pub enum Command {
         /// The contact: its name or a fingerprint prefix (4+ hex digits).
         contact: String,
     },
-    /// Block a fingerprint: its announces, discussion requests and list entries are ignored.
+    /// Block a key: its announces, discussion requests (refused, listed by `requests` as
+    /// "blocked") and list entries are ignored, and its contact is forgotten. Discussions already
+    /// open with it stay open and its messages there still arrive: `close` them to stop them.
     Block {
-        /// The full fingerprint (40 or 64 hex digits; spaces allowed).
+        /// The contact: its name, a fingerprint prefix (4+ hex digits), or a full fingerprint
+        /// (40 or 64 hex digits; spaces allowed).
         fingerprint: String,
     },
-    /// Unblock a fingerprint.
+    /// Unblock a key.
     Unblock {
-        /// The full fingerprint (40 or 64 hex digits; spaces allowed).
+        /// A full fingerprint (40 or 64 hex digits; spaces allowed) or a prefix (4+ hex digits)
+        /// of a blocked one, as `blocked` lists them.
         fingerprint: String,
     },
+    /// The blocked fingerprints.
+    Blocked,
     /// Mark a contact verified after comparing fingerprints out of band (or --unset).
     Verify {
         /// The contact: its name or a fingerprint prefix (4+ hex digits).

@@ -171,6 +171,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         }
         Command::Chat => crate::prompt::run(ctx),
         Command::Whoami => whoami(ctx),
+        Command::Status => status(ctx),
         Command::Contacts { from: None } => contacts(ctx),
         Command::Contacts { from: Some(peer) } => contacts_from(ctx, peer),
         Command::AddContact { address } => {
@@ -193,6 +194,17 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         }
         Command::Block { fingerprint } => block(ctx, fingerprint, true),
         Command::Unblock { fingerprint } => block(ctx, fingerprint, false),
+        Command::Blocked => {
+            let list = ctx.call(api::BlockedRequest {})?;
+            ctx.print(&list, |list| {
+                if list.is_empty() {
+                    println!("no key is blocked");
+                }
+                for fp in list {
+                    println!("{fp}");
+                }
+            })
+        }
         Command::Verify { contact, unset } => {
             let c = ctx.call(api::VerifyRequest {
                 contact,
@@ -441,13 +453,52 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
 }
 
 fn whoami(ctx: &Ctx) -> Result<()> {
-    // Works without a running core: the public part of the identity needs no passphrase.
+    // Works without a running core: the public part of the identity needs no passphrase. The main
+    // TCP port (what people beyond the LAN give to `add-contact`) is the running core's; without
+    // one, only a fixed `listener.port` is known in advance.
     let me = offline::whoami(&ctx.settings.node.data_dir)?;
+    let running = ctx
+        .client()
+        .ok()
+        .and_then(|mut c| c.call(api::WhoamiRequest {}).ok());
+    let fixed = ctx.settings.listener.port;
+    let tcp_port = match &running {
+        Some(w) => Some(w.tcp_port),
+        None if fixed != 0 => Some(fixed),
+        None => None,
+    };
     let v = json!({"name": me.name, "fingerprint": me.fingerprint,
-                   "data_dir": ctx.settings.node.data_dir});
+                   "data_dir": ctx.settings.node.data_dir,
+                   "tcp_port": tcp_port, "core_running": running.is_some()});
     ctx.print(&v, |_| {
         println!("{}", me.name);
         println!("{}", fingerprint_groups(&me.fingerprint));
+        match (&running, tcp_port) {
+            (Some(_), Some(p)) => println!("TCP port {p} (main listener, for add-contact)"),
+            (None, Some(p)) => println!("TCP port {p} (listener.port; the core is not running)"),
+            _ => println!(
+                "TCP port: chosen by the running core when it starts (none is running; \
+                 set listener.port to fix it)"
+            ),
+        }
+    })
+}
+
+fn status(ctx: &Ctx) -> Result<()> {
+    let s = ctx.call(api::StatusRequest {})?;
+    ctx.print(&s, |s| {
+        println!("{} ({})", safe_text::line(&s.whoami.name), s.whoami.node);
+        println!("{}", fingerprint_groups(&s.whoami.fingerprint));
+        println!(
+            "TCP port {} (main listener, for add-contact)",
+            s.whoami.tcp_port
+        );
+        println!("core {}  API {}", s.version.core, s.version.api);
+        let d = &s.discovery;
+        println!(
+            "discovery: {} received, {} accepted, {} announces sent, {} replies sent",
+            d.received, d.accepted, d.announces_sent, d.replies_sent
+        );
     })
 }
 

@@ -79,13 +79,22 @@ pub fn list_merged(m: &pgpchat_actors::api::ListMerged) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // Where the list came from, then each new contact's name (both chosen by peers: escaped).
+    let from = match &m.origin {
+        Some(api::ContactOrigin::Via { name, .. }) => format!("from {}: ", safe_text::line(name)),
+        _ => String::new(),
+    };
     let mut line = format!(
-        "{} new contact(s){}; {} already known",
+        "{from}{} new contact(s){}; {} already known",
         m.learned.len(),
-        if m.learned.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", names(&m.learned))
+        match (&m.learned[..], &m.origin) {
+            ([], _) => String::new(),
+            (_, Some(o)) => format!(
+                ": {} (shown as \"{}\")",
+                names(&m.learned),
+                safe_text::line(&o.to_string())
+            ),
+            (_, None) => format!(": {}", names(&m.learned)),
         },
         m.known
     );
@@ -276,5 +285,33 @@ mod tests {
         assert_eq!(super::time(0), "1970-01-01 00:00:00");
         assert_eq!(super::time(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(super::ago(100, 160), "1m ago");
+    }
+
+    /// `contacts --from PEER` says whom it asked, names the new contacts (escaped) and the origin
+    /// recorded for them.
+    #[test]
+    fn a_merged_list_names_the_new_contacts_and_where_they_came_from() {
+        use pgpchat_actors::api::{ContactOrigin, ListMerged};
+        let mut m = ListMerged {
+            learned: vec!["carol".into(), "ev\u{1b}il".into()],
+            known: 1,
+            key_changed: vec![],
+            no_room: 0,
+            dropped: 0,
+            blocked: 0,
+            origin: Some(ContactOrigin::Via {
+                fingerprint: "AB".into(),
+                name: "bob".into(),
+            }),
+        };
+        assert_eq!(
+            super::list_merged(&m),
+            "from bob: 2 new contact(s): carol, ev\\x1bil (shown as \"via bob\"); 1 already known"
+        );
+        m.learned.clear();
+        assert_eq!(
+            super::list_merged(&m),
+            "from bob: 0 new contact(s); 1 already known"
+        );
     }
 }

@@ -151,6 +151,15 @@ async fn both_accept_and_the_introduced_chat_without_any_request_to_accept() {
         let used = introduction_in(n, &i.peer_fingerprint, IntroState::Used).await;
         assert_eq!(used.discussion_id.as_deref(), Some(id.as_str()));
         assert_eq!(secret_of(n, i.local_id).await, None);
+        // Deciding again says why, in words.
+        let e = n.decide_introduction(i.local_id, true).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "introduction {} was already used (its discussion is open): nothing to decide",
+                i.local_id
+            )
+        );
     }
     // Alice shows bob as introduced by carol, and not verified.
     let origin = a.introduced_contacts().await.unwrap();
@@ -185,10 +194,13 @@ async fn a_declined_introduction_opens_nothing_and_its_secret_is_gone_on_both_si
     introduction_in(b, &fp(a), IntroState::Declined).await;
     assert_eq!(secret_of(a, ia.local_id).await, None);
     assert_eq!(secret_of(b, ib.local_id).await, None);
-    assert!(
-        b.decide_introduction(ib.local_id, true).await.is_err(),
-        "no second decision"
-    );
+    let e = b
+        .decide_introduction(ib.local_id, true)
+        .await
+        .expect_err("no second decision");
+    assert!(e.to_string().contains("was already declined"), "{e}");
+    let e = a.decide_introduction(ia.local_id, false).await.unwrap_err();
+    assert!(e.to_string().contains("was cancelled"), "{e}");
     // A request from bob is no longer accepted by itself: it waits for alice's user.
     let (b2, a_fp) = (b.clone(), fp(a));
     let opening = actix_rt::spawn(async move { b2.open(&a_fp, "guess").await });
@@ -223,13 +235,14 @@ async fn an_introduction_left_unanswered_expires_and_its_secret_is_gone() {
     // Alice accepts (on a slow machine the window may already be over: then it is refused);
     // bob never answers.
     if let Err(e) = a.decide_introduction(ia.local_id, true).await {
-        assert!(e.to_string().contains("Expired"), "{e}");
+        assert!(e.to_string().contains("has expired"), "{e}");
     }
     introduction_in(a, &fp(b), IntroState::Expired).await;
     introduction_in(b, &fp(a), IntroState::Expired).await;
     assert_eq!(secret_of(a, ia.local_id).await, None);
     assert_eq!(secret_of(b, ib.local_id).await, None);
-    assert!(b.decide_introduction(ib.local_id, true).await.is_err());
+    let e = b.decide_introduction(ib.local_id, true).await.unwrap_err();
+    assert!(e.to_string().contains("has expired"), "{e}");
     assert_eq!(discussion_with(a, &fp(b)).await, None);
     assert_eq!(discussion_with(b, &fp(a)).await, None);
 }

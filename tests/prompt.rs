@@ -551,3 +551,46 @@ fn the_chat_view_says_when_live_updates_stop() {
     alice.kill();
     bob.kill();
 }
+
+/// "Ask a contact for its contacts" and "Introduce two contacts" travel over an open discussion:
+/// they offer only contacts with one, and say so when there is none (found by a new-user trial:
+/// every contact was offered, and picking one without a discussion failed with "no discussion
+/// matches '8D1A...'").
+#[test]
+fn list_and_introduction_pickers_offer_only_contacts_with_an_open_discussion() {
+    let (alice, bob) = crate::binary::alice_and_bob_running();
+    let tmux = Tmux::start(&format!(
+        "{BIN} --config {} --data-dir {} chat",
+        alice.config.display(),
+        alice.data_dir().display()
+    ));
+    let menu_item = |downs: usize| {
+        // The menu comes back after each action's output.
+        std::thread::sleep(Duration::from_millis(500));
+        tmux.wait_text("Requests (");
+        for _ in 0..downs {
+            tmux.keys(&["Down"]);
+        }
+        tmux.keys(&["Enter"]);
+    };
+    // Bob is a contact, but without a discussion: not offered.
+    menu_item(6);
+    let s = tmux.wait_text("No contact with an open discussion");
+    assert!(!s.contains("no discussion matches"), "{s}");
+    menu_item(8);
+    tmux.wait_text("No contact with an open discussion");
+
+    // With a discussion, bob is offered and the list comes from him.
+    bob.open_with(&alice, "pw");
+    menu_item(6);
+    tmux.wait_text("Whose contact list");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("already known");
+    assert!(s.contains("from bob"), "{s}");
+    // Introducing: bob first, then nobody else to introduce him to.
+    menu_item(8);
+    tmux.wait_text("? Introduce");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("No other contact with an open discussion");
+    assert!(!s.contains("themselves"), "{s}");
+}

@@ -37,7 +37,7 @@ mod manage;
 pub mod probing;
 
 pub use manage::{
-    parse_fingerprint, Block, DueProbes, IsBlocked, Probed, ProbedCount, RemoveContact,
+    parse_fingerprint, Block, DueProbes, IsBlocked, ListBlocked, Probed, ProbedCount, RemoveContact,
 };
 
 mod learn;
@@ -52,7 +52,7 @@ pub enum ContactError {
     NotFound(String),
     #[error("'{0}' is ambiguous: {1}")]
     Ambiguous(String, String),
-    #[error("'{0}' is not a fingerprint (40 hexadecimal digits)")]
+    #[error("'{0}' is not a fingerprint (40 or 64 hexadecimal digits), a contact's name or a fingerprint prefix (4+ hex digits)")]
     NotAFingerprint(String),
 }
 

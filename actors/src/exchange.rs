@@ -72,6 +72,8 @@ pub struct ListOutcome {
     pub dropped: u64,
     /// Entries for blocked fingerprints, ignored.
     pub blocked: u64,
+    /// The origin recorded for the new contacts (`via` the peer asked).
+    pub origin: crate::store::ContactOrigin,
 }
 
 type Answer = Result<Vec<ListEntry>, ExchangeError>;
@@ -344,7 +346,7 @@ impl Handler<AskList> for ContactExchange {
             let merged = contacts
                 .send(LearnContacts {
                     entries: learned,
-                    origin,
+                    origin: origin.clone(),
                 })
                 .await
                 .map_err(|_| ExchangeError::Gone)?;
@@ -352,6 +354,7 @@ impl Handler<AskList> for ContactExchange {
                 merged,
                 dropped,
                 blocked,
+                origin,
             })
         })
     }

@@ -61,6 +61,9 @@ pub enum IntroError {
     Transition(#[from] BadTransition),
     #[error("no introduction {0}")]
     NotFound(i64),
+    /// Our user decides on an introduction that is past deciding.
+    #[error("introduction {id} {}: nothing to decide", done_words(*state))]
+    AlreadyDecided { id: i64, state: IntroState },
     #[error("cannot introduce {0} to themselves")]
     SamePerson(String),
     #[error("no open discussion with {0}: an introduction travels over one")]
@@ -73,6 +76,21 @@ pub enum IntroError {
     Send { name: String, why: String },
     #[error("the node is stopping")]
     Unavailable,
+}
+
+/// Where an introduction that can no longer be decided stands, in words.
+fn done_words(state: IntroState) -> &'static str {
+    match state {
+        IntroState::Pending => "still waits for your decision",
+        IntroState::Accepted => "was already accepted (waiting for the other side)",
+        IntroState::Ready => "was already accepted by both sides (the discussion is opening)",
+        IntroState::Used => "was already used (its discussion is open)",
+        IntroState::Declined => "was already declined",
+        IntroState::Cancelled => {
+            "was cancelled (the other side declined, or the introducer withdrew it)"
+        }
+        IntroState::Expired => "has expired",
+    }
 }
 
 /// Our user introduces `a` and `b` (names or fingerprint prefixes) to each other. Answers with the
@@ -678,7 +696,8 @@ impl Handler<DecideIntroduction> for Introductions {
                 .map_err(|e| match e {
                     StoreError::NoDiscussion(_) => IntroError::NotFound(id),
                     e => e.into(),
-                })??;
+                })?
+                .map_err(|t| IntroError::AlreadyDecided { id, state: t.from })?;
             if m.accept {
                 // Now a contact (origin: this introduction); a name known with another key
                 // raises the key-changed warning, as discovery does.

@@ -292,6 +292,8 @@ struct Arrived {
     /// request is then accepted with that secret without asking the user (a wrong secret fails
     /// the handshake like any other).
     introduction: Option<(i64, zeroize::Zeroizing<String>)>,
+    /// The requester's key is blocked: refused (recorded, reason "blocked"), the peer told busy.
+    blocked: bool,
 }
 
 impl Handler<Arrived> for Listener {
@@ -300,6 +302,10 @@ impl Handler<Arrived> for Listener {
         let now = Instant::now();
         if !self.replay.insert(m.nonce, now) {
             return MessageResult(Err(FailReason::Replay));
+        }
+        if m.blocked {
+            self.refused(&m.info, "blocked");
+            return MessageResult(Err(FailReason::Busy));
         }
         if let Err(why) = self
             .limiter

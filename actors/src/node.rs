@@ -24,7 +24,8 @@ use tokio::sync::broadcast;
 use crate::api::ErrorKind;
 use crate::at_rest::{self, Sealed};
 use crate::contacts::{
-    Block, ContactError, ContactRegistry, FindContact, ListContacts, RemoveContact, SetVerified,
+    Block, ContactError, ContactRegistry, FindContact, ListBlocked, ListContacts, RemoveContact,
+    SetVerified,
 };
 use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
@@ -221,9 +222,10 @@ impl From<IntroError> for ApiError {
         match e {
             IntroError::Contact(e) => e.into(),
             IntroError::NotFound(_) | IntroError::NoDiscussion(_) => Self::NotFound(e.into()),
-            IntroError::SamePerson(_) | IntroError::Transition(_) | IntroError::Blocked => {
-                Self::Invalid(e.into())
-            }
+            IntroError::SamePerson(_)
+            | IntroError::Transition(_)
+            | IntroError::AlreadyDecided { .. }
+            | IntroError::Blocked => Self::Invalid(e.into()),
             IntroError::TooMany => Self::Failed(ErrorKind::Busy, e.into()),
             IntroError::Send { .. } => Self::Failed(ErrorKind::Failed, e.into()),
             _ => Self::Internal(e.into()),
@@ -578,6 +580,11 @@ impl NodeHandle {
             })
             .await
             .map_err(mailbox)??)
+    }
+
+    /// The blocked fingerprints, sorted.
+    pub async fn blocked(&self) -> Result<Vec<String>, ApiError> {
+        self.contacts.send(ListBlocked).await.map_err(mailbox)
     }
 
     /// Ask a contact for a discussion; answers when it is open (its id) or failed.

@@ -64,6 +64,44 @@ pub(super) fn choose_contact(
     Ok(pick.map(|i| list[i].clone()))
 }
 
+/// Contacts we have an open discussion with (the ones a contact list or an introduction can travel
+/// to), less `except`; the rest of the table is not offered, so no pick ends in "no discussion
+/// matches". Says so when there is none.
+pub(super) fn choose_connected_contact(
+    client: &mut Client,
+    theme: &ColorfulTheme,
+    prompt: &str,
+    except: Option<&str>,
+) -> Result<Option<Contact>> {
+    let open: std::collections::HashSet<String> = client
+        .call(api::DiscussionsRequest {})?
+        .into_iter()
+        .filter(|d| d.state == api::DiscussionState::Open)
+        .map(|d| d.peer_fingerprint)
+        .collect();
+    let list: Vec<Contact> = client
+        .call(api::ContactsRequest {})?
+        .into_iter()
+        .filter(|c| open.contains(&c.fingerprint) && Some(c.fingerprint.as_str()) != except)
+        .collect();
+    if list.is_empty() {
+        println!(
+            "No {}contact with an open discussion: open a discussion with them first \
+             (this travels over it).",
+            if except.is_some() { "other " } else { "" }
+        );
+        return Ok(None);
+    }
+    let now = now_secs();
+    let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
+    let pick = Select::with_theme(theme)
+        .with_prompt(prompt)
+        .items(&items)
+        .default(0)
+        .interact_opt()?;
+    Ok(pick.map(|i| list[i].clone()))
+}
+
 pub(super) fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     let Some(c) = choose_contact(client, theme, "Verify")? else {
         return Ok(());
@@ -107,7 +145,7 @@ pub(super) fn add_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<
 
 /// Pick a contact (one we have a discussion with: the list travels over it) and merge its list.
 pub(super) fn ask_for_contacts(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
-    let Some(c) = choose_contact(client, theme, "Whose contact list")? else {
+    let Some(c) = choose_connected_contact(client, theme, "Whose contact list", None)? else {
         return Ok(());
     };
     println!(

@@ -5,7 +5,7 @@ use dialoguer::{theme::ColorfulTheme, Select};
 use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
-use super::contacts::choose_contact;
+use super::contacts::choose_connected_contact;
 use crate::client::Client;
 use crate::format;
 use crate::safe_text;
@@ -67,10 +67,10 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
 
 /// Introduce two contacts we each have an open discussion with.
 pub(super) fn introduce(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
-    let Some(a) = choose_contact(client, theme, "Introduce")? else {
+    let Some(a) = choose_connected_contact(client, theme, "Introduce", None)? else {
         return Ok(());
     };
-    let Some(b) = choose_contact(client, theme, "to")? else {
+    let Some(b) = choose_connected_contact(client, theme, "to", Some(&a.fingerprint))? else {
         return Ok(());
     };
     let v = client.call(api::IntroduceRequest {

@@ -167,7 +167,7 @@ mod tests {
     fn every_method_and_event_is_described() {
         let doc = document();
         let methods = doc["methods"].as_array().unwrap();
-        assert_eq!(methods.len(), 27);
+        assert_eq!(methods.len(), 28);
         let close = methods.iter().find(|m| m["name"] == "close").unwrap();
         let params: Vec<(&str, bool)> = close["params"]
             .as_array()

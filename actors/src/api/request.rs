@@ -125,8 +125,11 @@ methods! {
     /// Forget a contact; answers with it. It comes back if it announces itself again.
     RemoveContact(RemoveContactRequest) = "remove_contact" -> Contact;
     /// Block (or with `blocked: false`, unblock) a fingerprint: its announces, discussion requests
-    /// and contact-list entries are ignored; its contact is forgotten.
+    /// and contact-list entries are ignored (requests recorded as refused, reason `blocked`); its
+    /// contact is forgotten. Discussions already open stay open: close them to stop them.
     Block(BlockRequest) = "block" -> BlockAnswer;
+    /// The blocked fingerprints (full, upper case), sorted.
+    Blocked(BlockedRequest) = "blocked" -> Vec<String>;
     /// Ask a contact for a discussion; answers once it is open (waits for the peer's decision).
     Open(OpenRequest) = "open" -> Opened;
     /// Withdraw our requests to a contact that wait for an answer: each `open` waiting on one
@@ -225,6 +228,8 @@ no_params! {
     VersionRequest;
     /// `contacts`: no parameters.
     ContactsRequest;
+    /// `blocked`: no parameters.
+    BlockedRequest;
     /// `discussions`: no parameters.
     DiscussionsRequest;
     /// `introductions`: no parameters.
@@ -321,7 +326,9 @@ pub struct RemoveContactRequest {
 /// `block`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BlockRequest {
-    /// A full fingerprint (40 or 64 hex digits; spaces allowed).
+    /// A full fingerprint (40 or 64 hex digits; spaces allowed); or, to block, a contact's name
+    /// or fingerprint prefix (4+ hex digits); to unblock, a prefix of a blocked fingerprint.
+    /// Ambiguous: an error.
     #[serde(deserialize_with = "param::string")]
     pub fingerprint: String,
     /// Block (default) or unblock.

@@ -285,6 +285,9 @@ pub struct ListMerged {
     pub dropped: u64,
     /// Entries of blocked fingerprints, ignored.
     pub blocked: u64,
+    /// The origin recorded for the new contacts (`via` the peer asked). Absent from earlier cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ContactOrigin>,
 }
 
 impl From<crate::exchange::ListOutcome> for ListMerged {
@@ -296,6 +299,7 @@ impl From<crate::exchange::ListOutcome> for ListMerged {
             no_room: o.merged.no_room,
             dropped: o.dropped,
             blocked: o.blocked,
+            origin: Some((&o.origin).into()),
         }
     }
 }

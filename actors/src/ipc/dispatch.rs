@@ -63,6 +63,7 @@ pub async fn dispatch(
                 blocked,
             })
         }
+        Request::Blocked(_) => Response::Blocked(node.blocked().await?),
         Request::Open(r) => {
             let mut gone = client_gone;
             // `changed` fails when the connection drops its sender: then the asker is gone.

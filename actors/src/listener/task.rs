@@ -332,20 +332,13 @@ impl responder::ResponderHost for Host<'_> {
         request: &RequestBody,
     ) -> Result<(u64, oneshot::Receiver<Decision>), FailReason> {
         let task = self.task;
-        // A blocked key's requests are turned away without asking the user (it is told "busy").
+        // A blocked key's requests are turned away without asking the user (it is told "busy");
+        // the listener records them among the refusals, reason "blocked".
         let blocked = task
             .contacts
             .send(IsBlocked(request.from.clone()))
             .await
             .unwrap_or(false);
-        if blocked {
-            log::debug!(
-                "[{}] request from blocked {} ignored",
-                task.node,
-                request.from
-            );
-            return Err(FailReason::Busy);
-        }
         let fingerprint = request.from.clone();
         let trusted = task
             .store
@@ -388,6 +381,7 @@ impl responder::ResponderHost for Host<'_> {
                 nonce: request.nonce,
                 trusted,
                 introduction,
+                blocked,
             })
             .await
             // The listener is stopping: the peer is told we are busy.
