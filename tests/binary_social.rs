@@ -102,7 +102,10 @@ fn contacts_from_a_peer_merges_its_list_from_the_command_line() {
     // origin rule records it as such ("via bob").
     assert!(contact(&carol, "bob").is_none());
     let line = carol.ok(&["contacts", "--from", "bob"]);
-    assert_eq!(line, "1 new contact(s) (bob); 0 already known\n");
+    assert_eq!(
+        line,
+        "from bob: 1 new contact(s): bob (shown as \"via bob\"); 0 already known\n"
+    );
     let b = contact(&carol, "bob").expect("bob learned");
     assert_eq!(b["origin"]["kind"], "via", "{b}");
     assert_eq!(b["origin"]["name"], "bob", "{b}");
@@ -206,7 +209,7 @@ fn introductions_from_the_command_line() {
     // A used introduction cannot be decided again: invalid-params (exit 2), said in words.
     let err = failed(&alice.run(&["accept-introduction", &n]), USAGE);
     assert!(
-        err.contains("introduction is used: cannot decide again"),
+        err.contains("was already used (its discussion is open): nothing to decide"),
         "{err}"
     );
 
@@ -248,7 +251,7 @@ fn introductions_from_the_command_line() {
     // Declined: it cannot be accepted afterwards.
     let err = failed(&alice.run(&["accept-introduction", &n]), USAGE);
     assert!(
-        err.contains("introduction is declined: cannot decide again"),
+        err.contains("was already declined: nothing to decide"),
         "{err}"
     );
 
