@@ -243,11 +243,19 @@ async fn a_request_claiming_an_introduction_with_a_wrong_secret_fails_and_counts
     let ia = introduction_in(a, &fp(b), IntroState::Pending).await;
     a.decide_introduction(ia.local_id, true).await.unwrap();
     let mut events = a.subscribe();
-    // Bob (who never accepted, so holds the secret but says another) asks alice directly.
+    // Bob (who never accepted, so holds the secret but says another) dials alice as the
+    // introduction's dialer does.
     wait_sees(b, a).await;
     let e = b
-        .open(&fp(a), "not the introduction's secret")
+        .listener
+        .send(pgpchat_actors::listener::Open {
+            contact: b.find_contact(&fp(a)).await.unwrap(),
+            password: "not the introduction's secret".into(),
+            asker_gone: None,
+            introduced: true,
+        })
         .await
+        .unwrap()
         .unwrap_err();
     assert!(e.to_string().contains("secrets do not match"), "{e}");
     let mut seen = false;
@@ -355,4 +363,75 @@ async fn an_introduction_of_a_blocked_fingerprint_is_ignored() {
         all.iter().all(|i| i.peer_fingerprint != fp(b)),
         "an introduction of a blocked fingerprint is ignored: {all:?}"
     );
+}
+
+/// F5: an accepted introduction does not capture the person's ordinary requests: bob's plain
+/// `open` with a secret agreed out of band reaches alice's user, who accepts it.
+#[actix_rt::test]
+async fn an_ordinary_request_of_an_introduced_person_still_goes_to_the_user() {
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
+    discussions_with(c, &[a, b]).await;
+    c.introduce(&fp(a), &fp(b)).await.expect("introduce");
+    let ia = introduction_in(a, &fp(b), IntroState::Pending).await;
+    a.decide_introduction(ia.local_id, true).await.unwrap();
+    // Bob does not answer the introduction; he asks alice the ordinary way.
+    wait_sees(b, a).await;
+    let (opened, accepted) = open_discussion(b, a, "agreed-apart", "agreed-apart").await;
+    let id = opened.expect("bob's ordinary request opens");
+    assert_eq!(accepted.expect("alice's user accepts"), id);
+    // The introduction is untouched: still accepted, its secret kept.
+    let still = a.introductions().await.unwrap();
+    assert!(still
+        .iter()
+        .any(|i| i.local_id == ia.local_id && i.state == IntroState::Accepted));
+    assert!(secret_of(a, ia.local_id).await.is_some());
+}
+
+/// F1: an introduced key whose own name is "bob", beside the bob alice knows: the discussion
+/// it opens is not named "bob", and "bob" still means the bob alice knew.
+#[actix_rt::test]
+async fn an_introduced_discussion_never_takes_a_known_name_of_another_key() {
+    use pgpchat_actors::contacts::AnnounceSeen;
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
+    let other = spawn_nodes(&["bob"]).await;
+    let d = &other[0].node;
+    c.contacts
+        .send(AnnounceSeen {
+            fingerprint: fp(d),
+            cert: d.keys.public().to_bytes(),
+            name: "bob".into(),
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            tcp_port: d.tcp_port,
+            time: pgpchat_actors::events::now_secs(),
+            announce: vec![],
+            origin: pgpchat_actors::store::ContactOrigin::Added,
+            probe_address: None,
+        })
+        .await
+        .unwrap();
+    discussions_with(c, &[a, d]).await;
+    // Alice chats with the real bob.
+    discussions_with(a, &[b]).await;
+    let real = discussion_with(a, &fp(b)).await.expect("alice and bob");
+    c.introduce(&fp(a), &fp(d)).await.expect("introduce");
+    let ia = introduction_in(a, &fp(d), IntroState::Pending).await;
+    let id_ = introduction_in(d, &fp(a), IntroState::Pending).await;
+    a.decide_introduction(ia.local_id, true).await.unwrap();
+    d.decide_introduction(id_.local_id, true).await.unwrap();
+    let opened = wait_until(40, "the introduced discussion", || {
+        let (a, d_fp) = (a.clone(), fp(d));
+        async move {
+            a.discussions()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|x| x.peer_fingerprint == d_fp)
+        }
+    })
+    .await;
+    assert_ne!(opened.peer_name, "bob", "{opened:?}");
+    assert!(opened.peer_name.starts_with("bob-"), "{opened:?}");
+    assert_eq!(a.resolve("bob").await.unwrap(), real, "bob is still bob");
 }

@@ -601,6 +601,7 @@ impl NodeHandle {
                 contact,
                 password: password.into(),
                 asker_gone,
+                introduced: false,
             })
             .await
             .map_err(mailbox)??)
