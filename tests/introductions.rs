@@ -435,3 +435,71 @@ async fn an_introduced_discussion_never_takes_a_known_name_of_another_key() {
     assert!(opened.peer_name.starts_with("bob-"), "{opened:?}");
     assert_eq!(a.resolve("bob").await.unwrap(), real, "bob is still bob");
 }
+
+/// F3: ended introductions are bounded: 40 offers from one introducer, each ended at once (as an
+/// offer-then-cancel would), leave at most the named number of ended rows, the newest.
+#[actix_rt::test]
+async fn ended_introductions_are_bounded_per_introducer_and_in_total() {
+    use pgpchat_actors::introduction::{
+        MAX_ENDED_INTRODUCTIONS, MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER,
+    };
+    use pgpchat_actors::store::introductions::NewIntroduction;
+    let n = spawn_nodes(&["alice"]).await;
+    let a = &n[0].node;
+    let row = |introducer: &str, k: usize| ReceivedIntroduction {
+        local_id: 0,
+        introducer_fingerprint: introducer.into(),
+        id: format!("{k:032x}"),
+        introducer_name: "carol".into(),
+        introducer_discussion: "d".into(),
+        peer_fingerprint: format!("{k:040X}"),
+        peer_name: "bob".into(),
+        peer_cert: vec![],
+        peer_announce: None,
+        peer_address: "127.0.0.1".into(),
+        peer_port: 1,
+        key_changed: false,
+        state: IntroState::Pending,
+        received: 1,
+        expires: u64::MAX / 2,
+        discussion_id: None,
+    };
+    let mut last = 0;
+    for (introducer, count) in [
+        ("C1", 40),
+        ("C2", 40),
+        ("C3", 40),
+        ("C4", 40),
+        ("C5", 40),
+        ("C6", 40),
+        ("C7", 40),
+        ("C8", 40),
+        ("C9", 40),
+    ] {
+        for k in 0..count {
+            let new = NewIntroduction {
+                row: row(introducer, k),
+                sealed_secret: vec![1; 8],
+            };
+            last = a
+                .store
+                .run(move |s| {
+                    let id = s.keep_introduction(&new, 2).unwrap();
+                    s.set_introduction_state(id, IntroState::Cancelled, None)?;
+                    Ok(id)
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let all = a.introductions().await.unwrap();
+    assert!(all.len() <= MAX_ENDED_INTRODUCTIONS, "{}", all.len());
+    for c in ["C1", "C9"] {
+        let from = all.iter().filter(|i| i.introducer_fingerprint == c).count();
+        assert!(
+            from <= MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER,
+            "{c}: {from}"
+        );
+    }
+    assert!(all.iter().any(|i| i.local_id == last), "the newest is kept");
+}
