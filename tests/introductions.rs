@@ -503,3 +503,46 @@ async fn ended_introductions_are_bounded_per_introducer_and_in_total() {
     }
     assert!(all.iter().any(|i| i.local_id == last), "the newest is kept");
 }
+
+/// Control rows of `dir`'s store whose body is still there (an offer's body holds its secret).
+fn control_bodies(dir: &std::path::Path) -> i64 {
+    let db = files_under(dir)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "db"))
+        .expect("the store's database");
+    let conn = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE kind = 'control' AND length(body) > 0",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// F2: once an introduction is used, the control rows that carried its offer (and so its
+/// secret) keep no body, at both sides and at the introducer: an incoming one is dropped once
+/// handled, an outgoing one once acknowledged.
+#[actix_rt::test]
+async fn a_used_introduction_leaves_no_control_row_with_its_offer() {
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
+    discussions_with(c, &[a, b]).await;
+    c.introduce(&fp(a), &fp(b)).await.expect("introduce");
+    let ia = introduction_in(a, &fp(b), IntroState::Pending).await;
+    let ib = introduction_in(b, &fp(a), IntroState::Pending).await;
+    a.decide_introduction(ia.local_id, true).await.unwrap();
+    b.decide_introduction(ib.local_id, true).await.unwrap();
+    introduction_in(a, &fp(b), IntroState::Used).await;
+    introduction_in(b, &fp(a), IntroState::Used).await;
+    for node in &n {
+        wait_until(30, "no control row keeps its body", || {
+            let dir = node.dir.clone();
+            async move { (control_bodies(&dir) == 0).then_some(()) }
+        })
+        .await;
+    }
+}
