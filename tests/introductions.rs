@@ -256,11 +256,19 @@ async fn a_request_claiming_an_introduction_with_a_wrong_secret_fails_and_counts
     let ia = introduction_in(a, &fp(b), IntroState::Pending).await;
     a.decide_introduction(ia.local_id, true).await.unwrap();
     let mut events = a.subscribe();
-    // Bob (who never accepted, so holds the secret but says another) asks alice directly.
+    // Bob (who never accepted, so holds the secret but says another) dials alice as the
+    // introduction's dialer does.
     wait_sees(b, a).await;
     let e = b
-        .open(&fp(a), "not the introduction's secret")
+        .listener
+        .send(pgpchat_actors::listener::Open {
+            contact: b.find_contact(&fp(a)).await.unwrap(),
+            password: "not the introduction's secret".into(),
+            asker_gone: None,
+            introduced: true,
+        })
         .await
+        .unwrap()
         .unwrap_err();
     assert!(e.to_string().contains("secrets do not match"), "{e}");
     let mut seen = false;
@@ -368,4 +376,186 @@ async fn an_introduction_of_a_blocked_fingerprint_is_ignored() {
         all.iter().all(|i| i.peer_fingerprint != fp(b)),
         "an introduction of a blocked fingerprint is ignored: {all:?}"
     );
+}
+
+/// F5: an accepted introduction does not capture the person's ordinary requests: bob's plain
+/// `open` with a secret agreed out of band reaches alice's user, who accepts it.
+#[actix_rt::test]
+async fn an_ordinary_request_of_an_introduced_person_still_goes_to_the_user() {
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
+    discussions_with(c, &[a, b]).await;
+    c.introduce(&fp(a), &fp(b)).await.expect("introduce");
+    let ia = introduction_in(a, &fp(b), IntroState::Pending).await;
+    a.decide_introduction(ia.local_id, true).await.unwrap();
+    // Bob does not answer the introduction; he asks alice the ordinary way.
+    wait_sees(b, a).await;
+    let (opened, accepted) = open_discussion(b, a, "agreed-apart", "agreed-apart").await;
+    let id = opened.expect("bob's ordinary request opens");
+    assert_eq!(accepted.expect("alice's user accepts"), id);
+    // The introduction is untouched: still accepted, its secret kept.
+    let still = a.introductions().await.unwrap();
+    assert!(still
+        .iter()
+        .any(|i| i.local_id == ia.local_id && i.state == IntroState::Accepted));
+    assert!(secret_of(a, ia.local_id).await.is_some());
+}
+
+/// F1: an introduced key whose own name is "bob", beside the bob alice knows: the discussion
+/// it opens is not named "bob", and "bob" still means the bob alice knew.
+#[actix_rt::test]
+async fn an_introduced_discussion_never_takes_a_known_name_of_another_key() {
+    use pgpchat_actors::contacts::AnnounceSeen;
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
+    let other = spawn_nodes(&["bob"]).await;
+    let d = &other[0].node;
+    c.contacts
+        .send(AnnounceSeen {
+            fingerprint: fp(d),
+            cert: d.keys.public().to_bytes(),
+            name: "bob".into(),
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            tcp_port: d.tcp_port,
+            time: pgpchat_actors::events::now_secs(),
+            announce: vec![],
+            origin: pgpchat_actors::store::ContactOrigin::Added,
+            probe_address: None,
+        })
+        .await
+        .unwrap();
+    discussions_with(c, &[a, d]).await;
+    // Alice chats with the real bob.
+    discussions_with(a, &[b]).await;
+    let real = discussion_with(a, &fp(b)).await.expect("alice and bob");
+    c.introduce(&fp(a), &fp(d)).await.expect("introduce");
+    let ia = introduction_in(a, &fp(d), IntroState::Pending).await;
+    let id_ = introduction_in(d, &fp(a), IntroState::Pending).await;
+    a.decide_introduction(ia.local_id, true).await.unwrap();
+    d.decide_introduction(id_.local_id, true).await.unwrap();
+    let opened = wait_until(40, "the introduced discussion", || {
+        let (a, d_fp) = (a.clone(), fp(d));
+        async move {
+            a.discussions()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|x| x.peer_fingerprint == d_fp)
+        }
+    })
+    .await;
+    assert_ne!(opened.peer_name, "bob", "{opened:?}");
+    assert!(opened.peer_name.starts_with("bob-"), "{opened:?}");
+    assert_eq!(a.resolve("bob").await.unwrap(), real, "bob is still bob");
+}
+
+/// F3: ended introductions are bounded: 40 offers from one introducer, each ended at once (as an
+/// offer-then-cancel would), leave at most the named number of ended rows, the newest.
+#[actix_rt::test]
+async fn ended_introductions_are_bounded_per_introducer_and_in_total() {
+    use pgpchat_actors::introduction::{
+        MAX_ENDED_INTRODUCTIONS, MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER,
+    };
+    use pgpchat_actors::store::introductions::NewIntroduction;
+    let n = spawn_nodes(&["alice"]).await;
+    let a = &n[0].node;
+    let row = |introducer: &str, k: usize| ReceivedIntroduction {
+        local_id: 0,
+        introducer_fingerprint: introducer.into(),
+        id: format!("{k:032x}"),
+        introducer_name: "carol".into(),
+        introducer_discussion: "d".into(),
+        peer_fingerprint: format!("{k:040X}"),
+        peer_name: "bob".into(),
+        peer_cert: vec![],
+        peer_announce: None,
+        peer_address: "127.0.0.1".into(),
+        peer_port: 1,
+        key_changed: false,
+        state: IntroState::Pending,
+        received: 1,
+        expires: u64::MAX / 2,
+        discussion_id: None,
+    };
+    let mut last = 0;
+    for (introducer, count) in [
+        ("C1", 40),
+        ("C2", 40),
+        ("C3", 40),
+        ("C4", 40),
+        ("C5", 40),
+        ("C6", 40),
+        ("C7", 40),
+        ("C8", 40),
+        ("C9", 40),
+    ] {
+        for k in 0..count {
+            let new = NewIntroduction {
+                row: row(introducer, k),
+                sealed_secret: vec![1; 8],
+            };
+            last = a
+                .store
+                .run(move |s| {
+                    let id = s.keep_introduction(&new, 2).unwrap();
+                    s.set_introduction_state(id, IntroState::Cancelled, None)?;
+                    Ok(id)
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let all = a.introductions().await.unwrap();
+    assert!(all.len() <= MAX_ENDED_INTRODUCTIONS, "{}", all.len());
+    for c in ["C1", "C9"] {
+        let from = all.iter().filter(|i| i.introducer_fingerprint == c).count();
+        assert!(
+            from <= MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER,
+            "{c}: {from}"
+        );
+    }
+    assert!(all.iter().any(|i| i.local_id == last), "the newest is kept");
+}
+
+/// Control rows of `dir`'s store whose body is still there (an offer's body holds its secret).
+fn control_bodies(dir: &std::path::Path) -> i64 {
+    let db = files_under(dir)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "db"))
+        .expect("the store's database");
+    let conn = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE kind = 'control' AND length(body) > 0",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// F2: once an introduction is used, the control rows that carried its offer (and so its
+/// secret) keep no body, at both sides and at the introducer: an incoming one is dropped once
+/// handled, an outgoing one once acknowledged.
+#[actix_rt::test]
+async fn a_used_introduction_leaves_no_control_row_with_its_offer() {
+    let n = spawn_nodes(&["alice", "bob", "carol"]).await;
+    let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
+    discussions_with(c, &[a, b]).await;
+    c.introduce(&fp(a), &fp(b)).await.expect("introduce");
+    let ia = introduction_in(a, &fp(b), IntroState::Pending).await;
+    let ib = introduction_in(b, &fp(a), IntroState::Pending).await;
+    a.decide_introduction(ia.local_id, true).await.unwrap();
+    b.decide_introduction(ib.local_id, true).await.unwrap();
+    introduction_in(a, &fp(b), IntroState::Used).await;
+    introduction_in(b, &fp(a), IntroState::Used).await;
+    for node in &n {
+        wait_until(30, "no control row keeps its body", || {
+            let dir = node.dir.clone();
+            async move { (control_bodies(&dir) == 0).then_some(()) }
+        })
+        .await;
+    }
 }

@@ -20,6 +20,12 @@ use thiserror::Error;
 pub const MAX_PENDING_INTRODUCTIONS_PER_INTRODUCER: usize = 4;
 /// Introductions holding a live secret, from everyone together.
 pub const MAX_PENDING_INTRODUCTIONS: usize = 32;
+/// Ended introductions (declined, cancelled, expired) kept per introducer, for the user to see;
+/// older ones are deleted first (an introducer sending offer-then-cancel cannot grow the table).
+/// Used ones are kept: they record where a contact came from, and each needs both users' accept.
+pub const MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER: usize = 8;
+/// Ended introductions (declined, cancelled, expired) kept in all.
+pub const MAX_ENDED_INTRODUCTIONS: usize = 64;
 /// Introductions we made that still wait for answers.
 pub const MAX_INTRODUCTIONS_MADE_PENDING: usize = 32;
 /// Bytes of randomness in an introduction's secret (sent as 64 hex digits).

@@ -209,14 +209,17 @@ impl Introductions {
         );
         let node = self.node.clone();
         let local_id = i.local_id;
+        let contacts = self.contacts.clone();
         let fut = async move {
             let secret = open_secret(&keys, &store, local_id).await?;
-            let contact = contact_of(&i);
+            let mut contact = contact_of(&i);
+            contact.name = discussion_name(&contacts, &i).await;
             let opened = listener
                 .send(Open {
                     contact,
                     password: secret.to_string(),
                     asker_gone: None,
+                    introduced: true,
                 })
                 .await
                 .map_err(|_| IntroError::Unavailable)?;
@@ -256,6 +259,27 @@ impl Actor for Introductions {
                 .max(1),
         );
         ctx.run_interval(every, |act, ctx| act.sweep(ctx));
+    }
+}
+
+/// The name of a discussion opened through the introduction `i`: the peer name our user
+/// accepted, never the requester's own choice; if that name is now known with another key (the
+/// key-changed warning was raised when the user accepted), it is qualified with the start of the
+/// fingerprint, so that the name still means the contact the user knew and is never ambiguous.
+pub async fn discussion_name(contacts: &Addr<ContactRegistry>, i: &ReceivedIntroduction) -> String {
+    let taken = contacts
+        .send(NameHasOtherKey {
+            name: i.peer_name.clone(),
+            fingerprint: i.peer_fingerprint.clone(),
+        })
+        .await
+        // The registry is stopping: qualify (the safe side).
+        .unwrap_or(true);
+    if taken || i.key_changed {
+        let short: String = i.peer_fingerprint.chars().take(8).collect();
+        format!("{}-{short}", i.peer_name)
+    } else {
+        i.peer_name.clone()
     }
 }
 

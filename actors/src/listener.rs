@@ -554,6 +554,9 @@ pub struct Open {
     /// Ends when whoever asked is gone (the IPC connection that sent `open` closed): the request
     /// is then withdrawn as by [`Cancel`].
     pub asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// An introduction's dial: said as [`crate::wire::Purpose::Introduced`], so that the peer
+    /// may match it to the introduction its user accepted (an ordinary `open` never is).
+    pub introduced: bool,
 }
 
 impl Handler<Open> for Listener {
@@ -598,7 +601,7 @@ impl Handler<Open> for Listener {
                 }
             };
             let r = tokio::select! {
-                r = task.request(m.contact, m.password) => r,
+                r = task.request(m.contact, m.password, m.introduced) => r,
                 _ = cancelled => Err(ListenerError::Cancelled(name)),
                 () = asker_gone => Err(ListenerError::Cancelled(name)),
             };

@@ -608,6 +608,7 @@ impl NodeHandle {
                 contact,
                 password: password.into(),
                 asker_gone,
+                introduced: false,
             })
             .await
             .map_err(mailbox)??)

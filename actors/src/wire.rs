@@ -76,6 +76,11 @@ pub enum Purpose {
         /// The prober's fresh challenge, echoed as the answer's `AnnounceBody::nonce`.
         nonce: Nonce,
     },
+    /// Ask for a new discussion that an introduction arranged (version 2 on): the rest is a
+    /// [`Purpose::Handshake`]'s, but the receiver accepts it without asking its user only if it
+    /// matches an introduction its user accepted, and never treats an ordinary `Handshake` so. Sent
+    /// only by an introduction's dialer (`docs/protocol.md`, section 6).
+    Introduced,
 }
 
 /// Characters of a discussion id: 16 bytes (of a hash of the handshake transcript) in lowercase hex.
@@ -361,6 +366,15 @@ mod tests {
             purpose: Purpose::Handshake,
         };
         assert_eq!(hex::encode(encode(&hello).unwrap()), "00000000000100000000");
+        // An introduction's dial: purpose variant 3, after the probe (version 2 only).
+        let introduced = Frame::Hello {
+            version: 2,
+            purpose: Purpose::Introduced,
+        };
+        assert_eq!(
+            hex::encode(encode(&introduced).unwrap()),
+            "00000000000200000003"
+        );
         let ack = Frame::Ack {
             upto: 7,
             signature: vec![0xaa],
@@ -513,6 +527,10 @@ mod tests {
             Frame::Hello {
                 version: PROTOCOL_VERSION,
                 purpose: Purpose::Probe { nonce: [7; 32] },
+            },
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Introduced,
             },
             Frame::ProbeAnswer(vec![8; 40]),
             Frame::Control(vec![7; 10]),

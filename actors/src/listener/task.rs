@@ -79,8 +79,12 @@ impl Task {
                     log::debug!("[{}] probe from {from}: {e}", self.node);
                 }
             }
-            Purpose::Handshake => {
-                if let Err(e) = self.receive_request(&mut conn, from, slot).await {
+            Purpose::Handshake | Purpose::Introduced => {
+                let introduced = purpose == Purpose::Introduced;
+                if let Err(e) = self
+                    .receive_request(&mut conn, from, slot, introduced)
+                    .await
+                {
                     crate::log_limit::hostile(
                         log::Level::Info,
                         &self.node,
@@ -93,17 +97,21 @@ impl Task {
     }
 
     /// Receiver's side of the handshake ([`responder::respond`]), with this task as its host. An
-    /// accepting user is answered with the outcome, whatever it is.
+    /// accepting user is answered with the outcome, whatever it is. `introduced`: the hello said
+    /// [`Purpose::Introduced`] (only such a request may match an accepted introduction).
     async fn receive_request(
         &self,
         conn: &mut Conn<TcpStream>,
         from: SocketAddr,
         slot: &Slot,
+        introduced: bool,
     ) -> Result<(), ListenerError> {
         let host = Host {
             task: self,
             from,
             slot,
+            introduced,
+            introduced_name: std::sync::Mutex::new(None),
         };
         let deadlines = responder::Deadlines {
             first_frame: crate::admission::first_frame_deadline(&self.settings),
@@ -165,6 +173,7 @@ impl Task {
         peer_cert: &crate::crypto::PublicCert,
         password: String,
         version: u16,
+        purpose: Purpose,
     ) -> Result<(requester::Requested, u16), RequestError> {
         let deadline = self.deadline();
         let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
@@ -178,10 +187,7 @@ impl Task {
                 source,
             })?;
         let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
-        let hello = Frame::Hello {
-            version,
-            purpose: Purpose::Handshake,
-        };
+        let hello = Frame::Hello { version, purpose };
         net::send(&mut conn, hello, deadline).await?;
         let deadlines = requester::Deadlines {
             step: deadline,
@@ -196,12 +202,19 @@ impl Task {
     }
 
     /// Requester's side of the handshake ([`requester::request`]): connect, say hello, run it,
-    /// keep the discussion.
+    /// keep the discussion. `introduced`: an introduction's dial, said with
+    /// [`Purpose::Introduced`] (version 2 on: never retried at version 1, which has none).
     pub(super) async fn request(
         &self,
         contact: ContactRecord,
         password: String,
+        introduced: bool,
     ) -> Result<String, ListenerError> {
+        let purpose = if introduced {
+            Purpose::Introduced
+        } else {
+            Purpose::Handshake
+        };
         let peer_cert = self
             .keys
             .parse_cert(contact.cert.clone())
@@ -220,13 +233,16 @@ impl Task {
                 &peer_cert,
                 password.clone(),
                 max_version,
+                purpose,
             )
             .await;
         // A version-1 peer refuses our hello: once more at version 1 (a new discussion has no
         // floor yet; its sessions raise it once the peer authenticates at 2).
         let attempt = match attempt {
             Err(RequestError::Net(e))
-                if net::is_version_refusal(&e) && max_version > MIN_PROTOCOL_VERSION =>
+                if net::is_version_refusal(&e)
+                    && max_version > MIN_PROTOCOL_VERSION
+                    && !introduced =>
             {
                 self.request_at(
                     &contact,
@@ -234,6 +250,7 @@ impl Task {
                     &peer_cert,
                     password,
                     MIN_PROTOCOL_VERSION,
+                    Purpose::Handshake,
                 )
                 .await
             }
@@ -318,6 +335,10 @@ struct Host<'a> {
     task: &'a Task,
     from: SocketAddr,
     slot: &'a Slot,
+    /// The hello said [`Purpose::Introduced`].
+    introduced: bool,
+    /// The name of the accepted introduction this request matched: the new discussion's name.
+    introduced_name: std::sync::Mutex<Option<String>>,
 }
 
 impl responder::ResponderHost for Host<'_> {
@@ -353,18 +374,43 @@ impl responder::ResponderHost for Host<'_> {
             })
             .await
             .unwrap_or(false);
-        // An introduction our user accepted for this requester, within its window.
-        let (fingerprint, now) = (request.from.clone(), now_secs());
-        let introduction = match task
-            .store
-            .run(move |s| s.introduction_for_request(&fingerprint, now))
-            .await
-        {
-            Ok(Some((i, sealed))) => crate::introductions::unseal_secret(&task.keys, sealed)
+        // An introduction our user accepted for this requester, within its window: only for a
+        // request that says it is one (an ordinary request of the same person goes to the user).
+        let introduction = if self.introduced {
+            let (fingerprint, now) = (request.from.clone(), now_secs());
+            match task
+                .store
+                .run(move |s| s.introduction_for_request(&fingerprint, now))
                 .await
-                .ok()
-                .map(|secret| (i.local_id, secret)),
-            _ => None,
+            {
+                Ok(Some((i, sealed))) => crate::introductions::unseal_secret(&task.keys, sealed)
+                    .await
+                    .ok()
+                    .map(|secret| (i, secret)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if self.introduced && introduction.is_none() {
+            // It claims an introduction our user did not accept (or that ended): nobody to ask.
+            log::debug!(
+                "[{}] introduced request from {} matches no introduction",
+                task.node,
+                request.from
+            );
+            return Err(FailReason::Busy);
+        }
+        let introduction = match introduction {
+            Some((i, secret)) => {
+                let name = crate::introductions::discussion_name(&task.contacts, &i).await;
+                *self
+                    .introduced_name
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(name);
+                Some((i.local_id, secret))
+            }
+            None => None,
         };
         let info = RequestInfo {
             id: 0,
@@ -408,10 +454,17 @@ impl responder::ResponderHost for Host<'_> {
         own_key_sealed: Vec<u8>,
     ) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
         let task = self.task;
+        // Opened through an introduction: the name our user accepted, not the requester's choice.
+        let peer_name = self
+            .introduced_name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| net::sanitize(&request.name));
         let record = DiscussionRecord {
             id: agreed.discussion_id.clone(),
             peer_fingerprint: request.from.clone(),
-            peer_name: net::sanitize(&request.name),
+            peer_name: peer_name.clone(),
             role: Role::Receiver,
             state: DiscussionState::Open,
             created: now_secs(),
@@ -435,7 +488,7 @@ impl responder::ResponderHost for Host<'_> {
         );
         task.events.emit(Event::DiscussionOpened {
             discussion_id: agreed.discussion_id.clone(),
-            peer_name: net::sanitize(&request.name),
+            peer_name,
             peer_fingerprint: request.from.clone(),
         });
         Ok(port)

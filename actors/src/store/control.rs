@@ -40,13 +40,17 @@ impl Store {
         self.store_incoming_kind(discussion_id, MessageKind::Control, seq, time, &body)
     }
 
-    /// The incoming control message `seq` was processed.
+    /// The incoming control message `seq` was processed: its body is dropped (a control message
+    /// is not history, and an introduction's offer carries a secret that must not outlive the
+    /// introduction); the row stays, for the sequence. `secure_delete` is on; the WAL is
+    /// truncated (best effort, as for the introduction's secret column).
     pub fn mark_control_handled(&self, discussion_id: &str, seq: u64) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE messages SET handled = 1 WHERE discussion_id = ?1 AND direction = 'in'
-             AND seq = ?2 AND kind = 'control'",
+            "UPDATE messages SET handled = 1, body = X'' WHERE discussion_id = ?1
+             AND direction = 'in' AND seq = ?2 AND kind = 'control'",
             params![discussion_id, seq],
         )?;
+        let _ = self.truncate_wal();
         Ok(())
     }
 

@@ -289,10 +289,39 @@ impl Store {
                  WHERE local_id = ?1",
                 params![local_id, to.as_str(), discussion_id],
             )?;
+            self.prune_ended_introductions()?;
             // Best effort: the old page images with the secret leave the WAL now, or at the next
             // destruction or start.
             let _ = self.truncate_wal();
         }
+        Ok(())
+    }
+
+    /// Delete the oldest ended introductions (not `used`: those record contacts' origin) beyond
+    /// [`crate::introduction::MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER`] per introducer and
+    /// [`crate::introduction::MAX_ENDED_INTRODUCTIONS`] in all.
+    fn prune_ended_introductions(&self) -> Result<(), StoreError> {
+        use crate::introduction::{
+            MAX_ENDED_INTRODUCTIONS, MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER,
+        };
+        const ENDED: &str = "state IN ('declined', 'cancelled', 'expired')";
+        self.conn.execute(
+            &format!(
+                "DELETE FROM introductions WHERE {ENDED} AND local_id NOT IN (
+                     SELECT local_id FROM introductions AS k
+                     WHERE k.{ENDED} AND k.introducer_fingerprint = introductions.introducer_fingerprint
+                     ORDER BY k.local_id DESC LIMIT ?1)"
+            ),
+            [MAX_ENDED_INTRODUCTIONS_PER_INTRODUCER as i64],
+        )?;
+        self.conn.execute(
+            &format!(
+                "DELETE FROM introductions WHERE {ENDED} AND local_id NOT IN (
+                     SELECT local_id FROM introductions WHERE {ENDED}
+                     ORDER BY local_id DESC LIMIT ?1)"
+            ),
+            [MAX_ENDED_INTRODUCTIONS as i64],
+        )?;
         Ok(())
     }
 

@@ -101,7 +101,13 @@ impl Store {
         discussion_id: &str,
         upto: u64,
     ) -> Result<Vec<u64>, StoreError> {
-        self.relaxed(|conn| mark_delivered_in(conn, discussion_id, upto))
+        let (seqs, controls) = self.relaxed(|conn| mark_delivered_in(conn, discussion_id, upto))?;
+        if controls > 0 {
+            // An acknowledged control message's body was dropped: its old page images leave the
+            // WAL now (best effort; `secure_delete` clears the database pages).
+            let _ = self.truncate_wal();
+        }
+        Ok(seqs)
     }
 
     /// Highest outgoing sequence number assigned so far (0: none).
@@ -292,7 +298,7 @@ fn mark_delivered_in(
     conn: &mut Connection,
     discussion_id: &str,
     upto: u64,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<(Vec<u64>, usize), StoreError> {
     let tx = conn.transaction()?;
     let seqs = {
         let mut st = tx.prepare(
@@ -307,6 +313,13 @@ fn mark_delivered_in(
          AND seq <= ?2 AND state != 'delivered'",
         params![discussion_id, upto],
     )?;
+    // Acknowledged control messages are not history and will not be sent again: their bodies
+    // (an introduction's offer carries its secret) are dropped.
+    let controls = tx.execute(
+        "UPDATE messages SET body = X'' WHERE discussion_id = ?1 AND direction = 'out'
+         AND seq <= ?2 AND kind = 'control' AND length(body) > 0",
+        params![discussion_id, upto],
+    )?;
     tx.commit()?;
-    Ok(seqs)
+    Ok((seqs, controls))
 }
