@@ -256,6 +256,15 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     tmux.keys(&["C-c"]);
     back_at_the_menu(&tmux, n, "in a submenu");
 
+    // At the hidden secret: cancelled at once, nothing carried over to the next entry.
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    let n = menus(&tmux);
+    tmux.keys(&["C-c"]);
+    back_at_the_menu(&tmux, n, "at the shared secret");
+
     // While the request waits for bob.
     tmux.keys(&["Down", "Enter"]);
     tmux.wait_text("Talk to");
@@ -309,4 +318,40 @@ fn a_wrong_passphrase_in_the_prompt_is_said_once_and_asked_again() {
     tmux.type_text("right one");
     tmux.keys(&["Enter"]);
     tmux.wait_text("You are alice");
+}
+
+/// Hidden entries at the first run: Ctrl-C at the passphrase ends the prompt at once and cleanly
+/// (no identity made); an empty passphrase is asked once (no "Repeat it"), warned about, and its
+/// length never shown.
+#[test]
+fn first_run_passphrase_ctrl_c_ends_cleanly_and_an_empty_one_is_asked_once() {
+    let alice = Person::new("alice", free_udp_port());
+    let tmux = Tmux::start(&format!(
+        "sh -c 'trap : INT; {c}; echo PROMPT-ENDED; {c}; sleep 600'",
+        c = chat_command(&alice)
+    ));
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect your key");
+    tmux.keys(&["C-c"]);
+    tmux.wait_text("PROMPT-ENDED");
+    assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
+
+    // The second run starts over: an empty passphrase.
+    tmux.wait_screen("the second first run", |s| {
+        s.matches("Your name, as others will see it").count() == 2
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the second passphrase", |s| {
+        s.matches("Passphrase to protect your key").count() == 2
+    });
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("You are alice");
+    assert!(s.contains("warning: no passphrase"), "{s}");
+    assert!(
+        !s.contains("Repeat it"),
+        "an empty passphrase asked twice:\n{s}"
+    );
+    assert!(!s.contains("****"), "the passphrase's length shown:\n{s}");
 }
