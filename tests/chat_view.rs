@@ -86,7 +86,8 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
         "sent line shown twice:\n{s}"
     );
 
-    // A mistyped command: an error with a hint, kept to be corrected, never sent.
+    // A mistyped command: an error with a hint, never sent, not left in the line (the next
+    // command is not glued to it), Up brings it back.
     // (At 40 columns the error wraps: read the screen with its lines joined.)
     let wait_joined = |what: &str| {
         tmux.wait_screen(what, |s| s.replace('\n', "").contains(what));
@@ -94,10 +95,11 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
     tmux.type_text("/clsoe");
     tmux.keys(&["Enter"]);
     wait_joined("unknown command /clsoe (did you mean /close?): not sent");
-    tmux.keys(&["C-u"]);
     tmux.type_text("/Back");
     tmux.keys(&["Enter"]);
-    wait_joined("(did you mean /back?)");
+    wait_joined("unknown command /Back (did you mean /back?)");
+    tmux.keys(&["Up"]);
+    wait_joined("> /Back");
     tmux.keys(&["C-u"]);
     // `//text` sends a literal slash.
     tmux.type_text("//slash");
@@ -290,8 +292,18 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     open_first_discussion(&tmux, "bob");
     assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
     let n = menus(&tmux);
+    tmux.type_text("unsent draft");
     tmux.keys(&["C-c"]);
     back_at_the_menu(&tmux, n, "in the chat view");
+    // The draft was not thrown away: Up brings it back in the next chat view.
+    open_first_discussion(&tmux, "bob");
+    tmux.keys(&["Up"]);
+    tmux.wait_screen("the draft back", |s| {
+        s.lines().any(|l| l.starts_with("> unsent draft"))
+    });
+    let n = menus(&tmux);
+    tmux.keys(&["C-u", "C-c"]);
+    back_at_the_menu(&tmux, n, "in the chat view, again");
 
     // In the menu: the prompt ends, the terminal as the shell expects it.
     tmux.keys(&["C-c"]);
