@@ -134,6 +134,11 @@ fn view(
         println!("{}", lines::message(m, &peer));
     }
 
+    // What is shown is read: `/list` and the other front-ends say so while the view is open.
+    let _ = client.call(api::MarkReadRequest {
+        discussion: discussion.to_string(),
+    });
+
     let names: HashMap<String, String> = list
         .iter()
         .map(|d| (d.id.clone(), d.peer_name.clone()))
@@ -299,6 +304,7 @@ fn start_live(
     let printer = editor.create_external_printer()?;
     Ok(Live::start(
         events,
+        ctx.client()?,
         printer,
         scope,
         days.clone(),
