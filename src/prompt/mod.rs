@@ -69,11 +69,22 @@ fn home(ctx: &Ctx) -> Result<()> {
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
                 println!("! {}", safe_text::line(&format!("{e:#}")));
-                if !Confirm::with_theme(&theme)
+                // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
+                let again = match Confirm::with_theme(&theme)
                     .with_prompt("The core is not answering. Start it again?")
                     .default(true)
-                    .interact()?
+                    .interact()
                 {
+                    Ok(yes) => yes,
+                    Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        interrupt::restore_terminal();
+                        println!();
+                        false
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if !again {
+                    println!("The core was not started again.");
                     return Ok(());
                 }
                 client = start_core(ctx)?;
