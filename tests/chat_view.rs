@@ -292,8 +292,18 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     open_first_discussion(&tmux, "bob");
     assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
     let n = menus(&tmux);
+    tmux.type_text("unsent draft");
     tmux.keys(&["C-c"]);
     back_at_the_menu(&tmux, n, "in the chat view");
+    // The draft was not thrown away: Up brings it back in the next chat view.
+    open_first_discussion(&tmux, "bob");
+    tmux.keys(&["Up"]);
+    tmux.wait_screen("the draft back", |s| {
+        s.lines().any(|l| l.starts_with("> unsent draft"))
+    });
+    let n = menus(&tmux);
+    tmux.keys(&["C-u", "C-c"]);
+    back_at_the_menu(&tmux, n, "in the chat view, again");
 
     // In the menu: the prompt ends, the terminal as the shell expects it.
     tmux.keys(&["C-c"]);
