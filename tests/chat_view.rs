@@ -86,7 +86,8 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
         "sent line shown twice:\n{s}"
     );
 
-    // A mistyped command: an error with a hint, kept to be corrected, never sent.
+    // A mistyped command: an error with a hint, never sent, not left in the line (the next
+    // command is not glued to it), Up brings it back.
     // (At 40 columns the error wraps: read the screen with its lines joined.)
     let wait_joined = |what: &str| {
         tmux.wait_screen(what, |s| s.replace('\n', "").contains(what));
@@ -94,10 +95,11 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
     tmux.type_text("/clsoe");
     tmux.keys(&["Enter"]);
     wait_joined("unknown command /clsoe (did you mean /close?): not sent");
-    tmux.keys(&["C-u"]);
     tmux.type_text("/Back");
     tmux.keys(&["Enter"]);
-    wait_joined("(did you mean /back?)");
+    wait_joined("unknown command /Back (did you mean /back?)");
+    tmux.keys(&["Up"]);
+    wait_joined("> /Back");
     tmux.keys(&["C-u"]);
     // `//text` sends a literal slash.
     tmux.type_text("//slash");
@@ -256,6 +258,15 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     tmux.keys(&["C-c"]);
     back_at_the_menu(&tmux, n, "in a submenu");
 
+    // At the hidden secret: cancelled at once, nothing carried over to the next entry.
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    let n = menus(&tmux);
+    tmux.keys(&["C-c"]);
+    back_at_the_menu(&tmux, n, "at the shared secret");
+
     // While the request waits for bob.
     tmux.keys(&["Down", "Enter"]);
     tmux.wait_text("Talk to");
@@ -281,8 +292,18 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     open_first_discussion(&tmux, "bob");
     assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
     let n = menus(&tmux);
+    tmux.type_text("unsent draft");
     tmux.keys(&["C-c"]);
     back_at_the_menu(&tmux, n, "in the chat view");
+    // The draft was not thrown away: Up brings it back in the next chat view.
+    open_first_discussion(&tmux, "bob");
+    tmux.keys(&["Up"]);
+    tmux.wait_screen("the draft back", |s| {
+        s.lines().any(|l| l.starts_with("> unsent draft"))
+    });
+    let n = menus(&tmux);
+    tmux.keys(&["C-u", "C-c"]);
+    back_at_the_menu(&tmux, n, "in the chat view, again");
 
     // In the menu: the prompt ends, the terminal as the shell expects it.
     tmux.keys(&["C-c"]);
@@ -309,4 +330,40 @@ fn a_wrong_passphrase_in_the_prompt_is_said_once_and_asked_again() {
     tmux.type_text("right one");
     tmux.keys(&["Enter"]);
     tmux.wait_text("You are alice");
+}
+
+/// Hidden entries at the first run: Ctrl-C at the passphrase ends the prompt at once and cleanly
+/// (no identity made); an empty passphrase is asked once (no "Repeat it"), warned about, and its
+/// length never shown.
+#[test]
+fn first_run_passphrase_ctrl_c_ends_cleanly_and_an_empty_one_is_asked_once() {
+    let alice = Person::new("alice", free_udp_port());
+    let tmux = Tmux::start(&format!(
+        "sh -c 'trap : INT; {c}; echo PROMPT-ENDED; {c}; sleep 600'",
+        c = chat_command(&alice)
+    ));
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect your key");
+    tmux.keys(&["C-c"]);
+    tmux.wait_text("PROMPT-ENDED");
+    assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
+
+    // The second run starts over: an empty passphrase.
+    tmux.wait_screen("the second first run", |s| {
+        s.matches("Your name, as others will see it").count() == 2
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the second passphrase", |s| {
+        s.matches("Passphrase to protect your key").count() == 2
+    });
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("You are alice");
+    assert!(s.contains("warning: no passphrase"), "{s}");
+    assert!(
+        !s.contains("Repeat it"),
+        "an empty passphrase asked twice:\n{s}"
+    );
+    assert!(!s.contains("****"), "the passphrase's length shown:\n{s}");
 }

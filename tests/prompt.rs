@@ -515,6 +515,15 @@ fn every_unread_message_is_shown_when_a_chat_view_opens() {
         );
     }
     assert!(!all.contains("earlier messages"), "{all}");
+    // Shown in the open view: read at once, not when the view is left; a message arriving
+    // while it is open too.
+    let unread = || alice.json(&["discussions"])[0]["unread"].as_u64();
+    wait_for(20, "the shown messages to be read", || unread() == Some(0));
+    bob.ok(&["send", &id, "arrives while open"]);
+    tmux.wait_text("arrives while open");
+    wait_for(20, "the message shown live to be read", || {
+        unread() == Some(0)
+    });
     tmux.type_text("/back");
     tmux.keys(&["Enter"]);
     tmux.wait_text("Discussions (0 unread)");

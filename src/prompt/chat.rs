@@ -17,7 +17,10 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Config, Editor, Helper};
+use rustyline::{
+    Cmd, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, Helper,
+    KeyEvent, RepeatCount,
+};
 
 use super::events::Scope;
 use super::lines::{self, Days};
@@ -131,6 +134,11 @@ fn view(
         println!("{}", lines::message(m, &peer));
     }
 
+    // What is shown is read: `/list` and the other front-ends say so while the view is open.
+    let _ = client.call(api::MarkReadRequest {
+        discussion: discussion.to_string(),
+    });
+
     let names: HashMap<String, String> = list
         .iter()
         .map(|d| (d.id.clone(), d.peer_name.clone()))
@@ -149,7 +157,14 @@ fn view(
     let next = loop {
         let line = match editor.readline_with_initial("> ", (&kept, "")) {
             Ok(l) => l,
-            Err(ReadlineError::Interrupted | ReadlineError::Eof) => break Next::Menu,
+            Err(ReadlineError::Interrupted) => {
+                // The unsent draft is not thrown away: Up brings it back.
+                if let Some(draft) = DRAFT.lock().ok().and_then(|mut d| d.take()) {
+                    remember(&mut editor, &draft);
+                }
+                break Next::Menu;
+            }
+            Err(ReadlineError::Eof) => break Next::Menu,
             Err(e) => return Err(e.into()),
         };
         kept.clear();
@@ -161,9 +176,9 @@ fn view(
         let typed = match slash::parse(&line) {
             Ok(t) => t,
             Err(e) => {
-                // Kept, to be corrected rather than typed again.
-                println!("! {e}");
-                kept = line;
+                // Not left in the line (the next command would be glued to it): Up brings it
+                // back to be corrected.
+                println!("! {e} (Up brings the line back)");
                 continue;
             }
         };
@@ -289,6 +304,7 @@ fn start_live(
     let printer = editor.create_external_printer()?;
     Ok(Live::start(
         events,
+        ctx.client()?,
         printer,
         scope,
         days.clone(),
@@ -428,12 +444,31 @@ fn new_editor(list: &[Discussion]) -> Result<Editor<ChatHelper, DefaultHistory>>
     names.sort();
     names.dedup();
     editor.set_helper(Some(ChatHelper { names }));
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(KeepDraft)),
+    );
     if let Ok(typed) = TYPED.lock() {
         for l in typed.iter() {
             let _ = editor.add_history_entry(l.as_str());
         }
     }
     Ok(editor)
+}
+
+/// The line being typed when Ctrl-C left the chat view (read by the view, then forgotten).
+static DRAFT: Mutex<Option<String>> = Mutex::new(None);
+
+/// Ctrl-C in the chat view: remember the draft, then interrupt as usual.
+struct KeepDraft;
+
+impl ConditionalEventHandler for KeepDraft {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        if let Ok(mut d) = DRAFT.lock() {
+            *d = Some(ctx.line().to_string());
+        }
+        Some(Cmd::Interrupt)
+    }
 }
 
 /// Keep a typed line for the Up key (this view's and the next ones').

@@ -93,6 +93,11 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             "» request from {}: Ctrl-C, then Requests in the menu",
             safe_text::line(&request.name)
         )),
+        Event::Introduction { introduction } => Shown::Elsewhere(format!(
+            "» {} introduces {}: Ctrl-C, then Introductions in the menu",
+            safe_text::line(&introduction.introducer.name),
+            safe_text::line(&introduction.peer_name)
+        )),
         _ => Shown::Nothing,
     }
 }
@@ -110,4 +115,42 @@ pub(super) fn elsewhere_line(text: &str, bell: bool) -> String {
         style(text).yellow(),
         if bell { "\u{7}" } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgpchat_actors::api::{Introducer, Introduction, IntroductionState};
+
+    /// An introduction gets its `»` line in the chat view, as a request does.
+    #[test]
+    fn an_introduction_is_announced_in_the_chat_view() {
+        let introduction = Introduction {
+            id: 1,
+            introducer: Introducer {
+                fingerprint: "AB".repeat(20),
+                name: "carol".into(),
+            },
+            peer_name: "dave".into(),
+            peer_fingerprint: "CD".repeat(20),
+            peer_address: "127.0.0.1".into(),
+            peer_port: 47480,
+            key_changed: false,
+            state: IntroductionState::Pending,
+            received: 0,
+            expires: 0,
+            discussion_id: None,
+        };
+        let mut scope = Scope {
+            discussion: "d".into(),
+            peer: "bob".into(),
+            names: HashMap::new(),
+        };
+        match show(&Event::Introduction { introduction }, &mut scope) {
+            Shown::Elsewhere(t) => {
+                assert!(t.starts_with("» carol introduces dave"), "{t}");
+            }
+            other => panic!("not announced: {other:?}"),
+        }
+    }
 }

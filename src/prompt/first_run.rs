@@ -1,7 +1,7 @@
 //! The first run: the identity is created before anything else.
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Input, Password};
+use dialoguer::{theme::ColorfulTheme, Input};
 use pgpchat_actors::offline::{self, fingerprint_groups};
 
 use crate::ctx::Ctx;
@@ -13,11 +13,14 @@ pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<Strin
         .with_prompt("Your name, as others will see it")
         .default(ctx.settings.node.name.clone())
         .interact_text()?;
-    let pass = Password::with_theme(theme)
-        .with_prompt("Passphrase to protect your key (empty: none)")
-        .with_confirmation("Repeat it", "The two entries differ")
-        .allow_empty_password(true)
-        .interact()?;
+    // An empty passphrase is not asked twice (there is nothing to mistype).
+    let pass = loop {
+        let pass = super::hidden::read(theme, "Passphrase to protect your key (empty: none)")?;
+        if pass.is_empty() || super::hidden::read(theme, "Repeat it")? == pass {
+            break pass;
+        }
+        println!("! The two entries differ");
+    };
     if pass.is_empty() {
         println!(
             "warning: no passphrase: anyone who can read {} can read your secret key and messages",

@@ -27,16 +27,6 @@ pub(super) fn take() -> bool {
     FLAG.get().is_some_and(|f| f.swap(false, Ordering::SeqCst))
 }
 
-/// A hidden entry (secret, passphrase) reads a whole line with the terminal's own line editing,
-/// where Ctrl-C cannot end the read: pressed there, it cancels what the line was for once Enter
-/// ends it.
-pub(super) fn unless_interrupted<T>(v: T) -> Result<T> {
-    if take() {
-        return Err(std::io::Error::from(ErrorKind::Interrupted).into());
-    }
-    Ok(v)
-}
-
 /// Whether `e` is a widget (or a wait) ended by Ctrl-C.
 pub(super) fn is_interrupt(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pgpchat_actors::api::{DeliveryState, Message, Notification};
+use pgpchat_actors::api::{self, DeliveryState, Message, Notification};
 use rustyline::ExternalPrinter;
 
 use super::events::{self, Scope, Shown};
@@ -50,6 +50,7 @@ pub(super) struct Live {
 impl Live {
     pub(super) fn start<P: ExternalPrinter + Send + 'static>(
         mut events: Client,
+        mut marker: Client,
         mut printer: P,
         mut scope: Scope,
         mut days: lines::Days,
@@ -90,6 +91,11 @@ impl Live {
                         flush_own(&mut own, &mut out, &mut dated);
                         let l = lines::message(&m, &scope.peer);
                         out(dated(&m, l));
+                        // Shown in an open view: read (on a connection of its own, the
+                        // subscription's carries only events).
+                        let _ = marker.call(api::MarkReadRequest {
+                            discussion: scope.discussion.clone(),
+                        });
                     }
                     Some(Shown::Own(m)) => {
                         if own.len() >= MAX_WAITING {

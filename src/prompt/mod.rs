@@ -10,6 +10,7 @@ mod contacts;
 mod discussions;
 mod events;
 mod first_run;
+mod hidden;
 mod home;
 mod interrupt;
 mod introductions;
@@ -20,7 +21,7 @@ mod slash;
 
 use anyhow::{Context, Result};
 use console::Term;
-use dialoguer::{theme::ColorfulTheme, Confirm, Password};
+use dialoguer::{theme::ColorfulTheme, Confirm};
 use pgpchat_actors::api;
 use pgpchat_actors::offline::{self, fingerprint_groups};
 
@@ -68,11 +69,22 @@ fn home(ctx: &Ctx) -> Result<()> {
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
                 println!("! {}", safe_text::line(&format!("{e:#}")));
-                if !Confirm::with_theme(&theme)
+                // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
+                let again = match Confirm::with_theme(&theme)
                     .with_prompt("The core is not answering. Start it again?")
                     .default(true)
-                    .interact()?
+                    .interact()
                 {
+                    Ok(yes) => yes,
+                    Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        interrupt::restore_terminal();
+                        println!();
+                        false
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if !again {
+                    println!("The core was not started again.");
                     return Ok(());
                 }
                 client = start_core(ctx)?;
@@ -131,11 +143,8 @@ fn ask_passphrase(ctx: &Ctx) -> Result<String> {
     let dir = &ctx.settings.node.data_dir;
     let mut last = None;
     for _ in 0..PASSPHRASE_TRIES {
-        let p = Password::with_theme(&theme)
-            .with_prompt("Passphrase for your identity key")
-            .interact()
-            .context("reading the passphrase")
-            .and_then(interrupt::unless_interrupted)?;
+        let p = hidden::read(&theme, "Passphrase for your identity key")
+            .context("reading the passphrase")?;
         match offline::check_passphrase(dir, &p) {
             Ok(()) => return Ok(p),
             Err(e) => {

@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Password, Select};
+use dialoguer::{theme::ColorfulTheme, Select};
 use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
@@ -23,10 +23,7 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
     };
     let name = safe_text::line(&c.name);
     let fpr = c.fingerprint.clone();
-    let secret = Password::with_theme(theme)
-        .with_prompt(format!("Secret shared with {name}"))
-        .interact()
-        .map(super::interrupt::unless_interrupted)??;
+    let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;
     let wait = ctx.settings.limits.request_timeout_secs;
     println!(
         "Waiting for {name} to accept (up to {}); Ctrl-C cancels the request...",
@@ -110,10 +107,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         .interact_opt()?;
     match action {
         Some(0) => {
-            let secret = Password::with_theme(theme)
-                .with_prompt(format!("Secret shared with {name}"))
-                .interact()
-                .map(super::interrupt::unless_interrupted)??;
+            let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;
             // Subscribed before the discussion opens: its first events (connected) are not missed.
             let events = super::chat::subscribe(ctx)?;
             let v = client.call(api::AcceptRequest {
