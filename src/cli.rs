@@ -178,6 +178,12 @@ pub enum Command {
         /// The request's number, as `requests` lists it.
         request: u64,
     },
+    /// Withdraw our requests to a contact that still wait for an answer (the `open` waiting on one
+    /// fails, and the request disappears from the contact's requests).
+    Cancel {
+        /// The contact: its name or a fingerprint prefix (4+ hex digits).
+        contact: String,
+    },
     /// Introduce two contacts you each have an open discussion with to each other: each is asked
     /// to accept; when both do, they open a discussion between them by themselves.
     Introduce {

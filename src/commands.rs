@@ -250,6 +250,18 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             let v = ctx.call(api::RefuseRequest { request })?;
             ctx.print(&v, |_| println!("request {request} refused"))
         }
+        Command::Cancel { contact } => {
+            let v = ctx.call(api::CancelRequest {
+                contact: contact.clone(),
+            })?;
+            ctx.print(&v, |v| match v.cancelled {
+                0 => println!(
+                    "no request to {} was waiting (already answered, or none made)",
+                    safe_text::line(&contact)
+                ),
+                n => println!("{n} request(s) to {} withdrawn", safe_text::line(&contact)),
+            })
+        }
         Command::Introduce { a, b } => {
             let v = ctx.call(api::IntroduceRequest { a, b })?;
             ctx.print(&v, |v| {
@@ -704,6 +716,12 @@ fn history(ctx: &Ctx, request: api::HistoryRequest) -> Result<()> {
 
 fn watch(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.client()?;
+    // Messages name their peer: the discussions known now, and those that open while watching.
+    let mut peers: std::collections::HashMap<String, String> = c
+        .call(api::DiscussionsRequest {})?
+        .into_iter()
+        .map(|d| (d.id, d.peer_name))
+        .collect();
     c.call(api::SubscribeRequest {})?;
     // On stderr: stdout carries only events. Also tells a script that the subscription is live.
     // Not `eprintln!`: a closed stderr must not panic (only stdout's reader ends the command).
@@ -728,7 +746,22 @@ fn watch(ctx: &Ctx) -> Result<()> {
             if e != Event::Unknown {
                 println!("{}", safe_text::json(&serde_json::to_value(&e)?));
             }
+        } else if let Event::Message { message } = &e {
+            let peer = peers.get(&message.discussion_id).map(String::as_str);
+            println!(
+                "[{}] {}",
+                safe_text::line(&message.discussion_id),
+                crate::format::format_message(message, peer)
+            );
         } else {
+            if let Event::DiscussionOpened {
+                discussion_id,
+                peer_name,
+                ..
+            } = &e
+            {
+                peers.insert(discussion_id.clone(), peer_name.clone());
+            }
             println!("{}", describe_event(&e));
         }
         crate::stdout::flush()?;
