@@ -15,6 +15,25 @@ fn fp(n: &NodeHandle) -> String {
     n.keys.fingerprint().to_string()
 }
 
+/// `n` learns `other` as a contact named `name`, as if added by address (without the probe: `other`
+/// may sit on a discovery network of its own, and the name may be one `n` knows with another key).
+async fn learn_contact(n: &NodeHandle, other: &NodeHandle, name: &str) {
+    n.contacts
+        .send(pgpchat_actors::contacts::AnnounceSeen {
+            fingerprint: fp(other),
+            cert: other.keys.public().to_bytes(),
+            name: name.into(),
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            tcp_port: other.tcp_port,
+            time: pgpchat_actors::events::now_secs(),
+            announce: vec![],
+            origin: pgpchat_actors::store::ContactOrigin::Added,
+            probe_address: None,
+        })
+        .await
+        .unwrap();
+}
+
 /// `c` opens a discussion with each of `others` (c asks, each accepts). The set-up, not what is
 /// tested: on a loaded machine a handshake step may time out, so it is tried again.
 async fn discussions_with(c: &NodeHandle, others: &[&NodeHandle]) {
@@ -296,27 +315,13 @@ async fn a_request_claiming_an_introduction_with_a_wrong_secret_fails_and_counts
 
 #[actix_rt::test]
 async fn an_introduced_name_known_with_another_key_raises_key_changed() {
-    use pgpchat_actors::contacts::AnnounceSeen;
     let n = spawn_nodes(&["alice", "bob", "carol"]).await;
     let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
     wait_sees(a, b).await;
     // Another "bob", on a discovery network of its own: alice never heard it.
     let other = spawn_nodes(&["bob"]).await;
     let d = &other[0].node;
-    c.contacts
-        .send(AnnounceSeen {
-            fingerprint: fp(d),
-            cert: d.keys.public().to_bytes(),
-            name: "bob".into(),
-            address: std::net::Ipv4Addr::LOCALHOST.into(),
-            tcp_port: d.tcp_port,
-            time: pgpchat_actors::events::now_secs(),
-            announce: vec![],
-            origin: pgpchat_actors::store::ContactOrigin::Added,
-            probe_address: None,
-        })
-        .await
-        .unwrap();
+    learn_contact(c, d, "bob").await;
     discussions_with(c, &[a, d]).await;
     let mut events = a.subscribe();
     c.introduce(&fp(a), &fp(d)).await.expect("introduce");
@@ -354,20 +359,7 @@ async fn an_introduction_of_a_blocked_fingerprint_is_ignored() {
     introduction_in(b, &fp(a), IntroState::Pending).await;
     let other = spawn_nodes(&["dave"]).await;
     let d = &other[0].node;
-    c.contacts
-        .send(pgpchat_actors::contacts::AnnounceSeen {
-            fingerprint: fp(d),
-            cert: d.keys.public().to_bytes(),
-            name: "dave".into(),
-            address: std::net::Ipv4Addr::LOCALHOST.into(),
-            tcp_port: d.tcp_port,
-            time: pgpchat_actors::events::now_secs(),
-            announce: vec![],
-            origin: pgpchat_actors::store::ContactOrigin::Added,
-            probe_address: None,
-        })
-        .await
-        .unwrap();
+    learn_contact(c, d, "dave").await;
     discussions_with(c, &[d]).await;
     c.introduce(&fp(a), &fp(d)).await.expect("introduce");
     introduction_in(a, &fp(d), IntroState::Pending).await;
@@ -405,25 +397,11 @@ async fn an_ordinary_request_of_an_introduced_person_still_goes_to_the_user() {
 /// it opens is not named "bob", and "bob" still means the bob alice knew.
 #[actix_rt::test]
 async fn an_introduced_discussion_never_takes_a_known_name_of_another_key() {
-    use pgpchat_actors::contacts::AnnounceSeen;
     let n = spawn_nodes(&["alice", "bob", "carol"]).await;
     let (a, b, c) = (&n[0].node, &n[1].node, &n[2].node);
     let other = spawn_nodes(&["bob"]).await;
     let d = &other[0].node;
-    c.contacts
-        .send(AnnounceSeen {
-            fingerprint: fp(d),
-            cert: d.keys.public().to_bytes(),
-            name: "bob".into(),
-            address: std::net::Ipv4Addr::LOCALHOST.into(),
-            tcp_port: d.tcp_port,
-            time: pgpchat_actors::events::now_secs(),
-            announce: vec![],
-            origin: pgpchat_actors::store::ContactOrigin::Added,
-            probe_address: None,
-        })
-        .await
-        .unwrap();
+    learn_contact(c, d, "bob").await;
     discussions_with(c, &[a, d]).await;
     // Alice chats with the real bob.
     discussions_with(a, &[b]).await;

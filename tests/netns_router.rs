@@ -17,47 +17,11 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::binary::{wait_for, Person};
+use crate::netns::{ip, Namespaces};
 
 /// Every node's fixed main TCP port (each host is its own namespace: no clash).
 const TCP_PORT: u16 = 47471;
 const DISCOVERY_PORT: u16 = 47470;
-
-struct Namespaces {
-    names: Vec<String>,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for n in self.names.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-impl Namespaces {
-    fn add(&mut self, name: String) -> Result<String, String> {
-        ip(&["netns", "add", &name])?;
-        self.names.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"])?;
-        Ok(name)
-    }
-}
 
 /// Link namespace `ns` (interface `dev`, address `addr/24`) to the bridge of `hub` (port `port`).
 fn plug(ns: &str, dev: &str, addr: &str, hub: &str, port: &str) -> Result<(), String> {
