@@ -45,12 +45,16 @@ impl Store {
     /// introduction); the row stays, for the sequence. `secure_delete` is on; the WAL is
     /// truncated (best effort, as for the introduction's secret column).
     pub fn mark_control_handled(&self, discussion_id: &str, seq: u64) -> Result<(), StoreError> {
-        self.conn.execute(
+        let dropped = self.conn.execute(
             "UPDATE messages SET handled = 1, body = X'' WHERE discussion_id = ?1
-             AND direction = 'in' AND seq = ?2 AND kind = 'control'",
+             AND direction = 'in' AND seq = ?2 AND kind = 'control' AND length(body) > 0",
             params![discussion_id, seq],
         )?;
-        let _ = self.truncate_wal();
+        // Only a body just dropped has page images to clear from the WAL (a message handled
+        // again after a restart, or twice, costs no checkpoint).
+        if dropped > 0 {
+            let _ = self.truncate_wal();
+        }
         Ok(())
     }
 
