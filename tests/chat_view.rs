@@ -30,8 +30,20 @@ fn open_first_discussion(tmux: &Tmux, peer: &str) {
     tmux.wait_text("unread)");
     tmux.keys(&["Down", "Down", "Down", "Enter"]);
     tmux.wait_text("? Discussion");
+    // A chat view opened before may still be on screen: wait for one more header, then for the
+    // input line under it (the line editor reads keys from then on; keys sent earlier would be
+    // read by the terminal in cooked mode).
+    let header = format!("── {peer} · ");
+    let before = tmux.scrollback().matches(&header).count();
     tmux.keys(&["Enter"]);
-    tmux.wait_text(&format!("── {peer} · "));
+    tmux.wait_screen("the chat view's input line", |_| {
+        let all = tmux.scrollback();
+        all.matches(&header).count() > before
+            && all
+                .rsplit(&header)
+                .next()
+                .is_some_and(|after| after.lines().any(|l| l == ">" || l.starts_with("> ")))
+    });
 }
 
 /// Defects 1 and 4, notifications and scrollback: at 40 columns a line longer than the pane is
@@ -298,8 +310,8 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
     // The draft was not thrown away: Up brings it back in the next chat view.
     open_first_discussion(&tmux, "bob");
     tmux.keys(&["Up"]);
-    tmux.wait_screen("the draft back", |s| {
-        s.lines().any(|l| l.starts_with("> unsent draft"))
+    tmux.wait_screen("the draft back on the input line", |s| {
+        s.lines().rfind(|l| !l.trim().is_empty()) == Some("> unsent draft")
     });
     let n = menus(&tmux);
     tmux.keys(&["C-u", "C-c"]);
