@@ -47,7 +47,7 @@ Environment:
 
 Exit status:
   0 success   1 internal error   2 usage or configuration error   3 not found
-  4 refused, wrong secret or passphrase, intercepted, closed   5 the core is not running
+  4 refused, wrong secret or passphrase, intercepted, closed, cancelled   5 the core is not running
   6 the running core speaks an incompatible API   7 a core already runs on this data directory";
 
 /// The heading of the options every command takes.
@@ -107,26 +107,51 @@ pub enum Command {
     },
     /// The interactive prompt (the default); starts the core in the background if needed.
     Chat,
-    /// Own name and fingerprint.
+    /// Own name, fingerprint and main TCP port (the running core's; else `listener.port` if fixed).
     Whoami,
-    /// Contacts seen on the network, added by address, or learned from others (with their origin).
-    Contacts,
+    /// The running core: identity, main TCP port, versions and discovery counters (fails when no
+    /// core runs: a way to wait for one).
+    Status,
+    /// Contacts seen on the network, added by address, or learned from others (with their origin);
+    /// --from PEER first asks PEER (a contact you have a discussion with) for its contact list and
+    /// merges it.
+    Contacts {
+        /// Whom to ask for its contact list first: a contact or a discussion.
+        #[arg(long, value_name = "PEER")]
+        from: Option<String>,
+    },
     /// Add the node at HOST:PORT as a contact (HOST a name, an IPv4 address or [IPv6]; PORT its
     /// main TCP port, shown by its `whoami`): for people beyond the local network. With --dht,
     /// give a FINGERPRINT: its owner's opt-in record on the Mainline DHT says where to find it.
     AddContact {
-        /// HOST:PORT, or with --dht a full fingerprint.
+        /// HOST:PORT (a name, an IPv4 address or [IPv6], and the node's main TCP port), or with
+        /// --dht a full fingerprint.
         address: String,
         /// Look the fingerprint up on the Mainline DHT (needs `[dht] enabled`).
         #[arg(long)]
         dht: bool,
     },
     /// Forget a contact (name or fingerprint prefix); it comes back if it announces itself again.
-    RemoveContact { contact: String },
-    /// Block a fingerprint: its announces, discussion requests and list entries are ignored.
-    Block { fingerprint: String },
-    /// Unblock a fingerprint.
-    Unblock { fingerprint: String },
+    RemoveContact {
+        /// The contact: its name or a fingerprint prefix (4+ hex digits).
+        contact: String,
+    },
+    /// Block a key: its announces, discussion requests (refused, listed by `requests` as
+    /// "blocked") and list entries are ignored, and its contact is forgotten. Discussions already
+    /// open with it stay open and its messages there still arrive: `close` them to stop them.
+    Block {
+        /// The contact: its name, a fingerprint prefix (4+ hex digits), or a full fingerprint
+        /// (40 or 64 hex digits; spaces allowed).
+        fingerprint: String,
+    },
+    /// Unblock a key.
+    Unblock {
+        /// A full fingerprint (40 or 64 hex digits; spaces allowed) or a prefix (4+ hex digits)
+        /// of a blocked one, as `blocked` lists them.
+        fingerprint: String,
+    },
+    /// The blocked fingerprints.
+    Blocked,
     /// Mark a contact verified after comparing fingerprints out of band (or --unset).
     Verify {
         /// The contact: its name or a fingerprint prefix (4+ hex digits).
@@ -157,6 +182,32 @@ pub enum Command {
     Refuse {
         /// The request's number, as `requests` lists it.
         request: u64,
+    },
+    /// Withdraw our requests to a contact that still wait for an answer (the `open` waiting on one
+    /// fails, and the request disappears from the contact's requests).
+    Cancel {
+        /// The contact: its name or a fingerprint prefix (4+ hex digits).
+        contact: String,
+    },
+    /// Introduce two contacts you each have an open discussion with to each other: each is asked
+    /// to accept; when both do, they open a discussion between them by themselves.
+    Introduce {
+        /// One contact (name or fingerprint prefix).
+        a: String,
+        /// The other contact (name or fingerprint prefix).
+        b: String,
+    },
+    /// Introductions made to you (who introduces whom), and their state.
+    Introductions,
+    /// Accept an introduction made to you (its number in `introductions`).
+    AcceptIntroduction {
+        /// The introduction's number, as `introductions` lists it.
+        introduction: u64,
+    },
+    /// Decline an introduction made to you (its secret is destroyed).
+    DeclineIntroduction {
+        /// The introduction's number, as `introductions` lists it.
+        introduction: u64,
     },
     /// Open and past discussions.
     Discussions,

@@ -171,7 +171,9 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         }
         Command::Chat => crate::prompt::run(ctx),
         Command::Whoami => whoami(ctx),
-        Command::Contacts => contacts(ctx),
+        Command::Status => status(ctx),
+        Command::Contacts { from: None } => contacts(ctx),
+        Command::Contacts { from: Some(peer) } => contacts_from(ctx, peer),
         Command::AddContact { address, dht } => {
             let c = ctx.call(api::AddContactRequest {
                 address,
@@ -195,6 +197,17 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         }
         Command::Block { fingerprint } => block(ctx, fingerprint, true),
         Command::Unblock { fingerprint } => block(ctx, fingerprint, false),
+        Command::Blocked => {
+            let list = ctx.call(api::BlockedRequest {})?;
+            ctx.print(&list, |list| {
+                if list.is_empty() {
+                    println!("no key is blocked");
+                }
+                for fp in list {
+                    println!("{fp}");
+                }
+            })
+        }
         Command::Verify { contact, unset } => {
             let c = ctx.call(api::VerifyRequest {
                 contact,
@@ -239,6 +252,42 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Refuse { request } => {
             let v = ctx.call(api::RefuseRequest { request })?;
             ctx.print(&v, |_| println!("request {request} refused"))
+        }
+        Command::Cancel { contact } => {
+            let v = ctx.call(api::CancelRequest {
+                contact: contact.clone(),
+            })?;
+            ctx.print(&v, |v| match v.cancelled {
+                0 => println!(
+                    "no request to {} was waiting (already answered, or none made)",
+                    safe_text::line(&contact)
+                ),
+                n => println!("{n} request(s) to {} withdrawn", safe_text::line(&contact)),
+            })
+        }
+        Command::Introduce { a, b } => {
+            let v = ctx.call(api::IntroduceRequest { a, b })?;
+            ctx.print(&v, |v| {
+                println!(
+                    "introduction {} sent: each side is asked to accept",
+                    v.introduction
+                )
+            })
+        }
+        Command::Introductions => introductions(ctx),
+        Command::AcceptIntroduction { introduction } => {
+            let v = ctx.call(api::AcceptIntroductionRequest { introduction })?;
+            ctx.print(&v, |i| {
+                println!(
+                    "introduction {}: {}",
+                    i.id,
+                    format::introduction_state(i.state)
+                )
+            })
+        }
+        Command::DeclineIntroduction { introduction } => {
+            let v = ctx.call(api::DeclineIntroductionRequest { introduction })?;
+            ctx.print(&v, |i| println!("introduction {} declined", i.id))
         }
         Command::Discussions => discussions(ctx),
         Command::Send { discussion, text } => {
@@ -419,13 +468,52 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
 }
 
 fn whoami(ctx: &Ctx) -> Result<()> {
-    // Works without a running core: the public part of the identity needs no passphrase.
+    // Works without a running core: the public part of the identity needs no passphrase. The main
+    // TCP port (what people beyond the LAN give to `add-contact`) is the running core's; without
+    // one, only a fixed `listener.port` is known in advance.
     let me = offline::whoami(&ctx.settings.node.data_dir)?;
+    let running = ctx
+        .client()
+        .ok()
+        .and_then(|mut c| c.call(api::WhoamiRequest {}).ok());
+    let fixed = ctx.settings.listener.port;
+    let tcp_port = match &running {
+        Some(w) => Some(w.tcp_port),
+        None if fixed != 0 => Some(fixed),
+        None => None,
+    };
     let v = json!({"name": me.name, "fingerprint": me.fingerprint,
-                   "data_dir": ctx.settings.node.data_dir});
+                   "data_dir": ctx.settings.node.data_dir,
+                   "tcp_port": tcp_port, "core_running": running.is_some()});
     ctx.print(&v, |_| {
         println!("{}", me.name);
         println!("{}", fingerprint_groups(&me.fingerprint));
+        match (&running, tcp_port) {
+            (Some(_), Some(p)) => println!("TCP port {p} (main listener, for add-contact)"),
+            (None, Some(p)) => println!("TCP port {p} (listener.port; the core is not running)"),
+            _ => println!(
+                "TCP port: chosen by the running core when it starts (none is running; \
+                 set listener.port to fix it)"
+            ),
+        }
+    })
+}
+
+fn status(ctx: &Ctx) -> Result<()> {
+    let s = ctx.call(api::StatusRequest {})?;
+    ctx.print(&s, |s| {
+        println!("{} ({})", safe_text::line(&s.whoami.name), s.whoami.node);
+        println!("{}", fingerprint_groups(&s.whoami.fingerprint));
+        println!(
+            "TCP port {} (main listener, for add-contact)",
+            s.whoami.tcp_port
+        );
+        println!("core {}  API {}", s.version.core, s.version.api);
+        let d = &s.discovery;
+        println!(
+            "discovery: {} received, {} accepted, {} announces sent, {} replies sent",
+            d.received, d.accepted, d.announces_sent, d.replies_sent
+        );
     })
 }
 
@@ -474,10 +562,13 @@ fn contacts(ctx: &Ctx) -> Result<()> {
             let origin = safe_text::line(&c.origin.to_string());
             let mut flags = Vec::new();
             if c.verified {
-                flags.push("verified");
+                flags.push("verified".to_string());
             }
             if c.key_changed {
-                flags.push("KEY-CHANGED");
+                flags.push("KEY-CHANGED".to_string());
+            }
+            if let Some(by) = &c.introduced_by {
+                flags.push(format!("introduced by {}", safe_text::line(&by.name)));
             }
             println!(
                 "{:<20} {:<16} {:<22} {:<10} {:<20} {}",
@@ -487,6 +578,36 @@ fn contacts(ctx: &Ctx) -> Result<()> {
                 format::ago(c.last_seen, now),
                 origin,
                 flags.join(",")
+            );
+        }
+    })
+}
+
+/// Ask `peer` for its contact list, say what merging it did.
+fn contacts_from(ctx: &Ctx, peer: String) -> Result<()> {
+    let merged = ctx.call(api::ContactsFromRequest { peer })?;
+    ctx.print(&merged, |m| println!("{}", format::list_merged(m)))
+}
+
+fn introductions(ctx: &Ctx) -> Result<()> {
+    let list = ctx.call(api::IntroductionsRequest {})?;
+    ctx.print(&list, |list| {
+        if list.is_empty() {
+            println!("no introductions");
+        }
+        for i in list {
+            println!(
+                "{:>4}  {} introduces {} {}: {}{}",
+                i.id,
+                safe_text::line(&i.introducer.name),
+                safe_text::line(&i.peer_name),
+                fingerprint_groups(&i.peer_fingerprint),
+                format::introduction_state(i.state),
+                if i.key_changed {
+                    "  (WARNING: this name is known with another key)"
+                } else {
+                    ""
+                }
             );
         }
     })
@@ -598,6 +719,12 @@ fn history(ctx: &Ctx, request: api::HistoryRequest) -> Result<()> {
 
 fn watch(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.client()?;
+    // Messages name their peer: the discussions known now, and those that open while watching.
+    let mut peers: std::collections::HashMap<String, String> = c
+        .call(api::DiscussionsRequest {})?
+        .into_iter()
+        .map(|d| (d.id, d.peer_name))
+        .collect();
     c.call(api::SubscribeRequest {})?;
     // On stderr: stdout carries only events. Also tells a script that the subscription is live.
     // Not `eprintln!`: a closed stderr must not panic (only stdout's reader ends the command).
@@ -622,7 +749,22 @@ fn watch(ctx: &Ctx) -> Result<()> {
             if e != Event::Unknown {
                 println!("{}", safe_text::json(&serde_json::to_value(&e)?));
             }
+        } else if let Event::Message { message } = &e {
+            let peer = peers.get(&message.discussion_id).map(String::as_str);
+            println!(
+                "[{}] {}",
+                safe_text::line(&message.discussion_id),
+                crate::format::format_message(message, peer)
+            );
         } else {
+            if let Event::DiscussionOpened {
+                discussion_id,
+                peer_name,
+                ..
+            } = &e
+            {
+                peers.insert(discussion_id.clone(), peer_name.clone());
+            }
             println!("{}", describe_event(&e));
         }
         crate::stdout::flush()?;

@@ -113,7 +113,8 @@ pub fn kind(k: ErrorKind) -> u8 {
         | ErrorKind::TooManyAttempts
         | ErrorKind::Busy
         | ErrorKind::NotConfirmed
-        | ErrorKind::Closed => REFUSED,
+        | ErrorKind::Closed
+        | ErrorKind::Cancelled => REFUSED,
         ErrorKind::Internal
         | ErrorKind::TooManyInFlight
         | ErrorKind::Unreachable

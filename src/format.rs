@@ -71,6 +71,51 @@ pub fn format_message(m: &Message, peer: Option<&str>) -> String {
     format!("{head}{body}{state}")
 }
 
+/// What merging a peer's contact list did, in one line (names come from peers: escaped).
+pub fn list_merged(m: &pgpchat_actors::api::ListMerged) -> String {
+    let names = |v: &[String]| {
+        v.iter()
+            .map(|n| safe_text::line(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // Where the list came from, then each new contact's name (both chosen by peers: escaped).
+    let from = match &m.origin {
+        Some(api::ContactOrigin::Via { name, .. }) => format!("from {}: ", safe_text::line(name)),
+        _ => String::new(),
+    };
+    let mut line = format!(
+        "{from}{} new contact(s){}; {} already known",
+        m.learned.len(),
+        match (&m.learned[..], &m.origin) {
+            ([], _) => String::new(),
+            (_, Some(o)) => format!(
+                ": {} (shown as \"{}\")",
+                names(&m.learned),
+                safe_text::line(&o.to_string())
+            ),
+            (_, None) => format!(": {}", names(&m.learned)),
+        },
+        m.known
+    );
+    if !m.key_changed.is_empty() {
+        line.push_str(&format!(
+            "; WARNING: known name(s) with another key: {} (the name still means the key you knew)",
+            names(&m.key_changed)
+        ));
+    }
+    if m.dropped > 0 {
+        line.push_str(&format!("; {} entries dropped (bad signature)", m.dropped));
+    }
+    if m.blocked > 0 {
+        line.push_str(&format!("; {} blocked ignored", m.blocked));
+    }
+    if m.no_room > 0 {
+        line.push_str(&format!("; {} not added (contact table full)", m.no_room));
+    }
+    line
+}
+
 /// A one-line human description of an event.
 pub fn describe_event(e: &Event) -> String {
     // Every string of an event may come from a peer.
@@ -100,6 +145,23 @@ pub fn describe_event(e: &Event) -> String {
         ),
         Event::RequestClosed { request_id, reason } => {
             format!("request {} {}", request_id, s(reason))
+        }
+        Event::ListRequested {
+            peer_name,
+            peer_fingerprint,
+            shared,
+            refused,
+        } => {
+            let answer = if *refused {
+                "refused (asked too often)".to_string()
+            } else {
+                format!("{shared} contacts shared (setting sharing.share)")
+            };
+            format!(
+                "{} {} asked for your contact list: {answer}",
+                s(peer_name),
+                short_fpr(&s(peer_fingerprint))
+            )
         }
         Event::RequestRefused {
             name,
@@ -153,6 +215,24 @@ pub fn describe_event(e: &Event) -> String {
                 "disconnected"
             }
         ),
+        Event::Introduction { introduction: i } => format!(
+            "introduction {}: {} introduces {} {}{} (accept-introduction {} / decline-introduction {})",
+            i.id,
+            s(&i.introducer.name),
+            s(&i.peer_name),
+            fingerprint_groups(&s(&i.peer_fingerprint)),
+            if i.key_changed {
+                " — WARNING: this name is known here with another key"
+            } else {
+                ""
+            },
+            i.id,
+            i.id
+        ),
+        Event::IntroductionEnded {
+            introduction,
+            state,
+        } => format!("introduction {introduction} {}", introduction_state(*state)),
         Event::DiscussionClosed {
             discussion_id,
             by_peer,
@@ -184,6 +264,20 @@ pub fn state(s: api::DiscussionState) -> &'static str {
     }
 }
 
+/// An introduction's state in words.
+pub fn introduction_state(s: pgpchat_actors::api::IntroductionState) -> &'static str {
+    use pgpchat_actors::api::IntroductionState as S;
+    match s {
+        S::Pending => "waiting for your decision",
+        S::Accepted => "accepted, waiting for the other side",
+        S::Ready => "accepted by both, opening",
+        S::Used => "used: the discussion is open",
+        S::Declined => "declined",
+        S::Cancelled => "declined by the other side",
+        S::Expired => "expired",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -191,5 +285,33 @@ mod tests {
         assert_eq!(super::time(0), "1970-01-01 00:00:00");
         assert_eq!(super::time(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(super::ago(100, 160), "1m ago");
+    }
+
+    /// `contacts --from PEER` says whom it asked, names the new contacts (escaped) and the origin
+    /// recorded for them.
+    #[test]
+    fn a_merged_list_names_the_new_contacts_and_where_they_came_from() {
+        use pgpchat_actors::api::{ContactOrigin, ListMerged};
+        let mut m = ListMerged {
+            learned: vec!["carol".into(), "ev\u{1b}il".into()],
+            known: 1,
+            key_changed: vec![],
+            no_room: 0,
+            dropped: 0,
+            blocked: 0,
+            origin: Some(ContactOrigin::Via {
+                fingerprint: "AB".into(),
+                name: "bob".into(),
+            }),
+        };
+        assert_eq!(
+            super::list_merged(&m),
+            "from bob: 2 new contact(s): carol, ev\\x1bil (shown as \"via bob\"); 1 already known"
+        );
+        m.learned.clear();
+        assert_eq!(
+            super::list_merged(&m),
+            "from bob: 0 new contact(s); 1 already known"
+        );
     }
 }

@@ -538,7 +538,9 @@ fn watch_streams_the_cores_events() {
     assert_eq!(m["message"]["body"], "hello watcher");
     assert_eq!(m["message"]["direction"], "in");
     assert_eq!(m["message"]["discussion_id"], id.as_str());
-    human.expect("bob's message", |l| l.contains("hello watcher"));
+    let line = human.expect("bob's message", |l| l.contains("hello watcher"));
+    // The peer's name, not a placeholder: the discussion opened while watch ran.
+    assert!(line.contains("bob: hello watcher"), "{line}");
 
     alice.ok(&["send", "bob", "and back"]);
     json.expect("alice's message delivered", |l| {

@@ -266,11 +266,14 @@ async fn removed_contacts_are_forgotten_and_blocked_keys_are_ignored_until_unblo
         ContactOrigin::Broadcast
     );
 
+    // Neither a fingerprint nor a contact: not found; a non-hex prefix to unblock: invalid.
+    let e = a.block("nobody", true).await.expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let e = a
-        .block("not a fingerprint", true)
+        .block("not a fingerprint", false)
         .await
         .expect_err("refused");
-    assert_eq!(e.kind(), ErrorKind::InvalidParams);
+    assert_eq!(e.kind(), ErrorKind::InvalidParams, "{e}");
     assert_eq!(a.block(&b_fp.to_lowercase(), true).await.unwrap(), b_fp);
     // Its announces are verified (counted) and ignored: it does not come back.
     let accepted = a.discovery_stats().await.unwrap().accepted;
@@ -313,8 +316,19 @@ async fn removed_contacts_are_forgotten_and_blocked_keys_are_ignored_until_unblo
         .expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
     assert!(a.requests().await.unwrap().is_empty());
+    // ...and listed among the requests turned away without asking, reason "blocked".
+    let refused = a.refused_requests().await.unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.fingerprint == b_fp && r.reason == "blocked"),
+        "{refused:?}"
+    );
+    assert_eq!(a.blocked().await.unwrap(), vec![b_fp.clone()]);
     // Unblocked: heard again, and its requests reach the user.
-    a.block(&b_fp, false).await.unwrap();
+    // Unblocked by a prefix of the blocked fingerprint (its contact is forgotten: no name).
+    assert_eq!(a.block(&b_fp[..8], false).await.unwrap(), b_fp);
+    assert!(a.blocked().await.unwrap().is_empty());
     wait_contact(a, &b_fp).await;
     let (opened, accepted) = open_discussion(b, a, "s", "s").await;
     assert_eq!(opened.expect("opened"), accepted.expect("accepted"));
@@ -436,9 +450,52 @@ mod binary {
         assert_eq!(blocked["blocked"], true, "{blocked}");
         let e = fails(&alice, &["add-contact", &at]);
         assert!(e.contains("is blocked"), "{e}");
+        assert_eq!(alice.json(&["blocked"]), serde_json::json!([bob_fp]));
+        assert!(alice.ok(&["blocked"]).contains(&bob_fp));
         alice.ok(&["unblock", &bob_fp]);
+        assert_eq!(alice.json(&["blocked"]), serde_json::json!([]));
+        assert!(alice.ok(&["blocked"]).contains("no key is blocked"));
         assert_eq!(alice.json(&["add-contact", &at])["origin"]["kind"], "added");
+
+        // Block by name or by the 16 digits `contacts` shows; unblock by a prefix.
+        let blocked = alice.json(&["block", "bob"]);
+        assert_eq!(blocked["fingerprint"], bob_fp.as_str(), "{blocked}");
+        alice.ok(&["unblock", &bob_fp[..16]]);
+        alice.json(&["add-contact", &at]);
+        alice.ok(&["block", &bob_fp[..16]]);
+        assert_eq!(alice.json(&["blocked"]), serde_json::json!([bob_fp]));
+        let e = fails(&alice, &["block", "nobody"]);
+        assert!(e.contains("no contact matches 'nobody'"), "{e}");
+        let e = fails(&alice, &["unblock", "%%"]);
+        assert!(e.contains("40 or 64 hexadecimal digits"), "{e}");
+        assert!(!e.contains("(40 hexadecimal"), "{e}");
         alice.kill();
         bob.kill();
+    }
+
+    /// The port `add-contact` needs is shown by `whoami` and `status` (the running core's), and
+    /// without a core `whoami` says where it comes from.
+    #[test]
+    fn whoami_and_status_show_the_main_tcp_port() {
+        let mut alice = quiet("alice", free_udp_port());
+        let w = alice.json(&["whoami"]);
+        assert_eq!(w["tcp_port"], serde_json::Value::Null, "{w}");
+        assert_eq!(w["core_running"], false, "{w}");
+        assert!(
+            alice.ok(&["whoami"]).contains("chosen by the running core"),
+            "no core: says where the port comes from"
+        );
+        assert!(!alice.run(&["status"]).status.success(), "no core");
+        alice.start();
+        let port = alice.tcp_port();
+        let w = alice.json(&["whoami"]);
+        assert_eq!(w["tcp_port"], port, "{w}");
+        assert!(
+            alice.ok(&["whoami"]).contains(&format!("TCP port {port}")),
+            "human whoami shows the port"
+        );
+        assert_eq!(alice.json(&["status"])["whoami"]["tcp_port"], port);
+        assert!(alice.ok(&["status"]).contains(&format!("TCP port {port}")));
+        alice.kill();
     }
 }

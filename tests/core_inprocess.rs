@@ -149,3 +149,34 @@ async fn a_failed_accept_keeps_its_error_kind() {
     );
     assert!(opening.await.expect("open task").is_err());
 }
+
+/// Our own user withdraws a request before the peer answered (issue 12, defect 2: Ctrl-C while
+/// "waiting for bob to accept" used to leave it running, and the discussion opened later anyway).
+#[actix_rt::test]
+async fn a_cancelled_request_fails_its_open_and_disappears_from_the_peers_requests() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (a2, b_fp) = (a.node.clone(), b.keys.fingerprint().to_string());
+    let opening = actix_rt::spawn(async move { a2.open(&b_fp, "pw").await });
+    let a_fp = a.keys.fingerprint().to_string();
+    wait_until(20, "the request to arrive", || {
+        let (b, a_fp) = (b.node.clone(), a_fp.clone());
+        async move {
+            let r = b.requests().await.ok()?;
+            r.iter().any(|r| r.fingerprint == a_fp).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(a.cancel("bob").await.unwrap(), 1);
+    let e = opening.await.expect("open task").unwrap_err();
+    assert_eq!(e.kind(), pgpchat_actors::api::ErrorKind::Cancelled, "{e}");
+    wait_until(20, "bob's request to disappear", || {
+        let b = b.node.clone();
+        async move { b.requests().await.ok()?.is_empty().then_some(()) }
+    })
+    .await;
+    assert!(a.discussions().await.unwrap().is_empty());
+    // Nothing is waiting any more: a second cancel withdraws nothing.
+    assert_eq!(a.cancel("bob").await.unwrap(), 0);
+}

@@ -16,7 +16,7 @@ use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::session::Reconnect;
 use pgpchat_actors::store::{DeliveryState, Direction, DiscussionState};
 use pgpchat_actors::wire::{
-    ack_data, close_data, session_auth_data, ChatPayload, Frame, Purpose, Role, PROTOCOL_VERSION,
+    ack_data, close_data, session_auth_data_at, ChatPayload, Frame, Purpose, Role, PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 
@@ -226,7 +226,14 @@ async fn a_replayed_reconnection_proof_is_refused() {
     let proof = keys
         .sign_with(
             sk.own.clone(),
-            session_auth_data(&id, Role::Requester, &listener_nonce, &nonce, 0),
+            session_auth_data_at(
+                PROTOCOL_VERSION,
+                &id,
+                Role::Requester,
+                &listener_nonce,
+                &nonce,
+                0,
+            ),
         )
         .await
         .unwrap();

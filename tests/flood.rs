@@ -10,7 +10,7 @@ use pgpchat_actors::events::now_secs;
 use pgpchat_actors::handshake::random_nonce;
 use pgpchat_actors::keys::KeyManager;
 use pgpchat_actors::node::{start_node, NodeHandle};
-use pgpchat_actors::wire::{Announce, AnnounceBody, PROTOCOL_VERSION};
+use pgpchat_actors::wire::{Announce, AnnounceBody, ANNOUNCE_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -63,7 +63,7 @@ async fn a_datagram_flood_leaves_discovery_working_and_bounded() {
     for i in 0..300 {
         let k = KeyManager::start(SecretCert::generate(&format!("flood{i}")).unwrap(), 1);
         let body = AnnounceBody {
-            version: PROTOCOL_VERSION,
+            version: ANNOUNCE_VERSION,
             name: format!("flood{i}"),
             tcp_port: 1,
             cert: k.public().to_bytes(),

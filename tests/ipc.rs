@@ -657,3 +657,61 @@ async fn clients_that_write_but_never_read_are_closed() {
     )
     .await;
 }
+
+/// A front-end that asked for a discussion and went away (`pgpchat open` killed, issue 12 defect
+/// 2): the core withdraws the request, and it disappears from the peer's `requests`; the
+/// discussion does not open later behind the user's back.
+#[test]
+fn an_open_whose_connection_closes_is_withdrawn_from_the_peer() {
+    use crate::binary::{alice_and_bob_running, path_str, wait_for};
+    let (alice, bob) = alice_and_bob_running();
+    let secret = alice.secret_file("pw");
+    let mut open = alice
+        .cmd()
+        .args(["open", "bob", "--password-file", path_str(&secret)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    bob.wait_request(&alice);
+    open.kill().unwrap();
+    open.wait().unwrap();
+    wait_for(20, "the request to disappear from bob's requests", || {
+        bob.requests().as_array().unwrap().is_empty()
+    });
+    assert!(alice.json(&["discussions"]).as_array().unwrap().is_empty());
+}
+
+/// `pgpchat cancel CONTACT` withdraws a waiting `open` made by another command: that `open` fails
+/// with the refused class (status 4), and the request disappears from the peer's `requests`.
+#[test]
+fn cancel_from_the_command_line_withdraws_a_waiting_open() {
+    use crate::binary::{alice_and_bob_running, path_str, wait_for};
+    let (alice, bob) = alice_and_bob_running();
+    let secret = alice.secret_file("pw");
+    let open = alice
+        .cmd()
+        .args(["open", "bob", "--password-file", path_str(&secret)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    bob.wait_request(&alice);
+    let out = alice.cmd().args(["cancel", "bob"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 request(s) to bob withdrawn\n"
+    );
+    let done = open.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(4), "{done:?}");
+    wait_for(20, "the request to disappear from bob's requests", || {
+        bob.requests().as_array().unwrap().is_empty()
+    });
+    let out = alice.cmd().args(["cancel", "bob"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("no request to bob was waiting"),
+        "{out:?}"
+    );
+}

@@ -11,18 +11,29 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// identity facade, and the IPC API types and client.
 const FRONT_END_DOORS: &[&str] = &["settings", "daemon", "offline", "api", "client"];
 
-/// Each module of `src/` with its non-test source (a `#[cfg(test)]` module may use more).
+/// Each module of `src/` with its non-test source (a `#[cfg(test)]` module may use more); a module
+/// split into a folder (`src/prompt/*.rs`) is one module, the text of all its files.
 fn src_modules() -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+    let mut out = BTreeMap::<String, String>::new();
+    let non_test = |p: &Path| {
+        let text = std::fs::read_to_string(p).unwrap();
+        match text.find("#[cfg(test)]") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        }
+    };
     for e in std::fs::read_dir(Path::new(ROOT).join("src")).unwrap() {
         let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "rs") {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let code = match text.find("#[cfg(test)]") {
-                Some(i) => text[..i].to_string(),
-                None => text,
-            };
-            out.insert(p.file_stem().unwrap().to_string_lossy().into_owned(), code);
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if p.is_dir() {
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                if f.extension().is_some_and(|x| x == "rs") {
+                    out.entry(name.clone()).or_default().push_str(&non_test(&f));
+                }
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.entry(name).or_default().push_str(&non_test(&p));
         }
     }
     out

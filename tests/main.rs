@@ -4,18 +4,23 @@
 
 mod attacks;
 mod binary;
+mod binary_social;
+mod chat_view;
 mod cli;
 mod common;
 mod contacts_by_address;
+mod control_order;
 mod core_inprocess;
 mod daemon;
 mod delivery;
 mod dht;
 mod durability;
+mod exchange;
 mod flood;
 mod fuzz;
 mod hostile;
 mod interop;
+mod introductions;
 mod ipc;
 mod key_destruction;
 mod layering;
@@ -29,3 +34,4 @@ mod slots;
 mod startup;
 mod terminal;
 mod upgrade;
+mod versions;

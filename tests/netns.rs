@@ -6,19 +6,31 @@ use std::process::Command;
 
 use crate::binary::{wait_for, Person};
 
-struct Namespaces {
-    names: Vec<String>,
+/// The namespaces a test made, deleted (last made first) when it ends, even by a panic.
+pub(crate) struct Namespaces {
+    pub(crate) names: Vec<String>,
 }
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        for n in &self.names {
+        for n in self.names.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+impl Namespaces {
+    /// Make namespace `name` (deleted with the others), its loopback up.
+    pub(crate) fn add(&mut self, name: String) -> Result<String, String> {
+        ip(&["netns", "add", &name])?;
+        self.names.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(name)
+    }
+}
+
+/// Run `ip ARGS`; its stderr as the error.
+pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
     let o = Command::new("ip")
         .args(args)
         .output()

@@ -126,6 +126,8 @@ mod in_process {
             .unwrap_err()
             .to_string();
         assert!(e.contains("too many failed attempts"), "{e}");
+        // It says for how long (issue 12: the lockout did not).
+        assert!(e.contains("try again in at most"), "{e}");
         // ...and bob refuses further requests from the same address without bothering his user.
         let e = c
             .open("bob", "the real secret")

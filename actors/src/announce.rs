@@ -11,7 +11,7 @@ use crate::crypto::CryptoError;
 use crate::events::now_secs;
 use crate::handshake::MAX_CLOCK_SKEW;
 use crate::net::Crypto;
-use crate::wire::{Announce, AnnounceBody, Nonce, PROTOCOL_VERSION};
+use crate::wire::{Announce, AnnounceBody, Nonce, ANNOUNCE_VERSION};
 
 /// Longest display name announced or accepted.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -31,7 +31,7 @@ pub enum Freshness {
 pub enum AnnounceRefused {
     #[error("not an announce")]
     Malformed,
-    #[error("announce version {0} (this node reads {PROTOCOL_VERSION})")]
+    #[error("announce version {0} (this node reads {ANNOUNCE_VERSION})")]
     Version(u16),
     #[error("announced name too long or with control characters")]
     Name,
@@ -63,7 +63,7 @@ pub fn parse(
     let announce = codec::decode::<Announce>(bytes).map_err(|_| AnnounceRefused::Malformed)?;
     let body =
         codec::decode::<AnnounceBody>(&announce.body).map_err(|_| AnnounceRefused::Malformed)?;
-    if body.version != PROTOCOL_VERSION {
+    if body.version != ANNOUNCE_VERSION {
         return Err(AnnounceRefused::Version(body.version));
     }
     if body.name.chars().count() > MAX_NAME_CHARS || body.name.chars().any(char::is_control) {

@@ -36,6 +36,8 @@ pub enum Sealed {
     StorageKey,
     /// A discussion's secret key (the `discussion_keys` table of the store).
     DiscussionKey,
+    /// The one-time secret of an introduction we received (the `introductions` table).
+    IntroductionSecret,
     /// A discussion's DHT rendezvous secret (the `rendezvous_secrets` table, issue 11).
     RendezvousSecret,
 }
@@ -45,6 +47,7 @@ impl Sealed {
         match self {
             Self::StorageKey => b"pgpchat at rest v1: storage key",
             Self::DiscussionKey => b"pgpchat at rest v1: discussion secret key",
+            Self::IntroductionSecret => b"pgpchat at rest v1: introduction secret",
             Self::RendezvousSecret => b"pgpchat at rest v1: discussion rendezvous secret",
         }
     }

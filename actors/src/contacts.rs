@@ -37,8 +37,11 @@ mod manage;
 pub mod probing;
 
 pub use manage::{
-    parse_fingerprint, Block, DueProbes, IsBlocked, Probed, ProbedCount, RemoveContact,
+    parse_fingerprint, Block, DueProbes, IsBlocked, ListBlocked, Probed, ProbedCount, RemoveContact,
 };
+
+mod learn;
+pub use learn::{LearnContacts, Learned, Merged};
 
 /// An unchanged contact is written to disk at most this often (announces come every few seconds).
 const PERSIST_EVERY_SECS: u64 = 60;
@@ -49,7 +52,7 @@ pub enum ContactError {
     NotFound(String),
     #[error("'{0}' is ambiguous: {1}")]
     Ambiguous(String, String),
-    #[error("'{0}' is not a fingerprint (40 hexadecimal digits)")]
+    #[error("'{0}' is not a fingerprint (40 or 64 hexadecimal digits), a contact's name or a fingerprint prefix (4+ hex digits)")]
     NotAFingerprint(String),
 }
 
@@ -163,6 +166,33 @@ impl ContactRegistry {
             old_fingerprint: old,
             new_fingerprint: fingerprint.to_string(),
         });
+    }
+
+    /// Whether one more contact fits, evicting the least recently seen one that is not kept if the
+    /// table is full.
+    fn make_room(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.contacts.len() >= self.max_contacts {
+            self.evict_one(ctx);
+        }
+        self.contacts.len() < self.max_contacts
+    }
+
+    /// Add the new contact `c`, seen at `address`: the key-changed warning if its name is another
+    /// key's contact (`previous`), the `contact_seen` event, the table and the disk. The same
+    /// steps whoever brought it (discovery, a probe, a list, an introduction).
+    fn insert_new(
+        &mut self,
+        ctx: &mut Context<Self>,
+        c: ContactRecord,
+        previous: Option<String>,
+        address: &IpAddr,
+    ) {
+        if let Some(old) = previous {
+            self.flag_key_changed(&c.name, &c.fingerprint, old, address);
+        }
+        self.events.emit(Event::ContactSeen { contact: c.clone() });
+        self.contacts.insert(c.fingerprint.clone(), c.clone());
+        self.persist(ctx, c);
     }
 
     /// Make room for one more: forget the least recently seen contact that is not kept.
@@ -289,21 +319,18 @@ impl Handler<AnnounceSeen> for ContactRegistry {
             }
             return true;
         }
-        if self.contacts.len() >= self.max_contacts {
-            self.evict_one(ctx);
-            if self.contacts.len() >= self.max_contacts {
-                crate::log_limit::hostile(
-                    log::Level::Warn,
-                    &self.node,
-                    &a.address,
-                    format_args!(
-                        "contact table full of verified contacts and contacts with a discussion; \
-                         {} not added",
-                        a.fingerprint
-                    ),
-                );
-                return false;
-            }
+        if !self.make_room(ctx) {
+            crate::log_limit::hostile(
+                log::Level::Warn,
+                &self.node,
+                &a.address,
+                format_args!(
+                    "contact table full of verified contacts and contacts with a discussion; \
+                     {} not added",
+                    a.fingerprint
+                ),
+            );
+            return false;
         }
         let previous = self.other_with_name(&a.name, &a.fingerprint);
         let c = ContactRecord {
@@ -325,21 +352,16 @@ impl Handler<AnnounceSeen> for ContactRegistry {
                 next: now + interval,
             }),
         };
-        if let Some(old) = previous {
-            self.flag_key_changed(&a.name, &a.fingerprint, old, &a.address);
-        }
         crate::log_limit::hostile(
             log::Level::Info,
             &self.node,
             &a.address,
             format_args!("new contact {} {}", c.name, c.fingerprint),
         );
-        self.events.emit(Event::ContactSeen { contact: c.clone() });
         if a.origin == ContactOrigin::Broadcast {
             self.heard_by_broadcast.insert(a.fingerprint.clone(), now);
         }
-        self.contacts.insert(a.fingerprint, c.clone());
-        self.persist(ctx, c);
+        self.insert_new(ctx, c, previous, &a.address);
         true
     }
 }

@@ -33,7 +33,7 @@ use crate::handshake::random_nonce;
 use crate::keys::KeysHandle;
 use crate::settings::Settings;
 use crate::store::ContactOrigin;
-use crate::wire::{Announce, AnnounceBody, PROTOCOL_VERSION};
+use crate::wire::{Announce, AnnounceBody, ANNOUNCE_VERSION};
 
 /// Broadcast announces are padded to this size; replies are not padded.
 pub const ANNOUNCE_PADDED_BYTES: usize = 1200;
@@ -293,7 +293,7 @@ pub fn announce_body(
     reply: bool,
 ) -> AnnounceBody {
     AnnounceBody {
-        version: PROTOCOL_VERSION,
+        version: ANNOUNCE_VERSION,
         name: name.chars().take(MAX_NAME_CHARS).collect(),
         tcp_port,
         cert,

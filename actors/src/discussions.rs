@@ -52,6 +52,8 @@ pub struct DiscussionDirectory {
     store: StoreHandle,
     events: EventBus,
     contacts: Addr<ContactRegistry>,
+    /// What every session's received control messages are dispatched with.
+    control: crate::control::ControlContext,
     sessions: HashMap<String, Addr<DiscussionSession>>,
     /// Discussions closed without the peer, until it confirms ([`notices`]).
     tombstones: HashMap<String, Tombstone>,
@@ -70,9 +72,11 @@ impl DiscussionDirectory {
         store: StoreHandle,
         events: EventBus,
         contacts: Addr<ContactRegistry>,
+        control: crate::control::ControlContext,
     ) -> Self {
         Self {
             contacts,
+            control,
             node: settings.node.name.clone(),
             settings,
             keys,
@@ -117,6 +121,8 @@ impl DiscussionDirectory {
             contacts: Some(self.contacts.clone()),
             dht: self.dht.clone(),
             closing: record.state == DiscussionState::Closing,
+            peer_version: record.peer_version,
+            control: self.control.clone(),
             keys: self.keys.clone(),
             store: self.store.clone(),
             events: self.events.clone(),
@@ -378,6 +384,8 @@ pub struct RouteConnection {
     pub conn: Conn<TcpStream>,
     /// Who connected: the key of its log lines and of its per-address bound.
     pub from: SocketAddr,
+    /// The protocol version agreed from the hello.
+    pub version: u16,
 }
 
 impl Handler<RouteConnection> for DiscussionDirectory {
@@ -387,6 +395,7 @@ impl Handler<RouteConnection> for DiscussionDirectory {
             s.do_send(AuthenticateIncoming {
                 conn: m.conn,
                 nonce: m.nonce,
+                version: m.version,
             });
         } else {
             self.tell_incoming(m.discussion_id, m.conn, m.from, ctx);

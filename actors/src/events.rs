@@ -22,6 +22,14 @@ pub enum Event {
     },
     /// Someone asks for a discussion.
     Request { request: RequestInfo },
+    /// A peer asked for our contact list: how many contacts we shared (itself not counted), or
+    /// that we refused (asked too often).
+    ListRequested {
+        peer_name: String,
+        peer_fingerprint: String,
+        shared: u64,
+        refused: bool,
+    },
     /// A request was withdrawn, timed out or decided.
     RequestClosed { request_id: u64, reason: String },
     /// A checked request was turned away without asking the user (guessing limits, a full
@@ -60,6 +68,16 @@ pub enum Event {
     DiscussionClosed {
         discussion_id: String,
         by_peer: bool,
+    },
+    /// Someone introduces someone to us: accept or decline it.
+    Introduction {
+        introduction: crate::store::introductions::ReceivedIntroduction,
+    },
+    /// An introduction ended: used, declined, cancelled (the other side declined) or expired;
+    /// its secret is gone.
+    IntroductionEnded {
+        local_id: i64,
+        state: crate::introduction::IntroState,
     },
 }
 

@@ -26,7 +26,9 @@ use thiserror::Error;
 
 use crate::codec;
 use crate::crypto::{Decrypted, PublicCert, SecretCert};
-use crate::wire::{AcceptBody, FailReason, Handshake, Nonce, RequestBody, PROTOCOL_VERSION};
+use crate::wire::{
+    AcceptBody, FailReason, Handshake, Nonce, RequestBody, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
 /// How far a request's clock may be from ours.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
@@ -100,13 +102,25 @@ impl Requester {
         password: &[u8],
         now: u64,
     ) -> (Self, RequestBody) {
+        let at = (identity, name, peer_fingerprint, discussion_key);
+        Self::start_at(PROTOCOL_VERSION, at, password, now)
+    }
+
+    /// [`Requester::start`] saying protocol `version` in the request (1 after a version-1 peer
+    /// refused our hello). The version is in the transcript: both sides agree on it.
+    pub fn start_at(
+        version: u16,
+        (identity, name, peer_fingerprint, discussion_key): (&SecretCert, &str, &str, &PublicCert),
+        password: &[u8],
+        now: u64,
+    ) -> (Self, RequestBody) {
         let (spake, msg) = Spake2::<Ed25519Group>::start_a(
             &Password::new(password),
             &Identity::new(identity.fingerprint().as_bytes()),
             &Identity::new(peer_fingerprint.as_bytes()),
         );
         let request = RequestBody {
-            version: PROTOCOL_VERSION,
+            version,
             from: identity.fingerprint().to_string(),
             to: peer_fingerprint.to_string(),
             name: name.to_string(),
@@ -199,7 +213,7 @@ pub fn check_request(
     let Handshake::Request(req) = codec::decode(&decrypted.plaintext)? else {
         return Err(invalid("expected a Request"));
     };
-    if req.version != PROTOCOL_VERSION {
+    if req.version < MIN_PROTOCOL_VERSION {
         return Err(HandshakeError::Version(req.version));
     }
     if cert.fingerprint() != req.from {

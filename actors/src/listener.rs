@@ -18,7 +18,9 @@
 //! a budget of decryptions for unauthenticated frames.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -39,7 +41,7 @@ use crate::net::Crypto as _;
 use crate::net::{self, Conn, NetError};
 use crate::settings::Settings;
 use crate::store::{ContactRecord, DiscussionRecord, DiscussionState, StoreHandle};
-use crate::wire::{FailReason, Frame, Purpose, RequestBody, Role, PROTOCOL_VERSION};
+use crate::wire::{FailReason, Frame, Purpose, RequestBody, Role, MIN_PROTOCOL_VERSION};
 
 /// Request nonces remembered against replay.
 pub const REPLAY_CACHE_ENTRIES: usize = 4096;
@@ -86,6 +88,15 @@ pub enum ListenerError {
     Create(Box<dyn std::error::Error + Send + Sync>),
     #[error("the discussion directory is unavailable")]
     DirectoryGone,
+    /// Our own core will not try this contact again yet: too many failed attempts recently.
+    #[error(
+        "too many failed attempts with {name} recently: try again in at most {minutes} min (each \
+         failure counts for that long)"
+    )]
+    Locked { name: String, minutes: u64 },
+    /// Our own user withdrew the request (`cancel`) before it was answered.
+    #[error("the request to {0} was cancelled")]
+    Cancelled(String),
 }
 
 impl From<RespondError> for ListenerError {
@@ -147,8 +158,20 @@ pub struct Listener {
     budget: DecryptBudget,
     limiter: GuessLimits,
     replay: ReplayCache,
+    /// Our own requests still running (`open`), by a local id: how to withdraw each one. One entry
+    /// per `open` in flight, so bounded by the IPC's clients times their requests in flight.
+    outgoing: HashMap<u64, Outgoing>,
+    next_outgoing: u64,
     /// The DHT worker, told about each new discussion's rendezvous secret (issue 11).
     dht: Option<Addr<crate::dht::DhtWorker>>,
+}
+
+/// One of our own requests still running.
+struct Outgoing {
+    /// The contact asked.
+    fingerprint: String,
+    /// Ends the request: its connection is dropped, which the peer's core takes as withdrawn.
+    cancel: oneshot::Sender<()>,
 }
 
 impl Listener {
@@ -192,6 +215,8 @@ impl Listener {
             pending: HashMap::new(),
             refusals: VecDeque::new(),
             next_request: 1,
+            outgoing: HashMap::new(),
+            next_outgoing: 1,
         }
     }
 
@@ -273,6 +298,12 @@ struct Arrived {
     nonce: crate::wire::Nonce,
     /// A verified contact, or one that has (had) a discussion with us.
     trusted: bool,
+    /// An introduction our user accepted matches the requester: its local id and secret. The
+    /// request is then accepted with that secret without asking the user (a wrong secret fails
+    /// the handshake like any other).
+    introduction: Option<(i64, zeroize::Zeroizing<String>)>,
+    /// The requester's key is blocked: refused (recorded, reason "blocked"), the peer told busy.
+    blocked: bool,
 }
 
 impl Handler<Arrived> for Listener {
@@ -282,6 +313,10 @@ impl Handler<Arrived> for Listener {
         if !self.replay.insert(m.nonce, now) {
             return MessageResult(Err(FailReason::Replay));
         }
+        if m.blocked {
+            self.refused(&m.info, "blocked");
+            return MessageResult(Err(FailReason::Busy));
+        }
         if let Err(why) = self
             .limiter
             .check(&m.info.fingerprint, Some(m.address), m.trusted, now)
@@ -289,11 +324,15 @@ impl Handler<Arrived> for Listener {
             self.refused(&m.info, &why.to_string());
             return MessageResult(Err(FailReason::TooManyAttempts));
         }
+        let id = self.next_request;
+        if let Some((local_id, secret)) = m.introduction {
+            self.next_request += 1;
+            return MessageResult(Ok(self.accept_introduced(id, &m.info, local_id, secret)));
+        }
         if let Err(why) = self.queue_room(&m.info) {
             self.refused(&m.info, why);
             return MessageResult(Err(FailReason::Busy));
         }
-        let id = self.next_request;
         self.next_request += 1;
         let mut info = m.info;
         info.id = id;
@@ -318,6 +357,37 @@ impl Handler<Arrived> for Listener {
 }
 
 impl Listener {
+    /// A request that matches the accepted introduction `local_id`: accepted at once with its
+    /// secret, not queued for the user; once the discussion opens, the introduction is used.
+    fn accept_introduced(
+        &self,
+        id: u64,
+        info: &RequestInfo,
+        local_id: i64,
+        secret: zeroize::Zeroizing<String>,
+    ) -> (u64, oneshot::Receiver<Decision>) {
+        log::info!(
+            "[{}] request {id} from {} {} matches introduction {local_id}: accepted",
+            self.node,
+            info.name,
+            info.fingerprint
+        );
+        let (tx, rx) = oneshot::channel();
+        let (done, outcome) = oneshot::channel();
+        let _ = tx.send(Decision::Accept {
+            password: secret.to_string(),
+            then: done,
+        });
+        drop(secret);
+        let (store, events) = (self.store.clone(), self.events.clone());
+        actix_rt::spawn(async move {
+            if let Ok(Ok(discussion_id)) = outcome.await {
+                crate::introductions::mark_used(&store, &events, local_id, &discussion_id).await;
+            }
+        });
+        (id, rx)
+    }
+
     /// Whether the queue of requests has room for one more from this key and address.
     fn queue_room(&self, info: &RequestInfo) -> Result<(), &'static str> {
         let l = &self.settings.limits;
@@ -491,6 +561,12 @@ impl Handler<Decide> for Listener {
 pub struct Open {
     pub contact: ContactRecord,
     pub password: String,
+    /// Ends when whoever asked is gone (the IPC connection that sent `open` closed): the request
+    /// is then withdrawn as by [`Cancel`].
+    pub asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// An introduction's dial: said as [`crate::wire::Purpose::Introduced`], so that the peer
+    /// may match it to the introduction its user accepted (an ordinary `open` never is).
+    pub introduced: bool,
 }
 
 impl Handler<Open> for Listener {
@@ -501,9 +577,84 @@ impl Handler<Open> for Listener {
             .limiter
             .check(&m.contact.fingerprint, None, true, Instant::now());
         if own == Err(Throttle::Key) {
-            return Box::pin(async { Err(ListenerError::Failed(FailReason::TooManyAttempts)) });
+            // Say for how long: the window after which the oldest failure no longer counts.
+            let e = ListenerError::Locked {
+                name: m.contact.name.clone(),
+                minutes: self
+                    .settings
+                    .limits
+                    .failed_attempts_window_secs
+                    .div_ceil(60),
+            };
+            return Box::pin(async { Err(e) });
         }
         let task = self.task_context(ctx.address());
-        Box::pin(async move { task.request(m.contact, m.password).await })
+        let (cancel, cancelled) = oneshot::channel();
+        let id = self.next_outgoing;
+        self.next_outgoing += 1;
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                fingerprint: m.contact.fingerprint.clone(),
+                cancel,
+            },
+        );
+        let me = ctx.address();
+        let name = m.contact.name.clone();
+        Box::pin(async move {
+            // Cancelling drops the request's future, and with it its connection: the peer's core
+            // sees the end of the stream while its user decides, and withdraws the request.
+            let asker_gone = async {
+                match m.asker_gone {
+                    Some(gone) => gone.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let r = tokio::select! {
+                r = task.request(m.contact, m.password, m.introduced) => r,
+                _ = cancelled => Err(ListenerError::Cancelled(name)),
+                () = asker_gone => Err(ListenerError::Cancelled(name)),
+            };
+            me.do_send(OpenEnded(id));
+            r
+        })
+    }
+}
+
+/// One of our own requests ended (answered, failed or cancelled): forget how to cancel it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct OpenEnded(u64);
+
+impl Handler<OpenEnded> for Listener {
+    type Result = ();
+    fn handle(&mut self, m: OpenEnded, _: &mut Context<Self>) {
+        self.outgoing.remove(&m.0);
+    }
+}
+
+/// Withdraw our own requests to a contact that are still running (`open` not yet answered); how
+/// many were. Each `open` waiting on one answers with [`ListenerError::Cancelled`].
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Cancel {
+    pub fingerprint: String,
+}
+
+impl Handler<Cancel> for Listener {
+    type Result = usize;
+    fn handle(&mut self, m: Cancel, _: &mut Context<Self>) -> usize {
+        let ids: Vec<u64> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.fingerprint == m.fingerprint)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(o) = self.outgoing.remove(id) {
+                let _ = o.cancel.send(());
+            }
+        }
+        ids.len()
     }
 }

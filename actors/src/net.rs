@@ -18,9 +18,10 @@ use tokio_util::codec::Framed;
 
 use crate::codec::{self, CodecError, FrameCodec};
 use crate::crypto::{CryptoError, Decrypted, PublicCert};
-use crate::wire::{Frame, Handshake, Purpose, PROTOCOL_VERSION};
+use crate::wire::{Frame, Handshake, Purpose, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 pub mod chat;
+pub mod control;
 pub mod crypto;
 pub mod discussion;
 pub mod probe;
@@ -29,8 +30,10 @@ pub mod responder;
 
 pub use crypto::{Crypto, LocalCrypto};
 pub use discussion::{
-    authenticate_as_connector, authenticate_as_listener, confirm_close, tell_closed_as_connector,
-    tell_closed_as_listener, verify_close, CloseNotice, SessionKeys,
+    authenticate_as_connector, authenticate_as_connector_at, authenticate_as_listener,
+    authenticate_as_listener_at, confirm_close, tell_closed_as_connector,
+    tell_closed_as_connector_at, tell_closed_as_listener, verify_close, CloseNotice, SessionKeys,
+    Versions,
 };
 
 /// A framed connection over any byte stream (TCP in the node, in-memory pipes in tests).
@@ -77,8 +80,12 @@ pub enum NetError {
     /// we could not be told). Not yet verified: see [`confirm_close`].
     #[error("the peer closed the discussion")]
     PeerClosedDiscussion(Vec<u8>),
-    #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
+    #[error("unsupported protocol version {0} (this node speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})")]
     Version(u16),
+    /// A discussion whose peer authenticated at `floor` before, now offered at `agreed` (below):
+    /// refused, so that a forged version refusal cannot strip later versions' features.
+    #[error("discussion runs at protocol version {floor}; a connection at {agreed} is refused")]
+    Downgrade { agreed: u16, floor: u16 },
     /// A discussion-key proof (or `Close`) that did not verify.
     #[error("discussion authentication failed: {0}")]
     Auth(#[source] CryptoError),
@@ -113,32 +120,69 @@ pub fn sanitize(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// Read the first frame of an incoming connection: the hello with version and purpose.
+/// How every build answers a hello version it does not speak (the start of its `Error` text): a
+/// version-1 build says this for any version but 1, and a connecting side that reads it falls back
+/// to version 1 once ([`is_version_refusal`]).
+pub const VERSION_REFUSED: &str = "unsupported protocol version";
+
+/// Whether `e` is the peer refusing our hello's version (it speaks an older protocol only).
+pub fn is_version_refusal(e: &NetError) -> bool {
+    matches!(e, NetError::Peer(reason) if reason.starts_with(VERSION_REFUSED))
+}
+
+/// The version both sides of a connection speak, given the connecting side's highest (`theirs`)
+/// and ours (`max`). `None`: refused. A node limited to version 1 (`max == 1`) behaves as builds
+/// before versions were negotiated, which refused any other version; from version 2 on any version
+/// from [`MIN_PROTOCOL_VERSION`] up is fine, and a higher one than ours is met at ours.
+pub fn agree_version(theirs: u16, max: u16) -> Option<u16> {
+    if max <= MIN_PROTOCOL_VERSION {
+        return (theirs == MIN_PROTOCOL_VERSION).then_some(MIN_PROTOCOL_VERSION);
+    }
+    (theirs >= MIN_PROTOCOL_VERSION).then(|| theirs.min(max))
+}
+
+/// Read the first frame of an incoming connection: the hello with version and purpose, at this
+/// build's highest version.
 pub async fn recv_hello<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     deadline: Duration,
 ) -> Result<Purpose, NetError> {
-    match recv(conn, deadline).await? {
-        Frame::Hello {
-            purpose: Purpose::Discussion { discussion_id, .. },
-            version: PROTOCOL_VERSION,
-        } if !crate::wire::is_discussion_id(&discussion_id) => {
+    recv_hello_at(conn, deadline, PROTOCOL_VERSION)
+        .await
+        .map(|(_, purpose)| purpose)
+}
+
+/// Read the hello of an incoming connection, speaking versions up to `max`; returns the agreed
+/// version ([`agree_version`]) and the purpose. A version we do not speak is answered with an
+/// `Error` starting with [`VERSION_REFUSED`].
+pub async fn recv_hello_at<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    deadline: Duration,
+    max: u16,
+) -> Result<(u16, Purpose), NetError> {
+    let (version, purpose) = match recv(conn, deadline).await? {
+        Frame::Hello { version, purpose } => (version, purpose),
+        other => return Err(NetError::Unexpected(frame_name(&other))),
+    };
+    let Some(agreed) = agree_version(version, max) else {
+        let _ = send(
+            conn,
+            Frame::Error {
+                reason: format!("{VERSION_REFUSED} {version}; this node speaks {max}"),
+            },
+            deadline,
+        )
+        .await;
+        return Err(NetError::Version(version));
+    };
+    match purpose {
+        Purpose::Discussion { discussion_id, .. }
+            if !crate::wire::is_discussion_id(&discussion_id) =>
+        {
             // Not quoted: the peer chose it, up to a whole frame long.
             Err(NetError::Unexpected("hello with a malformed discussion id"))
         }
-        Frame::Hello { version, purpose } if version == PROTOCOL_VERSION => Ok(purpose),
-        Frame::Hello { version, .. } => {
-            let _ = send(
-                conn,
-                Frame::Error {
-                    reason: format!("unsupported protocol version {version}; this node speaks {PROTOCOL_VERSION}"),
-                },
-                deadline,
-            )
-            .await;
-            Err(NetError::Version(version))
-        }
-        other => Err(NetError::Unexpected(frame_name(&other))),
+        purpose => Ok((agreed, purpose)),
     }
 }
 
@@ -152,6 +196,7 @@ pub fn frame_name(f: &Frame) -> &'static str {
         Frame::Close { .. } => "Close",
         Frame::Error { .. } => "Error",
         Frame::ProbeAnswer(_) => "ProbeAnswer",
+        Frame::Control(_) => "Control",
     }
 }
 

@@ -11,8 +11,10 @@
 //!        all of them ──▶ KeyManager (crypto workers), StoreWorker (SQLite), EventBus
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -22,18 +24,23 @@ use tokio::sync::broadcast;
 use crate::api::ErrorKind;
 use crate::at_rest::{self, Sealed};
 use crate::contacts::{
-    Block, ContactError, ContactRegistry, FindContact, ListContacts, RemoveContact, SetVerified,
+    Block, ContactError, ContactRegistry, FindContact, ListBlocked, ListContacts, RemoveContact,
+    SetVerified,
 };
 use crate::crypto::{CryptoError, SecretCert};
 use crate::discovery::{Discovery, DiscoverySockets, DiscoveryStats, GetDiscoveryStats};
 use crate::discussions::{DirectoryError, DiscussionDirectory, Lookup, Resolve};
 use crate::events::{Event, EventBus, RefusedRequest, RequestInfo};
 use crate::identity;
+use crate::introductions::{
+    DecideIntroduction, IntroError, Introduce, Introductions, ListIntroductions,
+};
 use crate::keys::{KeyManager, KeysHandle};
-use crate::listener::{Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
+use crate::listener::{Cancel, Decide, ListRefusals, ListRequests, Listener, ListenerError, Open};
 use crate::prober::{AddContact, AddContactError, Prober};
 use crate::session::{CloseDiscussion, SendText, SessionError};
 use crate::settings::Settings;
+use crate::store::introductions::ReceivedIntroduction;
 use crate::store::STORAGE_KEY_BYTES;
 use crate::store::{
     ContactRecord, DiscussionState, DiscussionSummary, HistoryPage, MessageRecord, StoreError,
@@ -179,6 +186,8 @@ impl From<ListenerError> for ApiError {
             | ListenerError::Directory(_)
             | ListenerError::Create(_)
             | ListenerError::DirectoryGone => Self::Failed(ErrorKind::Failed, e.into()),
+            ListenerError::Cancelled(_) => Self::Failed(ErrorKind::Cancelled, e.into()),
+            ListenerError::Locked { .. } => Self::Failed(ErrorKind::TooManyAttempts, e.into()),
         }
     }
 }
@@ -190,6 +199,38 @@ impl From<SessionError> for ApiError {
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
                 Self::Failed(ErrorKind::Closed, e.into())
             }
+            SessionError::NoControlChannel(_) => Self::Failed(ErrorKind::Failed, e.into()),
+            _ => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::exchange::ExchangeError> for ApiError {
+    fn from(e: crate::exchange::ExchangeError) -> Self {
+        use crate::exchange::ExchangeError as X;
+        match e {
+            X::Session(e) => e.into(),
+            X::Store(e) => e.into(),
+            X::Timeout(_) => Self::Failed(ErrorKind::Timeout, e.into()),
+            X::Refused => Self::Failed(ErrorKind::Refused, e.into()),
+            X::Busy => Self::Failed(ErrorKind::Busy, e.into()),
+            X::TooLarge(..) => Self::Failed(ErrorKind::Failed, e.into()),
+            X::Gone => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<IntroError> for ApiError {
+    fn from(e: IntroError) -> Self {
+        match e {
+            IntroError::Contact(e) => e.into(),
+            IntroError::NotFound(_) | IntroError::NoDiscussion(_) => Self::NotFound(e.into()),
+            IntroError::SamePerson(_)
+            | IntroError::Transition(_)
+            | IntroError::AlreadyDecided { .. }
+            | IntroError::Blocked => Self::Invalid(e.into()),
+            IntroError::TooMany => Self::Failed(ErrorKind::Busy, e.into()),
+            IntroError::Send { .. } => Self::Failed(ErrorKind::Failed, e.into()),
             _ => Self::Internal(e.into()),
         }
     }
@@ -233,7 +274,11 @@ pub struct NodeHandle {
     pub discovery: Addr<Discovery>,
     pub listener: Addr<Listener>,
     pub directory: Addr<DiscussionDirectory>,
+    /// The contact-list exchange over discussions' control channels.
+    pub exchange: Addr<crate::exchange::ContactExchange>,
     pub prober: Addr<Prober>,
+    /// Introductions (made by us, or to us).
+    pub introductions: Addr<Introductions>,
     /// The Mainline DHT worker, when `[dht] enabled` (issue 11).
     pub dht: Option<Addr<crate::dht::DhtWorker>>,
     pub tcp_port: u16,
@@ -286,12 +331,31 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     let dht = crate::dht::start(&settings, tcp_port, &keys, &store, &events)
         .await
         .map_err(|e| NodeError::Dht(e.to_string()))?;
+    let exchange = crate::exchange::ContactExchange::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+        contacts.clone(),
+        tcp_port,
+    )
+    .start();
+    // The introductions actor needs the directory and the listener, and the directory's sessions
+    // need it: its address exists now, the actor starts once the others are built.
+    let introductions_context = Context::<Introductions>::new();
+    let introductions = introductions_context.address();
+    let control = crate::control::ControlContext {
+        node: name.clone(),
+        exchange: Some(exchange.clone()),
+        introductions: Some(introductions.clone()),
+    };
     let directory = DiscussionDirectory::new(
         settings.clone(),
         keys.clone(),
         store.clone(),
         events.clone(),
         contacts.clone(),
+        control,
     )
     .with_dht(dht.clone())
     .start();
@@ -306,6 +370,15 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     )
     .with_dht(dht.clone())
     .start();
+    introductions_context.run(Introductions::new(
+        settings.clone(),
+        keys.clone(),
+        store.clone(),
+        events.clone(),
+        contacts.clone(),
+        directory.clone(),
+        listener.clone(),
+    ));
     let discovery = Discovery::new(
         settings.clone(),
         sockets,
@@ -329,7 +402,9 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
         discovery,
         listener,
         directory,
+        exchange,
         prober,
+        introductions,
         dht,
         tcp_port,
         shutdown: std::sync::Arc::new(tokio::sync::Notify::new()),
@@ -572,8 +647,24 @@ impl NodeHandle {
             .map_err(mailbox)??)
     }
 
+    /// The blocked fingerprints, sorted.
+    pub async fn blocked(&self) -> Result<Vec<String>, ApiError> {
+        self.contacts.send(ListBlocked).await.map_err(mailbox)
+    }
+
     /// Ask a contact for a discussion; answers when it is open (its id) or failed.
     pub async fn open(&self, contact: &str, password: &str) -> Result<String, ApiError> {
+        self.open_while(contact, password, None).await
+    }
+
+    /// [`Self::open`], withdrawn (`cancelled`) if `asker_gone` ends first: the front-end that
+    /// asked went away, and nobody would see the discussion open.
+    pub async fn open_while(
+        &self,
+        contact: &str,
+        password: &str,
+        asker_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<String, ApiError> {
         check_password(password)?;
         let contact = self.find_contact(contact).await?;
         Ok(self
@@ -581,9 +672,24 @@ impl NodeHandle {
             .send(Open {
                 contact,
                 password: password.into(),
+                asker_gone,
+                introduced: false,
             })
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Withdraw our requests to a contact still waiting for an answer; how many were.
+    pub async fn cancel(&self, contact: &str) -> Result<u64, ApiError> {
+        let contact = self.find_contact(contact).await?;
+        let n = self
+            .listener
+            .send(Cancel {
+                fingerprint: contact.fingerprint,
+            })
+            .await
+            .map_err(mailbox)?;
+        Ok(n as u64)
     }
 
     pub async fn requests(&self) -> Result<Vec<RequestInfo>, ApiError> {
@@ -643,6 +749,51 @@ impl NodeHandle {
             .send(SendText(text.into()))
             .await
             .map_err(mailbox)??)
+    }
+
+    /// Queue a control message on a discussion (`docs/protocol.md`, "Control channel"): answers its
+    /// sequence number once it is stored. Refused if the peer is not known to speak version 2.
+    pub async fn send_control(
+        &self,
+        discussion: &str,
+        control: crate::wire::Control,
+    ) -> Result<u64, ApiError> {
+        let id = self.resolve(discussion).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        Ok(session
+            .send(crate::session::SendControl(control))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Ask the peer of a discussion (a discussion id or prefix, or the peer's name or fingerprint
+    /// prefix: its most recent discussion) for its contact list, and merge it into ours.
+    pub async fn contacts_from(
+        &self,
+        peer: &str,
+    ) -> Result<crate::exchange::ListOutcome, ApiError> {
+        let id = self.resolve(peer).await?;
+        let i = id.clone();
+        let record = self.store.run(move |s| s.discussion(&i)).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        let ask = crate::exchange::AskList {
+            session,
+            peer_address: record.peer_address.parse().ok(),
+            peer_fingerprint: record.peer_fingerprint,
+            peer_name: record.peer_name,
+        };
+        Ok(self.exchange.send(ask).await.map_err(mailbox)??)
+    }
+
+    /// Never share a contact (by name or fingerprint prefix) in our contact list, or share it
+    /// again: returns its fingerprint.
+    pub async fn set_never_share(&self, contact: &str, never: bool) -> Result<String, ApiError> {
+        let fp = self.find_contact(contact).await?.fingerprint;
+        let f = fp.clone();
+        self.store
+            .run(move |s| s.set_never_share(&f, never))
+            .await?;
+        Ok(fp)
     }
 
     /// The last `limit` messages, oldest first; marks the discussion read.
@@ -707,6 +858,45 @@ impl NodeHandle {
             .await
             .map_err(mailbox)??;
         Ok((id, state))
+    }
+
+    /// Introduce two contacts we each have an open discussion with; the introduction's id.
+    pub async fn introduce(&self, a: &str, b: &str) -> Result<String, ApiError> {
+        Ok(self
+            .introductions
+            .send(Introduce {
+                a: a.into(),
+                b: b.into(),
+            })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Introductions made to us, newest first (ended ones too).
+    pub async fn introductions(&self) -> Result<Vec<ReceivedIntroduction>, ApiError> {
+        Ok(self
+            .introductions
+            .send(ListIntroductions)
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Accept or decline an introduction made to us.
+    pub async fn decide_introduction(
+        &self,
+        local_id: i64,
+        accept: bool,
+    ) -> Result<ReceivedIntroduction, ApiError> {
+        Ok(self
+            .introductions
+            .send(DecideIntroduction { local_id, accept })
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Contacts met through an introduction: (fingerprint, introducer fingerprint, its name).
+    pub async fn introduced_contacts(&self) -> Result<Vec<(String, String, String)>, ApiError> {
+        Ok(self.store.run(|s| s.introduced_contacts()).await?)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

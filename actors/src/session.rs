@@ -32,13 +32,15 @@ use crate::crypto::{PublicCert, SecretCert};
 use crate::events::{now_secs, Event, EventBus};
 use crate::keys::KeysHandle;
 use crate::net::chat::{check_chat, decrypt_chat, encrypt_chat, ChatError};
+use crate::net::control::{check_control, decrypt_control, encrypt_control};
 use crate::net::Crypto as _;
 use crate::net::{self, Conn, SessionKeys};
 use crate::settings::Settings;
 use crate::store::{
-    DeliveryState, DiscussionState, Incoming, MessageRecord, StoreError, StoreHandle,
+    DeliveryState, DiscussionState, Incoming, MessageKind, MessageRecord, Outgoing, StoreError,
+    StoreHandle,
 };
-use crate::wire::{ack_data, ChatPayload, Frame, Purpose, Role};
+use crate::wire::{ack_data, ChatPayload, ControlPayload, Frame, Purpose, Role};
 
 /// First reconnection delay; it doubles up to `limits.reconnect_max_secs`.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
@@ -66,6 +68,11 @@ pub enum SessionError {
     Closed,
     #[error("cannot sign with the discussion key: {0}")]
     Key(#[from] crate::crypto::CryptoError),
+    /// A control message for a peer not (yet) known to speak protocol version 2.
+    #[error("the peer speaks protocol version {0}, without the control channel")]
+    NoControlChannel(u16),
+    #[error("cannot encode the control message: {0}")]
+    Encode(#[from] CodecError),
 }
 
 /// Why a frame was dropped or a connection's sending stopped: one bad frame costs that frame, a
@@ -88,6 +95,10 @@ pub enum LinkError {
     TooSlowForAcks,
     #[error("connection gone")]
     ConnectionGone,
+    #[error("outgoing control message {0} cannot be read back")]
+    BadControlRow(u64),
+    #[error("control message on a version-{0} connection")]
+    ControlBeforeV2(u16),
 }
 
 impl LinkError {
@@ -145,12 +156,22 @@ pub struct DiscussionSession {
     /// Closed without the peer ([`CloseDiscussion`] `force`): the `Close` signed before our key was
     /// destroyed, handed to the directory when the session stops so the peer is told later.
     close_proof: Option<Vec<u8>>,
+    /// The highest protocol version the peer has authenticated at: no connection below it is
+    /// accepted (downgrade defence). Shared with the discussion listener's accept loop.
+    peer_version: Arc<std::sync::atomic::AtomicU16>,
+    /// The highest version we speak (`listener.max_protocol_version`).
+    max_version: u16,
+    control: crate::control::ControlContext,
+    /// Received control messages waiting for their handler, handled one at a time in sequence order.
+    controls: control::ControlQueue,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
 struct Link {
     tx: mpsc::Sender<Frame>,
     generation: u64,
+    /// The protocol version agreed on this connection.
+    version: u16,
 }
 
 pub struct SessionParams {
@@ -166,6 +187,10 @@ pub struct SessionParams {
     pub contacts: Option<Addr<ContactRegistry>>,
     pub dht: Option<Addr<crate::dht::DhtWorker>>,
     pub closing: bool,
+    /// The highest protocol version the peer has authenticated at (the store's `peer_version`).
+    pub peer_version: u16,
+    /// Where received control messages go ([`crate::control`]).
+    pub control: crate::control::ControlContext,
     pub keys: KeysHandle,
     pub store: StoreHandle,
     pub events: EventBus,
@@ -176,6 +201,7 @@ impl DiscussionSession {
     pub fn new(p: SessionParams) -> Self {
         Self {
             node: p.settings.node.name.clone(),
+            max_version: p.settings.listener.max_protocol_version,
             sk: SessionKeys::new(p.discussion_id, p.role, Arc::new(p.own_key), p.peer_key),
             settings: p.settings,
             peer_name: p.peer_name,
@@ -210,7 +236,15 @@ impl DiscussionSession {
             connecting: false,
             finished: false,
             close_proof: None,
+            peer_version: Arc::new(std::sync::atomic::AtomicU16::new(p.peer_version)),
+            control: p.control,
+            controls: control::ControlQueue::default(),
         }
+    }
+
+    /// The lowest version a connection of this discussion may run at.
+    fn version_floor(&self) -> u16 {
+        self.peer_version.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn id(&self) -> &str {
@@ -254,14 +288,14 @@ impl DiscussionSession {
                     "[{}] {}: sending {}..={}",
                     ctxs.node,
                     ctxs.sk.discussion_id,
-                    first.seq,
-                    last.seq
+                    first.record.seq,
+                    last.record.seq
                 );
             }
             let mut next = from;
             for m in batch {
                 ctxs.transmit(&tx, &m).await?;
-                next = m.seq + 1;
+                next = m.record.seq + 1;
             }
             // A close goes after everything queued before it.
             let closed = match close {
@@ -313,6 +347,7 @@ impl Actor for DiscussionSession {
         if let Some(l) = self.listener.take() {
             self.serve(l, ctx);
         }
+        self.replay_unhandled_controls(ctx);
         self.connect(ctx);
         self.schedule_dht_dial(ctx);
     }
@@ -337,11 +372,13 @@ impl Actor for DiscussionSession {
 
 mod chat;
 mod connection;
+mod control;
 pub(crate) use connection::reach_peer;
 mod handlers;
 mod inbound;
 
 use chat::Sender;
+pub use control::SendControl;
 use handlers::Inbound;
 pub use handlers::{
     Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped, Tombstone,

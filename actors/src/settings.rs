@@ -60,7 +60,30 @@ pub struct Settings {
     pub ipc: IpcSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    pub prompt: PromptSettings,
+    pub sharing: SharingSettings,
     pub dht: DhtSettings,
+}
+
+/// Which contacts this node gives a peer that asks for its contact list (`pgpchat contacts --from`,
+/// `docs/protocol.md`, "Contact-list exchange"). The node itself is always in its answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingSettings {
+    /// The contacts shared, by where they came from: any of `broadcast` (heard on the local
+    /// network), `added` (added by address), `learned` (from another's list or an introduction).
+    /// Empty (the default, conservative: a list reveals part of its owner's social graph): only
+    /// the node itself. A contact marked "never share" is never shared.
+    pub share: Vec<ShareFrom>,
+}
+
+/// A kind of contact origin that [`SharingSettings::share`] may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareFrom {
+    Broadcast,
+    Added,
+    Learned,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +121,10 @@ pub struct ListenerSettings {
     pub bind: IpAddr,
     /// Port of the main TCP listener; 0 picks a free one (it is announced).
     pub port: u16,
+    /// The highest peer-to-peer protocol version this node speaks (`docs/protocol.md`,
+    /// "Versions"): by default this build's highest. 1 makes the node behave as builds before
+    /// version negotiation (compatibility tests and trials; nothing else needs it).
+    pub max_protocol_version: u16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -182,10 +209,29 @@ impl Default for LogSettings {
     }
 }
 
+/// The interactive prompt (`pgpchat chat`); the core ignores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptSettings {
+    /// Ring the terminal bell when a message arrives outside the chat view on screen (or while the
+    /// home menu is shown), or a request.
+    pub bell: bool,
+}
+
+impl Default for PromptSettings {
+    fn default() -> Self {
+        Self { bell: true }
+    }
+}
+
 /// Every bound of the node. Each protects memory or fairness against a hostile or broken peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// Most entries in a contact list, given or taken: a longer list received is refused whole.
+    pub max_list_entries: usize,
+    /// How long `contacts --from` waits for the peer's list.
+    pub list_request_timeout_secs: u64,
     /// Largest TCP frame, either direction.
     pub max_frame_bytes: usize,
     /// Largest chat message body (UTF-8 bytes).
@@ -236,6 +282,10 @@ pub struct Limits {
     pub ipc_idle_timeout_secs: u64,
     /// Worker threads for OpenPGP operations.
     pub crypto_threads: usize,
+    /// Seconds an introduction we received lives (its one-time secret with it): after that, or
+    /// once used or declined, the secret is destroyed. Also how long we wait for the answers to
+    /// an introduction we made.
+    pub introduction_window_secs: u64,
 }
 
 impl Default for DiscoverySettings {
@@ -256,6 +306,7 @@ impl Default for ListenerSettings {
         Self {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
+            max_protocol_version: crate::wire::PROTOCOL_VERSION,
         }
     }
 }
@@ -263,6 +314,8 @@ impl Default for ListenerSettings {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            max_list_entries: 64,
+            list_request_timeout_secs: 20,
             max_frame_bytes: 256 * 1024,
             max_message_bytes: 64 * 1024,
             max_datagram_bytes: 4096,
@@ -285,6 +338,7 @@ impl Default for Limits {
             ipc_event_queue: 1024,
             ipc_idle_timeout_secs: 60,
             crypto_threads: 2,
+            introduction_window_secs: 48 * 3600,
         }
     }
 }
@@ -323,6 +377,17 @@ impl Settings {
         if self.discovery.interval_secs == 0 {
             return bad("discovery.interval_secs", "must be at least 1");
         }
+        let versions = crate::wire::MIN_PROTOCOL_VERSION..=crate::wire::PROTOCOL_VERSION;
+        if !versions.contains(&self.listener.max_protocol_version) {
+            return bad(
+                "listener.max_protocol_version",
+                &format!(
+                    "must be between {} and {}",
+                    versions.start(),
+                    versions.end()
+                ),
+            );
+        }
         if l.max_frame_bytes < 4096 || l.max_frame_bytes > 64 * 1024 * 1024 {
             return bad(
                 "limits.max_frame_bytes",
@@ -335,6 +400,16 @@ impl Settings {
                 "must be at least 1 and leave 2048 bytes of room under limits.max_frame_bytes",
             );
         }
+        if l.max_list_entries
+            .saturating_mul(crate::exchange::MAX_ENTRY_BYTES)
+            + 4096
+            > l.max_frame_bytes
+        {
+            return bad(
+                "limits.max_list_entries",
+                "a whole list must fit in limits.max_frame_bytes (2048 bytes an entry)",
+            );
+        }
         if l.max_datagram_bytes < 1024 || l.max_datagram_bytes > 65507 {
             return bad(
                 "limits.max_datagram_bytes",
@@ -342,6 +417,11 @@ impl Settings {
             );
         }
         for (key, v) in [
+            ("limits.max_list_entries", l.max_list_entries),
+            (
+                "limits.list_request_timeout_secs",
+                l.list_request_timeout_secs as usize,
+            ),
             ("limits.max_contacts", l.max_contacts),
             ("limits.max_pending_requests", l.max_pending_requests),
             (
@@ -376,6 +456,9 @@ impl Settings {
         }
         if l.reconnect_max_secs == 0 {
             return bad("limits.reconnect_max_secs", "must be at least 1");
+        }
+        if l.introduction_window_secs == 0 {
+            return bad("limits.introduction_window_secs", "must be at least 1");
         }
         for (key, v) in [
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
@@ -647,6 +730,25 @@ mod tests {
             e.contains("/nonexistent/x.toml") && e.contains(CONFIG_ENV),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sharing_and_versions_are_read_and_checked() {
+        assert!(
+            Settings::default().sharing.share.is_empty(),
+            "shares none by default"
+        );
+        let s = load_file("[sharing]\nshare = [\"broadcast\", \"added\"]\n", vec![]).unwrap();
+        assert_eq!(s.sharing.share, [ShareFrom::Broadcast, ShareFrom::Added]);
+        let e = load_file("[sharing]\nshare = [\"everyone\"]\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("everyone"), "{e}");
+        let e = load_file("[listener]\nmax_protocol_version = 3\n", vec![]).unwrap_err();
+        assert!(
+            e.to_string().contains("listener.max_protocol_version"),
+            "{e}"
+        );
+        let e = load_file("[limits]\nmax_list_entries = 1000\n", vec![]).unwrap_err();
+        assert!(e.to_string().contains("limits.max_list_entries"), "{e}");
     }
 
     #[test]

@@ -22,7 +22,9 @@ use thiserror::Error;
 
 mod close_notices;
 mod contacts;
+mod control;
 mod discussions;
+pub mod introductions;
 mod messages;
 mod rendezvous;
 pub mod rows;
@@ -32,8 +34,8 @@ pub mod worker;
 
 pub use rows::{
     ContactOrigin, ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef,
-    DiscussionState, DiscussionSummary, HistoryPage, Incoming, MessageRecord, ProbeState,
-    UnknownValue,
+    DiscussionState, DiscussionSummary, HistoryPage, Incoming, MessageKind, MessageRecord,
+    Outgoing, ProbeState, UnknownValue,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;

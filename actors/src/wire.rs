@@ -3,8 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The one protocol version this build speaks. Anything else is refused in the first frame.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The highest protocol version this build speaks (`docs/protocol.md`, "Versions"). Two peers agree
+/// on the highest version both speak: the connecting side says its highest in `Hello`, the other
+/// side answers at `min(theirs, ours)`.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The lowest protocol version this build still speaks: version 1 is the protocol of every build
+/// before versions were negotiated, which refuses any hello version but 1.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The first version with the control channel ([`Frame::Control`]) and with the agreed version
+/// covered by the `SessionAuth` signatures.
+pub const CONTROL_VERSION: u16 = 2;
+
+/// The version of the announce format ([`AnnounceBody::version`]), apart from the protocol's:
+/// unchanged by version negotiation, so nodes of every version hear each other's announces.
+pub const ANNOUNCE_VERSION: u16 = 1;
 
 /// Random value that makes a frame unique (replay defence).
 pub type Nonce = [u8; 32];
@@ -26,6 +40,7 @@ pub struct Announce {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnounceBody {
+    /// [`ANNOUNCE_VERSION`].
     pub version: u16,
     /// Display name (a hint: identity is only proven in the TCP handshake).
     pub name: String,
@@ -61,6 +76,11 @@ pub enum Purpose {
         /// The prober's fresh challenge, echoed as the answer's `AnnounceBody::nonce`.
         nonce: Nonce,
     },
+    /// Ask for a new discussion that an introduction arranged (version 2 on): the rest is a
+    /// [`Purpose::Handshake`]'s, but the receiver accepts it without asking its user only if it
+    /// matches an introduction its user accepted, and never treats an ordinary `Handshake` so. Sent
+    /// only by an introduction's dialer (`docs/protocol.md`, section 6).
+    Introduced,
 }
 
 /// Characters of a discussion id: 16 bytes (of a hash of the handshake transcript) in lowercase hex.
@@ -102,6 +122,10 @@ pub enum Frame {
     /// The answer to a [`Purpose::Probe`]: `bincode(Announce)`, unpadded, `reply` set, its body's
     /// nonce the prober's. Verified exactly as a broadcast announce.
     ProbeAnswer(Vec<u8>),
+    /// Version 2 and later only: a control message of the discussion, OpenPGP signed by the
+    /// sender's discussion key and encrypted to the receiver's; plaintext `bincode(ControlPayload)`.
+    /// Shares the discussion's sequence numbers and acks with [`Frame::Chat`].
+    Control(Vec<u8>),
 }
 
 /// Plaintext of [`Frame::Sealed`].
@@ -203,6 +227,49 @@ impl std::fmt::Debug for ChatPayload {
     }
 }
 
+/// Plaintext of [`Frame::Control`]: like [`ChatPayload`], with a typed [`Control`] instead of text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPayload {
+    pub discussion_id: String,
+    /// Sender's sequence number, shared with chat messages (one sequence per direction).
+    pub seq: u64,
+    /// Seconds since the Unix epoch, sender's clock.
+    pub time: u64,
+    /// Fingerprint of the intended recipient's discussion key.
+    pub recipient: String,
+    pub control: Control,
+}
+
+/// Every control message: the one extension point of the control channel (`docs/protocol.md`,
+/// "Control channel"). A new exchange adds its variants at the end (the variant index is the wire
+/// format: never reorder), a handler in [`crate::control`], and its golden bytes below.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// Ask the peer for its contact list (`request_id` is the asker's, echoed in the answer).
+    ListRequest { request_id: u64 },
+    /// The answer to a [`Control::ListRequest`]: the sharer itself and the contacts it shares.
+    ListResponse {
+        request_id: u64,
+        entries: Vec<ListEntry>,
+    },
+    /// The peer will not answer this [`Control::ListRequest`] (asked too often).
+    ListRefused { request_id: u64 },
+    /// An introduction's offer, answer or outcome (`docs/protocol.md`, section 6; the types and
+    /// rules live in [`crate::introduction`]).
+    Introduction(crate::introduction::IntroductionMessage),
+}
+
+/// One contact in a [`Control::ListResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// The contact's own last signed announce, relayed unchanged (`bincode(Announce)`, padding
+    /// removed): the sharer cannot forge its name, key or port.
+    pub announce: Vec<u8>,
+    /// Where the sharer reaches it: a hint only (the sharer's observation, not signed by the
+    /// contact). An IP address in text form.
+    pub address: String,
+}
+
 /// Roles in a discussion: the requester (A) and the receiver (B).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
@@ -245,6 +312,32 @@ pub fn session_auth_data(
     v
 }
 
+/// [`session_auth_data`] at the agreed protocol `version`: version 1 is the old form exactly; from
+/// version 2 on, another domain and the version itself are signed, so the version both sides agreed
+/// on cannot be changed in flight (a downgrade needs a signature).
+pub fn session_auth_data_at(
+    version: u16,
+    discussion_id: &str,
+    signer: Role,
+    peer_nonce: &Nonce,
+    own: &Nonce,
+    port: u16,
+) -> Vec<u8> {
+    if version < CONTROL_VERSION {
+        return session_auth_data(discussion_id, signer, peer_nonce, own, port);
+    }
+    let mut v = b"pgpchat-session-auth-v2\0".to_vec();
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(discussion_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(signer.as_str().as_bytes());
+    v.push(0);
+    v.extend_from_slice(peer_nonce);
+    v.extend_from_slice(own);
+    v.extend_from_slice(&port.to_be_bytes());
+    v
+}
+
 /// What an acknowledgement signs.
 pub fn ack_data(discussion_id: &str, upto: u64) -> Vec<u8> {
     let mut v = b"pgpchat-ack-v1\0".to_vec();
@@ -273,6 +366,15 @@ mod tests {
             purpose: Purpose::Handshake,
         };
         assert_eq!(hex::encode(encode(&hello).unwrap()), "00000000000100000000");
+        // An introduction's dial: purpose variant 3, after the probe (version 2 only).
+        let introduced = Frame::Hello {
+            version: 2,
+            purpose: Purpose::Introduced,
+        };
+        assert_eq!(
+            hex::encode(encode(&introduced).unwrap()),
+            "00000000000200000003"
+        );
         let ack = Frame::Ack {
             upto: 7,
             signature: vec![0xaa],
@@ -280,6 +382,120 @@ mod tests {
         assert_eq!(
             hex::encode(encode(&ack).unwrap()),
             "0000000400000000000000070000000000000001aa"
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_control_channel() {
+        // Frame::Control is variant 8, after every version-1 frame and the probe answer (a v1
+        // peer never gets one).
+        let frame = Frame::Control(vec![0xbb]);
+        assert_eq!(
+            hex::encode(encode(&frame).unwrap()),
+            "000000080000000000000001bb"
+        );
+        let request = Control::ListRequest { request_id: 5 };
+        assert_eq!(
+            hex::encode(encode(&request).unwrap()),
+            "000000000000000000000005"
+        );
+        let response = Control::ListResponse {
+            request_id: 5,
+            entries: vec![ListEntry {
+                announce: vec![0xcc],
+                address: "1".into(),
+            }],
+        };
+        assert_eq!(
+            hex::encode(encode(&response).unwrap()),
+            concat!(
+                "00000001",
+                "0000000000000005",
+                "0000000000000001",
+                "0000000000000001cc",
+                "000000000000000131"
+            )
+        );
+        assert_eq!(
+            hex::encode(encode(&Control::ListRefused { request_id: 5 }).unwrap()),
+            "000000020000000000000005"
+        );
+        let payload = ControlPayload {
+            discussion_id: "d".into(),
+            seq: 2,
+            time: 3,
+            recipient: "r".into(),
+            control: request,
+        };
+        assert_eq!(
+            hex::encode(encode(&payload).unwrap()),
+            concat!(
+                "000000000000000164",
+                "0000000000000002",
+                "0000000000000003",
+                "000000000000000172",
+                "000000000000000000000005"
+            )
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_introduction_messages() {
+        use crate::introduction::{IntroductionMessage, IntroductionOffer};
+        // Control::Introduction is variant 3; inside it Offer 0, Answer 1, Outcome 2.
+        let answer = Control::Introduction(IntroductionMessage::Answer {
+            id: "a".into(),
+            accepted: true,
+        });
+        assert_eq!(
+            hex::encode(encode(&answer).unwrap()),
+            "000000030000000100000000000000016101"
+        );
+        let outcome = Control::Introduction(IntroductionMessage::Outcome {
+            id: "a".into(),
+            go: false,
+        });
+        assert_eq!(
+            hex::encode(encode(&outcome).unwrap()),
+            "000000030000000200000000000000016100"
+        );
+        let offer = Control::Introduction(IntroductionMessage::Offer(IntroductionOffer {
+            id: "i".into(),
+            peer_cert: vec![0xcc],
+            peer_announce: None,
+            peer_name: "n".into(),
+            peer_address: "1".into(),
+            peer_port: 7,
+            secret: "s".into(),
+        }));
+        assert_eq!(
+            hex::encode(encode(&offer).unwrap()),
+            concat!(
+                "00000003",
+                "00000000",
+                "000000000000000169",
+                "0000000000000001cc",
+                "00",
+                "00000000000000016e",
+                "000000000000000131",
+                "0007",
+                "000000000000000173"
+            )
+        );
+    }
+
+    #[test]
+    fn session_auth_data_signs_the_version_from_version_2() {
+        let v1 = session_auth_data_at(1, "d", Role::Receiver, &[1; 32], &[2; 32], 7);
+        assert_eq!(
+            v1,
+            session_auth_data("d", Role::Receiver, &[1; 32], &[2; 32], 7)
+        );
+        let v2 = session_auth_data_at(2, "d", Role::Receiver, &[1; 32], &[2; 32], 7);
+        assert!(v2.starts_with(b"pgpchat-session-auth-v2\0\0\x02d\0receiver\0"));
+        assert_ne!(
+            v2,
+            session_auth_data_at(3, "d", Role::Receiver, &[1; 32], &[2; 32], 7)
         );
     }
 
@@ -312,7 +528,12 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 purpose: Purpose::Probe { nonce: [7; 32] },
             },
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                purpose: Purpose::Introduced,
+            },
             Frame::ProbeAnswer(vec![8; 40]),
+            Frame::Control(vec![7; 10]),
         ];
         for f in frames {
             assert_eq!(decode::<Frame>(&encode(&f).unwrap()).unwrap(), f);

@@ -73,13 +73,22 @@ pub fn settings(name: &str, dir: &std::path::Path, discovery_port: u16) -> Setti
 
 /// Start `names.len()` nodes on one private loopback discovery network, in the current System.
 pub async fn spawn_nodes(names: &[&str]) -> Vec<TestNode> {
+    spawn_nodes_with(names, |_, _| {}).await
+}
+
+/// [`spawn_nodes`], with `adjust(name, settings)` applied to each node's settings before it starts.
+pub async fn spawn_nodes_with(
+    names: &[&str],
+    adjust: impl Fn(&str, &mut Settings),
+) -> Vec<TestNode> {
     init_logs();
     let port = free_udp_port();
     let mut v = Vec::new();
     for name in names {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let s = settings(name, &dir, port);
+        let mut s = settings(name, &dir, port);
+        adjust(name, &mut s);
         let id = SecretCert::generate(name).expect("identity");
         let node = start_node(s, id).await.expect("node starts");
         v.push(TestNode {
@@ -190,7 +199,7 @@ impl RawPeer {
 /// A signed announce from `keys`, as discovery sends it: `name`, TCP `tcp_port`, sent at `time`.
 pub async fn signed_announce(keys: &KeysHandle, name: &str, tcp_port: u16, time: u64) -> Vec<u8> {
     let body = pgpchat_actors::wire::AnnounceBody {
-        version: PROTOCOL_VERSION,
+        version: pgpchat_actors::wire::ANNOUNCE_VERSION,
         name: name.into(),
         tcp_port,
         cert: keys.public().to_bytes(),

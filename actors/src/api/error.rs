@@ -43,6 +43,8 @@ pub enum ErrorKind {
     NotConfirmed,
     /// The operation failed for another reason.
     Failed,
+    /// Our own request was withdrawn (`cancel`) before the peer answered.
+    Cancelled,
     /// A kind this client does not know (a newer core).
     #[serde(other)]
     Other,
@@ -69,6 +71,7 @@ impl ErrorKind {
             | Self::Protocol
             | Self::NotConfirmed
             | Self::Failed
+            | Self::Cancelled
             | Self::Other => 2,
         }
     }

@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::response::{Contact, DeliveryState, Message, PendingRequest};
+use super::response::{
+    Contact, DeliveryState, Introduction, IntroductionState, Message, PendingRequest,
+};
 
 /// A node event (`{"method":"event","params":{"event": KIND, ...}}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -20,6 +22,14 @@ pub enum Event {
     },
     /// Someone asks for a discussion.
     Request { request: PendingRequest },
+    /// A peer asked for our contact list: how many contacts we shared (itself not counted), or
+    /// that we refused (asked too often).
+    ListRequested {
+        peer_name: String,
+        peer_fingerprint: String,
+        shared: u64,
+        refused: bool,
+    },
     /// A request was withdrawn, timed out or decided.
     RequestClosed { request_id: u64, reason: String },
     /// A request turned away without asking the user (also in `requests {refused: true}`).
@@ -57,6 +67,13 @@ pub enum Event {
     DiscussionClosed {
         discussion_id: String,
         by_peer: bool,
+    },
+    /// Someone introduces someone to us: accept or decline it (`accept_introduction`).
+    Introduction { introduction: Introduction },
+    /// An introduction made to us ended (used, declined, cancelled, expired): its secret is gone.
+    IntroductionEnded {
+        introduction: i64,
+        state: IntroductionState,
     },
     /// An event this client does not know (a newer core of the same major version).
     #[serde(other)]
@@ -107,6 +124,17 @@ impl From<crate::events::Event> for Event {
                 request: (&request).into(),
             },
             E::RequestClosed { request_id, reason } => Self::RequestClosed { request_id, reason },
+            E::ListRequested {
+                peer_name,
+                peer_fingerprint,
+                shared,
+                refused,
+            } => Self::ListRequested {
+                peer_name,
+                peer_fingerprint,
+                shared,
+                refused,
+            },
             E::RequestRefused {
                 name,
                 fingerprint,
@@ -152,6 +180,13 @@ impl From<crate::events::Event> for Event {
             } => Self::Connection {
                 discussion_id,
                 connected,
+            },
+            E::Introduction { introduction } => Self::Introduction {
+                introduction: (&introduction).into(),
+            },
+            E::IntroductionEnded { local_id, state } => Self::IntroductionEnded {
+                introduction: local_id,
+                state: state.into(),
             },
             E::DiscussionClosed {
                 discussion_id,

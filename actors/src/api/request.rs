@@ -114,16 +114,27 @@ methods! {
     Contacts(ContactsRequest) = "contacts" -> Vec<Contact>;
     /// Mark a contact verified (or not) after comparing fingerprints out of band.
     Verify(VerifyRequest) = "verify" -> Contact;
+    /// Ask the peer of a discussion for its contact list and merge it into ours (a live request:
+    /// it waits for the answer up to `limits.list_request_timeout_secs`).
+    ContactsFrom(ContactsFromRequest) = "contacts_from" -> ListMerged;
+    /// Never share a contact in our contact list (or share it again, by `sharing.share`).
+    NeverShare(NeverShareRequest) = "never_share" -> NeverShared;
     /// Add the node at `HOST:PORT` (its main TCP port) as a contact: it is probed for its signed
     /// announce; answers with the contact (origin `added`).
     AddContact(AddContactRequest) = "add_contact" -> Contact;
     /// Forget a contact; answers with it. It comes back if it announces itself again.
     RemoveContact(RemoveContactRequest) = "remove_contact" -> Contact;
     /// Block (or with `blocked: false`, unblock) a fingerprint: its announces, discussion requests
-    /// and contact-list entries are ignored; its contact is forgotten.
+    /// and contact-list entries are ignored (requests recorded as refused, reason `blocked`); its
+    /// contact is forgotten. Discussions already open stay open: close them to stop them.
     Block(BlockRequest) = "block" -> BlockAnswer;
+    /// The blocked fingerprints (full, upper case), sorted.
+    Blocked(BlockedRequest) = "blocked" -> Vec<String>;
     /// Ask a contact for a discussion; answers once it is open (waits for the peer's decision).
     Open(OpenRequest) = "open" -> Opened;
+    /// Withdraw our requests to a contact that wait for an answer: each `open` waiting on one
+    /// fails with `cancelled`, and the request disappears from the peer's `requests`.
+    Cancel(CancelRequest) = "cancel" -> Cancelled;
     /// Requests waiting for a decision; with `refused: true`, the last requests turned away
     /// without asking the user, oldest first.
     Requests(RequestsRequest) = "requests" -> RequestList;
@@ -142,6 +153,16 @@ methods! {
     MarkRead(MarkReadRequest) = "mark_read" -> MarkedRead;
     /// Close a discussion (`closing` until the peer confirms; `force`: `closed` at once).
     Close(CloseRequest) = "close" -> CloseAnswer;
+    /// Introduce two contacts you each have an open discussion with to each other (each is sent
+    /// the other's certificate, announce and address, and one fresh secret).
+    Introduce(IntroduceRequest) = "introduce" -> Introduced;
+    /// Introductions made to us, newest first (ended ones too).
+    Introductions(IntroductionsRequest) = "introductions" -> Vec<Introduction>;
+    /// Accept an introduction made to us: once the other side accepts too, the discussion opens
+    /// by itself.
+    AcceptIntroduction(AcceptIntroductionRequest) = "accept_introduction" -> Introduction;
+    /// Decline an introduction made to us (its secret is destroyed).
+    DeclineIntroduction(DeclineIntroductionRequest) = "decline_introduction" -> Introduction;
     /// Stop the core; it removes its socket.
     Shutdown(ShutdownRequest) = "shutdown" -> Stopping;
     /// Receive event notifications on this connection from now on.
@@ -207,14 +228,45 @@ no_params! {
     VersionRequest;
     /// `contacts`: no parameters.
     ContactsRequest;
+    /// `blocked`: no parameters.
+    BlockedRequest;
     /// `discussions`: no parameters.
     DiscussionsRequest;
+    /// `introductions`: no parameters.
+    IntroductionsRequest;
     /// `shutdown`: no parameters.
     ShutdownRequest;
     /// `subscribe`: no parameters.
     SubscribeRequest;
     /// `rpc.discover`: no parameters.
     DiscoverRequest;
+}
+
+/// `introduce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IntroduceRequest {
+    /// One contact: a name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub a: String,
+    /// The other contact, likewise.
+    #[serde(deserialize_with = "param::string")]
+    pub b: String,
+}
+
+/// `accept_introduction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AcceptIntroductionRequest {
+    /// The introduction's id (as `introductions` lists it).
+    #[serde(deserialize_with = "param::count")]
+    pub introduction: u64,
+}
+
+/// `decline_introduction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeclineIntroductionRequest {
+    /// The introduction's id (as `introductions` lists it).
+    #[serde(deserialize_with = "param::count")]
+    pub introduction: u64,
 }
 
 /// `verify`.
@@ -230,6 +282,29 @@ pub struct VerifyRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub verified: Option<bool>,
+}
+
+/// `contacts_from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContactsFromRequest {
+    /// A discussion id or unique prefix, or a contact (its latest discussion): whom to ask.
+    #[serde(deserialize_with = "param::string")]
+    pub peer: String,
+}
+
+/// `never_share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NeverShareRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
+    /// Never share (default) or share again.
+    #[serde(
+        default,
+        deserialize_with = "param::flag",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub never: Option<bool>,
 }
 
 /// `add_contact`.
@@ -256,7 +331,9 @@ pub struct RemoveContactRequest {
 /// `block`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BlockRequest {
-    /// A full fingerprint (40 or 64 hex digits; spaces allowed).
+    /// A full fingerprint (40 or 64 hex digits; spaces allowed); or, to block, a contact's name
+    /// or fingerprint prefix (4+ hex digits); to unblock, a prefix of a blocked fingerprint.
+    /// Ambiguous: an error.
     #[serde(deserialize_with = "param::string")]
     pub fingerprint: String,
     /// Block (default) or unblock.
@@ -286,6 +363,14 @@ impl std::fmt::Debug for OpenRequest {
             .field("password", &Hidden::of(&self.password))
             .finish()
     }
+}
+
+/// `cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelRequest {
+    /// A name (case-insensitive, exact) or a fingerprint prefix of 4+ hex digits.
+    #[serde(deserialize_with = "param::string")]
+    pub contact: String,
 }
 
 /// `requests`.

@@ -84,6 +84,9 @@ pub struct Contact {
     /// Where the contact came from (recorded once). Absent from cores before API 1.1.
     #[serde(default)]
     pub origin: ContactOrigin,
+    /// Met through an introduction by this contact (recorded once; never makes it verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introduced_by: Option<Introducer>,
 }
 
 /// Where a contact came from: `{"kind": "broadcast"}`, `{"kind": "added"}`,
@@ -112,6 +115,64 @@ impl std::fmt::Display for ContactOrigin {
             Self::Introduced { name, .. } => write!(f, "introduced by {name}"),
         }
     }
+}
+
+/// Who introduced a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Introducer {
+    pub fingerprint: String,
+    /// Its name (chosen by the peer: escape it before printing).
+    pub name: String,
+}
+
+/// Where an introduction made to us stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntroductionState {
+    /// Waiting for our decision.
+    Pending,
+    /// We accepted; waiting for the other side.
+    Accepted,
+    /// Both accepted: the side with the lower fingerprint dials.
+    Ready,
+    /// A discussion opened through it.
+    Used,
+    /// We declined.
+    Declined,
+    /// The other side declined.
+    Cancelled,
+    /// Its window passed.
+    Expired,
+}
+
+/// An introduction made to us: `introducer` introduces `peer` to us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Introduction {
+    /// Our number for it (what `accept_introduction` takes).
+    pub id: i64,
+    pub introducer: Introducer,
+    /// The person introduced (name chosen by the peer; escape it before printing).
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+    /// Where the introducer reaches the peer: a hint only.
+    pub peer_address: String,
+    pub peer_port: u16,
+    /// The peer's name is known here with another key: this may not be who you think.
+    pub key_changed: bool,
+    pub state: IntroductionState,
+    pub received: u64,
+    /// When it ends (its secret destroyed) if not used before.
+    pub expires: u64,
+    /// The discussion it opened, once used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discussion_id: Option<String>,
+}
+
+/// Answer of `introduce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Introduced {
+    /// The introduction's id (the same at both sides).
+    pub introduction: String,
 }
 
 /// Answer of `block`.
@@ -233,10 +294,58 @@ impl std::fmt::Debug for Message {
     }
 }
 
+/// Answer of `contacts_from`: what merging the peer's list did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListMerged {
+    /// Names of the new contacts (origin `via NAME FINGERPRINT`).
+    pub learned: Vec<String>,
+    /// Entries for contacts already known (they keep their origin).
+    pub known: u64,
+    /// Names of new contacts whose name was known with another key (also a `key_changed` event).
+    pub key_changed: Vec<String>,
+    /// Entries not merged: the contact table is full of kept contacts.
+    pub no_room: u64,
+    /// Entries dropped: malformed, or their signed announce did not verify.
+    pub dropped: u64,
+    /// Entries of blocked fingerprints, ignored.
+    pub blocked: u64,
+    /// The origin recorded for the new contacts (`via` the peer asked). Absent from earlier cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ContactOrigin>,
+}
+
+impl From<crate::exchange::ListOutcome> for ListMerged {
+    fn from(o: crate::exchange::ListOutcome) -> Self {
+        Self {
+            learned: o.merged.learned,
+            known: o.merged.known,
+            key_changed: o.merged.key_changed,
+            no_room: o.merged.no_room,
+            dropped: o.dropped,
+            blocked: o.blocked,
+            origin: Some((&o.origin).into()),
+        }
+    }
+}
+
+/// Answer of `never_share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NeverShared {
+    pub fingerprint: String,
+    pub never_share: bool,
+}
+
 /// Answer of `open` and `accept`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Opened {
     pub discussion_id: String,
+}
+
+/// Answer of `cancel`: how many of our requests to the contact were withdrawn (0: none was
+/// waiting, it was answered already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancelled {
+    pub cancelled: u64,
 }
 
 /// Answer of `refuse` (always true).
@@ -284,6 +393,7 @@ impl From<&crate::store::ContactRecord> for Contact {
             verified: c.verified,
             key_changed: c.key_changed,
             origin: (&c.origin).into(),
+            introduced_by: None,
         }
     }
 }
@@ -296,6 +406,42 @@ impl From<&crate::store::ContactOrigin> for ContactOrigin {
             O::Added => Self::Added,
             O::Via { fingerprint, name } => Self::Via { fingerprint, name },
             O::Introduced { fingerprint, name } => Self::Introduced { fingerprint, name },
+        }
+    }
+}
+
+impl From<crate::introduction::IntroState> for IntroductionState {
+    fn from(s: crate::introduction::IntroState) -> Self {
+        use crate::introduction::IntroState as S;
+        match s {
+            S::Pending => Self::Pending,
+            S::Accepted => Self::Accepted,
+            S::Ready => Self::Ready,
+            S::Used => Self::Used,
+            S::Declined => Self::Declined,
+            S::Cancelled => Self::Cancelled,
+            S::Expired => Self::Expired,
+        }
+    }
+}
+
+impl From<&crate::store::introductions::ReceivedIntroduction> for Introduction {
+    fn from(i: &crate::store::introductions::ReceivedIntroduction) -> Self {
+        Self {
+            id: i.local_id,
+            introducer: Introducer {
+                fingerprint: i.introducer_fingerprint.clone(),
+                name: i.introducer_name.clone(),
+            },
+            peer_name: i.peer_name.clone(),
+            peer_fingerprint: i.peer_fingerprint.clone(),
+            peer_address: i.peer_address.clone(),
+            peer_port: i.peer_port,
+            key_changed: i.key_changed,
+            state: i.state.into(),
+            received: i.received,
+            expires: i.expires,
+            discussion_id: i.discussion_id.clone(),
         }
     }
 }

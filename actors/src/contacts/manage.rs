@@ -49,6 +49,56 @@ pub fn parse_fingerprint(s: &str) -> Result<String, ContactError> {
     }
 }
 
+impl ContactRegistry {
+    /// What `block`/`unblock` act on: a full fingerprint as typed; else, to block, a contact by
+    /// name or fingerprint prefix (as every other command resolves it); to unblock, a prefix of a
+    /// blocked fingerprint (a blocked key's contact is forgotten). Ambiguous or unknown: an error.
+    fn resolve_block_target(&self, query: &str, blocking: bool) -> Result<String, ContactError> {
+        if let Ok(fp) = parse_fingerprint(query) {
+            return Ok(fp);
+        }
+        if blocking {
+            return find(self.contacts.values(), query).map(|c| c.fingerprint);
+        }
+        let q = query.trim();
+        let hex = q.replace(' ', "").to_uppercase();
+        if hex.len() < 4 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ContactError::NotAFingerprint(q.chars().take(80).collect()));
+        }
+        let mut matches: Vec<&String> = self
+            .blocked
+            .iter()
+            .filter(|f| f.starts_with(&hex))
+            .collect();
+        matches.sort();
+        match matches.as_slice() {
+            [] => Err(ContactError::NotFound(q.to_string())),
+            [one] => Ok((*one).clone()),
+            many => Err(ContactError::Ambiguous(
+                q.to_string(),
+                format!(
+                    "{} blocked fingerprints match; use a longer prefix",
+                    many.len()
+                ),
+            )),
+        }
+    }
+}
+
+/// The blocked fingerprints, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ListBlocked;
+
+impl Handler<ListBlocked> for ContactRegistry {
+    type Result = Vec<String>;
+    fn handle(&mut self, _: ListBlocked, _: &mut Context<Self>) -> Vec<String> {
+        let mut all: Vec<String> = self.blocked.iter().cloned().collect();
+        all.sort();
+        all
+    }
+}
+
 /// Block (`blocked: true`) or unblock a fingerprint. Blocking forgets its contact; its announces,
 /// discussion requests and contact-list entries are ignored until it is unblocked. Answers the
 /// normalised fingerprint once the change is stored.
@@ -62,7 +112,7 @@ pub struct Block {
 impl Handler<Block> for ContactRegistry {
     type Result = ResponseActFuture<Self, Result<String, ContactError>>;
     fn handle(&mut self, m: Block, _: &mut Context<Self>) -> Self::Result {
-        let fp = match parse_fingerprint(&m.fingerprint) {
+        let fp = match self.resolve_block_target(&m.fingerprint, m.blocked) {
             Ok(fp) => fp,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };

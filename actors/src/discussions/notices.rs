@@ -221,7 +221,18 @@ async fn tell_by_dialing(
                 let (keys, notice) = (keys.clone(), t.notice.clone());
                 async move {
                     let mut conn = net::dial(to, deadline, max_frame).await?;
-                    net::tell_closed_as_connector(&mut conn, &keys, &notice, deadline).await
+                    match net::tell_closed_as_connector(&mut conn, &keys, &notice, deadline).await {
+                        // A version-1 peer refused our hello: once more at version 1.
+                        Err(e) if net::is_version_refusal(&e) => {
+                            let mut conn = net::dial(to, deadline, max_frame).await?;
+                            let v1 = crate::wire::MIN_PROTOCOL_VERSION;
+                            net::tell_closed_as_connector_at(
+                                &mut conn, &keys, &notice, v1, deadline,
+                            )
+                            .await
+                        }
+                        res => res,
+                    }
                 }
             },
         )

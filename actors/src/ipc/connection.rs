@@ -51,6 +51,8 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
     let lag = Arc::new(Notify::new());
     let writer = actix_rt::spawn(write_lines(w, rx, lag.clone(), idle_timeout));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CLIENT));
+    // Dropped when this connection ends: what its requests wait for (an `open`) is withdrawn.
+    let (_alive, client_gone) = tokio::sync::watch::channel(());
     let mut events: Option<actix_rt::task::JoinHandle<bool>> = None;
     let idle_check = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle_check);
@@ -177,9 +179,9 @@ pub(super) async fn serve_client(node: NodeHandle, stream: UnixStream, slot: Arc
             continue;
         };
         slot.update(|a| a.in_flight += 1);
-        let (node, tx, slot) = (node.clone(), tx.clone(), slot.clone());
+        let (node, tx, slot, gone) = (node.clone(), tx.clone(), slot.clone(), client_gone.clone());
         actix_rt::spawn(async move {
-            let result = dispatch(&node, request).await;
+            let result = dispatch(&node, request, gone).await;
             if let Some(id) = id {
                 let line = match result.map(serde_json::to_value) {
                     Ok(Ok(v)) => result_line(id, v),

@@ -19,7 +19,12 @@ fn discover() -> Value {
 }
 
 /// Run one request. `subscribe` is the connection's business: here it only answers.
-pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, ApiError> {
+/// `client_gone` ends when the connection that sent `request` closes (an `open` is then withdrawn).
+pub async fn dispatch(
+    node: &NodeHandle,
+    request: Request,
+    client_gone: tokio::sync::watch::Receiver<()>,
+) -> Result<Response, ApiError> {
     Ok(match request {
         Request::Whoami(_) => Response::Whoami(node.whoami().into()),
         Request::Status(_) => Response::Status(api::Status {
@@ -29,19 +34,23 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
             dht: node.dht_status().await?.into(),
         }),
         Request::Version(_) => Response::Version(api::VersionInfo::current()),
-        Request::Contacts(_) => Response::Contacts(
-            node.contacts()
-                .await?
-                .iter()
-                .map(api::Contact::from)
-                .collect(),
-        ),
+        Request::Contacts(_) => Response::Contacts(contacts(node).await?),
         Request::Verify(r) => Response::Verify(
             (&node
                 .set_verified(&r.contact, r.verified.unwrap_or(true))
                 .await?)
                 .into(),
         ),
+        Request::ContactsFrom(r) => {
+            Response::ContactsFrom(node.contacts_from(&r.peer).await?.into())
+        }
+        Request::NeverShare(r) => {
+            let never = r.never.unwrap_or(true);
+            Response::NeverShare(api::NeverShared {
+                fingerprint: node.set_never_share(&r.contact, never).await?,
+                never_share: never,
+            })
+        }
         Request::AddContact(r) => {
             let c = if r.dht == Some(true) {
                 node.add_contact_dht(&r.address).await?
@@ -60,8 +69,17 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 blocked,
             })
         }
-        Request::Open(r) => Response::Open(api::Opened {
-            discussion_id: node.open(&r.contact, &r.password).await?,
+        Request::Blocked(_) => Response::Blocked(node.blocked().await?),
+        Request::Open(r) => {
+            let mut gone = client_gone;
+            // `changed` fails when the connection drops its sender: then the asker is gone.
+            let gone = Box::pin(async move { while gone.changed().await.is_ok() {} });
+            Response::Open(api::Opened {
+                discussion_id: node.open_while(&r.contact, &r.password, Some(gone)).await?,
+            })
+        }
+        Request::Cancel(r) => Response::Cancel(api::Cancelled {
+            cancelled: node.cancel(&r.contact).await?,
         }),
         Request::Requests(r) if r.refused.unwrap_or(false) => {
             Response::Requests(api::RequestList::Refused(
@@ -122,6 +140,28 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
                 state: state.into(),
             })
         }
+        Request::Introduce(r) => Response::Introduce(api::Introduced {
+            introduction: node.introduce(&r.a, &r.b).await?,
+        }),
+        Request::Introductions(_) => Response::Introductions(
+            node.introductions()
+                .await?
+                .iter()
+                .map(api::Introduction::from)
+                .collect(),
+        ),
+        Request::AcceptIntroduction(r) => Response::AcceptIntroduction(
+            (&node
+                .decide_introduction(local_id(r.introduction)?, true)
+                .await?)
+                .into(),
+        ),
+        Request::DeclineIntroduction(r) => Response::DeclineIntroduction(
+            (&node
+                .decide_introduction(local_id(r.introduction)?, false)
+                .await?)
+                .into(),
+        ),
         Request::Shutdown(_) => {
             node.shutdown.notify_one();
             Response::Shutdown(api::Stopping { stopping: true })
@@ -129,4 +169,29 @@ pub async fn dispatch(node: &NodeHandle, request: Request) -> Result<Response, A
         Request::Subscribe(_) => Response::Subscribe(api::Subscribed { subscribed: true }),
         Request::Discover(_) => Response::Discover(discover()),
     })
+}
+
+/// Contacts, each with who introduced it (if an introduction brought it).
+async fn contacts(node: &NodeHandle) -> Result<Vec<api::Contact>, ApiError> {
+    let introduced = node.introduced_contacts().await?;
+    Ok(node
+        .contacts()
+        .await?
+        .iter()
+        .map(|c| {
+            let mut contact = api::Contact::from(c);
+            contact.introduced_by = introduced
+                .iter()
+                .find(|(fp, _, _)| *fp == c.fingerprint)
+                .map(|(_, fingerprint, name)| api::Introducer {
+                    fingerprint: fingerprint.clone(),
+                    name: name.clone(),
+                });
+            contact
+        })
+        .collect())
+}
+
+fn local_id(id: u64) -> Result<i64, ApiError> {
+    i64::try_from(id).map_err(|_| ApiError::NotFound(format!("no introduction {id}").into()))
 }

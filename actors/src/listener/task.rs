@@ -41,7 +41,8 @@ impl Task {
     async fn serve_in(&self, stream: TcpStream, from: SocketAddr, slot: &Slot) {
         let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
         let first = crate::admission::first_frame_deadline(&self.settings);
-        let purpose = match net::recv_hello(&mut conn, first).await {
+        let max_version = self.settings.listener.max_protocol_version;
+        let (version, purpose) = match net::recv_hello_at(&mut conn, first, max_version).await {
             Ok(p) => p,
             Err(e) => {
                 crate::log_limit::hostile(
@@ -62,6 +63,7 @@ impl Task {
                 nonce,
                 conn,
                 from,
+                version,
             }),
             Purpose::Probe { nonce } => {
                 // One signature per probe, on the crypto workers; the pool bounds how many run.
@@ -78,8 +80,12 @@ impl Task {
                     log::debug!("[{}] probe from {from}: {e}", self.node);
                 }
             }
-            Purpose::Handshake => {
-                if let Err(e) = self.receive_request(&mut conn, from, slot).await {
+            Purpose::Handshake | Purpose::Introduced => {
+                let introduced = purpose == Purpose::Introduced;
+                if let Err(e) = self
+                    .receive_request(&mut conn, from, slot, introduced)
+                    .await
+                {
                     crate::log_limit::hostile(
                         log::Level::Info,
                         &self.node,
@@ -92,17 +98,21 @@ impl Task {
     }
 
     /// Receiver's side of the handshake ([`responder::respond`]), with this task as its host. An
-    /// accepting user is answered with the outcome, whatever it is.
+    /// accepting user is answered with the outcome, whatever it is. `introduced`: the hello said
+    /// [`Purpose::Introduced`] (only such a request may match an accepted introduction).
     async fn receive_request(
         &self,
         conn: &mut Conn<TcpStream>,
         from: SocketAddr,
         slot: &Slot,
+        introduced: bool,
     ) -> Result<(), ListenerError> {
         let host = Host {
             task: self,
             from,
             slot,
+            introduced,
+            introduced_name: std::sync::Mutex::new(None),
         };
         let deadlines = responder::Deadlines {
             first_frame: crate::admission::first_frame_deadline(&self.settings),
@@ -155,14 +165,57 @@ impl Task {
         });
     }
 
+    /// Connect to `endpoint`, say hello at `version`, run the requester's side at it. Returns the
+    /// outcome and the version it ran at.
+    async fn request_at(
+        &self,
+        contact: &ContactRecord,
+        endpoint: SocketAddr,
+        peer_cert: &crate::crypto::PublicCert,
+        password: String,
+        version: u16,
+        purpose: Purpose,
+    ) -> Result<(requester::Requested, u16), RequestError> {
+        let deadline = self.deadline();
+        let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| net::NetError::Connect {
+                to: endpoint,
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            })?
+            .map_err(|source| net::NetError::Connect {
+                to: endpoint,
+                source,
+            })?;
+        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
+        let hello = Frame::Hello { version, purpose };
+        net::send(&mut conn, hello, deadline).await?;
+        let deadlines = requester::Deadlines {
+            step: deadline,
+            decision: Duration::from_secs(self.settings.limits.request_timeout_secs),
+        };
+        let name = &contact.name;
+        let requested = requester::request_at(
+            &mut conn, &self.keys, peer_cert, name, password, version, deadlines,
+        )
+        .await?;
+        Ok((requested, version))
+    }
+
     /// Requester's side of the handshake ([`requester::request`]): connect, say hello, run it,
-    /// keep the discussion.
+    /// keep the discussion. `introduced`: an introduction's dial, said with
+    /// [`Purpose::Introduced`] (version 2 on: never retried at version 1, which has none).
     pub(super) async fn request(
         &self,
         contact: ContactRecord,
         password: String,
+        introduced: bool,
     ) -> Result<String, ListenerError> {
-        let deadline = self.deadline();
+        let purpose = if introduced {
+            Purpose::Introduced
+        } else {
+            Purpose::Handshake
+        };
         let peer_cert = self
             .keys
             .parse_cert(contact.cert.clone())
@@ -173,37 +226,42 @@ impl Task {
             .parse()
             .map_err(|_| ListenerError::BadAddress(contact.address.clone()))?;
         let endpoint = SocketAddr::new(ip, contact.tcp_port);
-        let stream = tokio::time::timeout(deadline, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| {
-                let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
-                ListenerError::Unreachable(contact.name.clone(), timed_out)
-            })?
-            .map_err(|e| ListenerError::Unreachable(contact.name.clone(), e))?;
-        let mut conn = net::framed(stream, self.settings.limits.max_frame_bytes);
-        net::send(
-            &mut conn,
-            Frame::Hello {
-                version: PROTOCOL_VERSION,
-                purpose: Purpose::Handshake,
-            },
-            deadline,
-        )
-        .await?;
-        let deadlines = requester::Deadlines {
-            step: deadline,
-            decision: Duration::from_secs(self.settings.limits.request_timeout_secs),
+        let max_version = self.settings.listener.max_protocol_version;
+        let attempt = self
+            .request_at(
+                &contact,
+                endpoint,
+                &peer_cert,
+                password.clone(),
+                max_version,
+                purpose,
+            )
+            .await;
+        // A version-1 peer refuses our hello: once more at version 1 (a new discussion has no
+        // floor yet; its sessions raise it once the peer authenticates at 2).
+        let attempt = match attempt {
+            Err(RequestError::Net(e))
+                if net::is_version_refusal(&e)
+                    && max_version > MIN_PROTOCOL_VERSION
+                    && !introduced =>
+            {
+                self.request_at(
+                    &contact,
+                    endpoint,
+                    &peer_cert,
+                    password,
+                    MIN_PROTOCOL_VERSION,
+                    Purpose::Handshake,
+                )
+                .await
+            }
+            other => other,
         };
-        let requested = match requester::request(
-            &mut conn,
-            &self.keys,
-            &peer_cert,
-            &contact.name,
-            password,
-            deadlines,
-        )
-        .await
-        {
+        let version = match &attempt {
+            Ok((_, version)) => *version,
+            Err(_) => MIN_PROTOCOL_VERSION,
+        };
+        let requested = match attempt.map(|(r, _)| r) {
             Ok(r) => r,
             Err(e) => {
                 if e.burns_an_attempt() {
@@ -214,7 +272,12 @@ impl Task {
                     };
                     self.failed(&contact.fingerprint, ip, reason);
                 }
-                return Err(ListenerError::from_request(e, &contact.name));
+                return Err(match e {
+                    RequestError::Net(net::NetError::Connect { source, .. }) => {
+                        ListenerError::Unreachable(contact.name.clone(), source)
+                    }
+                    e => ListenerError::from_request(e, &contact.name),
+                });
             }
         };
         let agreed = requested.agreed;
@@ -230,6 +293,7 @@ impl Task {
             peer_address: ip.to_string(),
             peer_port: requested.port,
             listen_port: 0,
+            peer_version: version,
         };
         self.create_discussion(record, requested.own_key, agreed.peer_discussion_key)
             .await?;
@@ -310,6 +374,10 @@ struct Host<'a> {
     task: &'a Task,
     from: SocketAddr,
     slot: &'a Slot,
+    /// The hello said [`Purpose::Introduced`].
+    introduced: bool,
+    /// The name of the accepted introduction this request matched: the new discussion's name.
+    introduced_name: std::sync::Mutex<Option<String>>,
 }
 
 impl responder::ResponderHost for Host<'_> {
@@ -324,20 +392,13 @@ impl responder::ResponderHost for Host<'_> {
         request: &RequestBody,
     ) -> Result<(u64, oneshot::Receiver<Decision>), FailReason> {
         let task = self.task;
-        // A blocked key's requests are turned away without asking the user (it is told "busy").
+        // A blocked key's requests are turned away without asking the user (it is told "busy");
+        // the listener records them among the refusals, reason "blocked".
         let blocked = task
             .contacts
             .send(IsBlocked(request.from.clone()))
             .await
             .unwrap_or(false);
-        if blocked {
-            log::debug!(
-                "[{}] request from blocked {} ignored",
-                task.node,
-                request.from
-            );
-            return Err(FailReason::Busy);
-        }
         let fingerprint = request.from.clone();
         let trusted = task
             .store
@@ -352,6 +413,44 @@ impl responder::ResponderHost for Host<'_> {
             })
             .await
             .unwrap_or(false);
+        // An introduction our user accepted for this requester, within its window: only for a
+        // request that says it is one (an ordinary request of the same person goes to the user).
+        let introduction = if self.introduced {
+            let (fingerprint, now) = (request.from.clone(), now_secs());
+            match task
+                .store
+                .run(move |s| s.introduction_for_request(&fingerprint, now))
+                .await
+            {
+                Ok(Some((i, sealed))) => crate::introductions::unseal_secret(&task.keys, sealed)
+                    .await
+                    .ok()
+                    .map(|secret| (i, secret)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if self.introduced && introduction.is_none() {
+            // It claims an introduction our user did not accept (or that ended): nobody to ask.
+            log::debug!(
+                "[{}] introduced request from {} matches no introduction",
+                task.node,
+                request.from
+            );
+            return Err(FailReason::Busy);
+        }
+        let introduction = match introduction {
+            Some((i, secret)) => {
+                let name = crate::introductions::discussion_name(&task.contacts, &i).await;
+                *self
+                    .introduced_name
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(name);
+                Some((i.local_id, secret))
+            }
+            None => None,
+        };
         let info = RequestInfo {
             id: 0,
             name: net::sanitize(&request.name),
@@ -366,6 +465,8 @@ impl responder::ResponderHost for Host<'_> {
                 address: self.from.ip(),
                 nonce: request.nonce,
                 trusted,
+                introduction,
+                blocked,
             })
             .await
             // The listener is stopping: the peer is told we are busy.
@@ -392,10 +493,17 @@ impl responder::ResponderHost for Host<'_> {
         own_key_sealed: Vec<u8>,
     ) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
         let task = self.task;
+        // Opened through an introduction: the name our user accepted, not the requester's choice.
+        let peer_name = self
+            .introduced_name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| net::sanitize(&request.name));
         let record = DiscussionRecord {
             id: agreed.discussion_id.clone(),
             peer_fingerprint: request.from.clone(),
-            peer_name: net::sanitize(&request.name),
+            peer_name: peer_name.clone(),
             role: Role::Receiver,
             state: DiscussionState::Open,
             created: now_secs(),
@@ -404,6 +512,9 @@ impl responder::ResponderHost for Host<'_> {
             peer_address: self.from.ip().to_string(),
             peer_port: 0,
             listen_port: 0,
+            peer_version: request
+                .version
+                .min(task.settings.listener.max_protocol_version),
         };
         let port = task
             .create_discussion(record, own_key, agreed.peer_discussion_key)
@@ -418,7 +529,7 @@ impl responder::ResponderHost for Host<'_> {
         );
         task.events.emit(Event::DiscussionOpened {
             discussion_id: agreed.discussion_id.clone(),
-            peer_name: net::sanitize(&request.name),
+            peer_name,
             peer_fingerprint: request.from.clone(),
         });
         Ok(port)

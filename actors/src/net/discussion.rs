@@ -10,7 +10,29 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{frame_name, recv, send, Conn, Crypto, NetError};
 use crate::crypto::{CryptoError, PublicCert, SecretCert};
 use crate::handshake::random_nonce;
-use crate::wire::{close_data, session_auth_data, Frame, Nonce, Purpose, Role, PROTOCOL_VERSION};
+use crate::wire::{
+    close_data, session_auth_data_at, Frame, Nonce, Purpose, Role, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
+
+/// The protocol versions a connecting side may run a discussion connection at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// What our hello says: our highest, or 1 after the peer refused it (a version-1 peer).
+    pub hello: u16,
+    /// The lowest version we accept for this discussion: the highest its peer has authenticated
+    /// at (downgrade defence: once at 2, never below).
+    pub floor: u16,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Self {
+            hello: PROTOCOL_VERSION,
+            floor: MIN_PROTOCOL_VERSION,
+        }
+    }
+}
 
 /// What a discussion connection authenticates with.
 #[derive(Clone)]
@@ -57,10 +79,10 @@ pub async fn verify_close(
 }
 
 /// The first frame of a discussion connection, with a fresh nonce (returned too).
-fn discussion_hello(discussion_id: &str) -> (Frame, Nonce) {
+fn discussion_hello(discussion_id: &str, version: u16) -> (Frame, Nonce) {
     let nonce = random_nonce();
     let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
+        version,
         purpose: Purpose::Discussion {
             discussion_id: discussion_id.to_string(),
             nonce,
@@ -70,14 +92,30 @@ fn discussion_hello(discussion_id: &str) -> (Frame, Nonce) {
 }
 
 /// Connecting side: send the hello, check the listener's proof, send ours. Returns the listener's
-/// current discussion port (as it signed it).
+/// current discussion port (as it signed it). At this build's highest version, any agreed.
 pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     keys: &impl Crypto,
     sk: &SessionKeys,
     deadline: Duration,
 ) -> Result<u16, NetError> {
-    let (hello, own_nonce) = discussion_hello(&sk.discussion_id);
+    authenticate_as_connector_at(conn, keys, sk, Versions::default(), deadline)
+        .await
+        .map(|(port, _)| port)
+}
+
+/// [`authenticate_as_connector`] with the hello's version and the discussion's floor: returns the
+/// listener's port and the agreed version. The listener signs its proof at the version it agreed
+/// (`min(hello, its highest)`), which only its signature tells: the versions from `hello` down to
+/// `floor` are tried, highest first, so a version below the floor is never accepted.
+pub async fn authenticate_as_connector_at<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &impl Crypto,
+    sk: &SessionKeys,
+    versions: Versions,
+    deadline: Duration,
+) -> Result<(u16, u16), NetError> {
+    let (hello, own_nonce) = discussion_hello(&sk.discussion_id, versions.hello);
     send(conn, hello, deadline).await?;
     let (peer_nonce, port, signature) = match recv(conn, deadline).await? {
         Frame::SessionAuth {
@@ -88,17 +126,34 @@ pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
         Frame::Close { signature } => return Err(NetError::PeerClosedDiscussion(signature)),
         other => return Err(NetError::Unexpected(frame_name(&other))),
     };
-    let data = session_auth_data(
+    let floor = versions.floor.max(MIN_PROTOCOL_VERSION);
+    let mut version = versions.hello;
+    loop {
+        let data = session_auth_data_at(
+            version,
+            &sk.discussion_id,
+            sk.role.peer(),
+            &own_nonce,
+            &peer_nonce,
+            port,
+        );
+        match keys
+            .verify_detached(sk.peer.clone(), data, signature.clone())
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if version <= floor => return Err(NetError::Auth(e)),
+            Err(_) => version -= 1,
+        }
+    }
+    let proof = session_auth_data_at(
+        version,
         &sk.discussion_id,
-        sk.role.peer(),
-        &own_nonce,
+        sk.role,
         &peer_nonce,
-        port,
+        &own_nonce,
+        0,
     );
-    keys.verify_detached(sk.peer.clone(), data, signature)
-        .await
-        .map_err(NetError::Auth)?;
-    let proof = session_auth_data(&sk.discussion_id, sk.role, &peer_nonce, &own_nonce, 0);
     let signature = keys.sign_with(sk.own.clone(), proof).await?;
     send(
         conn,
@@ -110,7 +165,7 @@ pub async fn authenticate_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
         deadline,
     )
     .await?;
-    Ok(port)
+    Ok((port, version))
 }
 
 /// The peer sent `Close` instead of authenticating ([`NetError::PeerClosedDiscussion`]): check it
@@ -146,7 +201,23 @@ pub async fn tell_closed_as_connector<S: AsyncRead + AsyncWrite + Unpin>(
     notice: &CloseNotice,
     deadline: Duration,
 ) -> Result<(), NetError> {
-    send(conn, discussion_hello(&notice.discussion_id).0, deadline).await?;
+    tell_closed_as_connector_at(conn, keys, notice, PROTOCOL_VERSION, deadline).await
+}
+
+/// [`tell_closed_as_connector`] with the hello at `version` (1 for a peer that refused ours).
+pub async fn tell_closed_as_connector_at<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &impl Crypto,
+    notice: &CloseNotice,
+    version: u16,
+    deadline: Duration,
+) -> Result<(), NetError> {
+    send(
+        conn,
+        discussion_hello(&notice.discussion_id, version).0,
+        deadline,
+    )
+    .await?;
     let peer_closed = match recv(conn, deadline).await? {
         Frame::SessionAuth { .. } => None,
         Frame::Close { signature } => Some(signature),
@@ -196,6 +267,7 @@ async fn expect_close<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Listening side, after the hello (which carried the connector's nonce): prove ourselves with a
 /// fresh nonce (and our current discussion port), then check the connector's proof over that nonce.
+/// At this build's highest version.
 pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     keys: &impl Crypto,
@@ -204,8 +276,23 @@ pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
     listen_port: u16,
     deadline: Duration,
 ) -> Result<(), NetError> {
+    let at = PROTOCOL_VERSION;
+    authenticate_as_listener_at(conn, keys, sk, connector_nonce, listen_port, at, deadline).await
+}
+
+/// [`authenticate_as_listener`] at the `version` agreed from the hello: both proofs sign it.
+pub async fn authenticate_as_listener_at<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    keys: &impl Crypto,
+    sk: &SessionKeys,
+    connector_nonce: Nonce,
+    listen_port: u16,
+    version: u16,
+    deadline: Duration,
+) -> Result<(), NetError> {
     let own_nonce = random_nonce();
-    let proof = session_auth_data(
+    let proof = session_auth_data_at(
+        version,
         &sk.discussion_id,
         sk.role,
         &connector_nonce,
@@ -228,7 +315,8 @@ pub async fn authenticate_as_listener<S: AsyncRead + AsyncWrite + Unpin>(
         Frame::Close { signature } => return Err(NetError::PeerClosedDiscussion(signature)),
         other => return Err(NetError::Unexpected(frame_name(&other))),
     };
-    let data = session_auth_data(
+    let data = session_auth_data_at(
+        version,
         &sk.discussion_id,
         sk.role.peer(),
         &own_nonce,

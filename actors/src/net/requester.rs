@@ -75,6 +75,20 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     password: String,
     deadlines: Deadlines,
 ) -> Result<Requested, RequestError> {
+    let version = crate::wire::PROTOCOL_VERSION;
+    request_at(conn, crypto, peer, peer_name, password, version, deadlines).await
+}
+
+/// [`request`] at protocol `version` (the one the hello said): the request carries it.
+pub async fn request_at<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    crypto: &impl Crypto,
+    peer: &PublicCert,
+    peer_name: &str,
+    password: String,
+    version: u16,
+    deadlines: Deadlines,
+) -> Result<Requested, RequestError> {
     let deadline = deadlines.step;
     let (own_key, own_key_sealed) = crypto
         .new_discussion_key(format!("pgpchat discussion with {peer_name}"))
@@ -86,11 +100,9 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     );
     let (requester, request) = crypto
         .run(move |id| {
-            Ok(Requester::start(
-                id,
-                &name,
-                &peer_fp,
-                &dpub,
+            Ok(Requester::start_at(
+                version,
+                (id, &name, &peer_fp, &dpub),
                 password.as_bytes(),
                 now_secs(),
             ))

@@ -114,20 +114,52 @@ async fn a_node_closing_on_the_probe_gives_no_answer_and_still_speaks_pgpchat() 
 }
 
 #[tokio::test]
-async fn hello_of_another_version_is_answered_and_refused() {
+async fn hello_below_the_lowest_version_is_answered_and_refused() {
+    let (mut a, mut b) = pipe();
+    let hello = Frame::Hello {
+        version: 0,
+        purpose: Purpose::Handshake,
+    };
+    send(&mut a, hello, T).await.unwrap();
+    let got = recv_hello(&mut b, T).await;
+    assert!(matches!(got, Err(NetError::Version(0))));
+    let answer = recv(&mut a, T).await;
+    assert!(
+        is_version_refusal(answer.as_ref().unwrap_err()),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_higher_hello_is_met_at_ours_and_a_version_1_node_refuses_it() {
     let (mut a, mut b) = pipe();
     let hello = Frame::Hello {
         version: PROTOCOL_VERSION + 1,
         purpose: Purpose::Handshake,
     };
+    send(&mut a, hello.clone(), T).await.unwrap();
+    let (agreed, _) = recv_hello_at(&mut b, T, PROTOCOL_VERSION).await.unwrap();
+    assert_eq!(agreed, PROTOCOL_VERSION);
+    // A node that speaks version 1 only answers like every build before negotiation did.
+    let (mut a, mut b) = pipe();
     send(&mut a, hello, T).await.unwrap();
-    let got = recv_hello(&mut b, T).await;
-    assert!(matches!(got, Err(NetError::Version(v)) if v == PROTOCOL_VERSION + 1));
+    let got = recv_hello_at(&mut b, T, 1).await;
+    assert!(matches!(got, Err(NetError::Version(_))), "{got:?}");
     let answer = recv(&mut a, T).await;
     assert!(
-        matches!(&answer, Err(NetError::Peer(r)) if r.contains("unsupported protocol version")),
+        is_version_refusal(answer.as_ref().unwrap_err()),
         "{answer:?}"
     );
+}
+
+#[test]
+fn versions_agree_on_the_highest_both_speak() {
+    assert_eq!(agree_version(1, 2), Some(1));
+    assert_eq!(agree_version(2, 2), Some(2));
+    assert_eq!(agree_version(9, 2), Some(2));
+    assert_eq!(agree_version(0, 2), None);
+    assert_eq!(agree_version(1, 1), Some(1));
+    assert_eq!(agree_version(2, 1), None);
 }
 
 #[tokio::test]

@@ -6,31 +6,43 @@ use handlers::PeerClosed;
 
 /// How dialing the peer ended.
 enum Dialed {
-    /// Authenticated: the connection, the peer's address and its current discussion port.
-    Open(Box<Conn<TcpStream>>, std::net::IpAddr, u16),
+    /// Authenticated: the connection, the peer's address, its current discussion port and the
+    /// agreed protocol version.
+    Open(Box<Conn<TcpStream>>, std::net::IpAddr, u16, u16),
     /// The peer had closed the discussion; its `Close` was verified and confirmed.
     PeerClosed,
 }
 
 /// How the listening side of a discussion connection ended.
 pub(super) enum Accepted {
-    Open,
+    /// Authenticated at this protocol version.
+    Open(u16),
     /// The peer had closed the discussion; its `Close` was verified and confirmed.
     PeerClosed,
 }
 
-/// Listening side, after the hello: authenticate, or confirm the peer's `Close` if that is what it
-/// sent instead of its proof.
+/// Listening side, after the hello (agreed at `version`): authenticate, or confirm the peer's
+/// `Close` if that is what it sent instead of its proof. A version below `floor` (the highest the
+/// peer has authenticated at) is refused before anything is signed: the downgrade defence.
+#[allow(clippy::too_many_arguments)] // each is one fact of this connection
 pub(super) async fn accept(
     conn: &mut Conn<TcpStream>,
     keys: &KeysHandle,
     sk: &SessionKeys,
     nonce: crate::wire::Nonce,
     port: u16,
+    version: u16,
+    floor: u16,
     deadline: Duration,
 ) -> Result<Accepted, net::NetError> {
-    match net::authenticate_as_listener(conn, keys, sk, nonce, port, deadline).await {
-        Ok(()) => Ok(Accepted::Open),
+    if version < floor {
+        return Err(net::NetError::Downgrade {
+            agreed: version,
+            floor,
+        });
+    }
+    match net::authenticate_as_listener_at(conn, keys, sk, nonce, port, version, deadline).await {
+        Ok(()) => Ok(Accepted::Open(version)),
         Err(net::NetError::PeerClosedDiscussion(signature)) => {
             net::confirm_close(conn, keys, sk, signature, deadline).await?;
             Ok(Accepted::PeerClosed)
@@ -77,22 +89,50 @@ where
     }
 }
 
-/// Dial `to` and authenticate as the connecting side (or confirm the peer's `Close`).
-async fn dial(
+/// One dial and authentication as the connecting side, at `versions`.
+async fn dial_once(
     to: SocketAddr,
-    keys: KeysHandle,
-    sk: SessionKeys,
+    keys: &KeysHandle,
+    sk: &SessionKeys,
+    versions: net::Versions,
     deadline: Duration,
     max: usize,
 ) -> Result<Dialed, net::NetError> {
     let mut conn = net::dial(to, deadline, max).await?;
-    match net::authenticate_as_connector(&mut conn, &keys, &sk, deadline).await {
-        Ok(port) => Ok(Dialed::Open(Box::new(conn), to.ip(), port)),
+    match net::authenticate_as_connector_at(&mut conn, keys, sk, versions, deadline).await {
+        Ok((port, version)) => Ok(Dialed::Open(Box::new(conn), to.ip(), port, version)),
         Err(net::NetError::PeerClosedDiscussion(signature)) => {
-            net::confirm_close(&mut conn, &keys, &sk, signature, deadline).await?;
+            net::confirm_close(&mut conn, keys, sk, signature, deadline).await?;
             Ok(Dialed::PeerClosed)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Dial at `versions`; a peer that speaks version 1 only refuses our hello: once more at 1, unless
+/// the peer has authenticated at a higher version before (then the refusal is forged: the
+/// downgrade defence).
+async fn dial(
+    to: SocketAddr,
+    keys: KeysHandle,
+    sk: SessionKeys,
+    versions: net::Versions,
+    deadline: Duration,
+    max: usize,
+) -> Result<Dialed, net::NetError> {
+    match dial_once(to, &keys, &sk, versions, deadline, max).await {
+        Err(e)
+            if net::is_version_refusal(&e)
+                && versions.hello > crate::wire::MIN_PROTOCOL_VERSION
+                && versions.floor <= crate::wire::MIN_PROTOCOL_VERSION =>
+        {
+            let v1 = net::Versions {
+                hello: crate::wire::MIN_PROTOCOL_VERSION,
+                ..versions
+            };
+            dial_once(to, &keys, &sk, v1, deadline, max).await
+        }
+        res => res,
     }
 }
 
@@ -147,18 +187,22 @@ impl DiscussionSession {
         let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
         let max = self.settings.limits.max_frame_bytes;
         let id = self.id().to_string();
+        let versions = net::Versions {
+            hello: self.max_version,
+            floor: self.version_floor(),
+        };
         let fut = async move {
             via_dht(&dht, id, |to| {
-                dial(to, keys.clone(), sk.clone(), deadline, max)
+                dial(to, keys.clone(), sk.clone(), versions, deadline, max)
             })
             .await
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.connecting = false;
             match res {
-                Some(Ok(Dialed::Open(conn, _, _))) => {
+                Some(Ok(Dialed::Open(conn, _, _, version))) => {
                     if act.conn.is_none() {
-                        act.attach(*conn, ctx)
+                        act.attach(*conn, version, ctx)
                     }
                 }
                 Some(Ok(Dialed::PeerClosed)) => act.peer_closed(ctx),
@@ -188,8 +232,13 @@ impl DiscussionSession {
         let contacts = self.contacts.clone();
         let peer = self.peer_fingerprint.clone();
         let (dht, id) = (self.dht.clone(), self.id().to_string());
+        let versions = net::Versions {
+            hello: self.max_version,
+            floor: self.version_floor(),
+        };
         let fut = async move {
-            let attempt = |to: SocketAddr| dial(to, keys.clone(), sk.clone(), deadline, max);
+            let attempt =
+                |to: SocketAddr| dial(to, keys.clone(), sk.clone(), versions, deadline, max);
             match reach_peer(endpoint, contacts.as_ref(), peer, &attempt).await {
                 Err(e) => match dht {
                     Some(dht) => via_dht(&dht, id, &attempt).await.unwrap_or(Err(e)),
@@ -201,11 +250,11 @@ impl DiscussionSession {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.connecting = false;
             match res {
-                Ok(Dialed::Open(conn, ip, port)) => {
+                Ok(Dialed::Open(conn, ip, port, version)) => {
                     if act.sk.role == Role::Requester {
                         act.learn_endpoint(ip, port, ctx);
                     }
-                    act.attach(*conn, ctx)
+                    act.attach(*conn, version, ctx)
                 }
                 Ok(Dialed::PeerClosed) => act.peer_closed(ctx),
                 Err(e) => {
@@ -278,6 +327,7 @@ impl DiscussionSession {
         let port = self.listen_port;
         let pool = self.unauthenticated.clone();
         let first = crate::admission::first_frame_deadline(&self.settings);
+        let (max_version, floor) = (self.max_version, self.peer_version.clone());
         ctx.spawn(
             async move {
                 loop {
@@ -302,16 +352,22 @@ impl DiscussionSession {
                         }
                     };
                     let (keys, sk, me, node) = (keys.clone(), sk.clone(), me.clone(), node.clone());
+                    let floor = floor.load(std::sync::atomic::Ordering::Relaxed);
                     actix_rt::spawn(async move {
                         let evicted = slot.watch_eviction();
                         let mut conn = net::framed(stream, max);
                         let auth = async {
-                            match net::recv_hello(&mut conn, first).await? {
-                                Purpose::Discussion {
-                                    discussion_id,
-                                    nonce,
-                                } if discussion_id == sk.discussion_id => {
-                                    accept(&mut conn, &keys, &sk, nonce, port, deadline).await
+                            match net::recv_hello_at(&mut conn, first, max_version).await? {
+                                (
+                                    version,
+                                    Purpose::Discussion {
+                                        discussion_id,
+                                        nonce,
+                                    },
+                                ) if discussion_id == sk.discussion_id => {
+                                    let at = (port, version, floor);
+                                    accept(&mut conn, &keys, &sk, nonce, at.0, at.1, at.2, deadline)
+                                        .await
                                 }
                                 _ => Err(net::NetError::Unexpected("hello for another purpose")),
                             }
@@ -325,7 +381,7 @@ impl DiscussionSession {
                         };
                         drop(slot);
                         match res {
-                            Ok(Accepted::Open) => me.do_send(Attach(conn)),
+                            Ok(Accepted::Open(version)) => me.do_send(Attach { conn, version }),
                             Ok(Accepted::PeerClosed) => me.do_send(PeerClosed),
                             Err(e) => crate::log_limit::hostile(
                                 log::Level::Info,
@@ -341,10 +397,11 @@ impl DiscussionSession {
         );
     }
 
-    pub(super) fn attach(&mut self, conn: Conn<TcpStream>, ctx: &mut Context<Self>) {
+    pub(super) fn attach(&mut self, conn: Conn<TcpStream>, version: u16, ctx: &mut Context<Self>) {
         if self.finished {
             return;
         }
+        self.raise_peer_version(version, ctx);
         self.generation += 1;
         let generation = self.generation;
         self.backoff = RECONNECT_MIN;
@@ -373,7 +430,11 @@ impl DiscussionSession {
                     }
                 })),
         );
-        self.conn = Some(Link { tx, generation });
+        self.conn = Some(Link {
+            tx,
+            generation,
+            version,
+        });
         log::info!(
             "[{}] discussion {} connected to {}",
             self.node,
@@ -387,6 +448,29 @@ impl DiscussionSession {
         // Every undelivered message goes again on a new connection (the receiver drops duplicates).
         self.next_to_send = 0;
         self.pump(ctx);
+    }
+
+    /// The peer authenticated at `version`: from now on no connection below it is accepted for
+    /// this discussion (kept in the store, so a restart keeps the defence).
+    fn raise_peer_version(&mut self, version: u16, ctx: &mut Context<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.peer_version.fetch_max(version, Ordering::Relaxed) >= version {
+            return;
+        }
+        log::info!(
+            "[{}] {}: the peer speaks protocol version {version}",
+            self.node,
+            self.id()
+        );
+        let (store, id, node) = (self.store.clone(), self.id().to_string(), self.node.clone());
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.run(move |s| s.raise_peer_version(&id, version)).await {
+                    log::error!("[{node}] recording the peer's protocol version: {e}");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     pub(super) fn disconnect(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {

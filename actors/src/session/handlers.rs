@@ -17,6 +17,7 @@ impl StreamHandler<Inbound> for DiscussionSession {
             None => self.disconnect(m.generation, "closed by peer", ctx),
             Some(Err(e)) => self.disconnect(m.generation, &e.to_string(), ctx),
             Some(Ok(Frame::Chat(bytes))) => self.on_chat(bytes, m.generation, ctx),
+            Some(Ok(Frame::Control(bytes))) => self.on_control(bytes, m.generation, ctx),
             Some(Ok(Frame::Ack { upto, signature })) => self.on_ack(upto, signature, ctx),
             Some(Ok(Frame::Close { signature })) => self.on_close(signature, ctx),
             Some(Ok(other)) => {
@@ -32,10 +33,13 @@ impl StreamHandler<Inbound> for DiscussionSession {
 }
 
 /// An authenticated connection for this discussion (from its listener, the main listener, or a
-/// reconnect). Replaces any current one.
+/// reconnect), at the protocol `version` agreed on it. Replaces any current one.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Attach(pub Conn<TcpStream>);
+pub struct Attach {
+    pub conn: Conn<TcpStream>,
+    pub version: u16,
+}
 
 impl Handler<Attach> for DiscussionSession {
     type Result = ();
@@ -44,7 +48,7 @@ impl Handler<Attach> for DiscussionSession {
             let g = link.generation;
             self.disconnect(g, "replaced by a new connection", ctx);
         }
-        self.attach(m.0, ctx);
+        self.attach(m.conn, m.version, ctx);
     }
 }
 
@@ -55,6 +59,8 @@ impl Handler<Attach> for DiscussionSession {
 pub struct AuthenticateIncoming {
     pub conn: Conn<TcpStream>,
     pub nonce: crate::wire::Nonce,
+    /// The protocol version agreed from the hello.
+    pub version: u16,
 }
 
 impl Handler<AuthenticateIncoming> for DiscussionSession {
@@ -88,11 +94,13 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
             }
         };
         let (keys, sk, deadline) = (self.keys.clone(), self.sk.clone(), self.deadline());
-        let port = self.listen_port;
+        let (port, floor) = (self.listen_port, self.version_floor());
         let mut conn = m.conn;
         let fut = async move {
             let evicted = slot.watch_eviction();
-            let auth = super::connection::accept(&mut conn, &keys, &sk, m.nonce, port, deadline);
+            let auth = super::connection::accept(
+                &mut conn, &keys, &sk, m.nonce, port, m.version, floor, deadline,
+            );
             // Until it has authenticated, a newcomer may take its place.
             let accepted = tokio::select! {
                 Ok(()) = evicted => Err(net::NetError::Unexpected(
@@ -105,12 +113,12 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((super::connection::Accepted::PeerClosed, _)) => act.peer_closed(ctx),
-            Ok((super::connection::Accepted::Open, conn)) => {
+            Ok((super::connection::Accepted::Open(version), conn)) => {
                 if let Some(link) = &act.conn {
                     let g = link.generation;
                     act.disconnect(g, "replaced by a new connection", ctx);
                 }
-                act.attach(conn, ctx)
+                act.attach(conn, version, ctx)
             }
             Err(e) => crate::log_limit::hostile(
                 log::Level::Info,

@@ -46,32 +46,36 @@ impl DiscussionSession {
                     return Err(LinkError::Gap { seq, expected });
                 }
             }
-            let signature = keys
-                .sign_with(sk.own.clone(), ack_data(&sk.discussion_id, upto))
-                .await?;
-            tokio::time::timeout(deadline, tx.send(Frame::Ack { upto, signature }))
-                .await
-                .map_err(|_| LinkError::TooSlowForAcks)?
-                .map_err(|_| LinkError::ConnectionGone)?;
-            Ok(())
+            send_ack(&keys, &sk, &tx, upto, deadline).await
         };
         ctx.wait(
             fut.into_actor(self)
                 .map(move |res: Result<(), LinkError>, act, ctx| {
                     if let Err(e) = res {
-                        // One bad frame costs that frame; a slow peer costs its connection.
-                        crate::log_limit::hostile(
-                            log::Level::Warn,
-                            &act.node,
-                            &act.id(),
-                            format_args!("{}: dropped a chat frame: {e}", act.id()),
-                        );
-                        if e.costs_the_connection() {
-                            act.disconnect(generation, &e.to_string(), ctx);
-                        }
+                        act.frame_dropped("chat", e, generation, ctx);
                     }
                 }),
         );
+    }
+
+    /// A received frame (`kind`: chat or control) was refused: one bad frame costs that frame; a
+    /// slow peer costs its connection.
+    pub(super) fn frame_dropped(
+        &mut self,
+        kind: &str,
+        e: LinkError,
+        generation: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        crate::log_limit::hostile(
+            log::Level::Warn,
+            &self.node,
+            &self.id(),
+            format_args!("{}: dropped a {kind} frame: {e}", self.id()),
+        );
+        if e.costs_the_connection() {
+            self.disconnect(generation, &e.to_string(), ctx);
+        }
     }
 
     pub(super) fn on_ack(&mut self, upto: u64, signature: Vec<u8>, ctx: &mut Context<Self>) {
@@ -244,4 +248,23 @@ impl DiscussionSession {
             ctx.stop();
         }));
     }
+}
+
+/// Acknowledge everything received up to `upto` (chat and control share the sequence and the ack):
+/// signed, sent within `deadline` or the peer is too slow.
+pub(super) async fn send_ack(
+    keys: &KeysHandle,
+    sk: &SessionKeys,
+    tx: &mpsc::Sender<Frame>,
+    upto: u64,
+    deadline: Duration,
+) -> Result<(), LinkError> {
+    let signature = keys
+        .sign_with(sk.own.clone(), ack_data(&sk.discussion_id, upto))
+        .await?;
+    tokio::time::timeout(deadline, tx.send(Frame::Ack { upto, signature }))
+        .await
+        .map_err(|_| LinkError::TooSlowForAcks)?
+        .map_err(|_| LinkError::ConnectionGone)?;
+    Ok(())
 }

@@ -293,6 +293,12 @@ fn check_table(
             (Value::Integer(_), Value::Integer(_))
             | (Value::Boolean(_), Value::Boolean(_))
             | (Value::String(_), Value::String(_)) => {}
+            // Lists (`sharing.share`) hold texts; which texts is the key's own check.
+            (Value::Array(_), Value::Array(items)) => {
+                if let Some(other) = items.iter().find(|i| !i.is_str()) {
+                    return Err(bad_value(origin, &key, d, &describe(other)));
+                }
+            }
             _ => return Err(bad_value(origin, &key, d, &describe(v))),
         }
     }
@@ -323,6 +329,7 @@ fn expectation(default: &Value) -> &'static str {
         Value::Integer(_) => "a whole number (without quotes)",
         Value::String(_) => "text in double quotes",
         Value::Table(_) => "a section of keys",
+        Value::Array(_) => "a list of texts in double quotes, such as [\"broadcast\"]",
         _ => "another kind of value",
     }
 }

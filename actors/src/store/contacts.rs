@@ -94,6 +94,53 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// What a contact-list answer may carry: `(announce, address)` of up to `limit` contacts whose
+    /// origin is one of `origins` (`broadcast`, `added`, `learned` = via a list or introduced), not
+    /// marked never-share, not blocked, with a kept announce, other than `asker`; most recently
+    /// seen first.
+    pub fn shareable_contacts(
+        &self,
+        origins: &[&str],
+        asker: &str,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+        let (broadcast, added, learned) = (
+            origins.contains(&"broadcast"),
+            origins.contains(&"added"),
+            origins.contains(&"learned"),
+        );
+        let mut st = self.conn.prepare(
+            "SELECT announce, address FROM contacts
+             WHERE announce IS NOT NULL AND never_share = 0 AND fingerprint != ?5
+               AND fingerprint NOT IN (SELECT fingerprint FROM blocked)
+               AND ((?1 AND origin = 'broadcast') OR (?2 AND origin = 'added')
+                    OR (?3 AND origin IN ('via', 'introduced')))
+             ORDER BY last_seen DESC LIMIT ?4",
+        )?;
+        let rows = st.query_map(
+            params![broadcast, added, learned, limit as u64, asker],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Mark a contact never shared in lists (or shared again).
+    pub fn set_never_share(&self, fingerprint: &str, never: bool) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE contacts SET never_share = ?2 WHERE fingerprint = ?1",
+            params![fingerprint, never],
+        )? > 0)
+    }
+
+    /// Whether `fingerprint` is blocked: its announces, requests and list entries are ignored.
+    pub fn is_blocked(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM blocked WHERE fingerprint = ?1)",
+            [fingerprint],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn delete_contact(&self, fingerprint: &str) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM contacts WHERE fingerprint = ?1", [fingerprint])?;

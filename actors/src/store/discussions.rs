@@ -21,8 +21,8 @@ impl Store {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "INSERT INTO discussions (id, peer_fingerprint, peer_name, role, state, created,
-                 peer_key, peer_address, peer_port, listen_port)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 peer_key, peer_address, peer_port, listen_port, peer_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 d.id,
                 d.peer_fingerprint,
@@ -33,7 +33,8 @@ impl Store {
                 d.peer_key,
                 d.peer_address,
                 d.peer_port,
-                d.listen_port
+                d.listen_port,
+                d.peer_version
             ],
         )?;
         if !d.own_key_sealed.is_empty() {
@@ -51,7 +52,7 @@ impl Store {
             .query_row(
                 "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
                         COALESCE(k.sealed, x''), d.peer_key, d.peer_address, d.peer_port,
-                        d.listen_port
+                        d.listen_port, d.peer_version
                  FROM discussions d LEFT JOIN discussion_keys k ON k.discussion_id = d.id
                  WHERE d.id = ?1",
                 [id],
@@ -68,6 +69,7 @@ impl Store {
                         peer_address: r.get(8)?,
                         peer_port: r.get(9)?,
                         listen_port: r.get(10)?,
+                        peer_version: r.get(11)?,
                     })
                 },
             )
@@ -111,7 +113,7 @@ impl Store {
             "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
                     COALESCE(SUM(m.unread), 0), COUNT(m.seq), COALESCE(MAX(m.time), d.created),
                     EXISTS (SELECT 1 FROM close_notices c WHERE c.discussion_id = d.id AND c.told = 0)
-             FROM discussions d LEFT JOIN messages m ON m.discussion_id = d.id
+             FROM discussions d LEFT JOIN messages m ON m.discussion_id = d.id AND m.kind = 'text'
              GROUP BY d.id ORDER BY COALESCE(MAX(m.time), d.created) DESC, d.created DESC",
         )?;
         let rows = st.query_map([], |r| {

@@ -7,7 +7,8 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{
-    DeliveryState, Direction, DiscussionState, HistoryPage, Incoming, MessageRecord,
+    DeliveryState, Direction, DiscussionState, HistoryPage, Incoming, MessageKind, MessageRecord,
+    Outgoing,
 };
 use super::sealing::{open_body, raw_message, seal_body};
 use super::{Store, StoreError};
@@ -18,6 +19,17 @@ impl Store {
     pub fn queue_outgoing(
         &mut self,
         discussion_id: &str,
+        body: &str,
+        time: u64,
+    ) -> Result<MessageRecord, StoreError> {
+        self.queue_outgoing_kind(discussion_id, MessageKind::Text, body, time)
+    }
+
+    /// [`Self::queue_outgoing`] for a row of either kind (control messages: [`super::control`]).
+    pub(super) fn queue_outgoing_kind(
+        &mut self,
+        discussion_id: &str,
+        kind: MessageKind,
         body: &str,
         time: u64,
     ) -> Result<MessageRecord, StoreError> {
@@ -44,15 +56,16 @@ impl Store {
             body,
         )?;
         tx.execute(
-            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
             params![
                 discussion_id,
                 Direction::Out,
                 seq,
                 time,
                 sealed,
-                DeliveryState::Stored
+                DeliveryState::Stored,
+                kind
             ],
         )?;
         tx.execute(
@@ -81,13 +94,20 @@ impl Store {
         })
     }
 
-    /// Everything up to `upto` is delivered; returns the sequence numbers that changed.
+    /// Everything up to `upto` is delivered; returns the sequence numbers of chat messages that
+    /// changed (control messages change too, silently: they are never shown).
     pub fn mark_delivered(
         &mut self,
         discussion_id: &str,
         upto: u64,
     ) -> Result<Vec<u64>, StoreError> {
-        self.relaxed(|conn| mark_delivered_in(conn, discussion_id, upto))
+        let (seqs, controls) = self.relaxed(|conn| mark_delivered_in(conn, discussion_id, upto))?;
+        if controls > 0 {
+            // An acknowledged control message's body was dropped: its old page images leave the
+            // WAL now (best effort; `secure_delete` clears the database pages).
+            let _ = self.truncate_wal();
+        }
+        Ok(seqs)
     }
 
     /// Highest outgoing sequence number assigned so far (0: none).
@@ -119,6 +139,19 @@ impl Store {
         time: u64,
         body: &str,
     ) -> Result<(Incoming, u64), StoreError> {
+        self.store_incoming_kind(discussion_id, MessageKind::Text, seq, time, body)
+    }
+
+    /// [`Self::store_incoming`] for a row of either kind: a control message is stored not unread
+    /// and not yet handled ([`super::control`]).
+    pub(super) fn store_incoming_kind(
+        &mut self,
+        discussion_id: &str,
+        kind: MessageKind,
+        seq: u64,
+        time: u64,
+        body: &str,
+    ) -> Result<(Incoming, u64), StoreError> {
         self.durable()?;
         let tx = self
             .conn
@@ -144,16 +177,21 @@ impl Store {
             seq,
             body,
         )?;
+        let text = kind == MessageKind::Text;
         tx.execute(
-            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread, kind,
+                 handled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 discussion_id,
                 Direction::In,
                 seq,
                 time,
                 sealed,
-                DeliveryState::Received
+                DeliveryState::Received,
+                text,
+                kind,
+                text
             ],
         )?;
         tx.execute(
@@ -164,22 +202,28 @@ impl Store {
         Ok((Incoming::Stored, seq))
     }
 
-    /// Up to `limit` undelivered outgoing messages with `seq >= from`, oldest first.
+    /// Up to `limit` undelivered outgoing messages (chat and control) with `seq >= from`, oldest
+    /// first.
     pub fn outbox_from(
         &self,
         discussion_id: &str,
         from: u64,
         limit: u64,
-    ) -> Result<Vec<MessageRecord>, StoreError> {
+    ) -> Result<Vec<Outgoing>, StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT discussion_id, direction, seq, time, body, state FROM messages
+            "SELECT discussion_id, direction, seq, time, body, state, kind FROM messages
              WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered' AND seq >= ?2
              ORDER BY seq LIMIT ?3",
         )?;
-        let rows = st.query_map(params![discussion_id, from, limit], raw_message)?;
+        let rows = st.query_map(params![discussion_id, from, limit], |r| {
+            Ok((r.get::<_, MessageKind>(6)?, raw_message(r)?))
+        })?;
         let raw = rows.collect::<Result<Vec<_>, _>>()?;
         raw.into_iter()
-            .map(|r| open_body(self.cipher.as_ref(), r))
+            .map(|(kind, r)| {
+                let record = open_body(self.cipher.as_ref(), r)?;
+                Ok(Outgoing { kind, record })
+            })
             .collect()
     }
 
@@ -214,7 +258,7 @@ impl Store {
             "SELECT discussion_id, direction, seq, time, body, state, pos FROM (
                  SELECT discussion_id, direction, seq, time, body, state,
                         ROW_NUMBER() OVER (ORDER BY time, rowid) AS pos
-                 FROM messages WHERE discussion_id = ?1)
+                 FROM messages WHERE discussion_id = ?1 AND kind = 'text')
              WHERE pos > ?2 AND pos < ?3 ORDER BY pos {} LIMIT ?4",
             if forward { "ASC" } else { "DESC" }
         );
@@ -254,12 +298,12 @@ fn mark_delivered_in(
     conn: &mut Connection,
     discussion_id: &str,
     upto: u64,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<(Vec<u64>, usize), StoreError> {
     let tx = conn.transaction()?;
     let seqs = {
         let mut st = tx.prepare(
             "SELECT seq FROM messages WHERE discussion_id = ?1 AND direction = 'out'
-             AND seq <= ?2 AND state != 'delivered' ORDER BY seq",
+             AND seq <= ?2 AND state != 'delivered' AND kind = 'text' ORDER BY seq",
         )?;
         let rows = st.query_map(params![discussion_id, upto], |r| r.get(0))?;
         rows.collect::<Result<Vec<u64>, _>>()?
@@ -269,6 +313,13 @@ fn mark_delivered_in(
          AND seq <= ?2 AND state != 'delivered'",
         params![discussion_id, upto],
     )?;
+    // Acknowledged control messages are not history and will not be sent again: their bodies
+    // (an introduction's offer carries its secret) are dropped.
+    let controls = tx.execute(
+        "UPDATE messages SET body = X'' WHERE discussion_id = ?1 AND direction = 'out'
+         AND seq <= ?2 AND kind = 'control' AND length(body) > 0",
+        params![discussion_id, upto],
+    )?;
     tx.commit()?;
-    Ok(seqs)
+    Ok((seqs, controls))
 }

@@ -201,6 +201,8 @@ pub struct DiscussionRecord {
     pub peer_port: u16,
     /// Receiver: the port of our discussion listener (reused after a restart when free).
     pub listen_port: u16,
+    /// The highest protocol version the peer has authenticated at (the downgrade defence's floor).
+    pub peer_version: u16,
 }
 
 impl DiscussionRecord {
@@ -256,6 +258,24 @@ pub enum DeliveryState {
 
 text_column!(DeliveryState, "delivery state",
     Stored => "stored", Sent => "sent", Delivered => "delivered", Received => "received");
+
+/// What a `messages` row holds: a chat text, or a control message (`docs/protocol.md`, "Control
+/// channel"), never shown in history nor counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Text,
+    Control,
+}
+
+text_column!(MessageKind, "message kind", Text => "text", Control => "control");
+
+/// One undelivered outgoing row, of either kind (for a control message, `record.body` is the hex
+/// of `bincode(Control)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub kind: MessageKind,
+    pub record: MessageRecord,
+}
 
 /// Which messages of a discussion `history` answers: at most `limit`, between the positions
 /// `after` and `before` (both excluded; 1 is the first message). With only `after`, the first

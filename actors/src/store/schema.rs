@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -38,7 +38,15 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         to: 3,
-        apply: v3_dht_rendezvous,
+        apply: v3_protocol_versions_and_control_channel,
+    },
+    Migration {
+        to: 4,
+        apply: v4_introductions,
+    },
+    Migration {
+        to: 5,
+        apply: v5_dht_rendezvous,
     },
 ];
 
@@ -133,14 +141,7 @@ fn v2_contacts_by_address(tx: &Transaction<'_>) -> Result<bool, StoreError> {
         ("next_probe", "INTEGER NOT NULL DEFAULT 0"),
     ];
     for (name, decl) in COLUMNS {
-        let exists: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('contacts') WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )?;
-        if exists == 0 {
-            tx.execute_batch(&format!("ALTER TABLE contacts ADD COLUMN {name} {decl};"))?;
-        }
+        add_column(tx, "contacts", name, decl)?;
     }
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS blocked (
@@ -151,9 +152,91 @@ fn v2_contacts_by_address(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     Ok(false)
 }
 
-/// Issue 11 (dht): each discussion's rendezvous secret, sealed (`at_rest::Sealed::RendezvousSecret`),
-/// in its own table written once and deleted with the discussion's key (like `discussion_keys`).
-fn v3_dht_rendezvous(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+/// Version 3 (issue 10, protocol versions, control channel, contact-list exchange):
+/// - `messages.kind` (`text` | `control`): control messages share a discussion's sequence numbers
+///   and outbox with chat, and are never shown, counted or unread; `messages.handled`: whether an
+///   incoming control message was processed (0 until then: processed again at start after a crash);
+/// - `discussions.peer_version`: the highest protocol version the peer has authenticated at (the
+///   downgrade defence: never less from then on);
+/// - `contacts.never_share`: the user's "never give this contact to anyone asking for my list".
+fn v3_protocol_versions_and_control_channel(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    for (table, column, declaration) in [
+        ("messages", "kind", "TEXT NOT NULL DEFAULT 'text'"),
+        ("messages", "handled", "INTEGER NOT NULL DEFAULT 1"),
+        ("discussions", "peer_version", "INTEGER NOT NULL DEFAULT 1"),
+        ("contacts", "never_share", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        add_column(tx, table, column, declaration)?;
+    }
+    Ok(false)
+}
+
+/// `ALTER TABLE table ADD COLUMN column declaration`, unless the column is there already (a store
+/// whose recorded version was lost, as version 0 stores of issue 8 were, runs a step again).
+fn add_column(
+    tx: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<(), StoreError> {
+    let present: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if present == 0 {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration};"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Version 3 (issue 10, introductions): the introductions we received (with their secret, sealed
+/// at rest, NULL once destroyed) and those we made (the answers we wait for). A contact met
+/// through an introduction reads its origin ("introduced by X") from its used introduction.
+fn v4_introductions(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS introductions (
+            local_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            introducer_fingerprint TEXT NOT NULL,
+            id TEXT NOT NULL,
+            introducer_name TEXT NOT NULL,
+            introducer_discussion TEXT NOT NULL,
+            peer_fingerprint TEXT NOT NULL,
+            peer_name TEXT NOT NULL,
+            peer_cert BLOB NOT NULL,
+            peer_announce BLOB,
+            peer_address TEXT NOT NULL,
+            peer_port INTEGER NOT NULL,
+            key_changed INTEGER NOT NULL DEFAULT 0,
+            secret BLOB,
+            state TEXT NOT NULL,
+            received INTEGER NOT NULL,
+            expires INTEGER NOT NULL,
+            discussion_id TEXT,
+            UNIQUE (introducer_fingerprint, id)
+        );
+        CREATE TABLE IF NOT EXISTS introductions_made (
+            id TEXT PRIMARY KEY,
+            a_fingerprint TEXT NOT NULL,
+            a_discussion TEXT NOT NULL,
+            a_answer TEXT NOT NULL,
+            b_fingerprint TEXT NOT NULL,
+            b_discussion TEXT NOT NULL,
+            b_answer TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            expires INTEGER NOT NULL,
+            told INTEGER NOT NULL DEFAULT 0
+        );",
+    )?;
+    Ok(false)
+}
+
+/// Version 5 (issue 11, dht): each discussion's rendezvous secret, sealed
+/// (`at_rest::Sealed::RendezvousSecret`), in its own table written once and deleted with the
+/// discussion's key (like `discussion_keys`).
+fn v5_dht_rendezvous(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS rendezvous_secrets (
              discussion_id TEXT PRIMARY KEY REFERENCES discussions(id),

@@ -3,7 +3,14 @@
 use super::*;
 use rusqlite::Connection;
 
-fn discussion(id: &str) -> DiscussionRecord {
+/// A store in a temporary directory, with a storage key.
+pub(super) fn open_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+    (dir, s)
+}
+
+pub(super) fn discussion(id: &str) -> DiscussionRecord {
     DiscussionRecord {
         id: id.into(),
         peer_fingerprint: "F".into(),
@@ -16,6 +23,7 @@ fn discussion(id: &str) -> DiscussionRecord {
         peer_address: "127.0.0.1".into(),
         peer_port: 5,
         listen_port: 0,
+        peer_version: 1,
     }
 }
 
@@ -110,7 +118,7 @@ fn outbox_delivery_and_exactly_once_incoming() {
     assert_eq!(s.mark_delivered("d", 1).unwrap(), vec![1]);
     assert_eq!(s.mark_delivered("d", 1).unwrap(), Vec::<u64>::new());
     assert!(!s.mark_sent("d", 1).unwrap(), "delivered never goes back");
-    assert_eq!(s.outbox_from("d", 0, 100).unwrap()[0].body, "two");
+    assert_eq!(s.outbox_from("d", 0, 100).unwrap()[0].record.body, "two");
 
     assert_eq!(
         s.store_incoming("d", 1, 5, "hi").unwrap(),

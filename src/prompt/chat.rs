@@ -1,0 +1,536 @@
+//! The chat view: a header (the peer, verified or not, the fingerprint), the recent history with
+//! date lines and an unread separator, then a line editor (rustyline: editing keys, history, Tab
+//! completion, pasting several lines as one message). Arriving lines print above the line being
+//! typed ([`super::live`]). Ctrl-C or Ctrl-D return to the menu; `/help` lists the commands.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Result};
+use pgpchat_actors::api::{self, Discussion};
+use pgpchat_actors::client::ClientError;
+use pgpchat_actors::offline::fingerprint_groups;
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{
+    Cmd, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, Helper,
+    KeyEvent, RepeatCount,
+};
+
+use super::events::Scope;
+use super::lines::{self, Days};
+use super::live::{Ended, Live};
+use super::slash::{self, Typed};
+use crate::client::Client;
+use crate::ctx::Ctx;
+use crate::safe_text;
+
+/// Messages of history shown when a chat view opens.
+const HISTORY_SHOWN: u64 = 20;
+/// At most this many unread messages are printed when a chat view opens (older ones: `/more`).
+const MAX_UNREAD_SHOWN: u64 = 2_000;
+/// Messages shown by each `/more`.
+const MORE_PAGE: u64 = 50;
+/// Lines typed kept for the Up key, across chat views.
+const TYPED_HISTORY: usize = 200;
+
+/// What was typed, across chat views (each view has its own editor).
+static TYPED: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+
+/// What to do after a view.
+enum Next {
+    Menu,
+    Open(String),
+}
+
+/// Show the chat view of `discussion`, then the ones the person switches to, until they go back
+/// to the menu. `unread`: the discussion's unread count as the caller listed it; every one is shown.
+/// `events`: a connection subscribed before the discussion opened (see [`subscribe`]).
+pub(super) fn run(
+    ctx: &Ctx,
+    client: &mut Client,
+    discussion: &str,
+    unread: u64,
+    events: Option<Client>,
+) -> Result<()> {
+    let mut next = view(ctx, client, discussion, unread, events)?;
+    while let Next::Open(id) = next {
+        let unread = client
+            .call(api::DiscussionsRequest {})?
+            .iter()
+            .find(|d| d.id == id)
+            .map_or(0, |d| d.unread);
+        next = view(ctx, client, &id, unread, None)?;
+    }
+    Ok(())
+}
+
+/// A connection subscribed to the core's events, for a chat view.
+pub(super) fn subscribe(ctx: &Ctx) -> Result<Client> {
+    let mut events = ctx.client()?;
+    events.call(api::SubscribeRequest {})?;
+    Ok(events)
+}
+
+fn view(
+    ctx: &Ctx,
+    client: &mut Client,
+    discussion: &str,
+    unread: u64,
+    early: Option<Client>,
+) -> Result<Next> {
+    let list = client.call(api::DiscussionsRequest {})?;
+    let d = list
+        .iter()
+        .find(|d| d.id == discussion)
+        .ok_or_else(|| anyhow!("the discussion is gone"))?
+        .clone();
+    let peer = safe_text::line(&d.peer_name);
+    let contacts = client.call(api::ContactsRequest {})?;
+    let verified = contacts
+        .iter()
+        .any(|c| c.fingerprint == d.peer_fingerprint && c.verified);
+    println!(
+        "{}",
+        console::style(format!(
+            "── {peer} · {} · {} ──",
+            if verified { "verified" } else { "not verified" },
+            fingerprint_groups(&d.peer_fingerprint)
+        ))
+        .bold()
+    );
+    println!(
+        "{}",
+        lines::notice("/help: commands · Ctrl-C: menu · Tab completes · Up: earlier lines")
+    );
+    // Every unread message is shown (leaving the view marks them read), and at least the last
+    // `HISTORY_SHOWN`; one more is asked for to know whether older ones stay out of view.
+    let shown = unread.clamp(HISTORY_SHOWN, MAX_UNREAD_SHOWN);
+    let mut history = client.call(api::HistoryRequest {
+        discussion: discussion.to_string(),
+        limit: Some(shown + 1),
+        ..api::HistoryRequest::default()
+    })?;
+    if history.len() as u64 > shown {
+        history.remove(0);
+        println!("{}", lines::notice("(earlier messages: /more)"));
+    }
+    // The index of the first message shown, in the whole discussion (for `/more`).
+    let mut first_shown = d.messages.saturating_sub(history.len() as u64);
+    let first_unread = unread_from(&history, unread);
+    let mut days = Days::default();
+    for (i, m) in history.iter().enumerate() {
+        if let Some(l) = days.line_for(m.time) {
+            println!("{l}");
+        }
+        if Some(i) == first_unread {
+            println!("{}", lines::notice(&format!("──── {unread} unread ────")));
+        }
+        println!("{}", lines::message(m, &peer));
+    }
+
+    // What is shown is read: `/list` and the other front-ends say so while the view is open.
+    let _ = client.call(api::MarkReadRequest {
+        discussion: discussion.to_string(),
+    });
+
+    let names: HashMap<String, String> = list
+        .iter()
+        .map(|d| (d.id.clone(), d.peer_name.clone()))
+        .collect();
+    let mut editor = new_editor(&list)?;
+    let core_gone = Arc::new(AtomicBool::new(false));
+    let mut live = Some(start_live(
+        ctx,
+        early,
+        &mut editor,
+        scope(discussion, &peer, &names),
+        &days,
+        &core_gone,
+    )?);
+    let mut kept = String::new();
+    let next = loop {
+        let line = match editor.readline_with_initial("> ", (&kept, "")) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => {
+                // The unsent draft is not thrown away: Up brings it back.
+                if let Some(draft) = DRAFT.lock().ok().and_then(|mut d| d.take()) {
+                    remember(&mut editor, &draft);
+                }
+                break Next::Menu;
+            }
+            Err(ReadlineError::Eof) => break Next::Menu,
+            Err(e) => return Err(e.into()),
+        };
+        kept.clear();
+        remember(&mut editor, &line);
+        if matches!(slash::parse(&line), Ok(Typed::Send(_))) {
+            // The message comes back as a chat line (with its mark): the typed copy goes.
+            erase_typed(&line);
+        }
+        let typed = match slash::parse(&line) {
+            Ok(t) => t,
+            Err(e) => {
+                // Not left in the line (the next command would be glued to it): Up brings it
+                // back to be corrected.
+                println!("! {e} (Up brings the line back)");
+                continue;
+            }
+        };
+        match typed {
+            Typed::Nothing => {}
+            Typed::Send(text) => {
+                if core_gone.load(Ordering::SeqCst) {
+                    println!("! not sent: the core is not running; /restart starts it again");
+                    kept = line;
+                    continue;
+                }
+                let r = client.call(api::SendRequest {
+                    discussion: discussion.to_string(),
+                    text,
+                });
+                // The line itself is printed by the live thread, with its delivery mark.
+                if let Err(e) = r {
+                    println!("! not sent: {}", safe_text::line(&format!("{e:#}")));
+                    if is_gone(&e) {
+                        println!("{}", lines::notice(super::live::CORE_STOPPED));
+                    }
+                    kept = line;
+                }
+            }
+            Typed::Back => break Next::Menu,
+            Typed::Help => {
+                for (c, what) in slash::COMMANDS {
+                    println!("  {c:<16} {what}");
+                }
+                println!("  Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu");
+            }
+            Typed::List => print_list(&client.call(api::DiscussionsRequest {})?),
+            Typed::Jump(n) => {
+                let list = client.call(api::DiscussionsRequest {})?;
+                match list.get(n - 1) {
+                    Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
+                    Some(_) => println!("! this is discussion {n}"),
+                    None => println!("! no discussion {n}: /list shows them"),
+                }
+            }
+            Typed::Switch(name) => {
+                let list = client.call(api::DiscussionsRequest {})?;
+                match by_name(&list, &name) {
+                    Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
+                    Some(_) => println!("! this is the discussion with {peer}"),
+                    None => println!(
+                        "! no discussion with {}: /list shows them",
+                        safe_text::line(&name)
+                    ),
+                }
+            }
+            Typed::More => more(client, discussion, &peer, &mut first_shown)?,
+            Typed::Close { force } => {
+                let q = if force {
+                    format!("End the discussion with {peer} now, keys destroyed, undelivered messages lost? [y/N] ")
+                } else {
+                    format!("End the discussion with {peer} for both sides (keys are destroyed)? [y/N] ")
+                };
+                let sure = matches!(editor.readline(&q), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
+                if !sure {
+                    println!("{}", lines::notice("(not closed)"));
+                    continue;
+                }
+                let v = client.call(api::CloseRequest {
+                    discussion: discussion.to_string(),
+                    force: Some(force),
+                })?;
+                println!(
+                    "{}",
+                    if v.state == api::DiscussionState::Closed {
+                        format!("discussion with {peer} closed")
+                    } else {
+                        format!("discussion with {peer} closing: {peer} is told now or when back")
+                    }
+                );
+                break Next::Menu;
+            }
+            Typed::Restart => {
+                if !core_gone.load(Ordering::SeqCst) && client.call(api::VersionRequest {}).is_ok()
+                {
+                    println!("{}", lines::notice("(the core is running)"));
+                    continue;
+                }
+                if let Some(l) = live.take() {
+                    l.stop();
+                }
+                *client = super::start_core(ctx)?;
+                core_gone.store(false, Ordering::SeqCst);
+                live = Some(start_live(
+                    ctx,
+                    None,
+                    &mut editor,
+                    scope(discussion, &peer, &names),
+                    &days,
+                    &core_gone,
+                )?);
+                println!("{}", lines::notice("(the core is running again)"));
+            }
+        }
+    };
+    // Everything arrived while the view was open has been seen, unless live updates stopped: then
+    // what came after was not shown, and stays unread.
+    if live.is_some_and(|l| l.stop() == Ended::Stopped) {
+        let _ = client.call(api::MarkReadRequest {
+            discussion: discussion.to_string(),
+        });
+    }
+    Ok(next)
+}
+
+fn start_live(
+    ctx: &Ctx,
+    early: Option<Client>,
+    editor: &mut Editor<ChatHelper, DefaultHistory>,
+    scope: Scope,
+    days: &Days,
+    core_gone: &Arc<AtomicBool>,
+) -> Result<Live> {
+    let events = match early {
+        Some(e) => e,
+        None => subscribe(ctx)?,
+    };
+    let printer = editor.create_external_printer()?;
+    Ok(Live::start(
+        events,
+        ctx.client()?,
+        printer,
+        scope,
+        days.clone(),
+        ctx.settings.prompt.bell,
+        core_gone.clone(),
+    ))
+}
+
+/// What the live thread needs to know of the view.
+fn scope(discussion: &str, peer: &str, names: &HashMap<String, String>) -> Scope {
+    Scope {
+        discussion: discussion.to_string(),
+        peer: peer.to_string(),
+        names: names.clone(),
+    }
+}
+
+/// Erase the prompt and `line` as the editor left them on screen (the rows they took).
+fn erase_typed(line: &str) {
+    let term = console::Term::stdout();
+    let cols = usize::from(term.size().1).max(1);
+    let rows: usize = format!("> {line}")
+        .split('\n')
+        .map(|l| console::measure_text_width(l).max(1).div_ceil(cols))
+        .sum();
+    let _ = term.clear_last_lines(rows);
+}
+
+/// Whether a call failed because the core is gone.
+fn is_gone(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::NotRunning { .. } | ClientError::Closed | ClientError::ClosedWith(_)
+    )
+}
+
+/// Where the unread separator goes: before the first of the last `unread` incoming messages.
+fn unread_from(history: &[api::Message], unread: u64) -> Option<usize> {
+    if unread == 0 {
+        return None;
+    }
+    let mut seen = 0;
+    for (i, m) in history.iter().enumerate().rev() {
+        if m.direction == api::Direction::In {
+            seen += 1;
+            if seen == unread {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// The most recent open discussion with a peer of that name (any case), else the most recent.
+fn by_name<'a>(list: &'a [Discussion], name: &str) -> Option<&'a Discussion> {
+    let named = |d: &&Discussion| d.peer_name.eq_ignore_ascii_case(name);
+    list.iter()
+        .filter(named)
+        .find(|d| d.state == api::DiscussionState::Open)
+        .or_else(|| list.iter().find(named))
+}
+
+fn print_list(list: &[Discussion]) {
+    for (i, d) in list.iter().enumerate() {
+        println!(
+            "  /{:<2} {} {:<7} {} unread",
+            i + 1,
+            lines::fit(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
+            crate::format::state(d.state),
+            d.unread
+        );
+    }
+}
+
+/// The page of messages before the first one shown, back to the first message.
+fn more(client: &mut Client, discussion: &str, peer: &str, first_shown: &mut u64) -> Result<()> {
+    if *first_shown == 0 {
+        println!("{}", lines::notice("(that was the first message)"));
+        return Ok(());
+    }
+    let total = client
+        .call(api::DiscussionsRequest {})?
+        .iter()
+        .find(|d| d.id == discussion)
+        .map_or(0, |d| d.messages);
+    let from = first_shown.saturating_sub(MORE_PAGE);
+    let h = client.call(api::HistoryRequest {
+        discussion: discussion.to_string(),
+        limit: Some(total - from),
+        ..api::HistoryRequest::default()
+    })?;
+    let base = total.saturating_sub(h.len() as u64);
+    let page: Vec<_> = h
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            let n = base + *i as u64;
+            n >= from && n < *first_shown
+        })
+        .map(|(_, m)| m)
+        .collect();
+    println!(
+        "{}",
+        lines::notice(&format!(
+            "──── earlier: messages {} to {} of {total} ────",
+            from + 1,
+            *first_shown
+        ))
+    );
+    let mut days = Days::default();
+    for m in page {
+        if let Some(l) = days.line_for(m.time) {
+            println!("{l}");
+        }
+        println!("{}", lines::message(m, peer));
+    }
+    *first_shown = from;
+    println!(
+        "{}",
+        lines::notice(if from == 0 {
+            "──── that was the first message ────"
+        } else {
+            "──── end of the earlier page: /more for the one before ────"
+        })
+    );
+    Ok(())
+}
+
+fn new_editor(list: &[Discussion]) -> Result<Editor<ChatHelper, DefaultHistory>> {
+    let config = Config::builder()
+        .max_history_size(TYPED_HISTORY)?
+        .auto_add_history(false)
+        .bracketed_paste(true)
+        .build();
+    let mut editor = Editor::with_config(config)?;
+    let mut names: Vec<String> = list.iter().map(|d| d.peer_name.clone()).collect();
+    names.sort();
+    names.dedup();
+    editor.set_helper(Some(ChatHelper { names }));
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(KeepDraft)),
+    );
+    if let Ok(typed) = TYPED.lock() {
+        for l in typed.iter() {
+            let _ = editor.add_history_entry(l.as_str());
+        }
+    }
+    Ok(editor)
+}
+
+/// The line being typed when Ctrl-C left the chat view (read by the view, then forgotten).
+static DRAFT: Mutex<Option<String>> = Mutex::new(None);
+
+/// Ctrl-C in the chat view: remember the draft, then interrupt as usual.
+struct KeepDraft;
+
+impl ConditionalEventHandler for KeepDraft {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        if let Ok(mut d) = DRAFT.lock() {
+            *d = Some(ctx.line().to_string());
+        }
+        Some(Cmd::Interrupt)
+    }
+}
+
+/// Keep a typed line for the Up key (this view's and the next ones').
+fn remember(editor: &mut Editor<ChatHelper, DefaultHistory>, line: &str) {
+    if line.trim().is_empty() {
+        return;
+    }
+    let _ = editor.add_history_entry(line);
+    if let Ok(mut typed) = TYPED.lock() {
+        if typed.len() >= TYPED_HISTORY {
+            typed.pop_front();
+        }
+        typed.push_back(line.to_string());
+    }
+}
+
+/// Tab completion: command words, and names after `/switch`.
+struct ChatHelper {
+    names: Vec<String>,
+}
+
+impl Completer for ChatHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let before = &line[..pos];
+        if let Some(partial) = before.strip_prefix("/switch ") {
+            let lower = partial.to_lowercase();
+            let found = self
+                .names
+                .iter()
+                .filter(|n| n.to_lowercase().starts_with(&lower))
+                .cloned()
+                .collect();
+            return Ok(("/switch ".len(), found));
+        }
+        if before.starts_with('/') && !before.contains(' ') {
+            let found = slash::WORDS
+                .iter()
+                .filter(|w| w.starts_with(before))
+                .map(|w| {
+                    if *w == "/switch" {
+                        format!("{w} ")
+                    } else {
+                        (*w).to_string()
+                    }
+                })
+                .collect();
+            return Ok((0, found));
+        }
+        Ok((pos, Vec::new()))
+    }
+}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+impl Highlighter for ChatHelper {}
+impl Validator for ChatHelper {}
+impl Helper for ChatHelper {}

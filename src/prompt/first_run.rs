@@ -1,0 +1,38 @@
+//! The first run: the identity is created before anything else.
+
+use anyhow::Result;
+use dialoguer::{theme::ColorfulTheme, Input};
+use pgpchat_actors::offline::{self, fingerprint_groups};
+
+use crate::ctx::Ctx;
+
+/// Create the identity; returns the passphrase just chosen (to start the core without asking again).
+pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
+    println!("Welcome to pgpchat. First, your identity: a key pair that is yours alone.");
+    let name: String = Input::with_theme(theme)
+        .with_prompt("Your name, as others will see it")
+        .default(ctx.settings.node.name.clone())
+        .interact_text()?;
+    // An empty passphrase is not asked twice (there is nothing to mistype).
+    let pass = loop {
+        let pass = super::hidden::read(theme, "Passphrase to protect your key (empty: none)")?;
+        if pass.is_empty() || super::hidden::read(theme, "Repeat it")? == pass {
+            break pass;
+        }
+        println!("! The two entries differ");
+    };
+    if pass.is_empty() {
+        println!(
+            "warning: no passphrase: anyone who can read {} can read your secret key and messages",
+            ctx.settings.node.data_dir.display()
+        );
+    }
+    let key = offline::init(
+        &ctx.settings.node.data_dir,
+        &name,
+        (!pass.is_empty()).then_some(pass.as_str()),
+    )?;
+    println!("Your fingerprint: {}", fingerprint_groups(&key.fingerprint));
+    println!("Read it to the people you talk to, so they can verify it is you.");
+    Ok((!pass.is_empty()).then_some(pass))
+}

@@ -1,0 +1,202 @@
+//! The home menu, with counts that update while it is shown: a key reader (this thread) and a
+//! watcher (a subscribed connection on its own thread) draw it under one lock. When a request or a
+//! message arrives the watcher re-reads the counts, redraws the menu in place, and rings the bell
+//! (`[prompt] bell`). Keys as in the other menus: Up/Down (k/j, Tab), Enter, Esc or q to quit.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use console::{style, Key, Term};
+use pgpchat_actors::api::{self, Event, Notification};
+
+use crate::client::Client;
+use crate::ctx::Ctx;
+
+/// How often the watcher looks at its stop flag.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What the menu counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub requests: usize,
+    pub unread: u64,
+    /// Introductions waiting for our decision.
+    pub introductions: usize,
+}
+
+/// The counts, as the core says now.
+pub(super) fn counts(client: &mut Client) -> Result<Counts> {
+    let requests = client.requests()?.len();
+    let unread = client
+        .call(api::DiscussionsRequest {})?
+        .iter()
+        .map(|d| d.unread)
+        .sum();
+    let introductions = client
+        .call(api::IntroductionsRequest {})?
+        .iter()
+        .filter(|i| i.state == api::IntroductionState::Pending)
+        .count();
+    Ok(Counts {
+        requests,
+        unread,
+        introductions,
+    })
+}
+
+/// The menu's entries; the caller matches on the index.
+fn items(c: Counts) -> [String; 11] {
+    [
+        "Contacts".to_string(),
+        "Open a discussion".to_string(),
+        format!("Requests ({})", c.requests),
+        format!("Discussions ({} unread)", c.unread),
+        "Verify a contact".to_string(),
+        "Add a contact by address".to_string(),
+        "Ask a contact for its contacts".to_string(),
+        format!("Introductions ({})", c.introductions),
+        "Introduce two contacts".to_string(),
+        "Refresh".to_string(),
+        "Quit".to_string(),
+    ]
+}
+
+struct Menu {
+    term: Term,
+    counts: Counts,
+    selected: usize,
+    /// Lines drawn last time (to redraw in place).
+    drawn: usize,
+}
+
+impl Menu {
+    fn draw(&mut self) {
+        let _ = self.term.clear_last_lines(self.drawn);
+        let mut lines = vec![format!("{} pgpchat ›", style("?").yellow().bold())];
+        for (i, item) in items(self.counts).iter().enumerate() {
+            lines.push(if i == self.selected {
+                format!("{} {}", style("❯").green(), style(item).cyan())
+            } else {
+                format!("  {item}")
+            });
+        }
+        let _ = self.term.write_str(&lines.join("\n"));
+        let _ = self.term.write_line("");
+        let _ = self.term.flush();
+        self.drawn = lines.len();
+    }
+
+    /// Replace the menu with the line of what was chosen.
+    fn chosen(&mut self) {
+        let _ = self.term.clear_last_lines(self.drawn);
+        let item = items(self.counts)[self.selected].clone();
+        let _ = self.term.write_line(&format!(
+            "{} pgpchat · {}",
+            style("✔").green(),
+            style(item).green()
+        ));
+        self.drawn = 0;
+    }
+}
+
+/// Show the menu until an entry is chosen (its index) or the person quits (None).
+pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Option<usize>> {
+    let term = Term::stdout();
+    let menu = Arc::new(Mutex::new(Menu {
+        term: term.clone(),
+        counts,
+        selected: 0,
+        drawn: 0,
+    }));
+    let _ = term.hide_cursor();
+    lock(&menu)?.draw();
+    let watcher = Watcher::start(ctx, menu.clone());
+    let result = loop {
+        let key = match term.read_key() {
+            Ok(k) => k,
+            Err(e) => break Err(e.into()),
+        };
+        let mut m = lock(&menu)?;
+        let n = items(m.counts).len();
+        match key {
+            Key::ArrowDown | Key::Tab | Key::Char('j') => m.selected = (m.selected + 1) % n,
+            Key::ArrowUp | Key::BackTab | Key::Char('k') => m.selected = (m.selected + n - 1) % n,
+            Key::Enter | Key::Char(' ') => {
+                m.chosen();
+                break Ok(Some(m.selected));
+            }
+            Key::Escape | Key::Char('q') => {
+                let _ = m.term.clear_last_lines(m.drawn);
+                m.drawn = 0;
+                break Ok(None);
+            }
+            _ => continue,
+        }
+        m.draw();
+    };
+    if let Some(w) = watcher {
+        w.stop();
+    }
+    let _ = term.show_cursor();
+    result
+}
+
+/// The thread that keeps the menu's counts current while it is shown.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Watcher {
+    /// None when the core does not answer (the menu then shows the counts it was given).
+    fn start(ctx: &Ctx, menu: Arc<Mutex<Menu>>) -> Option<Self> {
+        let mut events = ctx.client().ok()?;
+        events.call(api::SubscribeRequest {}).ok()?;
+        let mut reader = ctx.client().ok()?;
+        let bell = ctx.settings.prompt.bell;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let e = match events.next_event(Some(TICK)) {
+                    Ok(Some(Notification::Event(e))) => e,
+                    Ok(_) => continue,
+                    Err(_) => return,
+                };
+                let arrival = match &e {
+                    Event::Request { .. } => true,
+                    Event::Message { message } => message.direction == api::Direction::In,
+                    Event::RequestClosed { .. } => false,
+                    _ => continue,
+                };
+                let Ok(c) = counts(&mut reader) else { return };
+                let Ok(mut m) = menu.lock() else { return };
+                // Not after the key reader has replaced the menu with the chosen line.
+                if m.drawn == 0 || stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if arrival && bell {
+                    let _ = m.term.write_all(b"\x07");
+                }
+                if c != m.counts {
+                    m.counts = c;
+                    m.draw();
+                }
+            }
+        });
+        Some(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn lock(m: &Mutex<Menu>) -> Result<std::sync::MutexGuard<'_, Menu>> {
+    m.lock().map_err(|_| anyhow!("menu lock poisoned"))
+}

@@ -1,0 +1,44 @@
+//! Ctrl-C in the prompt: a flag that sends the person back to the menu, never the end of the
+//! process with the terminal left behind (dialoguer hides the cursor while a menu is drawn).
+//!
+//! dialoguer reads keys in raw mode and, on Ctrl-C, raises SIGINT itself: with this handler the
+//! signal only sets the flag, and the widget answers an `Interrupted` error. The chat view's line
+//! editor reads Ctrl-C as a key. While the prompt waits for the core (a request waiting for the
+//! peer), the terminal's own Ctrl-C sets the flag, which the wait polls.
+
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+
+static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Catch SIGINT for the rest of the process.
+pub(super) fn install() -> Result<()> {
+    let flag = FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())
+        .context("catching Ctrl-C")?;
+    Ok(())
+}
+
+/// Whether Ctrl-C was pressed since the last call (and forget it).
+pub(super) fn take() -> bool {
+    FLAG.get().is_some_and(|f| f.swap(false, Ordering::SeqCst))
+}
+
+/// Whether `e` is a widget (or a wait) ended by Ctrl-C.
+pub(super) fn is_interrupt(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let io = c.downcast_ref::<std::io::Error>().or_else(|| {
+            c.downcast_ref::<dialoguer::Error>()
+                .map(|dialoguer::Error::IO(io)| io)
+        });
+        io.is_some_and(|io| io.kind() == ErrorKind::Interrupted)
+    })
+}
+
+/// The terminal as a shell expects it: the cursor visible.
+pub(super) fn restore_terminal() {
+    let _ = console::Term::stdout().show_cursor();
+}

@@ -1,0 +1,160 @@
+//! The interactive prompt (`pgpchat chat`): a front-end over the IPC socket, like any other.
+//!
+//! One concern per file: the home menu here; the first run ([`first_run`]); contacts and their
+//! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]); the list of
+//! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]).
+//! Menus are dialoguer widgets.
+
+mod chat;
+mod contacts;
+mod discussions;
+mod events;
+mod first_run;
+mod hidden;
+mod home;
+mod interrupt;
+mod introductions;
+mod lines;
+mod live;
+mod requests;
+mod slash;
+
+use anyhow::{Context, Result};
+use console::Term;
+use dialoguer::{theme::ColorfulTheme, Confirm};
+use pgpchat_actors::api;
+use pgpchat_actors::offline::{self, fingerprint_groups};
+
+use crate::client::Client;
+use crate::core_process::ensure_core;
+use crate::ctx::Ctx;
+use crate::safe_text;
+
+/// Tries at the passphrase before the prompt gives up (as gpg does).
+const PASSPHRASE_TRIES: usize = 3;
+
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let term = Term::stdout();
+    if !term.is_term() {
+        anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
+    }
+    interrupt::install()?;
+    let r = home(ctx);
+    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor back.
+    interrupt::restore_terminal();
+    match r {
+        Err(e) if interrupt::is_interrupt(&e) => Ok(()),
+        r => r,
+    }
+}
+
+fn home(ctx: &Ctx) -> Result<()> {
+    let theme = ColorfulTheme::default();
+    let dir = ctx.settings.node.data_dir.clone();
+    let typed = if offline::exists(&dir) {
+        None
+    } else {
+        first_run::first_run(ctx, &theme)?
+    };
+    let mut client = connect(ctx, typed)?;
+    let me = client.call(api::WhoamiRequest {})?;
+    println!(
+        "You are {} ({})",
+        safe_text::line(&me.name),
+        fingerprint_groups(&me.fingerprint)
+    );
+    loop {
+        let counts = match home::counts(&mut client) {
+            Ok(c) => c,
+            Err(e) => {
+                // The core stopped (or was stopped) under the menu: offer to start it again.
+                println!("! {}", safe_text::line(&format!("{e:#}")));
+                // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
+                let again = match Confirm::with_theme(&theme)
+                    .with_prompt("The core is not answering. Start it again?")
+                    .default(true)
+                    .interact()
+                {
+                    Ok(yes) => yes,
+                    Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        interrupt::restore_terminal();
+                        println!();
+                        false
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if !again {
+                    println!("The core was not started again.");
+                    return Ok(());
+                }
+                client = start_core(ctx)?;
+                continue;
+            }
+        };
+        // A Ctrl-C pressed while nothing listened is not for this menu.
+        interrupt::take();
+        let Some(choice) = home::choose(ctx, counts)? else {
+            return Ok(());
+        };
+        let outcome = match choice {
+            0 => contacts::show_contacts(&mut client),
+            1 => requests::open_discussion(ctx, &mut client, &theme),
+            2 => requests::handle_request(ctx, &mut client, &theme),
+            3 => discussions::pick_discussion(ctx, &mut client, &theme),
+            4 => contacts::verify_contact(&mut client, &theme),
+            5 => contacts::add_contact(&mut client, &theme),
+            6 => contacts::ask_for_contacts(&mut client, &theme),
+            7 => introductions::handle_introduction(&mut client, &theme),
+            8 => introductions::introduce(&mut client, &theme),
+            9 => Ok(()),
+            _ => return Ok(()),
+        };
+        match outcome {
+            // Ctrl-C in a submenu: back here, the cursor shown again.
+            Err(e) if interrupt::is_interrupt(&e) => {
+                interrupt::restore_terminal();
+                println!();
+            }
+            Err(e) => println!("! {}", safe_text::line(&format!("{e:#}"))),
+            Ok(()) => {}
+        }
+    }
+}
+
+/// Connect to the core, starting it if none runs (with the passphrase just chosen at the first
+/// run, or asked for).
+fn connect(ctx: &Ctx, typed: Option<String>) -> Result<Client> {
+    let mut client = ensure_core(ctx, || match typed {
+        Some(p) => Ok(p),
+        None => ask_passphrase(ctx),
+    })?;
+    client.check_version(&ctx.hint("stop"))?;
+    Ok(client)
+}
+
+/// Start the core again (it stopped under the prompt); the passphrase is asked for if needed.
+pub(super) fn start_core(ctx: &Ctx) -> Result<Client> {
+    connect(ctx, None)
+}
+
+/// The identity's passphrase, checked here: a typo gets another try, up to [`PASSPHRASE_TRIES`].
+fn ask_passphrase(ctx: &Ctx) -> Result<String> {
+    let theme = ColorfulTheme::default();
+    let dir = &ctx.settings.node.data_dir;
+    let mut last = None;
+    for _ in 0..PASSPHRASE_TRIES {
+        let p = hidden::read(&theme, "Passphrase for your identity key")
+            .context("reading the passphrase")?;
+        match offline::check_passphrase(dir, &p) {
+            Ok(()) => return Ok(p),
+            Err(e) => {
+                println!("! {}", safe_text::line(&e.to_string()));
+                last = Some(e);
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "{PASSPHRASE_TRIES} wrong passphrases{}",
+        last.map_or(String::new(), |e| format!(" (last: {e})"))
+    ))
+}

@@ -1,0 +1,145 @@
+//! What a line typed in the chat view means: a message, or a command. An unknown `/word` is an
+//! error with a hint (never sent: `/clsoe` and `/Back` used to go to the peer); `//text` sends a
+//! line that starts with a slash.
+
+/// A line typed in the chat view.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Typed {
+    Nothing,
+    Send(String),
+    Back,
+    Help,
+    List,
+    /// `/1` .. `/9`: the discussion with that number in `/list`.
+    Jump(usize),
+    Switch(String),
+    More,
+    Close {
+        force: bool,
+    },
+    Restart,
+}
+
+/// Every command with what it does: `/help` prints this, Tab completes the names.
+pub(super) const COMMANDS: &[(&str, &str)] = &[
+    ("/help", "this list"),
+    ("/back", "back to the menu (also Ctrl-C or Ctrl-D)"),
+    ("/list", "the discussions, numbered"),
+    ("/1 … /9", "go to the discussion with that number in /list"),
+    (
+        "/switch NAME",
+        "go to the discussion with NAME (Tab completes)",
+    ),
+    (
+        "/more",
+        "show earlier messages, a page at a time, back to the first",
+    ),
+    (
+        "/close",
+        "end this discussion for both sides (asks first: keys are destroyed)",
+    ),
+    ("/close --force", "end it now; the peer is told when back"),
+    ("/restart", "start the core again after it stopped"),
+    ("//text", "send a message that starts with /"),
+];
+
+/// The command words, for completion and hints.
+pub(super) const WORDS: &[&str] = &[
+    "/help", "/back", "/list", "/switch", "/more", "/close", "/restart",
+];
+
+pub(super) fn parse(line: &str) -> Result<Typed, String> {
+    let text = line.trim();
+    if text.is_empty() {
+        return Ok(Typed::Nothing);
+    }
+    if let Some(literal) = text.strip_prefix("//") {
+        return Ok(Typed::Send(format!("/{literal}")));
+    }
+    if !text.starts_with('/') {
+        return Ok(Typed::Send(text.to_string()));
+    }
+    let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let rest = rest.trim();
+    let typed = match (word, rest) {
+        ("/help" | "/?", "") => Typed::Help,
+        ("/back" | "/quit", "") => Typed::Back,
+        ("/list", "") => Typed::List,
+        ("/more", "") => Typed::More,
+        ("/restart", "") => Typed::Restart,
+        ("/close", "") => Typed::Close { force: false },
+        ("/close", "--force") => Typed::Close { force: true },
+        ("/switch", name) if !name.is_empty() => Typed::Switch(name.to_string()),
+        ("/switch", _) => return Err("/switch needs a name: /switch NAME (Tab completes)".into()),
+        (w, "") if w.len() == 2 && matches!(w.as_bytes()[1], b'1'..=b'9') => {
+            Typed::Jump(usize::from(w.as_bytes()[1] - b'0'))
+        }
+        _ => return Err(unknown(word, rest)),
+    };
+    Ok(typed)
+}
+
+/// The error for a mistyped command: the nearest command when there is one.
+fn unknown(word: &str, rest: &str) -> String {
+    let shown = crate::safe_text::line(word);
+    let near = WORDS
+        .iter()
+        .map(|w| (distance(&word.to_lowercase(), w), *w))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    let hint = match near {
+        Some((_, w)) if w == "/close" && !rest.is_empty() => {
+            " (did you mean /close --force?)".into()
+        }
+        Some((_, w)) => format!(" (did you mean {w}?)"),
+        None => String::new(),
+    };
+    format!("unknown command {shown}{hint}: not sent. /help lists the commands; //text sends a line starting with /")
+}
+
+/// Edit distance (insertions, deletions, substitutions), on characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mistyped_commands_are_errors_not_messages() {
+        let e = parse("/clsoe").unwrap_err();
+        assert!(
+            e.contains("did you mean /close?") && e.contains("not sent"),
+            "{e}"
+        );
+        let e = parse("/Back").unwrap_err();
+        assert!(e.contains("did you mean /back?"), "{e}");
+        assert!(parse("/frobnicate").unwrap_err().contains("/help lists"));
+        assert_eq!(parse("//etc/hosts"), Ok(Typed::Send("/etc/hosts".into())));
+        assert_eq!(parse("  hi  "), Ok(Typed::Send("hi".into())));
+        assert_eq!(parse("/3"), Ok(Typed::Jump(3)));
+        assert_eq!(parse("/switch bob"), Ok(Typed::Switch("bob".into())));
+        assert_eq!(parse("/close --force"), Ok(Typed::Close { force: true }));
+        assert!(parse("/0").is_err());
+        assert_eq!(parse("   "), Ok(Typed::Nothing));
+    }
+
+    #[test]
+    fn help_lists_every_command_word() {
+        for w in WORDS {
+            assert!(COMMANDS.iter().any(|(c, _)| c.starts_with(w)), "{w}");
+        }
+    }
+}
