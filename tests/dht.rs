@@ -549,3 +549,141 @@ fn a_receiver_dials_through_the_dht_when_the_requester_cannot_reach_him() {
     });
     drop(bob);
 }
+
+/// The discussion's rendezvous secret as `node` keeps it (opened), if any.
+async fn secret_of(node: &pgpchat_actors::node::NodeHandle, id: &str) -> Option<[u8; 32]> {
+    use pgpchat_actors::at_rest::{open, Sealed};
+    let i = id.to_string();
+    let sealed = node
+        .store
+        .run(move |s| s.rendezvous_secret(&i))
+        .await
+        .unwrap()?;
+    let opened = node
+        .keys
+        .run(move |me| open(me, Sealed::RendezvousSecret, &sealed))
+        .await
+        .unwrap();
+    Some(<[u8; 32]>::try_from(opened.as_slice()).unwrap())
+}
+
+/// Wait until both nodes keep the same rendezvous secret for `id`; returns it.
+async fn same_secret(
+    a: &pgpchat_actors::node::NodeHandle,
+    b: &pgpchat_actors::node::NodeHandle,
+    id: &str,
+) -> [u8; 32] {
+    crate::common::wait_until(60, "the same rendezvous secret on both sides", || {
+        let (a, b, id) = (a.clone(), b.clone(), id.to_string());
+        async move {
+            let (x, y) = (secret_of(&a, &id).await?, secret_of(&b, &id).await?);
+            if x != y {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            (x == y).then_some(x)
+        }
+    })
+    .await
+}
+
+/// Issue 11, item 1: discussions without a rendezvous secret (opened at protocol version 2, as
+/// with a peer on an older build, and their secret forgotten as in a store from before issue 11)
+/// get one over the control channel once both sides speak version 3. `first` lost it on both
+/// sides (the requester draws one and sends it), `second` on the receiver's side only (he asks,
+/// the requester sends hers): each ends with the same secret on both sides, and the discussion
+/// then reconnects through the DHT (the receiver moves, his old ports occupied, discovery off).
+#[test]
+fn discussions_without_a_rendezvous_secret_get_one_over_the_control_channel() {
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bob_id = SecretCert::generate("bob").unwrap();
+    let mut old_bob = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    old_bob.listener.max_protocol_version = 2;
+    let mut bob = Remote::start(old_bob, bob_id.clone());
+    let bob_main = bob.node.tcp_port;
+    let sys = actix_rt::System::new();
+    let alice = sys.block_on(async {
+        start_node(
+            quiet_dht_settings("alice", ta.path(), &bootstrap),
+            SecretCert::generate("alice").unwrap(),
+        )
+        .await
+        .unwrap()
+    });
+    let (first, second, alices_second) = sys.block_on(async {
+        alice
+            .add_contact(&format!("127.0.0.1:{bob_main}"))
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for pw in ["pw1", "pw2"] {
+            let (opened, accepted) =
+                crate::common::open_discussion(&alice, &bob.node, pw, pw).await;
+            let id = opened.unwrap();
+            assert_eq!(accepted.unwrap(), id);
+            ids.push(id);
+        }
+        let (first, second) = (ids[0].clone(), ids[1].clone());
+        for (node, id) in [(&alice, &first), (&bob.node, &first), (&bob.node, &second)] {
+            let i = id.clone();
+            assert!(node
+                .store
+                .run(move |s| s.forget_rendezvous_secret(&i))
+                .await
+                .unwrap());
+        }
+        let alices_second = secret_of(&alice, &second).await.expect("alice keeps hers");
+        (first, second, alices_second)
+    });
+    // Bob comes back speaking version 3 (his DHT worker, started again, has nothing to publish).
+    bob.stop();
+    let mut new_bob = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    new_bob.listener.port = bob_main;
+    let mut bob = Remote::start(new_bob, bob_id.clone());
+    let (first_secret, bob_discussion_port) = sys.block_on(async {
+        let first_secret = same_secret(&alice, &bob.node, &first).await;
+        let second_secret = same_secret(&alice, &bob.node, &second).await;
+        assert_eq!(
+            second_secret, alices_second,
+            "the requester's secret is kept"
+        );
+        assert_ne!(first_secret, second_secret);
+        // Both publish under the new secret: each finds the other's record.
+        resolved_port(&alice, &first, bob_main).await;
+        resolved_port(&bob.node, &first, alice.tcp_port).await;
+        let i = first.clone();
+        let port = bob
+            .node
+            .store
+            .run(move |s| s.discussion(&i))
+            .await
+            .unwrap()
+            .listen_port;
+        (first_secret, port)
+    });
+    let lookups_before = sys.block_on(async { alice.dht_status().await.unwrap().unwrap().lookups });
+
+    // Bob moves; his old ports are taken by something that is not him.
+    bob.stop();
+    let _held = (occupy(bob_main), occupy(bob_discussion_port));
+    let mut moved = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    moved.listener.bind = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let bob = Remote::start(moved, bob_id);
+    sys.block_on(async {
+        alice.send(&first, "after the move").await.unwrap();
+        let (b, i) = (bob.node.clone(), first.clone());
+        crate::common::wait_until(120, "alice's message to reach the moved bob", move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move {
+                let h = b.history(&i, 100).await.ok()?;
+                h.iter().any(|m| m.body == "after the move").then_some(())
+            }
+        })
+        .await;
+        assert!(alice.dht_status().await.unwrap().unwrap().lookups > lookups_before);
+        assert_eq!(secret_of(&bob.node, &first).await, Some(first_secret));
+    });
+    drop(bob);
+}

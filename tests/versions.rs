@@ -10,7 +10,7 @@ use pgpchat_actors::net;
 use pgpchat_actors::node::NodeHandle;
 use pgpchat_actors::session::Reconnect;
 use pgpchat_actors::store::{DeliveryState, Direction};
-use pgpchat_actors::wire::{Control, Frame, Purpose};
+use pgpchat_actors::wire::{Control, Frame, Purpose, PROTOCOL_VERSION};
 
 use crate::common::*;
 
@@ -120,8 +120,8 @@ async fn a_discussion_that_authenticated_at_v2_refuses_v1() {
     let (opened, _) = open_discussion(a, b, "pw", "pw").await;
     let id = opened.unwrap();
     chat_arrives(a, b, &id, "hello").await;
-    assert_eq!(peer_version(a, &id).await, 2);
-    assert_eq!(peer_version(b, &id).await, 2);
+    assert_eq!(peer_version(a, &id).await, PROTOCOL_VERSION);
+    assert_eq!(peer_version(b, &id).await, PROTOCOL_VERSION);
     let i = id.clone();
     let port = b
         .store
@@ -130,15 +130,15 @@ async fn a_discussion_that_authenticated_at_v2_refuses_v1() {
         .unwrap()
         .listen_port;
     // Someone between them who rewrites the hello to version 1 (to strip version 2's features)
-    // gets no proof, on the discussion listener or through the main listener; version 2 does.
+    // gets no proof, on the discussion listener or through the main listener; the current does.
     assert!(!answers_hello_at(port, &id, 1).await);
     assert!(!answers_hello_at(b.tcp_port, &id, 1).await);
-    assert!(answers_hello_at(port, &id, 2).await);
-    // And the discussion goes on at 2.
+    assert!(answers_hello_at(port, &id, PROTOCOL_VERSION).await);
+    // And the discussion goes on at the current version.
     let session = a.directory.send(Lookup(id.clone())).await.unwrap().unwrap();
     session.send(Reconnect).await.unwrap();
-    chat_arrives(a, b, &id, "still at 2").await;
-    assert_eq!(peer_version(b, &id).await, 2);
+    chat_arrives(a, b, &id, "still at the current version").await;
+    assert_eq!(peer_version(b, &id).await, PROTOCOL_VERSION);
 }
 
 #[actix_rt::test]

@@ -66,5 +66,12 @@ pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlErr
                 .await?;
             Ok(())
         }
+        // The discussion's own business: its session keeps the secret (`session/rendezvous.rs`).
+        Control::Rendezvous(message) => {
+            m.session
+                .send(crate::session::ReceiveRendezvous(message))
+                .await?;
+            Ok(())
+        }
     }
 }

@@ -257,8 +257,8 @@ impl Handler<Receive> for ContactExchange {
                 entries,
             } => (*request_id, Ok(entries.clone())),
             Control::ListRefused { request_id } => (*request_id, Err(ExchangeError::Refused)),
-            // Routed to the introductions actor by `control::dispatch`, never here.
-            Control::Introduction(_) => return,
+            // Routed elsewhere by `control::dispatch`, never here.
+            Control::Introduction(_) | Control::Rendezvous(_) => return,
         };
         match self.pending.remove(&request_id) {
             Some(p) if p.peer_fingerprint == m.peer_fingerprint => {

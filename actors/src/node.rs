@@ -142,7 +142,9 @@ impl From<AddContactError> for ApiError {
         let kind = match e {
             E::BadAddress(_) => return Self::Invalid(e.into()),
             E::Resolve { .. } | E::Unreachable { .. } => ErrorKind::Unreachable,
-            E::NotPgpchat { .. } | E::TooOld { .. } | E::Probe { .. } => ErrorKind::Protocol,
+            E::NotPgpchat { .. } | E::TooOld { .. } | E::Probe { .. } | E::OtherKey { .. } => {
+                ErrorKind::Protocol
+            }
             E::Busy => ErrorKind::Busy,
             E::Own(_) | E::Blocked(_) | E::TooMany | E::TableFull(_) => ErrorKind::Failed,
             E::Unavailable => return Self::Internal(e.into()),
@@ -563,10 +565,20 @@ impl NodeHandle {
 
     /// Add the node at `HOST:PORT` as a contact (probe its main port); answers with the contact.
     pub async fn add_contact(&self, address: &str) -> Result<ContactRecord, ApiError> {
+        self.add_contact_expecting(address, None).await
+    }
+
+    /// [`Self::add_contact`], refused (nothing stored) unless the node there has `expect`.
+    async fn add_contact_expecting(
+        &self,
+        address: &str,
+        expect: Option<String>,
+    ) -> Result<ContactRecord, ApiError> {
         Ok(self
             .prober
             .send(AddContact {
                 address: address.into(),
+                expect,
             })
             .await
             .map_err(mailbox)??)
@@ -607,14 +619,10 @@ impl NodeHandle {
         let mut last = None;
         for ip in record.addresses {
             let at = std::net::SocketAddr::new(ip, record.port).to_string();
-            match self.add_contact(&at).await {
-                Ok(c) if c.fingerprint == fp => return Ok(c),
-                Ok(c) => {
-                    last = Some(ApiError::Failed(
-                        ErrorKind::Protocol,
-                        format!("{at} answers as {}, not {fp}", c.fingerprint).into(),
-                    ))
-                }
+            // Main's probing path, told whom to expect: an address that answers as another key
+            // (a record overwritten by someone else) adds nothing.
+            match self.add_contact_expecting(&at, Some(fp.clone())).await {
+                Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
         }

@@ -75,6 +75,12 @@ pub enum AddContactError {
         address: SocketAddr,
         why: Box<ProbeError>,
     },
+    #[error("{address} answers as {found}, not {expected}")]
+    OtherKey {
+        address: SocketAddr,
+        expected: String,
+        found: String,
+    },
     #[error("{0} is this node's own address")]
     Own(SocketAddr),
     #[error("{0} is blocked (unblock it first)")]
@@ -295,6 +301,9 @@ impl Actor for Prober {
 #[rtype(result = "Result<ContactRecord, AddContactError>")]
 pub struct AddContact {
     pub address: String,
+    /// Only this fingerprint may answer (`add-contact --dht`: the address came from its DHT
+    /// record, which anyone can overwrite): another key is refused before anything is stored.
+    pub expect: Option<String>,
 }
 
 impl Handler<AddContact> for Prober {
@@ -312,6 +321,7 @@ impl Handler<AddContact> for Prober {
         let max = self.settings.limits.max_frame_bytes;
         let contacts = self.contacts.clone();
         let address = m.address.trim().to_string();
+        let expect = m.expect;
         let fut = async move {
             let gone = |_| AddContactError::Unavailable;
             if contacts.send(ProbedCount).await.map_err(gone)? >= MAX_PROBED_ADDRESSES {
@@ -319,6 +329,13 @@ impl Handler<AddContact> for Prober {
             }
             let (announce, from) = probe_address(&keys, deadline, max, &address).await?;
             let fp = announce.fingerprint.clone();
+            if let Some(expected) = expect.filter(|e| *e != fp) {
+                return Err(AddContactError::OtherKey {
+                    address: from,
+                    expected,
+                    found: fp,
+                });
+            }
             if fp == keys.fingerprint() {
                 return Err(AddContactError::Own(from));
             }

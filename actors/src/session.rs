@@ -164,6 +164,9 @@ pub struct DiscussionSession {
     control: crate::control::ControlContext,
     /// Received control messages waiting for their handler, handled one at a time in sequence order.
     controls: control::ControlQueue,
+    /// Whether this run has checked that the discussion has a rendezvous secret (once, on the
+    /// first connection at version 3 or more: `rendezvous.rs`).
+    rendezvous_checked: bool,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -239,6 +242,7 @@ impl DiscussionSession {
             peer_version: Arc::new(std::sync::atomic::AtomicU16::new(p.peer_version)),
             control: p.control,
             controls: control::ControlQueue::default(),
+            rendezvous_checked: false,
         }
     }
 
@@ -376,6 +380,7 @@ mod control;
 pub(crate) use connection::reach_peer;
 mod handlers;
 mod inbound;
+mod rendezvous;
 
 use chat::Sender;
 pub use control::SendControl;
@@ -383,3 +388,4 @@ use handlers::Inbound;
 pub use handlers::{
     Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped, Tombstone,
 };
+pub use rendezvous::ReceiveRendezvous;

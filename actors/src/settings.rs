@@ -742,7 +742,7 @@ mod tests {
         assert_eq!(s.sharing.share, [ShareFrom::Broadcast, ShareFrom::Added]);
         let e = load_file("[sharing]\nshare = [\"everyone\"]\n", vec![]).unwrap_err();
         assert!(e.to_string().contains("everyone"), "{e}");
-        let e = load_file("[listener]\nmax_protocol_version = 3\n", vec![]).unwrap_err();
+        let e = load_file("[listener]\nmax_protocol_version = 4\n", vec![]).unwrap_err();
         assert!(
             e.to_string().contains("listener.max_protocol_version"),
             "{e}"

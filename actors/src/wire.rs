@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The highest protocol version this build speaks (`docs/protocol.md`, "Versions"). Two peers agree
 /// on the highest version both speak: the connecting side says its highest in `Hello`, the other
 /// side answers at `min(theirs, ours)`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The lowest protocol version this build still speaks: version 1 is the protocol of every build
 /// before versions were negotiated, which refuses any hello version but 1.
@@ -15,6 +15,10 @@ pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The first version with the control channel ([`Frame::Control`]) and with the agreed version
 /// covered by the `SessionAuth` signatures.
 pub const CONTROL_VERSION: u16 = 2;
+
+/// The first version with [`Control::Rendezvous`] (issue 11): a version-2 peer cannot decode it, so
+/// it is only sent once the peer has authenticated at 3 or more.
+pub const RENDEZVOUS_VERSION: u16 = 3;
 
 /// The version of the announce format ([`AnnounceBody::version`]), apart from the protocol's:
 /// unchanged by version negotiation, so nodes of every version hear each other's announces.
@@ -257,6 +261,29 @@ pub enum Control {
     /// An introduction's offer, answer or outcome (`docs/protocol.md`, section 6; the types and
     /// rules live in [`crate::introduction`]).
     Introduction(crate::introduction::IntroductionMessage),
+    /// The discussion's DHT rendezvous secret, for a discussion that has none (opened before
+    /// issue 11, or with a peer on an older version; `docs/protocol.md`, section 7). Version 3.
+    Rendezvous(RendezvousMessage),
+}
+
+/// The rendezvous-secret exchange: the requester's secret is the discussion's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RendezvousMessage {
+    /// From the requester: the secret (drawn at random if it had none). The receiver keeps it in
+    /// place of any it had.
+    Secret(SecretBytes),
+    /// From the receiver that has none: please send [`RendezvousMessage::Secret`].
+    Wanted,
+}
+
+/// 32 secret bytes whose `Debug` shows nothing (a control message may be logged).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretBytes(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBytes(hidden)")
+    }
 }
 
 /// One contact in a [`Control::ListResponse`].
@@ -436,6 +463,22 @@ mod tests {
                 "000000000000000172",
                 "000000000000000000000005"
             )
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_rendezvous_exchange() {
+        // Control::Rendezvous is variant 4; inside it Secret 0 (32 bytes, no length), Wanted 1.
+        let secret = Control::Rendezvous(RendezvousMessage::Secret(SecretBytes([0xab; 32])));
+        assert_eq!(
+            hex::encode(encode(&secret).unwrap()),
+            format!("0000000400000000{}", "ab".repeat(32))
+        );
+        let wanted = Control::Rendezvous(RendezvousMessage::Wanted);
+        assert_eq!(hex::encode(encode(&wanted).unwrap()), "0000000400000001");
+        assert_eq!(
+            format!("{secret:?}"),
+            "Rendezvous(Secret(SecretBytes(hidden)))"
         );
     }
 

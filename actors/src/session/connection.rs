@@ -402,6 +402,7 @@ impl DiscussionSession {
             return;
         }
         self.raise_peer_version(version, ctx);
+        self.check_rendezvous(version, ctx);
         self.generation += 1;
         let generation = self.generation;
         self.backoff = RECONNECT_MIN;

@@ -20,6 +20,30 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Keep the secret the requester sent over the control channel (issue 11, discussions opened
+    /// without one), in place of any this node had: the requester's is the discussion's. Refused
+    /// for a discussion that is not open.
+    pub fn replace_rendezvous_secret(&self, id: &str, sealed: &[u8]) -> Result<bool, StoreError> {
+        self.durable()?;
+        let n = self.conn.execute(
+            "INSERT OR REPLACE INTO rendezvous_secrets (discussion_id, sealed)
+             SELECT id, ?2 FROM discussions WHERE id = ?1 AND state = ?3",
+            params![id, sealed, DiscussionState::Open],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Forget a discussion's rendezvous secret (as in a store from before issue 11: the control
+    /// channel brings one again at the next connection). Whether there was one.
+    pub fn forget_rendezvous_secret(&self, id: &str) -> Result<bool, StoreError> {
+        self.durable()?;
+        let n = self.conn.execute(
+            "DELETE FROM rendezvous_secrets WHERE discussion_id = ?1",
+            [id],
+        )?;
+        Ok(n == 1)
+    }
+
     /// A discussion's sealed rendezvous secret, if it has one.
     pub fn rendezvous_secret(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
