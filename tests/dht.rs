@@ -814,3 +814,107 @@ fn add_contact_by_fingerprint_adds_nobody_when_another_key_answers_there() {
     });
     drop(carol);
 }
+
+/// Issue 11's end-to-end test with the requester moving, again one only the DHT can pass
+/// (discovery off): alice, the requester, leaves while bob's message to her is queued; bob leaves
+/// too. Alice comes back at another address and port (her old port occupied) and spends her
+/// lookup on bob's stale record (her next one is an hour away); bob comes back elsewhere (his old
+/// ports occupied). Only bob can restore the discussion, by finding alice's new record: his
+/// message reaches her, his lookups counted, hers unchanged.
+#[test]
+fn a_requester_that_moved_is_found_by_the_receiver_through_the_dht_only() {
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice_id, bob_id) = (
+        SecretCert::generate("alice").unwrap(),
+        SecretCert::generate("bob").unwrap(),
+    );
+    let slow = |bind: Ipv4Addr| {
+        let mut s = quiet_dht_settings("alice", ta.path(), &bootstrap);
+        s.dht.min_lookup_interval_secs = 3600;
+        s.listener.bind = std::net::IpAddr::V4(bind);
+        s
+    };
+    let mut bob = Remote::start(
+        quiet_dht_settings("bob", tb.path(), &bootstrap),
+        bob_id.clone(),
+    );
+    let mut alice = Remote::start(slow(Ipv4Addr::LOCALHOST), alice_id.clone());
+    let (alice_main, bob_main, bob_fp) = (
+        alice.node.tcp_port,
+        bob.node.tcp_port,
+        bob.node.keys.fingerprint().to_string(),
+    );
+    let sys = actix_rt::System::new();
+    let (id, bob_port) = sys.block_on(async {
+        alice
+            .node
+            .add_contact(&format!("127.0.0.1:{bob_main}"))
+            .await
+            .unwrap();
+        let (opened, accepted) =
+            crate::common::open_discussion(&alice.node, &bob.node, "pw", "pw").await;
+        let id = opened.unwrap();
+        assert_eq!(accepted.unwrap(), id);
+        // Both records are up before anyone leaves.
+        resolved_port(&bob.node, &id, alice_main).await;
+        // Alice forgets bob's main listener: only his discussion port, then the DHT, are left.
+        alice.node.remove_contact(&bob_fp).await.unwrap();
+        let i = id.clone();
+        let port = bob
+            .node
+            .store
+            .run(move |s| s.discussion(&i))
+            .await
+            .unwrap()
+            .listen_port;
+        (id, port)
+    });
+    alice.stop();
+    let _held_alice = occupy(alice_main);
+    sys.block_on(async {
+        bob.node.send(&id, "while you were away").await.unwrap();
+    });
+    bob.stop();
+    let _held_bob = (occupy(bob_main), occupy(bob_port));
+
+    let alice = Remote::start(slow(Ipv4Addr::new(127, 0, 0, 3)), alice_id);
+    assert_ne!(alice.node.tcp_port, alice_main);
+    let spent = sys.block_on(async {
+        crate::common::wait_until(60, "alice's lookup of bob's stale record", || {
+            let a = alice.node.clone();
+            async move {
+                let n = a.dht_status().await.unwrap().unwrap().lookups;
+                (n >= 2).then_some(n)
+            }
+        })
+        .await
+    });
+    let mut moved = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    moved.listener.bind = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let bob = Remote::start(moved, bob_id);
+    sys.block_on(async {
+        let (a, i) = (alice.node.clone(), id.clone());
+        crate::common::wait_until(60, "bob's message to reach the moved alice", move || {
+            let (a, i) = (a.clone(), i.clone());
+            async move {
+                let h = a.history(&i, 100).await.ok()?;
+                h.iter()
+                    .any(|m| m.body == "while you were away")
+                    .then_some(())
+            }
+        })
+        .await;
+        assert_eq!(
+            alice.node.dht_status().await.unwrap().unwrap().lookups,
+            spent,
+            "alice found nothing new: bob dialed her"
+        );
+        let bob_lookups = bob.node.dht_status().await.unwrap().unwrap().lookups;
+        eprintln!("bob's lookups that found the moved alice: {bob_lookups}");
+        assert!(bob_lookups >= 1, "bob found alice on the DHT");
+    });
+    drop((alice, bob));
+}
