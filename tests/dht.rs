@@ -918,3 +918,91 @@ fn a_requester_that_moved_is_found_by_the_receiver_through_the_dht_only() {
     });
     drop((alice, bob));
 }
+
+/// Issue 11: the records that two real discussions between the same two people put on the DHT
+/// (both sides' records of each) share no key and no 8-byte run of value, and no address,
+/// fingerprint or name of either person appears in clear in any of them; each opens only under its
+/// own discussion's secret.
+#[test]
+fn records_on_the_dht_of_two_discussions_between_the_same_people_share_nothing() {
+    use pgpchat_actors::dht::record::{open, unix_micros};
+    use pgpchat_actors::dht::{Period, RendezvousSecret};
+    use pgpchat_actors::wire::Role;
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    actix_rt::System::new().block_on(async move {
+        let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (alice, bob) = two_dht_nodes(&bootstrap, (t1.path(), t2.path())).await;
+        crate::common::wait_sees(&alice, &bob).await;
+        let mut secrets = Vec::new();
+        for pw in ["one", "two"] {
+            let (opened, accepted) = crate::common::open_discussion(&alice, &bob, pw, pw).await;
+            let id = opened.unwrap();
+            assert_eq!(accepted.unwrap(), id);
+            secrets.push(same_secret(&alice, &bob, &id).await);
+        }
+        assert_ne!(secrets[0], secrets[1]);
+        let dht = alice.dht.clone().unwrap();
+        let mut items = Vec::new();
+        for s in &secrets {
+            for role in [Role::Requester, Role::Receiver] {
+                let item = crate::common::wait_until(60, "a published record", || {
+                    let (dht, s) = (dht.clone(), *s);
+                    async move {
+                        let keys = RendezvousSecret::from_bytes(s).slot(role, Period::now());
+                        let item = dht
+                            .send(pgpchat_actors::dht::worker::GetItem(keys.public_key))
+                            .await
+                            .ok()??;
+                        if open(&keys, &item, unix_micros()).is_err() {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            return None;
+                        }
+                        Some(item)
+                    }
+                })
+                .await;
+                items.push((s, item));
+            }
+        }
+        let mut clear: Vec<Vec<u8>> = vec![
+            vec![127, 0, 0, 1],
+            b"alice".to_vec(),
+            b"bob".to_vec(),
+            alice.tcp_port.to_be_bytes().to_vec(),
+            bob.tcp_port.to_be_bytes().to_vec(),
+        ];
+        for fp in [alice.keys.fingerprint(), bob.keys.fingerprint()] {
+            clear.push(fp.as_bytes().to_vec());
+            let raw: Vec<u8> = (0..fp.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&fp[i..i + 2], 16).unwrap())
+                .collect();
+            clear.push(raw);
+        }
+        for (i, (secret, a)) in items.iter().enumerate() {
+            for (_, b) in &items[i + 1..] {
+                assert_ne!(a.key(), b.key());
+                for w in a.value().windows(8) {
+                    assert!(!b.value().windows(8).any(|x| x == w), "shared value bytes");
+                }
+            }
+            for c in &clear {
+                // Two bytes (a port) can match by chance: only longer runs are checked for those.
+                if c.len() > 2 {
+                    assert!(
+                        !a.value().windows(c.len()).any(|w| w == c),
+                        "{c:?} in clear"
+                    );
+                }
+            }
+            // Only its own discussion's secret opens it.
+            let other = secrets.iter().find(|s| s != secret).unwrap();
+            for role in [Role::Requester, Role::Receiver] {
+                let keys = RendezvousSecret::from_bytes(*other).slot(role, Period::now());
+                assert!(open(&keys, a, unix_micros()).is_err());
+            }
+        }
+    });
+}

@@ -167,6 +167,8 @@ pub struct DiscussionSession {
     /// Whether this run has checked that the discussion has a rendezvous secret (once, on the
     /// first connection at version 3 or more: `rendezvous.rs`).
     rendezvous_checked: bool,
+    /// Whether this run has answered the receiver's `Wanted` (once is enough: `rendezvous.rs`).
+    rendezvous_answered: bool,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -243,6 +245,7 @@ impl DiscussionSession {
             control: p.control,
             controls: control::ControlQueue::default(),
             rendezvous_checked: false,
+            rendezvous_answered: false,
         }
     }
 

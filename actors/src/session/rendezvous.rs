@@ -22,6 +22,14 @@ impl Handler<ReceiveRendezvous> for DiscussionSession {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, m: ReceiveRendezvous, ctx: &mut Context<Self>) -> Self::Result {
+        // One answer per run is enough (control messages are durable): a peer repeating `Wanted`
+        // gets no more than that.
+        if self.sk.role == Role::Requester && m.0 == RendezvousMessage::Wanted {
+            if self.rendezvous_answered {
+                return Box::pin(fut::ready(()));
+            }
+            self.rendezvous_answered = true;
+        }
         let work = self.rendezvous_work(ctx);
         let role = self.sk.role;
         let fut = async move {
