@@ -641,6 +641,29 @@ fn discussions_without_a_rendezvous_secret_get_one_over_the_control_channel() {
                 .unwrap());
         }
         let alices_second = secret_of(&alice, &second).await.expect("alice keeps hers");
+        // While bob speaks only version 2, nothing of the exchange is sent: a new connection and a
+        // message through it leave both without a secret.
+        let session = alice
+            .directory
+            .send(pgpchat_actors::discussions::Lookup(first.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        session.send(pgpchat_actors::session::Reconnect).await.unwrap();
+        alice.send(&first, "at version 2").await.unwrap();
+        let (b, i) = (bob.node.clone(), first.clone());
+        crate::common::wait_until(30, "a message at version 2", move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move {
+                let h = b.history(&i, 100).await.ok()?;
+                h.iter().any(|m| m.body == "at version 2").then_some(())
+            }
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(secret_of(&alice, &first).await, None, "nothing sent at 2");
+        assert_eq!(secret_of(&bob.node, &first).await, None, "nothing sent at 2");
+        assert_eq!(secret_of(&bob.node, &second).await, None, "nothing asked at 2");
         (first, second, alices_second)
     });
     // Bob comes back speaking version 3 (his DHT worker, started again, has nothing to publish).

@@ -293,7 +293,11 @@ impl Task {
             peer_address: ip.to_string(),
             peer_port: requested.port,
             listen_port: 0,
-            peer_version: version,
+            // The main listener does not say which version it agreed: a peer that accepted our
+            // hello at 3 may speak only 2 (it answers min(ours, its)), though every peer that
+            // accepts a hello at 2 or more speaks 2. The first discussion connection, whose proofs
+            // are signed at the agreed version, raises it.
+            peer_version: version.min(crate::wire::CONTROL_VERSION),
         };
         self.create_discussion(record, requested.own_key, agreed.peer_discussion_key)
             .await?;
