@@ -649,7 +649,10 @@ fn discussions_without_a_rendezvous_secret_get_one_over_the_control_channel() {
             .await
             .unwrap()
             .unwrap();
-        session.send(pgpchat_actors::session::Reconnect).await.unwrap();
+        session
+            .send(pgpchat_actors::session::Reconnect)
+            .await
+            .unwrap();
         alice.send(&first, "at version 2").await.unwrap();
         let (b, i) = (bob.node.clone(), first.clone());
         crate::common::wait_until(30, "a message at version 2", move || {
@@ -662,8 +665,16 @@ fn discussions_without_a_rendezvous_secret_get_one_over_the_control_channel() {
         .await;
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         assert_eq!(secret_of(&alice, &first).await, None, "nothing sent at 2");
-        assert_eq!(secret_of(&bob.node, &first).await, None, "nothing sent at 2");
-        assert_eq!(secret_of(&bob.node, &second).await, None, "nothing asked at 2");
+        assert_eq!(
+            secret_of(&bob.node, &first).await,
+            None,
+            "nothing sent at 2"
+        );
+        assert_eq!(
+            secret_of(&bob.node, &second).await,
+            None,
+            "nothing asked at 2"
+        );
         (first, second, alices_second)
     });
     // Bob comes back speaking version 3 (his DHT worker, started again, has nothing to publish).
