@@ -514,6 +514,26 @@ fn status(ctx: &Ctx) -> Result<()> {
             "discovery: {} received, {} accepted, {} announces sent, {} replies sent",
             d.received, d.accepted, d.announces_sent, d.replies_sent
         );
+        let h = &s.dht;
+        if h.enabled {
+            // "firewalled" is about the DHT's own UDP port, never the chat's TCP port.
+            println!(
+                "DHT: on, UDP {}, seen as {}{}; {} discussions published, {} lookups, {} puts ({} failed)",
+                h.local_address.as_deref().unwrap_or("?"),
+                h.public_address.as_deref().unwrap_or("(not yet)"),
+                if h.firewalled {
+                    " (its UDP port looks firewalled)"
+                } else {
+                    ""
+                },
+                h.tracked,
+                h.lookups,
+                h.puts,
+                h.put_failures
+            );
+        } else {
+            println!("DHT: off ([dht] enabled = false)");
+        }
     })
 }
 

@@ -496,6 +496,9 @@ mod binary {
         );
         assert_eq!(alice.json(&["status"])["whoami"]["tcp_port"], port);
         assert!(alice.ok(&["status"]).contains(&format!("TCP port {port}")));
+        // The DHT's state (issue 11): off in the shipped profiles.
+        assert!(alice.ok(&["status"]).contains("DHT: off"));
+        assert_eq!(alice.json(&["status"])["dht"]["enabled"], false);
         alice.kill();
     }
 }

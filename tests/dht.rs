@@ -1040,3 +1040,32 @@ fn records_on_the_dht_of_two_discussions_between_the_same_people_share_nothing()
         }
     });
 }
+
+/// `pgpchat status` (the binary, its core a child process) shows the DHT's state: on, its UDP
+/// socket, the address the DHT sees for it once other nodes answered (a local testnet on
+/// 127.0.0.1, loopback only), and whether its UDP port looks firewalled.
+#[test]
+fn the_binary_status_shows_the_dht_state() {
+    let testnet = local_testnet();
+    let mut p = crate::binary::Person::new("dana", free_udp_port());
+    let mut profile = std::fs::read_to_string(&p.config).unwrap();
+    profile.push_str(&format!(
+        "\n[dht]\nenabled = true\nbootstrap = \"{}\"\nloopback_only = true\nbind = \"127.0.0.1\"\n",
+        testnet.bootstrap.join(",")
+    ));
+    std::fs::write(&p.config, profile).unwrap();
+    p.init();
+    p.start();
+    crate::binary::wait_for(30, "the DHT's view of our address", || {
+        !p.json(&["status"])["dht"]["public_address"].is_null()
+    });
+    let s = p.json(&["status"]);
+    assert_eq!(s["dht"]["enabled"], true, "{s}");
+    assert!(s["dht"]["local_address"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+    let text = p.ok(&["status"]);
+    assert!(text.contains("DHT: on, UDP 127.0.0.1:"), "{text}");
+    assert!(text.contains("seen as 127."), "{text}");
+    p.kill();
+}
