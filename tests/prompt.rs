@@ -52,6 +52,17 @@ impl Tmux {
         assert!(ok, "send-keys {keys:?}");
     }
 
+    /// Any other tmux command on this server (`resize-window`...).
+    pub(crate) fn tmux(&self, args: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .status()
+            .expect("tmux")
+            .success();
+        assert!(ok, "tmux {args:?}");
+    }
+
     /// Type text literally (no key names).
     pub(crate) fn type_text(&self, text: &str) {
         self.keys(&["-l", text]);

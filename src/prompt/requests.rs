@@ -91,7 +91,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         .collect();
     let Some(i) = Select::with_theme(theme)
         .with_prompt("Request")
-        .items(&items)
+        .items(&super::width::entries(&items))
         .default(0)
         .interact_opt()?
     else {
@@ -101,7 +101,10 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
     let name = safe_text::line(&r.name);
     let id = r.id;
     let action = Select::with_theme(theme)
-        .with_prompt(format!("{name} asks for a discussion"))
+        .with_prompt(super::width::question(
+            &format!("{name} asks for a discussion"),
+            super::width::SELECT_EXTRA,
+        ))
         .items(["Accept (type the shared secret)", "Refuse"])
         .default(0)
         .interact_opt()?;
