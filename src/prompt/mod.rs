@@ -18,6 +18,7 @@ mod lines;
 mod live;
 mod requests;
 mod slash;
+mod width;
 
 use anyhow::{Context, Result};
 use console::Term;
@@ -63,15 +64,25 @@ fn home(ctx: &Ctx) -> Result<()> {
         safe_text::line(&me.name),
         fingerprint_groups(&me.fingerprint)
     );
+    // The last error said, so the same one is not said again by the menu's own call (an action
+    // that failed because the core stopped is followed by the menu failing for the same reason).
+    let mut said: Option<String> = None;
     loop {
         let counts = match home::counts(&mut client) {
             Ok(c) => c,
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
-                println!("! {}", safe_text::line(&format!("{e:#}")));
+                let text = safe_text::line(&format!("{e:#}"));
+                if said.as_deref() != Some(text.as_str()) {
+                    println!("! {text}");
+                }
+                said = None;
                 // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
                 let again = match Confirm::with_theme(&theme)
-                    .with_prompt("The core is not answering. Start it again?")
+                    .with_prompt(width::question(
+                        "The core is not answering. Start it again?",
+                        width::CONFIRM_EXTRA,
+                    ))
                     .default(true)
                     .interact()
                 {
@@ -91,6 +102,7 @@ fn home(ctx: &Ctx) -> Result<()> {
                 continue;
             }
         };
+        said = None;
         // A Ctrl-C pressed while nothing listened is not for this menu.
         interrupt::take();
         let Some(choice) = home::choose(ctx, counts)? else {
@@ -115,7 +127,11 @@ fn home(ctx: &Ctx) -> Result<()> {
                 interrupt::restore_terminal();
                 println!();
             }
-            Err(e) => println!("! {}", safe_text::line(&format!("{e:#}"))),
+            Err(e) => {
+                let text = safe_text::line(&format!("{e:#}"));
+                println!("! {text}");
+                said = Some(text);
+            }
             Ok(()) => {}
         }
     }
