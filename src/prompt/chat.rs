@@ -154,6 +154,9 @@ fn view(
         &core_gone,
     )?);
     let mut kept = String::new();
+    // Keys typed while the view was being set up were not meant for it (an arrow for the menu
+    // before it would bring back an earlier line).
+    super::tty::drop_typeahead();
     let next = loop {
         let line = match editor.readline_with_initial("> ", (&kept, "")) {
             Ok(l) => l,
@@ -212,11 +215,8 @@ fn view(
             }
             Typed::List => print_list(&client.call(api::DiscussionsRequest {})?),
             Typed::Jump(n) => {
-                let list = client.call(api::DiscussionsRequest {})?;
-                match list.get(n - 1) {
-                    Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
-                    Some(_) => println!("! this is discussion {n}"),
-                    None => println!("! no discussion {n}: /list shows them"),
+                if let Some(id) = jump(client, discussion, n)? {
+                    break Next::Open(id);
                 }
             }
             Typed::Switch(name) => {
@@ -331,6 +331,17 @@ fn erase_typed(line: &str) {
         .map(|l| console::measure_text_width(l).max(1).div_ceil(cols))
         .sum();
     let _ = term.clear_last_lines(rows);
+}
+
+/// The discussion `/N` goes to: its id, or None when there is none to go to (said).
+fn jump(client: &mut Client, discussion: &str, n: usize) -> Result<Option<String>> {
+    let list = client.call(api::DiscussionsRequest {})?;
+    match list.get(n - 1) {
+        Some(d) if d.id != discussion => return Ok(Some(d.id.clone())),
+        Some(_) => println!("! this is discussion {n}"),
+        None => println!("! no discussion {n}: /list shows them"),
+    }
+    Ok(None)
 }
 
 /// Whether a call failed because the core is gone.
@@ -448,6 +459,9 @@ fn new_editor(list: &[Discussion]) -> Result<Editor<ChatHelper, DefaultHistory>>
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(KeepDraft)),
     );
+    // No Alt-1 .. Alt-9 (issue 12 asked for them): rustyline's emacs mode reads Alt-digits as a
+    // numeric argument before any custom binding is looked at (keymap.rs, `emacs`), so a binding
+    // for them is never called; `/1` .. `/9` do it.
     if let Ok(typed) = TYPED.lock() {
         for l in typed.iter() {
             let _ = editor.add_history_entry(l.as_str());

@@ -116,6 +116,8 @@ pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Option<usize>> {
         drawn: 0,
     }));
     let _ = term.hide_cursor();
+    // Keys typed before the menu was drawn were meant for the view before it.
+    super::tty::drop_typeahead();
     lock(&menu)?.draw();
     let watcher = Watcher::start(ctx, menu.clone());
     let result = loop {

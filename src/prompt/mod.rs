@@ -18,6 +18,7 @@ mod lines;
 mod live;
 mod requests;
 mod slash;
+mod tty;
 mod width;
 
 use anyhow::{Context, Result};
@@ -40,9 +41,12 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
     }
     interrupt::install()?;
+    tty::quiet();
     let r = home(ctx);
-    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor back.
+    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor and its echo
+    // back.
     interrupt::restore_terminal();
+    tty::restore();
     match r {
         Err(e) if interrupt::is_interrupt(&e) => Ok(()),
         r => r,
@@ -80,7 +84,7 @@ fn home(ctx: &Ctx) -> Result<()> {
                 // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
                 let again = match Confirm::with_theme(&theme)
                     .with_prompt(width::question(
-                        "The core is not answering. Start it again?",
+                        "Start the core again?",
                         width::CONFIRM_EXTRA,
                     ))
                     .default(true)

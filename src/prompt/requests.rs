@@ -33,6 +33,9 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             format!("{wait} s")
         }
     );
+    // Subscribed before the request goes: the discussion's first events (its connection coming
+    // up) happen before `open` answers, and a view subscribing after it missed them.
+    let events = super::chat::subscribe(ctx)?;
     // The request runs on its own connection, on a thread, while this one watches for Ctrl-C.
     let mut opener = ctx.client()?;
     let (done, answer) = mpsc::channel();
@@ -63,7 +66,7 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
         }
     };
     // A new discussion: nothing unread beyond what the view shows anyway.
-    super::chat::run(ctx, client, &opened.discussion_id, 0, None)
+    super::chat::run(ctx, client, &opened.discussion_id, 0, Some(events))
 }
 
 pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
