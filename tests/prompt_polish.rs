@@ -309,3 +309,63 @@ fn a_prompt_autostarted_core_follows_the_config_precedence() {
         let _ = run(&["stop"]);
     }
 }
+
+/// Defect 1: the terminal is resized (80 → 40 → 80 columns) while a line is being typed in the
+/// chat view: the typed line is shown once, whole, with no fragment of its old rows, and the
+/// conversation above it is intact.
+#[test]
+fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
+    let (alice, bob) = alice_and_bob_running();
+    bob.wait_sees(&alice);
+    let id = bob.open_with(&alice, "pw");
+    bob.ok(&["send", &id, "before the resize"]);
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    tmux.wait_text("bob: before the resize");
+    let typed = "a line typed at eighty columns that wraps at forty ZZ";
+    tmux.type_text(typed);
+    tmux.wait_text("wraps at forty ZZ");
+    for cols in [40, 80, 40] {
+        resize(&tmux, cols);
+        tmux.wait_screen("the pane at its new width", |s| {
+            s.lines().all(|l| l.chars().count() <= usize::from(cols))
+                && s.replace('\n', "").contains("wraps at forty ZZ")
+        });
+        // The editor redraws on SIGWINCH: what is on screen once it had the time to.
+        std::thread::sleep(Duration::from_millis(500));
+        let s = tmux.screen();
+        let joined: String = s.lines().collect();
+        assert_eq!(
+            joined.matches("a line typed").count(),
+            1,
+            "typed line shown twice or a fragment at {cols} columns:\n{s}"
+        );
+        assert_eq!(joined.matches("ZZ").count(), 1, "at {cols} columns:\n{s}");
+        assert!(
+            s.contains("bob: before the resize"),
+            "an earlier line damaged at {cols} columns:\n{s}"
+        );
+        // Only the input rows after the conversation: no row holds a piece of the old line.
+        let rows: Vec<&str> = s.lines().collect();
+        let last_msg = rows
+            .iter()
+            .rposition(|l| l.contains("before the resize"))
+            .unwrap();
+        let rest: Vec<&str> = rows[last_msg + 1..]
+            .iter()
+            .copied()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(rest[0].starts_with("> a line typed"), "at {cols} columns:\n{s}");
+        assert_eq!(rest.concat().replace("> ", ""), typed, "at {cols} columns:\n{s}");
+    }
+    tmux.keys(&["Enter"]);
+    wait_for(30, "bob to get the typed line", || {
+        bob.json(&["history", &id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == typed)
+    });
+}

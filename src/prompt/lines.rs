@@ -86,7 +86,7 @@ pub(super) fn message(m: &Message, peer: &str) -> String {
 }
 
 /// [`message`] for a terminal of `columns`.
-fn message_at(m: &Message, peer: &str, columns: usize) -> String {
+pub(super) fn message_at(m: &Message, peer: &str, columns: usize) -> String {
     let out = m.direction == api::Direction::Out;
     let name = fit(
         &if out {

@@ -18,6 +18,7 @@ mod lines;
 mod live;
 mod requests;
 mod slash;
+mod transcript;
 mod tty;
 mod width;
 
