@@ -58,7 +58,8 @@ fn long_chat_lines_wrap_at_words_with_a_hanging_indent_at_the_current_width() {
     let _core = KillCore(alice.data_dir().display().to_string());
     open_first_discussion(&tmux, "bob");
 
-    let theirs = "seventeen elephants carefully balanced on narrow tightropes above Copenhagen harbour END1";
+    let theirs =
+        "seventeen elephants carefully balanced on narrow tightropes above Copenhagen harbour END1";
     bob.ok(&["send", &id, theirs]);
     let s = tmux.wait_text("END1");
     assert_wrapped(&block(&s, "bob: seventeen", "END1"), theirs, &s);
@@ -79,7 +80,11 @@ fn long_chat_lines_wrap_at_words_with_a_hanging_indent_at_the_current_width() {
 
     // Wider now: a line that wrapped at 40 columns fits on one.
     resize(&tmux, 80);
-    bob.ok(&["send", &id, "this one fits in eighty columns on a line END4"]);
+    bob.ok(&[
+        "send",
+        &id,
+        "this one fits in eighty columns on a line END4",
+    ]);
     let s = tmux.wait_text("END4");
     assert!(
         s.lines()
@@ -289,8 +294,10 @@ fn a_prompt_autostarted_core_follows_the_config_precedence() {
         }
         let run = |args: &[&str]| {
             let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(format!("env -u PGPCHAT_PROFILE -u RUST_LOG {env} {BIN} {}", args.join(" ")));
+            c.arg("-c").arg(format!(
+                "env -u PGPCHAT_PROFILE -u RUST_LOG {env} {BIN} {}",
+                args.join(" ")
+            ));
             c.output().unwrap()
         };
         let o = run(&["init", "--no-passphrase"]);
@@ -357,8 +364,15 @@ fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
             .copied()
             .filter(|l| !l.trim().is_empty())
             .collect();
-        assert!(rest[0].starts_with("> a line typed"), "at {cols} columns:\n{s}");
-        assert_eq!(rest.concat().replace("> ", ""), typed, "at {cols} columns:\n{s}");
+        assert!(
+            rest[0].starts_with("> a line typed"),
+            "at {cols} columns:\n{s}"
+        );
+        assert_eq!(
+            rest.concat().replace("> ", ""),
+            typed,
+            "at {cols} columns:\n{s}"
+        );
     }
     tmux.keys(&["Enter"]);
     wait_for(30, "bob to get the typed line", || {

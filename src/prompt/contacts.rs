@@ -58,7 +58,7 @@ pub(super) fn choose_contact(
     let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
     let pick = Select::with_theme(theme)
         .with_prompt(super::width::question(prompt, super::width::SELECT_EXTRA))
-        .items(&super::width::entries(&items))
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?;
     Ok(pick.map(|i| list[i].clone()))
@@ -96,7 +96,7 @@ pub(super) fn choose_connected_contact(
     let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
     let pick = Select::with_theme(theme)
         .with_prompt(super::width::question(prompt, super::width::SELECT_EXTRA))
-        .items(&super::width::entries(&items))
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?;
     Ok(pick.map(|i| list[i].clone()))

@@ -40,7 +40,7 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
         .collect();
     let Some(pick) = Select::with_theme(theme)
         .with_prompt("Introduction")
-        .items(&super::width::entries(&items))
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?
     else {

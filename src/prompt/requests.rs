@@ -94,7 +94,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         .collect();
     let Some(i) = Select::with_theme(theme)
         .with_prompt("Request")
-        .items(&super::width::entries(&items))
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?
     else {
