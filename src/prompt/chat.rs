@@ -294,6 +294,8 @@ fn view(
             discussion: discussion.to_string(),
         });
     }
+    // Nothing of the view is kept once it is gone.
+    super::transcript::clear();
     Ok(next)
 }
 
