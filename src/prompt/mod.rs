@@ -2,8 +2,9 @@
 //!
 //! One concern per file: the home menu here; the first run ([`first_run`]); contacts and their
 //! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]); the list of
-//! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]).
-//! Menus are dialoguer widgets.
+//! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]),
+//! drawn again after a resize ([`transcript`]). Menus are dialoguer widgets, their text fitted to
+//! the width ([`width`]); between views the echo is off and type-ahead is dropped ([`tty`]).
 
 mod chat;
 mod contacts;
