@@ -52,7 +52,6 @@ fn assert_wrapped(lines: &[&str], text: &str, screen: &str) {
 #[test]
 fn long_chat_lines_wrap_at_words_with_a_hanging_indent_at_the_current_width() {
     let (alice, bob) = alice_and_bob_running();
-    bob.wait_sees(&alice);
     let id = bob.open_with(&alice, "pw");
     let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
     let _core = KillCore(alice.data_dir().display().to_string());
@@ -189,7 +188,6 @@ fn when_the_core_stops_under_the_menu_the_error_is_said_once_and_ctrl_c_ends_cle
 #[test]
 fn the_menus_unread_count_stays_current() {
     let (alice, bob) = alice_and_bob_running();
-    bob.wait_sees(&alice);
     let id = bob.open_with(&alice, "pw");
     bob.ok(&["send", &id, "one"]);
     bob.ok(&["send", &id, "two"]);
@@ -326,7 +324,6 @@ fn a_prompt_autostarted_core_follows_the_config_precedence() {
 #[test]
 fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
     let (alice, bob) = alice_and_bob_running();
-    bob.wait_sees(&alice);
     let id = bob.open_with(&alice, "pw");
     bob.ok(&["send", &id, "before the resize"]);
     let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
