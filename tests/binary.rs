@@ -306,6 +306,9 @@ pub fn alice_and_bob_running() -> (Person, Person) {
     alice.start();
     bob.start();
     alice.wait_sees(&bob);
+    // Both ways: tests open from either side (`bob.open_with(&alice)` failed with "no contact
+    // matches 'alice'" when bob had not heard alice yet).
+    bob.wait_sees(&alice);
     (alice, bob)
 }
 

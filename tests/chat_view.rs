@@ -7,7 +7,7 @@ use crate::binary::{alice_and_bob_running, wait_for, Person, BIN};
 use crate::common::free_udp_port;
 use crate::prompt::{KillCore, Tmux};
 
-fn chat_command(p: &Person) -> String {
+pub(crate) fn chat_command(p: &Person) -> String {
     format!(
         "{BIN} --config {} --data-dir {} chat",
         p.config.display(),
@@ -26,7 +26,7 @@ fn bodies(p: &Person, discussion: &str) -> Vec<String> {
 }
 
 /// From the menu, open the first (most recent) discussion's chat view.
-fn open_first_discussion(tmux: &Tmux, peer: &str) {
+pub(crate) fn open_first_discussion(tmux: &Tmux, peer: &str) {
     tmux.wait_text("unread)");
     tmux.keys(&["Down", "Down", "Down", "Enter"]);
     tmux.wait_text("? Discussion");

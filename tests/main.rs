@@ -29,6 +29,7 @@ mod logging;
 mod netns;
 mod netns_router;
 mod prompt;
+mod prompt_polish;
 mod security;
 mod slots;
 mod startup;

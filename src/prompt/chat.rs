@@ -30,6 +30,13 @@ use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::safe_text;
 
+/// `println!` for the chat view: kept to be drawn again after a resize ([`super::transcript`]).
+macro_rules! say {
+    ($($t:tt)*) => {
+        super::transcript::say(format!($($t)*))
+    };
+}
+
 /// Messages of history shown when a chat view opens.
 const HISTORY_SHOWN: u64 = 20;
 /// At most this many unread messages are printed when a chat view opens (older ones: `/more`).
@@ -91,11 +98,12 @@ fn view(
         .ok_or_else(|| anyhow!("the discussion is gone"))?
         .clone();
     let peer = safe_text::line(&d.peer_name);
+    super::transcript::clear();
     let contacts = client.call(api::ContactsRequest {})?;
     let verified = contacts
         .iter()
         .any(|c| c.fingerprint == d.peer_fingerprint && c.verified);
-    println!(
+    say!(
         "{}",
         console::style(format!(
             "── {peer} · {} · {} ──",
@@ -104,7 +112,7 @@ fn view(
         ))
         .bold()
     );
-    println!(
+    say!(
         "{}",
         lines::notice("/help: commands · Ctrl-C: menu · Tab completes · Up: earlier lines")
     );
@@ -118,7 +126,7 @@ fn view(
     })?;
     if history.len() as u64 > shown {
         history.remove(0);
-        println!("{}", lines::notice("(earlier messages: /more)"));
+        say!("{}", lines::notice("(earlier messages: /more)"));
     }
     // The index of the first message shown, in the whole discussion (for `/more`).
     let mut first_shown = d.messages.saturating_sub(history.len() as u64);
@@ -126,12 +134,12 @@ fn view(
     let mut days = Days::default();
     for (i, m) in history.iter().enumerate() {
         if let Some(l) = days.line_for(m.time) {
-            println!("{l}");
+            say!("{l}");
         }
         if Some(i) == first_unread {
-            println!("{}", lines::notice(&format!("──── {unread} unread ────")));
+            say!("{}", lines::notice(&format!("──── {unread} unread ────")));
         }
-        println!("{}", lines::message(m, &peer));
+        super::transcript::say_message(m, &peer);
     }
 
     // What is shown is read: `/list` and the other front-ends say so while the view is open.
@@ -154,6 +162,9 @@ fn view(
         &core_gone,
     )?);
     let mut kept = String::new();
+    // Keys typed while the view was being set up were not meant for it (an arrow for the menu
+    // before it would bring back an earlier line).
+    super::tty::drop_typeahead();
     let next = loop {
         let line = match editor.readline_with_initial("> ", (&kept, "")) {
             Ok(l) => l,
@@ -178,7 +189,7 @@ fn view(
             Err(e) => {
                 // Not left in the line (the next command would be glued to it): Up brings it
                 // back to be corrected.
-                println!("! {e} (Up brings the line back)");
+                say!("! {e} (Up brings the line back)");
                 continue;
             }
         };
@@ -186,7 +197,7 @@ fn view(
             Typed::Nothing => {}
             Typed::Send(text) => {
                 if core_gone.load(Ordering::SeqCst) {
-                    println!("! not sent: the core is not running; /restart starts it again");
+                    say!("! not sent: the core is not running; /restart starts it again");
                     kept = line;
                     continue;
                 }
@@ -196,9 +207,9 @@ fn view(
                 });
                 // The line itself is printed by the live thread, with its delivery mark.
                 if let Err(e) = r {
-                    println!("! not sent: {}", safe_text::line(&format!("{e:#}")));
+                    say!("! not sent: {}", safe_text::line(&format!("{e:#}")));
                     if is_gone(&e) {
-                        println!("{}", lines::notice(super::live::CORE_STOPPED));
+                        say!("{}", lines::notice(super::live::CORE_STOPPED));
                     }
                     kept = line;
                 }
@@ -206,25 +217,22 @@ fn view(
             Typed::Back => break Next::Menu,
             Typed::Help => {
                 for (c, what) in slash::COMMANDS {
-                    println!("  {c:<16} {what}");
+                    say!("  {c:<16} {what}");
                 }
-                println!("  Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu");
+                say!("  Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu");
             }
             Typed::List => print_list(&client.call(api::DiscussionsRequest {})?),
             Typed::Jump(n) => {
-                let list = client.call(api::DiscussionsRequest {})?;
-                match list.get(n - 1) {
-                    Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
-                    Some(_) => println!("! this is discussion {n}"),
-                    None => println!("! no discussion {n}: /list shows them"),
+                if let Some(id) = jump(client, discussion, n)? {
+                    break Next::Open(id);
                 }
             }
             Typed::Switch(name) => {
                 let list = client.call(api::DiscussionsRequest {})?;
                 match by_name(&list, &name) {
                     Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
-                    Some(_) => println!("! this is the discussion with {peer}"),
-                    None => println!(
+                    Some(_) => say!("! this is the discussion with {peer}"),
+                    None => say!(
                         "! no discussion with {}: /list shows them",
                         safe_text::line(&name)
                     ),
@@ -239,14 +247,14 @@ fn view(
                 };
                 let sure = matches!(editor.readline(&q), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
                 if !sure {
-                    println!("{}", lines::notice("(not closed)"));
+                    say!("{}", lines::notice("(not closed)"));
                     continue;
                 }
                 let v = client.call(api::CloseRequest {
                     discussion: discussion.to_string(),
                     force: Some(force),
                 })?;
-                println!(
+                say!(
                     "{}",
                     if v.state == api::DiscussionState::Closed {
                         format!("discussion with {peer} closed")
@@ -259,7 +267,7 @@ fn view(
             Typed::Restart => {
                 if !core_gone.load(Ordering::SeqCst) && client.call(api::VersionRequest {}).is_ok()
                 {
-                    println!("{}", lines::notice("(the core is running)"));
+                    say!("{}", lines::notice("(the core is running)"));
                     continue;
                 }
                 if let Some(l) = live.take() {
@@ -275,7 +283,7 @@ fn view(
                     &days,
                     &core_gone,
                 )?);
-                println!("{}", lines::notice("(the core is running again)"));
+                say!("{}", lines::notice("(the core is running again)"));
             }
         }
     };
@@ -286,6 +294,8 @@ fn view(
             discussion: discussion.to_string(),
         });
     }
+    // Nothing of the view is kept once it is gone.
+    super::transcript::clear();
     Ok(next)
 }
 
@@ -333,6 +343,17 @@ fn erase_typed(line: &str) {
     let _ = term.clear_last_lines(rows);
 }
 
+/// The discussion `/N` goes to: its id, or None when there is none to go to (said).
+fn jump(client: &mut Client, discussion: &str, n: usize) -> Result<Option<String>> {
+    let list = client.call(api::DiscussionsRequest {})?;
+    match list.get(n - 1) {
+        Some(d) if d.id != discussion => return Ok(Some(d.id.clone())),
+        Some(_) => say!("! this is discussion {n}"),
+        None => say!("! no discussion {n}: /list shows them"),
+    }
+    Ok(None)
+}
+
 /// Whether a call failed because the core is gone.
 fn is_gone(e: &ClientError) -> bool {
     matches!(
@@ -369,7 +390,7 @@ fn by_name<'a>(list: &'a [Discussion], name: &str) -> Option<&'a Discussion> {
 
 fn print_list(list: &[Discussion]) {
     for (i, d) in list.iter().enumerate() {
-        println!(
+        say!(
             "  /{:<2} {} {:<7} {} unread",
             i + 1,
             lines::fit(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
@@ -382,7 +403,7 @@ fn print_list(list: &[Discussion]) {
 /// The page of messages before the first one shown, back to the first message.
 fn more(client: &mut Client, discussion: &str, peer: &str, first_shown: &mut u64) -> Result<()> {
     if *first_shown == 0 {
-        println!("{}", lines::notice("(that was the first message)"));
+        say!("{}", lines::notice("(that was the first message)"));
         return Ok(());
     }
     let total = client
@@ -406,7 +427,7 @@ fn more(client: &mut Client, discussion: &str, peer: &str, first_shown: &mut u64
         })
         .map(|(_, m)| m)
         .collect();
-    println!(
+    say!(
         "{}",
         lines::notice(&format!(
             "──── earlier: messages {} to {} of {total} ────",
@@ -417,12 +438,12 @@ fn more(client: &mut Client, discussion: &str, peer: &str, first_shown: &mut u64
     let mut days = Days::default();
     for m in page {
         if let Some(l) = days.line_for(m.time) {
-            println!("{l}");
+            say!("{l}");
         }
-        println!("{}", lines::message(m, peer));
+        super::transcript::say_message(m, peer);
     }
     *first_shown = from;
-    println!(
+    say!(
         "{}",
         lines::notice(if from == 0 {
             "──── that was the first message ────"
@@ -448,6 +469,9 @@ fn new_editor(list: &[Discussion]) -> Result<Editor<ChatHelper, DefaultHistory>>
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(KeepDraft)),
     );
+    // No Alt-1 .. Alt-9 (issue 12 asked for them): rustyline's emacs mode reads Alt-digits as a
+    // numeric argument before any custom binding is looked at (keymap.rs, `emacs`), so a binding
+    // for them is never called; `/1` .. `/9` do it.
     if let Ok(typed) = TYPED.lock() {
         for l in typed.iter() {
             let _ = editor.add_history_entry(l.as_str());

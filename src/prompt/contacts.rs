@@ -57,8 +57,8 @@ pub(super) fn choose_contact(
     let now = now_secs();
     let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
     let pick = Select::with_theme(theme)
-        .with_prompt(prompt)
-        .items(&items)
+        .with_prompt(super::width::question(prompt, super::width::SELECT_EXTRA))
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?;
     Ok(pick.map(|i| list[i].clone()))
@@ -95,8 +95,8 @@ pub(super) fn choose_connected_contact(
     let now = now_secs();
     let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
     let pick = Select::with_theme(theme)
-        .with_prompt(prompt)
-        .items(&items)
+        .with_prompt(super::width::question(prompt, super::width::SELECT_EXTRA))
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?;
     Ok(pick.map(|i| list[i].clone()))
@@ -112,7 +112,10 @@ pub(super) fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Resu
     println!("  you:   {}", fingerprint_groups(&me.fingerprint));
     println!("  {name:<6} {}", fingerprint_groups(&c.fingerprint));
     if Confirm::with_theme(theme)
-        .with_prompt(format!("Does {name} read you the same fingerprint?"))
+        .with_prompt(super::width::question(
+            &format!("Does {name} read you the same fingerprint?"),
+            super::width::CONFIRM_EXTRA,
+        ))
         .default(false)
         .interact()?
     {
@@ -128,7 +131,10 @@ pub(super) fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Resu
 /// Someone beyond the local network: their node's address and main TCP port (their `whoami`).
 pub(super) fn add_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     let address: String = Input::with_theme(theme)
-        .with_prompt("Address (HOST:PORT, their main TCP port; empty: cancel)")
+        .with_prompt(super::width::question(
+            "Address (HOST:PORT, their main TCP port; empty: cancel)",
+            super::width::INPUT_EXTRA,
+        ))
         .allow_empty(true)
         .interact_text()?;
     if address.trim().is_empty() {

@@ -34,7 +34,7 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
         .collect();
     let Some(i) = Select::with_theme(theme)
         .with_prompt("Discussion")
-        .items(&items)
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?
     else {

@@ -10,7 +10,10 @@ use crate::ctx::Ctx;
 pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
     println!("Welcome to pgpchat. First, your identity: a key pair that is yours alone.");
     let name: String = Input::with_theme(theme)
-        .with_prompt("Your name, as others will see it")
+        .with_prompt(super::width::question(
+            "Your name, as others will see it",
+            super::width::INPUT_EXTRA + super::width::width(&ctx.settings.node.name),
+        ))
         .default(ctx.settings.node.name.clone())
         .interact_text()?;
     // An empty passphrase is not asked twice (there is nothing to mistype).

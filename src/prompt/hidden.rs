@@ -12,6 +12,8 @@ use dialoguer::theme::{ColorfulTheme, Theme};
 /// (see [`super::interrupt::is_interrupt`]), Escape too.
 pub(super) fn read(theme: &ColorfulTheme, prompt: &str) -> Result<String> {
     let term = Term::stderr();
+    // Fits in the width: the line is cleared and written again when the entry ends.
+    let prompt = &super::width::question(prompt, super::width::CONFIRM_EXTRA);
     let mut shown = String::new();
     theme
         .format_password_prompt(&mut shown, prompt)

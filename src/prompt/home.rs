@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use console::{style, Key, Term};
@@ -18,6 +18,9 @@ use crate::ctx::Ctx;
 
 /// How often the watcher looks at its stop flag.
 const TICK: Duration = Duration::from_millis(200);
+/// How often the watcher reads the counts again without an event: messages read elsewhere
+/// (another front-end, `pgpchat history`) change the unread count with no event for it.
+const REFRESH: Duration = Duration::from_secs(1);
 
 /// What the menu counts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,6 +116,8 @@ pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Option<usize>> {
         drawn: 0,
     }));
     let _ = term.hide_cursor();
+    // Keys typed before the menu was drawn were meant for the view before it.
+    super::tty::drop_typeahead();
     lock(&menu)?.draw();
     let watcher = Watcher::start(ctx, menu.clone());
     let result = loop {
@@ -161,18 +166,26 @@ impl Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
+            // Read once now that the subscription is on: what changed between the caller's
+            // counts and it (a message marked read as a chat view closed) has no event here.
+            let mut last_read: Option<Instant> = None;
             while !stopping.load(Ordering::Relaxed) {
-                let e = match events.next_event(Some(TICK)) {
-                    Ok(Some(Notification::Event(e))) => e,
-                    Ok(_) => continue,
-                    Err(_) => return,
+                let due = last_read.is_none_or(|t| t.elapsed() >= REFRESH);
+                // When a reading is due, the events wait for the next turn.
+                let arrival = if due {
+                    false
+                } else {
+                    match events.next_event(Some(TICK)) {
+                        Ok(Some(Notification::Event(e))) => match &e {
+                            Event::Request { .. } => true,
+                            Event::Message { message } => message.direction == api::Direction::In,
+                            _ => false,
+                        },
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
                 };
-                let arrival = match &e {
-                    Event::Request { .. } => true,
-                    Event::Message { message } => message.direction == api::Direction::In,
-                    Event::RequestClosed { .. } => false,
-                    _ => continue,
-                };
+                last_read = Some(Instant::now());
                 let Ok(c) = counts(&mut reader) else { return };
                 let Ok(mut m) = menu.lock() else { return };
                 // Not after the key reader has replaced the menu with the chosen line.

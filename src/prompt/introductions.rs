@@ -40,7 +40,7 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
         .collect();
     let Some(pick) = Select::with_theme(theme)
         .with_prompt("Introduction")
-        .items(&items)
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?
     else {
@@ -48,7 +48,10 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
     };
     let id = list[pick].id as u64;
     let action = Select::with_theme(theme)
-        .with_prompt("Meet them? (they will show as introduced, not verified)")
+        .with_prompt(super::width::question(
+            "Meet them? (they will show as introduced, not verified)",
+            super::width::SELECT_EXTRA,
+        ))
         .items(["Accept", "Decline"])
         .default(0)
         .interact_opt()?;

@@ -14,6 +14,9 @@ use crate::safe_text;
 pub(super) const NAME_WIDTH: usize = 10;
 /// Columns before the body: `HH:MM `, the name, `: `.
 const BODY_INDENT: usize = 6 + NAME_WIDTH + 2;
+/// A message's text gets at least this many columns a row, however narrow the terminal (below
+/// that the terminal wraps it).
+const MIN_TEXT_COLUMNS: usize = 10;
 
 fn local(secs: u64) -> Option<DateTime<Local>> {
     Local.timestamp_opt(i64::try_from(secs).ok()?, 0).single()
@@ -76,8 +79,14 @@ impl Days {
     }
 }
 
-/// One message on one line (its own newlines continue indented under the body).
+/// One message: its text wrapped at word boundaries to the terminal's width at the time it is
+/// printed, each continuation (and each of its own newlines) indented under the text.
 pub(super) fn message(m: &Message, peer: &str) -> String {
+    message_at(m, peer, super::width::columns())
+}
+
+/// [`message`] for a terminal of `columns`.
+pub(super) fn message_at(m: &Message, peer: &str, columns: usize) -> String {
     let out = m.direction == api::Direction::Out;
     let name = fit(
         &if out {
@@ -92,13 +101,95 @@ pub(super) fn message(m: &Message, peer: &str) -> String {
     } else {
         style(name).cyan()
     };
-    let body = safe_text::block(&m.body, BODY_INDENT);
-    let mark = if out {
-        format!(" {}", style(mark(m.state)).dim())
-    } else {
-        String::new()
-    };
-    format!("{} {name}: {body}{mark}", style(hm(m.time)).dim())
+    // One column stays free: a row that fills the last column leaves the cursor in the
+    // terminal's pending-wrap state, which some terminals turn into an empty row.
+    let text_columns = columns
+        .saturating_sub(BODY_INDENT + 1)
+        .max(MIN_TEXT_COLUMNS);
+    let mut rows: Vec<String> = m
+        .body
+        .split('\n')
+        .flat_map(|p| wrap(&safe_text::line(p), text_columns))
+        .collect();
+    if out {
+        let mark = mark(m.state);
+        let last = rows.last().map_or(0, |r| super::width::width(r));
+        let dim = style(mark).dim().to_string();
+        if last + 1 + super::width::width(mark) <= text_columns {
+            if let Some(r) = rows.last_mut() {
+                r.push(' ');
+                r.push_str(&dim);
+            }
+        } else {
+            rows.push(dim);
+        }
+    }
+    let body = rows.join(&format!("\n{}", " ".repeat(BODY_INDENT)));
+    format!("{} {name}: {body}", style(hm(m.time)).dim())
+}
+
+/// `text` (one paragraph, terminal-safe) in rows of at most `columns` display columns, broken at
+/// spaces; a word longer than a row is broken where the row ends. Spaces inside a row are kept
+/// (a tab shows as several); the spaces where a row breaks are dropped.
+fn wrap(text: &str, columns: usize) -> Vec<String> {
+    use super::width::width;
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut used = 0;
+    let mut spaces = String::new();
+    // Words and the runs of spaces between them, in order.
+    let mut tokens = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let n = if rest.starts_with(' ') {
+            rest.find(|c| c != ' ').unwrap_or(rest.len())
+        } else {
+            rest.find(' ').unwrap_or(rest.len())
+        };
+        tokens.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    for token in tokens {
+        if token.starts_with(' ') {
+            spaces = token.to_string();
+            continue;
+        }
+        let w = width(token);
+        let gap = width(&spaces);
+        if used + gap + w <= columns {
+            row.push_str(&spaces);
+            row.push_str(token);
+            used += gap + w;
+        } else if w <= columns {
+            rows.push(std::mem::take(&mut row));
+            row.push_str(token);
+            used = w;
+        } else {
+            // Longer than a row: as much as fits here, the rest on the next rows.
+            if used > 0 && used + gap < columns {
+                row.push_str(&spaces);
+                used += gap;
+            } else if used > 0 {
+                rows.push(std::mem::take(&mut row));
+                used = 0;
+            }
+            for c in token.chars() {
+                let cw = width(c.encode_utf8(&mut [0; 4]));
+                if used + cw > columns {
+                    rows.push(std::mem::take(&mut row));
+                    used = 0;
+                }
+                row.push(c);
+                used += cw;
+            }
+        }
+        spaces.clear();
+    }
+    if used + width(&spaces) <= columns {
+        row.push_str(&spaces);
+    }
+    rows.push(row);
+    rows
 }
 
 /// A notice in the conversation (not a message): indented, dim.
@@ -119,6 +210,32 @@ mod tests {
         assert_eq!(fit("山田", 4), "山田");
         // Emoji are wide too.
         assert_eq!(fit("😀😀😀😀", 5), "😀😀…");
+    }
+
+    #[test]
+    fn long_text_wraps_at_spaces_by_display_width() {
+        assert_eq!(wrap("one two three", 7), ["one two", "three"]);
+        assert_eq!(wrap("a    tab", 20), ["a    tab"]);
+        // Too long for a row: broken where the row ends.
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        // Wide characters take two columns; none is split.
+        assert_eq!(wrap("山田 太郎山田", 5), ["山田", "太郎", "山田"]);
+        assert_eq!(wrap("", 5), [""]);
+        console::set_colors_enabled(false);
+        let m = Message {
+            discussion_id: "d".into(),
+            direction: api::Direction::In,
+            seq: 1,
+            time: 1_700_000_000,
+            body: "seventeen elephants balanced".into(),
+            state: DeliveryState::Received,
+            position: None,
+        };
+        let l = message_at(&m, "bob", 40);
+        let rows: Vec<&str> = l.lines().collect();
+        assert_eq!(rows.len(), 2, "{l:?}");
+        assert!(rows[0].ends_with("bob: seventeen elephants"), "{l:?}");
+        assert_eq!(rows[1], format!("{}balanced", " ".repeat(BODY_INDENT)));
     }
 
     #[test]

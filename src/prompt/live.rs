@@ -17,6 +17,7 @@ use rustyline::ExternalPrinter;
 
 use super::events::{self, Scope, Shown};
 use super::lines;
+use super::transcript;
 use crate::client::Client;
 
 /// How long our own message waits for its delivery before it is printed with the mark it has.
@@ -25,6 +26,11 @@ const OWN_MESSAGE_WAIT: Duration = Duration::from_millis(400);
 const DELIVERED_QUIET: Duration = Duration::from_millis(300);
 /// How often the thread looks at its stop flag and its timers.
 const TICK: Duration = Duration::from_millis(100);
+/// A resize is acted on once the size has not changed for this long: the editor has handled its
+/// own SIGWINCH by then (the redraw must come after it), and a window dragged wider is drawn once.
+const RESIZE_SETTLE: Duration = Duration::from_millis(150);
+/// Rows left under the redrawn conversation for the line being typed.
+const INPUT_ROWS: usize = 3;
 /// At most this many of our messages wait for their mark, and this many deliveries for their
 /// line (more are printed at once): bounded whatever the core sends.
 const MAX_WAITING: usize = 64;
@@ -51,7 +57,7 @@ impl Live {
     pub(super) fn start<P: ExternalPrinter + Send + 'static>(
         mut events: Client,
         mut marker: Client,
-        mut printer: P,
+        printer: P,
         mut scope: Scope,
         mut days: lines::Days,
         bell: bool,
@@ -60,14 +66,23 @@ impl Live {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut out = |line: String| {
-                let _ = printer.print(format!("{line}\n"));
+            let printer = std::cell::RefCell::new(printer);
+            let out = |line: String| {
+                let _ = printer
+                    .borrow_mut()
+                    .print(format!("{}\n", transcript::text(line)));
             };
-            // A date line before a message on another day than the last one shown.
-            let mut dated = |m: &Message, line: String| match days.line_for(m.time) {
-                Some(d) => format!("{d}\n{line}"),
-                None => line,
+            // A message, after a date line when it is on another day than the last one shown.
+            let mut dated = |m: &Message, peer: &str| {
+                let line = transcript::message(m, peer);
+                let _ = printer.borrow_mut().print(match days.line_for(m.time) {
+                    Some(d) => format!("{}\n{line}\n", transcript::text(d)),
+                    None => format!("{line}\n"),
+                });
             };
+            let term = console::Term::stdout();
+            let mut size = term.size();
+            let mut resized: Option<((u16, u16), Instant)> = None;
             let mut own: Vec<(Message, Instant)> = Vec::new();
             let mut delivered: BTreeSet<u64> = BTreeSet::new();
             let mut last_delivery = Instant::now();
@@ -84,13 +99,12 @@ impl Live {
                 };
                 match event.map(|e| events::show(&e, &mut scope)) {
                     Some(Shown::Line(l)) => {
-                        flush_own(&mut own, &mut out, &mut dated);
+                        flush_own(&mut own, &mut dated);
                         out(l);
                     }
                     Some(Shown::Theirs(m)) => {
-                        flush_own(&mut own, &mut out, &mut dated);
-                        let l = lines::message(&m, &scope.peer);
-                        out(dated(&m, l));
+                        flush_own(&mut own, &mut dated);
+                        dated(&m, &scope.peer);
                         // Shown in an open view: read (on a connection of its own, the
                         // subscription's carries only events).
                         let _ = marker.call(api::MarkReadRequest {
@@ -99,7 +113,7 @@ impl Live {
                     }
                     Some(Shown::Own(m)) => {
                         if own.len() >= MAX_WAITING {
-                            flush_own(&mut own, &mut out, &mut dated);
+                            flush_own(&mut own, &mut dated);
                         }
                         own.push((m, Instant::now()));
                     }
@@ -108,21 +122,27 @@ impl Live {
                             // Printed now with its mark; those before it first, in order.
                             own[i].0.state = DeliveryState::Delivered;
                             let rest = own.split_off(i + 1);
-                            flush_own(&mut own, &mut out, &mut dated);
+                            flush_own(&mut own, &mut dated);
                             own = rest;
                         } else if delivered.len() < MAX_WAITING {
                             delivered.insert(seq);
                             last_delivery = Instant::now();
                         }
                     }
-                    Some(Shown::Elsewhere(text)) => out(events::elsewhere_line(&text, bell)),
+                    Some(Shown::Elsewhere(text)) => {
+                        // Kept without the bell: a redraw does not ring it again.
+                        transcript::text(events::elsewhere_line(&text, false));
+                        let _ = printer
+                            .borrow_mut()
+                            .print(format!("{}\n", events::elsewhere_line(&text, bell)));
+                    }
                     Some(Shown::Nothing) | None => {}
                 }
                 if own
                     .first()
                     .is_some_and(|(_, t)| t.elapsed() >= OWN_MESSAGE_WAIT)
                 {
-                    flush_own(&mut own, &mut out, &mut dated);
+                    flush_own(&mut own, &mut dated);
                 }
                 if !delivered.is_empty()
                     && (last_delivery.elapsed() >= DELIVERED_QUIET
@@ -131,8 +151,26 @@ impl Live {
                     let seqs: Vec<u64> = std::mem::take(&mut delivered).into_iter().collect();
                     out(events::delivered_line(&seqs));
                 }
+                // The terminal was resized: once the size settles, draw the view again.
+                let now = term.size();
+                if now != size {
+                    match resized {
+                        Some((s, t)) if s == now && t.elapsed() >= RESIZE_SETTLE => {
+                            size = now;
+                            resized = None;
+                            let redraw = transcript::redraw(
+                                usize::from(now.1),
+                                usize::from(now.0),
+                                INPUT_ROWS,
+                            );
+                            let _ = printer.borrow_mut().print(redraw);
+                        }
+                        Some((s, _)) if s == now => {}
+                        _ => resized = Some((now, Instant::now())),
+                    }
+                }
             };
-            flush_own(&mut own, &mut out, &mut dated);
+            flush_own(&mut own, &mut dated);
             if ended == Ended::CoreGone {
                 core_gone.store(true, Ordering::SeqCst);
                 out(lines::notice(CORE_STOPPED));
@@ -165,13 +203,8 @@ impl Drop for Live {
     }
 }
 
-fn flush_own(
-    own: &mut Vec<(Message, Instant)>,
-    out: &mut impl FnMut(String),
-    dated: &mut impl FnMut(&Message, String) -> String,
-) {
+fn flush_own(own: &mut Vec<(Message, Instant)>, dated: &mut impl FnMut(&Message, &str)) {
     for (m, _) in own.drain(..) {
-        let l = lines::message(&m, "");
-        out(dated(&m, l));
+        dated(&m, "");
     }
 }

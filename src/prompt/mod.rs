@@ -2,8 +2,9 @@
 //!
 //! One concern per file: the home menu here; the first run ([`first_run`]); contacts and their
 //! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]); the list of
-//! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]).
-//! Menus are dialoguer widgets.
+//! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]),
+//! drawn again after a resize ([`transcript`]). Menus are dialoguer widgets, their text fitted to
+//! the width ([`width`]); between views the echo is off and type-ahead is dropped ([`tty`]).
 
 mod chat;
 mod contacts;
@@ -18,6 +19,9 @@ mod lines;
 mod live;
 mod requests;
 mod slash;
+mod transcript;
+mod tty;
+mod width;
 
 use anyhow::{Context, Result};
 use console::Term;
@@ -39,9 +43,12 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
     }
     interrupt::install()?;
+    tty::quiet();
     let r = home(ctx);
-    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor back.
+    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor and its echo
+    // back.
     interrupt::restore_terminal();
+    tty::restore();
     match r {
         Err(e) if interrupt::is_interrupt(&e) => Ok(()),
         r => r,
@@ -63,15 +70,25 @@ fn home(ctx: &Ctx) -> Result<()> {
         safe_text::line(&me.name),
         fingerprint_groups(&me.fingerprint)
     );
+    // The last error said, so the same one is not said again by the menu's own call (an action
+    // that failed because the core stopped is followed by the menu failing for the same reason).
+    let mut said: Option<String> = None;
     loop {
         let counts = match home::counts(&mut client) {
             Ok(c) => c,
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
-                println!("! {}", safe_text::line(&format!("{e:#}")));
+                let text = safe_text::line(&format!("{e:#}"));
+                if said.as_deref() != Some(text.as_str()) {
+                    println!("! {text}");
+                }
+                said = None;
                 // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
                 let again = match Confirm::with_theme(&theme)
-                    .with_prompt("The core is not answering. Start it again?")
+                    .with_prompt(width::question(
+                        "Start the core again?",
+                        width::CONFIRM_EXTRA,
+                    ))
                     .default(true)
                     .interact()
                 {
@@ -91,6 +108,7 @@ fn home(ctx: &Ctx) -> Result<()> {
                 continue;
             }
         };
+        said = None;
         // A Ctrl-C pressed while nothing listened is not for this menu.
         interrupt::take();
         let Some(choice) = home::choose(ctx, counts)? else {
@@ -115,7 +133,11 @@ fn home(ctx: &Ctx) -> Result<()> {
                 interrupt::restore_terminal();
                 println!();
             }
-            Err(e) => println!("! {}", safe_text::line(&format!("{e:#}"))),
+            Err(e) => {
+                let text = safe_text::line(&format!("{e:#}"));
+                println!("! {text}");
+                said = Some(text);
+            }
             Ok(()) => {}
         }
     }

@@ -33,6 +33,9 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             format!("{wait} s")
         }
     );
+    // Subscribed before the request goes: the discussion's first events (its connection coming
+    // up) happen before `open` answers, and a view subscribing after it missed them.
+    let events = super::chat::subscribe(ctx)?;
     // The request runs on its own connection, on a thread, while this one watches for Ctrl-C.
     let mut opener = ctx.client()?;
     let (done, answer) = mpsc::channel();
@@ -63,7 +66,7 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
         }
     };
     // A new discussion: nothing unread beyond what the view shows anyway.
-    super::chat::run(ctx, client, &opened.discussion_id, 0, None)
+    super::chat::run(ctx, client, &opened.discussion_id, 0, Some(events))
 }
 
 pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
@@ -91,7 +94,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         .collect();
     let Some(i) = Select::with_theme(theme)
         .with_prompt("Request")
-        .items(&items)
+        .items(super::width::entries(&items))
         .default(0)
         .interact_opt()?
     else {
@@ -101,7 +104,10 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
     let name = safe_text::line(&r.name);
     let id = r.id;
     let action = Select::with_theme(theme)
-        .with_prompt(format!("{name} asks for a discussion"))
+        .with_prompt(super::width::question(
+            &format!("{name} asks for a discussion"),
+            super::width::SELECT_EXTRA,
+        ))
         .items(["Accept (type the shared secret)", "Refuse"])
         .default(0)
         .interact_opt()?;

@@ -1,0 +1,40 @@
+//! The terminal between views. While the prompt changes views (a menu gives way to a chat view,
+//! a request waits for the peer, a chat view closes) no widget reads the keyboard: the terminal
+//! is in its own cooked mode, echoes what is typed (`^[[A` for an arrow) and keeps it for the next
+//! widget, which then acts on keys meant for the view before it. So the echo stays off for the
+//! whole prompt (each widget draws what it reads itself), and the keys typed meanwhile are
+//! dropped (`tcflush(TCIFLUSH)`) when a view begins.
+
+use std::sync::Mutex;
+
+use rustix::termios::{self, LocalModes, OptionalActions, QueueSelector, Termios};
+
+/// The terminal's settings before the prompt changed them, put back when it ends.
+static ORIGINAL: Mutex<Option<Termios>> = Mutex::new(None);
+
+/// Turn the echo off for the rest of the prompt (until [`restore`]). Nothing when stdin is not a
+/// terminal.
+pub(super) fn quiet() {
+    let stdin = std::io::stdin();
+    let Ok(mut t) = termios::tcgetattr(&stdin) else {
+        return;
+    };
+    if let Ok(mut original) = ORIGINAL.lock() {
+        original.get_or_insert_with(|| t.clone());
+    }
+    t.local_modes.remove(LocalModes::ECHO | LocalModes::ECHONL);
+    let _ = termios::tcsetattr(&stdin, OptionalActions::Now, &t);
+}
+
+/// Drop the keys typed and not read yet: a view begins, they were meant for none of its widgets.
+pub(super) fn drop_typeahead() {
+    let _ = termios::tcflush(std::io::stdin(), QueueSelector::IFlush);
+}
+
+/// The terminal's settings as they were before [`quiet`].
+pub(super) fn restore() {
+    let original = ORIGINAL.lock().ok().and_then(|mut o| o.take());
+    if let Some(t) = original {
+        let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &t);
+    }
+}

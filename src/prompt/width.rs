@@ -1,0 +1,89 @@
+//! Fitting the prompt's text to the terminal's width, by display width (CJK and emoji take two
+//! columns). dialoguer redraws a widget by clearing as many *lines* as it wrote, not as many rows
+//! as they took: a prompt or an entry wider than the pane wraps, and its first rows stay on screen
+//! as a stale copy. So every widget's text is made to fit: entries are cut with `…`, and a
+//! question too long for the width is printed once in full above a cut copy of it.
+
+use console::Term;
+use unicode_width::UnicodeWidthChar;
+
+/// Below this many columns the prompt does not shrink its text further (it wraps instead).
+pub(super) const MIN_COLUMNS: usize = 20;
+/// Columns a picker takes besides an entry: `❯ ` before it, and one left free so the cursor
+/// never sits past the last column (where terminals wrap).
+pub(super) const ENTRY_EXTRA: usize = 3;
+/// Columns a picker's prompt line takes besides its text: `? ` and ` ›`, one free.
+pub(super) const SELECT_EXTRA: usize = 5;
+/// Columns a line entry's prompt takes besides its text: `? `, ` › `, and room for a short answer
+/// (an address is at most 21 columns).
+pub(super) const INPUT_EXTRA: usize = 27;
+/// Columns a yes/no question takes besides its text: `? `, ` (y/n) › yes`, one free.
+pub(super) const CONFIRM_EXTRA: usize = 15;
+
+/// The terminal's width now (80 when it cannot be read), at least [`MIN_COLUMNS`].
+pub(super) fn columns() -> usize {
+    let term = Term::stdout();
+    let cols = if term.is_term() {
+        usize::from(term.size().1)
+    } else {
+        80
+    };
+    cols.max(MIN_COLUMNS)
+}
+
+/// The display width of `s` (terminal-safe text: no escapes, no control characters).
+pub(super) fn width(s: &str) -> usize {
+    s.chars().map(|c| c.width().unwrap_or(0)).sum()
+}
+
+/// `s` cut to at most `max` columns, ending with `…` when cut (a wide character that does not fit
+/// is left out whole).
+pub(super) fn cut(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > max {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// A picker's entries, each cut to the width.
+pub(super) fn entries(items: &[String]) -> Vec<String> {
+    let max = columns().saturating_sub(ENTRY_EXTRA);
+    items.iter().map(|i| cut(i, max)).collect()
+}
+
+/// A widget's prompt that fits with `extra` columns of the widget's own: as it is when it fits,
+/// else printed in full on a line of its own (printed once, never redrawn) and cut for the widget.
+pub(super) fn question(text: &str, extra: usize) -> String {
+    let max = columns().saturating_sub(extra);
+    if width(text) <= max {
+        return text.to_string();
+    }
+    println!("{text}");
+    cut(text, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_cut_by_display_width() {
+        assert_eq!(cut("bob", 5), "bob");
+        assert_eq!(cut("bartholomew", 6), "barth…");
+        // A wide character is left out whole, never half of it.
+        assert_eq!(cut("山田太郎", 6), "山田…");
+        assert_eq!(width(&cut("😀😀😀😀", 5)), 5);
+        assert_eq!(width("山田 bob"), 8);
+    }
+}
