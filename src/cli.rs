@@ -257,6 +257,34 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Measure two nodes in this process against the raw cost of their work, in the same run
+    /// (nothing leaves the host).
+    Bench {
+        /// Raw crypto round trips (sign+encrypt then decrypt+verify of 200 B); the median is used.
+        #[arg(long, default_value_t = 1000)]
+        crypto: usize,
+        /// Raw one-row SQLite commits (WAL, synchronous = FULL); the median is used.
+        #[arg(long, default_value_t = 1000)]
+        commits: usize,
+        /// Raw key generations.
+        #[arg(long, default_value_t = 100)]
+        keygens: usize,
+        /// Raw SPAKE2 exchanges.
+        #[arg(long, default_value_t = 200)]
+        spake2: usize,
+        /// Discussions opened between the two nodes (P4).
+        #[arg(long, default_value_t = 20)]
+        opens: usize,
+        /// Messages sent one at a time, each waiting for its acknowledgement (P2).
+        #[arg(long, default_value_t = 300)]
+        one_at_a_time: usize,
+        /// Messages of the throughput run (P1).
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+        /// Give up on the node part after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Print the identity key, armored (with --secret: the passphrase-protected secret key).
     ExportKey {
         /// The secret key (still protected by its passphrase) instead of the public one.

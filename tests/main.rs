@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attacks;
+mod bench;
 mod binary;
 mod binary_social;
 mod chat_view;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::broadcast;
 
 use crate::crypto::{CryptoError, SecretCert};
 use crate::events::Event;
@@ -112,20 +113,81 @@ fn free_udp_port() -> Result<u16, SimulateError> {
         .map_err(SimulateError::NoPort)
 }
 
-async fn until<T, F, Fut>(deadline: Instant, what: &str, mut f: F) -> Result<T, SimulateError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
+/// Wait until `node` lists at least `want` contacts: checked again on each of its events (a new
+/// contact is a `ContactSeen`), never by polling on a timer.
+pub(crate) async fn wait_for_contacts(
+    node: &NodeHandle,
+    want: usize,
+    deadline: Instant,
+) -> Result<(), SimulateError> {
+    let mut events = node.subscribe();
     loop {
-        if let Some(v) = f().await {
-            return Ok(v);
+        if node.contacts().await.map_or(0, |c| c.len()) >= want {
+            return Ok(());
         }
-        if Instant::now() > deadline {
-            return Err(SimulateError::Timeout(what.into()));
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Err(_) => return Err(SimulateError::Timeout("discovery".into())),
+            // A lagged receiver missed events: check the contacts again.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) | Ok(Ok(_)) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                return Err(SimulateError::Timeout("discovery (node stopped)".into()))
+            }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `a` opens a discussion with `b`, which accepts as soon as its `request` event arrives on
+/// `b_events` (subscribed before the call, so the event cannot be missed). Returns the
+/// discussion id once `a`'s `open` returned, that is once the discussion is open on both sides.
+pub(crate) async fn open_discussion(
+    a: &NodeHandle,
+    b: &NodeHandle,
+    b_events: &mut broadcast::Receiver<Event>,
+    secret: &str,
+    deadline: Instant,
+) -> Result<String, SimulateError> {
+    let (na, fb, sa) = (
+        a.clone(),
+        b.keys.fingerprint().to_string(),
+        secret.to_string(),
+    );
+    let opening = actix_rt::spawn(async move { na.open(&fb, &sa).await });
+    let fa = a.keys.fingerprint();
+    let request_id = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, b_events.recv()).await {
+            Ok(Ok(Event::Request { request })) if request.fingerprint == fa => break request.id,
+            Ok(Ok(_)) => {}
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                // Missed events: the request may be among them; it is still listed.
+                if let Some(r) = b
+                    .requests()
+                    .await
+                    .ok()
+                    .and_then(|rs| rs.into_iter().find(|r| r.fingerprint == fa))
+                {
+                    break r.id;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                return Err(SimulateError::Timeout("a request".into()))
+            }
+        }
+    };
+    b.accept(request_id, secret)
+        .await
+        .map_err(|source| SimulateError::Step {
+            what: "accept",
+            source,
+        })?;
+    opening
+        .await
+        .map_err(SimulateError::Task)?
+        .map_err(|source| SimulateError::Step {
+            what: "open",
+            source,
+        })
 }
 
 /// Run the simulation in the current actix System.
@@ -148,12 +210,7 @@ pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
         dirs.push(dir);
     }
     for n in &nodes {
-        let want = opts.nodes - 1;
-        until(deadline, "discovery", || {
-            let n = n.clone();
-            async move { (n.contacts().await.ok()?.len() >= want).then_some(()) }
-        })
-        .await?;
+        wait_for_contacts(n, opts.nodes - 1, deadline).await?;
     }
     let discovery = start.elapsed();
 
@@ -166,37 +223,10 @@ pub async fn run(opts: SimulateOptions) -> Result<Report, SimulateError> {
     let mut handshakes = Vec::new();
     let mut discussions = Vec::new();
     for &(a, b) in &pairs {
-        let (na, nb) = (nodes[a].clone(), nodes[b].clone());
-        let secret = format!("secret {a}-{b}");
+        let mut b_events = nodes[b].subscribe();
         let started = Instant::now();
-        let (sa, fb) = (secret.clone(), nb.keys.fingerprint().to_string());
-        let opening = actix_rt::spawn(async move { na.open(&fb, &sa).await });
-        let fa = nodes[a].keys.fingerprint().to_string();
-        let req = until(deadline, "a request", || {
-            let nb = nb.clone();
-            let fa = fa.clone();
-            async move {
-                nb.requests()
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .find(|r| r.fingerprint == fa)
-            }
-        })
-        .await?;
-        nb.accept(req.id, &secret)
-            .await
-            .map_err(|source| SimulateError::Step {
-                what: "accept",
-                source,
-            })?;
-        let id = opening
-            .await
-            .map_err(SimulateError::Task)?
-            .map_err(|source| SimulateError::Step {
-                what: "open",
-                source,
-            })?;
+        let secret = format!("secret {a}-{b}");
+        let id = open_discussion(&nodes[a], &nodes[b], &mut b_events, &secret, deadline).await?;
         handshakes.push(started.elapsed());
         discussions.push((a, b, id));
     }
