@@ -272,8 +272,9 @@ pub enum Command {
         /// Raw SPAKE2 exchanges.
         #[arg(long, default_value_t = 200)]
         spake2: usize,
-        /// Discussions opened between the two nodes (P4).
-        #[arg(long, default_value_t = 20)]
+        /// Discussions opened between the two nodes (P4), at most 8 (a peer admits a burst of 8
+        /// unauthenticated requests from one address).
+        #[arg(long, default_value_t = 8)]
         opens: usize,
         /// Messages sent one at a time, each waiting for its acknowledgement (P2).
         #[arg(long, default_value_t = 300)]

@@ -32,15 +32,19 @@ use crate::simulate::SimulateError;
 
 /// The largest count any one figure may ask for (a bench run is bounded in time and memory).
 pub const MAX_COUNT: usize = 100_000;
+/// The most discussions one run opens: a responder admits a burst of this many unauthenticated
+/// requests from one address, then one a second (`admission::DECRYPT_BURST_PER_ADDRESS`), and
+/// P4 measures a handshake, not that rate limit.
+pub const MAX_OPENS: usize = crate::admission::DECRYPT_BURST_PER_ADDRESS as usize;
 
 /// Why a bench run stopped.
 #[derive(Debug, Error)]
 pub enum BenchError {
-    #[error("{what} is {got}: it must be between {min} and {MAX_COUNT}")]
+    #[error("{what} is {got}: it must be between 1 and {max}")]
     Count {
         what: &'static str,
         got: usize,
-        min: usize,
+        max: usize,
     },
     #[error("raw crypto: {0}")]
     Crypto(#[from] CryptoError),
@@ -73,7 +77,7 @@ pub struct BenchOptions {
     pub keygens: usize,
     /// Raw SPAKE2 exchanges.
     pub spake2: usize,
-    /// Discussions opened (P4).
+    /// Discussions opened (P4), at most [`MAX_OPENS`].
     pub opens: usize,
     /// Messages sent one at a time (P2).
     pub one_at_a_time: usize,
@@ -101,7 +105,7 @@ impl Default for BenchOptions {
             commits: 1000,
             keygens: 100,
             spake2: 200,
-            opens: 20,
+            opens: MAX_OPENS,
             one_at_a_time: 300,
             messages: 2000,
             deadline: Duration::from_secs(300),
@@ -111,17 +115,17 @@ impl Default for BenchOptions {
 
 impl BenchOptions {
     fn check(&self) -> Result<(), BenchError> {
-        for (what, got) in [
-            ("crypto", self.crypto),
-            ("commits", self.commits),
-            ("keygens", self.keygens),
-            ("spake2", self.spake2),
-            ("opens", self.opens),
-            ("one_at_a_time", self.one_at_a_time),
-            ("messages", self.messages),
+        for (what, got, max) in [
+            ("crypto", self.crypto, MAX_COUNT),
+            ("commits", self.commits, MAX_COUNT),
+            ("keygens", self.keygens, MAX_COUNT),
+            ("spake2", self.spake2, MAX_COUNT),
+            ("opens", self.opens, MAX_OPENS),
+            ("one_at_a_time", self.one_at_a_time, MAX_COUNT),
+            ("messages", self.messages, MAX_COUNT),
         ] {
-            if !(1..=MAX_COUNT).contains(&got) {
-                return Err(BenchError::Count { what, got, min: 1 });
+            if !(1..=max).contains(&got) {
+                return Err(BenchError::Count { what, got, max });
             }
         }
         Ok(())
@@ -323,5 +327,11 @@ mod tests {
         ));
         o.messages = MAX_COUNT + 1;
         assert!(o.check().is_err());
+        o.messages = 1;
+        o.opens = MAX_OPENS + 1;
+        assert!(matches!(
+            o.check(),
+            Err(BenchError::Count { what: "opens", .. })
+        ));
     }
 }

@@ -152,11 +152,19 @@ pub(crate) async fn open_discussion(
         b.keys.fingerprint().to_string(),
         secret.to_string(),
     );
-    let opening = actix_rt::spawn(async move { na.open(&fb, &sa).await });
+    let mut opening = actix_rt::spawn(async move { na.open(&fb, &sa).await });
     let fa = a.keys.fingerprint();
     let request_id = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, b_events.recv()).await {
+        let event = tokio::select! {
+            e = tokio::time::timeout(left, b_events.recv()) => e,
+            // `open` ended before any request was seen: it failed; say why.
+            done = &mut opening => {
+                let answer = done.map_err(SimulateError::Task)?;
+                return answer.map_err(|source| SimulateError::Step { what: "open", source });
+            }
+        };
+        match event {
             Ok(Ok(Event::Request { request })) if request.fingerprint == fa => break request.id,
             Ok(Ok(_)) => {}
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
