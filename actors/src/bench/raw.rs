@@ -47,7 +47,7 @@ pub fn crypto_round_trip(count: usize, tick: impl FnMut(usize)) -> Result<Quanti
 }
 
 /// A one-row SQLite commit in WAL mode with `synchronous = FULL` (the store's own settings), in a
-/// fresh database in `dir` (on the same file system as the nodes' stores).
+/// fresh database in `dir` (on the same file system as the nodes' stores), its log warmed up.
 pub fn sqlite_commit(
     dir: &std::path::Path,
     count: usize,
@@ -59,6 +59,13 @@ pub fn sqlite_commit(
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)")?;
     let row = vec![0u8; RAW_MESSAGE_BYTES];
     let mut insert = conn.prepare("INSERT INTO t (v) VALUES (?1)")?;
+    // Warm up as a running node's store is: its write-ahead log already has its size, so a commit
+    // overwrites frames instead of growing the file (growing costs a metadata journal commit per
+    // fsync, several times the steady cost, and would make every ratio to it look good).
+    for _ in 0..count {
+        insert.execute([&row])?;
+    }
+    conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
     timed(
         count,
         || {
