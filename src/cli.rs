@@ -256,6 +256,9 @@ pub enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Announce interval in seconds (default: chosen for the number of nodes, 1 to 10).
+        #[arg(long)]
+        interval: Option<u64>,
     },
     /// Measure two nodes in this process against the raw cost of their work, in the same run
     /// (nothing leaves the host).

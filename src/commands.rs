@@ -353,7 +353,8 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             nodes,
             messages,
             timeout,
-        } => simulate(ctx, nodes, messages, timeout),
+            interval,
+        } => simulate(ctx, nodes, messages, timeout, interval),
         Command::Bench {
             crypto,
             commits,
@@ -459,11 +460,18 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
     })
 }
 
-fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()> {
+fn simulate(
+    ctx: &Ctx,
+    nodes: usize,
+    messages: usize,
+    timeout: u64,
+    interval: Option<u64>,
+) -> Result<()> {
     let opts = SimulateOptions {
         nodes,
         messages,
         deadline: std::time::Duration::from_secs(timeout),
+        interval_secs: interval,
     };
     let report = daemon::simulate(opts)?;
     let v = serde_json::to_value(&report)?;
@@ -472,7 +480,14 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
             "nodes {}  discussions {}  messages {}",
             report.nodes, report.discussions, report.messages
         );
-        println!("discovery (all see all)  {:>9.1} ms", report.discovery_ms);
+        println!(
+            "discovery (all see all)  {:>9.1} ms  ({:.2} announce intervals of {} s)",
+            report.discovery_ms, report.discovery_intervals, report.announce_interval_secs
+        );
+        println!(
+            "idle       {:>8.1} % of one core  {:>6} KiB resident per node",
+            report.idle_cpu_percent, report.resident_per_node_kib
+        );
         println!(
             "handshake  p50 {:>8.1} ms  p99 {:>8.1} ms  ({} runs)",
             report.handshake.p50_ms, report.handshake.p99_ms, report.handshake.count

@@ -14,6 +14,7 @@ mod control_order;
 mod core_inprocess;
 mod daemon;
 mod delivery;
+mod discovery_scale;
 mod durability;
 mod exchange;
 mod flood;
