@@ -42,12 +42,19 @@ async fn nodes_converge_with_the_chosen_interval_and_then_stop_answering_each_ot
         })
         .await;
     }
-    // ...and answers none of them: every sender heard its broadcasts already.
-    for (i, (n, b)) in nodes.iter().zip(&before).enumerate() {
+    // ...and answers (nearly) none of them: every sender heard its broadcasts already. The old rule
+    // answered every broadcast: 2·(N−1) replies per node here, 264 in all. A node so busy that it
+    // dropped all of a source's announces for `REPLY_QUIET_INTERVALS` takes it for a newcomer
+    // again (a debug build on a loaded machine can be): a few are allowed, not one per broadcast.
+    let mut answered = 0;
+    let mut detail = Vec::new();
+    for (n, b) in nodes.iter().zip(&before) {
         let s = n.node.discovery_stats().await.unwrap();
-        assert_eq!(
-            s.replies_sent, b.replies_sent,
-            "node{i} answered nodes it knows: {b:?} then {s:?}"
-        );
+        answered += s.replies_sent - b.replies_sent;
+        detail.push((b.replies_sent, s.replies_sent, s.dropped_busy));
     }
+    assert!(
+        answered < NODES as u64 - 1,
+        "{answered} replies to nodes already known (before, after, dropped busy): {detail:?}"
+    );
 }

@@ -10,8 +10,9 @@
 //! the sender with its unpadded announce, and only if that reply is not larger than what it answers
 //! (no amplification). It answers only a source it has not heard for [`REPLY_QUIET_INTERVALS`]
 //! intervals (a newcomer: the others hear our broadcasts anyway), at most
-//! [`MAX_REPLIES_PER_INTERVAL`] an interval, each after a random delay of up to half an interval
-//! (so a node joining N others is not sent N replies at once, most of which it would drop). With N
+//! [`MAX_REPLIES_PER_INTERVAL`] an interval, each after a random delay of up to
+//! [`REPLY_SPREAD_PER_SOURCE`] per source heard recently and at most half an interval (so a node
+//! joining N others is not sent N replies at once, most of which it would drop). With N
 //! nodes that are all up, an interval costs each node N−1 checks, not 2·(N−1).
 //!
 //! Signatures are checked on the key manager's workers, at most [`MAX_VERIFICATIONS_IN_FLIGHT`] at
@@ -55,6 +56,10 @@ pub const MAX_REPLY_SOURCES: usize = 4096;
 pub const REPLY_QUIET_INTERVALS: u32 = 10;
 /// Replies sent in one interval at most; newcomers beyond learn us from our next broadcast.
 pub const MAX_REPLIES_PER_INTERVAL: usize = 64;
+/// A reply waits a random delay of up to this much per source heard recently (about what a
+/// newcomer's worker takes to check one announce), and at most half an interval: with two nodes
+/// the answer is immediate, with a hundred the newcomer's replies come over ~200 ms.
+pub const REPLY_SPREAD_PER_SOURCE: Duration = Duration::from_millis(2);
 pub use crate::announce::MAX_NAME_CHARS;
 
 /// Counters, readable through [`GetDiscoveryStats`].
@@ -308,7 +313,9 @@ impl Discovery {
         self.stats.replies_sent += 1;
         let own = self.own.clone();
         let node = self.node.clone();
-        let spread = self.interval() / 2;
+        // Every node that hears a newcomer answers it: the more nodes there are, the wider the
+        // replies are spread, so the newcomer can check them as they come.
+        let spread = (REPLY_SPREAD_PER_SOURCE * self.heard.len() as u32).min(self.interval() / 2);
         let delay = spread.mul_f64(rand::random::<f64>());
         actix_rt::spawn(async move {
             actix_rt::time::sleep(delay).await;
