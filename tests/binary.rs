@@ -305,7 +305,10 @@ pub fn alice_and_bob_running() -> (Person, Person) {
     bob.init();
     alice.start();
     bob.start();
+    // Both ways: bob learns alice from her reply or her next broadcast, which may come after
+    // alice lists bob.
     alice.wait_sees(&bob);
+    bob.wait_sees(&alice);
     (alice, bob)
 }
 

@@ -289,7 +289,9 @@ impl Discovery {
             .heard
             .get(&from)
             .is_some_and(|t| now.duration_since(*t) < quiet);
-        if self.heard.len() < MAX_REPLY_SOURCES || self.heard.contains_key(&from) {
+        // Before our first reply is signed we cannot answer: do not count the source as answered.
+        let can_answer = self.reply.is_some();
+        if can_answer && (self.heard.len() < MAX_REPLY_SOURCES || self.heard.contains_key(&from)) {
             self.heard.insert(from, now);
         }
         recently
