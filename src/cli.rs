@@ -261,6 +261,38 @@ pub enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Announce interval in seconds (default: chosen for the number of nodes, 1 to 10).
+        #[arg(long)]
+        interval: Option<u64>,
+    },
+    /// Measure two nodes in this process against the raw cost of their work, in the same run
+    /// (nothing leaves the host).
+    Bench {
+        /// Raw crypto round trips (sign+encrypt then decrypt+verify of 200 B); the median is used.
+        #[arg(long, default_value_t = 1000)]
+        crypto: usize,
+        /// Raw one-row SQLite commits (WAL, synchronous = FULL); the median is used.
+        #[arg(long, default_value_t = 1000)]
+        commits: usize,
+        /// Raw key generations.
+        #[arg(long, default_value_t = 100)]
+        keygens: usize,
+        /// Raw SPAKE2 exchanges.
+        #[arg(long, default_value_t = 200)]
+        spake2: usize,
+        /// Discussions opened between the two nodes (P4), at most 8 (a peer admits a burst of 8
+        /// unauthenticated requests from one address).
+        #[arg(long, default_value_t = 8)]
+        opens: usize,
+        /// Messages sent one at a time, each waiting for its acknowledgement (P2).
+        #[arg(long, default_value_t = 300)]
+        one_at_a_time: usize,
+        /// Messages of the throughput run (P1).
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+        /// Give up on the node part after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Print the identity key, armored (with --secret: the passphrase-protected secret key).
     ExportKey {

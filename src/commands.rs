@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use pgpchat_actors::api::{self, Event, Notification};
 use pgpchat_actors::client::ClientError;
-use pgpchat_actors::daemon::{self, DaemonError, SimulateOptions};
+use pgpchat_actors::daemon::{self, BenchOptions, DaemonError, SimulateOptions};
 use pgpchat_actors::offline::{self, fingerprint_groups, IdentityError};
 use pgpchat_actors::settings::Settings;
 use serde_json::json;
@@ -356,7 +356,30 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             nodes,
             messages,
             timeout,
-        } => simulate(ctx, nodes, messages, timeout),
+            interval,
+        } => simulate(ctx, nodes, messages, timeout, interval),
+        Command::Bench {
+            crypto,
+            commits,
+            keygens,
+            spake2,
+            opens,
+            one_at_a_time,
+            messages,
+            timeout,
+        } => bench(
+            ctx,
+            BenchOptions {
+                crypto,
+                commits,
+                keygens,
+                spake2,
+                opens,
+                one_at_a_time,
+                messages,
+                deadline: std::time::Duration::from_secs(timeout),
+            },
+        ),
         Command::Stop => {
             let socket = ctx.settings.ipc_socket();
             // Any core, even one of another API version: this is how the user restarts it.
@@ -440,11 +463,18 @@ fn init(ctx: &Ctx, name: Option<String>, pass_file: Option<PathBuf>, no_pass: bo
     })
 }
 
-fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()> {
+fn simulate(
+    ctx: &Ctx,
+    nodes: usize,
+    messages: usize,
+    timeout: u64,
+    interval: Option<u64>,
+) -> Result<()> {
     let opts = SimulateOptions {
         nodes,
         messages,
         deadline: std::time::Duration::from_secs(timeout),
+        interval_secs: interval,
     };
     let report = daemon::simulate(opts)?;
     let v = serde_json::to_value(&report)?;
@@ -453,7 +483,14 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
             "nodes {}  discussions {}  messages {}",
             report.nodes, report.discussions, report.messages
         );
-        println!("discovery (all see all)  {:>9.1} ms", report.discovery_ms);
+        println!(
+            "discovery (all see all)  {:>9.1} ms  ({:.2} announce intervals of {} s)",
+            report.discovery_ms, report.discovery_intervals, report.announce_interval_secs
+        );
+        println!(
+            "idle       {:>8.1} % of one core  {:>6} KiB resident per node",
+            report.idle_cpu_percent, report.resident_per_node_kib
+        );
         println!(
             "handshake  p50 {:>8.1} ms  p99 {:>8.1} ms  ({} runs)",
             report.handshake.p50_ms, report.handshake.p99_ms, report.handshake.count
@@ -464,6 +501,72 @@ fn simulate(ctx: &Ctx, nodes: usize, messages: usize, timeout: u64) -> Result<()
         );
         println!("throughput {:>9.0} messages/s", report.messages_per_second);
         println!("peak memory {:>8} KiB", report.peak_memory_kib);
+    })
+}
+
+/// A run longer than this shows its progress on stderr.
+const BENCH_QUIET_SECS: u64 = 2;
+
+/// `pgpchat bench`: each node figure in absolute terms and as a ratio to its raw floor.
+fn bench(ctx: &Ctx, opts: BenchOptions) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let started = std::time::Instant::now();
+    let shown = std::sync::atomic::AtomicBool::new(false);
+    // One stderr line rewritten in place, on a terminal only, once the run is not short.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |stage: daemon::BenchStage, done: usize, of: usize| {
+        if tty && started.elapsed().as_secs() >= BENCH_QUIET_SECS {
+            shown.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = write!(std::io::stderr(), "\r\x1b[K{}: {done}/{of}", stage.label());
+        }
+    };
+    let report = daemon::bench(opts, &progress);
+    if shown.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    }
+    let r = report?;
+    ctx.print(&r, |r| {
+        let raw = &r.raw;
+        println!("raw baselines (medians, this run)");
+        println!(
+            "  crypto round trip (200 B)  {:>8.3} ms  ({:.0}/s on one core)",
+            raw.crypto_round_trip.p50_ms, raw.crypto_round_trips_per_second
+        );
+        println!(
+            "  SQLite commit (FULL)       {:>8.3} ms",
+            raw.sqlite_commit.p50_ms
+        );
+        println!(
+            "  key generation             {:>8.3} ms",
+            raw.key_generation.p50_ms
+        );
+        println!(
+            "  SPAKE2 exchange            {:>8.3} ms",
+            raw.spake2_exchange.p50_ms
+        );
+        let p1 = &r.p1_throughput;
+        println!(
+            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate",
+            p1.messages_per_second, p1.ratio_to_one_core_crypto
+        );
+        let p2 = &r.p2_one_at_a_time;
+        println!(
+            "P2 send->stored   p50 {:>7.3} ms          {:.2} x one commit",
+            p2.stored.p50_ms, p2.stored_p50_ratio_to_commit
+        );
+        println!(
+            "P2 send->delivered p50 {:>6.3} ms p99 {:.3} ms   {:.2} / {:.2} x floor {:.3} ms",
+            p2.delivered.p50_ms,
+            p2.delivered.p99_ms,
+            p2.delivered_p50_ratio_to_floor,
+            p2.delivered_p99_ratio_to_floor,
+            raw.message_floor_ms
+        );
+        println!(
+            "P4 open           p50 {:>7.3} ms          {:.2} x floor {:.3} ms",
+            r.p4_open.open.p50_ms, r.p4_open.p50_ratio_to_floor, raw.open_floor_ms
+        );
+        println!("({:.1} s)", r.seconds);
     })
 }
 

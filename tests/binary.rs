@@ -305,9 +305,9 @@ pub fn alice_and_bob_running() -> (Person, Person) {
     bob.init();
     alice.start();
     bob.start();
+    // Both ways: bob learns alice from her reply or her next broadcast, which may come after
+    // alice lists bob.
     alice.wait_sees(&bob);
-    // Both ways: tests open from either side (`bob.open_with(&alice)` failed with "no contact
-    // matches 'alice'" when bob had not heard alice yet).
     bob.wait_sees(&alice);
     (alice, bob)
 }

@@ -105,6 +105,7 @@ async fn simulate_runs_a_ring_of_nodes_and_reports() {
         nodes: 3,
         messages: 5,
         deadline: std::time::Duration::from_secs(120),
+        interval_secs: None,
     })
     .await
     .expect("simulation");
@@ -113,6 +114,12 @@ async fn simulate_runs_a_ring_of_nodes_and_reports() {
     assert_eq!(r.message.count, 15);
     assert!(r.message.p50_ms <= r.message.p99_ms && r.message.p99_ms <= r.message.max_ms);
     assert!(r.messages_per_second > 0.0 && r.peak_memory_kib > 0);
+    // The interval is chosen for N and reported, with discovery in intervals and the idle cost.
+    assert_eq!(
+        r.announce_interval_secs,
+        pgpchat_actors::simulate::announce_interval_for(3)
+    );
+    assert!(r.discovery_intervals > 0.0 && r.idle_cpu_percent >= 0.0);
 }
 
 /// `accept` keeps the handshake's error kind (it was an `Internal` string): the receiver's listener

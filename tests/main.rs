@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attacks;
+mod bench;
 mod binary;
 mod binary_social;
 mod chat_view;
@@ -14,6 +15,7 @@ mod core_inprocess;
 mod daemon;
 mod delivery;
 mod dht;
+mod discovery_scale;
 mod durability;
 mod exchange;
 mod flood;

@@ -6,6 +6,8 @@
 //! crypto workers; [`verify`] does both. The result keeps the announce's bytes *unpadded*, so a
 //! contact can be relayed later exactly as its owner signed it.
 
+pub mod cert_cache;
+
 use crate::codec;
 use crate::crypto::CryptoError;
 use crate::events::now_secs;
@@ -81,6 +83,26 @@ pub async fn verify_parsed(
     announce: Announce,
     body: AnnounceBody,
 ) -> Result<VerifiedAnnounce, AnnounceRefused> {
+    verify_with(keys, None, announce, body).await
+}
+
+/// [`verify_parsed`], taking the certificate from `cache` when these exact bytes were checked
+/// already (the announce's own signature is always checked): see [`cert_cache`].
+pub async fn verify_parsed_cached(
+    keys: &impl Crypto,
+    cache: &cert_cache::SharedCertCache,
+    announce: Announce,
+    body: AnnounceBody,
+) -> Result<VerifiedAnnounce, AnnounceRefused> {
+    verify_with(keys, Some(cache.clone()), announce, body).await
+}
+
+async fn verify_with(
+    keys: &impl Crypto,
+    cache: Option<cert_cache::SharedCertCache>,
+    announce: Announce,
+    body: AnnounceBody,
+) -> Result<VerifiedAnnounce, AnnounceRefused> {
     let unpadded = Announce {
         padding: vec![],
         ..announce
@@ -93,7 +115,14 @@ pub async fn verify_parsed(
     );
     let cert = keys
         .run(move |_| {
-            let cert = crate::crypto::PublicCert::from_bytes(&cert_bytes)?;
+            let cert = match &cache {
+                Some(cache) => cert_cache::checked_cert(
+                    cache,
+                    &cert_bytes,
+                    crate::crypto::PublicCert::from_bytes,
+                )?,
+                None => crate::crypto::PublicCert::from_bytes(&cert_bytes)?,
+            };
             crate::crypto::verify_detached(&cert, &data, &signature)?;
             Ok(cert)
         })

@@ -2,8 +2,8 @@
 //! shutdown future completes or a front-end asks the core to stop (mini-redis's
 //! `server::run(listener, shutdown)`). `pgpchat daemon` calls it through [`claim`], which keeps the
 //! start-up order a core must follow; tests call [`run`] directly, on a thread, with their own
-//! shutdown. [`simulate`] runs the in-process measurement ([`crate::simulate`]) the same way, so the
-//! binary never builds an actix System itself.
+//! shutdown. [`simulate`] runs the in-process measurement ([`crate::simulate`]) the same way, and
+//! [`bench`] the benchmark ([`crate::bench`]), so the binary never builds an actix System itself.
 //!
 //! Start-up order (see `docs/security.md`, "One core per data directory"):
 //! 1. [`claim`]: the identity file exists (reading its public part touches nothing), then the data
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use crate::bench::{BenchError, BenchOptions, BenchReport, Stage as BenchStage};
 use crate::crypto::SecretCert;
 use crate::datadir_lock::{DataDirLock, LockError};
 use crate::identity::{self, IdentityError};
@@ -158,4 +159,13 @@ pub async fn termination_signal() {
 /// Run [`crate::simulate::run`] on this thread, in its own actix System.
 pub fn simulate(opts: SimulateOptions) -> Result<Report, SimulateError> {
     actix::System::new().block_on(crate::simulate::run(opts))
+}
+
+/// Run [`crate::bench::run`] on this thread: the raw baselines, then the node figures in their own
+/// actix System. `progress(stage, done, of)` is called on this thread.
+pub fn bench(
+    opts: BenchOptions,
+    progress: &(dyn Fn(BenchStage, usize, usize) + Sync),
+) -> Result<BenchReport, BenchError> {
+    crate::bench::run(opts, progress)
 }

@@ -7,10 +7,18 @@
 //!
 //! Every interval (and at start) the node broadcasts a signed announce, padded to
 //! [`ANNOUNCE_PADDED_BYTES`]. A node hearing an announce that is not its own and not a reply answers
-//! the sender once per interval per source address, with its unpadded announce, and only if that
-//! reply is not larger than what it answers (no amplification). Signatures are checked on the key
-//! manager's workers, at most [`MAX_VERIFICATIONS_IN_FLIGHT`] at a time; anything beyond is dropped
-//! and counted, so a flood costs bounded memory and CPU.
+//! the sender with its unpadded announce, and only if that reply is not larger than what it answers
+//! (no amplification). It answers only a source it has not heard for [`REPLY_QUIET_INTERVALS`]
+//! intervals (a newcomer: the others hear our broadcasts anyway), at most
+//! [`MAX_REPLIES_PER_INTERVAL`] an interval, each after a random delay of up to
+//! [`REPLY_SPREAD_PER_SOURCE`] per source heard recently and at most half an interval (so a node
+//! joining N others is not sent N replies at once, most of which it would drop). With N
+//! nodes that are all up, an interval costs each node N−1 checks, not 2·(N−1).
+//!
+//! Signatures are checked on the key manager's workers, at most [`MAX_VERIFICATIONS_IN_FLIGHT`] at
+//! a time; anything beyond is dropped and counted, so a flood costs bounded memory and CPU. The
+//! certificate inside an announce is checked once for given bytes ([`crate::announce::cert_cache`]);
+//! the announce's own signature every time.
 //!
 //! A blocked fingerprint's announces are ignored by the registry and not answered.
 //!
@@ -25,6 +33,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::net::UdpSocket;
 
+use crate::announce::cert_cache::{CertCache, SharedCertCache};
 use crate::announce::{self, AnnounceRefused, Freshness};
 use crate::codec;
 use crate::contacts::{AnnounceSeen, ContactRegistry, IsBlocked};
@@ -39,8 +48,18 @@ use crate::wire::{Announce, AnnounceBody, ANNOUNCE_VERSION};
 pub const ANNOUNCE_PADDED_BYTES: usize = 1200;
 /// Announce signatures being checked at once; further datagrams are dropped until one finishes.
 pub const MAX_VERIFICATIONS_IN_FLIGHT: usize = 32;
-/// Distinct sources remembered for the reply rate limit within one interval.
+/// Distinct sources remembered as recently heard (for [`REPLY_QUIET_INTERVALS`]).
 pub const MAX_REPLY_SOURCES: usize = 4096;
+/// A source heard within this many intervals is not answered: it heard our broadcasts too. Many
+/// intervals, so that a busy node dropping some announces (`dropped_busy`) does not take a node it
+/// knows for a newcomer.
+pub const REPLY_QUIET_INTERVALS: u32 = 10;
+/// Replies sent in one interval at most; newcomers beyond learn us from our next broadcast.
+pub const MAX_REPLIES_PER_INTERVAL: usize = 64;
+/// A reply waits a random delay of up to this much per source heard recently (about what a
+/// newcomer's worker takes to check one announce), and at most half an interval: with two nodes
+/// the answer is immediate, with a hundred the newcomer's replies come over ~200 ms.
+pub const REPLY_SPREAD_PER_SOURCE: Duration = Duration::from_millis(2);
 pub use crate::announce::MAX_NAME_CHARS;
 
 /// Counters, readable through [`GetDiscoveryStats`].
@@ -67,7 +86,10 @@ pub struct Discovery {
     tcp_port: u16,
     /// This interval's signed reply, ready to send.
     reply: Option<Arc<Vec<u8>>>,
-    replied: HashMap<SocketAddr, Instant>,
+    /// Sources whose announce (broadcast or reply) checked out, and when last.
+    heard: HashMap<SocketAddr, Instant>,
+    replies_this_interval: usize,
+    certs: SharedCertCache,
     in_flight: usize,
     stats: DiscoveryStats,
 }
@@ -129,7 +151,9 @@ impl Discovery {
             shared: Some(Arc::new(sockets.shared)),
             tcp_port,
             reply: None,
-            replied: HashMap::new(),
+            heard: HashMap::new(),
+            replies_this_interval: 0,
+            certs: CertCache::shared(),
             in_flight: 0,
             stats: DiscoveryStats::default(),
         }
@@ -151,7 +175,10 @@ impl Discovery {
 
     /// Sign this interval's announce and reply, then broadcast the announce.
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        self.replied.clear();
+        let now = Instant::now();
+        let quiet = self.interval() * REPLY_QUIET_INTERVALS;
+        self.heard.retain(|_, t| now.duration_since(*t) < quiet);
+        self.replies_this_interval = 0;
         let keys = self.keys.clone();
         let bodies = (self.body(false), self.body(true));
         let broadcast = SocketAddr::new(
@@ -212,7 +239,9 @@ impl Discovery {
         self.in_flight += 1;
         let keys = self.keys.clone();
         let reply = body.reply;
-        let fut = async move { announce::verify_parsed(&keys, announce, body).await };
+        let certs = self.certs.clone();
+        let fut =
+            async move { announce::verify_parsed_cached(&keys, &certs, announce, body).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
             let verified = match res {
@@ -229,6 +258,8 @@ impl Discovery {
                 }
             };
             act.stats.accepted += 1;
+            // Heard now, by broadcast or by reply (a reply means it heard us): was it before?
+            let recently = act.heard_recently(from);
             let blocked = IsBlocked(verified.fingerprint.clone());
             let seen = AnnounceSeen::new(verified, from.ip(), ContactOrigin::Broadcast);
             let contacts = act.contacts.clone();
@@ -241,12 +272,29 @@ impl Discovery {
                 }
                 .into_actor(act)
                 .map(move |blocked, act, _| {
-                    if !reply && !blocked {
+                    if !reply && !blocked && !recently {
                         act.maybe_reply(from, received_len);
                     }
                 }),
             );
         }));
+    }
+
+    /// Whether a checked announce came from `from` within [`REPLY_QUIET_INTERVALS`]; remembers
+    /// this one (up to [`MAX_REPLY_SOURCES`] sources; the tick forgets the quiet ones).
+    fn heard_recently(&mut self, from: SocketAddr) -> bool {
+        let now = Instant::now();
+        let quiet = self.interval() * REPLY_QUIET_INTERVALS;
+        let recently = self
+            .heard
+            .get(&from)
+            .is_some_and(|t| now.duration_since(*t) < quiet);
+        // Before our first reply is signed we cannot answer: do not count the source as answered.
+        let can_answer = self.reply.is_some();
+        if can_answer && (self.heard.len() < MAX_REPLY_SOURCES || self.heard.contains_key(&from)) {
+            self.heard.insert(from, now);
+        }
+        recently
     }
 
     fn maybe_reply(&mut self, to: SocketAddr, received_len: usize) {
@@ -260,14 +308,19 @@ impl Discovery {
             );
             return;
         }
-        if self.replied.contains_key(&to) || self.replied.len() >= MAX_REPLY_SOURCES {
+        if self.replies_this_interval >= MAX_REPLIES_PER_INTERVAL {
             return;
         }
-        self.replied.insert(to, Instant::now());
+        self.replies_this_interval += 1;
         self.stats.replies_sent += 1;
         let own = self.own.clone();
         let node = self.node.clone();
+        // Every node that hears a newcomer answers it: the more nodes there are, the wider the
+        // replies are spread, so the newcomer can check them as they come.
+        let spread = (REPLY_SPREAD_PER_SOURCE * self.heard.len() as u32).min(self.interval() / 2);
+        let delay = spread.mul_f64(rand::random::<f64>());
         actix_rt::spawn(async move {
+            actix_rt::time::sleep(delay).await;
             if let Err(e) = own.send_to(&reply, to).await {
                 log::debug!("[{node}] reply to {to}: {e}");
             }

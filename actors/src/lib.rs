@@ -31,11 +31,12 @@
 //! [`api`] is the core's API (requests, results, events, error kinds, version, OpenRPC), shared
 //! with every front-end; [`client`] is its one client (blocking and async).
 //!
-//! [`node`] wires them (no global registry: several nodes run in one process), and [`simulate`] runs
-//! many nodes for measurements.
+//! [`node`] wires them (no global registry: several nodes run in one process), [`simulate`] runs
+//! many nodes for measurements, and [`bench`] measures two nodes against the raw cost of their work.
 //!
 //! What a front-end (the `pgpchat` binary) uses, and nothing else: [`settings`]; [`daemon`], which
-//! runs a whole core (actix System, node, IPC server) on the caller's thread and runs `simulate`;
+//! runs a whole core (actix System, node, IPC server) on the caller's thread and runs `simulate`
+//! and `bench`;
 //! [`offline`], the identity without a running core (init, whoami, export-key, passphrase check);
 //! and the IPC client and types.
 
@@ -43,6 +44,7 @@ pub mod admission;
 pub mod announce;
 pub mod api;
 pub mod at_rest;
+pub mod bench;
 pub mod client;
 pub mod codec;
 pub mod contacts;
