@@ -383,3 +383,34 @@ fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
             .any(|m| m["body"] == typed)
     });
 }
+
+/// Finding 1 (second trial): a resize draws the view again with exactly what was shown, in the
+/// same order: the date line printed before a live message stays before it.
+#[test]
+fn a_resize_redraws_the_date_line_before_the_message_it_dates() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    // No history: the first message arrives live, after a date line.
+    bob.ok(&["send", &id, "first live message"]);
+    tmux.wait_text("bob: first live message");
+    resize(&tmux, 60);
+    // Drawn again: the screen starts with the header (what was above it is gone).
+    let s = tmux.wait_screen("the view drawn again", |s| {
+        s.lines().next().is_some_and(|l| l.starts_with("── bob · "))
+            && !s.contains("unread)")
+            && s.contains("bob: first live message")
+    });
+    let rows: Vec<&str> = s.lines().collect();
+    let date = rows
+        .iter()
+        .position(|l| l.starts_with("── ") && !l.contains("bob"))
+        .unwrap_or_else(|| panic!("no date line:\n{s}"));
+    let message = rows
+        .iter()
+        .position(|l| l.contains("bob: first live message"))
+        .unwrap();
+    assert!(date < message, "the date line after its message:\n{s}");
+}

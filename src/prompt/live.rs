@@ -74,9 +74,12 @@ impl Live {
             };
             // A message, after a date line when it is on another day than the last one shown.
             let mut dated = |m: &Message, peer: &str| {
+                // The date line is kept before the message, as it is printed: a redraw shows
+                // the same lines in the same order.
+                let date = days.line_for(m.time).map(transcript::text);
                 let line = transcript::message(m, peer);
-                let _ = printer.borrow_mut().print(match days.line_for(m.time) {
-                    Some(d) => format!("{}\n{line}\n", transcript::text(d)),
+                let _ = printer.borrow_mut().print(match date {
+                    Some(d) => format!("{d}\n{line}\n"),
                     None => format!("{line}\n"),
                 });
             };
