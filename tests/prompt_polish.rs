@@ -414,3 +414,45 @@ fn a_resize_redraws_the_date_line_before_the_message_it_dates() {
         .unwrap();
     assert!(date < message, "the date line after its message:\n{s}");
 }
+
+/// Finding 2 (second trial): at 40 columns the prompt's own lines break at words, the header's
+/// fingerprint between its groups of 4: no word is cut by the terminal.
+#[test]
+fn at_40_columns_the_header_and_help_break_at_words() {
+    let (alice, _bob) = alice_and_bob_running();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    _bob.open_with(&alice, "pw");
+    open_first_discussion(&tmux, "bob");
+    let s = tmux.screen();
+    // The line confirming the choice: whole words, the short id whole.
+    let chosen = block(&s, "✔ Discussion", "── bob · ");
+    for w in chosen[..chosen.len() - 1].join(" ").split_whitespace() {
+        let id = w.len() == 10 && w.starts_with('(') && w.ends_with(')');
+        assert!(
+            id || ["✔", "Discussion", "·", "bob", "open", "0", "unread"].contains(&w),
+            "{w:?} cut in the confirmation:\n{s}"
+        );
+    }
+    let header = block(&s, "── bob · ", "/help");
+    let header = &header[..header.len() - 1];
+    assert!(header.len() > 1, "{s}");
+    for w in header.join(" ").split_whitespace() {
+        let group = w.len() == 4 && w.chars().all(|c| c.is_ascii_hexdigit());
+        assert!(
+            group || ["──", "·", "bob", "not", "verified"].contains(&w),
+            "{w:?} cut in the header:\n{s}"
+        );
+    }
+    tmux.type_text("/help");
+    tmux.keys(&["Enter"]);
+    let keys = "Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu";
+    let s = tmux.wait_text("menu");
+    let rows = block(&s, "Keys:", "menu");
+    for w in keys.split(' ') {
+        assert!(
+            rows.iter().any(|l| l.split_whitespace().any(|t| t == w)),
+            "{w:?} cut in /help:\n{s}"
+        );
+    }
+}

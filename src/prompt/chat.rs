@@ -33,7 +33,7 @@ use crate::safe_text;
 /// `println!` for the chat view: kept to be drawn again after a resize ([`super::transcript`]).
 macro_rules! say {
     ($($t:tt)*) => {
-        super::transcript::say(format!($($t)*))
+        super::transcript::say(super::lines::fill(&format!($($t)*)))
     };
 }
 
@@ -240,12 +240,14 @@ fn view(
             }
             Typed::More => more(client, discussion, &peer, &mut first_shown)?,
             Typed::Close { force } => {
-                let q = if force {
-                    format!("End the discussion with {peer} now, keys destroyed, undelivered messages lost? [y/N] ")
+                // The question is printed broken at words; the editor's prompt stays short (a
+                // prompt wider than the pane is wrapped mid-word by the terminal).
+                if force {
+                    say!("End the discussion with {peer} now, keys destroyed, undelivered messages lost?");
                 } else {
-                    format!("End the discussion with {peer} for both sides (keys are destroyed)? [y/N] ")
-                };
-                let sure = matches!(editor.readline(&q), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
+                    say!("End the discussion with {peer} for both sides (keys are destroyed)?");
+                }
+                let sure = matches!(editor.readline("[y/N] "), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
                 if !sure {
                     say!("{}", lines::notice("(not closed)"));
                     continue;

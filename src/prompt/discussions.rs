@@ -1,7 +1,7 @@
 //! The list of discussions, to open one's chat view.
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Select};
+use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
 
 use crate::client::Client;
@@ -32,12 +32,7 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             )
         })
         .collect();
-    let Some(i) = Select::with_theme(theme)
-        .with_prompt("Discussion")
-        .items(super::width::entries(&items))
-        .default(0)
-        .interact_opt()?
-    else {
+    let Some(i) = super::width::pick(theme, "Discussion", &items)? else {
         return Ok(());
     };
     let d = &list[i];

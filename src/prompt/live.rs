@@ -70,7 +70,7 @@ impl Live {
             let out = |line: String| {
                 let _ = printer
                     .borrow_mut()
-                    .print(format!("{}\n", transcript::text(line)));
+                    .print(format!("{}\n", transcript::text(lines::fill(&line))));
             };
             // A message, after a date line when it is on another day than the last one shown.
             let mut dated = |m: &Message, peer: &str| {
@@ -134,10 +134,11 @@ impl Live {
                     }
                     Some(Shown::Elsewhere(text)) => {
                         // Kept without the bell: a redraw does not ring it again.
-                        transcript::text(events::elsewhere_line(&text, false));
-                        let _ = printer
-                            .borrow_mut()
-                            .print(format!("{}\n", events::elsewhere_line(&text, bell)));
+                        transcript::text(lines::fill(&events::elsewhere_line(&text, false)));
+                        let _ = printer.borrow_mut().print(format!(
+                            "{}\n",
+                            lines::fill(&events::elsewhere_line(&text, bell))
+                        ));
                     }
                     Some(Shown::Nothing) | None => {}
                 }

@@ -65,11 +65,11 @@ fn home(ctx: &Ctx) -> Result<()> {
     };
     let mut client = connect(ctx, typed)?;
     let me = client.call(api::WhoamiRequest {})?;
-    println!(
+    lines::print(&format!(
         "You are {} ({})",
         safe_text::line(&me.name),
         fingerprint_groups(&me.fingerprint)
-    );
+    ));
     // The last error said, so the same one is not said again by the menu's own call (an action
     // that failed because the core stopped is followed by the menu failing for the same reason).
     let mut said: Option<String> = None;
@@ -80,7 +80,7 @@ fn home(ctx: &Ctx) -> Result<()> {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
                 let text = safe_text::line(&format!("{e:#}"));
                 if said.as_deref() != Some(text.as_str()) {
-                    println!("! {text}");
+                    lines::print(&format!("! {text}"));
                 }
                 said = None;
                 // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
@@ -135,7 +135,7 @@ fn home(ctx: &Ctx) -> Result<()> {
             }
             Err(e) => {
                 let text = safe_text::line(&format!("{e:#}"));
-                println!("! {text}");
+                lines::print(&format!("! {text}"));
                 said = Some(text);
             }
             Ok(()) => {}
@@ -170,7 +170,7 @@ fn ask_passphrase(ctx: &Ctx) -> Result<String> {
         match offline::check_passphrase(dir, &p) {
             Ok(()) => return Ok(p),
             Err(e) => {
-                println!("! {}", safe_text::line(&e.to_string()));
+                lines::print(&format!("! {}", safe_text::line(&e.to_string())));
                 last = Some(e);
             }
         }
