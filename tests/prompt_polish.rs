@@ -456,3 +456,26 @@ fn at_40_columns_the_header_and_help_break_at_words() {
         );
     }
 }
+
+/// Finding 3 (second trial): a closed discussion says so in its header and on entering; a line
+/// typed there is refused naming the peer, not the discussion's 32-hex id.
+#[test]
+fn a_closed_discussion_says_it_is_closed_and_refuses_lines_naming_the_peer() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    alice.ok(&["close", "--force", &id]);
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    let s = tmux.screen();
+    assert!(s.contains("── bob · closed · "), "{s}");
+    assert!(s.contains("is closed: read only"), "{s}");
+    tmux.type_text("hello there");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("not sent:");
+    assert!(
+        s.contains("! not sent: the discussion with bob is closed"),
+        "{s}"
+    );
+    assert!(!s.contains(&id), "the id shown:\n{s}");
+}

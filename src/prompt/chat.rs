@@ -103,15 +103,29 @@ fn view(
     let verified = contacts
         .iter()
         .any(|c| c.fingerprint == d.peer_fingerprint && c.verified);
+    // A closed discussion says so first: it looks like an open one otherwise.
+    let closed = match d.state {
+        api::DiscussionState::Open => "",
+        api::DiscussionState::Closing => "closing · ",
+        api::DiscussionState::Closed => "closed · ",
+    };
     say!(
         "{}",
         console::style(format!(
-            "── {peer} · {} · {} ──",
+            "── {peer} · {closed}{} · {} ──",
             if verified { "verified" } else { "not verified" },
             fingerprint_groups(&d.peer_fingerprint)
         ))
         .bold()
     );
+    if d.state != api::DiscussionState::Open {
+        say!(
+            "{}",
+            lines::notice(&format!(
+                "(the discussion with {peer} is closed: read only, /back for the menu)"
+            ))
+        );
+    }
     say!(
         "{}",
         lines::notice("/help: commands · Ctrl-C: menu · Tab completes · Up: earlier lines")
@@ -207,7 +221,12 @@ fn view(
                 });
                 // The line itself is printed by the live thread, with its delivery mark.
                 if let Err(e) = r {
-                    say!("! not sent: {}", safe_text::line(&format!("{e:#}")));
+                    if e.kind() == Some(api::ErrorKind::Closed) {
+                        // The core's message names the discussion by its id: the peer says more.
+                        say!("! not sent: the discussion with {peer} is closed");
+                    } else {
+                        say!("! not sent: {}", safe_text::line(&format!("{e:#}")));
+                    }
                     if is_gone(&e) {
                         say!("{}", lines::notice(super::live::CORE_STOPPED));
                     }
