@@ -479,3 +479,62 @@ fn a_closed_discussion_says_it_is_closed_and_refuses_lines_naming_the_peer() {
     );
     assert!(!s.contains(&id), "the id shown:\n{s}");
 }
+
+/// Finding 4 (second trial): two discussions with one peer can be told apart: at 40 columns the
+/// picker shows each one's short id whole, and `/list` marks the current one and shows the ids.
+#[test]
+fn two_discussions_with_one_peer_show_their_short_ids_and_list_marks_the_current_one() {
+    let (alice, bob) = alice_and_bob_running();
+    let first = bob.open_with(&alice, "pw");
+    let second = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("unread)");
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    let s = tmux.wait_text("? Discussion");
+    for id in [&first, &second] {
+        assert!(s.contains(&format!("({})", &id[..8])), "{id} cut:\n{s}");
+    }
+    let picked = s
+        .lines()
+        .find(|l| l.starts_with('❯'))
+        .unwrap_or_else(|| panic!("no entry chosen:\n{s}"));
+    let current = if picked.contains(&first[..8]) {
+        &first
+    } else {
+        &second
+    };
+    open_first_discussion_here(&tmux);
+    tmux.type_text("/list");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_screen("the list", |s| {
+        s.matches(" /").count() >= 2 && s.contains("/2")
+    });
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains(" /1 ") || l.contains(" /2 "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{s}");
+    for r in &rows {
+        let is_current = r.contains(&current[..8]);
+        assert_eq!(r.starts_with('*'), is_current, "current not marked:\n{s}");
+        assert!(
+            r.contains(&first[..8]) || r.contains(&second[..8]),
+            "no id:\n{s}"
+        );
+    }
+}
+
+/// Enter in the discussion picker shown now; waits for the chat view's input line.
+fn open_first_discussion_here(tmux: &Tmux) {
+    let before = tmux.scrollback().matches("── bob · ").count();
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the chat view's input line", |_| {
+        let all = tmux.scrollback();
+        all.matches("── bob · ").count() > before
+            && all
+                .rsplit("── bob · ")
+                .next()
+                .is_some_and(|after| after.lines().any(|l| l == ">" || l.starts_with("> ")))
+    });
+}

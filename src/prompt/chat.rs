@@ -37,6 +37,8 @@ macro_rules! say {
     };
 }
 
+/// Hex digits of a discussion's id shown to tell two discussions with one peer apart.
+pub(super) const SHORT_ID: usize = 8;
 /// Messages of history shown when a chat view opens.
 const HISTORY_SHOWN: u64 = 20;
 /// At most this many unread messages are printed when a chat view opens (older ones: `/more`).
@@ -240,7 +242,7 @@ fn view(
                 }
                 say!("  Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu");
             }
-            Typed::List => print_list(&client.call(api::DiscussionsRequest {})?),
+            Typed::List => print_list(&client.call(api::DiscussionsRequest {})?, discussion),
             Typed::Jump(n) => {
                 if let Some(id) = jump(client, discussion, n)? {
                     break Next::Open(id);
@@ -409,14 +411,28 @@ fn by_name<'a>(list: &'a [Discussion], name: &str) -> Option<&'a Discussion> {
         .or_else(|| list.iter().find(named))
 }
 
-fn print_list(list: &[Discussion]) {
+/// The discussions, `*` before the current one; a peer with several has each one's short id
+/// (the first [`SHORT_ID`] hex digits) so they can be told apart.
+fn print_list(list: &[Discussion], current: &str) {
     for (i, d) in list.iter().enumerate() {
+        let several = list
+            .iter()
+            .filter(|o| o.peer_fingerprint == d.peer_fingerprint)
+            .count()
+            > 1;
+        // The id right after the name: it is what a narrow pane must not lose.
         say!(
-            "  /{:<2} {} {:<7} {} unread",
+            "{} /{:<2} {}{} {} · {} unread",
+            if d.id == current { '*' } else { ' ' },
             i + 1,
-            lines::fit(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
+            super::width::cut(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
+            if several {
+                format!(" ({})", d.id.get(..SHORT_ID).unwrap_or(&d.id))
+            } else {
+                String::new()
+            },
             crate::format::state(d.state),
-            d.unread
+            d.unread,
         );
     }
 }
