@@ -538,3 +538,86 @@ fn open_first_discussion_here(tmux: &Tmux) {
                 .is_some_and(|after| after.lines().any(|l| l == ">" || l.starts_with("> ")))
     });
 }
+
+/// Finding 5 (second trial): `pgpchat chat` without a terminal is a usage error (exit status 2)
+/// that says what it needs.
+#[test]
+fn chat_without_a_terminal_is_a_usage_error() {
+    let alice = Person::new("alice", free_udp_port());
+    let o = alice.run(&["chat"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs a terminal"), "{err}");
+}
+
+/// Finding 5 (second trial): three wrong passphrases end the prompt refused (exit status 4, as
+/// `daemon --passphrase-file` with a wrong one).
+#[test]
+fn three_wrong_passphrases_end_the_prompt_with_status_4() {
+    let mut alice = Person::new("alice", free_udp_port());
+    alice.passphrase = Some("right one".into());
+    alice.init();
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'trap : INT; {}; echo PROMPT-ENDED $?; sleep 600'",
+            chat_command(&alice)
+        ),
+        80,
+        30,
+    );
+    let _core = KillCore(alice.data_dir().display().to_string());
+    for n in 1..=3 {
+        tmux.wait_screen("the passphrase question", |s| {
+            s.matches("Passphrase for your identity key").count() == n
+        });
+        tmux.type_text("wrong one");
+        tmux.keys(&["Enter"]);
+    }
+    let s = tmux.wait_text("PROMPT-ENDED");
+    assert!(s.contains("PROMPT-ENDED 4"), "{s}");
+}
+
+/// Finding 5 (second trial): Ctrl-C at the first run's name question ends its line (the shell's
+/// output starts on a line of its own) and the prompt ends as a cancelled action (status 4);
+/// at the passphrase question the cancelled entry shows no success mark.
+#[test]
+fn ctrl_c_at_the_first_run_ends_the_line_with_status_4_and_no_success_mark() {
+    let alice = Person::new("alice", free_udp_port());
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'trap : INT; {c}; echo PROMPT-ENDED $?; {c}; echo PROMPT-ENDED $?; sleep 600'",
+            c = chat_command(&alice)
+        ),
+        80,
+        30,
+    );
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["C-c"]);
+    let s = tmux.wait_text("PROMPT-ENDED");
+    assert!(
+        s.lines().any(|l| l.starts_with("PROMPT-ENDED 4")),
+        "not on a line of its own, or not 4:\n{s}"
+    );
+    assert!(s.contains("cancelled: no identity was created"), "{s}");
+    // The second run: Ctrl-C at the passphrase.
+    tmux.wait_screen("the second first run", |s| {
+        s.matches("Your name, as others will see it").count() == 2
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect your key");
+    tmux.keys(&["C-c"]);
+    let s = tmux.wait_screen("the second end", |s| s.matches("PROMPT-ENDED").count() == 2);
+    let line = s
+        .lines()
+        .find(|l| l.contains("Passphrase to protect your key"))
+        .unwrap();
+    assert!(line.contains("cancelled") && !line.contains('✔'), "{s}");
+    assert!(
+        s.lines()
+            .filter(|l| l.starts_with("PROMPT-ENDED 4"))
+            .count()
+            == 2,
+        "{s}"
+    );
+}

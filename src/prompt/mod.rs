@@ -39,8 +39,14 @@ const PASSPHRASE_TRIES: usize = 3;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
     let term = Term::stdout();
-    if !term.is_term() {
-        anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
+    if !term.is_term() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // A usage error (exit status 2): nothing was tried.
+        return Err(crate::exit::Usage(
+            "`pgpchat chat` needs a terminal (its input and output); scripts use the other \
+             commands (`pgpchat --help`)"
+                .into(),
+        )
+        .into());
     }
     interrupt::install()?;
     tty::quiet();
@@ -61,7 +67,7 @@ fn home(ctx: &Ctx) -> Result<()> {
     let typed = if offline::exists(&dir) {
         None
     } else {
-        first_run::first_run(ctx, &theme)?
+        first_run::first_run(ctx, &theme).map_err(first_run::cancelled)?
     };
     let mut client = connect(ctx, typed)?;
     let me = client.call(api::WhoamiRequest {})?;
@@ -175,8 +181,13 @@ fn ask_passphrase(ctx: &Ctx) -> Result<String> {
             }
         }
     }
-    Err(anyhow::anyhow!(
-        "{PASSPHRASE_TRIES} wrong passphrases{}",
-        last.map_or(String::new(), |e| format!(" (last: {e})"))
-    ))
+    // Refused, like `daemon --passphrase-file` with a wrong one (exit status 4).
+    Err(crate::exit::Reworded {
+        code: crate::exit::REFUSED,
+        text: format!(
+            "{PASSPHRASE_TRIES} wrong passphrases{}",
+            last.map_or(String::new(), |e| format!(" (last: {e})"))
+        ),
+    }
+    .into())
 }
