@@ -621,3 +621,64 @@ fn ctrl_c_at_the_first_run_ends_the_line_with_status_4_and_no_success_mark() {
         "{s}"
     );
 }
+
+/// Finding 6 (second trial): a /restart that fails (here the core's listening port is taken)
+/// says why once, in the chat view, which stays; the next /restart brings the core back there.
+#[test]
+fn a_failed_restart_is_said_once_and_the_chat_view_stays() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    alice.ok(&["stop"]);
+    tmux.wait_text("the core stopped");
+    wait_for(20, "the core to stop", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    // The port the core must listen on is taken: it cannot start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let profile = std::fs::read_to_string(&alice.config).unwrap();
+    let busy = profile.replace(
+        "[listener]\nbind = \"127.0.0.1\"\nport = 0",
+        &format!("[listener]\nbind = \"127.0.0.1\"\nport = {port}"),
+    );
+    assert_ne!(busy, profile);
+    std::fs::write(&alice.config, &busy).unwrap();
+    let menus = tmux.scrollback().matches("Requests (").count();
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("the core did not start");
+    let said: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let err = &said[said.find("the core did not start").unwrap()..];
+    let err = &err[..err.find(" >").unwrap_or(err.len())];
+    let mut causes: Vec<&str> = err.split(": ").collect();
+    let n = causes.len();
+    causes.sort_unstable();
+    causes.dedup();
+    assert_eq!(causes.len(), n, "a cause said twice:\n{s}");
+    // Still in the chat view: its input line, no menu.
+    tmux.wait_screen("the input line", |s| {
+        s.lines().last().is_some_and(|l| l.starts_with('>')) || s.trim_end().ends_with('>')
+    });
+    std::fs::write(&alice.config, &profile).unwrap();
+    drop(taken);
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("the core is running again");
+    assert_eq!(
+        tmux.scrollback().matches("Requests (").count(),
+        menus,
+        "back at the menu"
+    );
+    tmux.type_text("back in the view");
+    tmux.keys(&["Enter"]);
+    wait_for(60, "bob to get the line", || {
+        bob.json(&["history", &id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == "back in the view")
+    });
+}

@@ -296,7 +296,18 @@ fn view(
                 if let Some(l) = live.take() {
                     l.stop();
                 }
-                *client = super::start_core(ctx)?;
+                // A failed start is said here and the view stays (with what was typed): the
+                // next /restart may work, Ctrl-C goes back to the menu.
+                match super::start_core(ctx) {
+                    Ok(c) => *client = c,
+                    // Ctrl-C at its passphrase: back to the menu, as Ctrl-C anywhere here.
+                    Err(e) if super::interrupt::is_interrupt(&e) => break Next::Menu,
+                    Err(e) => {
+                        core_gone.store(true, Ordering::SeqCst);
+                        say!("! the core did not start: {}", lines::error_text(&e));
+                        continue;
+                    }
+                }
                 core_gone.store(false, Ordering::SeqCst);
                 live = Some(start_live(
                     ctx,

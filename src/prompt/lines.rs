@@ -239,6 +239,24 @@ pub(super) fn print(text: &str) {
     println!("{}", fill(text));
 }
 
+/// An error's chain on one line, terminal-safe, each cause said once: a cause whose text its
+/// parent already quotes (the client's "no answer on SOCKET: ENOENT" has ENOENT as its source
+/// too) is not repeated.
+pub(super) fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    crate::safe_text::line(&text)
+}
+
 /// A notice in the conversation (not a message): indented, dim.
 pub(super) fn notice(text: &str) -> String {
     format!("{}{}", " ".repeat(6), style(text).dim())
@@ -305,6 +323,22 @@ mod tests {
             .to_string();
         assert_eq!(fill_at(&dim, 40), dim);
         assert_eq!(fill_at("! a b", 40), "! a b");
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        use pgpchat_actors::client::ClientError;
+        let e = anyhow::Error::new(ClientError::NotRunning {
+            socket: "/tmp/s".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+        .context("starting the core");
+        let t = error_text(&e);
+        assert_eq!(t.matches("entity not found").count(), 1, "{t}");
+        assert!(
+            t.starts_with("starting the core: the core is not running"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn home(ctx: &Ctx) -> Result<()> {
             Ok(c) => c,
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
-                let text = safe_text::line(&format!("{e:#}"));
+                let text = lines::error_text(&e);
                 if said.as_deref() != Some(text.as_str()) {
                     lines::print(&format!("! {text}"));
                 }
@@ -140,7 +140,7 @@ fn home(ctx: &Ctx) -> Result<()> {
                 println!();
             }
             Err(e) => {
-                let text = safe_text::line(&format!("{e:#}"));
+                let text = lines::error_text(&e);
                 lines::print(&format!("! {text}"));
                 said = Some(text);
             }
