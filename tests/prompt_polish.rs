@@ -163,8 +163,7 @@ fn when_the_core_stops_under_the_menu_the_error_is_said_once_and_ctrl_c_ends_cle
     wait_for(20, "the core to stop", || {
         !alice.socket().exists() || alice.run(&["status"]).status.code() == Some(5)
     });
-    // Discussions: the call fails, then the question.
-    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    // Said at once, with no key pressed, then the question.
     // (The question's wording aside: its yes/no.)
     let s = tmux.wait_text("(y/n)");
     let errors: Vec<&str> = s.lines().filter(|l| l.starts_with("! ")).collect();
@@ -680,5 +679,25 @@ fn a_failed_restart_is_said_once_and_the_chat_view_stays() {
             .unwrap()
             .iter()
             .any(|m| m["body"] == "back in the view")
+    });
+}
+
+/// Finding 7 (second trial): the core stops while the home menu is shown: the menu says so at
+/// once, with no key pressed, and asks whether to start it again; yes brings the menu back.
+#[test]
+fn the_home_menu_says_at_once_that_the_core_stopped_and_offers_to_restart_it() {
+    let alice = Person::new("alice", free_udp_port());
+    alice.init();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Requests (0)");
+    alice.ok(&["stop"]);
+    let s = tmux.wait_text("(y/n)");
+    assert!(s.contains("the core stopped"), "{s}");
+    assert!(!s.contains("Requests (0)"), "the menu still shown:\n{s}");
+    tmux.keys(&["y"]);
+    tmux.wait_text("Requests (0)");
+    wait_for(20, "the core to answer", || {
+        alice.run(&["status"]).status.success()
     });
 }

@@ -79,16 +79,19 @@ fn home(ctx: &Ctx) -> Result<()> {
     // The last error said, so the same one is not said again by the menu's own call (an action
     // that failed because the core stopped is followed by the menu failing for the same reason).
     let mut said: Option<String> = None;
+    // The menu said "the core stopped" as it happened: the reason is not said again.
+    let mut stopped_said = false;
     loop {
         let counts = match home::counts(&mut client) {
             Ok(c) => c,
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
                 let text = lines::error_text(&e);
-                if said.as_deref() != Some(text.as_str()) {
+                if said.as_deref() != Some(text.as_str()) && !stopped_said {
                     lines::print(&format!("! {text}"));
                 }
                 said = None;
+                stopped_said = false;
                 // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
                 let again = match Confirm::with_theme(&theme)
                     .with_prompt(width::question(
@@ -115,10 +118,17 @@ fn home(ctx: &Ctx) -> Result<()> {
             }
         };
         said = None;
+        stopped_said = false;
         // A Ctrl-C pressed while nothing listened is not for this menu.
         interrupt::take();
-        let Some(choice) = home::choose(ctx, counts)? else {
-            return Ok(());
+        let choice = match home::choose(ctx, counts)? {
+            home::Choice::Entry(i) => i,
+            home::Choice::Quit => return Ok(()),
+            // Said already: the next turn asks whether to start it again.
+            home::Choice::CoreStopped => {
+                stopped_said = true;
+                continue;
+            }
         };
         let outcome = match choice {
             0 => contacts::show_contacts(&mut client),
