@@ -245,7 +245,7 @@ fn a_person_sets_up_opens_a_discussion_and_chats_in_the_prompt() {
     tmux.keys(&["Enter"]);
     // Its line shows once, with its delivery mark (or a short line for it).
     tmux.wait_screen("hello bob delivered", |s| {
-        s.contains("me: hello bob ✓✓") || s.contains("✓✓ delivered: #1")
+        s.contains("me: hello bob ✓✓") || s.contains("✓✓ delivered: 1 earlier message")
     });
 
     // bob replies: it appears live.

@@ -701,3 +701,51 @@ fn the_home_menu_says_at_once_that_the_core_stopped_and_offers_to_restart_it() {
         alice.run(&["status"]).status.success()
     });
 }
+
+/// Finding 8 (second trial): the chat view says once when the peer goes away and when it is
+/// back; after our own /restart it says the peer is connected again.
+#[test]
+fn the_chat_view_says_when_the_peer_disconnects_and_connects_again() {
+    let (mut alice, mut bob) = alice_and_bob_running();
+    let id = alice.open_with(&bob, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 100, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    bob.ok(&["stop"]);
+    bob.kill();
+    let s = tmux.wait_text("(bob disconnected");
+    // Two lines wait in the outbox; delivered when bob is back, told on one short line that
+    // counts them (their sequence numbers are shown nowhere).
+    for l in ["waiting one", "waiting two"] {
+        tmux.type_text(l);
+        tmux.keys(&["Enter"]);
+        tmux.wait_text(&format!("me: {l}"));
+    }
+    bob.start();
+    let s2 = tmux.wait_screen("bob back", |s| {
+        s.rsplit("(bob disconnected")
+            .next()
+            .is_some_and(|a| a.contains("(bob connected)"))
+    });
+    let s3 = tmux.wait_text("✓✓ delivered:");
+    assert!(s3.contains("✓✓ delivered: 2 earlier messages"), "{s3}");
+    assert_eq!(
+        s2.matches("(bob disconnected").count(),
+        1,
+        "said more than once:\n{s}"
+    );
+    // Our own core restarted: bob is said to be connected again.
+    alice.ok(&["stop"]);
+    tmux.wait_text("the core stopped");
+    wait_for(20, "the core to stop", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    let before = tmux.scrollback().matches("(bob connected)").count();
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("the core is running again");
+    tmux.wait_screen("bob connected after the restart", |_| {
+        tmux.scrollback().matches("(bob connected)").count() > before
+    });
+    let _ = id;
+}

@@ -102,10 +102,13 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
     }
 }
 
-/// The line for several delivered messages.
-pub(super) fn delivered_line(seqs: &[u64]) -> String {
-    let list: Vec<String> = seqs.iter().map(|s| format!("#{s}")).collect();
-    lines::notice(&format!("✓✓ delivered: {}", list.join(" ")))
+/// The line for messages delivered after they were printed: how many (their sequence numbers are
+/// shown nowhere, so they would mean nothing).
+pub(super) fn delivered_line(count: usize) -> String {
+    lines::notice(&format!(
+        "✓✓ delivered: {count} earlier message{}",
+        if count == 1 { "" } else { "s" }
+    ))
 }
 
 /// A notice about something elsewhere, standing out from the conversation.

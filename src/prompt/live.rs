@@ -152,8 +152,8 @@ impl Live {
                     && (last_delivery.elapsed() >= DELIVERED_QUIET
                         || delivered.len() >= MAX_WAITING)
                 {
-                    let seqs: Vec<u64> = std::mem::take(&mut delivered).into_iter().collect();
-                    out(events::delivered_line(&seqs));
+                    let n = std::mem::take(&mut delivered).len();
+                    out(events::delivered_line(n));
                 }
                 // The terminal was resized: once the size settles, draw the view again.
                 let now = term.size();
