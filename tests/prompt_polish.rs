@@ -749,3 +749,28 @@ fn the_chat_view_says_when_the_peer_disconnects_and_connects_again() {
     });
     let _ = id;
 }
+
+/// Finding 9 (second trial): a command given an argument it does not take says so (not "unknown
+/// command /more (did you mean /more?)"); a slash and a space is text, sent as typed.
+#[test]
+fn a_command_with_an_extra_argument_says_so_and_slash_space_is_text() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    tmux.type_text("/more extra");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("takes no argument");
+    assert!(s.contains("! /more takes no argument"), "{s}");
+    assert!(!s.contains("did you mean"), "{s}");
+    tmux.type_text("/ hello");
+    tmux.keys(&["Enter"]);
+    wait_for(30, "bob to get '/ hello'", || {
+        bob.json(&["history", &id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == "/ hello")
+    });
+}
