@@ -774,3 +774,45 @@ fn a_command_with_an_extra_argument_says_so_and_slash_space_is_text() {
             .any(|m| m["body"] == "/ hello")
     });
 }
+
+/// Finding 10 (second trial): a request announced in the chat view is followed up with one line
+/// when it ends: cancelled by the requester, refused (here from another front-end).
+#[test]
+fn a_request_announced_in_the_chat_view_is_followed_up_when_it_ends() {
+    let (alice, bob) = alice_and_bob_running();
+    bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 100, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    let secret = bob.secret_file("other");
+    let open = || {
+        bob.cmd()
+            .args([
+                "open",
+                "alice",
+                "--password-file",
+                crate::binary::path_str(&secret),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Cancelled by bob.
+    let mut first = open();
+    tmux.wait_text("» request from bob: Ctrl-C");
+    alice.wait_request(&bob);
+    bob.ok(&["cancel", "alice"]);
+    let s = tmux.wait_text("» request from bob: cancelled by bob");
+    let _ = first.wait();
+    // Refused by alice, from the command line.
+    let mut second = open();
+    tmux.wait_screen("a second request", |s| {
+        s.matches("» request from bob: Ctrl-C").count() == 2
+    });
+    let id = alice.wait_request(&bob);
+    alice.ok(&["refuse", &id.to_string()]);
+    tmux.wait_text("» request from bob: refused");
+    let _ = second.wait();
+    assert_eq!(s.matches("cancelled by bob").count(), 1, "{s}");
+}

@@ -359,11 +359,7 @@ fn start_live(
 
 /// What the live thread needs to know of the view.
 fn scope(discussion: &str, peer: &str, names: &HashMap<String, String>) -> Scope {
-    Scope {
-        discussion: discussion.to_string(),
-        peer: peer.to_string(),
-        names: names.clone(),
-    }
+    Scope::new(discussion, peer, names.clone())
 }
 
 /// Erase the prompt and `line` as the editor left them on screen (the rows they took).
