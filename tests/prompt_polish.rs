@@ -816,3 +816,60 @@ fn a_request_announced_in_the_chat_view_is_followed_up_when_it_ends() {
     let _ = second.wait();
     assert_eq!(s.matches("cancelled by bob").count(), 1, "{s}");
 }
+
+/// Finding 11 (second trial): the man page, rendered as a reader sees it (`man -l`, else groff,
+/// else its roff source): no section titled EXTRA, the examples keep their columns, no link to a
+/// per-command page that nothing installs, and `history`'s options (`--before`) are there.
+#[test]
+fn the_man_page_has_every_commands_options_and_keeps_the_examples_columns() {
+    let o = Command::new(BIN).arg("man").output().unwrap();
+    assert!(o.status.success());
+    let roff = String::from_utf8_lossy(&o.stdout).into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgpchat.1");
+    std::fs::write(&file, &roff).unwrap();
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANWIDTH", "200")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && !o.stdout.is_empty())
+        .or_else(|| {
+            Command::new("groff")
+                .args(["-man", "-Tutf8", "-rLL=200n"])
+                .arg(&file)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        })
+        .map_or(roff.clone(), |o| {
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        });
+    // Bold and underline as a terminal pager shows them, undone.
+    let mut page = String::new();
+    for c in rendered.chars() {
+        if c == '\u{8}' {
+            page.pop();
+        } else {
+            page.push(c);
+        }
+    }
+    assert!(!page.lines().any(|l| l.trim() == "EXTRA"), "{page}");
+    assert!(
+        !roff.contains("pgpchat\\-history(1)"),
+        "a link to a page not made:\n{roff}"
+    );
+    let history = page
+        .find("pgpchat history [OPTIONS]")
+        .unwrap_or_else(|| panic!("no history command:\n{page}"));
+    assert!(page[history..].contains("--before"), "{page}");
+    assert!(
+        page.contains(
+            "pgpchat --profile alice chat                 the interactive prompt (starts the core if needed)"
+        ),
+        "the examples' columns lost:\n{page}"
+    );
+}
