@@ -873,3 +873,69 @@ fn the_man_page_has_every_commands_options_and_keeps_the_examples_columns() {
         "the examples' columns lost:\n{page}"
     );
 }
+
+/// Finding 12 (second trial): the README walk-through, run as written (the debug binary in place
+/// of the release one, its own discovery port): alice's `history` shows bob's reply (it waits for
+/// it), and nothing of it stays in the shell that ran it (its `umask 077`, its functions).
+#[test]
+fn the_readme_walk_through_waits_for_the_reply_and_leaves_the_shell_as_it_was() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let from = readme.find("## A 60-second walk-through").unwrap();
+    let block = &readme[from..];
+    let start = block.find("```sh\n").unwrap() + "```sh\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    let script: String = block[start..end]
+        .lines()
+        .filter(|l| !l.starts_with("cargo build"))
+        .map(|l| l.replace("release/pgpchat", "debug/pgpchat") + "\n")
+        .collect();
+    let target = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "umask 022\n{script}\necho \"UMASK=$(umask)\"\ntype alice >/dev/null 2>&1 && echo FUNCTIONS-LEFT\n"
+        ))
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target)
+        .env("HOME", home.path())
+        .env("PGPCHAT__DISCOVERY__PORT", free_udp_port().to_string())
+        .env_remove("PGPCHAT_PROFILE")
+        .env_remove("PGPCHAT_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the walk-through did not end");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        out.contains("UMASK=0022"),
+        "the umask stayed:\n{out}\n{err}"
+    );
+    assert!(!out.contains("FUNCTIONS-LEFT"), "functions stayed:\n{out}");
+    // alice's history (the first one printed, not bob's JSON): both lines, the reply included.
+    let history = &out[out
+        .find("hello bob")
+        .unwrap_or_else(|| panic!("{out}\n{err}"))..];
+    let history = &history[..history.find("\"body\"").unwrap_or(history.len())];
+    assert!(
+        history.contains("hi alice"),
+        "bob's reply not waited for:\n{out}\n{err}"
+    );
+}
