@@ -939,3 +939,36 @@ fn the_readme_walk_through_waits_for_the_reply_and_leaves_the_shell_as_it_was() 
         "bob's reply not waited for:\n{out}\n{err}"
     );
 }
+
+/// Finding 13 (second trial): a negative `interval_secs` is told the real range (at least 1, not
+/// "0 or more"), and `name = ""` is refused (a name is 1 to 64 characters): both usage errors
+/// (exit status 2) that name the file and the key.
+#[test]
+fn configuration_errors_say_the_real_range_and_refuse_an_empty_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (toml, key, want) in [
+        (
+            "[discovery]\ninterval_secs = -5\n",
+            "discovery.interval_secs",
+            "at least 1",
+        ),
+        ("[node]\nname = \"\"\n", "node.name", "1 to 64 characters"),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, toml).unwrap();
+        let o = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["whoami"])
+            .env_remove("PGPCHAT_PROFILE")
+            .env_remove("PGPCHAT_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains("bad.toml") && err.contains(key), "{err}");
+        assert!(err.contains(want) && !err.contains("0 or more"), "{err}");
+    }
+}
