@@ -706,7 +706,7 @@ fn the_home_menu_says_at_once_that_the_core_stopped_and_offers_to_restart_it() {
 /// back; after our own /restart it says the peer is connected again.
 #[test]
 fn the_chat_view_says_when_the_peer_disconnects_and_connects_again() {
-    let (mut alice, mut bob) = alice_and_bob_running();
+    let (alice, mut bob) = alice_and_bob_running();
     let id = alice.open_with(&bob, "pw");
     let tmux = Tmux::start_sized(&chat_command(&alice), 100, 40);
     let _core = KillCore(alice.data_dir().display().to_string());
