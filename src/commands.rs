@@ -408,14 +408,11 @@ fn completions(shell: clap_complete::Shell) -> Result<()> {
     Ok(())
 }
 
-/// `pgpchat man`: the man page (roff), generated from the CLI definition.
+/// `pgpchat man`: the man page (roff), generated from the CLI definition ([`crate::man`]).
 fn man_page() -> Result<()> {
     use clap::CommandFactory;
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut out)
-        .context("rendering the man page")?;
-    crate::stdout::write(format_args!("{}", String::from_utf8_lossy(&out)));
+    let page = crate::man::render(Cli::command()).context("rendering the man page")?;
+    crate::stdout::write(format_args!("{page}"));
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod ctx;
 mod exit;
 mod format;
 mod log_file;
+mod man;
 mod prompt;
 mod safe_text;
 mod secrets;

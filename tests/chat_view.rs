@@ -100,9 +100,14 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
 
     // A mistyped command: an error with a hint, never sent, not left in the line (the next
     // command is not glued to it), Up brings it back.
-    // (At 40 columns the error wraps: read the screen with its lines joined.)
+    // (At 40 columns the error is broken at words: read the screen with its words joined.)
     let wait_joined = |what: &str| {
-        tmux.wait_screen(what, |s| s.replace('\n', "").contains(what));
+        tmux.wait_screen(what, |s| {
+            s.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(what)
+        });
     };
     tmux.type_text("/clsoe");
     tmux.keys(&["Enter"]);

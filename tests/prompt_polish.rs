@@ -163,8 +163,7 @@ fn when_the_core_stops_under_the_menu_the_error_is_said_once_and_ctrl_c_ends_cle
     wait_for(20, "the core to stop", || {
         !alice.socket().exists() || alice.run(&["status"]).status.code() == Some(5)
     });
-    // Discussions: the call fails, then the question.
-    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    // Said at once, with no key pressed, then the question.
     // (The question's wording aside: its yes/no.)
     let s = tmux.wait_text("(y/n)");
     let errors: Vec<&str> = s.lines().filter(|l| l.starts_with("! ")).collect();
@@ -382,4 +381,594 @@ fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
             .iter()
             .any(|m| m["body"] == typed)
     });
+}
+
+/// Finding 1 (second trial): a resize draws the view again with exactly what was shown, in the
+/// same order: the date line printed before a live message stays before it.
+#[test]
+fn a_resize_redraws_the_date_line_before_the_message_it_dates() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    // No history: the first message arrives live, after a date line.
+    bob.ok(&["send", &id, "first live message"]);
+    tmux.wait_text("bob: first live message");
+    resize(&tmux, 60);
+    // Drawn again: the screen starts with the header (what was above it is gone).
+    let s = tmux.wait_screen("the view drawn again", |s| {
+        s.lines().next().is_some_and(|l| l.starts_with("── bob · "))
+            && !s.contains("unread)")
+            && s.contains("bob: first live message")
+    });
+    let rows: Vec<&str> = s.lines().collect();
+    let date = rows
+        .iter()
+        .position(|l| l.starts_with("── ") && !l.contains("bob"))
+        .unwrap_or_else(|| panic!("no date line:\n{s}"));
+    let message = rows
+        .iter()
+        .position(|l| l.contains("bob: first live message"))
+        .unwrap();
+    assert!(date < message, "the date line after its message:\n{s}");
+}
+
+/// Finding 2 (second trial): at 40 columns the prompt's own lines break at words, the header's
+/// fingerprint between its groups of 4: no word is cut by the terminal.
+#[test]
+fn at_40_columns_the_header_and_help_break_at_words() {
+    let (alice, _bob) = alice_and_bob_running();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    _bob.open_with(&alice, "pw");
+    open_first_discussion(&tmux, "bob");
+    let s = tmux.screen();
+    // The line confirming the choice: whole words, the short id whole.
+    let chosen = block(&s, "✔ Discussion", "── bob · ");
+    for w in chosen[..chosen.len() - 1].join(" ").split_whitespace() {
+        let id = w.len() == 10 && w.starts_with('(') && w.ends_with(')');
+        assert!(
+            id || ["✔", "Discussion", "·", "bob", "open", "0", "unread"].contains(&w),
+            "{w:?} cut in the confirmation:\n{s}"
+        );
+    }
+    let header = block(&s, "── bob · ", "/help");
+    let header = &header[..header.len() - 1];
+    assert!(header.len() > 1, "{s}");
+    for w in header.join(" ").split_whitespace() {
+        let group = w.len() == 4 && w.chars().all(|c| c.is_ascii_hexdigit());
+        assert!(
+            group || ["──", "·", "bob", "not", "verified"].contains(&w),
+            "{w:?} cut in the header:\n{s}"
+        );
+    }
+    tmux.type_text("/help");
+    tmux.keys(&["Enter"]);
+    let keys = "Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu";
+    let s = tmux.wait_text("menu");
+    let rows = block(&s, "Keys:", "menu");
+    for w in keys.split(' ') {
+        assert!(
+            rows.iter().any(|l| l.split_whitespace().any(|t| t == w)),
+            "{w:?} cut in /help:\n{s}"
+        );
+    }
+}
+
+/// Finding 3 (second trial): a closed discussion says so in its header and on entering; a line
+/// typed there is refused naming the peer, not the discussion's 32-hex id.
+#[test]
+fn a_closed_discussion_says_it_is_closed_and_refuses_lines_naming_the_peer() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    alice.ok(&["close", "--force", &id]);
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    let s = tmux.screen();
+    assert!(s.contains("── bob · closed · "), "{s}");
+    assert!(s.contains("is closed: read only"), "{s}");
+    tmux.type_text("hello there");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("not sent:");
+    assert!(
+        s.contains("! not sent: the discussion with bob is closed"),
+        "{s}"
+    );
+    assert!(!s.contains(&id), "the id shown:\n{s}");
+}
+
+/// Finding 4 (second trial): two discussions with one peer can be told apart: at 40 columns the
+/// picker shows each one's short id whole, and `/list` marks the current one and shows the ids.
+#[test]
+fn two_discussions_with_one_peer_show_their_short_ids_and_list_marks_the_current_one() {
+    let (alice, bob) = alice_and_bob_running();
+    let first = bob.open_with(&alice, "pw");
+    let second = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("unread)");
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    let s = tmux.wait_text("? Discussion");
+    for id in [&first, &second] {
+        assert!(s.contains(&format!("({})", &id[..8])), "{id} cut:\n{s}");
+    }
+    let picked = s
+        .lines()
+        .find(|l| l.starts_with('❯'))
+        .unwrap_or_else(|| panic!("no entry chosen:\n{s}"));
+    let current = if picked.contains(&first[..8]) {
+        &first
+    } else {
+        &second
+    };
+    open_first_discussion_here(&tmux);
+    tmux.type_text("/list");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_screen("the list", |s| {
+        s.matches(" /").count() >= 2 && s.contains("/2")
+    });
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains(" /1 ") || l.contains(" /2 "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{s}");
+    for r in &rows {
+        let is_current = r.contains(&current[..8]);
+        assert_eq!(r.starts_with('*'), is_current, "current not marked:\n{s}");
+        assert!(
+            r.contains(&first[..8]) || r.contains(&second[..8]),
+            "no id:\n{s}"
+        );
+    }
+}
+
+/// Enter in the discussion picker shown now; waits for the chat view's input line.
+fn open_first_discussion_here(tmux: &Tmux) {
+    let before = tmux.scrollback().matches("── bob · ").count();
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the chat view's input line", |_| {
+        let all = tmux.scrollback();
+        all.matches("── bob · ").count() > before
+            && all
+                .rsplit("── bob · ")
+                .next()
+                .is_some_and(|after| after.lines().any(|l| l == ">" || l.starts_with("> ")))
+    });
+}
+
+/// Finding 5 (second trial): `pgpchat chat` without a terminal is a usage error (exit status 2)
+/// that says what it needs.
+#[test]
+fn chat_without_a_terminal_is_a_usage_error() {
+    let alice = Person::new("alice", free_udp_port());
+    let o = alice.run(&["chat"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs a terminal"), "{err}");
+}
+
+/// Finding 5 (second trial): three wrong passphrases end the prompt refused (exit status 4, as
+/// `daemon --passphrase-file` with a wrong one).
+#[test]
+fn three_wrong_passphrases_end_the_prompt_with_status_4() {
+    let mut alice = Person::new("alice", free_udp_port());
+    alice.passphrase = Some("right one".into());
+    alice.init();
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'trap : INT; {}; echo PROMPT-ENDED $?; sleep 600'",
+            chat_command(&alice)
+        ),
+        80,
+        30,
+    );
+    let _core = KillCore(alice.data_dir().display().to_string());
+    for n in 1..=3 {
+        tmux.wait_screen("the passphrase question", |s| {
+            s.matches("Passphrase for your identity key").count() == n
+        });
+        tmux.type_text("wrong one");
+        tmux.keys(&["Enter"]);
+    }
+    let s = tmux.wait_text("PROMPT-ENDED");
+    assert!(s.contains("PROMPT-ENDED 4"), "{s}");
+}
+
+/// Finding 5 (second trial): Ctrl-C at the first run's name question ends its line (the shell's
+/// output starts on a line of its own) and the prompt ends as a cancelled action (status 4);
+/// at the passphrase question the cancelled entry shows no success mark.
+#[test]
+fn ctrl_c_at_the_first_run_ends_the_line_with_status_4_and_no_success_mark() {
+    let alice = Person::new("alice", free_udp_port());
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'trap : INT; {c}; echo PROMPT-ENDED $?; {c}; echo PROMPT-ENDED $?; sleep 600'",
+            c = chat_command(&alice)
+        ),
+        80,
+        30,
+    );
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["C-c"]);
+    let s = tmux.wait_text("PROMPT-ENDED");
+    assert!(
+        s.lines().any(|l| l.starts_with("PROMPT-ENDED 4")),
+        "not on a line of its own, or not 4:\n{s}"
+    );
+    assert!(s.contains("cancelled: no identity was created"), "{s}");
+    // The second run: Ctrl-C at the passphrase.
+    tmux.wait_screen("the second first run", |s| {
+        s.matches("Your name, as others will see it").count() == 2
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect your key");
+    tmux.keys(&["C-c"]);
+    let s = tmux.wait_screen("the second end", |s| s.matches("PROMPT-ENDED").count() == 2);
+    let line = s
+        .lines()
+        .find(|l| l.contains("Passphrase to protect your key"))
+        .unwrap();
+    assert!(line.contains("cancelled") && !line.contains('✔'), "{s}");
+    assert!(
+        s.lines()
+            .filter(|l| l.starts_with("PROMPT-ENDED 4"))
+            .count()
+            == 2,
+        "{s}"
+    );
+}
+
+/// Finding 6 (second trial): a /restart that fails (here the core's listening port is taken)
+/// says why once, in the chat view, which stays; the next /restart brings the core back there.
+#[test]
+fn a_failed_restart_is_said_once_and_the_chat_view_stays() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    alice.ok(&["stop"]);
+    tmux.wait_text("the core stopped");
+    wait_for(20, "the core to stop", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    // The port the core must listen on is taken: it cannot start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let profile = std::fs::read_to_string(&alice.config).unwrap();
+    let busy = profile.replace(
+        "[listener]\nbind = \"127.0.0.1\"\nport = 0",
+        &format!("[listener]\nbind = \"127.0.0.1\"\nport = {port}"),
+    );
+    assert_ne!(busy, profile);
+    std::fs::write(&alice.config, &busy).unwrap();
+    let menus = tmux.scrollback().matches("Requests (").count();
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("the core did not start");
+    let said: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let err = &said[said.find("the core did not start").unwrap()..];
+    let err = &err[..err.find(" >").unwrap_or(err.len())];
+    let mut causes: Vec<&str> = err.split(": ").collect();
+    let n = causes.len();
+    causes.sort_unstable();
+    causes.dedup();
+    assert_eq!(causes.len(), n, "a cause said twice:\n{s}");
+    // Still in the chat view: its input line, no menu.
+    tmux.wait_screen("the input line", |s| {
+        s.lines().last().is_some_and(|l| l.starts_with('>')) || s.trim_end().ends_with('>')
+    });
+    std::fs::write(&alice.config, &profile).unwrap();
+    drop(taken);
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("the core is running again");
+    assert_eq!(
+        tmux.scrollback().matches("Requests (").count(),
+        menus,
+        "back at the menu"
+    );
+    tmux.type_text("back in the view");
+    tmux.keys(&["Enter"]);
+    wait_for(60, "bob to get the line", || {
+        bob.json(&["history", &id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == "back in the view")
+    });
+}
+
+/// Finding 7 (second trial): the core stops while the home menu is shown: the menu says so at
+/// once, with no key pressed, and asks whether to start it again; yes brings the menu back.
+#[test]
+fn the_home_menu_says_at_once_that_the_core_stopped_and_offers_to_restart_it() {
+    let alice = Person::new("alice", free_udp_port());
+    alice.init();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Requests (0)");
+    alice.ok(&["stop"]);
+    let s = tmux.wait_text("(y/n)");
+    assert!(s.contains("the core stopped"), "{s}");
+    assert!(!s.contains("Requests (0)"), "the menu still shown:\n{s}");
+    tmux.keys(&["y"]);
+    tmux.wait_text("Requests (0)");
+    wait_for(20, "the core to answer", || {
+        alice.run(&["status"]).status.success()
+    });
+}
+
+/// Finding 8 (second trial): the chat view says once when the peer goes away and when it is
+/// back; after our own /restart it says the peer is connected again.
+#[test]
+fn the_chat_view_says_when_the_peer_disconnects_and_connects_again() {
+    let (alice, mut bob) = alice_and_bob_running();
+    let id = alice.open_with(&bob, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 100, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    bob.ok(&["stop"]);
+    bob.kill();
+    let s = tmux.wait_text("(bob disconnected");
+    // Two lines wait in the outbox; delivered when bob is back, told on one short line that
+    // counts them (their sequence numbers are shown nowhere).
+    for l in ["waiting one", "waiting two"] {
+        tmux.type_text(l);
+        tmux.keys(&["Enter"]);
+        tmux.wait_text(&format!("me: {l}"));
+    }
+    bob.start();
+    let s2 = tmux.wait_screen("bob back", |s| {
+        s.rsplit("(bob disconnected")
+            .next()
+            .is_some_and(|a| a.contains("(bob connected)"))
+    });
+    let s3 = tmux.wait_text("✓✓ delivered:");
+    assert!(s3.contains("✓✓ delivered: 2 earlier messages"), "{s3}");
+    assert_eq!(
+        s2.matches("(bob disconnected").count(),
+        1,
+        "said more than once:\n{s}"
+    );
+    // Our own core restarted: bob is said to be connected again.
+    alice.ok(&["stop"]);
+    tmux.wait_text("the core stopped");
+    wait_for(20, "the core to stop", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    let before = tmux.scrollback().matches("(bob connected)").count();
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("the core is running again");
+    tmux.wait_screen("bob connected after the restart", |_| {
+        tmux.scrollback().matches("(bob connected)").count() > before
+    });
+    let _ = id;
+}
+
+/// Finding 9 (second trial): a command given an argument it does not take says so (not "unknown
+/// command /more (did you mean /more?)"); a slash and a space is text, sent as typed.
+#[test]
+fn a_command_with_an_extra_argument_says_so_and_slash_space_is_text() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    tmux.type_text("/more extra");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("takes no argument");
+    assert!(s.contains("! /more takes no argument"), "{s}");
+    assert!(!s.contains("did you mean"), "{s}");
+    tmux.type_text("/ hello");
+    tmux.keys(&["Enter"]);
+    wait_for(30, "bob to get '/ hello'", || {
+        bob.json(&["history", &id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == "/ hello")
+    });
+}
+
+/// Finding 10 (second trial): a request announced in the chat view is followed up with one line
+/// when it ends: cancelled by the requester, refused (here from another front-end).
+#[test]
+fn a_request_announced_in_the_chat_view_is_followed_up_when_it_ends() {
+    let (alice, bob) = alice_and_bob_running();
+    bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 100, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    let secret = bob.secret_file("other");
+    let open = || {
+        bob.cmd()
+            .args([
+                "open",
+                "alice",
+                "--password-file",
+                crate::binary::path_str(&secret),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Cancelled by bob.
+    let mut first = open();
+    tmux.wait_text("» request from bob: Ctrl-C");
+    alice.wait_request(&bob);
+    bob.ok(&["cancel", "alice"]);
+    let s = tmux.wait_text("» request from bob: cancelled by bob");
+    let _ = first.wait();
+    // Refused by alice, from the command line.
+    let mut second = open();
+    tmux.wait_screen("a second request", |s| {
+        s.matches("» request from bob: Ctrl-C").count() == 2
+    });
+    let id = alice.wait_request(&bob);
+    alice.ok(&["refuse", &id.to_string()]);
+    tmux.wait_text("» request from bob: refused");
+    let _ = second.wait();
+    assert_eq!(s.matches("cancelled by bob").count(), 1, "{s}");
+}
+
+/// Finding 11 (second trial): the man page, rendered as a reader sees it (`man -l`, else groff,
+/// else its roff source): no section titled EXTRA, the examples keep their columns, no link to a
+/// per-command page that nothing installs, and `history`'s options (`--before`) are there.
+#[test]
+fn the_man_page_has_every_commands_options_and_keeps_the_examples_columns() {
+    let o = Command::new(BIN).arg("man").output().unwrap();
+    assert!(o.status.success());
+    let roff = String::from_utf8_lossy(&o.stdout).into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgpchat.1");
+    std::fs::write(&file, &roff).unwrap();
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANWIDTH", "200")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && !o.stdout.is_empty())
+        .or_else(|| {
+            Command::new("groff")
+                .args(["-man", "-Tutf8", "-rLL=200n"])
+                .arg(&file)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        })
+        .map_or(roff.clone(), |o| {
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        });
+    // Bold and underline as a terminal pager shows them, undone.
+    let mut page = String::new();
+    for c in rendered.chars() {
+        if c == '\u{8}' {
+            page.pop();
+        } else {
+            page.push(c);
+        }
+    }
+    assert!(!page.lines().any(|l| l.trim() == "EXTRA"), "{page}");
+    assert!(
+        !roff.contains("pgpchat\\-history(1)"),
+        "a link to a page not made:\n{roff}"
+    );
+    let history = page
+        .find("pgpchat history [OPTIONS]")
+        .unwrap_or_else(|| panic!("no history command:\n{page}"));
+    assert!(page[history..].contains("--before"), "{page}");
+    assert!(
+        page.contains(
+            "pgpchat --profile alice chat                 the interactive prompt (starts the core if needed)"
+        ),
+        "the examples' columns lost:\n{page}"
+    );
+}
+
+/// Finding 12 (second trial): the README walk-through, run as written (the debug binary in place
+/// of the release one, its own discovery port): alice's `history` shows bob's reply (it waits for
+/// it), and nothing of it stays in the shell that ran it (its `umask 077`, its functions).
+#[test]
+fn the_readme_walk_through_waits_for_the_reply_and_leaves_the_shell_as_it_was() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let from = readme.find("## A 60-second walk-through").unwrap();
+    let block = &readme[from..];
+    let start = block.find("```sh\n").unwrap() + "```sh\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    let script: String = block[start..end]
+        .lines()
+        .filter(|l| !l.starts_with("cargo build"))
+        .map(|l| l.replace("release/pgpchat", "debug/pgpchat") + "\n")
+        .collect();
+    let target = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "umask 022\n{script}\necho \"UMASK=$(umask)\"\ntype alice >/dev/null 2>&1 && echo FUNCTIONS-LEFT\n"
+        ))
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target)
+        .env("HOME", home.path())
+        .env("PGPCHAT__DISCOVERY__PORT", free_udp_port().to_string())
+        .env_remove("PGPCHAT_PROFILE")
+        .env_remove("PGPCHAT_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the walk-through did not end");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        out.contains("UMASK=0022"),
+        "the umask stayed:\n{out}\n{err}"
+    );
+    assert!(!out.contains("FUNCTIONS-LEFT"), "functions stayed:\n{out}");
+    // alice's history (the first one printed, not bob's JSON): both lines, the reply included.
+    let history = &out[out
+        .find("hello bob")
+        .unwrap_or_else(|| panic!("{out}\n{err}"))..];
+    let history = &history[..history.find("\"body\"").unwrap_or(history.len())];
+    assert!(
+        history.contains("hi alice"),
+        "bob's reply not waited for:\n{out}\n{err}"
+    );
+}
+
+/// Finding 13 (second trial): a negative `interval_secs` is told the real range (at least 1, not
+/// "0 or more"), and `name = ""` is refused (a name is 1 to 64 characters): both usage errors
+/// (exit status 2) that name the file and the key.
+#[test]
+fn configuration_errors_say_the_real_range_and_refuse_an_empty_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (toml, key, want) in [
+        (
+            "[discovery]\ninterval_secs = -5\n",
+            "discovery.interval_secs",
+            "at least 1",
+        ),
+        ("[node]\nname = \"\"\n", "node.name", "1 to 64 characters"),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, toml).unwrap();
+        let o = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["whoami"])
+            .env_remove("PGPCHAT_PROFILE")
+            .env_remove("PGPCHAT_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains("bad.toml") && err.contains(key), "{err}");
+        assert!(err.contains(want) && !err.contains("0 or more"), "{err}");
+    }
 }

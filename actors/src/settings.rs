@@ -640,6 +640,11 @@ mod tests {
             (
                 "[limits]\nmax_contacts = -1\n",
                 "limits.max_contacts",
+                "at least 1",
+            ),
+            (
+                "[log]\nrotated_files = -1\n",
+                "log.rotated_files",
                 "0 or more",
             ),
             (
@@ -647,6 +652,15 @@ mod tests {
                 "limits.max_contacts",
                 "at least 1",
             ),
+            // A negative number is told the real range, not "0 or more".
+            (
+                "[discovery]\ninterval_secs = -5\n",
+                "discovery.interval_secs",
+                "a whole number that must be at least 1",
+            ),
+            // A name set empty is refused (unset, it is the profile's name).
+            ("[node]\nname = \"\"\n", "node.name", "a name of 1 to 64"),
+            ("[node]\nname = \"  \"\n", "node.name", "a name of 1 to 64"),
         ] {
             let e = load_file(toml, vec![]).unwrap_err().to_string();
             assert!(e.contains("p.toml: "), "the file: {e}");

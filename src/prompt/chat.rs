@@ -33,10 +33,12 @@ use crate::safe_text;
 /// `println!` for the chat view: kept to be drawn again after a resize ([`super::transcript`]).
 macro_rules! say {
     ($($t:tt)*) => {
-        super::transcript::say(format!($($t)*))
+        super::transcript::say(super::lines::fill(&format!($($t)*)))
     };
 }
 
+/// Hex digits of a discussion's id shown to tell two discussions with one peer apart.
+pub(super) const SHORT_ID: usize = 8;
 /// Messages of history shown when a chat view opens.
 const HISTORY_SHOWN: u64 = 20;
 /// At most this many unread messages are printed when a chat view opens (older ones: `/more`).
@@ -103,15 +105,29 @@ fn view(
     let verified = contacts
         .iter()
         .any(|c| c.fingerprint == d.peer_fingerprint && c.verified);
+    // A closed discussion says so first: it looks like an open one otherwise.
+    let closed = match d.state {
+        api::DiscussionState::Open => "",
+        api::DiscussionState::Closing => "closing · ",
+        api::DiscussionState::Closed => "closed · ",
+    };
     say!(
         "{}",
         console::style(format!(
-            "── {peer} · {} · {} ──",
+            "── {peer} · {closed}{} · {} ──",
             if verified { "verified" } else { "not verified" },
             fingerprint_groups(&d.peer_fingerprint)
         ))
         .bold()
     );
+    if d.state != api::DiscussionState::Open {
+        say!(
+            "{}",
+            lines::notice(&format!(
+                "(the discussion with {peer} is closed: read only, /back for the menu)"
+            ))
+        );
+    }
     say!(
         "{}",
         lines::notice("/help: commands · Ctrl-C: menu · Tab completes · Up: earlier lines")
@@ -207,7 +223,12 @@ fn view(
                 });
                 // The line itself is printed by the live thread, with its delivery mark.
                 if let Err(e) = r {
-                    say!("! not sent: {}", safe_text::line(&format!("{e:#}")));
+                    if e.kind() == Some(api::ErrorKind::Closed) {
+                        // The core's message names the discussion by its id: the peer says more.
+                        say!("! not sent: the discussion with {peer} is closed");
+                    } else {
+                        say!("! not sent: {}", safe_text::line(&format!("{e:#}")));
+                    }
                     if is_gone(&e) {
                         say!("{}", lines::notice(super::live::CORE_STOPPED));
                     }
@@ -221,7 +242,7 @@ fn view(
                 }
                 say!("  Keys: Left/Right, Home/End, Ctrl-U/Ctrl-W erase, Up/Down earlier lines, Tab completes, Ctrl-C menu");
             }
-            Typed::List => print_list(&client.call(api::DiscussionsRequest {})?),
+            Typed::List => print_list(&client.call(api::DiscussionsRequest {})?, discussion),
             Typed::Jump(n) => {
                 if let Some(id) = jump(client, discussion, n)? {
                     break Next::Open(id);
@@ -240,12 +261,14 @@ fn view(
             }
             Typed::More => more(client, discussion, &peer, &mut first_shown)?,
             Typed::Close { force } => {
-                let q = if force {
-                    format!("End the discussion with {peer} now, keys destroyed, undelivered messages lost? [y/N] ")
+                // The question is printed broken at words; the editor's prompt stays short (a
+                // prompt wider than the pane is wrapped mid-word by the terminal).
+                if force {
+                    say!("End the discussion with {peer} now, keys destroyed, undelivered messages lost?");
                 } else {
-                    format!("End the discussion with {peer} for both sides (keys are destroyed)? [y/N] ")
-                };
-                let sure = matches!(editor.readline(&q), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
+                    say!("End the discussion with {peer} for both sides (keys are destroyed)?");
+                }
+                let sure = matches!(editor.readline("[y/N] "), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
                 if !sure {
                     say!("{}", lines::notice("(not closed)"));
                     continue;
@@ -273,7 +296,18 @@ fn view(
                 if let Some(l) = live.take() {
                     l.stop();
                 }
-                *client = super::start_core(ctx)?;
+                // A failed start is said here and the view stays (with what was typed): the
+                // next /restart may work, Ctrl-C goes back to the menu.
+                match super::start_core(ctx) {
+                    Ok(c) => *client = c,
+                    // Ctrl-C at its passphrase: back to the menu, as Ctrl-C anywhere here.
+                    Err(e) if super::interrupt::is_interrupt(&e) => break Next::Menu,
+                    Err(e) => {
+                        core_gone.store(true, Ordering::SeqCst);
+                        say!("! the core did not start: {}", lines::error_text(&e));
+                        continue;
+                    }
+                }
                 core_gone.store(false, Ordering::SeqCst);
                 live = Some(start_live(
                     ctx,
@@ -325,11 +359,7 @@ fn start_live(
 
 /// What the live thread needs to know of the view.
 fn scope(discussion: &str, peer: &str, names: &HashMap<String, String>) -> Scope {
-    Scope {
-        discussion: discussion.to_string(),
-        peer: peer.to_string(),
-        names: names.clone(),
-    }
+    Scope::new(discussion, peer, names.clone())
 }
 
 /// Erase the prompt and `line` as the editor left them on screen (the rows they took).
@@ -388,14 +418,28 @@ fn by_name<'a>(list: &'a [Discussion], name: &str) -> Option<&'a Discussion> {
         .or_else(|| list.iter().find(named))
 }
 
-fn print_list(list: &[Discussion]) {
+/// The discussions, `*` before the current one; a peer with several has each one's short id
+/// (the first [`SHORT_ID`] hex digits) so they can be told apart.
+fn print_list(list: &[Discussion], current: &str) {
     for (i, d) in list.iter().enumerate() {
+        let several = list
+            .iter()
+            .filter(|o| o.peer_fingerprint == d.peer_fingerprint)
+            .count()
+            > 1;
+        // The id right after the name: it is what a narrow pane must not lose.
         say!(
-            "  /{:<2} {} {:<7} {} unread",
+            "{} /{:<2} {}{} {} · {} unread",
+            if d.id == current { '*' } else { ' ' },
             i + 1,
-            lines::fit(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
+            super::width::cut(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
+            if several {
+                format!(" ({})", d.id.get(..SHORT_ID).unwrap_or(&d.id))
+            } else {
+                String::new()
+            },
             crate::format::state(d.state),
-            d.unread
+            d.unread,
         );
     }
 }

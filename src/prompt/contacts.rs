@@ -1,7 +1,7 @@
 //! Contacts: the list, choosing one, verifying one (fingerprints compared aloud).
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Confirm, Input, Select};
+use dialoguer::{theme::ColorfulTheme, Confirm, Input};
 use pgpchat_actors::api::{self, Contact};
 use pgpchat_actors::offline::fingerprint_groups;
 
@@ -35,11 +35,13 @@ fn contact_line(c: &Contact, now: u64) -> String {
 pub(super) fn show_contacts(client: &mut Client) -> Result<()> {
     let list = client.call(api::ContactsRequest {})?;
     if list.is_empty() {
-        println!("No contacts seen yet. Others appear here when their core runs on this network.");
+        super::lines::print(
+            "No contacts seen yet. Others appear here when their core runs on this network.",
+        );
     }
     let now = now_secs();
     for c in &list {
-        println!("  {}", contact_line(c, now));
+        super::lines::print(&format!("  {}", contact_line(c, now)));
     }
     Ok(())
 }
@@ -56,11 +58,7 @@ pub(super) fn choose_contact(
     }
     let now = now_secs();
     let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
-    let pick = Select::with_theme(theme)
-        .with_prompt(super::width::question(prompt, super::width::SELECT_EXTRA))
-        .items(super::width::entries(&items))
-        .default(0)
-        .interact_opt()?;
+    let pick = super::width::pick(theme, prompt, &items)?;
     Ok(pick.map(|i| list[i].clone()))
 }
 
@@ -94,11 +92,7 @@ pub(super) fn choose_connected_contact(
     }
     let now = now_secs();
     let items: Vec<String> = list.iter().map(|c| contact_line(c, now)).collect();
-    let pick = Select::with_theme(theme)
-        .with_prompt(super::width::question(prompt, super::width::SELECT_EXTRA))
-        .items(super::width::entries(&items))
-        .default(0)
-        .interact_opt()?;
+    let pick = super::width::pick(theme, prompt, &items)?;
     Ok(pick.map(|i| list[i].clone()))
 }
 

@@ -1,9 +1,11 @@
 //! The list of discussions, to open one's chat view.
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Select};
+use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
 
+use super::lines::NAME_WIDTH;
+use super::width;
 use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::format::state;
@@ -18,12 +20,15 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
     let items: Vec<String> = list
         .iter()
         .map(|d| {
+            // The short id right after the name: at 40 columns the end of the entry is cut, and
+            // the id is what tells two discussions with one peer apart.
+            let name = width::cut(&safe_text::line(&d.peer_name), NAME_WIDTH);
             format!(
-                "{:<16} {:<6} {} unread  ({}){}",
-                safe_text::line(&d.peer_name),
+                "{name}{} ({}) {:<6} {} unread{}",
+                " ".repeat(NAME_WIDTH.saturating_sub(width::width(&name))),
+                d.id.get(..super::chat::SHORT_ID).unwrap_or(&d.id),
                 state(d.state),
                 d.unread,
-                d.id.get(..8).unwrap_or(&d.id),
                 if d.peer_not_told {
                     "  peer told when reachable"
                 } else {
@@ -32,12 +37,7 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             )
         })
         .collect();
-    let Some(i) = Select::with_theme(theme)
-        .with_prompt("Discussion")
-        .items(super::width::entries(&items))
-        .default(0)
-        .interact_opt()?
-    else {
+    let Some(i) = super::width::pick(theme, "Discussion", &items)? else {
         return Ok(());
     };
     let d = &list[i];

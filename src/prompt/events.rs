@@ -1,6 +1,7 @@
 //! How the core's events show while a chat view is on screen: this discussion's messages and
 //! changes, and a one-line notice for what happens elsewhere (another discussion's message, a
-//! request).
+//! request). A request announced here is followed up with one line when it ends (accepted,
+//! refused, cancelled by the requester, expired, failed).
 
 use std::collections::HashMap;
 
@@ -13,11 +14,43 @@ use crate::safe_text;
 /// Columns of another discussion's message shown in its notice.
 const PREVIEW_COLUMNS: usize = 40;
 
+/// Requests announced in the view and not ended yet, followed up with one line when they end:
+/// at most this many (a flood of requests is announced, not all followed up).
+const MAX_FOLLOWED_REQUESTS: usize = 64;
+
 /// What the view on screen is, and the names of the other discussions (by id).
 pub(super) struct Scope {
     pub discussion: String,
     pub peer: String,
     pub names: HashMap<String, String>,
+    /// Requests announced here and not ended: id → (name shown, fingerprint).
+    pub requests: HashMap<u64, (String, String)>,
+    /// Requests accepted while the view was shown, whose handshake may still fail: fingerprint →
+    /// name shown.
+    pub accepted: HashMap<String, String>,
+}
+
+impl Scope {
+    pub(super) fn new(discussion: &str, peer: &str, names: HashMap<String, String>) -> Self {
+        Self {
+            discussion: discussion.to_string(),
+            peer: peer.to_string(),
+            names,
+            requests: HashMap::new(),
+            accepted: HashMap::new(),
+        }
+    }
+}
+
+/// How a request announced in the view ended, from the core's reason (`request_closed`).
+fn request_end(reason: &str, name: &str) -> String {
+    match reason {
+        "accepted" => "accepted".into(),
+        "refused" => "refused".into(),
+        "withdrawn by the requester" => format!("cancelled by {name}"),
+        "no decision in time" => "expired (no decision in time)".into(),
+        other => format!("ended ({})", safe_text::line(other)),
+    }
 }
 
 /// An event as the view shows it.
@@ -84,15 +117,48 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
         Event::DiscussionOpened {
             discussion_id,
             peer_name,
-            ..
+            peer_fingerprint,
         } => {
             scope.names.insert(discussion_id.clone(), peer_name.clone());
+            // An accepted request's handshake succeeded: nothing more to follow.
+            scope.accepted.remove(peer_fingerprint);
             Shown::Nothing
         }
-        Event::Request { request } => Shown::Elsewhere(format!(
-            "» request from {}: Ctrl-C, then Requests in the menu",
-            safe_text::line(&request.name)
-        )),
+        Event::Request { request } => {
+            let name = safe_text::line(&request.name);
+            if scope.requests.len() < MAX_FOLLOWED_REQUESTS {
+                scope
+                    .requests
+                    .insert(request.id, (name.clone(), request.fingerprint.clone()));
+            }
+            Shown::Elsewhere(format!(
+                "» request from {name}: Ctrl-C, then Requests in the menu"
+            ))
+        }
+        // The request announced here ended: one short line says how.
+        Event::RequestClosed { request_id, reason } => match scope.requests.remove(request_id) {
+            Some((name, fingerprint)) => {
+                if reason == "accepted" && scope.accepted.len() < MAX_FOLLOWED_REQUESTS {
+                    scope.accepted.insert(fingerprint, name.clone());
+                }
+                Shown::Elsewhere(format!(
+                    "» request from {name}: {}",
+                    request_end(reason, &name)
+                ))
+            }
+            None => Shown::Nothing,
+        },
+        // An accepted request's handshake failed (wrong secret, interception).
+        Event::HandshakeFailed {
+            peer_fingerprint,
+            reason,
+        } => match scope.accepted.remove(peer_fingerprint) {
+            Some(name) => Shown::Elsewhere(format!(
+                "» request from {name}: failed ({})",
+                safe_text::line(reason)
+            )),
+            None => Shown::Nothing,
+        },
         Event::Introduction { introduction } => Shown::Elsewhere(format!(
             "» {} introduces {}: Ctrl-C, then Introductions in the menu",
             safe_text::line(&introduction.introducer.name),
@@ -102,10 +168,13 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
     }
 }
 
-/// The line for several delivered messages.
-pub(super) fn delivered_line(seqs: &[u64]) -> String {
-    let list: Vec<String> = seqs.iter().map(|s| format!("#{s}")).collect();
-    lines::notice(&format!("✓✓ delivered: {}", list.join(" ")))
+/// The line for messages delivered after they were printed: how many (their sequence numbers are
+/// shown nowhere, so they would mean nothing).
+pub(super) fn delivered_line(count: usize) -> String {
+    lines::notice(&format!(
+        "✓✓ delivered: {count} earlier message{}",
+        if count == 1 { "" } else { "s" }
+    ))
 }
 
 /// A notice about something elsewhere, standing out from the conversation.
@@ -121,6 +190,43 @@ pub(super) fn elsewhere_line(text: &str, bell: bool) -> String {
 mod tests {
     use super::*;
     use pgpchat_actors::api::{Introducer, Introduction, IntroductionState};
+
+    /// An accepted request whose handshake then fails is followed up twice: accepted, failed.
+    #[test]
+    fn an_accepted_request_that_fails_is_said_to_have_failed() {
+        let mut scope = Scope::new("d", "bob", HashMap::new());
+        let request = api::PendingRequest {
+            id: 7,
+            name: "alice".into(),
+            fingerprint: "AB".repeat(20),
+            address: "127.0.0.1".into(),
+            received: 0,
+            key_changed: false,
+        };
+        assert!(matches!(
+            show(&Event::Request { request }, &mut scope),
+            Shown::Elsewhere(_)
+        ));
+        let closed = Event::RequestClosed {
+            request_id: 7,
+            reason: "accepted".into(),
+        };
+        assert_eq!(
+            show(&closed, &mut scope),
+            Shown::Elsewhere("» request from alice: accepted".into())
+        );
+        // Said once: the same end again is nothing.
+        assert_eq!(show(&closed, &mut scope), Shown::Nothing);
+        let failed = Event::HandshakeFailed {
+            peer_fingerprint: "AB".repeat(20),
+            reason: "wrong secret".into(),
+        };
+        assert_eq!(
+            show(&failed, &mut scope),
+            Shown::Elsewhere("» request from alice: failed (wrong secret)".into())
+        );
+        assert_eq!(show(&failed, &mut scope), Shown::Nothing);
+    }
 
     /// An introduction gets its `»` line in the chat view, as a request does.
     #[test]
@@ -141,11 +247,7 @@ mod tests {
             expires: 0,
             discussion_id: None,
         };
-        let mut scope = Scope {
-            discussion: "d".into(),
-            peer: "bob".into(),
-            names: HashMap::new(),
-        };
+        let mut scope = Scope::new("d", "bob", HashMap::new());
         match show(&Event::Introduction { introduction }, &mut scope) {
             Shown::Elsewhere(t) => {
                 assert!(t.starts_with("» carol introduces dave"), "{t}");

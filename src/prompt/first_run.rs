@@ -6,6 +6,28 @@ use pgpchat_actors::offline::{self, fingerprint_groups};
 
 use crate::ctx::Ctx;
 
+/// Said when Ctrl-C ends the first run: nothing was created.
+const CANCELLED: &str = "cancelled: no identity was created";
+
+/// A first run ended by Ctrl-C is a cancelled action (exit status 4, as a cancelled request), on
+/// a line of its own; other errors are kept.
+pub(super) fn cancelled(e: anyhow::Error) -> anyhow::Error {
+    if !super::interrupt::is_interrupt(&e) {
+        return e;
+    }
+    super::interrupt::restore_terminal();
+    // The question's line is ended: what the shell prints next starts on a line of its own (a
+    // hidden entry has ended its line already).
+    if !e.chain().any(|c| c.to_string() == super::hidden::READING) {
+        println!();
+    }
+    crate::exit::Reworded {
+        code: crate::exit::REFUSED,
+        text: CANCELLED.into(),
+    }
+    .into()
+}
+
 /// Create the identity; returns the passphrase just chosen (to start the core without asking again).
 pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
     println!("Welcome to pgpchat. First, your identity: a key pair that is yours alone.");

@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 use console::{Key, Term};
 use dialoguer::theme::{ColorfulTheme, Theme};
 
+/// The context of a hidden entry's error (its line is ended already).
+pub(super) const READING: &str = "reading a hidden entry";
+
 /// Ask for a hidden entry; nothing typed is echoed. Ctrl-C ends it with an `Interrupted` error
 /// (see [`super::interrupt::is_interrupt`]), Escape too.
 pub(super) fn read(theme: &ColorfulTheme, prompt: &str) -> Result<String> {
@@ -35,19 +38,28 @@ pub(super) fn read(theme: &ColorfulTheme, prompt: &str) -> Result<String> {
     // The entry's line ends like any other: what was asked stays, never the length of the answer.
     let _ = term.clear_line();
     let mut done = String::new();
-    let _ = theme.format_input_prompt_selection(
-        &mut done,
-        prompt,
-        if r.is_err() {
-            "cancelled"
-        } else if entry.is_empty() {
-            "(empty)"
-        } else {
-            "(hidden)"
-        },
-    );
+    if r.is_err() {
+        // Cancelled is not a success: no ✔ before it.
+        use console::style;
+        done = format!(
+            "{} {} {} cancelled",
+            style("✘").red(),
+            style(prompt).bold(),
+            style("·").dim()
+        );
+    } else {
+        let _ = theme.format_input_prompt_selection(
+            &mut done,
+            prompt,
+            if entry.is_empty() {
+                "(empty)"
+            } else {
+                "(hidden)"
+            },
+        );
+    }
     let _ = term.write_line(&done);
     let _ = io::stderr().flush();
-    r.context("reading a hidden entry")?;
+    r.context(READING)?;
     Ok(entry)
 }

@@ -2,6 +2,9 @@
 //! watcher (a subscribed connection on its own thread) draw it under one lock. When a request or a
 //! message arrives the watcher re-reads the counts, redraws the menu in place, and rings the bell
 //! (`[prompt] bell`). Keys as in the other menus: Up/Down (k/j, Tab), Enter, Esc or q to quit.
+//! When the core stops while the menu is shown, the watcher sees it and the menu gives way at
+//! once to "the core stopped" and the question to start it again: the key reader waits for a key
+//! or that, key by key ([`super::tty::KeyByKey`]), never blocked in a read.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,8 +109,20 @@ impl Menu {
     }
 }
 
-/// Show the menu until an entry is chosen (its index) or the person quits (None).
-pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Option<usize>> {
+/// How the menu ended.
+pub(super) enum Choice {
+    /// The entry at this index.
+    Entry(usize),
+    Quit,
+    /// The core stopped while the menu was shown (said already).
+    CoreStopped,
+}
+
+/// Said at once when the core stops under the menu.
+const CORE_STOPPED: &str = "! the core stopped";
+
+/// Show the menu until an entry is chosen, the person quits, or the core stops.
+pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Choice> {
     let term = Term::stdout();
     let menu = Arc::new(Mutex::new(Menu {
         term: term.clone(),
@@ -119,8 +134,25 @@ pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Option<usize>> {
     // Keys typed before the menu was drawn were meant for the view before it.
     super::tty::drop_typeahead();
     lock(&menu)?.draw();
-    let watcher = Watcher::start(ctx, menu.clone());
+    let gone = Arc::new(AtomicBool::new(false));
+    let watcher = Watcher::start(ctx, menu.clone(), gone.clone());
+    let _keys = super::tty::KeyByKey::on();
     let result = loop {
+        // A key, or the core stopping (the watcher saw it): not a key pressed first.
+        if gone.load(Ordering::SeqCst) {
+            let mut m = lock(&menu)?;
+            let _ = m.term.clear_last_lines(m.drawn);
+            m.drawn = 0;
+            let _ = m.term.write_line(CORE_STOPPED);
+            break Ok(Choice::CoreStopped);
+        }
+        // Outside a key read the terminal turns Ctrl-C into SIGINT (its flag): as the key.
+        if super::interrupt::take() {
+            break Err(std::io::Error::from(std::io::ErrorKind::Interrupted).into());
+        }
+        if !super::tty::key_waiting(TICK) {
+            continue;
+        }
         let key = match term.read_key() {
             Ok(k) => k,
             Err(e) => break Err(e.into()),
@@ -132,12 +164,12 @@ pub(super) fn choose(ctx: &Ctx, counts: Counts) -> Result<Option<usize>> {
             Key::ArrowUp | Key::BackTab | Key::Char('k') => m.selected = (m.selected + n - 1) % n,
             Key::Enter | Key::Char(' ') => {
                 m.chosen();
-                break Ok(Some(m.selected));
+                break Ok(Choice::Entry(m.selected));
             }
             Key::Escape | Key::Char('q') => {
                 let _ = m.term.clear_last_lines(m.drawn);
                 m.drawn = 0;
-                break Ok(None);
+                break Ok(Choice::Quit);
             }
             _ => continue,
         }
@@ -158,7 +190,8 @@ struct Watcher {
 
 impl Watcher {
     /// None when the core does not answer (the menu then shows the counts it was given).
-    fn start(ctx: &Ctx, menu: Arc<Mutex<Menu>>) -> Option<Self> {
+    /// `gone` is set when the core stops (its subscription or a reading fails).
+    fn start(ctx: &Ctx, menu: Arc<Mutex<Menu>>, gone: Arc<AtomicBool>) -> Option<Self> {
         let mut events = ctx.client().ok()?;
         events.call(api::SubscribeRequest {}).ok()?;
         let mut reader = ctx.client().ok()?;
@@ -182,11 +215,21 @@ impl Watcher {
                             _ => false,
                         },
                         Ok(_) => continue,
-                        Err(_) => return,
+                        // The subscription ended: the core stopped, unless it still answers (it
+                        // dropped a subscriber that fell behind: the counts stay as they are).
+                        Err(_) => {
+                            if counts(&mut reader).is_err() {
+                                gone.store(true, Ordering::SeqCst);
+                            }
+                            return;
+                        }
                     }
                 };
                 last_read = Some(Instant::now());
-                let Ok(c) = counts(&mut reader) else { return };
+                let Ok(c) = counts(&mut reader) else {
+                    gone.store(true, Ordering::SeqCst);
+                    return;
+                };
                 let Ok(mut m) = menu.lock() else { return };
                 // Not after the key reader has replaced the menu with the chosen line.
                 if m.drawn == 0 || stopping.load(Ordering::Relaxed) {

@@ -1,7 +1,7 @@
 //! Introductions: accepting or declining those made to us, and introducing two contacts.
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Select};
+use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
@@ -38,23 +38,15 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
             )
         })
         .collect();
-    let Some(pick) = Select::with_theme(theme)
-        .with_prompt("Introduction")
-        .items(super::width::entries(&items))
-        .default(0)
-        .interact_opt()?
-    else {
+    let Some(pick) = super::width::pick(theme, "Introduction", &items)? else {
         return Ok(());
     };
     let id = list[pick].id as u64;
-    let action = Select::with_theme(theme)
-        .with_prompt(super::width::question(
-            "Meet them? (they will show as introduced, not verified)",
-            super::width::SELECT_EXTRA,
-        ))
-        .items(["Accept", "Decline"])
-        .default(0)
-        .interact_opt()?;
+    let action = super::width::pick(
+        theme,
+        "Meet them? (they will show as introduced, not verified)",
+        &["Accept".into(), "Decline".into()],
+    )?;
     let i = match action {
         Some(0) => client.call(api::AcceptIntroductionRequest { introduction: id })?,
         Some(_) => client.call(api::DeclineIntroductionRequest { introduction: id })?,

@@ -192,6 +192,71 @@ fn wrap(text: &str, columns: usize) -> Vec<String> {
     rows
 }
 
+/// The prompt's own text (not a message) for a terminal of `columns`: each line broken at
+/// spaces by display width (styles are not counted), continuations indented two columns more than
+/// the line. A fingerprint in groups of 4 breaks between groups. A word wider than a row is left
+/// whole (the terminal wraps it).
+pub(super) fn fill_at(text: &str, columns: usize) -> String {
+    let columns = columns.max(super::width::MIN_COLUMNS);
+    let mut out: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        let plain = console::strip_ansi_codes(line);
+        let lead = plain.len() - plain.trim_start_matches(' ').len();
+        let indent = " ".repeat((lead + 2).min(columns / 2));
+        // One column stays free, as for messages (a full row leaves the cursor pending a wrap).
+        let room = columns - 1;
+        let mut row = String::new();
+        for (i, word) in line.split(' ').enumerate() {
+            let candidate = if i == 0 {
+                word.to_string()
+            } else {
+                format!("{row} {word}")
+            };
+            let plain_row = console::strip_ansi_codes(&row);
+            if i == 0
+                || console::measure_text_width(&candidate) <= room
+                || plain_row.trim().is_empty()
+                || word.is_empty()
+            {
+                row = candidate;
+            } else {
+                out.push(std::mem::take(&mut row));
+                row = format!("{indent}{word}");
+            }
+        }
+        out.push(row);
+    }
+    out.join("\n")
+}
+
+/// [`fill_at`] at the terminal's width now.
+pub(super) fn fill(text: &str) -> String {
+    fill_at(text, super::width::columns())
+}
+
+/// Print the prompt's own text, broken at words to fit the terminal.
+pub(super) fn print(text: &str) {
+    println!("{}", fill(text));
+}
+
+/// An error's chain on one line, terminal-safe, each cause said once: a cause whose text its
+/// parent already quotes (the client's "no answer on SOCKET: ENOENT" has ENOENT as its source
+/// too) is not repeated.
+pub(super) fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    crate::safe_text::line(&text)
+}
+
 /// A notice in the conversation (not a message): indented, dim.
 pub(super) fn notice(text: &str) -> String {
     format!("{}{}", " ".repeat(6), style(text).dim())
@@ -236,6 +301,44 @@ mod tests {
         assert_eq!(rows.len(), 2, "{l:?}");
         assert!(rows[0].ends_with("bob: seventeen elephants"), "{l:?}");
         assert_eq!(rows[1], format!("{}balanced", " ".repeat(BODY_INDENT)));
+    }
+
+    #[test]
+    fn the_prompts_own_text_breaks_at_words_and_between_fingerprint_groups() {
+        let header = "── bob · not verified · 9B15 6D53 A565 045D CE46 1A2B 3C4D 5E6F 7A8B 9C0D ──";
+        let rows: Vec<String> = fill_at(header, 40).lines().map(String::from).collect();
+        assert!(rows.len() > 1, "{rows:?}");
+        for r in &rows {
+            assert!(console::measure_text_width(r) < 40, "{rows:?}");
+            // Every group of 4 is whole on a row.
+            for w in r.split_whitespace() {
+                assert!(header.split(' ').any(|h| h == w), "{w:?} cut: {rows:?}");
+            }
+        }
+        assert!(rows[1].starts_with("  "), "{rows:?}");
+        // Styles are not counted, and a short line is left as it is.
+        let dim = console::style("      (not closed)")
+            .dim()
+            .force_styling(true)
+            .to_string();
+        assert_eq!(fill_at(&dim, 40), dim);
+        assert_eq!(fill_at("! a b", 40), "! a b");
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        use pgpchat_actors::client::ClientError;
+        let e = anyhow::Error::new(ClientError::NotRunning {
+            socket: "/tmp/s".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+        .context("starting the core");
+        let t = error_text(&e);
+        assert_eq!(t.matches("entity not found").count(), 1, "{t}");
+        assert!(
+            t.starts_with("starting the core: the core is not running"),
+            "{t}"
+        );
     }
 
     #[test]

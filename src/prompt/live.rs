@@ -70,13 +70,16 @@ impl Live {
             let out = |line: String| {
                 let _ = printer
                     .borrow_mut()
-                    .print(format!("{}\n", transcript::text(line)));
+                    .print(format!("{}\n", transcript::text(lines::fill(&line))));
             };
             // A message, after a date line when it is on another day than the last one shown.
             let mut dated = |m: &Message, peer: &str| {
+                // The date line is kept before the message, as it is printed: a redraw shows
+                // the same lines in the same order.
+                let date = days.line_for(m.time).map(transcript::text);
                 let line = transcript::message(m, peer);
-                let _ = printer.borrow_mut().print(match days.line_for(m.time) {
-                    Some(d) => format!("{}\n{line}\n", transcript::text(d)),
+                let _ = printer.borrow_mut().print(match date {
+                    Some(d) => format!("{d}\n{line}\n"),
                     None => format!("{line}\n"),
                 });
             };
@@ -131,10 +134,11 @@ impl Live {
                     }
                     Some(Shown::Elsewhere(text)) => {
                         // Kept without the bell: a redraw does not ring it again.
-                        transcript::text(events::elsewhere_line(&text, false));
-                        let _ = printer
-                            .borrow_mut()
-                            .print(format!("{}\n", events::elsewhere_line(&text, bell)));
+                        transcript::text(lines::fill(&events::elsewhere_line(&text, false)));
+                        let _ = printer.borrow_mut().print(format!(
+                            "{}\n",
+                            lines::fill(&events::elsewhere_line(&text, bell))
+                        ));
                     }
                     Some(Shown::Nothing) | None => {}
                 }
@@ -148,8 +152,8 @@ impl Live {
                     && (last_delivery.elapsed() >= DELIVERED_QUIET
                         || delivered.len() >= MAX_WAITING)
                 {
-                    let seqs: Vec<u64> = std::mem::take(&mut delivered).into_iter().collect();
-                    out(events::delivered_line(&seqs));
+                    let n = std::mem::take(&mut delivered).len();
+                    out(events::delivered_line(n));
                 }
                 // The terminal was resized: once the size settles, draw the view again.
                 let now = term.size();

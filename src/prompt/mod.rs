@@ -39,8 +39,14 @@ const PASSPHRASE_TRIES: usize = 3;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
     let term = Term::stdout();
-    if !term.is_term() {
-        anyhow::bail!("`pgpchat chat` needs a terminal; scripts use the other commands");
+    if !term.is_term() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // A usage error (exit status 2): nothing was tried.
+        return Err(crate::exit::Usage(
+            "`pgpchat chat` needs a terminal (its input and output); scripts use the other \
+             commands (`pgpchat --help`)"
+                .into(),
+        )
+        .into());
     }
     interrupt::install()?;
     tty::quiet();
@@ -61,28 +67,31 @@ fn home(ctx: &Ctx) -> Result<()> {
     let typed = if offline::exists(&dir) {
         None
     } else {
-        first_run::first_run(ctx, &theme)?
+        first_run::first_run(ctx, &theme).map_err(first_run::cancelled)?
     };
     let mut client = connect(ctx, typed)?;
     let me = client.call(api::WhoamiRequest {})?;
-    println!(
+    lines::print(&format!(
         "You are {} ({})",
         safe_text::line(&me.name),
         fingerprint_groups(&me.fingerprint)
-    );
+    ));
     // The last error said, so the same one is not said again by the menu's own call (an action
     // that failed because the core stopped is followed by the menu failing for the same reason).
     let mut said: Option<String> = None;
+    // The menu said "the core stopped" as it happened: the reason is not said again.
+    let mut stopped_said = false;
     loop {
         let counts = match home::counts(&mut client) {
             Ok(c) => c,
             Err(e) => {
                 // The core stopped (or was stopped) under the menu: offer to start it again.
-                let text = safe_text::line(&format!("{e:#}"));
-                if said.as_deref() != Some(text.as_str()) {
-                    println!("! {text}");
+                let text = lines::error_text(&e);
+                if said.as_deref() != Some(text.as_str()) && !stopped_said {
+                    lines::print(&format!("! {text}"));
                 }
                 said = None;
+                stopped_said = false;
                 // Ctrl-C here is a no: said on a line of its own, nothing glued to the shell's.
                 let again = match Confirm::with_theme(&theme)
                     .with_prompt(width::question(
@@ -109,10 +118,17 @@ fn home(ctx: &Ctx) -> Result<()> {
             }
         };
         said = None;
+        stopped_said = false;
         // A Ctrl-C pressed while nothing listened is not for this menu.
         interrupt::take();
-        let Some(choice) = home::choose(ctx, counts)? else {
-            return Ok(());
+        let choice = match home::choose(ctx, counts)? {
+            home::Choice::Entry(i) => i,
+            home::Choice::Quit => return Ok(()),
+            // Said already: the next turn asks whether to start it again.
+            home::Choice::CoreStopped => {
+                stopped_said = true;
+                continue;
+            }
         };
         let outcome = match choice {
             0 => contacts::show_contacts(&mut client),
@@ -134,8 +150,8 @@ fn home(ctx: &Ctx) -> Result<()> {
                 println!();
             }
             Err(e) => {
-                let text = safe_text::line(&format!("{e:#}"));
-                println!("! {text}");
+                let text = lines::error_text(&e);
+                lines::print(&format!("! {text}"));
                 said = Some(text);
             }
             Ok(()) => {}
@@ -170,13 +186,18 @@ fn ask_passphrase(ctx: &Ctx) -> Result<String> {
         match offline::check_passphrase(dir, &p) {
             Ok(()) => return Ok(p),
             Err(e) => {
-                println!("! {}", safe_text::line(&e.to_string()));
+                lines::print(&format!("! {}", safe_text::line(&e.to_string())));
                 last = Some(e);
             }
         }
     }
-    Err(anyhow::anyhow!(
-        "{PASSPHRASE_TRIES} wrong passphrases{}",
-        last.map_or(String::new(), |e| format!(" (last: {e})"))
-    ))
+    // Refused, like `daemon --passphrase-file` with a wrong one (exit status 4).
+    Err(crate::exit::Reworded {
+        code: crate::exit::REFUSED,
+        text: format!(
+            "{PASSPHRASE_TRIES} wrong passphrases{}",
+            last.map_or(String::new(), |e| format!(" (last: {e})"))
+        ),
+    }
+    .into())
 }

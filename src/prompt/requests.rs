@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Select};
+use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
@@ -92,25 +92,17 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
             )
         })
         .collect();
-    let Some(i) = Select::with_theme(theme)
-        .with_prompt("Request")
-        .items(super::width::entries(&items))
-        .default(0)
-        .interact_opt()?
-    else {
+    let Some(i) = super::width::pick(theme, "Request", &items)? else {
         return Ok(());
     };
     let r = &list[i];
     let name = safe_text::line(&r.name);
     let id = r.id;
-    let action = Select::with_theme(theme)
-        .with_prompt(super::width::question(
-            &format!("{name} asks for a discussion"),
-            super::width::SELECT_EXTRA,
-        ))
-        .items(["Accept (type the shared secret)", "Refuse"])
-        .default(0)
-        .interact_opt()?;
+    let action = super::width::pick(
+        theme,
+        &format!("{name} asks for a discussion"),
+        &["Accept (type the shared secret)".into(), "Refuse".into()],
+    )?;
     match action {
         Some(0) => {
             let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;

@@ -1,6 +1,7 @@
 //! What a line typed in the chat view means: a message, or a command. An unknown `/word` is an
 //! error with a hint (never sent: `/clsoe` and `/Back` used to go to the peer); `//text` sends a
-//! line that starts with a slash.
+//! line that starts with a slash, and so does a slash followed by a space (`/ shrug`: no command
+//! word starts with a space). A command that takes no argument says so when given one.
 
 /// A line typed in the chat view.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,7 +41,10 @@ pub(super) const COMMANDS: &[(&str, &str)] = &[
     ),
     ("/close --force", "end it now; the peer is told when back"),
     ("/restart", "start the core again after it stopped"),
-    ("//text", "send a message that starts with /"),
+    (
+        "//text, / text",
+        "send a message that starts with / (a slash and a space are sent as typed)",
+    ),
 ];
 
 /// The command words, for completion and hints.
@@ -56,7 +60,8 @@ pub(super) fn parse(line: &str) -> Result<Typed, String> {
     if let Some(literal) = text.strip_prefix("//") {
         return Ok(Typed::Send(format!("/{literal}")));
     }
-    if !text.starts_with('/') {
+    // Not a command: no slash, or a slash alone or before a space (`/ hello` is text).
+    if !text.starts_with('/') || text[1..].chars().next().is_none_or(char::is_whitespace) {
         return Ok(Typed::Send(text.to_string()));
     }
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
@@ -71,6 +76,13 @@ pub(super) fn parse(line: &str) -> Result<Typed, String> {
         ("/close", "--force") => Typed::Close { force: true },
         ("/switch", name) if !name.is_empty() => Typed::Switch(name.to_string()),
         ("/switch", _) => return Err("/switch needs a name: /switch NAME (Tab completes)".into()),
+        ("/close", _) => return Err("/close takes no argument but --force".into()),
+        ("/help" | "/?" | "/back" | "/quit" | "/list" | "/more" | "/restart", _) => {
+            return Err(format!("{word} takes no argument"))
+        }
+        (w, r) if !r.is_empty() && w.len() == 2 && matches!(w.as_bytes()[1], b'1'..=b'9') => {
+            return Err(format!("{w} takes no argument"))
+        }
         (w, "") if w.len() == 2 && matches!(w.as_bytes()[1], b'1'..=b'9') => {
             Typed::Jump(usize::from(w.as_bytes()[1] - b'0'))
         }
@@ -134,6 +146,17 @@ mod tests {
         assert_eq!(parse("/close --force"), Ok(Typed::Close { force: true }));
         assert!(parse("/0").is_err());
         assert_eq!(parse("   "), Ok(Typed::Nothing));
+    }
+
+    #[test]
+    fn a_command_given_an_argument_it_does_not_take_says_so() {
+        assert_eq!(parse("/more extra"), Err("/more takes no argument".into()));
+        assert_eq!(parse("/list all"), Err("/list takes no argument".into()));
+        assert_eq!(parse("/2 x"), Err("/2 takes no argument".into()));
+        assert!(parse("/close now").unwrap_err().contains("--force"));
+        // A slash and a space is text, sent as typed.
+        assert_eq!(parse("/ hello"), Ok(Typed::Send("/ hello".into())));
+        assert_eq!(parse("/"), Ok(Typed::Send("/".into())));
     }
 
     #[test]

@@ -31,6 +31,46 @@ pub(super) fn drop_typeahead() {
     let _ = termios::tcflush(std::io::stdin(), QueueSelector::IFlush);
 }
 
+/// Keys one by one (not a line at a time) until the guard is dropped, so [`key_waiting`] sees a
+/// key as soon as it is typed: the home menu waits for a key *or* the core stopping.
+pub(super) struct KeyByKey(Option<Termios>);
+
+impl KeyByKey {
+    pub(super) fn on() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(before) = termios::tcgetattr(&stdin) else {
+            return Self(None);
+        };
+        let mut t = before.clone();
+        t.local_modes.remove(LocalModes::ICANON);
+        t.special_codes[termios::SpecialCodeIndex::VMIN] = 1;
+        t.special_codes[termios::SpecialCodeIndex::VTIME] = 0;
+        let _ = termios::tcsetattr(&stdin, OptionalActions::Now, &t);
+        Self(Some(before))
+    }
+}
+
+impl Drop for KeyByKey {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &t);
+        }
+    }
+}
+
+/// Whether a key can be read now, waiting at most `wait` for one.
+pub(super) fn key_waiting(wait: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    // Interrupted by a signal (Ctrl-C, which the caller reads from its flag): no key.
+    poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
+}
+
 /// The terminal's settings as they were before [`quiet`].
 pub(super) fn restore() {
     let original = ORIGINAL.lock().ok().and_then(|mut o| o.take());

@@ -73,6 +73,33 @@ pub(super) fn question(text: &str, extra: usize) -> String {
     cut(text, max)
 }
 
+/// A picker fitted to the width (its question with [`question`], its entries cut): the chosen
+/// entry is confirmed on a line of ours, whole and broken at words, rather than by dialoguer,
+/// whose confirmation (question and cut entry on one line) the terminal wraps mid-word.
+pub(super) fn pick(
+    theme: &dialoguer::theme::ColorfulTheme,
+    prompt: &str,
+    items: &[String],
+) -> dialoguer::Result<Option<usize>> {
+    let pick = dialoguer::Select::with_theme(theme)
+        .with_prompt(question(prompt, SELECT_EXTRA))
+        .items(entries(items))
+        .default(0)
+        .report(false)
+        .interact_opt()?;
+    if let Some(i) = pick {
+        use console::style;
+        super::lines::print(&format!(
+            "{} {} {} {}",
+            style("✔").green(),
+            style(prompt).bold(),
+            style("·").dim(),
+            style(&items[i]).green()
+        ));
+    }
+    Ok(pick)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

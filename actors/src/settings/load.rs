@@ -210,6 +210,10 @@ pub(super) fn load(
             .get(key)
             .map_or_else(|| "configuration".to_string(), ToString::to_string)
     })?;
+    check_name(
+        &s.node.name,
+        origins.get("node.name").map(ToString::to_string),
+    )?;
     if s.node.name.is_empty() {
         s.node.name = profile.unwrap_or("default").to_string();
     }
@@ -467,7 +471,12 @@ fn deserialize(table: Table, origin: &dyn Fn(&str) -> String) -> Result<Settings
         } else if message.contains("IP address") {
             "an IP address in double quotes, such as \"127.0.0.1\"".to_string()
         } else if message.contains("u64") || message.contains("usize") || message.contains("u32") {
-            "a whole number, 0 or more".to_string()
+            // The real range: a key whose rule refuses 0 says so (a negative number used to be
+            // told "0 or more", and then 0 "must be at least 1").
+            match least_rule(&table, &key) {
+                Some(why) => format!("a whole number that {why}"),
+                None => "a whole number, 0 or more".to_string(),
+            }
         } else {
             // Not expected after the checks above; still one line, in the error's own words.
             one_line(&message)
@@ -479,6 +488,46 @@ fn deserialize(table: Table, origin: &dyn Fn(&str) -> String) -> Result<Settings
             found,
         }
     })
+}
+
+/// The rule [`Settings::validate`] gives `key` when it is 0, if 0 breaks one: the table with
+/// `key` at 0, checked (None when something else stops the check first).
+fn least_rule(table: &Table, key: &str) -> Option<String> {
+    let mut probe = table.clone();
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let leaf = parts.pop()?;
+    let mut t = &mut probe;
+    for p in parts {
+        t = t.get_mut(p)?.as_table_mut()?;
+    }
+    t.insert(leaf.to_string(), Value::Integer(0));
+    let s: Settings = Value::Table(probe).try_into().ok()?;
+    match s.validate() {
+        Err(SettingsError::Rule { key: k, why }) if k == key => Some(why),
+        _ => None,
+    }
+}
+
+/// `node.name` when it was set (the default, empty, means the profile's name): 1 to
+/// [`MAX_NAME_CHARS`](crate::discovery::MAX_NAME_CHARS) characters, none a control character, as
+/// `init` takes it.
+fn check_name(name: &str, origin: Option<String>) -> Result<(), SettingsError> {
+    let Some(origin) = origin else {
+        return Ok(());
+    };
+    let n = name.trim().chars().count();
+    if n == 0 || n > crate::discovery::MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(SettingsError::BadValue {
+            origin,
+            key: "node.name".into(),
+            expected: format!(
+                "a name of 1 to {} characters, in double quotes",
+                crate::discovery::MAX_NAME_CHARS
+            ),
+            found: describe(&Value::String(name.to_string())),
+        });
+    }
+    Ok(())
 }
 
 fn lookup<'a>(table: &'a Table, key: &str) -> Option<&'a Value> {
