@@ -28,7 +28,7 @@ use thiserror::Error;
 use crate::crypto::CryptoError;
 use crate::handshake::HandshakeError;
 use crate::node::{ApiError, NodeError};
-use crate::simulate::SimulateError;
+use crate::simulate::{quantile_ms, SimulateError};
 
 /// The largest count any one figure may ask for (a bench run is bounded in time and memory).
 pub const MAX_COUNT: usize = 100_000;
@@ -171,18 +171,10 @@ pub struct Quantiles {
 impl Quantiles {
     pub fn of(mut v: Vec<Duration>) -> Self {
         v.sort();
-        let at = |q: f64| {
-            if v.is_empty() {
-                0.0
-            } else {
-                let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
-                v[i].as_secs_f64() * 1000.0
-            }
-        };
         Self {
             count: v.len(),
-            p50_ms: at(0.50),
-            p99_ms: at(0.99),
+            p50_ms: quantile_ms(&v, 0.50),
+            p99_ms: quantile_ms(&v, 0.99),
         }
     }
 }

@@ -81,21 +81,23 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// The `q` quantile (nearest rank) of `sorted`, in milliseconds; 0 for no sample. One rule for
+/// `simulate` and `bench`, so their figures compare.
+pub(crate) fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
 impl Latency {
     fn of(mut v: Vec<Duration>) -> Self {
         v.sort();
-        let at = |q: f64| {
-            if v.is_empty() {
-                0.0
-            } else {
-                let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
-                v[i].as_secs_f64() * 1000.0
-            }
-        };
         Self {
             count: v.len(),
-            p50_ms: at(0.50),
-            p99_ms: at(0.99),
+            p50_ms: quantile_ms(&v, 0.50),
+            p99_ms: quantile_ms(&v, 0.99),
             max_ms: v.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         }
     }
