@@ -12,9 +12,9 @@
 //! `min_lookup_interval` between the end of one and the start of the next.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -29,8 +29,55 @@ use crate::wire::Role;
 pub const MAX_TRACKED: usize = 4096;
 /// Puts running at once; the others are due at the next tick.
 pub const MAX_PUTS_IN_FLIGHT: usize = 4;
-/// How often the worker checks which records are due (a period change, a failed put, a republish).
+/// How often the worker checks which records are due (a period change, a failed put, a republish)
+/// and asks the DHT how it sees this node's address (a change republishes every record).
 pub const TICK: Duration = Duration::from_secs(30);
+/// The address the DHT reports for this node is a majority vote of the nodes that answered, set
+/// before it is confirmed: while the crate says "firewalled", it is published only once it was the
+/// same on this many checks in a row ([`TICK`] apart), so a few answering nodes cannot steer where
+/// our peers knock with one reply.
+pub const PUBLIC_ADDRESS_STABLE_CHECKS: u32 = 2;
+
+/// Where the worker learns the address the DHT sees for this node: the DHT itself, or a fixed value
+/// that can be changed (tests: an address change without a restart).
+#[derive(Clone, Default)]
+pub enum AddressSource {
+    #[default]
+    Dht,
+    /// Taken as confirmed (not firewalled).
+    Fixed(Arc<Mutex<Option<Ipv4Addr>>>),
+}
+
+/// The public address to publish, from successive observations (pure: see
+/// [`PUBLIC_ADDRESS_STABLE_CHECKS`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublicAddress {
+    /// What is published now.
+    pub adopted: Option<IpAddr>,
+    /// The last value seen and how many checks in a row saw it.
+    seen: Option<(IpAddr, u32)>,
+}
+
+impl PublicAddress {
+    /// One observation; whether the adopted address changed (then every record is due).
+    pub fn observe(&mut self, seen: Option<IpAddr>, firewalled: bool) -> bool {
+        let Some(ip) = seen else {
+            // The DHT lost its view (no answers): keep publishing the last good one.
+            self.seen = None;
+            return false;
+        };
+        let count = match self.seen {
+            Some((last, n)) if last == ip => n.saturating_add(1),
+            _ => 1,
+        };
+        self.seen = Some((ip, count));
+        if self.adopted != Some(ip) && (!firewalled || count >= PUBLIC_ADDRESS_STABLE_CHECKS) {
+            self.adopted = Some(ip);
+            return true;
+        }
+        false
+    }
+}
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DhtError {
@@ -67,7 +114,11 @@ pub struct DhtWorker {
     tracked: HashMap<String, Tracked>,
     port: u16,
     addresses: Vec<IpAddr>,
-    /// Bumped when the listener's address changes: records of older generations are due at once.
+    /// The DHT's view of our address, as published (see [`PublicAddress`]).
+    public: PublicAddress,
+    source: AddressSource,
+    /// Bumped when the listener's address or the public one changes: records of older generations
+    /// are due at once.
     generation: u64,
     puts_in_flight: usize,
     counters: Arc<Counters>,
@@ -89,6 +140,8 @@ impl DhtWorker {
             tracked: HashMap::new(),
             port: 0,
             addresses: Vec::new(),
+            public: PublicAddress::default(),
+            source: AddressSource::Dht,
             generation: 0,
             puts_in_flight: 0,
             counters: Arc::default(),
@@ -97,6 +150,40 @@ impl DhtWorker {
 
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
+    }
+
+    /// Learn the public address from `source` instead of the DHT (tests).
+    pub fn with_address_source(mut self, source: AddressSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Ask how the DHT sees our address; a change (see [`PublicAddress`]) republishes every record.
+    /// Then start the puts that are due.
+    fn check_address(&mut self, ctx: &mut Context<Self>) {
+        let (dht, source) = (self.dht.clone(), self.source.clone());
+        let ask = async move {
+            match source {
+                AddressSource::Dht => {
+                    let info = dht.info().await;
+                    (
+                        info.public_address().map(|a| IpAddr::V4(*a.ip())),
+                        info.firewalled(),
+                    )
+                }
+                AddressSource::Fixed(v) => {
+                    let ip = *v.lock().unwrap_or_else(|p| p.into_inner());
+                    (ip.map(IpAddr::V4), false)
+                }
+            }
+        };
+        ctx.spawn(ask.into_actor(self).map(|(seen, firewalled), act, ctx| {
+            if act.public.observe(seen, firewalled) {
+                log::debug!("dht: our public address changed: republishing");
+                act.generation += 1;
+            }
+            act.publish_due(ctx);
+        }));
     }
 
     /// Start the puts that are due, up to [`MAX_PUTS_IN_FLIGHT`].
@@ -131,13 +218,13 @@ impl DhtWorker {
             let (dht, port, mut addresses) = (self.dht.clone(), self.port, self.addresses.clone());
             let generation = self.generation;
             let counters = self.counters.clone();
+            // The DHT's view of our address comes first (what a peer elsewhere can reach), once
+            // adopted; the listener's own addresses always follow.
+            if let Some(ip) = self.public.adopted {
+                addresses.retain(|a| *a != ip);
+                addresses.insert(0, ip);
+            }
             let put = async move {
-                // The DHT's view of our address comes first: it is what a peer elsewhere can reach.
-                if let Some(public) = dht.info().await.public_address() {
-                    let ip = IpAddr::V4(*public.ip());
-                    addresses.retain(|a| *a != ip);
-                    addresses.insert(0, ip);
-                }
                 addresses.truncate(MAX_ADDRESSES);
                 if addresses.is_empty() {
                     return false;
@@ -175,9 +262,23 @@ impl Actor for DhtWorker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.check_address(ctx);
         ctx.run_interval(TICK.min(self.config.republish_interval), |act, ctx| {
-            act.publish_due(ctx)
+            act.check_address(ctx)
         });
+    }
+}
+
+/// Run one [`TICK`] now (tests: no need to wait 30 s for the address check).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+impl Handler<Tick> for DhtWorker {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+        self.check_address(ctx);
     }
 }
 

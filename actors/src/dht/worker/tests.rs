@@ -2,6 +2,7 @@
 //! loopback; every client is built through `guard::build` with `loopback_only`).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -185,4 +186,101 @@ fn the_identity_record_is_found_by_fingerprint_when_published_and_absent_when_no
             .expect("worker")
             .is_none());
     });
+}
+
+/// Issue 11 finding 1: a change of the address the DHT sees for us republishes every record, with
+/// no restart and no change of listener.
+#[test]
+fn a_change_of_public_address_republishes_the_record() {
+    let testnet = mainline::Testnet::builder(TESTNET_NODES)
+        .build()
+        .expect("local testnet on 127.0.0.1");
+    let (alice_dht, bob_dht) = (client(&testnet), client(&testnet));
+    actix_rt::System::new().block_on(async move {
+        let secret = RendezvousSecret::from_bytes([11; 32]);
+        let public = Arc::new(Mutex::new(Some(Ipv4Addr::new(127, 0, 0, 2))));
+        let (alice, _) = worker(alice_dht, Duration::ZERO);
+        let bob = DhtWorker::new(
+            bob_dht,
+            WorkerConfig {
+                republish_interval: Duration::from_secs(3600),
+                min_lookup_interval: Duration::ZERO,
+            },
+        )
+        .with_address_source(AddressSource::Fixed(public.clone()));
+        let bob_counters = bob.counters();
+        let bob = bob.start();
+        let id = "moved".to_string();
+        for (w, role) in [(&alice, Role::Requester), (&bob, Role::Receiver)] {
+            w.send(Track {
+                discussion_id: id.clone(),
+                secret: secret.clone(),
+                role,
+            })
+            .await
+            .expect("worker")
+            .expect("tracked");
+        }
+        bob.send(SetListener {
+            port: 40_011,
+            addresses: vec![LOOPBACK],
+        })
+        .await
+        .expect("worker");
+        bob.send(Tick).await.expect("worker");
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let r = resolve_port(&alice, &id, 40_011).await;
+            if r.addresses.first() == Some(&IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))) {
+                assert!(r.addresses.contains(&LOOPBACK), "listener address kept");
+                break;
+            }
+            assert!(Instant::now() < end, "public address never published");
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+        let puts = bob_counters.puts.load(Ordering::Relaxed);
+
+        // The DHT now sees bob elsewhere; same listener, no restart.
+        *public.lock().expect("lock") = Some(Ipv4Addr::new(127, 0, 0, 3));
+        bob.send(Tick).await.expect("worker");
+        wait_puts(&bob_counters, puts + 1).await;
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let r = resolve_port(&alice, &id, 40_011).await;
+            if r.addresses.first() == Some(&IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))) {
+                break;
+            }
+            assert!(Instant::now() < end, "new public address never published");
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+/// Issue 11 finding 6: while the DHT calls us firewalled, the address it reports (a vote of the
+/// nodes that answered) is published only once it held for `PUBLIC_ADDRESS_STABLE_CHECKS` checks.
+#[test]
+fn an_unconfirmed_public_address_is_adopted_only_when_stable() {
+    let (a, b) = (
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+    );
+    let mut p = PublicAddress::default();
+    assert!(
+        !p.observe(Some(a), true),
+        "one firewalled answer is not enough"
+    );
+    assert_eq!(p.adopted, None);
+    assert!(!p.observe(Some(b), true), "a different answer starts over");
+    assert!(p.observe(Some(b), true), "stable across checks: adopted");
+    assert_eq!(p.adopted, Some(b));
+    assert!(!p.observe(None, true), "no view: keep the last good one");
+    assert_eq!(p.adopted, Some(b));
+    assert!(!p.observe(Some(a), true));
+    assert_eq!(p.adopted, Some(b), "one vote does not move it");
+    assert!(
+        p.observe(Some(a), false),
+        "confirmed (not firewalled): at once"
+    );
+    assert_eq!(p.adopted, Some(a));
+    assert!(!p.observe(Some(a), false), "no change, no republish");
 }
