@@ -985,15 +985,18 @@ fn records_on_the_dht_of_two_discussions_between_the_same_people_share_nothing()
                     let (dht, s) = (dht.clone(), *s);
                     async move {
                         let keys = RendezvousSecret::from_bytes(s).slot(role, Period::now());
-                        let item = dht
+                        let items = dht
                             .send(pgpchat_actors::dht::worker::GetItem(keys.public_key))
                             .await
-                            .ok()??;
-                        if open(&keys, &item, unix_micros()).is_err() {
+                            .ok()?
+                            .ok()?;
+                        let item = items
+                            .into_iter()
+                            .find(|item| open(&keys, item, unix_micros()).is_ok());
+                        if item.is_none() {
                             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                            return None;
                         }
-                        Some(item)
+                        item
                     }
                 })
                 .await;

@@ -79,8 +79,65 @@ impl PublicAddress {
     }
 }
 
+/// Node-wide: lookups (a [`Resolve`] or a [`GetItem`]) running at once, whatever the discussion.
+pub const MAX_LOOKUPS_IN_FLIGHT: usize = 8;
+/// Node-wide token bucket of DHT traversals (a [`Resolve`] costs 2: two periods; a [`GetItem`] 1):
+/// at most this many in a burst...
+pub const LOOKUP_BURST: u32 = 16;
+/// ...then one more per this interval (30 a minute), however many discussions want one.
+pub const LOOKUP_REFILL: Duration = Duration::from_secs(2);
+/// Distinct items of one key tried, most recent first: anyone can put garbage at a high `seq` under
+/// the identity record's public key, so the newest item is not trusted to be the valid one.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// The node-wide lookup budget (pure; see [`MAX_LOOKUPS_IN_FLIGHT`], [`LOOKUP_BURST`]).
+#[derive(Debug, Clone)]
+pub struct LookupBudget {
+    tokens: u32,
+    refilled_at: Instant,
+    in_flight: usize,
+}
+
+impl LookupBudget {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            tokens: LOOKUP_BURST,
+            refilled_at: now,
+            in_flight: 0,
+        }
+    }
+
+    /// Take `cost` traversals and one in-flight slot, or refuse (nothing taken).
+    pub fn try_start(&mut self, cost: u32, now: Instant) -> bool {
+        let earned =
+            now.saturating_duration_since(self.refilled_at).as_millis() / LOOKUP_REFILL.as_millis();
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(LOOKUP_BURST);
+            self.refilled_at = if self.tokens == LOOKUP_BURST {
+                now
+            } else {
+                self.refilled_at + LOOKUP_REFILL * earned
+            };
+        }
+        if self.in_flight >= MAX_LOOKUPS_IN_FLIGHT || self.tokens < cost {
+            return false;
+        }
+        self.tokens -= cost;
+        self.in_flight += 1;
+        true
+    }
+
+    /// A lookup started with [`Self::try_start`] ended.
+    pub fn finish(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+}
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DhtError {
+    #[error("the DHT is busy with other lookups (at most {MAX_LOOKUPS_IN_FLIGHT} at once, {LOOKUP_BURST} then one every {LOOKUP_REFILL:?}): try again later")]
+    Busy,
     #[error("the DHT was asked about this discussion less than {0:?} ago")]
     RateLimited(Duration),
     #[error("the DHT does not know this discussion")]
@@ -121,6 +178,7 @@ pub struct DhtWorker {
     /// are due at once.
     generation: u64,
     puts_in_flight: usize,
+    lookups: LookupBudget,
     counters: Arc<Counters>,
 }
 
@@ -144,6 +202,7 @@ impl DhtWorker {
             source: AddressSource::Dht,
             generation: 0,
             puts_in_flight: 0,
+            lookups: LookupBudget::new(Instant::now()),
             counters: Arc::default(),
         }
     }
@@ -299,6 +358,12 @@ impl Handler<Track> for DhtWorker {
         if !self.tracked.contains_key(&m.discussion_id) && self.tracked.len() >= MAX_TRACKED {
             return Err(DhtError::Full);
         }
+        // Tracked again (a new secret): published anew, but the lookup limiter's state is kept,
+        // so re-tracking is no way around `min_lookup_interval`.
+        let (looking_up, last_lookup) = self
+            .tracked
+            .get(&m.discussion_id)
+            .map_or((false, None), |t| (t.looking_up, t.last_lookup));
         self.tracked.insert(
             m.discussion_id,
             Tracked {
@@ -306,8 +371,8 @@ impl Handler<Track> for DhtWorker {
                 role: m.role,
                 published: None,
                 putting: false,
-                looking_up: false,
-                last_lookup: None,
+                looking_up,
+                last_lookup,
             },
         );
         self.publish_due(ctx);
@@ -371,6 +436,10 @@ impl Handler<Resolve> for DhtWorker {
         if t.looking_up || t.last_lookup.is_some_and(|at| at.elapsed() < min) {
             return Box::pin(fut::ready(Err(DhtError::RateLimited(min))));
         }
+        // And node-wide: two traversals (two periods) from the shared budget.
+        if !self.lookups.try_start(2, Instant::now()) {
+            return Box::pin(fut::ready(Err(DhtError::Busy)));
+        }
         t.looking_up = true;
         let current = Period::now();
         let slots = [
@@ -398,6 +467,7 @@ impl Handler<Resolve> for DhtWorker {
         };
         let id = m.0;
         Box::pin(lookup.into_actor(self).map(move |result, act, _| {
+            act.lookups.finish();
             if let Some(t) = act.tracked.get_mut(&id) {
                 t.looking_up = false;
                 t.last_lookup = Some(Instant::now());
@@ -432,22 +502,56 @@ impl Handler<PutItem> for DhtWorker {
     }
 }
 
-/// Fetch the most recent item under a BEP 44 key (the opt-in identity record: the caller checks it
-/// on a crypto worker with `identity_record::open`). Counted as a lookup.
+/// Fetch the items under a BEP 44 key (the opt-in identity record: the caller checks them on a
+/// crypto worker with `identity_record::open`, in this order, and keeps the first valid one): at
+/// most [`MAX_CANDIDATES`] distinct ones, most recent (`seq`) first. Counted as a lookup, from the
+/// node-wide budget ([`DhtError::Busy`] when spent).
 #[derive(Message)]
-#[rtype(result = "Option<mainline::MutableItem>")]
+#[rtype(result = "Result<Vec<mainline::MutableItem>, DhtError>")]
 pub struct GetItem(pub [u8; 32]);
 
 impl Handler<GetItem> for DhtWorker {
-    type Result = ResponseFuture<Option<mainline::MutableItem>>;
+    type Result = ResponseActFuture<Self, Result<Vec<mainline::MutableItem>, DhtError>>;
 
     fn handle(&mut self, m: GetItem, _: &mut Self::Context) -> Self::Result {
+        if !self.lookups.try_start(1, Instant::now()) {
+            return Box::pin(fut::ready(Err(DhtError::Busy)));
+        }
         let (dht, counters) = (self.dht.clone(), self.counters.clone());
-        Box::pin(async move {
+        let get = async move {
             counters.lookups.fetch_add(1, Ordering::Relaxed);
-            dht.get_mutable_most_recent(&m.0, None).await
-        })
+            Ok(candidates(dht.get_mutable(&m.0, None, None)).await)
+        };
+        Box::pin(get.into_actor(self).map(|result, act, _| {
+            act.lookups.finish();
+            result
+        }))
     }
+}
+
+/// The first [`MAX_CANDIDATES`] distinct items of a lookup's stream, most recent first (the
+/// stream itself ends with the traversal).
+async fn candidates(
+    mut items: impl futures::Stream<Item = mainline::MutableItem> + Unpin,
+) -> Vec<mainline::MutableItem> {
+    use futures::StreamExt;
+    let mut kept: Vec<mainline::MutableItem> = Vec::new();
+    while let Some(item) = items.next().await {
+        if kept
+            .iter()
+            .any(|k| k.seq() == item.seq() && k.value() == item.value())
+        {
+            continue;
+        }
+        kept.push(item);
+        // The first distinct ones to arrive (each node answers with one item): enough to get past
+        // a few nodes holding garbage; more would only be more garbage to check.
+        if kept.len() == MAX_CANDIDATES {
+            break;
+        }
+    }
+    kept.sort_by_key(|k| std::cmp::Reverse(k.seq()));
+    kept
 }
 
 /// How the DHT sees this node.

@@ -168,7 +168,12 @@ fn the_identity_record_is_found_by_fingerprint_when_published_and_absent_when_no
         let key = identity_record::public_key(carol.fingerprint()).expect("key");
         let end = Instant::now() + DEADLINE;
         let found = loop {
-            if let Some(found) = finder.send(GetItem(key)).await.expect("worker") {
+            let items = finder
+                .send(GetItem(key))
+                .await
+                .expect("worker")
+                .expect("budget");
+            if let Some(found) = items.into_iter().next() {
                 break found;
             }
             assert!(Instant::now() < end, "identity record not found");
@@ -184,7 +189,8 @@ fn the_identity_record_is_found_by_fingerprint_when_published_and_absent_when_no
             .send(GetItem(dave_key))
             .await
             .expect("worker")
-            .is_none());
+            .expect("budget")
+            .is_empty());
     });
 }
 
@@ -283,4 +289,86 @@ fn an_unconfirmed_public_address_is_adopted_only_when_stable() {
     );
     assert_eq!(p.adopted, Some(a));
     assert!(!p.observe(Some(a), false), "no change, no republish");
+}
+
+/// Issue 11 finding 2: a node-wide budget of lookups, whatever the discussion: a burst of
+/// `LOOKUP_BURST` traversals, then one per `LOOKUP_REFILL`; `MAX_LOOKUPS_IN_FLIGHT` at once.
+#[test]
+fn lookups_have_a_node_wide_budget() {
+    let t0 = Instant::now();
+    let mut b = LookupBudget::new(t0);
+    // In flight: the cap holds even with tokens left.
+    for _ in 0..MAX_LOOKUPS_IN_FLIGHT {
+        assert!(b.try_start(1, t0));
+    }
+    assert!(!b.try_start(1, t0), "in-flight cap");
+    for _ in 0..MAX_LOOKUPS_IN_FLIGHT {
+        b.finish();
+    }
+    // The rest of the burst, then refused until refilled.
+    let left = LOOKUP_BURST as usize - MAX_LOOKUPS_IN_FLIGHT;
+    for _ in 0..left {
+        assert!(b.try_start(1, t0));
+        b.finish();
+    }
+    assert!(!b.try_start(1, t0), "burst spent");
+    assert!(!b.try_start(1, t0 + LOOKUP_REFILL / 2));
+    assert!(b.try_start(1, t0 + LOOKUP_REFILL), "one token earned");
+    b.finish();
+    assert!(!b.try_start(1, t0 + LOOKUP_REFILL));
+    // A resolve costs two: one token is not enough, two are.
+    assert!(!b.try_start(2, t0 + LOOKUP_REFILL * 2));
+    assert!(b.try_start(2, t0 + LOOKUP_REFILL * 3));
+    b.finish();
+    // Long idle: back to a full burst, no more.
+    let later = t0 + LOOKUP_REFILL * 1000;
+    for _ in 0..LOOKUP_BURST {
+        assert!(b.try_start(1, later));
+        b.finish();
+    }
+    assert!(!b.try_start(1, later));
+}
+
+/// Issue 11 finding 2: many discussions resolving at once hit the node-wide budget (`Busy`), and
+/// tracking a discussion again does not reset its own limit.
+#[test]
+fn many_discussions_cannot_resolve_at_once_and_retracking_keeps_the_limit() {
+    let testnet = mainline::Testnet::builder(TESTNET_NODES)
+        .build()
+        .expect("local testnet on 127.0.0.1");
+    let dht = client(&testnet);
+    actix_rt::System::new().block_on(async move {
+        let (w, counters) = worker(dht, Duration::from_secs(3600));
+        let n = LOOKUP_BURST as usize; // each resolve costs 2: half of them fit
+        for i in 0..n {
+            w.send(Track {
+                discussion_id: format!("d{i}"),
+                secret: RendezvousSecret::from_bytes([i as u8; 32]),
+                role: Role::Requester,
+            })
+            .await
+            .expect("worker")
+            .expect("tracked");
+        }
+        let all = futures::future::join_all((0..n).map(|i| w.send(Resolve(format!("d{i}"))))).await;
+        let busy = all
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(DhtError::Busy))))
+            .count();
+        assert!(busy >= n / 2, "only {busy} of {n} refused");
+        assert!(counters.lookups.load(Ordering::Relaxed) <= LOOKUP_BURST as u64);
+        // d0 was looked up: tracked again (a new secret), still rate limited.
+        w.send(Track {
+            discussion_id: "d0".into(),
+            secret: RendezvousSecret::from_bytes([200; 32]),
+            role: Role::Requester,
+        })
+        .await
+        .expect("worker")
+        .expect("tracked");
+        assert_eq!(
+            w.send(Resolve("d0".into())).await.expect("worker"),
+            Err(DhtError::RateLimited(Duration::from_secs(3600)))
+        );
+    });
 }
