@@ -70,7 +70,7 @@ pub async fn start(
         addresses,
     });
     track_open_discussions(&settings.node.name, keys, store, &worker).await;
-    untrack_closed_discussions(events, worker.clone());
+    untrack_closed_discussions(&settings.node.name, events, store.clone(), worker.clone());
     if settings.dht.publish_identity {
         publish_identity(settings, tcp_port, keys.clone(), worker.clone());
     }
@@ -114,16 +114,33 @@ fn publish_identity(settings: &Settings, tcp_port: u16, keys: KeysHandle, worker
     });
 }
 
-/// A closed discussion's record is no longer published (its secret is deleted with its key).
-fn untrack_closed_discussions(events: &EventBus, worker: Addr<DhtWorker>) {
+/// A closed discussion's record is no longer published (its secret is deleted with its key). If
+/// events were missed (the bus lagged), the tracked set is reconciled with the store's open
+/// discussions instead: a lost `DiscussionClosed` must not leave a record published.
+fn untrack_closed_discussions(
+    node: &str,
+    events: &EventBus,
+    store: StoreHandle,
+    worker: Addr<DhtWorker>,
+) {
     let mut rx = events.subscribe();
+    let node = node.to_string();
     actix::spawn(async move {
         loop {
             match rx.recv().await {
                 Ok(Event::DiscussionClosed { discussion_id, .. }) => {
                     worker.do_send(worker::Untrack(discussion_id))
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    log::debug!("[{node}] dht: {missed} events missed: reconciling");
+                    match store.run(|s| s.open_rendezvous_secrets()).await {
+                        Ok(rows) => worker.do_send(worker::Retain(
+                            rows.into_iter().map(|(id, _, _)| id).collect(),
+                        )),
+                        Err(e) => log::warn!("[{node}] dht: discussions not read: {e}"),
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
             if !worker.connected() {

@@ -393,6 +393,20 @@ impl Handler<Untrack> for DhtWorker {
     }
 }
 
+/// Keep only these discussions (the store's open ones): after missed `DiscussionClosed` events, a
+/// closed discussion's record is not published any longer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retain(pub std::collections::HashSet<String>);
+
+impl Handler<Retain> for DhtWorker {
+    type Result = ();
+
+    fn handle(&mut self, m: Retain, _: &mut Self::Context) {
+        self.tracked.retain(|id, _| m.0.contains(id));
+    }
+}
+
 /// The main listener's port and the addresses to publish besides the DHT's view of ours; a change
 /// republishes every record at once.
 #[derive(Message)]

@@ -357,6 +357,11 @@ fn many_discussions_cannot_resolve_at_once_and_retracking_keeps_the_limit() {
             .count();
         assert!(busy >= n / 2, "only {busy} of {n} refused");
         assert!(counters.lookups.load(Ordering::Relaxed) <= LOOKUP_BURST as u64);
+        // Reconciled with the store's open discussions (finding 5): the others are dropped.
+        w.send(Retain(["d0".to_string(), "d1".to_string()].into()))
+            .await
+            .expect("worker");
+        assert_eq!(w.send(GetDhtStatus).await.expect("worker").tracked, 2);
         // d0 was looked up: tracked again (a new secret), still rate limited.
         w.send(Track {
             discussion_id: "d0".into(),
