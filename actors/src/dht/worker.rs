@@ -161,6 +161,8 @@ struct Tracked {
     /// When and for which period the record was last stored, and under which address generation.
     published: Option<(Instant, Period, u64)>,
     putting: bool,
+    /// The last `seq` put under this discussion's key of a period (the next must be above it).
+    last_seq: Option<(Period, i64)>,
     looking_up: bool,
     last_lookup: Option<Instant>,
 }
@@ -274,6 +276,10 @@ impl DhtWorker {
             t.putting = true;
             self.puts_in_flight += 1;
             let keys = t.secret.slot(t.role, period);
+            let last = t.last_seq.filter(|(p, _)| *p == period).map(|(_, seq)| seq);
+            let time_us = unix_micros();
+            let seq = record::next_seq(period, time_us, last);
+            t.last_seq = Some((period, seq));
             let (dht, port, mut addresses) = (self.dht.clone(), self.port, self.addresses.clone());
             let generation = self.generation;
             let counters = self.counters.clone();
@@ -288,7 +294,7 @@ impl DhtWorker {
                 if addresses.is_empty() {
                     return false;
                 }
-                let Ok(item) = record::seal(&keys, port, &addresses, unix_micros()) else {
+                let Ok(item) = record::seal_with_seq(&keys, port, &addresses, time_us, seq) else {
                     return false;
                 };
                 match dht.put_mutable(item, None).await {
@@ -360,10 +366,12 @@ impl Handler<Track> for DhtWorker {
         }
         // Tracked again (a new secret): published anew, but the lookup limiter's state is kept,
         // so re-tracking is no way around `min_lookup_interval`.
-        let (looking_up, last_lookup) = self
+        let (looking_up, last_lookup, last_seq) = self
             .tracked
             .get(&m.discussion_id)
-            .map_or((false, None), |t| (t.looking_up, t.last_lookup));
+            .map_or((false, None, None), |t| {
+                (t.looking_up, t.last_lookup, t.last_seq)
+            });
         self.tracked.insert(
             m.discussion_id,
             Tracked {
@@ -371,6 +379,7 @@ impl Handler<Track> for DhtWorker {
                 role: m.role,
                 published: None,
                 putting: false,
+                last_seq,
                 looking_up,
                 last_lookup,
             },
