@@ -5,8 +5,10 @@
 //! The requester's secret is the discussion's: on the first connection at version 3 or more of a
 //! run, a requester without one draws 32 random bytes, keeps them sealed and sends them
 //! ([`RendezvousMessage::Secret`]); a receiver without one asks ([`RendezvousMessage::Wanted`]) and
-//! the requester answers with its own. A receiver keeps what the requester sent in place of any it
-//! had, so both end with the same secret whichever side lost it. Either side then publishes.
+//! the requester answers with its own. A receiver that asked keeps what the requester sent in place
+//! of any it had, so both end with the same secret whichever side lost it; an unasked `Secret` only
+//! fills a gap (never replaces a kept one), and at most one is taken per run (each costs a seal, a
+//! durable write and a DHT put). Either side then publishes, if the secret was kept.
 
 use super::*;
 use crate::at_rest::{self, Sealed};
