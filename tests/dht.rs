@@ -264,10 +264,10 @@ fn receiver_moves_and_is_reached_through_the_dht_only() {
     let bootstrap = testnet.bootstrap.join(",");
     let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let bob_id = SecretCert::generate("bob").unwrap();
-    let mut bob = Remote::start(
-        quiet_dht_settings("bob", tb.path(), &bootstrap),
-        bob_id.clone(),
-    );
+    // Bob never dials alice through the DHT: only alice's own DHT path can bring them together.
+    let mut bob_settings = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    bob_settings.dht.receiver_dials = false;
+    let mut bob = Remote::start(bob_settings, bob_id.clone());
     let (bob_main, bob_fp) = (bob.node.tcp_port, bob.node.keys.fingerprint().to_string());
     let sys = actix_rt::System::new();
     let alice = sys.block_on(async {
@@ -322,6 +322,7 @@ fn receiver_moves_and_is_reached_through_the_dht_only() {
     // He comes back at another address (127.0.0.2) and another main port.
     let mut moved = quiet_dht_settings("bob", tb.path(), &bootstrap);
     moved.listener.bind = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    moved.dht.receiver_dials = false;
     let bob = Remote::start(moved, bob_id);
     assert_eq!(bob.node.keys.fingerprint(), bob_fp);
     assert_ne!(bob.node.tcp_port, 0);
@@ -340,6 +341,11 @@ fn receiver_moves_and_is_reached_through_the_dht_only() {
         let lookups = alice.dht_status().await.unwrap().unwrap().lookups;
         eprintln!("DHT lookups that found bob: {lookups}");
         assert!(lookups >= 1, "only the DHT knew where bob went");
+        assert_eq!(
+            bob.node.dht_status().await.unwrap().unwrap().lookups,
+            0,
+            "bob never looked alice up: the connection was alice's"
+        );
         // Each resolve reads two periods; resolves are at least a second apart.
         assert!(lookups <= 2 * 130, "lookups are bounded: {lookups}");
     });
@@ -482,10 +488,10 @@ fn a_receiver_dials_through_the_dht_when_the_requester_cannot_reach_him() {
     let bootstrap = testnet.bootstrap.join(",");
     let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let bob_id = SecretCert::generate("bob").unwrap();
-    let mut bob = Remote::start(
-        quiet_dht_settings("bob", tb.path(), &bootstrap),
-        bob_id.clone(),
-    );
+    // Bob never dials alice through the DHT: only alice's own DHT path can bring them together.
+    let mut bob_settings = quiet_dht_settings("bob", tb.path(), &bootstrap);
+    bob_settings.dht.receiver_dials = false;
+    let mut bob = Remote::start(bob_settings, bob_id.clone());
     let (bob_main, bob_fp) = (bob.node.tcp_port, bob.node.keys.fingerprint().to_string());
     let sys = actix_rt::System::new();
     let mut slow = quiet_dht_settings("alice", ta.path(), &bootstrap);
@@ -985,15 +991,18 @@ fn records_on_the_dht_of_two_discussions_between_the_same_people_share_nothing()
                     let (dht, s) = (dht.clone(), *s);
                     async move {
                         let keys = RendezvousSecret::from_bytes(s).slot(role, Period::now());
-                        let item = dht
+                        let items = dht
                             .send(pgpchat_actors::dht::worker::GetItem(keys.public_key))
                             .await
-                            .ok()??;
-                        if open(&keys, &item, unix_micros()).is_err() {
+                            .ok()?
+                            .ok()?;
+                        let item = items
+                            .into_iter()
+                            .find(|item| open(&keys, item, unix_micros()).is_ok());
+                        if item.is_none() {
                             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                            return None;
                         }
-                        Some(item)
+                        item
                     }
                 })
                 .await;
@@ -1068,4 +1077,61 @@ fn the_binary_status_shows_the_dht_state() {
     assert!(text.contains("DHT: on, UDP 127.0.0.1:"), "{text}");
     assert!(text.contains("seen as 127."), "{text}");
     p.kill();
+}
+
+/// Issue 11 finding 4: a requester cannot replace the receiver's rendezvous secret at will. An
+/// unasked `Secret` sent over the control channel of a discussion whose secret came from the
+/// handshake is ignored: bob keeps the handshake's secret (each replacement would cost a seal, a
+/// durable write and a DHT put).
+#[test]
+fn an_unasked_secret_does_not_replace_the_receivers() {
+    use pgpchat_actors::wire::{Control, RendezvousMessage, SecretBytes};
+    init_logs();
+    let testnet = local_testnet();
+    let bootstrap = testnet.bootstrap.join(",");
+    actix_rt::System::new().block_on(async move {
+        let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (alice, bob) = two_dht_nodes(&bootstrap, (t1.path(), t2.path())).await;
+        crate::common::wait_sees(&alice, &bob).await;
+        let (opened, accepted) = crate::common::open_discussion(&alice, &bob, "pw", "pw").await;
+        let id = opened.unwrap();
+        assert_eq!(accepted.unwrap(), id);
+        let original = same_secret(&alice, &bob, &id).await;
+        let session = alice
+            .directory
+            .send(pgpchat_actors::discussions::Lookup(id.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        for i in 0..3u8 {
+            session
+                .send(pgpchat_actors::session::SendControl(Control::Rendezvous(
+                    RendezvousMessage::Secret(SecretBytes([i + 1; 32])),
+                )))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // A chat message after them: once bob has it, the controls before it were received.
+        alice.send(&id, "after the secrets").await.unwrap();
+        let (b, i) = (bob.clone(), id.clone());
+        crate::common::wait_until(30, "the message after the secrets", move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move {
+                let h = b.history(&i, 100).await.ok()?;
+                h.iter()
+                    .any(|m| m.body == "after the secrets")
+                    .then_some(())
+            }
+        })
+        .await;
+        // Let the control handlers run (they are off the session's actor), then check.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(
+            secret_of(&bob, &id).await,
+            Some(original),
+            "kept the handshake's"
+        );
+        assert_eq!(secret_of(&alice, &id).await, Some(original));
+    });
 }

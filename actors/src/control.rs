@@ -32,6 +32,9 @@ pub struct Received {
     pub peer_name: String,
     /// Its sequence number in the discussion.
     pub seq: u64,
+    /// The protocol version of the connection it came on: an exchange newer than that is dropped
+    /// ([`allowed_at`]).
+    pub version: u16,
     pub control: Control,
     /// The discussion's session: answer with [`crate::session::SendControl`].
     pub session: Addr<DiscussionSession>,
@@ -45,8 +48,28 @@ pub enum ControlError {
     Mailbox(#[from] actix::MailboxError),
 }
 
+/// Whether `control` may arrive on a connection agreed at `version`: a variant newer than the
+/// connection (a peer that agreed on an older version cannot mean it) is dropped.
+pub fn allowed_at(control: &Control, version: u16) -> bool {
+    match control {
+        Control::Rendezvous(_) => version >= crate::wire::RENDEZVOUS_VERSION,
+        _ => true,
+    }
+}
+
 /// Route a received control message to its handler.
 pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlError> {
+    if !allowed_at(&m.control, m.version) {
+        // Dropped with no state change; marked handled like any other (it will not come back).
+        log::debug!(
+            "[{}] {}: control {} dropped: not at version {}",
+            cx.node,
+            m.discussion_id,
+            m.seq,
+            m.version
+        );
+        return Ok(());
+    }
     match m.control {
         Control::ListRequest { .. }
         | Control::ListResponse { .. }
@@ -73,5 +96,25 @@ pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlErr
                 .await?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{RendezvousMessage, SecretBytes, RENDEZVOUS_VERSION};
+
+    /// Issue 11 finding 9: a rendezvous message on a connection below `RENDEZVOUS_VERSION` is
+    /// not dispatched.
+    #[test]
+    fn a_rendezvous_message_below_its_version_is_dropped() {
+        for m in [
+            Control::Rendezvous(RendezvousMessage::Wanted),
+            Control::Rendezvous(RendezvousMessage::Secret(SecretBytes([1; 32]))),
+        ] {
+            assert!(!allowed_at(&m, RENDEZVOUS_VERSION - 1));
+            assert!(allowed_at(&m, RENDEZVOUS_VERSION));
+        }
+        assert!(allowed_at(&Control::ListRefused { request_id: 1 }, 2));
     }
 }

@@ -70,7 +70,7 @@ pub async fn start(
         addresses,
     });
     track_open_discussions(&settings.node.name, keys, store, &worker).await;
-    untrack_closed_discussions(events, worker.clone());
+    untrack_closed_discussions(&settings.node.name, events, store.clone(), worker.clone());
     if settings.dht.publish_identity {
         publish_identity(settings, tcp_port, keys.clone(), worker.clone());
     }
@@ -114,23 +114,58 @@ fn publish_identity(settings: &Settings, tcp_port: u16, keys: KeysHandle, worker
     });
 }
 
-/// A closed discussion's record is no longer published (its secret is deleted with its key).
-fn untrack_closed_discussions(events: &EventBus, worker: Addr<DhtWorker>) {
+/// A closed discussion's record is no longer published (its secret is deleted with its key). If
+/// events were missed (the bus lagged), the tracked set is reconciled with the store's open
+/// discussions instead: a lost `DiscussionClosed` must not leave a record published.
+fn untrack_closed_discussions(
+    node: &str,
+    events: &EventBus,
+    store: StoreHandle,
+    worker: Addr<DhtWorker>,
+) {
     let mut rx = events.subscribe();
+    let node = node.to_string();
     actix::spawn(async move {
         loop {
-            match rx.recv().await {
-                Ok(Event::DiscussionClosed { discussion_id, .. }) => {
-                    worker.do_send(worker::Untrack(discussion_id))
+            match on_event(rx.recv().await) {
+                OnEvent::Untrack(id) => worker.do_send(worker::Untrack(id)),
+                OnEvent::Nothing => {}
+                OnEvent::Reconcile => {
+                    log::debug!("[{node}] dht: events missed: reconciling with the store");
+                    match store.run(|s| s.open_rendezvous_secrets()).await {
+                        Ok(rows) => worker.do_send(worker::Retain(
+                            rows.into_iter().map(|(id, _, _)| id).collect(),
+                        )),
+                        Err(e) => log::warn!("[{node}] dht: discussions not read: {e}"),
+                    }
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                OnEvent::Stop => break,
             }
             if !worker.connected() {
                 break;
             }
         }
     });
+}
+
+/// What [`untrack_closed_discussions`] does with what the event bus gave it.
+#[derive(Debug, PartialEq, Eq)]
+enum OnEvent {
+    Untrack(String),
+    /// Events were missed (one may have been a close): keep only the store's open discussions.
+    Reconcile,
+    Nothing,
+    Stop,
+}
+
+fn on_event(received: Result<Event, tokio::sync::broadcast::error::RecvError>) -> OnEvent {
+    use tokio::sync::broadcast::error::RecvError;
+    match received {
+        Ok(Event::DiscussionClosed { discussion_id, .. }) => OnEvent::Untrack(discussion_id),
+        Ok(_) => OnEvent::Nothing,
+        Err(RecvError::Lagged(_)) => OnEvent::Reconcile,
+        Err(RecvError::Closed) => OnEvent::Stop,
+    }
 }
 
 /// At start: publish the records of every open discussion that has a rendezvous secret (opened
@@ -181,5 +216,26 @@ impl From<Option<DhtStatus>> for crate::api::DhtInfo {
                 put_failures: s.put_failures,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::RecvError;
+
+    /// Issue 11 finding 5: a lagging event bus (a `DiscussionClosed` may be among the lost events)
+    /// reconciles the tracked set with the store rather than being ignored.
+    #[test]
+    fn missed_events_reconcile_the_published_discussions() {
+        assert_eq!(on_event(Err(RecvError::Lagged(3))), OnEvent::Reconcile);
+        assert_eq!(on_event(Err(RecvError::Closed)), OnEvent::Stop);
+        assert_eq!(
+            on_event(Ok(Event::DiscussionClosed {
+                discussion_id: "d".into(),
+                by_peer: true
+            })),
+            OnEvent::Untrack("d".into())
+        );
     }
 }

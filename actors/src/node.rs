@@ -598,20 +598,23 @@ impl NodeHandle {
         let fp = identity_record::normalize_fingerprint(fingerprint)
             .map_err(|e| ApiError::Invalid(Box::new(e)))?;
         let key = identity_record::public_key(&fp).map_err(|e| ApiError::Invalid(Box::new(e)))?;
-        let item = dht
+        let items = dht
             .send(crate::dht::worker::GetItem(key))
             .await
             .map_err(mailbox)?
-            .ok_or_else(|| {
-                ApiError::NotFound(
-                    format!("no DHT record for {fp} (not published, or not found)").into(),
-                )
-            })?;
+            .map_err(|e| ApiError::Failed(ErrorKind::Busy, Box::new(e)))?;
+        if items.is_empty() {
+            return Err(ApiError::NotFound(
+                format!("no DHT record for {fp} (not published, or not found)").into(),
+            ));
+        }
+        // Each candidate in turn (most recent first): anyone can put garbage under this key at a
+        // high seq, so the newest is not necessarily the valid one.
         let wanted = fp.clone();
         let (record, _cert) = self
             .keys
             .run(move |_| {
-                identity_record::open(&wanted, &item, crate::dht::record::unix_micros())
+                identity_record::open_first(&wanted, &items, crate::dht::record::unix_micros())
                     .map_err(|e| CryptoError::Malformed(e.to_string()))
             })
             .await

@@ -169,6 +169,11 @@ pub struct DiscussionSession {
     rendezvous_checked: bool,
     /// Whether this run has answered the receiver's `Wanted` (once is enough: `rendezvous.rs`).
     rendezvous_answered: bool,
+    /// Receiver: whether this run asked the requester for its secret (`Wanted`), and whether it
+    /// already took one: a `Secret` is kept only when asked for or when there is none, once per run
+    /// (`rendezvous.rs`).
+    rendezvous_wanted: bool,
+    rendezvous_secret_taken: bool,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -246,6 +251,8 @@ impl DiscussionSession {
             controls: control::ControlQueue::default(),
             rendezvous_checked: false,
             rendezvous_answered: false,
+            rendezvous_wanted: false,
+            rendezvous_secret_taken: false,
         }
     }
 

@@ -159,6 +159,10 @@ pub struct DhtSettings {
     /// Refuse any bootstrap node that is not a loopback address and bind 127.0.0.1 (tests and
     /// trials on one machine).
     pub loopback_only: bool,
+    /// Receiver: dial a requester found on the DHT when it has not dialed us
+    /// (`session::RECEIVER_DHT_DIAL_AFTER`). Off only to prove, in tests, that the requester's own
+    /// DHT path works.
+    pub receiver_dials: bool,
 }
 
 impl DhtSettings {
@@ -184,6 +188,7 @@ impl Default for DhtSettings {
             min_lookup_interval_secs: 30,
             publish_identity: false,
             loopback_only: false,
+            receiver_dials: true,
         }
     }
 }

@@ -280,6 +280,13 @@ pub enum RendezvousMessage {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretBytes(pub [u8; 32]);
 
+/// Wiped when dropped (the copy in a decoded control message lives until it is handled).
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl std::fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretBytes(hidden)")

@@ -144,6 +144,24 @@ pub fn seal(
     ))
 }
 
+/// The first of `items` (most recent first, as the worker's `GetItem` gives them) that [`open`]s:
+/// a garbage item at a high `seq` (anyone can sign under this key) does not hide the valid one
+/// that other DHT nodes still serve. The last error when none opens.
+pub fn open_first(
+    fingerprint: &str,
+    items: &[mainline::MutableItem],
+    now_us: u64,
+) -> Result<(PeerRecord, PublicCert), IdentityRecordError> {
+    let mut last = IdentityRecordError::Malformed;
+    for item in items {
+        match open(fingerprint, item, now_us) {
+            Ok(found) => return Ok(found),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Check an item found at `fingerprint`'s identity record (blocking: OpenPGP verification). Returns
 /// the address record and the person's certificate (proven to have this fingerprint).
 pub fn open(
@@ -304,5 +322,27 @@ mod tests {
             public_key("0123456789abcdef0123456789abcdef01234567"),
             public_key("0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567")
         );
+    }
+
+    /// Issue 11 finding 8: one put at `seq = i64::MAX` under the (public) key no longer hides the
+    /// person's valid record when it is among the candidates.
+    #[test]
+    fn garbage_at_the_highest_seq_does_not_hide_the_valid_record() {
+        let alice = SecretCert::generate("alice").expect("key");
+        let fp = alice.fingerprint().to_string();
+        let real = seal(&alice, 40_001, &addrs(), NOW).expect("seal");
+        let junk = mainline::MutableItem::new(
+            mainline::SigningKey::from_bytes(&signing_seed(&fp).expect("seed")),
+            b"junk",
+            i64::MAX,
+            None,
+        );
+        let (record, _) = open_first(&fp, &[junk.clone(), real], NOW).expect("valid one found");
+        assert_eq!(record.port, 40_001);
+        assert_eq!(
+            open_first(&fp, &[junk], NOW).err(),
+            Some(IdentityRecordError::Malformed)
+        );
+        assert!(open_first(&fp, &[], NOW).is_err());
     }
 }

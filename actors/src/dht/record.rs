@@ -1,7 +1,10 @@
 //! The rendezvous record: where a discussion's peer can be reached, readable only by the two peers.
 //!
-//! A BEP 44 mutable item, signed with the slot's derived Ed25519 key (no salt), `seq` = the record's
-//! time in microseconds since the Unix epoch (so every republish replaces the last one), value:
+//! A BEP 44 mutable item, signed with the slot's derived Ed25519 key (no salt), `seq` = the minutes
+//! since the period's start times [`SEQ_SPREAD`] plus a random offset below it, one more than the
+//! last when that is not above it ([`next_seq`]: strictly increasing per key, so every republish
+//! replaces the last one). `seq` is in clear: coarse and randomised, it does not tell which records
+//! were put in the same burst (a microsecond timestamp did). The exact time is inside. Value:
 //!
 //! ```text
 //! value     = nonce (12) ‖ AES-256-GCM(value_key, nonce, padded, aad)        = 284 bytes, always
@@ -92,17 +95,53 @@ pub fn unix_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// `seq` granularity: one step per minute of the period, and a random offset below this within it.
+pub const SEQ_SPREAD: i64 = 1 << 32;
+
+/// A fresh `seq` for a record of `period` made at `time_us`: the minute since the period's start
+/// times [`SEQ_SPREAD`], plus a random offset below [`SEQ_SPREAD`]; above `last` (the last one
+/// put under this key) whatever the clock and the draw.
+pub fn next_seq(period: Period, time_us: u64, last: Option<i64>) -> i64 {
+    let minute = (time_us / 1_000_000).saturating_sub(period.0 * crate::dht::PERIOD_SECS) / 60;
+    let minute = i64::try_from(minute)
+        .unwrap_or(0)
+        .min(i64::MAX / SEQ_SPREAD - 1);
+    let offset = i64::from(rand::RngCore::next_u32(&mut OsRng));
+    let fresh = minute * SEQ_SPREAD + offset;
+    match last {
+        Some(last) if fresh <= last => last.saturating_add(1),
+        _ => fresh,
+    }
+}
+
 fn aad(keys: &SlotKeys, seq: i64) -> Vec<u8> {
     [AAD_DOMAIN, &keys.public_key, &seq.to_be_bytes()].concat()
 }
 
-/// Seal `port` and `addresses` into the record of `keys`' slot, dated `time_us`: returns the signed
-/// BEP 44 item to put.
+/// Seal `port` and `addresses` into the record of `keys`' slot, dated `time_us`, with a fresh
+/// `seq` ([`next_seq`]): returns the signed BEP 44 item to put.
 pub fn seal(
     keys: &SlotKeys,
     port: u16,
     addresses: &[IpAddr],
     time_us: u64,
+) -> Result<mainline::MutableItem, RecordError> {
+    seal_with_seq(
+        keys,
+        port,
+        addresses,
+        time_us,
+        next_seq(keys.period, time_us, None),
+    )
+}
+
+/// [`seal`] with a given `seq` (the worker's: above the last it put under this key).
+pub fn seal_with_seq(
+    keys: &SlotKeys,
+    port: u16,
+    addresses: &[IpAddr],
+    time_us: u64,
+    seq: i64,
 ) -> Result<mainline::MutableItem, RecordError> {
     if addresses.len() > MAX_ADDRESSES {
         return Err(RecordError::TooManyAddresses(addresses.len()));
@@ -122,7 +161,6 @@ pub fn seal(
     let mut padded = vec![0u8; PADDED_BYTES];
     padded[..2].copy_from_slice(&(body.len() as u16).to_be_bytes());
     padded[2..2 + body.len()].copy_from_slice(&body);
-    let seq = i64::try_from(time_us).map_err(|_| RecordError::Encode)?;
     let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
     let ct = Aes256Gcm::new(keys.value_key.as_ref().into())
         .encrypt(
@@ -176,9 +214,8 @@ pub fn open(
     if body.role != keys.role || body.period != keys.period.0 {
         return Err(RecordError::WrongSlot);
     }
-    if i64::try_from(body.time_us).ok() != Some(item.seq()) {
-        return Err(RecordError::Malformed);
-    }
+    // `seq` is bound by the AEAD's associated data (a re-signed `seq` does not open); freshness is
+    // the inner, exact time's.
     if body.addresses.len() > MAX_ADDRESSES || body.addresses.is_empty() || body.port == 0 {
         return Err(RecordError::Malformed);
     }
@@ -340,5 +377,40 @@ mod tests {
             open(&keys, &late, at(DAY + 1, 10)),
             Err(RecordError::WrongSlot)
         );
+    }
+
+    /// Issue 11 finding 7: `seq` is in clear, so records put in one burst must not carry seq values
+    /// that tie them together: only the minute is shared, the rest is a random draw over
+    /// `SEQ_SPREAD`; and under one key it still increases strictly.
+    #[test]
+    fn records_put_together_do_not_share_close_seq_values() {
+        let (a, b) = (
+            RendezvousSecret::from_bytes([1; 32]).slot(Role::Requester, Period(DAY)),
+            RendezvousSecret::from_bytes([2; 32]).slot(Role::Receiver, Period(DAY)),
+        );
+        let now = at(DAY, 3 * 60 + 7);
+        let mut offsets = Vec::new();
+        for _ in 0..16 {
+            for keys in [&a, &b] {
+                let item = seal(keys, 40_001, &addrs(), now).expect("seal");
+                assert_eq!(item.seq() / SEQ_SPREAD, 3, "the minute of the period only");
+                offsets.push(item.seq() % SEQ_SPREAD);
+                assert!(open(keys, &item, now).is_ok());
+            }
+        }
+        // A microsecond timestamp would put them all within a few thousand of each other.
+        let spread = offsets.iter().max().unwrap() - offsets.iter().min().unwrap();
+        assert!(
+            spread > SEQ_SPREAD / 4,
+            "offsets spread over the range: {spread}"
+        );
+        // Strictly increasing under one key, even within the minute or with the clock going back.
+        let mut last = None;
+        for t in [now, now, now, at(DAY, 0)] {
+            let seq = next_seq(Period(DAY), t, last);
+            assert!(last.is_none_or(|l| seq > l));
+            last = Some(seq);
+        }
+        assert_eq!(next_seq(Period(DAY), now, Some(i64::MAX - 1)), i64::MAX);
     }
 }

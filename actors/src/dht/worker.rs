@@ -12,9 +12,9 @@
 //! `min_lookup_interval` between the end of one and the start of the next.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -29,11 +29,115 @@ use crate::wire::Role;
 pub const MAX_TRACKED: usize = 4096;
 /// Puts running at once; the others are due at the next tick.
 pub const MAX_PUTS_IN_FLIGHT: usize = 4;
-/// How often the worker checks which records are due (a period change, a failed put, a republish).
+/// How often the worker checks which records are due (a period change, a failed put, a republish)
+/// and asks the DHT how it sees this node's address (a change republishes every record).
 pub const TICK: Duration = Duration::from_secs(30);
+/// The address the DHT reports for this node is a majority vote of the nodes that answered, set
+/// before it is confirmed: while the crate says "firewalled", it is published only once it was the
+/// same on this many checks in a row ([`TICK`] apart), so a few answering nodes cannot steer where
+/// our peers knock with one reply.
+pub const PUBLIC_ADDRESS_STABLE_CHECKS: u32 = 2;
+
+/// Where the worker learns the address the DHT sees for this node: the DHT itself, or a fixed value
+/// that can be changed (tests: an address change without a restart).
+#[derive(Clone, Default)]
+pub enum AddressSource {
+    #[default]
+    Dht,
+    /// Taken as confirmed (not firewalled).
+    Fixed(Arc<Mutex<Option<Ipv4Addr>>>),
+}
+
+/// The public address to publish, from successive observations (pure: see
+/// [`PUBLIC_ADDRESS_STABLE_CHECKS`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublicAddress {
+    /// What is published now.
+    pub adopted: Option<IpAddr>,
+    /// The last value seen and how many checks in a row saw it.
+    seen: Option<(IpAddr, u32)>,
+}
+
+impl PublicAddress {
+    /// One observation; whether the adopted address changed (then every record is due).
+    pub fn observe(&mut self, seen: Option<IpAddr>, firewalled: bool) -> bool {
+        let Some(ip) = seen else {
+            // The DHT lost its view (no answers): keep publishing the last good one.
+            self.seen = None;
+            return false;
+        };
+        let count = match self.seen {
+            Some((last, n)) if last == ip => n.saturating_add(1),
+            _ => 1,
+        };
+        self.seen = Some((ip, count));
+        if self.adopted != Some(ip) && (!firewalled || count >= PUBLIC_ADDRESS_STABLE_CHECKS) {
+            self.adopted = Some(ip);
+            return true;
+        }
+        false
+    }
+}
+
+/// Node-wide: lookups (a [`Resolve`] or a [`GetItem`]) running at once, whatever the discussion.
+pub const MAX_LOOKUPS_IN_FLIGHT: usize = 8;
+/// Node-wide token bucket of DHT traversals (a [`Resolve`] costs 2: two periods; a [`GetItem`] 1):
+/// at most this many in a burst...
+pub const LOOKUP_BURST: u32 = 16;
+/// ...then one more per this interval (30 a minute), however many discussions want one.
+pub const LOOKUP_REFILL: Duration = Duration::from_secs(2);
+/// Distinct items of one key tried, most recent first: anyone can put garbage at a high `seq` under
+/// the identity record's public key, so the newest item is not trusted to be the valid one.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// The node-wide lookup budget (pure; see [`MAX_LOOKUPS_IN_FLIGHT`], [`LOOKUP_BURST`]).
+#[derive(Debug, Clone)]
+pub struct LookupBudget {
+    tokens: u32,
+    refilled_at: Instant,
+    in_flight: usize,
+}
+
+impl LookupBudget {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            tokens: LOOKUP_BURST,
+            refilled_at: now,
+            in_flight: 0,
+        }
+    }
+
+    /// Take `cost` traversals and one in-flight slot, or refuse (nothing taken).
+    pub fn try_start(&mut self, cost: u32, now: Instant) -> bool {
+        let earned =
+            now.saturating_duration_since(self.refilled_at).as_millis() / LOOKUP_REFILL.as_millis();
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(LOOKUP_BURST);
+            self.refilled_at = if self.tokens == LOOKUP_BURST {
+                now
+            } else {
+                self.refilled_at + LOOKUP_REFILL * earned
+            };
+        }
+        if self.in_flight >= MAX_LOOKUPS_IN_FLIGHT || self.tokens < cost {
+            return false;
+        }
+        self.tokens -= cost;
+        self.in_flight += 1;
+        true
+    }
+
+    /// A lookup started with [`Self::try_start`] ended.
+    pub fn finish(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+}
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DhtError {
+    #[error("the DHT is busy with other lookups (at most {MAX_LOOKUPS_IN_FLIGHT} at once, {LOOKUP_BURST} then one every {LOOKUP_REFILL:?}): try again later")]
+    Busy,
     #[error("the DHT was asked about this discussion less than {0:?} ago")]
     RateLimited(Duration),
     #[error("the DHT does not know this discussion")]
@@ -57,6 +161,8 @@ struct Tracked {
     /// When and for which period the record was last stored, and under which address generation.
     published: Option<(Instant, Period, u64)>,
     putting: bool,
+    /// The last `seq` put under this discussion's key of a period (the next must be above it).
+    last_seq: Option<(Period, i64)>,
     looking_up: bool,
     last_lookup: Option<Instant>,
 }
@@ -67,9 +173,14 @@ pub struct DhtWorker {
     tracked: HashMap<String, Tracked>,
     port: u16,
     addresses: Vec<IpAddr>,
-    /// Bumped when the listener's address changes: records of older generations are due at once.
+    /// The DHT's view of our address, as published (see [`PublicAddress`]).
+    public: PublicAddress,
+    source: AddressSource,
+    /// Bumped when the listener's address or the public one changes: records of older generations
+    /// are due at once.
     generation: u64,
     puts_in_flight: usize,
+    lookups: LookupBudget,
     counters: Arc<Counters>,
 }
 
@@ -89,14 +200,51 @@ impl DhtWorker {
             tracked: HashMap::new(),
             port: 0,
             addresses: Vec::new(),
+            public: PublicAddress::default(),
+            source: AddressSource::Dht,
             generation: 0,
             puts_in_flight: 0,
+            lookups: LookupBudget::new(Instant::now()),
             counters: Arc::default(),
         }
     }
 
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
+    }
+
+    /// Learn the public address from `source` instead of the DHT (tests).
+    pub fn with_address_source(mut self, source: AddressSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Ask how the DHT sees our address; a change (see [`PublicAddress`]) republishes every record.
+    /// Then start the puts that are due.
+    fn check_address(&mut self, ctx: &mut Context<Self>) {
+        let (dht, source) = (self.dht.clone(), self.source.clone());
+        let ask = async move {
+            match source {
+                AddressSource::Dht => {
+                    let info = dht.info().await;
+                    (
+                        info.public_address().map(|a| IpAddr::V4(*a.ip())),
+                        info.firewalled(),
+                    )
+                }
+                AddressSource::Fixed(v) => {
+                    let ip = *v.lock().unwrap_or_else(|p| p.into_inner());
+                    (ip.map(IpAddr::V4), false)
+                }
+            }
+        };
+        ctx.spawn(ask.into_actor(self).map(|(seen, firewalled), act, ctx| {
+            if act.public.observe(seen, firewalled) {
+                log::debug!("dht: our public address changed: republishing");
+                act.generation += 1;
+            }
+            act.publish_due(ctx);
+        }));
     }
 
     /// Start the puts that are due, up to [`MAX_PUTS_IN_FLIGHT`].
@@ -128,21 +276,25 @@ impl DhtWorker {
             t.putting = true;
             self.puts_in_flight += 1;
             let keys = t.secret.slot(t.role, period);
+            let last = t.last_seq.filter(|(p, _)| *p == period).map(|(_, seq)| seq);
+            let time_us = unix_micros();
+            let seq = record::next_seq(period, time_us, last);
+            t.last_seq = Some((period, seq));
             let (dht, port, mut addresses) = (self.dht.clone(), self.port, self.addresses.clone());
             let generation = self.generation;
             let counters = self.counters.clone();
+            // The DHT's view of our address comes first (what a peer elsewhere can reach), once
+            // adopted; the listener's own addresses always follow.
+            if let Some(ip) = self.public.adopted {
+                addresses.retain(|a| *a != ip);
+                addresses.insert(0, ip);
+            }
             let put = async move {
-                // The DHT's view of our address comes first: it is what a peer elsewhere can reach.
-                if let Some(public) = dht.info().await.public_address() {
-                    let ip = IpAddr::V4(*public.ip());
-                    addresses.retain(|a| *a != ip);
-                    addresses.insert(0, ip);
-                }
                 addresses.truncate(MAX_ADDRESSES);
                 if addresses.is_empty() {
                     return false;
                 }
-                let Ok(item) = record::seal(&keys, port, &addresses, unix_micros()) else {
+                let Ok(item) = record::seal_with_seq(&keys, port, &addresses, time_us, seq) else {
                     return false;
                 };
                 match dht.put_mutable(item, None).await {
@@ -175,9 +327,23 @@ impl Actor for DhtWorker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.check_address(ctx);
         ctx.run_interval(TICK.min(self.config.republish_interval), |act, ctx| {
-            act.publish_due(ctx)
+            act.check_address(ctx)
         });
+    }
+}
+
+/// Run one [`TICK`] now (tests: no need to wait 30 s for the address check).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+impl Handler<Tick> for DhtWorker {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+        self.check_address(ctx);
     }
 }
 
@@ -198,6 +364,14 @@ impl Handler<Track> for DhtWorker {
         if !self.tracked.contains_key(&m.discussion_id) && self.tracked.len() >= MAX_TRACKED {
             return Err(DhtError::Full);
         }
+        // Tracked again (a new secret): published anew, but the lookup limiter's state is kept,
+        // so re-tracking is no way around `min_lookup_interval`.
+        let (looking_up, last_lookup, last_seq) = self
+            .tracked
+            .get(&m.discussion_id)
+            .map_or((false, None, None), |t| {
+                (t.looking_up, t.last_lookup, t.last_seq)
+            });
         self.tracked.insert(
             m.discussion_id,
             Tracked {
@@ -205,8 +379,9 @@ impl Handler<Track> for DhtWorker {
                 role: m.role,
                 published: None,
                 putting: false,
-                looking_up: false,
-                last_lookup: None,
+                last_seq,
+                looking_up,
+                last_lookup,
             },
         );
         self.publish_due(ctx);
@@ -224,6 +399,20 @@ impl Handler<Untrack> for DhtWorker {
 
     fn handle(&mut self, m: Untrack, _: &mut Self::Context) {
         self.tracked.remove(&m.0);
+    }
+}
+
+/// Keep only these discussions (the store's open ones): after missed `DiscussionClosed` events, a
+/// closed discussion's record is not published any longer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retain(pub std::collections::HashSet<String>);
+
+impl Handler<Retain> for DhtWorker {
+    type Result = ();
+
+    fn handle(&mut self, m: Retain, _: &mut Self::Context) {
+        self.tracked.retain(|id, _| m.0.contains(id));
     }
 }
 
@@ -270,6 +459,10 @@ impl Handler<Resolve> for DhtWorker {
         if t.looking_up || t.last_lookup.is_some_and(|at| at.elapsed() < min) {
             return Box::pin(fut::ready(Err(DhtError::RateLimited(min))));
         }
+        // And node-wide: two traversals (two periods) from the shared budget.
+        if !self.lookups.try_start(2, Instant::now()) {
+            return Box::pin(fut::ready(Err(DhtError::Busy)));
+        }
         t.looking_up = true;
         let current = Period::now();
         let slots = [
@@ -297,6 +490,7 @@ impl Handler<Resolve> for DhtWorker {
         };
         let id = m.0;
         Box::pin(lookup.into_actor(self).map(move |result, act, _| {
+            act.lookups.finish();
             if let Some(t) = act.tracked.get_mut(&id) {
                 t.looking_up = false;
                 t.last_lookup = Some(Instant::now());
@@ -331,22 +525,56 @@ impl Handler<PutItem> for DhtWorker {
     }
 }
 
-/// Fetch the most recent item under a BEP 44 key (the opt-in identity record: the caller checks it
-/// on a crypto worker with `identity_record::open`). Counted as a lookup.
+/// Fetch the items under a BEP 44 key (the opt-in identity record: the caller checks them on a
+/// crypto worker with `identity_record::open`, in this order, and keeps the first valid one): at
+/// most [`MAX_CANDIDATES`] distinct ones, most recent (`seq`) first. Counted as a lookup, from the
+/// node-wide budget ([`DhtError::Busy`] when spent).
 #[derive(Message)]
-#[rtype(result = "Option<mainline::MutableItem>")]
+#[rtype(result = "Result<Vec<mainline::MutableItem>, DhtError>")]
 pub struct GetItem(pub [u8; 32]);
 
 impl Handler<GetItem> for DhtWorker {
-    type Result = ResponseFuture<Option<mainline::MutableItem>>;
+    type Result = ResponseActFuture<Self, Result<Vec<mainline::MutableItem>, DhtError>>;
 
     fn handle(&mut self, m: GetItem, _: &mut Self::Context) -> Self::Result {
+        if !self.lookups.try_start(1, Instant::now()) {
+            return Box::pin(fut::ready(Err(DhtError::Busy)));
+        }
         let (dht, counters) = (self.dht.clone(), self.counters.clone());
-        Box::pin(async move {
+        let get = async move {
             counters.lookups.fetch_add(1, Ordering::Relaxed);
-            dht.get_mutable_most_recent(&m.0, None).await
-        })
+            Ok(candidates(dht.get_mutable(&m.0, None, None)).await)
+        };
+        Box::pin(get.into_actor(self).map(|result, act, _| {
+            act.lookups.finish();
+            result
+        }))
     }
+}
+
+/// The first [`MAX_CANDIDATES`] distinct items of a lookup's stream, most recent first (the
+/// stream itself ends with the traversal).
+async fn candidates(
+    mut items: impl futures::Stream<Item = mainline::MutableItem> + Unpin,
+) -> Vec<mainline::MutableItem> {
+    use futures::StreamExt;
+    let mut kept: Vec<mainline::MutableItem> = Vec::new();
+    while let Some(item) = items.next().await {
+        if kept
+            .iter()
+            .any(|k| k.seq() == item.seq() && k.value() == item.value())
+        {
+            continue;
+        }
+        kept.push(item);
+        // The first distinct ones to arrive (each node answers with one item): enough to get past
+        // a few nodes holding garbage; more would only be more garbage to check.
+        if kept.len() == MAX_CANDIDATES {
+            break;
+        }
+    }
+    kept.sort_by_key(|k| std::cmp::Reverse(k.seq()));
+    kept
 }
 
 /// How the DHT sees this node.

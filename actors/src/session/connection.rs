@@ -168,7 +168,11 @@ impl DiscussionSession {
     /// listener ourselves: the requester may have moved, or be unable to reach us. Repeats while
     /// disconnected; the DHT worker bounds the lookups (`dht.min_lookup_interval_secs`).
     pub(super) fn schedule_dht_dial(&mut self, ctx: &mut Context<Self>) {
-        if self.sk.role != Role::Receiver || self.dht.is_none() || self.dht_dial_scheduled {
+        if self.sk.role != Role::Receiver
+            || self.dht.is_none()
+            || self.dht_dial_scheduled
+            || !self.settings.dht.receiver_dials
+        {
             return;
         }
         self.dht_dial_scheduled = true;

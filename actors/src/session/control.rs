@@ -53,7 +53,8 @@ impl Handler<SendControl> for DiscussionSession {
                 if version < CONTROL_VERSION {
                     return Err(SessionError::NoControlChannel(version));
                 }
-                let bytes = crate::codec::encode(&m.0)?;
+                // May hold a secret (a rendezvous `Secret`): wiped once stored (sealed at rest).
+                let bytes = zeroize::Zeroizing::new(crate::codec::encode(&m.0)?);
                 Ok(store
                     .run(move |s| s.queue_control(&id, &bytes, now_secs()))
                     .await?)
@@ -90,7 +91,9 @@ impl DiscussionSession {
             check_control(&p, &sk.discussion_id, sk.own.fingerprint())?;
             let id = sk.discussion_id.clone();
             let (seq, time) = (p.seq, p.time);
-            let encoded = crate::codec::encode(&p.control).map_err(ChatError::Encode)?;
+            let encoded = zeroize::Zeroizing::new(
+                crate::codec::encode(&p.control).map_err(ChatError::Encode)?,
+            );
             let (outcome, upto) = store
                 .run(move |s| s.store_incoming_control(&id, seq, time, &encoded))
                 .await?;
@@ -151,6 +154,11 @@ impl DiscussionSession {
             peer_fingerprint: self.peer_fingerprint.clone(),
             peer_name: self.peer_name.clone(),
             seq,
+            // The connection it came on (a replay at start: the discussion's agreed floor).
+            version: self
+                .conn
+                .as_ref()
+                .map_or_else(|| self.version_floor(), |l| l.version),
             control,
             session: ctx.address(),
         };
@@ -189,6 +197,7 @@ impl DiscussionSession {
             match res {
                 Ok(rows) => {
                     for (seq, bytes) in rows {
+                        let bytes = zeroize::Zeroizing::new(bytes);
                         match crate::codec::decode::<Control>(&bytes) {
                             Ok(control) => act.dispatch_control(seq, control, ctx),
                             Err(e) => log::error!("[{}] control message {seq}: {e}", act.node),

@@ -5,8 +5,10 @@
 //! The requester's secret is the discussion's: on the first connection at version 3 or more of a
 //! run, a requester without one draws 32 random bytes, keeps them sealed and sends them
 //! ([`RendezvousMessage::Secret`]); a receiver without one asks ([`RendezvousMessage::Wanted`]) and
-//! the requester answers with its own. A receiver keeps what the requester sent in place of any it
-//! had, so both end with the same secret whichever side lost it. Either side then publishes.
+//! the requester answers with its own. A receiver that asked keeps what the requester sent in place
+//! of any it had, so both end with the same secret whichever side lost it; an unasked `Secret` only
+//! fills a gap (never replaces a kept one), and at most one is taken per run (each costs a seal, a
+//! durable write and a DHT put). Either side then publishes, if the secret was kept.
 
 use super::*;
 use crate::at_rest::{self, Sealed};
@@ -30,14 +32,40 @@ impl Handler<ReceiveRendezvous> for DiscussionSession {
             }
             self.rendezvous_answered = true;
         }
+        // A receiver takes at most one `Secret` per run: each costs a seal, a durable write and a DHT
+        // put, and must not replace a secret the handshake gave us unless we asked.
+        let is_secret = matches!(m.0, RendezvousMessage::Secret(_));
+        if self.sk.role == Role::Receiver && is_secret {
+            if self.rendezvous_secret_taken {
+                log::debug!(
+                    "[{}] {}: rendezvous secret already taken this run: ignored",
+                    self.node,
+                    self.id()
+                );
+                return Box::pin(fut::ready(()));
+            }
+            self.rendezvous_secret_taken = true;
+        }
+        let wanted = self.rendezvous_wanted;
         let work = self.rendezvous_work(ctx);
         let role = self.sk.role;
         let fut = async move {
             match (role, m.0) {
-                (Role::Receiver, RendezvousMessage::Secret(SecretBytes(bytes))) => {
-                    let secret = RendezvousSecret::from_bytes(bytes);
-                    work.keep(&secret, true).await?;
-                    work.publish(secret);
+                (Role::Receiver, RendezvousMessage::Secret(sent)) => {
+                    let secret = RendezvousSecret::from_bytes(sent.0);
+                    // Unasked, it may only fill a gap: one we keep (the handshake's, or one
+                    // exchanged earlier) is never replaced.
+                    if !wanted && work.own().await?.is_some() {
+                        log::debug!(
+                            "[{}] {}: unasked rendezvous secret ignored (we keep one)",
+                            work.node,
+                            work.id
+                        );
+                        return Ok(());
+                    }
+                    if work.keep(&secret, wanted).await? {
+                        work.publish(secret);
+                    }
                 }
                 (Role::Requester, RendezvousMessage::Wanted) => {
                     let secret = work.own_or_new().await?;
@@ -63,6 +91,19 @@ impl Handler<ReceiveRendezvous> for DiscussionSession {
     }
 }
 
+/// The receiver is about to ask for the requester's secret: the answer may replace its own.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct MarkRendezvousWanted;
+
+impl Handler<MarkRendezvousWanted> for DiscussionSession {
+    type Result = ();
+
+    fn handle(&mut self, _: MarkRendezvousWanted, _: &mut Context<Self>) {
+        self.rendezvous_wanted = true;
+    }
+}
+
 impl DiscussionSession {
     /// Once per run, on a connection agreed at `version`: a discussion without a rendezvous secret
     /// gets one from the requester (see the module's comment). A peer below version 3 cannot
@@ -83,7 +124,10 @@ impl DiscussionSession {
                     let secret = work.own_or_new().await?;
                     work.send(&secret).await
                 }
-                Role::Receiver => work.ask().await,
+                Role::Receiver => {
+                    work.session.do_send(MarkRendezvousWanted);
+                    work.ask().await
+                }
             }
         };
         ctx.spawn(fut.into_actor(self).map(|res: Result<(), String>, act, _| {
