@@ -25,9 +25,20 @@ fn bodies(p: &Person, discussion: &str) -> Vec<String> {
         .collect()
 }
 
+/// Wait until the home menu is shown and reading keys: its last entry is the screen's last line
+/// (a menu drawn earlier and since left would still match a plain text search, and keys sent
+/// then are dropped as type-ahead when the menu is drawn again).
+pub(crate) fn wait_menu(tmux: &Tmux) {
+    tmux.wait_screen("the home menu, shown", |s| {
+        s.lines()
+            .rfind(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_end().ends_with("Quit"))
+    });
+}
+
 /// From the menu, open the first (most recent) discussion's chat view.
 pub(crate) fn open_first_discussion(tmux: &Tmux, peer: &str) {
-    tmux.wait_text("unread)");
+    wait_menu(tmux);
     tmux.keys(&["Down", "Down", "Down", "Enter"]);
     tmux.wait_text("? Discussion");
     // A chat view opened before may still be on screen: wait for one more header, then for the
@@ -305,7 +316,11 @@ fn ctrl_c_returns_to_the_menu_cancels_a_waiting_request_and_restores_the_cursor(
 
     // In the chat view.
     bob.open_with(&alice, "pw");
-    tmux.keys(&["Enter"]); // Contacts: redraws the menu with the new counts.
+    // Contacts: redraws the menu with the new counts (once chosen, then the menu shown again).
+    let chosen = |t: &Tmux| t.scrollback().matches("✔ pgpchat · Contacts").count();
+    let n = chosen(&tmux);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the contacts chosen", |_| chosen(&tmux) > n);
     open_first_discussion(&tmux, "bob");
     assert!(tmux.cursor_visible(), "cursor hidden:\n{}", tmux.screen());
     let n = menus(&tmux);

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::binary::{alice_and_bob_running, wait_for, Person, BIN};
-use crate::chat_view::{chat_command, open_first_discussion};
+use crate::chat_view::{chat_command, open_first_discussion, wait_menu};
 use crate::common::free_udp_port;
 use crate::prompt::{KillCore, Tmux};
 
@@ -495,7 +495,7 @@ fn two_discussions_with_one_peer_show_their_short_ids_and_list_marks_the_current
     let second = bob.open_with(&alice, "pw");
     let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
     let _core = KillCore(alice.data_dir().display().to_string());
-    tmux.wait_text("unread)");
+    wait_menu(&tmux);
     tmux.keys(&["Down", "Down", "Down", "Enter"]);
     let s = tmux.wait_text("? Discussion");
     for id in [&first, &second] {

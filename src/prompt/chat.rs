@@ -101,6 +101,9 @@ fn view(
         .clone();
     let peer = safe_text::line(&d.peer_name);
     super::transcript::clear();
+    // Keys typed before the view shows were not meant for it (an arrow for the menu before it
+    // would bring back an earlier line); those typed once its header is on screen are for it.
+    super::tty::drop_typeahead();
     let contacts = client.call(api::ContactsRequest {})?;
     let verified = contacts
         .iter()
@@ -178,9 +181,6 @@ fn view(
         &core_gone,
     )?);
     let mut kept = String::new();
-    // Keys typed while the view was being set up were not meant for it (an arrow for the menu
-    // before it would bring back an earlier line).
-    super::tty::drop_typeahead();
     let next = loop {
         let line = match editor.readline_with_initial("> ", (&kept, "")) {
             Ok(l) => l,
