@@ -290,6 +290,10 @@ pub enum Command {
         /// Messages of the throughput run (P1).
         #[arg(long, default_value_t = 2000)]
         messages: usize,
+        /// Concurrent senders of the throughput run (P1), each sending as fast as `send` returns
+        /// (1: one message at a time; at most 256).
+        #[arg(long, default_value_t = 16)]
+        senders: usize,
         /// Give up on the node part after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,

@@ -366,6 +366,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             opens,
             one_at_a_time,
             messages,
+            senders,
             timeout,
         } => bench(
             ctx,
@@ -377,6 +378,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 opens,
                 one_at_a_time,
                 messages,
+                senders,
                 deadline: std::time::Duration::from_secs(timeout),
             },
         ),
@@ -543,8 +545,8 @@ fn bench(ctx: &Ctx, opts: BenchOptions) -> Result<()> {
         );
         let p1 = &r.p1_throughput;
         println!(
-            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate",
-            p1.messages_per_second, p1.ratio_to_one_core_crypto
+            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate ({} senders)",
+            p1.messages_per_second, p1.ratio_to_one_core_crypto, r.options.senders
         );
         let p2 = &r.p2_one_at_a_time;
         println!(

@@ -83,6 +83,11 @@ pub struct BenchOptions {
     pub one_at_a_time: usize,
     /// Messages of the throughput run (P1).
     pub messages: usize,
+    /// Concurrent senders of the throughput run (P1), each calling `send` as fast as it returns,
+    /// as a front-end with several messages to send does (1: one caller, one message at a time;
+    /// at most [`MAX_SENDERS`]).
+    #[serde(default = "default_senders")]
+    pub senders: usize,
     /// Give up on the node part after this long.
     #[serde(with = "secs")]
     pub deadline: Duration,
@@ -98,6 +103,15 @@ mod secs {
     }
 }
 
+/// The P1 run's concurrent senders by default.
+pub const DEFAULT_SENDERS: usize = 16;
+/// At most this many concurrent senders.
+pub const MAX_SENDERS: usize = 256;
+
+fn default_senders() -> usize {
+    1
+}
+
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
@@ -108,6 +122,7 @@ impl Default for BenchOptions {
             opens: MAX_OPENS,
             one_at_a_time: 300,
             messages: 2000,
+            senders: DEFAULT_SENDERS,
             deadline: Duration::from_secs(300),
         }
     }
@@ -123,6 +138,7 @@ impl BenchOptions {
             ("opens", self.opens, MAX_OPENS),
             ("one_at_a_time", self.one_at_a_time, MAX_COUNT),
             ("messages", self.messages, MAX_COUNT),
+            ("senders", self.senders, MAX_SENDERS),
         ] {
             if !(1..=max).contains(&got) {
                 return Err(BenchError::Count { what, got, max });

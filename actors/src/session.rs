@@ -37,8 +37,8 @@ use crate::net::Crypto as _;
 use crate::net::{self, Conn, SessionKeys};
 use crate::settings::Settings;
 use crate::store::{
-    DeliveryState, DiscussionState, Incoming, MessageKind, MessageRecord, Outgoing, StoreError,
-    StoreHandle,
+    DeliveryState, DiscussionState, Durability, Incoming, MessageKind, MessageRecord, Outgoing,
+    StoreError, StoreHandle,
 };
 use crate::wire::{ack_data, ChatPayload, ControlPayload, Frame, Purpose, Role};
 
@@ -150,6 +150,8 @@ pub struct DiscussionSession {
     directory: Recipient<SessionStopped>,
     conn: Option<Link>,
     generation: u64,
+    /// Frames read off the connection and not yet handled (`handlers::next_inbound`).
+    inbound: handlers::InboundBacklog,
     backoff: Duration,
     connecting: bool,
     finished: bool,
@@ -230,6 +232,7 @@ impl DiscussionSession {
             peer_closing: false,
             close_sent: None,
             pumping: false,
+            inbound: Default::default(),
             pump_again: false,
             next_to_send: 0,
             unauthenticated: ConnectionPool::new(
@@ -306,11 +309,7 @@ impl DiscussionSession {
                     last.record.seq
                 );
             }
-            let mut next = from;
-            for m in batch {
-                ctxs.transmit(&tx, &m).await?;
-                next = m.record.seq + 1;
-            }
+            let next = ctxs.transmit_all(&tx, batch, from).await?;
             // A close goes after everything queued before it.
             let closed = match close {
                 Some(close) if !full => {
@@ -394,8 +393,8 @@ mod rendezvous;
 
 use chat::Sender;
 pub use control::SendControl;
-use handlers::Inbound;
 pub use handlers::{
     Attach, AuthenticateIncoming, CloseDiscussion, Reconnect, SendText, SessionStopped, Tombstone,
 };
+use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;

@@ -39,7 +39,7 @@ pub use rows::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;
-pub use worker::{Exec, StoreHandle, StoreJob, StoreWorker};
+pub use worker::{Durability, GroupedWrites, StoreHandle, StoreWorker};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -51,6 +51,9 @@ pub enum StoreError {
     Closed(String),
     #[error("store worker unavailable")]
     Unavailable,
+    /// A grouped write ran, but the transaction it shared with others did not commit.
+    #[error("database commit: {0}")]
+    Commit(#[source] std::sync::Arc<rusqlite::Error>),
     #[error("message text cannot be decrypted (wrong storage key, or the row was tampered with)")]
     Undecryptable,
     #[error("the store was opened without its storage key")]
@@ -74,6 +77,9 @@ pub struct Store {
     /// A [`Store::relaxed`] write could not put `synchronous = FULL` back: the next durable write
     /// must, before it commits.
     full_sync_lost: std::cell::Cell<bool>,
+    /// Inside a transaction of the worker's group commit ([`worker`]): a write makes a savepoint
+    /// in it instead of its own transaction.
+    in_group: bool,
 }
 
 impl Store {
@@ -117,6 +123,7 @@ impl Store {
             conn,
             cipher: None,
             full_sync_lost: std::cell::Cell::new(false),
+            in_group: false,
         };
         schema::migrate(&mut s)?;
         Ok(s)
@@ -176,6 +183,83 @@ impl Store {
             self.full_sync_lost.set(true);
         }
         result
+    }
+
+    /// One write, in its own transaction (`Durable`: on disk when it returns; `Relaxed`: see
+    /// [`Self::relaxed`]), or in a savepoint of the worker's group transaction, which commits it
+    /// with the others ([`Self::begin_group`]). `f` gets the connection and the sealing cipher.
+    fn write<R>(
+        &mut self,
+        sync: worker::Durability,
+        f: impl FnOnce(&Connection, Option<&Aes256Gcm>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if self.in_group {
+            let sp = self.conn.savepoint()?;
+            let r = f(&sp, self.cipher.as_ref())?;
+            sp.commit()?;
+            return Ok(r);
+        }
+        match sync {
+            worker::Durability::Durable => {
+                self.durable()?;
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let r = f(&tx, self.cipher.as_ref())?;
+                tx.commit()?;
+                Ok(r)
+            }
+            worker::Durability::Relaxed => {
+                self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+                let result = (|| {
+                    let tx = self.conn.transaction()?;
+                    let r = f(&tx, self.cipher.as_ref())?;
+                    tx.commit()?;
+                    Ok(r)
+                })();
+                self.restore_full_sync(false);
+                result
+            }
+        }
+    }
+
+    /// Start the worker's group transaction: the writes made until [`Self::end_group`] commit
+    /// together. Without a `durable` write in the group, it commits like [`Self::relaxed`].
+    pub(crate) fn begin_group(&mut self, durable: bool) -> Result<(), StoreError> {
+        if durable {
+            self.durable()?;
+        } else {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            self.restore_full_sync(durable);
+            return Err(e.into());
+        }
+        self.in_group = true;
+        Ok(())
+    }
+
+    /// Commit the group transaction (rolled back if the commit fails: then no write of the group
+    /// happened).
+    pub(crate) fn end_group(&mut self, durable: bool) -> Result<(), rusqlite::Error> {
+        self.in_group = false;
+        let result = self.conn.execute_batch("COMMIT");
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.restore_full_sync(durable);
+        result
+    }
+
+    fn restore_full_sync(&self, durable: bool) {
+        if !durable
+            && self
+                .conn
+                .pragma_update(None, "synchronous", "FULL")
+                .is_err()
+        {
+            self.full_sync_lost.set(true);
+        }
     }
 
     /// Before a write that must be durable when it returns: make sure `synchronous = FULL`.

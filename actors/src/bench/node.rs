@@ -6,8 +6,9 @@
 //!   event arrives), until `open` returns.
 //! - P2: one message at a time: `send` returning (stored) and the sender's `delivered` event (the
 //!   acknowledgement is back: the message is on disk on both sides), then the next.
-//! - P1: one discussion, `send` as fast as it returns; a message counts when its `delivered` event
-//!   is back at the sender.
+//! - P1: one discussion, `opts.senders` callers each calling `send` as fast as it returns (their
+//!   sends are committed together: the store's group commit); a message counts when its
+//!   `delivered` event is back at the sender.
 
 use std::time::Instant;
 
@@ -85,19 +86,29 @@ pub async fn run(
         progress(Stage::OneAtATime, i + 1, opts.one_at_a_time);
     }
 
-    // P1: a task counts the acknowledgements while this one sends.
-    let last_seq = {
-        let t = Instant::now();
-        let mut last = 0;
-        for i in 0..opts.messages {
-            last = a.send(&discussion, &text).await?.seq;
-            if i % 64 == 63 {
-                progress(Stage::Throughput, i + 1, opts.messages);
+    // P1: `senders` callers send while the event stream collects the acknowledgements.
+    let start = Instant::now();
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let senders = (0..opts.senders).map(|s| {
+        let (a, discussion, text, sent) = (&a, &discussion, &text, &sent);
+        // The first senders take one message more when they do not divide evenly.
+        let share = opts.messages / opts.senders + usize::from(s < opts.messages % opts.senders);
+        async move {
+            let mut last = 0;
+            for _ in 0..share {
+                last = a.send(discussion, text).await?.seq;
+                let done = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if done % 64 == 0 {
+                    progress(Stage::Throughput, done, opts.messages);
+                }
             }
+            Ok::<u64, BenchError>(last)
         }
-        (t, last)
-    };
-    let (start, last) = last_seq;
+    });
+    let mut last = 0;
+    for r in futures::future::join_all(senders).await {
+        last = last.max(r?);
+    }
     // Delivery is in order: the last message delivered means all were.
     if opts.messages > 0 {
         wait_delivered(&mut a_events, &discussion, |seq| seq >= last, deadline).await?;

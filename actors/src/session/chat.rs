@@ -1,7 +1,11 @@
-//! The sending half of a session: one stored message encrypted (with [`net::chat`]) onto the
-//! connection, and the `stored` → `sent` step.
+//! The sending half of a session: stored messages encrypted (with [`net::chat`]) onto the
+//! connection, a few ahead of the socket on the crypto workers, and the `stored` → `sent` step,
+//! one store write per batch.
 
 use super::*;
+
+/// Messages encrypted ahead of the one being written to the connection (each on a crypto worker).
+pub const SEAL_AHEAD: usize = 8;
 
 /// What sending needs, detached from the actor so it can run inside a future.
 pub(super) struct Sender {
@@ -14,16 +18,64 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    /// Encrypt one stored message (chat or control), queue it on the connection, mark it sent.
-    pub(super) async fn transmit(
+    /// Encrypt a batch of stored messages (chat or control, in order, up to [`SEAL_AHEAD`] at a
+    /// time), queue each on the connection in order, then mark the chat ones sent in one write.
+    /// Returns the sequence number after the last one queued (`from` if none).
+    pub(super) async fn transmit_all(
         &self,
         tx: &mpsc::Sender<Frame>,
-        item: &Outgoing,
-    ) -> Result<(), LinkError> {
+        batch: Vec<Outgoing>,
+        from: u64,
+    ) -> Result<u64, LinkError> {
+        let mut next = from;
+        let mut sent = Vec::new();
+        let mut frames =
+            futures::stream::iter(batch.iter().map(|m| self.seal(m))).buffered(SEAL_AHEAD);
+        let mut result = Ok(());
+        for m in &batch {
+            let Some(frame) = frames.next().await else {
+                break;
+            };
+            let queued = match frame {
+                Ok(frame) => tokio::time::timeout(self.deadline, tx.send(frame))
+                    .await
+                    .map_err(|_| LinkError::TooSlow)
+                    .and_then(|r| r.map_err(|_| LinkError::ConnectionGone)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = queued {
+                result = Err(e);
+                break;
+            }
+            next = m.record.seq + 1;
+            if m.record.state == DeliveryState::Stored && m.kind == MessageKind::Text {
+                sent.push(m.record.seq);
+            }
+        }
+        drop(frames);
+        if !sent.is_empty() {
+            let id = self.sk.discussion_id.clone();
+            let changed = self
+                .store
+                .write(Durability::Relaxed, move |w| w.mark_sent_all(&id, &sent))
+                .await?;
+            for seq in changed {
+                self.events.emit(Event::Delivery {
+                    discussion_id: self.sk.discussion_id.clone(),
+                    seq,
+                    state: DeliveryState::Sent,
+                });
+            }
+        }
+        result.map(|()| next)
+    }
+
+    /// One stored message (chat or control) as the frame that carries it.
+    async fn seal(&self, item: &Outgoing) -> Result<Frame, LinkError> {
         let m = &item.record;
         let (own, peer) = (self.sk.own.clone(), self.sk.peer.clone());
         let recipient = self.sk.peer.fingerprint().to_string();
-        let frame = match item.kind {
+        Ok(match item.kind {
             MessageKind::Text => {
                 let payload = ChatPayload {
                     discussion_id: self.sk.discussion_id.clone(),
@@ -58,22 +110,6 @@ impl Sender {
                     .await??;
                 Frame::Control(bytes)
             }
-        };
-        tokio::time::timeout(self.deadline, tx.send(frame))
-            .await
-            .map_err(|_| LinkError::TooSlow)?
-            .map_err(|_| LinkError::ConnectionGone)?;
-        if m.state == DeliveryState::Stored && item.kind == MessageKind::Text {
-            let (id, seq) = (self.sk.discussion_id.clone(), m.seq);
-            let changed = self.store.run(move |s| s.mark_sent(&id, seq)).await?;
-            if changed {
-                self.events.emit(Event::Delivery {
-                    discussion_id: self.sk.discussion_id.clone(),
-                    seq: m.seq,
-                    state: DeliveryState::Sent,
-                });
-            }
-        }
-        Ok(())
+        })
     }
 }

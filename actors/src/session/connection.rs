@@ -424,14 +424,17 @@ impl DiscussionSession {
         });
         ctx.add_stream(
             stream
-                .map(move |item| Inbound {
+                .ready_chunks(INBOUND_BATCH)
+                .map(move |frames| Inbound {
                     generation,
-                    item: Some(item),
+                    frames,
+                    end: false,
                 })
                 .chain(futures::stream::once(async move {
                     Inbound {
                         generation,
-                        item: None,
+                        frames: Vec::new(),
+                        end: true,
                     }
                 })),
         );

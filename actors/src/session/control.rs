@@ -73,11 +73,18 @@ impl Handler<SendControl> for DiscussionSession {
 impl DiscussionSession {
     /// A `Control` frame: like a chat frame (decrypt, check, store once and in order, ack), then
     /// dispatched by variant. Only on a connection agreed at version 2 or later.
-    pub(super) fn on_control(&mut self, bytes: Vec<u8>, generation: u64, ctx: &mut Context<Self>) {
-        let Some(link) = &self.conn else { return };
+    /// Returns whether it waits (see [`Self::next_inbound`]).
+    pub(super) fn on_control(
+        &mut self,
+        bytes: Vec<u8>,
+        generation: u64,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let Some(link) = &self.conn else { return false };
         if link.version < CONTROL_VERSION {
             let why = LinkError::ControlBeforeV2(link.version).to_string();
-            return self.disconnect(generation, &why, ctx);
+            self.disconnect(generation, &why, ctx);
+            return false;
         }
         let tx = link.tx.clone();
         let (keys, store, sk) = (self.keys.clone(), self.store.clone(), self.sk.clone());
@@ -109,12 +116,16 @@ impl DiscussionSession {
             Ok(fresh)
         };
         ctx.wait(fut.into_actor(self).map(
-            move |res: Result<Option<(u64, Control)>, LinkError>, act, ctx| match res {
-                Ok(Some((seq, control))) => act.dispatch_control(seq, control, ctx),
-                Ok(None) => {}
-                Err(e) => act.frame_dropped("control", e, generation, ctx),
+            move |res: Result<Option<(u64, Control)>, LinkError>, act, ctx| {
+                act.continue_inbound(ctx);
+                match res {
+                    Ok(Some((seq, control))) => act.dispatch_control(seq, control, ctx),
+                    Ok(None) => {}
+                    Err(e) => act.frame_dropped("control", e, generation, ctx),
+                }
             },
         ));
+        true
     }
 
     /// Queue a stored control message for its handler. Handlers run one at a time, in sequence

@@ -2,10 +2,81 @@
 
 use super::*;
 
-/// One inbound frame (or the end of the stream: `item: None`) of connection `generation`.
+/// Inbound frames of connection `generation` that were ready together (at most
+/// [`INBOUND_BATCH`]), in order; `end`: the connection's stream ended after them.
 pub(super) struct Inbound {
     pub(super) generation: u64,
-    pub(super) item: Option<Result<Frame, CodecError>>,
+    pub(super) frames: Vec<Result<Frame, CodecError>>,
+    pub(super) end: bool,
+}
+
+/// Frames read off a connection at a time: consecutive chat frames among them are one unit
+/// (opened together, stored in one write, acknowledged once).
+pub const INBOUND_BATCH: usize = 32;
+
+/// The frames of one [`Inbound`] not yet handled, of connection `generation`.
+#[derive(Default)]
+pub(super) struct InboundBacklog {
+    pub(super) generation: u64,
+    pub(super) frames: std::collections::VecDeque<Result<Frame, CodecError>>,
+    pub(super) end: bool,
+}
+
+impl DiscussionSession {
+    /// Handle the backlog's next unit (a run of chat frames, or one other frame), in order. A unit
+    /// that waits (`ctx.wait`: the actor takes no other message meanwhile) continues the backlog
+    /// when it ends ([`Self::continue_inbound`]); one that does not (a refused frame) is followed
+    /// at once. Units are not all registered at once: actix runs pending waits newest first.
+    pub(super) fn next_inbound(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let generation = self.inbound.generation;
+            if self.finished || self.conn.as_ref().map(|l| l.generation) != Some(generation) {
+                self.inbound.frames.clear();
+                self.inbound.end = false;
+                return;
+            }
+            let Some(item) = self.inbound.frames.pop_front() else {
+                if std::mem::take(&mut self.inbound.end) {
+                    self.disconnect(generation, "closed by peer", ctx);
+                }
+                return;
+            };
+            let waits = match item {
+                Ok(Frame::Chat(bytes)) => {
+                    let mut run = vec![bytes];
+                    while matches!(self.inbound.frames.front(), Some(Ok(Frame::Chat(_)))) {
+                        if let Some(Ok(Frame::Chat(bytes))) = self.inbound.frames.pop_front() {
+                            run.push(bytes);
+                        }
+                    }
+                    self.on_chats(run, generation, ctx)
+                }
+                Ok(Frame::Control(bytes)) => self.on_control(bytes, generation, ctx),
+                Ok(Frame::Ack { upto, signature }) => self.on_ack(upto, signature, ctx),
+                Ok(Frame::Close { signature }) => self.on_close(signature, ctx),
+                Err(e) => {
+                    self.disconnect(generation, &e.to_string(), ctx);
+                    false
+                }
+                Ok(other) => {
+                    let why = format!("unexpected {} frame", net::frame_name(&other));
+                    self.disconnect(generation, &why, ctx);
+                    false
+                }
+            };
+            if waits {
+                return;
+            }
+        }
+    }
+
+    /// Called first by every inbound unit's end: the backlog goes on after it, and after whatever
+    /// waits the unit's end itself registers (those are newer, so actix runs them first).
+    pub(super) fn continue_inbound(&mut self, ctx: &mut Context<Self>) {
+        if !self.inbound.frames.is_empty() || self.inbound.end {
+            ctx.wait(actix::fut::ready(()).map(|(), act: &mut Self, ctx| act.next_inbound(ctx)));
+        }
+    }
 }
 
 impl StreamHandler<Inbound> for DiscussionSession {
@@ -13,18 +84,13 @@ impl StreamHandler<Inbound> for DiscussionSession {
         if self.conn.as_ref().map(|l| l.generation) != Some(m.generation) {
             return; // a replaced connection's leftovers
         }
-        match m.item {
-            None => self.disconnect(m.generation, "closed by peer", ctx),
-            Some(Err(e)) => self.disconnect(m.generation, &e.to_string(), ctx),
-            Some(Ok(Frame::Chat(bytes))) => self.on_chat(bytes, m.generation, ctx),
-            Some(Ok(Frame::Control(bytes))) => self.on_control(bytes, m.generation, ctx),
-            Some(Ok(Frame::Ack { upto, signature })) => self.on_ack(upto, signature, ctx),
-            Some(Ok(Frame::Close { signature })) => self.on_close(signature, ctx),
-            Some(Ok(other)) => {
-                let why = format!("unexpected {} frame", net::frame_name(&other));
-                self.disconnect(m.generation, &why, ctx);
-            }
+        if self.inbound.generation != m.generation {
+            self.inbound = InboundBacklog::default();
+            self.inbound.generation = m.generation;
         }
+        self.inbound.frames.extend(m.frames);
+        self.inbound.end |= m.end;
+        self.next_inbound(ctx);
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
@@ -136,14 +202,16 @@ impl Handler<AuthenticateIncoming> for DiscussionSession {
 pub struct SendText(pub String);
 
 impl Handler<SendText> for DiscussionSession {
-    type Result = AtomicResponse<Self, Result<MessageRecord, SessionError>>;
+    /// Not atomic: sends that arrive together are committed together (the store's group commit),
+    /// each numbered by the store in the order its write ran.
+    type Result = ResponseActFuture<Self, Result<MessageRecord, SessionError>>;
 
     fn handle(&mut self, m: SendText, _: &mut Context<Self>) -> Self::Result {
         let max = self.settings.limits.max_message_bytes;
         let closed = self.finished || self.closing || self.peer_closing;
         let id = self.id().to_string();
         let (store, events) = (self.store.clone(), self.events.clone());
-        AtomicResponse::new(Box::pin(
+        Box::pin(
             async move {
                 if closed {
                     return Err(SessionError::Closed);
@@ -153,7 +221,9 @@ impl Handler<SendText> for DiscussionSession {
                 }
                 let body = m.0;
                 let record = store
-                    .run(move |s| s.queue_outgoing(&id, &body, now_secs()))
+                    .write(Durability::Durable, move |w| {
+                        w.queue_outgoing(&id, MessageKind::Text, &body, now_secs())
+                    })
                     .await?;
                 events.emit(Event::Message {
                     message: record.clone(),
@@ -167,7 +237,7 @@ impl Handler<SendText> for DiscussionSession {
                 }
                 res
             }),
-        ))
+        )
     }
 }
 

@@ -1,11 +1,22 @@
-//! Inbound frames of a session, each handled to the end before the next (`ctx.wait`): chat messages
-//! stored exactly once and acknowledged, acks checked, and the two-way close.
+//! Inbound frames of a session, handled in order, each (or each run of chat frames that arrived
+//! together) to the end before the next (`ctx.wait`): chat messages stored exactly once and
+//! acknowledged, acks checked, and the two-way close.
 
 use super::*;
 
 impl DiscussionSession {
-    pub(super) fn on_chat(&mut self, bytes: Vec<u8>, generation: u64, ctx: &mut Context<Self>) {
-        let Some(link) = &self.conn else { return };
+    /// Chat frames that arrived together (in order): opened at once on the crypto workers,
+    /// stored in one write (exactly once, in order), announced, and acknowledged with one signed
+    /// ack for all of them. A frame that does not open or check costs that frame only (unless the
+    /// error costs the connection: [`LinkError::costs_the_connection`]).
+    /// Returns whether it waits (see [`Self::next_inbound`]).
+    pub(super) fn on_chats(
+        &mut self,
+        frames: Vec<Vec<u8>>,
+        generation: u64,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let Some(link) = &self.conn else { return false };
         let tx = link.tx.clone();
         let (keys, store, events, sk) = (
             self.keys.clone(),
@@ -17,45 +28,83 @@ impl DiscussionSession {
         let deadline = self.deadline();
         let node = self.node.clone();
         let fut = async move {
-            let (own, peer) = (sk.own.clone(), sk.peer.clone());
-            let p = keys
-                .run(move |_| Ok(decrypt_chat(&own, &peer, &bytes)))
-                .await??;
-            check_chat(&p, &sk.discussion_id, sk.own.fingerprint(), max_body)?;
-            let id = sk.discussion_id.clone();
-            let (seq, time, body) = (p.seq, p.time, p.body);
-            let b = body.clone();
-            let (outcome, upto) = store
-                .run(move |s| s.store_incoming(&id, seq, time, &b))
-                .await?;
-            match outcome {
-                Incoming::Stored => events.emit(Event::Message {
-                    message: MessageRecord {
-                        discussion_id: sk.discussion_id.clone(),
-                        direction: crate::store::Direction::In,
-                        seq,
-                        time,
-                        body,
-                        state: DeliveryState::Received,
-                    },
-                }),
-                Incoming::Duplicate => {
-                    log::debug!("[{node}] duplicate message {seq} in {}", sk.discussion_id)
+            let opened = futures::future::join_all(frames.into_iter().map(|bytes| {
+                let (keys, sk) = (keys.clone(), sk.clone());
+                async move {
+                    let (own, peer) = (sk.own.clone(), sk.peer.clone());
+                    let p = keys
+                        .run(move |_| Ok(decrypt_chat(&own, &peer, &bytes)))
+                        .await??;
+                    check_chat(&p, &sk.discussion_id, sk.own.fingerprint(), max_body)?;
+                    Ok::<_, LinkError>(p)
                 }
-                Incoming::Gap { expected } => {
-                    return Err(LinkError::Gap { seq, expected });
+            }))
+            .await;
+            let mut errors = Vec::new();
+            let mut messages = Vec::with_capacity(opened.len());
+            for p in opened {
+                match p {
+                    Ok(p) => messages.push((MessageKind::Text, p.seq, p.time, p.body)),
+                    Err(e) => errors.push(e),
                 }
             }
-            send_ack(&keys, &sk, &tx, upto, deadline).await
+            if messages.is_empty() {
+                return errors;
+            }
+            let id = sk.discussion_id.clone();
+            let stored = store
+                .write(Durability::Durable, move |w| {
+                    let (outcomes, upto) = w.store_incoming_run(&id, &messages)?;
+                    Ok((outcomes, upto, messages))
+                })
+                .await;
+            let (outcomes, upto, messages) = match stored {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(e.into());
+                    return errors;
+                }
+            };
+            let mut acknowledge = false;
+            for (outcome, (_, seq, time, body)) in outcomes.into_iter().zip(messages) {
+                match outcome {
+                    Incoming::Stored => {
+                        acknowledge = true;
+                        events.emit(Event::Message {
+                            message: MessageRecord {
+                                discussion_id: sk.discussion_id.clone(),
+                                direction: crate::store::Direction::In,
+                                seq,
+                                time,
+                                body,
+                                state: DeliveryState::Received,
+                            },
+                        })
+                    }
+                    Incoming::Duplicate => {
+                        acknowledge = true;
+                        log::debug!("[{node}] duplicate message {seq} in {}", sk.discussion_id)
+                    }
+                    Incoming::Gap { expected } => errors.push(LinkError::Gap { seq, expected }),
+                }
+            }
+            if acknowledge {
+                if let Err(e) = send_ack(&keys, &sk, &tx, upto, deadline).await {
+                    errors.push(e);
+                }
+            }
+            errors
         };
         ctx.wait(
             fut.into_actor(self)
-                .map(move |res: Result<(), LinkError>, act, ctx| {
-                    if let Err(e) = res {
+                .map(move |errors: Vec<LinkError>, act, ctx| {
+                    act.continue_inbound(ctx);
+                    for e in errors {
                         act.frame_dropped("chat", e, generation, ctx);
                     }
                 }),
         );
+        true
     }
 
     /// A received frame (`kind`: chat or control) was refused: one bad frame costs that frame; a
@@ -78,7 +127,13 @@ impl DiscussionSession {
         }
     }
 
-    pub(super) fn on_ack(&mut self, upto: u64, signature: Vec<u8>, ctx: &mut Context<Self>) {
+    /// Returns `true`: it waits (see [`Self::next_inbound`]).
+    pub(super) fn on_ack(
+        &mut self,
+        upto: u64,
+        signature: Vec<u8>,
+        ctx: &mut Context<Self>,
+    ) -> bool {
         let (keys, store, events, sk) = (
             self.keys.clone(),
             self.store.clone(),
@@ -109,17 +164,21 @@ impl DiscussionSession {
             }
             Ok::<_, LinkError>(all_delivered)
         };
-        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-            // The peer is closing and has now acknowledged all we had to send: confirm.
-            Ok(true) if act.peer_closing => act.confirm_peer_close(ctx),
-            Ok(_) => {}
-            Err(e) => crate::log_limit::hostile(
-                log::Level::Warn,
-                &act.node,
-                &act.id(),
-                format_args!("{}: dropped an ack: {e}", act.id()),
-            ),
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            act.continue_inbound(ctx);
+            match res {
+                // The peer is closing and has now acknowledged all we had to send: confirm.
+                Ok(true) if act.peer_closing => act.confirm_peer_close(ctx),
+                Ok(_) => {}
+                Err(e) => crate::log_limit::hostile(
+                    log::Level::Warn,
+                    &act.node,
+                    &act.id(),
+                    format_args!("{}: dropped an ack: {e}", act.id()),
+                ),
+            }
         }));
+        true
     }
 
     /// A verified `Close` from the peer either confirms ours, or is the peer closing. Then, once the
@@ -127,7 +186,9 @@ impl DiscussionSession {
     /// while closing), we confirm with our own `Close` (queued before we stop, so it is written) and
     /// finish. Confirming at once would destroy the keys with our undelivered messages still
     /// `stored`: they would never arrive, silently.
-    pub(super) fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) {
+    ///
+    /// Returns `true`: it waits (see [`Self::next_inbound`]).
+    pub(super) fn on_close(&mut self, signature: Vec<u8>, ctx: &mut Context<Self>) -> bool {
         let (keys, store) = (self.keys.clone(), self.store.clone());
         let sk = self.sk.clone();
         let fut = async move {
@@ -141,7 +202,16 @@ impl DiscussionSession {
                     .map_or(true, |rest| !rest),
             )
         };
-        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            act.continue_inbound(ctx);
+            act.after_close_checked(res, ctx)
+        }));
+        true
+    }
+
+    fn after_close_checked(&mut self, res: Result<bool, net::NetError>, ctx: &mut Context<Self>) {
+        let act = self;
+        match res {
             Ok(_) if act.closing => act.finish(false, ctx),
             Ok(true) => act.confirm_peer_close(ctx),
             Ok(false) => {
@@ -161,7 +231,7 @@ impl DiscussionSession {
                 &act.id(),
                 format_args!("{}: forged close ignored: {e}", act.id()),
             ),
-        }));
+        }
     }
 
     /// The peer closed and has everything we sent: confirm with our `Close`, then finish. Confirm

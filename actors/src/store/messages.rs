@@ -4,14 +4,53 @@
 //! (`last_in_seq`). The `sent` and `delivered` marks are relaxed writes ([`Store::relaxed`]),
 //! everything else is durable when it returns.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{
     DeliveryState, Direction, DiscussionState, HistoryPage, Incoming, MessageKind, MessageRecord,
     Outgoing,
 };
 use super::sealing::{open_body, raw_message, seal_body};
+use super::worker::Durability;
 use super::{Store, StoreError};
+
+/// The statements over the outbox. Each reads the schema's `outbox` partial index (`INDEXED BY`:
+/// SQLite, without statistics, would take the primary key's range over the whole history, and
+/// refuses to prepare the statement if the index cannot serve it; each names the index's condition
+/// `direction = 'out' AND state != 'delivered'`), so each reads the undelivered rows only, never
+/// the discussion's history (checked by `store::tests::outbox_statements_read_the_outbox_index`).
+#[cfg(test)]
+pub(super) const OUTBOX_STATEMENTS: &[&str] = &[
+    HAS_UNDELIVERED,
+    OUTBOX_FROM,
+    NEWLY_DELIVERED_TEXT,
+    DROP_DELIVERED_CONTROL_BODIES,
+    MARK_DELIVERED,
+];
+
+const HAS_UNDELIVERED: &str =
+    "SELECT EXISTS(SELECT 1 FROM messages INDEXED BY outbox WHERE discussion_id = ?1
+     AND direction = 'out' AND state != 'delivered')";
+
+const OUTBOX_FROM: &str = "SELECT discussion_id, direction, seq, time, body, state, kind
+     FROM messages INDEXED BY outbox WHERE discussion_id = ?1 AND direction = 'out'
+     AND state != 'delivered' AND seq >= ?2 ORDER BY seq LIMIT ?3";
+
+/// The chat messages an acknowledgement up to `?2` delivers (control ones change silently).
+const NEWLY_DELIVERED_TEXT: &str =
+    "SELECT seq FROM messages INDEXED BY outbox WHERE discussion_id = ?1
+     AND direction = 'out' AND state != 'delivered' AND seq <= ?2 AND kind = 'text'
+     ORDER BY seq";
+
+/// Acknowledged control messages are not history and will not be sent again: their bodies (an
+/// introduction's offer carries its secret) are dropped. Runs before [`MARK_DELIVERED`].
+const DROP_DELIVERED_CONTROL_BODIES: &str = "UPDATE messages INDEXED BY outbox SET body = X''
+     WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered' AND seq <= ?2
+     AND kind = 'control' AND length(body) > 0";
+
+const MARK_DELIVERED: &str = "UPDATE messages INDEXED BY outbox SET state = 'delivered'
+     WHERE discussion_id = ?1
+     AND direction = 'out' AND state != 'delivered' AND seq <= ?2";
 
 impl Store {
     /// Put an outgoing message in the outbox with the next sequence number. When this returns, the
@@ -26,6 +65,7 @@ impl Store {
     }
 
     /// [`Self::queue_outgoing`] for a row of either kind (control messages: [`super::control`]).
+    /// Grouped by the worker with other writes ([`super::worker::GroupedWrites`]).
     pub(super) fn queue_outgoing_kind(
         &mut self,
         discussion_id: &str,
@@ -33,46 +73,38 @@ impl Store {
         body: &str,
         time: u64,
     ) -> Result<MessageRecord, StoreError> {
-        self.durable()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (seq, state): (u64, DiscussionState) = tx
-            .query_row(
-                "SELECT next_out_seq, state FROM discussions WHERE id = ?1",
-                [discussion_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
-        if state != DiscussionState::Open {
-            return Err(StoreError::Closed(discussion_id.to_string()));
-        }
-        let sealed = seal_body(
-            self.cipher.as_ref(),
-            discussion_id,
-            Direction::Out,
-            seq,
-            body,
-        )?;
-        tx.execute(
-            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread, kind)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
-            params![
-                discussion_id,
-                Direction::Out,
-                seq,
-                time,
-                sealed,
-                DeliveryState::Stored,
-                kind
-            ],
-        )?;
-        tx.execute(
-            "UPDATE discussions SET next_out_seq = ?2 WHERE id = ?1",
-            params![discussion_id, seq + 1],
-        )?;
-        tx.commit()?;
+        let seq = self.write(Durability::Durable, |tx, cipher| {
+            let (seq, state): (u64, DiscussionState) = tx
+                .query_row(
+                    "SELECT next_out_seq, state FROM discussions WHERE id = ?1",
+                    [discussion_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
+            if state != DiscussionState::Open {
+                return Err(StoreError::Closed(discussion_id.to_string()));
+            }
+            let sealed = seal_body(cipher, discussion_id, Direction::Out, seq, body)?;
+            tx.execute(
+                "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                params![
+                    discussion_id,
+                    Direction::Out,
+                    seq,
+                    time,
+                    sealed,
+                    DeliveryState::Stored,
+                    kind
+                ],
+            )?;
+            tx.execute(
+                "UPDATE discussions SET next_out_seq = ?2 WHERE id = ?1",
+                params![discussion_id, seq + 1],
+            )?;
+            Ok(seq)
+        })?;
         Ok(MessageRecord {
             discussion_id: discussion_id.to_string(),
             direction: Direction::Out,
@@ -85,12 +117,27 @@ impl Store {
 
     /// `stored` → `sent` (never moves a delivered message back).
     pub fn mark_sent(&mut self, discussion_id: &str, seq: u64) -> Result<bool, StoreError> {
-        self.relaxed(|conn| {
-            Ok(conn.execute(
+        Ok(!self.mark_sent_all(discussion_id, &[seq])?.is_empty())
+    }
+
+    /// [`Self::mark_sent`] for several messages in one relaxed write; returns those that changed.
+    pub fn mark_sent_all(
+        &mut self,
+        discussion_id: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.write(Durability::Relaxed, |tx, _| {
+            let mut st = tx.prepare_cached(
                 "UPDATE messages SET state = 'sent'
                  WHERE discussion_id = ?1 AND direction = 'out' AND seq = ?2 AND state = 'stored'",
-                params![discussion_id, seq],
-            )? > 0)
+            )?;
+            let mut changed = Vec::new();
+            for &seq in seqs {
+                if st.execute(params![discussion_id, seq])? > 0 {
+                    changed.push(seq);
+                }
+            }
+            Ok(changed)
         })
     }
 
@@ -122,12 +169,9 @@ impl Store {
 
     /// Whether an outgoing message of the discussion is not yet delivered (no body read).
     pub fn has_undelivered(&self, discussion_id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM messages WHERE discussion_id = ?1 AND direction = 'out'
-             AND state != 'delivered')",
-            [discussion_id],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .query_row(HAS_UNDELIVERED, [discussion_id], |r| r.get(0))?)
     }
 
     /// Store an incoming message exactly once and in order. Returns what happened, and the highest
@@ -152,54 +196,70 @@ impl Store {
         time: u64,
         body: &str,
     ) -> Result<(Incoming, u64), StoreError> {
-        self.durable()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let last: u64 = tx
-            .query_row(
-                "SELECT last_in_seq FROM discussions WHERE id = ?1",
-                [discussion_id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
-        if seq <= last {
-            return Ok((Incoming::Duplicate, last));
-        }
-        if seq != last + 1 {
-            return Ok((Incoming::Gap { expected: last + 1 }, last));
-        }
-        let sealed = seal_body(
-            self.cipher.as_ref(),
-            discussion_id,
-            Direction::In,
-            seq,
-            body,
-        )?;
-        let text = kind == MessageKind::Text;
-        tx.execute(
-            "INSERT INTO messages (discussion_id, direction, seq, time, body, state, unread, kind,
-                 handled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                discussion_id,
-                Direction::In,
-                seq,
-                time,
-                sealed,
-                DeliveryState::Received,
-                text,
-                kind,
-                text
-            ],
-        )?;
-        tx.execute(
-            "UPDATE discussions SET last_in_seq = ?2 WHERE id = ?1",
-            params![discussion_id, seq],
-        )?;
-        tx.commit()?;
-        Ok((Incoming::Stored, seq))
+        let (outcomes, upto) =
+            self.store_incoming_run(discussion_id, &[(kind, seq, time, body.to_string())])?;
+        Ok((outcomes[0], upto))
+    }
+
+    /// Store messages that arrived together (`(kind, seq, time, body)`, in arrival order) in one
+    /// write: each exactly once and in order, as [`Self::store_incoming_kind`] would one after the
+    /// other. Returns each one's outcome and the highest sequence number stored (what to
+    /// acknowledge). Grouped by the worker with other writes.
+    pub(super) fn store_incoming_run(
+        &mut self,
+        discussion_id: &str,
+        messages: &[(MessageKind, u64, u64, String)],
+    ) -> Result<(Vec<Incoming>, u64), StoreError> {
+        self.write(Durability::Durable, |tx, cipher| {
+            let mut last: u64 = tx
+                .query_row(
+                    "SELECT last_in_seq FROM discussions WHERE id = ?1",
+                    [discussion_id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NoDiscussion(discussion_id.to_string()))?;
+            let first = last;
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for (kind, seq, time, body) in messages {
+                let (kind, seq, time) = (*kind, *seq, *time);
+                if seq <= last {
+                    outcomes.push(Incoming::Duplicate);
+                    continue;
+                }
+                if seq != last + 1 {
+                    outcomes.push(Incoming::Gap { expected: last + 1 });
+                    continue;
+                }
+                let sealed = seal_body(cipher, discussion_id, Direction::In, seq, body)?;
+                let text = kind == MessageKind::Text;
+                tx.prepare_cached(
+                    "INSERT INTO messages (discussion_id, direction, seq, time, body, state,
+                         unread, kind, handled)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    discussion_id,
+                    Direction::In,
+                    seq,
+                    time,
+                    sealed,
+                    DeliveryState::Received,
+                    text,
+                    kind,
+                    text
+                ])?;
+                last = seq;
+                outcomes.push(Incoming::Stored);
+            }
+            if last != first {
+                tx.execute(
+                    "UPDATE discussions SET last_in_seq = ?2 WHERE id = ?1",
+                    params![discussion_id, last],
+                )?;
+            }
+            Ok((outcomes, last))
+        })
     }
 
     /// Up to `limit` undelivered outgoing messages (chat and control) with `seq >= from`, oldest
@@ -210,11 +270,7 @@ impl Store {
         from: u64,
         limit: u64,
     ) -> Result<Vec<Outgoing>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT discussion_id, direction, seq, time, body, state, kind FROM messages
-             WHERE discussion_id = ?1 AND direction = 'out' AND state != 'delivered' AND seq >= ?2
-             ORDER BY seq LIMIT ?3",
-        )?;
+        let mut st = self.conn.prepare(OUTBOX_FROM)?;
         let rows = st.query_map(params![discussion_id, from, limit], |r| {
             Ok((r.get::<_, MessageKind>(6)?, raw_message(r)?))
         })?;
@@ -301,25 +357,12 @@ fn mark_delivered_in(
 ) -> Result<(Vec<u64>, usize), StoreError> {
     let tx = conn.transaction()?;
     let seqs = {
-        let mut st = tx.prepare(
-            "SELECT seq FROM messages WHERE discussion_id = ?1 AND direction = 'out'
-             AND seq <= ?2 AND state != 'delivered' AND kind = 'text' ORDER BY seq",
-        )?;
+        let mut st = tx.prepare(NEWLY_DELIVERED_TEXT)?;
         let rows = st.query_map(params![discussion_id, upto], |r| r.get(0))?;
         rows.collect::<Result<Vec<u64>, _>>()?
     };
-    tx.execute(
-        "UPDATE messages SET state = 'delivered' WHERE discussion_id = ?1 AND direction = 'out'
-         AND seq <= ?2 AND state != 'delivered'",
-        params![discussion_id, upto],
-    )?;
-    // Acknowledged control messages are not history and will not be sent again: their bodies
-    // (an introduction's offer carries its secret) are dropped.
-    let controls = tx.execute(
-        "UPDATE messages SET body = X'' WHERE discussion_id = ?1 AND direction = 'out'
-         AND seq <= ?2 AND kind = 'control' AND length(body) > 0",
-        params![discussion_id, upto],
-    )?;
+    let controls = tx.execute(DROP_DELIVERED_CONTROL_BODIES, params![discussion_id, upto])?;
+    tx.execute(MARK_DELIVERED, params![discussion_id, upto])?;
     tx.commit()?;
     Ok((seqs, controls))
 }

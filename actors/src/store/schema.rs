@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -47,6 +47,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 5,
         apply: v5_dht_rendezvous,
+    },
+    Migration {
+        to: 6,
+        apply: v6_outbox_index,
     },
 ];
 
@@ -245,6 +249,22 @@ fn v5_dht_rendezvous(tx: &Transaction<'_>) -> Result<bool, StoreError> {
     )?;
     Ok(false)
 }
+
+/// Version 6 (issue 13): an index of the outbox, the outgoing messages not yet delivered. Marking
+/// an acknowledgement, reading the outbox and asking whether it is empty read only these rows (a
+/// handful), not every message the discussion ever sent: without it each acknowledgement scanned the
+/// discussion's whole outgoing history ([`OUTBOX_INDEX`]).
+fn v6_outbox_index(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    tx.execute_batch(OUTBOX_INDEX)?;
+    Ok(false)
+}
+
+/// The partial index of version 6. Queries that want it say `direction = 'out' AND state !=
+/// 'delivered'` (the index's condition, word for word: SQLite uses a partial index only when the
+/// query implies its `WHERE`).
+pub(super) const OUTBOX_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS outbox ON messages (discussion_id, seq)
+     WHERE direction = 'out' AND state != 'delivered';";
 
 /// The version recorded in the database (0: none recorded, or a new file).
 pub(super) fn version(conn: &Connection) -> Result<u32, StoreError> {

@@ -407,3 +407,54 @@ fn a_rendezvous_secret_is_kept_once_and_destroyed_with_the_discussion_key() {
     // A closed discussion never gets one again.
     assert!(!s.set_rendezvous_secret("d", &sealed).unwrap());
 }
+
+#[test]
+fn outbox_statements_read_the_outbox_index() {
+    let (_d, s) = open_store();
+    for sql in super::messages::OUTBOX_STATEMENTS {
+        let mut st = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let values: [&dyn rusqlite::ToSql; 3] = [&"d", &1, &1];
+        let params = &values[..st.parameter_count()];
+        let plan: Vec<String> = st
+            .query_map(params, |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("INDEX outbox")),
+            "{sql}\nplan: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|p| p.starts_with("SCAN messages")),
+            "{sql}\nplan: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn an_acknowledgement_reads_the_outbox_not_the_history() {
+    let (_d, mut s) = open_store();
+    s.insert_discussion(&discussion("d")).unwrap();
+    for i in 0..2000 {
+        s.queue_outgoing("d", "text", i).unwrap();
+    }
+    s.mark_delivered("d", 1990).unwrap();
+    // The rows SQLite visits to mark the last ten: the outbox's, not the 1 990 delivered ones.
+    let mut st = s
+        .conn
+        .prepare(super::messages::OUTBOX_STATEMENTS[2])
+        .unwrap();
+    let seqs: Vec<u64> = st
+        .query_map(rusqlite::params!["d", 2000], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(seqs, (1991..=2000).collect::<Vec<_>>());
+    let steps = st.get_status(rusqlite::StatementStatus::VmStep);
+    assert!(steps < 500, "{steps} virtual machine steps for 10 rows");
+    drop(st);
+    assert_eq!(s.mark_delivered("d", 2000).unwrap().len(), 10);
+}

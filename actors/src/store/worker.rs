@@ -1,22 +1,58 @@
-//! [`StoreWorker`]: the actor that owns the node's [`Store`], so that no SQLite call ever runs on
-//! an event loop.
+//! [`StoreWorker`]: the thread that owns the node's [`Store`], so that no SQLite call ever runs on
+//! an event loop, and that commits writes queued together in one transaction (group commit).
 //!
-//! Role: runs store jobs (closures over `&mut Store`) one at a time on its own thread (a
-//! `SyncArbiter` of one: SQLite writes are serialised anyway, and one connection keeps
-//! transactions simple). Messages: [`Exec`]. Peers: every actor that reads or writes the store,
-//! through a [`StoreHandle`]. Lifecycle: started by the node builder once the store opened
-//! (migrated, [`Store::open_with_key`]); stops with the System, closing the connection.
+//! Role: runs store jobs one at a time on its own thread (SQLite writes are serialised anyway, and
+//! one connection keeps transactions simple). Two kinds of job:
+//! - [`StoreHandle::run`]: a closure over `&mut Store`, alone, in whatever transactions it makes;
+//! - [`StoreHandle::write`]: one of the hot path's writes ([`GroupedWrites`]: a message queued,
+//!   messages received, messages marked sent). The worker takes every such write already waiting
+//!   (at most [`MAX_GROUP`]) and runs them in **one** transaction, each in its own savepoint (a
+//!   write that fails leaves the others alone), with one commit and so one fsync; each caller is
+//!   answered only once that commit returned, so a write reported done is on disk exactly as
+//!   before. A group with no durable write commits without the fsync ([`Store::relaxed`]).
+//!
+//! Peers: every actor that reads or writes the store, through a [`StoreHandle`]. Lifecycle:
+//! started by the node builder once the store opened (migrated, [`Store::open_with_key`]); the
+//! thread ends, closing the connection, when the last handle is dropped (the node's actors stop
+//! with their System). A job that panics costs that job (its caller sees
+//! [`StoreError::Unavailable`]), not the worker.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::Arc;
 
-use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot};
 
+use super::rows::{Incoming, MessageKind, MessageRecord};
 use super::sealing::STORAGE_KEY_BYTES;
 use super::{Store, StoreError};
 
-pub struct StoreWorker {
-    store: Option<Store>,
+/// Jobs waiting for the worker, per node: callers wait (asynchronously) beyond it.
+pub const STORE_QUEUE: usize = 1024;
+
+/// At most this many writes share one transaction.
+pub const MAX_GROUP: usize = 256;
+
+/// What answers a grouped write's caller, given how its group's commit went.
+type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
+
+enum Job {
+    Alone(Box<dyn FnOnce(&mut Store) + Send>),
+    Grouped {
+        durable: bool,
+        run: Box<dyn FnOnce(&mut GroupedWrites<'_>) -> Reply + Send>,
+    },
 }
+
+/// Whether a grouped write must be on disk when it is answered (`Durable`), or may be lost with
+/// a power cut ([`Store::relaxed`]: the `sent` marks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Durable,
+    Relaxed,
+}
+
+pub struct StoreWorker;
 
 impl StoreWorker {
     /// Open the database (a bad path, or a store newer than this code, fails here with the reason)
@@ -25,51 +61,159 @@ impl StoreWorker {
         store_path: &Path,
         key: &[u8; STORAGE_KEY_BYTES],
     ) -> Result<StoreHandle, StoreError> {
-        let cell = std::sync::Mutex::new(Some(Store::open_with_key(store_path, Some(key))?));
-        // One thread: the factory runs once and takes the connection opened above.
-        let addr = SyncArbiter::start(1, move || StoreWorker {
-            store: cell.lock().ok().and_then(|mut c| c.take()),
-        });
-        Ok(StoreHandle(addr))
+        let store = Store::open_with_key(store_path, Some(key))?;
+        let (tx, rx) = mpsc::channel(STORE_QUEUE);
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || work(store, rx))
+            .map_err(|_| StoreError::Unavailable)?;
+        Ok(StoreHandle(tx))
     }
 }
 
-impl Actor for StoreWorker {
-    type Context = SyncContext<Self>;
-}
-
-/// A unit of work for the store worker.
-pub type StoreJob<R> = Box<dyn FnOnce(&mut Store) -> Result<R, StoreError> + Send>;
-
-/// Run a closure against the store on the worker thread.
-pub struct Exec<R: Send + 'static>(pub StoreJob<R>);
-
-impl<R: Send + 'static> Message for Exec<R> {
-    type Result = Result<R, StoreError>;
-}
-
-impl<R: Send + 'static> Handler<Exec<R>> for StoreWorker {
-    type Result = Result<R, StoreError>;
-    fn handle(&mut self, msg: Exec<R>, _: &mut SyncContext<Self>) -> Self::Result {
-        match &mut self.store {
-            Some(store) => (msg.0)(store),
-            None => Err(StoreError::Unavailable),
+fn work(mut store: Store, mut rx: mpsc::Receiver<Job>) {
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match rx.blocking_recv() {
+                Some(job) => job,
+                None => return, // every handle dropped: the node stopped
+            },
+        };
+        match job {
+            Job::Alone(f) => {
+                let _ = catch_unwind(AssertUnwindSafe(|| f(&mut store)));
+            }
+            first @ Job::Grouped { .. } => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(job @ Job::Grouped { .. }) => group.push(job),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(&mut store, group);
+            }
         }
+    }
+}
+
+/// Run grouped writes in one transaction, then answer each with the commit's outcome. Should the
+/// transaction not start, each runs alone (its own transaction, as [`StoreHandle::run`] would).
+fn run_group(store: &mut Store, group: Vec<Job>) {
+    let durable = group
+        .iter()
+        .any(|j| matches!(j, Job::Grouped { durable: true, .. }));
+    let grouped = group.len() > 1 && store.begin_group(durable).is_ok();
+    let mut replies = Vec::with_capacity(group.len());
+    for job in group {
+        if let Job::Grouped { run, .. } = job {
+            let mut w = GroupedWrites(store);
+            match catch_unwind(AssertUnwindSafe(|| run(&mut w))) {
+                Ok(reply) => replies.push(reply),
+                Err(_) => {
+                    // Its savepoint rolled back while unwinding; its caller sees the worker gone.
+                    log::error!("store: a write panicked");
+                }
+            }
+        }
+    }
+    let outcome = if grouped {
+        store.end_group(durable).map_err(Arc::new)
+    } else {
+        Ok(())
+    };
+    for reply in replies {
+        reply(outcome.clone());
+    }
+}
+
+/// The writes that may share a transaction with others: each is one of [`Store`]'s, made inside
+/// a savepoint when the worker groups it (see [`Store::in_group`]).
+pub struct GroupedWrites<'a>(&'a mut Store);
+
+impl GroupedWrites<'_> {
+    /// [`Store::queue_outgoing_kind`].
+    pub fn queue_outgoing(
+        &mut self,
+        discussion_id: &str,
+        kind: MessageKind,
+        body: &str,
+        time: u64,
+    ) -> Result<MessageRecord, StoreError> {
+        self.0.queue_outgoing_kind(discussion_id, kind, body, time)
+    }
+
+    /// [`Store::store_incoming_run`].
+    pub fn store_incoming_run(
+        &mut self,
+        discussion_id: &str,
+        messages: &[(MessageKind, u64, u64, String)],
+    ) -> Result<(Vec<Incoming>, u64), StoreError> {
+        self.0.store_incoming_run(discussion_id, messages)
+    }
+
+    /// [`Store::mark_sent_all`].
+    pub fn mark_sent_all(
+        &mut self,
+        discussion_id: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.0.mark_sent_all(discussion_id, seqs)
     }
 }
 
 /// A cheap handle to the store worker.
 #[derive(Clone)]
-pub struct StoreHandle(pub Addr<StoreWorker>);
+pub struct StoreHandle(mpsc::Sender<Job>);
 
 impl StoreHandle {
+    /// Run `f` alone on the worker thread.
     pub async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Alone(Box::new(move |store: &mut Store| {
+            let _ = tx.send(f(store));
+        }));
         self.0
-            .send(Exec(Box::new(f)))
+            .send(job)
             .await
-            .map_err(|_| StoreError::Unavailable)?
+            .map_err(|_| StoreError::Unavailable)?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Run one of the hot path's writes, possibly in one transaction with others waiting; answered
+    /// once that transaction committed (with `Durability::Durable`, once it is on disk).
+    pub async fn write<R: Send + 'static>(
+        &self,
+        sync: Durability,
+        f: impl FnOnce(&mut GroupedWrites<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Grouped {
+            durable: sync == Durability::Durable,
+            run: Box::new(move |w: &mut GroupedWrites<'_>| {
+                let result = f(w);
+                Box::new(move |commit: Result<(), Arc<rusqlite::Error>>| {
+                    let _ = tx.send(match (result, commit) {
+                        (Ok(r), Ok(())) => Ok(r),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(StoreError::Commit(e)),
+                    });
+                }) as Reply
+            }),
+        };
+        self.0
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
     }
 }
