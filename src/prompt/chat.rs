@@ -362,14 +362,12 @@ fn scope(discussion: &str, peer: &str, names: &HashMap<String, String>) -> Scope
     Scope::new(discussion, peer, names.clone())
 }
 
-/// Erase the prompt and `line` as the editor left them on screen (the rows they took).
+/// Erase the prompt and `line` as the editor left them on screen: the rows they took, counted
+/// as the editor counts them (a line that exactly fills its rows took one more: the editor moved
+/// the cursor under it before the Enter).
 fn erase_typed(line: &str) {
     let term = console::Term::stdout();
-    let cols = usize::from(term.size().1).max(1);
-    let rows: usize = format!("> {line}")
-        .split('\n')
-        .map(|l| console::measure_text_width(l).max(1).div_ceil(cols))
-        .sum();
+    let rows = super::width::editor_rows(&format!("> {line}"), usize::from(term.size().1));
     let _ = term.clear_last_lines(rows);
 }
 
