@@ -97,13 +97,14 @@ pub(super) fn editor_rows(text: &str, columns: usize) -> usize {
 }
 
 /// A widget's prompt that fits with `extra` columns of the widget's own: as it is when it fits,
-/// else printed in full on a line of its own (printed once, never redrawn) and cut for the widget.
+/// else printed in full on a line of its own, broken at words (printed once, never redrawn), and
+/// cut for the widget.
 pub(super) fn question(text: &str, extra: usize) -> String {
     let max = columns().saturating_sub(extra);
     if width(text) <= max {
         return text.to_string();
     }
-    println!("{text}");
+    super::lines::print(text);
     cut(text, max)
 }
 
