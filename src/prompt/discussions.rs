@@ -14,7 +14,7 @@ use crate::safe_text;
 pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     let list = client.call(api::DiscussionsRequest {})?;
     if list.is_empty() {
-        println!("No discussions yet.");
+        super::lines::print("No discussions yet.");
         return Ok(());
     }
     let items: Vec<String> = list

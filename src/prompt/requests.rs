@@ -8,6 +8,7 @@ use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
+use super::lines::print;
 use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::safe_text;
@@ -25,14 +26,14 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
     let fpr = c.fingerprint.clone();
     let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;
     let wait = ctx.settings.limits.request_timeout_secs;
-    println!(
+    print(&format!(
         "Waiting for {name} to accept (up to {}); Ctrl-C cancels the request...",
         if wait >= 120 {
             format!("{} min", wait / 60)
         } else {
             format!("{wait} s")
         }
-    );
+    ));
     // Subscribed before the request goes: the discussion's first events (its connection coming
     // up) happen before `open` answers, and a view subscribing after it missed them.
     let events = super::chat::subscribe(ctx)?;
@@ -59,7 +60,7 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             match answer.recv_timeout(CANCEL_ANSWER_WAIT) {
                 Ok(Ok(v)) => break v,
                 _ => {
-                    println!("Request to {name} cancelled.");
+                    print(&format!("Request to {name} cancelled."));
                     return Ok(());
                 }
             }
@@ -73,7 +74,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
     // Fetched now, not when the menu was drawn: a request may have arrived since.
     let list = client.requests()?;
     if list.is_empty() {
-        println!("No requests waiting.");
+        print("No requests waiting.");
         return Ok(());
     }
     let items: Vec<String> = list
@@ -116,7 +117,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         }
         Some(_) => {
             client.call(api::RefuseRequest { request: id })?;
-            println!("Refused.");
+            print("Refused.");
             Ok(())
         }
         None => Ok(()),
