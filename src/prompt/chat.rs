@@ -300,8 +300,13 @@ fn view(
                 // next /restart may work, Ctrl-C goes back to the menu.
                 match super::start_core(ctx) {
                     Ok(c) => *client = c,
-                    // Ctrl-C at its passphrase: back to the menu, as Ctrl-C anywhere here.
-                    Err(e) if super::interrupt::is_interrupt(&e) => break Next::Menu,
+                    // Ctrl-C at its passphrase cancels the restart, not the view: the menu
+                    // has nothing to show without a core.
+                    Err(e) if super::interrupt::is_interrupt(&e) => {
+                        core_gone.store(true, Ordering::SeqCst);
+                        say!("{}", lines::notice("(not restarted)"));
+                        continue;
+                    }
                     Err(e) => {
                         core_gone.store(true, Ordering::SeqCst);
                         say!("! the core did not start: {}", lines::error_text(&e));
