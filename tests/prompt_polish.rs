@@ -531,15 +531,16 @@ fn two_discussions_with_one_peer_show_their_short_ids_and_list_marks_the_current
     }
 }
 
-/// Enter in the discussion picker shown now; waits for the chat view's input line.
+/// Enter in the discussion picker shown now (bob's, one of several: its header names it by its
+/// short id, `── bob (1a2b3c4d) · `); waits for the chat view's input line.
 fn open_first_discussion_here(tmux: &Tmux) {
-    let before = tmux.scrollback().matches("── bob · ").count();
+    let before = tmux.scrollback().matches("── bob (").count();
     tmux.keys(&["Enter"]);
     tmux.wait_screen("the chat view's input line", |_| {
         let all = tmux.scrollback();
-        all.matches("── bob · ").count() > before
+        all.matches("── bob (").count() > before
             && all
-                .rsplit("── bob · ")
+                .rsplit("── bob (")
                 .next()
                 .is_some_and(|after| after.lines().any(|l| l == ">" || l.starts_with("> ")))
     });

@@ -26,7 +26,7 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             format!(
                 "{name}{} ({}) {:<6} {} unread{}",
                 " ".repeat(NAME_WIDTH.saturating_sub(width::width(&name))),
-                d.id.get(..super::chat::SHORT_ID).unwrap_or(&d.id),
+                super::events::short_id(&d.id),
                 state(d.state),
                 d.unread,
                 if d.peer_not_told {
