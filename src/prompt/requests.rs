@@ -26,6 +26,9 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
     let fpr = c.fingerprint.clone();
     let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;
     let wait = ctx.settings.limits.request_timeout_secs;
+    // A Ctrl-C pressed before now was for nothing here; one pressed as soon as the line below
+    // says it cancels, does (it used to be forgotten while the request was being sent).
+    super::interrupt::take();
     print(&format!(
         "Waiting for {name} to accept (up to {}); Ctrl-C cancels the request...",
         if wait >= 120 {
@@ -47,7 +50,6 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             password: secret,
         }));
     });
-    super::interrupt::take();
     let opened = loop {
         match answer.recv_timeout(CANCEL_POLL) {
             Ok(r) => break r?,
