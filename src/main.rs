@@ -29,10 +29,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors may quote a peer (a refusal reason, a name): one safe line.
             // Not `eprintln!`: a closed stderr must not turn an error into a panic.
+            // On a terminal, broken at words to its width (one line for a script).
             let _ = writeln!(
                 std::io::stderr(),
-                "pgpchat: {}",
-                safe_text::line(&one_line(&e))
+                "{}",
+                prompt::fit_to_stderr(&format!("pgpchat: {}", safe_text::line(&one_line(&e))))
             );
             ExitCode::from(exit::code(&e))
         }

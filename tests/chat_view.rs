@@ -44,7 +44,8 @@ pub(crate) fn open_first_discussion(tmux: &Tmux, peer: &str) {
     // A chat view opened before may still be on screen: wait for one more header, then for the
     // input line under it (the line editor reads keys from then on; keys sent earlier would be
     // read by the terminal in cooked mode).
-    let header = format!("── {peer} · ");
+    // `── bob · `, or `── bob (1a2b3c4d) · ` when bob has several discussions with us.
+    let header = format!("── {peer} ");
     let before = tmux.scrollback().matches(&header).count();
     tmux.keys(&["Enter"]);
     tmux.wait_screen("the chat view's input line", |_| {
@@ -151,9 +152,14 @@ fn the_chat_view_at_40_columns_edits_announces_and_pages_back_to_the_first_messa
         bodies(&bob, &id).contains(&"pasted one\npasted two".to_string())
     });
 
-    // The other discussion gets a message: a notice here, the conversation unchanged.
+    // The other discussion gets a message: a notice here, the conversation unchanged. bob has
+    // two discussions with alice: the notice names this one by its short id.
     bob.ok(&["send", &other, "over here"]);
-    wait_joined("» bob: over here");
+    wait_joined(&format!(
+        "» bob ({}): over here (/switch {})",
+        &other[..8],
+        &other[..8]
+    ));
 
     // Page back to the first message.
     tmux.type_text("/more");

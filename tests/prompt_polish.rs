@@ -531,15 +531,16 @@ fn two_discussions_with_one_peer_show_their_short_ids_and_list_marks_the_current
     }
 }
 
-/// Enter in the discussion picker shown now; waits for the chat view's input line.
+/// Enter in the discussion picker shown now (bob's, one of several: its header names it by its
+/// short id, `── bob (1a2b3c4d) · `); waits for the chat view's input line.
 fn open_first_discussion_here(tmux: &Tmux) {
-    let before = tmux.scrollback().matches("── bob · ").count();
+    let before = tmux.scrollback().matches("── bob (").count();
     tmux.keys(&["Enter"]);
     tmux.wait_screen("the chat view's input line", |_| {
         let all = tmux.scrollback();
-        all.matches("── bob · ").count() > before
+        all.matches("── bob (").count() > before
             && all
-                .rsplit("── bob · ")
+                .rsplit("── bob (")
                 .next()
                 .is_some_and(|after| after.lines().any(|l| l == ">" || l.starts_with("> ")))
     });
@@ -978,4 +979,375 @@ fn configuration_errors_say_the_real_range_and_refuse_an_empty_name() {
         assert!(err.contains("bad.toml") && err.contains(key), "{err}");
         assert!(err.contains(want) && !err.contains("0 or more"), "{err}");
     }
+}
+
+// The third trial (a new user, issue 12): what was still wrong at 40 columns and with several
+// discussions with one peer.
+
+/// The first word of `text` that is not whole on one of `rows` (cut across two by the terminal).
+fn cut_word<'a>(rows: &[&str], text: &'a str) -> Option<&'a str> {
+    text.split_whitespace()
+        .find(|w| !rows.iter().any(|l| l.split_whitespace().any(|t| t == *w)))
+}
+
+/// A fingerprint's groups of 4 (as the prompt shows them).
+fn groups(fingerprint: &str) -> Vec<String> {
+    fingerprint
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
+}
+
+/// A line of exactly `len` columns starting with `tag`: words of 5, no space at the end.
+fn filling(tag: &str, len: usize) -> String {
+    let mut s = tag.to_string();
+    while s.len() < len {
+        s.push(if s.len() % 6 == 5 { ' ' } else { 'x' });
+    }
+    if s.ends_with(' ') {
+        s.pop();
+        s.push('y');
+    }
+    s
+}
+
+/// Third trial, defect 1: a typed line that exactly fills the terminal's rows (the prompt and
+/// the text 40 or 80 columns in a 40-column pane, 80 in an 80-column one) is erased whole after
+/// Enter: no stale copy of it stays above its chat line.
+#[test]
+fn a_line_that_exactly_fills_its_rows_leaves_no_stale_copy_after_enter() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    for (cols, len, tag) in [(40, 38, "ONE"), (40, 78, "TWO"), (80, 78, "THREE")] {
+        if cols == 80 {
+            // Back to the menu, wider, and into the view again.
+            tmux.keys(&["C-c"]);
+            wait_menu(&tmux);
+            resize(&tmux, 80);
+            open_first_discussion(&tmux, "bob");
+        }
+        let text = filling(tag, len);
+        assert_eq!(text.len() + 2, len + 2);
+        tmux.type_text(&text);
+        tmux.wait_screen("the typed line", |s| {
+            s.replace('\n', "").contains(&text[text.len() - 8..])
+        });
+        tmux.keys(&["Enter"]);
+        wait_for(30, "bob to get the line", || {
+            bob.json(&["history", &id])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["body"] == text.as_str())
+        });
+        tmux.wait_text(&format!("me: {tag}"));
+        // The editor's next (empty) line is drawn: what is on screen now stays.
+        let s = tmux.wait_screen("the empty input line", |s| {
+            s.contains(&format!("me: {tag}"))
+                && s.lines().rfind(|l| !l.trim().is_empty()) == Some(">")
+        });
+        assert!(
+            !s.lines().any(|l| l.starts_with(&format!("> {tag}"))),
+            "a stale copy of the typed line ({len} columns at {cols}):\n{s}"
+        );
+    }
+}
+
+/// Third trial, defect 2: at 40 columns the first run's lines break at words and its
+/// fingerprint between groups of 4; so do the Verify screen's two fingerprints.
+#[test]
+fn at_40_columns_fingerprints_and_first_run_lines_break_between_groups_and_words() {
+    let port = free_udp_port();
+    let mut bob = Person::new("bob", port);
+    bob.init();
+    bob.start();
+    let alice = Person::new("alice", port);
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 60);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect");
+    tmux.keys(&["Enter"]);
+    wait_menu(&tmux);
+    let s = tmux.scrollback();
+    let rows: Vec<&str> = s.lines().collect();
+    let warning = format!(
+        "warning: no passphrase: anyone who can read {} can read your secret key and messages",
+        alice.data_dir().display()
+    );
+    for text in [
+        "Welcome to pgpchat. First, your identity: a key pair that is yours alone.",
+        "Read it to the people you talk to, so they can verify it is you.",
+        "Passphrase to protect your key (empty: none)",
+        &warning,
+    ] {
+        if let Some(w) = cut_word(&rows, text) {
+            panic!("{w:?} cut at the first run:\n{s}");
+        }
+    }
+    let mine = groups(&alice.fingerprint());
+    let shown = block(&s, "Your fingerprint:", "Read it");
+    let shown = &shown[..shown.len() - 1];
+    for g in &mine {
+        assert!(
+            cut_word(shown, g).is_none(),
+            "group {g} cut in the first run's fingerprint:\n{s}"
+        );
+    }
+
+    alice.wait_sees(&bob);
+    tmux.keys(&["Down", "Down", "Down", "Down", "Enter"]);
+    tmux.wait_text("? Verify");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("(y/n)");
+    let shown = block(&s, "Compare aloud", "(y/n)");
+    for g in mine.iter().chain(&groups(&bob.fingerprint())) {
+        assert!(
+            cut_word(&shown, g).is_none(),
+            "group {g} cut on the Verify screen:\n{s}"
+        );
+    }
+    tmux.keys(&["n"]);
+    wait_menu(&tmux);
+}
+
+/// Third trial, defect 3: at 40 columns the line confirming a menu choice, what an action then
+/// says, "Waiting for bob…", and the binary's last error (on stderr, as the prompt ends) break at
+/// words.
+#[test]
+fn at_40_columns_chosen_lines_waiting_and_the_last_error_break_at_words() {
+    let (alice, _bob) = alice_and_bob_running();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 40);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    wait_menu(&tmux);
+    // "Ask a contact for its contacts": no discussion is open, so it says there is none to ask.
+    tmux.keys(&["Down", "Down", "Down", "Down", "Down", "Down", "Enter"]);
+    let s = tmux.wait_text("it).");
+    let rows: Vec<&str> = s.lines().collect();
+    for text in [
+        "✔ pgpchat · Ask a contact for its contacts",
+        "No contact with an open discussion: open a discussion with them first (this travels over it).",
+    ] {
+        if let Some(w) = cut_word(&rows, text) {
+            panic!("{w:?} cut:\n{s}");
+        }
+    }
+    wait_menu(&tmux);
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("? Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    tmux.type_text("purple tulip");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("the request...");
+    let rows: Vec<&str> = s.lines().collect();
+    let waiting = "Waiting for bob to accept (up to 10 min); Ctrl-C cancels the request...";
+    if let Some(w) = cut_word(&rows, waiting) {
+        panic!("{w:?} cut:\n{s}");
+    }
+    tmux.keys(&["C-c"]);
+    wait_menu(&tmux);
+
+    // The last error, printed by the binary on stderr as the prompt ends.
+    let carol = Person::new("carol", free_udp_port());
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'trap : INT; {}; echo PROMPT-ENDED $?; sleep 600'",
+            chat_command(&carol)
+        ),
+        40,
+        30,
+    );
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["C-c"]);
+    let s = tmux.wait_text("PROMPT-ENDED");
+    let rows: Vec<&str> = s.lines().collect();
+    if let Some(w) = cut_word(&rows, "pgpchat: cancelled: no identity was created") {
+        panic!("{w:?} cut:\n{s}");
+    }
+}
+
+/// Third trial, defect 4: Ctrl-C at the passphrase question of `/restart` says "(not
+/// restarted)" and stays in the chat view; the next `/restart` starts the core there.
+#[test]
+fn ctrl_c_at_the_restart_passphrase_says_not_restarted_and_stays_in_the_view() {
+    let port = free_udp_port();
+    let mut alice = Person::new("alice", port);
+    alice.passphrase = Some("right one".into());
+    let mut bob = Person::new("bob", port);
+    alice.init();
+    bob.init();
+    alice.start();
+    bob.start();
+    alice.wait_sees(&bob);
+    bob.wait_sees(&alice);
+    let id = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    alice.ok(&["stop"]);
+    tmux.wait_text("the core stopped");
+    wait_for(20, "the core to stop", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    let menus = tmux.scrollback().matches("Requests (").count();
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase for your identity key");
+    tmux.keys(&["C-c"]);
+    tmux.wait_text("(not restarted)");
+    // Still in the chat view: its input line, no menu, no question to start the core.
+    let s = tmux.wait_screen("the input line", |s| {
+        s.lines().rfind(|l| !l.trim().is_empty()) == Some(">")
+    });
+    assert!(!s.contains("Start the core again"), "{s}");
+    assert_eq!(
+        tmux.scrollback().matches("Requests (").count(),
+        menus,
+        "back at the menu"
+    );
+    tmux.type_text("/restart");
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the question again", |s| {
+        s.matches("Passphrase for your identity key").count() == 2
+    });
+    tmux.type_text("right one");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("the core is running again");
+    tmux.type_text("after the restart");
+    tmux.keys(&["Enter"]);
+    wait_for(60, "bob to get the line", || {
+        bob.json(&["history", &id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == "after the restart")
+    });
+}
+
+/// Third trial, defect 5: with two discussions with one peer, the chat header and the notices
+/// name the discussion by its short id (as the picker and `/list` do), and the notice's hint
+/// (`/switch ID`) goes to that discussion.
+#[test]
+fn with_two_discussions_with_one_peer_the_header_and_notices_show_the_short_id() {
+    let (alice, bob) = alice_and_bob_running();
+    let first = bob.open_with(&alice, "pw");
+    let second = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    wait_menu(&tmux);
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    tmux.wait_text("? Discussion");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_screen("the header with an id", |s| {
+        [&first, &second]
+            .iter()
+            .any(|id| s.contains(&format!("── bob ({}) · ", &id[..8])))
+    });
+    let (current, other) = if s.contains(&format!("── bob ({}) · ", &first[..8])) {
+        (&first, &second)
+    } else {
+        (&second, &first)
+    };
+    tmux.wait_screen("the input line", |s| {
+        s.lines().rfind(|l| !l.trim().is_empty()) == Some(">")
+    });
+    bob.ok(&["send", other, "in the other one"]);
+    let s = tmux.wait_text("in the other one");
+    let notice = format!(
+        "» bob ({}): in the other one  (/switch {})",
+        &other[..8],
+        &other[..8]
+    );
+    assert!(s.contains(&notice), "no {notice:?}:\n{s}");
+    bob.ok(&["send", current, "in this one"]);
+    tmux.wait_text("bob: in this one");
+    tmux.type_text(&format!("/switch {}", &other[..8]));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text(&format!("── bob ({}) · ", &other[..8]));
+    tmux.wait_text("bob: in the other one");
+}
+
+/// Third trial, defect 6: the README's capture of the prompt shows what the prompt prints: its
+/// first run (the hidden entries as "(hidden)", the repeated passphrase), the contacts, the
+/// secret asked when opening a discussion, the wait. Fingerprints, ports and times aside.
+#[test]
+fn the_readme_capture_of_the_prompt_is_what_it_prints() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let from = readme.find("## What the prompt looks like").unwrap();
+    let block_start = from + readme[from..].find("```\n").unwrap() + 4;
+    let capture = &readme[block_start..block_start + readme[block_start..].find("```").unwrap()];
+    let capture: Vec<&str> = capture
+        .lines()
+        .take_while(|l| !l.starts_with("── "))
+        .collect();
+    // Hex runs (fingerprints) and digits (seconds ago) are not compared.
+    let norm = |l: &str| {
+        let mut out = String::new();
+        let mut hex = String::new();
+        for c in l.chars().chain(std::iter::once('\n')) {
+            if c.is_ascii_digit() || ('A'..='F').contains(&c) {
+                hex.push(c);
+                continue;
+            }
+            if hex.len() >= 4 {
+                out.push('H');
+            } else {
+                // A number of any length is one digit (1s ago, 12s ago).
+                for h in hex.chars() {
+                    if !h.is_ascii_digit() {
+                        out.push(h);
+                    } else if !out.ends_with('9') {
+                        out.push('9');
+                    }
+                }
+            }
+            hex.clear();
+            out.push(c);
+        }
+        out.trim_end().to_string()
+    };
+    let port = free_udp_port();
+    let mut bob = Person::new("bob", port);
+    bob.init();
+    bob.start();
+    let alice = Person::new("alice", port);
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 50);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    tmux.wait_text("Your name, as others will see it");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Passphrase to protect");
+    tmux.type_text("hunter2");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Repeat it");
+    tmux.type_text("hunter2");
+    tmux.keys(&["Enter"]);
+    wait_menu(&tmux);
+    alice.wait_sees(&bob);
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("  bob ");
+    wait_menu(&tmux);
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("? Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    tmux.type_text("pw");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("Ctrl-C cancels the request...");
+    let shown: Vec<String> = block(&s, "Welcome", "Ctrl-C cancels the request...")
+        .iter()
+        .map(|l| norm(l))
+        .collect();
+    let readme: Vec<String> = capture.iter().map(|l| norm(l)).collect();
+    assert_eq!(
+        readme, shown,
+        "README.md (left) is not what the prompt prints (right)"
+    );
+    tmux.keys(&["C-c"]);
+    wait_menu(&tmux);
 }

@@ -3,7 +3,7 @@
 //! completion, pasting several lines as one message). Arriving lines print above the line being
 //! typed ([`super::live`]). Ctrl-C or Ctrl-D return to the menu; `/help` lists the commands.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +22,7 @@ use rustyline::{
     KeyEvent, RepeatCount,
 };
 
-use super::events::Scope;
+use super::events::{Peers, Scope};
 use super::lines::{self, Days};
 use super::live::{Ended, Live};
 use super::slash::{self, Typed};
@@ -100,6 +100,18 @@ fn view(
         .ok_or_else(|| anyhow!("the discussion is gone"))?
         .clone();
     let peer = safe_text::line(&d.peer_name);
+    let peers: Peers = list
+        .iter()
+        .map(|d| {
+            (
+                d.id.clone(),
+                (d.peer_name.clone(), d.peer_fingerprint.clone()),
+            )
+        })
+        .collect();
+    // The view's own lines name the discussion as its notices do: by its peer, and by its short
+    // id when the peer has several discussions with us.
+    let label = super::events::label(&peers, discussion);
     super::transcript::clear();
     // Keys typed before the view shows were not meant for it (an arrow for the menu before it
     // would bring back an earlier line); those typed once its header is on screen are for it.
@@ -117,7 +129,7 @@ fn view(
     say!(
         "{}",
         console::style(format!(
-            "── {peer} · {closed}{} · {} ──",
+            "── {label} · {closed}{} · {} ──",
             if verified { "verified" } else { "not verified" },
             fingerprint_groups(&d.peer_fingerprint)
         ))
@@ -127,7 +139,7 @@ fn view(
         say!(
             "{}",
             lines::notice(&format!(
-                "(the discussion with {peer} is closed: read only, /back for the menu)"
+                "(the discussion with {label} is closed: read only, /back for the menu)"
             ))
         );
     }
@@ -166,17 +178,13 @@ fn view(
         discussion: discussion.to_string(),
     });
 
-    let names: HashMap<String, String> = list
-        .iter()
-        .map(|d| (d.id.clone(), d.peer_name.clone()))
-        .collect();
     let mut editor = new_editor(&list)?;
     let core_gone = Arc::new(AtomicBool::new(false));
     let mut live = Some(start_live(
         ctx,
         early,
         &mut editor,
-        scope(discussion, &peer, &names),
+        Scope::new(discussion, peers.clone()),
         &days,
         &core_gone,
     )?);
@@ -225,7 +233,7 @@ fn view(
                 if let Err(e) = r {
                     if e.kind() == Some(api::ErrorKind::Closed) {
                         // The core's message names the discussion by its id: the peer says more.
-                        say!("! not sent: the discussion with {peer} is closed");
+                        say!("! not sent: the discussion with {label} is closed");
                     } else {
                         say!("! not sent: {}", safe_text::line(&format!("{e:#}")));
                     }
@@ -250,9 +258,9 @@ fn view(
             }
             Typed::Switch(name) => {
                 let list = client.call(api::DiscussionsRequest {})?;
-                match by_name(&list, &name) {
+                match by_name_or_id(&list, &name) {
                     Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
-                    Some(_) => say!("! this is the discussion with {peer}"),
+                    Some(_) => say!("! this is the discussion with {label}"),
                     None => say!(
                         "! no discussion with {}: /list shows them",
                         safe_text::line(&name)
@@ -264,9 +272,9 @@ fn view(
                 // The question is printed broken at words; the editor's prompt stays short (a
                 // prompt wider than the pane is wrapped mid-word by the terminal).
                 if force {
-                    say!("End the discussion with {peer} now, keys destroyed, undelivered messages lost?");
+                    say!("End the discussion with {label} now, keys destroyed, undelivered messages lost?");
                 } else {
-                    say!("End the discussion with {peer} for both sides (keys are destroyed)?");
+                    say!("End the discussion with {label} for both sides (keys are destroyed)?");
                 }
                 let sure = matches!(editor.readline("[y/N] "), Ok(a) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
                 if !sure {
@@ -280,9 +288,9 @@ fn view(
                 say!(
                     "{}",
                     if v.state == api::DiscussionState::Closed {
-                        format!("discussion with {peer} closed")
+                        format!("discussion with {label} closed")
                     } else {
-                        format!("discussion with {peer} closing: {peer} is told now or when back")
+                        format!("discussion with {label} closing: {peer} is told now or when back")
                     }
                 );
                 break Next::Menu;
@@ -300,8 +308,13 @@ fn view(
                 // next /restart may work, Ctrl-C goes back to the menu.
                 match super::start_core(ctx) {
                     Ok(c) => *client = c,
-                    // Ctrl-C at its passphrase: back to the menu, as Ctrl-C anywhere here.
-                    Err(e) if super::interrupt::is_interrupt(&e) => break Next::Menu,
+                    // Ctrl-C at its passphrase cancels the restart, not the view: the menu
+                    // has nothing to show without a core.
+                    Err(e) if super::interrupt::is_interrupt(&e) => {
+                        core_gone.store(true, Ordering::SeqCst);
+                        say!("{}", lines::notice("(not restarted)"));
+                        continue;
+                    }
                     Err(e) => {
                         core_gone.store(true, Ordering::SeqCst);
                         say!("! the core did not start: {}", lines::error_text(&e));
@@ -313,7 +326,7 @@ fn view(
                     ctx,
                     None,
                     &mut editor,
-                    scope(discussion, &peer, &names),
+                    Scope::new(discussion, peers.clone()),
                     &days,
                     &core_gone,
                 )?);
@@ -357,19 +370,12 @@ fn start_live(
     ))
 }
 
-/// What the live thread needs to know of the view.
-fn scope(discussion: &str, peer: &str, names: &HashMap<String, String>) -> Scope {
-    Scope::new(discussion, peer, names.clone())
-}
-
-/// Erase the prompt and `line` as the editor left them on screen (the rows they took).
+/// Erase the prompt and `line` as the editor left them on screen: the rows they took, counted
+/// as the editor counts them (a line that exactly fills its rows took one more: the editor moved
+/// the cursor under it before the Enter).
 fn erase_typed(line: &str) {
     let term = console::Term::stdout();
-    let cols = usize::from(term.size().1).max(1);
-    let rows: usize = format!("> {line}")
-        .split('\n')
-        .map(|l| console::measure_text_width(l).max(1).div_ceil(cols))
-        .sum();
+    let rows = super::width::editor_rows(&format!("> {line}"), usize::from(term.size().1));
     let _ = term.clear_last_lines(rows);
 }
 
@@ -409,6 +415,22 @@ fn unread_from(history: &[api::Message], unread: u64) -> Option<usize> {
     None
 }
 
+/// The discussion `/switch` means: by its peer's name ([`by_name`]), else by its id: the one
+/// whose id starts with `what` (its short id, or at least 4 of its hex digits).
+fn by_name_or_id<'a>(list: &'a [Discussion], what: &str) -> Option<&'a Discussion> {
+    by_name(list, what).or_else(|| {
+        if what.len() < 4 || !what.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let what = what.to_ascii_lowercase();
+        let mut found = list.iter().filter(|d| d.id.starts_with(&what));
+        match (found.next(), found.next()) {
+            (Some(d), None) => Some(d),
+            _ => None,
+        }
+    })
+}
+
 /// The most recent open discussion with a peer of that name (any case), else the most recent.
 fn by_name<'a>(list: &'a [Discussion], name: &str) -> Option<&'a Discussion> {
     let named = |d: &&Discussion| d.peer_name.eq_ignore_ascii_case(name);
@@ -434,7 +456,7 @@ fn print_list(list: &[Discussion], current: &str) {
             i + 1,
             super::width::cut(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
             if several {
-                format!(" ({})", d.id.get(..SHORT_ID).unwrap_or(&d.id))
+                format!(" ({})", super::events::short_id(&d.id))
             } else {
                 String::new()
             },

@@ -1,10 +1,12 @@
-//! Contacts: the list, choosing one, verifying one (fingerprints compared aloud).
+//! Contacts: the list, choosing one, verifying one (fingerprints compared aloud). What is said
+//! breaks at words at any width, a fingerprint between its groups of 4.
 
 use anyhow::Result;
 use dialoguer::{theme::ColorfulTheme, Confirm, Input};
 use pgpchat_actors::api::{self, Contact};
 use pgpchat_actors::offline::fingerprint_groups;
 
+use super::lines::{print, print_labelled};
 use crate::client::Client;
 use crate::format::{self, now_secs};
 use crate::safe_text;
@@ -35,13 +37,11 @@ fn contact_line(c: &Contact, now: u64) -> String {
 pub(super) fn show_contacts(client: &mut Client) -> Result<()> {
     let list = client.call(api::ContactsRequest {})?;
     if list.is_empty() {
-        super::lines::print(
-            "No contacts seen yet. Others appear here when their core runs on this network.",
-        );
+        print("No contacts seen yet. Others appear here when their core runs on this network.");
     }
     let now = now_secs();
     for c in &list {
-        super::lines::print(&format!("  {}", contact_line(c, now)));
+        print(&format!("  {}", contact_line(c, now)));
     }
     Ok(())
 }
@@ -53,7 +53,7 @@ pub(super) fn choose_contact(
 ) -> Result<Option<Contact>> {
     let list = client.call(api::ContactsRequest {})?;
     if list.is_empty() {
-        println!("No contacts seen yet.");
+        print("No contacts seen yet.");
         return Ok(None);
     }
     let now = now_secs();
@@ -83,11 +83,11 @@ pub(super) fn choose_connected_contact(
         .filter(|c| open.contains(&c.fingerprint) && Some(c.fingerprint.as_str()) != except)
         .collect();
     if list.is_empty() {
-        println!(
+        print(&format!(
             "No {}contact with an open discussion: open a discussion with them first \
              (this travels over it).",
             if except.is_some() { "other " } else { "" }
-        );
+        ));
         return Ok(None);
     }
     let now = now_secs();
@@ -102,9 +102,14 @@ pub(super) fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Resu
     };
     let me = client.call(api::WhoamiRequest {})?;
     let name = &safe_text::line(&c.name);
-    println!("Compare aloud, out of band:");
-    println!("  you:   {}", fingerprint_groups(&me.fingerprint));
-    println!("  {name:<6} {}", fingerprint_groups(&c.fingerprint));
+    print("Compare aloud, out of band:");
+    // Each fingerprint in one column, broken between its groups of 4.
+    let label = |who: &str| {
+        let pad = 6usize.saturating_sub(super::width::width(who));
+        format!("  {who}{} ", " ".repeat(pad))
+    };
+    print_labelled(&label("you:"), &fingerprint_groups(&me.fingerprint));
+    print_labelled(&label(name), &fingerprint_groups(&c.fingerprint));
     if Confirm::with_theme(theme)
         .with_prompt(super::width::question(
             &format!("Does {name} read you the same fingerprint?"),
@@ -117,7 +122,7 @@ pub(super) fn verify_contact(client: &mut Client, theme: &ColorfulTheme) -> Resu
             contact: c.fingerprint.clone(),
             verified: Some(true),
         })?;
-        println!("{name} is verified.");
+        print(&format!("{name} is verified."));
     }
     Ok(())
 }
@@ -135,11 +140,11 @@ pub(super) fn add_contact(client: &mut Client, theme: &ColorfulTheme) -> Result<
         return Ok(());
     }
     let c = client.call(api::AddContactRequest { address, dht: None })?;
-    println!(
+    print(&format!(
         "{} {} added; verify the fingerprint before trusting it.",
         safe_text::line(&c.name),
         fingerprint_groups(&c.fingerprint)
-    );
+    ));
     Ok(())
 }
 
@@ -148,13 +153,13 @@ pub(super) fn ask_for_contacts(client: &mut Client, theme: &ColorfulTheme) -> Re
     let Some(c) = choose_connected_contact(client, theme, "Whose contact list", None)? else {
         return Ok(());
     };
-    println!(
+    print(&format!(
         "Asking {} (it sees that you asked)...",
         safe_text::line(&c.name)
-    );
+    ));
     let merged = client.call(api::ContactsFromRequest {
         peer: c.fingerprint,
     })?;
-    println!("{}", format::list_merged(&merged));
+    print(&format::list_merged(&merged));
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::safe_text;
 pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
     let list = client.call(api::DiscussionsRequest {})?;
     if list.is_empty() {
-        println!("No discussions yet.");
+        super::lines::print("No discussions yet.");
         return Ok(());
     }
     let items: Vec<String> = list
@@ -26,7 +26,7 @@ pub(super) fn pick_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             format!(
                 "{name}{} ({}) {:<6} {} unread{}",
                 " ".repeat(NAME_WIDTH.saturating_sub(width::width(&name))),
-                d.id.get(..super::chat::SHORT_ID).unwrap_or(&d.id),
+                super::events::short_id(&d.id),
                 state(d.state),
                 d.unread,
                 if d.peer_not_told {

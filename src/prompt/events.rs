@@ -18,11 +18,42 @@ const PREVIEW_COLUMNS: usize = 40;
 /// at most this many (a flood of requests is announced, not all followed up).
 const MAX_FOLLOWED_REQUESTS: usize = 64;
 
-/// What the view on screen is, and the names of the other discussions (by id).
+/// Every discussion's peer, by the discussion's id: (name, fingerprint).
+pub(super) type Peers = HashMap<String, (String, String)>;
+
+/// How notices name the discussion `id`: by its peer (terminal-safe), and, when that peer has
+/// several discussions with us, by its short id too (`bob (1a2b3c4d)`, as the picker and `/list`
+/// show it), so they can be told apart.
+pub(super) fn label(peers: &Peers, id: &str) -> String {
+    let Some((name, _)) = peers.get(id) else {
+        return "someone".into();
+    };
+    let name = safe_text::line(name);
+    if several(peers, id) {
+        format!("{name} ({})", short_id(id))
+    } else {
+        name
+    }
+}
+
+/// Whether the peer of discussion `id` has other discussions with us.
+fn several(peers: &Peers, id: &str) -> bool {
+    peers.get(id).is_some_and(|(_, fingerprint)| {
+        peers.values().filter(|(_, f)| f == fingerprint).count() > 1
+    })
+}
+
+/// The first [`super::chat::SHORT_ID`] hex digits of a discussion's id.
+pub(super) fn short_id(id: &str) -> &str {
+    id.get(..super::chat::SHORT_ID).unwrap_or(id)
+}
+
+/// What the view on screen is, and the peers of every discussion (by id).
 pub(super) struct Scope {
     pub discussion: String,
+    /// The peer's name (terminal-safe), for its messages' lines.
     pub peer: String,
-    pub names: HashMap<String, String>,
+    pub peers: Peers,
     /// Requests announced here and not ended: id → (name shown, fingerprint).
     pub requests: HashMap<u64, (String, String)>,
     /// Requests accepted while the view was shown, whose handshake may still fail: fingerprint →
@@ -31,11 +62,13 @@ pub(super) struct Scope {
 }
 
 impl Scope {
-    pub(super) fn new(discussion: &str, peer: &str, names: HashMap<String, String>) -> Self {
+    pub(super) fn new(discussion: &str, peers: Peers) -> Self {
         Self {
             discussion: discussion.to_string(),
-            peer: peer.to_string(),
-            names,
+            peer: peers
+                .get(discussion)
+                .map_or_else(String::new, |(name, _)| safe_text::line(name)),
+            peers,
             requests: HashMap::new(),
             accepted: HashMap::new(),
         }
@@ -80,15 +113,15 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             }
         }
         Event::Message { message } if message.direction == api::Direction::In => {
-            let who = scope
-                .names
-                .get(&message.discussion_id)
-                .map_or_else(|| "someone".to_string(), |n| safe_text::line(n));
+            let id = &message.discussion_id;
+            let who = label(&scope.peers, id);
+            // `/switch` takes the name, or the short id when the name does not say which.
+            let to = match scope.peers.get(id) {
+                Some((name, _)) if !several(&scope.peers, id) => safe_text::line(name),
+                _ => short_id(id).to_string(),
+            };
             let preview = lines::fit(&safe_text::line(&message.body), PREVIEW_COLUMNS);
-            Shown::Elsewhere(format!(
-                "» {who}: {}  (/switch {who})",
-                preview.trim_start()
-            ))
+            Shown::Elsewhere(format!("» {who}: {}  (/switch {to})", preview.trim_start()))
         }
         Event::Delivery {
             discussion_id,
@@ -100,7 +133,7 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             connected,
         } if here(discussion_id) => Shown::Line(lines::notice(&format!(
             "({} {})",
-            scope.peer,
+            label(&scope.peers, discussion_id),
             if *connected {
                 "connected"
             } else {
@@ -119,7 +152,11 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             peer_name,
             peer_fingerprint,
         } => {
-            scope.names.insert(discussion_id.clone(), peer_name.clone());
+            // A second discussion with this view's peer: its notices name it by its id from now.
+            scope.peers.insert(
+                discussion_id.clone(),
+                (peer_name.clone(), peer_fingerprint.clone()),
+            );
             // An accepted request's handshake succeeded: nothing more to follow.
             scope.accepted.remove(peer_fingerprint);
             Shown::Nothing
@@ -191,10 +228,71 @@ mod tests {
     use super::*;
     use pgpchat_actors::api::{Introducer, Introduction, IntroductionState};
 
+    /// One discussion, "d", with bob.
+    fn bob() -> Peers {
+        HashMap::from([("d".to_string(), ("bob".to_string(), "B0".repeat(20)))])
+    }
+
+    fn message(discussion: &str) -> Event {
+        Event::Message {
+            message: api::Message {
+                discussion_id: discussion.into(),
+                direction: api::Direction::In,
+                seq: 1,
+                time: 0,
+                body: "hi".into(),
+                state: api::DeliveryState::Received,
+                position: None,
+            },
+        }
+    }
+
+    /// With one discussion per peer, notices name the peer; once the peer has a second one,
+    /// every notice names each by its short id too, and `/switch` is given the id.
+    #[test]
+    fn notices_name_a_discussion_by_its_short_id_when_its_peer_has_several() {
+        let this = "1a2b3c4d".repeat(4);
+        let other = "9f8e7d6c".repeat(4);
+        let peers = HashMap::from([
+            (this.clone(), ("bob".to_string(), "B0".repeat(20))),
+            ("e".repeat(32), ("carol".to_string(), "C0".repeat(20))),
+        ]);
+        let mut scope = Scope::new(&this, peers);
+        assert_eq!(scope.peer, "bob");
+        let connected = Event::Connection {
+            discussion_id: this.clone(),
+            connected: true,
+        };
+        console::set_colors_enabled(false);
+        assert_eq!(
+            show(&connected, &mut scope),
+            Shown::Line(lines::notice("(bob connected)"))
+        );
+        assert_eq!(
+            show(&message(&"e".repeat(32)), &mut scope),
+            Shown::Elsewhere("» carol: hi  (/switch carol)".into())
+        );
+        // bob opens a second discussion.
+        let opened = Event::DiscussionOpened {
+            discussion_id: other.clone(),
+            peer_name: "bob".into(),
+            peer_fingerprint: "B0".repeat(20),
+        };
+        assert_eq!(show(&opened, &mut scope), Shown::Nothing);
+        assert_eq!(
+            show(&connected, &mut scope),
+            Shown::Line(lines::notice("(bob (1a2b3c4d) connected)"))
+        );
+        assert_eq!(
+            show(&message(&other), &mut scope),
+            Shown::Elsewhere("» bob (9f8e7d6c): hi  (/switch 9f8e7d6c)".into())
+        );
+    }
+
     /// An accepted request whose handshake then fails is followed up twice: accepted, failed.
     #[test]
     fn an_accepted_request_that_fails_is_said_to_have_failed() {
-        let mut scope = Scope::new("d", "bob", HashMap::new());
+        let mut scope = Scope::new("d", bob());
         let request = api::PendingRequest {
             id: 7,
             name: "alice".into(),
@@ -247,7 +345,7 @@ mod tests {
             expires: 0,
             discussion_id: None,
         };
-        let mut scope = Scope::new("d", "bob", HashMap::new());
+        let mut scope = Scope::new("d", bob());
         match show(&Event::Introduction { introduction }, &mut scope) {
             Shown::Elsewhere(t) => {
                 assert!(t.starts_with("» carol introduces dave"), "{t}");

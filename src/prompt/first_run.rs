@@ -1,9 +1,11 @@
-//! The first run: the identity is created before anything else.
+//! The first run: the identity is created before anything else. Its lines break at words (the
+//! fingerprint between its groups of 4) at any width.
 
 use anyhow::Result;
 use dialoguer::{theme::ColorfulTheme, Input};
 use pgpchat_actors::offline::{self, fingerprint_groups};
 
+use super::lines::print;
 use crate::ctx::Ctx;
 
 /// Said when Ctrl-C ends the first run: nothing was created.
@@ -30,7 +32,7 @@ pub(super) fn cancelled(e: anyhow::Error) -> anyhow::Error {
 
 /// Create the identity; returns the passphrase just chosen (to start the core without asking again).
 pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<String>> {
-    println!("Welcome to pgpchat. First, your identity: a key pair that is yours alone.");
+    print("Welcome to pgpchat. First, your identity: a key pair that is yours alone.");
     let name: String = Input::with_theme(theme)
         .with_prompt(super::width::question(
             "Your name, as others will see it",
@@ -44,20 +46,20 @@ pub(super) fn first_run(ctx: &Ctx, theme: &ColorfulTheme) -> Result<Option<Strin
         if pass.is_empty() || super::hidden::read(theme, "Repeat it")? == pass {
             break pass;
         }
-        println!("! The two entries differ");
+        print("! The two entries differ");
     };
     if pass.is_empty() {
-        println!(
+        print(&format!(
             "warning: no passphrase: anyone who can read {} can read your secret key and messages",
             ctx.settings.node.data_dir.display()
-        );
+        ));
     }
     let key = offline::init(
         &ctx.settings.node.data_dir,
         &name,
         (!pass.is_empty()).then_some(pass.as_str()),
     )?;
-    println!("Your fingerprint: {}", fingerprint_groups(&key.fingerprint));
-    println!("Read it to the people you talk to, so they can verify it is you.");
+    super::lines::print_labelled("Your fingerprint: ", &fingerprint_groups(&key.fingerprint));
+    print("Read it to the people you talk to, so they can verify it is you.");
     Ok((!pass.is_empty()).then_some(pass))
 }

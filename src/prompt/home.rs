@@ -100,11 +100,12 @@ impl Menu {
     fn chosen(&mut self) {
         let _ = self.term.clear_last_lines(self.drawn);
         let item = items(self.counts)[self.selected].clone();
-        let _ = self.term.write_line(&format!(
+        // Broken at words: "✔ pgpchat · " and a long entry are wider than a narrow pane.
+        let _ = self.term.write_line(&super::lines::fill(&format!(
             "{} pgpchat · {}",
             style("✔").green(),
             style(item).green()
-        ));
+        )));
         self.drawn = 0;
     }
 }

@@ -6,6 +6,7 @@ use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
 use super::contacts::choose_connected_contact;
+use super::lines::print;
 use crate::client::Client;
 use crate::format;
 use crate::safe_text;
@@ -18,7 +19,7 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
         .filter(|i| i.state == api::IntroductionState::Pending)
         .collect();
     if list.is_empty() {
-        println!("No introductions waiting.");
+        print("No introductions waiting.");
         return Ok(());
     }
     let items: Vec<String> = list
@@ -52,11 +53,11 @@ pub(super) fn handle_introduction(client: &mut Client, theme: &ColorfulTheme) ->
         Some(_) => client.call(api::DeclineIntroductionRequest { introduction: id })?,
         None => return Ok(()),
     };
-    println!(
+    print(&format!(
         "introduction {}: {}",
         i.id,
         format::introduction_state(i.state)
-    );
+    ));
     Ok(())
 }
 
@@ -72,9 +73,9 @@ pub(super) fn introduce(client: &mut Client, theme: &ColorfulTheme) -> Result<()
         a: a.fingerprint,
         b: b.fingerprint,
     })?;
-    println!(
+    print(&format!(
         "introduction {} sent: each side is asked to accept",
         v.introduction
-    );
+    ));
     Ok(())
 }

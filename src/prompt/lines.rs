@@ -229,6 +229,25 @@ pub(super) fn fill_at(text: &str, columns: usize) -> String {
     out.join("\n")
 }
 
+/// `label` then `value` broken at spaces by display width, its continuation rows under the
+/// value's first column: a fingerprint read aloud group by group stays in one column. When the
+/// label takes more than half the row, as [`fill_at`].
+pub(super) fn labelled_at(label: &str, value: &str, columns: usize) -> String {
+    let columns = columns.max(super::width::MIN_COLUMNS);
+    let indent = super::width::width(label);
+    if indent > columns / 2 {
+        return fill_at(&format!("{label}{value}"), columns);
+    }
+    // One column stays free, as for messages.
+    let rows = wrap(value, columns - 1 - indent);
+    format!("{label}{}", rows.join(&format!("\n{}", " ".repeat(indent))))
+}
+
+/// Print [`labelled_at`] at the terminal's width now.
+pub(super) fn print_labelled(label: &str, value: &str) {
+    println!("{}", labelled_at(label, value, super::width::columns()));
+}
+
 /// [`fill_at`] at the terminal's width now.
 pub(super) fn fill(text: &str) -> String {
     fill_at(text, super::width::columns())
@@ -323,6 +342,22 @@ mod tests {
             .to_string();
         assert_eq!(fill_at(&dim, 40), dim);
         assert_eq!(fill_at("! a b", 40), "! a b");
+    }
+
+    #[test]
+    fn a_labelled_fingerprint_breaks_between_groups_under_its_first_one() {
+        let fpr = "9B15 6D53 A565 045D CE46 1A2B 3C4D 5E6F 7A8B 9C0D";
+        assert_eq!(
+            labelled_at("  you:   ", fpr, 40),
+            "  you:   9B15 6D53 A565 045D CE46 1A2B\n         3C4D 5E6F 7A8B 9C0D"
+        );
+        assert_eq!(labelled_at("  you:   ", fpr, 80), format!("  you:   {fpr}"));
+        // A label wider than half the row: broken as the prompt's other lines.
+        let long = format!("  {}  ", "n".repeat(30));
+        assert_eq!(
+            labelled_at(&long, fpr, 40),
+            fill_at(&format!("{long}{fpr}"), 40)
+        );
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
 }
 
+/// The binary's last error as a terminal on stderr shows it: broken at words to its width, as the
+/// prompt's own lines (it is printed under them as the prompt ends); as it is when stderr is not
+/// a terminal (a script reads one line).
+pub fn fit_to_stderr(text: &str) -> String {
+    let term = Term::stderr();
+    if !term.is_term() {
+        return text.to_string();
+    }
+    lines::fill_at(text, usize::from(term.size().1))
+}
+
 fn home(ctx: &Ctx) -> Result<()> {
     let theme = ColorfulTheme::default();
     let dir = ctx.settings.node.data_dir.clone();

@@ -8,6 +8,7 @@ use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
 use pgpchat_actors::offline::fingerprint_groups;
 
+use super::lines::print;
 use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::safe_text;
@@ -25,14 +26,17 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
     let fpr = c.fingerprint.clone();
     let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;
     let wait = ctx.settings.limits.request_timeout_secs;
-    println!(
+    // A Ctrl-C pressed before now was for nothing here; one pressed as soon as the line below
+    // says it cancels, does (it used to be forgotten while the request was being sent).
+    super::interrupt::take();
+    print(&format!(
         "Waiting for {name} to accept (up to {}); Ctrl-C cancels the request...",
         if wait >= 120 {
             format!("{} min", wait / 60)
         } else {
             format!("{wait} s")
         }
-    );
+    ));
     // Subscribed before the request goes: the discussion's first events (its connection coming
     // up) happen before `open` answers, and a view subscribing after it missed them.
     let events = super::chat::subscribe(ctx)?;
@@ -46,7 +50,6 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             password: secret,
         }));
     });
-    super::interrupt::take();
     let opened = loop {
         match answer.recv_timeout(CANCEL_POLL) {
             Ok(r) => break r?,
@@ -59,7 +62,7 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
             match answer.recv_timeout(CANCEL_ANSWER_WAIT) {
                 Ok(Ok(v)) => break v,
                 _ => {
-                    println!("Request to {name} cancelled.");
+                    print(&format!("Request to {name} cancelled."));
                     return Ok(());
                 }
             }
@@ -73,7 +76,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
     // Fetched now, not when the menu was drawn: a request may have arrived since.
     let list = client.requests()?;
     if list.is_empty() {
-        println!("No requests waiting.");
+        print("No requests waiting.");
         return Ok(());
     }
     let items: Vec<String> = list
@@ -116,7 +119,7 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         }
         Some(_) => {
             client.call(api::RefuseRequest { request: id })?;
-            println!("Refused.");
+            print("Refused.");
             Ok(())
         }
         None => Ok(()),

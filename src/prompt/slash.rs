@@ -29,7 +29,7 @@ pub(super) const COMMANDS: &[(&str, &str)] = &[
     ("/1 … /9", "go to the discussion with that number in /list"),
     (
         "/switch NAME",
-        "go to the discussion with NAME (Tab completes)",
+        "go to the discussion with NAME (Tab completes), or with that short id",
     ),
     (
         "/more",

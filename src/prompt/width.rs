@@ -62,14 +62,49 @@ pub(super) fn entries(items: &[String]) -> Vec<String> {
     items.iter().map(|i| cut(i, max)).collect()
 }
 
+/// Columns between tab stops in the line editor.
+const TAB_STOP: usize = 8;
+
+/// The rows the line editor (rustyline) takes for `text` (its prompt and the line) on a terminal
+/// of `columns`, counted as it counts them: a newline starts a row, a wide character that does
+/// not fit at the end of a row starts the next one, and a text that ends exactly at the last
+/// column has the cursor moved to a row of its own under it (the editor writes a newline there,
+/// rather than leave the terminal pending a wrap), which is one row more.
+pub(super) fn editor_rows(text: &str, columns: usize) -> usize {
+    let columns = columns.max(1);
+    let (mut row, mut col) = (0, 0);
+    for c in text.chars() {
+        if c == '\n' {
+            row += 1;
+            col = 0;
+            continue;
+        }
+        let w = if c == '\t' {
+            TAB_STOP - col % TAB_STOP
+        } else {
+            c.width().unwrap_or(0)
+        };
+        col += w;
+        if col > columns {
+            row += 1;
+            col = w;
+        }
+    }
+    if col == columns {
+        row += 1;
+    }
+    row + 1
+}
+
 /// A widget's prompt that fits with `extra` columns of the widget's own: as it is when it fits,
-/// else printed in full on a line of its own (printed once, never redrawn) and cut for the widget.
+/// else printed in full on a line of its own, broken at words (printed once, never redrawn), and
+/// cut for the widget.
 pub(super) fn question(text: &str, extra: usize) -> String {
     let max = columns().saturating_sub(extra);
     if width(text) <= max {
         return text.to_string();
     }
-    println!("{text}");
+    super::lines::print(text);
     cut(text, max)
 }
 
@@ -112,5 +147,22 @@ mod tests {
         assert_eq!(cut("山田太郎", 6), "山田…");
         assert_eq!(width(&cut("😀😀😀😀", 5)), 5);
         assert_eq!(width("山田 bob"), 8);
+    }
+
+    #[test]
+    fn the_editors_rows_count_the_one_a_full_row_adds() {
+        assert_eq!(editor_rows("> hi", 40), 1);
+        assert_eq!(editor_rows(&format!("> {}", "x".repeat(37)), 40), 1);
+        // Exactly full: the cursor goes to the row under it.
+        assert_eq!(editor_rows(&format!("> {}", "x".repeat(38)), 40), 2);
+        assert_eq!(editor_rows(&format!("> {}", "x".repeat(39)), 40), 2);
+        assert_eq!(editor_rows(&format!("> {}", "x".repeat(78)), 40), 3);
+        assert_eq!(editor_rows(&format!("> {}", "x".repeat(78)), 80), 2);
+        // A wide character that does not fit in the last column starts the next row.
+        assert_eq!(editor_rows(&format!("> x{}", "山".repeat(19)), 40), 2);
+        assert_eq!(editor_rows(&format!("> {}", "山".repeat(19)), 40), 2);
+        // A pasted newline starts a row; a full row before it adds none.
+        assert_eq!(editor_rows("> a\nb", 40), 2);
+        assert_eq!(editor_rows(&format!("> {}\nb", "x".repeat(38)), 40), 2);
     }
 }
