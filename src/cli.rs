@@ -290,6 +290,10 @@ pub enum Command {
         /// Messages of the throughput run (P1).
         #[arg(long, default_value_t = 2000)]
         messages: usize,
+        /// gpg round trips (sign+encrypt then decrypt+verify, one process each) for P5; 0 skips
+        /// them (so does a machine without gpg). At most 1000.
+        #[arg(long, default_value_t = 20)]
+        gpg: usize,
         /// Concurrent senders of the throughput run (P1), each sending as fast as `send` returns
         /// (1: one message at a time; at most 256).
         #[arg(long, default_value_t = 16)]

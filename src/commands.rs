@@ -366,6 +366,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             opens,
             one_at_a_time,
             messages,
+            gpg,
             senders,
             timeout,
         } => bench(
@@ -378,6 +379,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 opens,
                 one_at_a_time,
                 messages,
+                gpg,
                 senders,
                 deadline: std::time::Duration::from_secs(timeout),
             },
@@ -565,6 +567,13 @@ fn bench(ctx: &Ctx, opts: BenchOptions) -> Result<()> {
             "P4 open           p50 {:>7.3} ms          {:.2} x floor {:.3} ms",
             r.p4_open.open.p50_ms, r.p4_open.p50_ratio_to_floor, raw.open_floor_ms
         );
+        match &r.p5_gpg {
+            Some(g) => println!(
+                "P5 vs gpg         {:>8.3} ms per gpg round trip   {:.0} x the node's {:.3} ms per message",
+                g.gpg_round_trip.p50_ms, g.times_faster_than_gpg, g.node_ms_per_message
+            ),
+            None => println!("P5 vs gpg         not measured (gpg not installed, or --gpg 0)"),
+        }
         println!("({:.1} s)", r.seconds);
     })
 }

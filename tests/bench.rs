@@ -47,6 +47,7 @@ fn bench_reports_every_figure_with_its_ratio_to_the_same_runs_baseline() {
             "3",
         ])
         .args(["--opens", "2", "--one-at-a-time", "4", "--messages", "12"])
+        .args(["--senders", "3", "--gpg", "2"])
         .args(["--timeout", "120"])
         .output()
         .expect("pgpchat bench runs");
@@ -111,6 +112,15 @@ fn bench_reports_every_figure_with_its_ratio_to_the_same_runs_baseline() {
     let open = positive(&r, &["p4_open", "open", "p50_ms"]);
     let ratio = positive(&r, &["p4_open", "p50_ratio_to_floor"]);
     assert!(close(ratio, open / open_floor), "{r}");
+
+    // P5: gpg (installed for the tests) run twice, against the node's cost of one P1 message.
+    assert_eq!(r["options"]["senders"], 3, "{r}");
+    assert_eq!(r["p5_gpg"]["gpg_round_trip"]["count"], 2, "{r}");
+    let gpg = positive(&r, &["p5_gpg", "gpg_round_trip", "p50_ms"]);
+    let node = positive(&r, &["p5_gpg", "node_ms_per_message"]);
+    assert!(close(node, 1000.0 / mps), "{r}");
+    let faster = positive(&r, &["p5_gpg", "times_faster_than_gpg"]);
+    assert!(close(faster, gpg / node), "{r}");
     positive(&r, &["seconds"]);
 }
 

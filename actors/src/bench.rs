@@ -62,6 +62,8 @@ pub enum BenchError {
     Nodes(#[from] SimulateError),
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    #[error("gpg {what} failed: {stderr}")]
+    Gpg { what: &'static str, stderr: String },
     #[error("the benchmark fell {0} events behind the node (raise limits.ipc_event_queue)")]
     Lagged(u64),
 }
@@ -83,6 +85,10 @@ pub struct BenchOptions {
     pub one_at_a_time: usize,
     /// Messages of the throughput run (P1).
     pub messages: usize,
+    /// `gpg` runs of the P5 baseline (a sign+encrypt then a decrypt+verify process each, median);
+    /// 0 skips it, as does a machine without `gpg`.
+    #[serde(default)]
+    pub gpg: usize,
     /// Concurrent senders of the throughput run (P1), each calling `send` as fast as it returns,
     /// as a front-end with several messages to send does (1: one caller, one message at a time;
     /// at most [`MAX_SENDERS`]).
@@ -103,6 +109,9 @@ mod secs {
     }
 }
 
+/// At most this many `gpg` round trips (two processes each).
+pub const MAX_GPG: usize = 1000;
+
 /// The P1 run's concurrent senders by default.
 pub const DEFAULT_SENDERS: usize = 16;
 /// At most this many concurrent senders.
@@ -122,6 +131,7 @@ impl Default for BenchOptions {
             opens: MAX_OPENS,
             one_at_a_time: 300,
             messages: 2000,
+            gpg: 20,
             senders: DEFAULT_SENDERS,
             deadline: Duration::from_secs(300),
         }
@@ -144,6 +154,13 @@ impl BenchOptions {
                 return Err(BenchError::Count { what, got, max });
             }
         }
+        if self.gpg > MAX_GPG {
+            return Err(BenchError::Count {
+                what: "gpg",
+                got: self.gpg,
+                max: MAX_GPG,
+            });
+        }
         Ok(())
     }
 }
@@ -159,6 +176,7 @@ pub enum Stage {
     Open,
     OneAtATime,
     Throughput,
+    Gpg,
 }
 
 impl Stage {
@@ -172,6 +190,7 @@ impl Stage {
             Stage::Open => "P4 discussions opened",
             Stage::OneAtATime => "P2 messages one at a time",
             Stage::Throughput => "P1 messages sent",
+            Stage::Gpg => "P5 gpg round trips",
         }
     }
 }
@@ -211,6 +230,17 @@ pub struct RawBaselines {
     /// Median SPAKE2 exchange + two key generations + four crypto round trips: the floor of
     /// opening a discussion.
     pub open_floor_ms: f64,
+}
+
+/// P5: a message through the node against `gpg` run once per message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GpgFigure {
+    /// `gpg --sign --encrypt` then `gpg --decrypt` (verifying), 200 B, one process each.
+    pub gpg_round_trip: Quantiles,
+    /// The node's cost of one message in P1: 1 000 / its messages per second.
+    pub node_ms_per_message: f64,
+    /// gpg round trip p50 ÷ `node_ms_per_message` (the target is ≥ 20).
+    pub times_faster_than_gpg: f64,
 }
 
 /// P1: one discussion as fast as `send` returns.
@@ -254,6 +284,8 @@ pub struct BenchReport {
     pub p1_throughput: ThroughputFigure,
     pub p2_one_at_a_time: OneAtATimeFigure,
     pub p4_open: OpenFigure,
+    /// Absent when `gpg` is not installed or `--gpg 0`.
+    pub p5_gpg: Option<GpgFigure>,
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
 }
@@ -282,6 +314,7 @@ pub fn run(
         message_floor_ms: crypto.p50_ms + 2.0 * commit.p50_ms,
         open_floor_ms: spake2.p50_ms + 2.0 * keygen.p50_ms + 4.0 * crypto.p50_ms,
     };
+    let gpg = raw::gpg_round_trip(dir.path(), opts.gpg, |i| progress(Stage::Gpg, i, opts.gpg))?;
     let figures = actix::System::new().block_on(node::run(&opts, dir.path(), progress))?;
     let ratio = |a: f64, b: f64| a / b.max(1e-9);
     let per_second = figures.throughput_messages as f64 / figures.throughput_seconds;
@@ -299,6 +332,14 @@ pub fn run(
             delivered_p50_ratio_to_floor: ratio(figures.delivered.p50_ms, raw.message_floor_ms),
             delivered_p99_ratio_to_floor: ratio(figures.delivered.p99_ms, raw.message_floor_ms),
         },
+        p5_gpg: gpg.map(|g| {
+            let node_ms = 1000.0 / per_second.max(1e-9);
+            GpgFigure {
+                gpg_round_trip: g,
+                node_ms_per_message: node_ms,
+                times_faster_than_gpg: ratio(g.p50_ms, node_ms),
+            }
+        }),
         p4_open: OpenFigure {
             open: figures.open,
             p50_ratio_to_floor: ratio(figures.open.p50_ms, raw.open_floor_ms),

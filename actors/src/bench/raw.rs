@@ -115,3 +115,88 @@ pub fn spake2_exchange(count: usize, tick: impl FnMut(usize)) -> Result<Quantile
         tick,
     )
 }
+
+/// `gpg` as a user would run it once per message: a process that signs and encrypts 200 B to the
+/// peer, then one that decrypts and verifies it (a throwaway `GNUPGHOME` under `dir` with two keys
+/// made by this code, unprotected; its agent stopped at the end). `None` when `count` is 0 or `gpg`
+/// is not installed.
+pub fn gpg_round_trip(
+    dir: &std::path::Path,
+    count: usize,
+    tick: impl FnMut(usize),
+) -> Result<Option<Quantiles>, BenchError> {
+    use std::process::{Command, Stdio};
+    if count == 0
+        || Command::new("gpg")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+    {
+        return Ok(None);
+    }
+    let home = dir.join("gnupg");
+    std::fs::create_dir_all(&home)?;
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let gpg = |what: &'static str, args: &[&str], input: &[u8]| -> Result<Vec<u8>, BenchError> {
+        let mut child = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args([
+                "--batch",
+                "--no-tty",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(["--trust-model", "always"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        std::io::Write::write_all(child.stdin.as_mut().expect("piped stdin"), input)?;
+        drop(child.stdin.take());
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(BenchError::Gpg {
+                what,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    };
+    let a = SecretCert::generate("bench gpg a")?;
+    let b = SecretCert::generate("bench gpg b")?;
+    for k in [&a, &b] {
+        gpg(
+            "--import",
+            &["--import"],
+            k.to_protected_armored(None)?.as_bytes(),
+        )?;
+    }
+    let (from, to) = (a.fingerprint().to_string(), b.fingerprint().to_string());
+    let plaintext = vec![b'x'; RAW_MESSAGE_BYTES];
+    let result = timed(
+        count,
+        || {
+            let sealed = gpg(
+                "--sign --encrypt",
+                &["-u", &from, "-r", &to, "--sign", "--encrypt"],
+                &plaintext,
+            )?;
+            let opened = gpg("--decrypt", &["--decrypt"], &sealed)?;
+            debug_assert_eq!(opened, plaintext);
+            Ok(())
+        },
+        tick,
+    );
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--kill", "gpg-agent"])
+        .status();
+    result.map(Some)
+}
