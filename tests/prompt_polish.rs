@@ -10,6 +10,17 @@ use crate::chat_view::{chat_command, open_first_discussion, wait_menu};
 use crate::common::free_udp_port;
 use crate::prompt::{KillCore, Tmux};
 
+/// Wait (at most `secs`) until `p`'s history of discussion `id` holds a message whose text is `body`.
+fn wait_has_line(p: &Person, id: &str, body: &str, secs: u64, what: &str) {
+    wait_for(secs, what, || {
+        p.json(&["history", id])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["body"] == body)
+    });
+}
+
 /// Columns before a chat line's text: `HH:MM `, the name (10 columns), `: `.
 const BODY_INDENT: usize = 18;
 
@@ -381,13 +392,7 @@ fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
         );
     }
     tmux.keys(&["Enter"]);
-    wait_for(30, "bob to get the typed line", || {
-        bob.json(&["history", &id])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["body"] == typed)
-    });
+    wait_has_line(&bob, &id, &typed, 30, "bob to get the typed line");
 }
 
 /// Finding 1 (second trial): a resize draws the view again with exactly what was shown, in the
@@ -681,13 +686,7 @@ fn a_failed_restart_is_said_once_and_the_chat_view_stays() {
     );
     tmux.type_text("back in the view");
     tmux.keys(&["Enter"]);
-    wait_for(60, "bob to get the line", || {
-        bob.json(&["history", &id])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["body"] == "back in the view")
-    });
+    wait_has_line(&bob, &id, "back in the view", 60, "bob to get the line");
 }
 
 /// Finding 7 (second trial): the core stops while the home menu is shown: the menu says so at
@@ -774,13 +773,7 @@ fn a_command_with_an_extra_argument_says_so_and_slash_space_is_text() {
     assert!(!s.contains("did you mean"), "{s}");
     tmux.type_text("/ hello");
     tmux.keys(&["Enter"]);
-    wait_for(30, "bob to get '/ hello'", || {
-        bob.json(&["history", &id])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["body"] == "/ hello")
-    });
+    wait_has_line(&bob, &id, "/ hello", 30, "bob to get '/ hello'");
 }
 
 /// Finding 10 (second trial): a request announced in the chat view is followed up with one line
@@ -1037,13 +1030,7 @@ fn a_line_that_exactly_fills_its_rows_leaves_no_stale_copy_after_enter() {
             s.replace('\n', "").contains(&text[text.len() - 8..])
         });
         tmux.keys(&["Enter"]);
-        wait_for(30, "bob to get the line", || {
-            bob.json(&["history", &id])
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|m| m["body"] == text.as_str())
-        });
+        wait_has_line(&bob, &id, &text, 30, "bob to get the line");
         tmux.wait_text(&format!("me: {tag}"));
         // The editor's next (empty) line is drawn: what is on screen now stays.
         let s = tmux.wait_screen("the empty input line", |s| {
@@ -1220,13 +1207,7 @@ fn ctrl_c_at_the_restart_passphrase_says_not_restarted_and_stays_in_the_view() {
     tmux.wait_text("the core is running again");
     tmux.type_text("after the restart");
     tmux.keys(&["Enter"]);
-    wait_for(60, "bob to get the line", || {
-        bob.json(&["history", &id])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["body"] == "after the restart")
-    });
+    wait_has_line(&bob, &id, "after the restart", 60, "bob to get the line");
 }
 
 /// Third trial, defect 5: with two discussions with one peer, the chat header and the notices
