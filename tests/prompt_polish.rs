@@ -392,7 +392,7 @@ fn a_resize_while_typing_leaves_the_typed_line_once_and_no_fragment() {
         );
     }
     tmux.keys(&["Enter"]);
-    wait_has_line(&bob, &id, &typed, 30, "bob to get the typed line");
+    wait_has_line(&bob, &id, typed, 30, "bob to get the typed line");
 }
 
 /// Finding 1 (second trial): a resize draws the view again with exactly what was shown, in the
