@@ -1351,3 +1351,105 @@ fn the_readme_capture_of_the_prompt_is_what_it_prints() {
     tmux.keys(&["C-c"]);
     wait_menu(&tmux);
 }
+
+/// The pid of the prompt the pane's shell runs (its child named `pgpchat`).
+fn prompt_pid(tmux: &Tmux) -> u32 {
+    let shell = tmux.var("pane_pid");
+    let mut found = None;
+    wait_for(20, "the prompt's process", || {
+        found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                // `pid (comm) state ppid ...`: the fields after the last `)`.
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.contains("(pgpchat)")
+                        && stat
+                            .rsplit(')')
+                            .next()
+                            .and_then(|rest| rest.split_whitespace().nth(1))
+                            == Some(shell.as_str())
+                })
+            });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Issue 12 (last trial), defect 4: a prompt ended by a signal gives the terminal back. SIGTERM
+/// at the home menu (echo off, keys one by one) and SIGHUP at a hidden entry (raw mode): each
+/// time the shell after it has its echo and line mode, the cursor is visible, and the shell saw
+/// the signal (status 128 + its number). Before, the echo stayed off.
+#[test]
+fn a_prompt_ended_by_a_signal_gives_the_terminal_back() {
+    let (alice, _bob) = alice_and_bob_running();
+    // Each run is followed by its status and the terminal's echo and line-mode flags, then reads a
+    // line (its echo is what a person sees) before the next run.
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'for run in 1 2; do {}; echo \"ENDED-$run status=$?\"; \
+             stty -a | tr \" \" \"\\n\" | grep -x -e -echo -e echo -e -icanon -e icanon \
+             | tr \"\\n\" \" \"; echo \"FLAGS-$run\"; read typed; done; sleep 600'",
+            chat_command(&alice)
+        ),
+        40,
+        30,
+    );
+    let _core = KillCore(alice.data_dir().display().to_string());
+    let flags = |s: &str, run: u8| -> String {
+        let end = format!("FLAGS-{run}");
+        s.lines()
+            .find(|l| l.contains(&end))
+            .unwrap_or_else(|| panic!("no {end}:\n{s}"))
+            .to_string()
+    };
+
+    // SIGTERM at the home menu.
+    wait_menu(&tmux);
+    let pid = prompt_pid(&tmux);
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let s = tmux.wait_text("FLAGS-1");
+    assert!(s.contains("ENDED-1 status=143"), "{s}");
+    let f = flags(&s, 1);
+    assert!(
+        f.contains("icanon")
+            && !f.contains("-icanon")
+            && f.contains("echo")
+            && !f.contains("-echo"),
+        "the terminal was not given back after SIGTERM: {f}\n{s}"
+    );
+    assert!(tmux.cursor_visible(), "cursor hidden after SIGTERM:\n{s}");
+    tmux.type_text("echoed-1");
+    tmux.wait_text("echoed-1");
+    tmux.keys(&["Enter"]);
+
+    // SIGHUP at the hidden entry of a shared secret.
+    wait_menu(&tmux);
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("? Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    let pid = prompt_pid(&tmux);
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let s = tmux.wait_text("FLAGS-2");
+    assert!(s.contains("ENDED-2 status=129"), "{s}");
+    let f = flags(&s, 2);
+    assert!(
+        f.contains("icanon")
+            && !f.contains("-icanon")
+            && f.contains("echo")
+            && !f.contains("-echo"),
+        "the terminal was not given back after SIGHUP: {f}\n{s}"
+    );
+    assert!(tmux.cursor_visible(), "cursor hidden after SIGHUP:\n{s}");
+    tmux.type_text("echoed-2");
+    tmux.wait_text("echoed-2");
+}

@@ -50,14 +50,24 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     interrupt::install()?;
     tty::quiet();
+    // Whatever ends the prompt (Quit, Ctrl-C, an error, a panic), the shell gets its cursor and
+    // its echo back; a signal that ends it does the same on its own thread ([`interrupt`]).
+    let given_back = GiveBack;
     let r = home(ctx);
-    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor and its echo
-    // back.
-    interrupt::restore_terminal();
-    tty::restore();
+    drop(given_back);
     match r {
         Err(e) if interrupt::is_interrupt(&e) => Ok(()),
         r => r,
+    }
+}
+
+/// Gives the terminal back as the prompt found it when dropped (also while a panic unwinds).
+struct GiveBack;
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        interrupt::restore_terminal();
+        tty::restore();
     }
 }
 
