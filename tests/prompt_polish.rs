@@ -1453,3 +1453,95 @@ fn a_prompt_ended_by_a_signal_gives_the_terminal_back() {
     tmux.type_text("echoed-2");
     tmux.wait_text("echoed-2");
 }
+
+/// The discussion ids `/list` showed last, by number: the short ids of the last row of each
+/// number on the screen.
+fn listed(s: &str, numbers: &[usize]) -> Vec<String> {
+    numbers
+        .iter()
+        .map(|n| {
+            let tag = format!(" /{n} ");
+            let row = s
+                .lines()
+                .rfind(|l| l.contains(&tag))
+                .unwrap_or_else(|| panic!("no /{n} in the list:\n{s}"));
+            let open = row.find('(').unwrap_or_else(|| panic!("no id: {row}\n{s}"));
+            row[open + 1..open + 9].to_string()
+        })
+        .collect()
+}
+
+/// Issue 12 (last trial), defect 1: `/list` numbers discussions in an order that does not move
+/// when another one gets a message (it was the activity order), and `/N` and `/switch N` open the
+/// one shown as N. At 40 columns.
+#[test]
+fn list_numbers_stay_put_and_slash_n_opens_the_one_shown() {
+    let (alice, bob) = alice_and_bob_running();
+    let first = bob.open_with(&alice, "pw");
+    let second = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    let list = |tmux: &Tmux| {
+        let before = tmux.scrollback().matches(" /2 ").count();
+        tmux.type_text("/list");
+        tmux.keys(&["Enter"]);
+        tmux.wait_screen("the list", |_| {
+            tmux.scrollback().matches(" /2 ").count() > before
+        });
+        listed(&tmux.scrollback(), &[1, 2])
+    };
+    let shown = list(&tmux);
+    let mut ids = shown.clone();
+    ids.sort();
+    let mut both = vec![first[..8].to_string(), second[..8].to_string()];
+    both.sort();
+    assert_eq!(ids, both, "{shown:?}");
+
+    // The discussion the core lists last (the least active) gets a message: it becomes the most
+    // active (times are in seconds: one later than the others').
+    let by_activity = || -> Vec<String> {
+        alice
+            .json(&["discussions"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap()[..8].to_string())
+            .collect()
+    };
+    let least = by_activity()[1].clone();
+    let full = if first.starts_with(&least) {
+        &first
+    } else {
+        &second
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    bob.ok(&["send", full, "now the most active"]);
+    wait_for(20, "the order of activity to change", || {
+        by_activity()[0] == least
+    });
+    let again = list(&tmux);
+    assert_eq!(again, shown, "the numbers moved:\n{}", tmux.screen());
+
+    // `/N` opens the one shown as N (the other than the current one), `/switch N` too.
+    let current = tmux
+        .scrollback()
+        .lines()
+        .rfind(|l| l.starts_with("── bob ("))
+        .map(|l| l["── bob (".len()..].chars().take(8).collect::<String>())
+        .unwrap();
+    let other = shown.iter().position(|id| *id != current).unwrap() + 1;
+    let back = shown.iter().position(|id| *id == current).unwrap() + 1;
+    for (typed, n) in [
+        (format!("/{other}"), other),
+        (format!("/switch {back}"), back),
+    ] {
+        let header = format!("── bob ({}) ", shown[n - 1]);
+        let before = tmux.scrollback().matches(&header).count();
+        tmux.type_text(&typed);
+        tmux.keys(&["Enter"]);
+        tmux.wait_screen(&format!("{typed}: the header of {header}"), |_| {
+            tmux.scrollback().matches(&header).count() > before
+        });
+    }
+}
