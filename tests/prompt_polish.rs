@@ -1545,3 +1545,63 @@ fn list_numbers_stay_put_and_slash_n_opens_the_one_shown() {
         });
     }
 }
+
+/// Issue 12 (last trial), defect 2: the Requests picker is kept current while it is shown: a
+/// request that arrives appears, requests withdrawn go (the picker says none waits), and a request
+/// picked but withdrawn before it is answered says it is gone, without asking for the secret.
+/// At 40 columns.
+#[test]
+fn the_requests_picker_shows_requests_as_they_come_and_go() {
+    let (alice, bob) = alice_and_bob_running();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    let secret = bob.secret_file("pw");
+    let open = || {
+        bob.cmd()
+            .args([
+                "open",
+                "alice",
+                "--password-file",
+                crate::binary::path_str(&secret),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let waiting = || alice.requests().as_array().map_or(0, Vec::len);
+    let mut first = open();
+    wait_for(20, "bob's first request", || waiting() == 1);
+    wait_menu(&tmux);
+    tmux.wait_text("Requests (1)");
+    tmux.keys(&["Down", "Down", "Enter"]);
+    tmux.wait_text("#1 bob");
+    // A second request arrives while the picker is shown: it appears.
+    let mut second = open();
+    tmux.wait_text("#2 bob");
+    // Both withdrawn: they go, and the picker says none waits.
+    bob.ok(&["cancel", "alice"]);
+    let s = tmux.wait_screen("the requests gone", |s| {
+        s.contains("(none waiting") && !s.contains("#1 bob") && !s.contains("#2 bob")
+    });
+    assert!(s.contains("? Request"), "{s}");
+    let _ = first.wait();
+    let _ = second.wait();
+    // One more arrives and is picked; withdrawn while the question is shown, it says so.
+    let mut third = open();
+    tmux.wait_text("#3 bob");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("bob asks for a discussion");
+    bob.ok(&["cancel", "alice"]);
+    wait_for(20, "the request withdrawn", || waiting() == 0);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("is gone");
+    assert!(!s.contains("Secret shared with bob"), "asked anyway:\n{s}");
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("The request #3 from bob is gone (withdrawn by bob, expired, or answered elsewhere): nothing was done."),
+        "{s}"
+    );
+    let _ = third.wait();
+    wait_menu(&tmux);
+}

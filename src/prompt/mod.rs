@@ -1,7 +1,8 @@
 //! The interactive prompt (`pgpchat chat`): a front-end over the IPC socket, like any other.
 //!
 //! One concern per file: the home menu here; the first run ([`first_run`]); contacts and their
-//! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]); the list of
+//! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]), the incoming ones
+//! picked from a list kept current ([`request_picker`]); the list of
 //! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]),
 //! drawn again after a resize ([`transcript`]). Menus are dialoguer widgets, their text fitted to
 //! the width ([`width`]); between views the echo is off and type-ahead is dropped ([`tty`]).
@@ -17,6 +18,7 @@ mod interrupt;
 mod introductions;
 mod lines;
 mod live;
+mod request_picker;
 mod requests;
 mod slash;
 mod transcript;
