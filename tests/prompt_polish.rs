@@ -1603,5 +1603,19 @@ fn the_requests_picker_shows_requests_as_they_come_and_go() {
         "{s}"
     );
     let _ = third.wait();
+    // The core stops under the picker: it gives way to the menu's question, said once.
     wait_menu(&tmux);
+    tmux.keys(&["Down", "Down", "Enter"]);
+    tmux.wait_screen("the empty picker", |s| {
+        s.lines()
+            .rfind(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("(none waiting"))
+    });
+    alice.ok(&["stop"]);
+    let s = tmux.wait_text("(y/n)");
+    assert_eq!(
+        s.lines().filter(|l| l.starts_with("! ")).count(),
+        1,
+        "not said once:\n{s}"
+    );
 }
