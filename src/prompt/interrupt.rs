@@ -10,13 +10,16 @@
 //! prompt with the terminal as the prompt set it: no echo, perhaps raw mode and a hidden cursor.
 //! A thread waits for them, gives the terminal back ([`super::tty::give_back`]), then lets the
 //! signal end the process as it would have (the shell sees it: status 143 for SIGTERM, 129 for
-//! SIGHUP).
+//! SIGHUP). They are blocked in every other thread: delivered to the prompt's own thread, one
+//! would interrupt its key read, whose widget then puts back *its* terminal settings (echo off)
+//! just after the terminal was given back (seen under load).
 
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
+use nix::sys::signal::{SigSet, Signal};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -25,11 +28,15 @@ static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 /// The signals that end the prompt, after the terminal is given back.
 const ENDING: [std::ffi::c_int; 3] = [SIGTERM, SIGHUP, SIGQUIT];
 
-/// Catch SIGINT for the rest of the process, and the signals that end it ([`ENDING`]).
+/// Catch SIGINT for the rest of the process, and the signals that end it ([`ENDING`]). Called
+/// by the prompt's thread before it starts any other: the threads it starts later inherit its
+/// mask, in which [`ENDING`] are blocked (a program it runs does not: `std::process` clears the
+/// mask of a child).
 pub(super) fn install() -> Result<()> {
     let flag = FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)));
     signal_hook::flag::register(SIGINT, flag.clone()).context("catching Ctrl-C")?;
     let mut ending = Signals::new(ENDING).context("catching SIGTERM and SIGHUP")?;
+    // Started before the mask is set: the one thread they are delivered to.
     std::thread::Builder::new()
         .name("ending-signals".into())
         .spawn(move || {
@@ -40,6 +47,13 @@ pub(super) fn install() -> Result<()> {
             }
         })
         .context("starting the signal thread")?;
+    let mut blocked = SigSet::empty();
+    for signal in ENDING {
+        blocked.add(Signal::try_from(signal).context("a signal number")?);
+    }
+    blocked
+        .thread_block()
+        .context("blocking SIGTERM and SIGHUP in the prompt's thread")?;
     Ok(())
 }
 
