@@ -1619,3 +1619,35 @@ fn the_requests_picker_shows_requests_as_they_come_and_go() {
         "not said once:\n{s}"
     );
 }
+
+/// The core a prompt starts does not inherit the signals the prompt blocks in its threads (those
+/// that end it, given to the one thread that gives the terminal back): SIGTERM stops it, and the
+/// menu says so.
+#[test]
+fn a_core_started_by_the_prompt_stops_on_sigterm() {
+    let alice = Person::new("alice", free_udp_port());
+    alice.init();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    wait_menu(&tmux);
+    let dir = alice.data_dir().display().to_string();
+    let core = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.contains(&b"daemon".as_slice()) && args.contains(&dir.as_bytes())
+            })
+        })
+        .expect("the core the prompt started");
+    assert!(Command::new("kill")
+        .args(["-TERM", &core.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(20, "the core to stop on SIGTERM", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    tmux.wait_text("(y/n)");
+}
