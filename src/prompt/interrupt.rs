@@ -30,8 +30,8 @@ const ENDING: [std::ffi::c_int; 3] = [SIGTERM, SIGHUP, SIGQUIT];
 
 /// Catch SIGINT for the rest of the process, and the signals that end it ([`ENDING`]). Called
 /// by the prompt's thread before it starts any other: the threads it starts later inherit its
-/// mask, in which [`ENDING`] are blocked (a program it runs does not: `std::process` clears the
-/// mask of a child).
+/// mask, in which [`ENDING`] are blocked. A program started from them would inherit it too: the
+/// core is started from a thread whose mask is cleared first (`core_process::spawn_unmasked`).
 pub(super) fn install() -> Result<()> {
     let flag = FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)));
     signal_hook::flag::register(SIGINT, flag.clone()).context("catching Ctrl-C")?;
