@@ -220,6 +220,9 @@ pub enum Command {
         text: String,
     },
     /// Messages of a discussion, oldest first: the last LIMIT, or a page with --before/--after.
+    ///
+    /// A page with no message prints nothing on stdout (`[]` with --json) and says so on stderr
+    /// ("no messages after position 5; the discussion has 5 messages"); the status is 0.
     History {
         /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
         /// fingerprint prefix (its most recent open discussion, else its most recent one).

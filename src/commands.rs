@@ -817,10 +817,23 @@ fn discussions(ctx: &Ctx) -> Result<()> {
 fn history(ctx: &Ctx, request: api::HistoryRequest) -> Result<()> {
     let mut client = ctx.client()?;
     let discussion = request.discussion.clone();
+    let (after, before) = (request.after, request.before);
     let messages = client.call(request)?;
     if ctx.json {
         println!("{}", safe_text::json(&serde_json::to_value(&messages)?));
         return Ok(());
+    }
+    if messages.is_empty() {
+        // An empty result is a success (status 0, as `requests` with none waiting), but not a
+        // silent one: stdout stays empty for scripts, stderr says why. The discussion's last
+        // message gives its count (its position).
+        let last = client.call(api::HistoryRequest {
+            discussion: discussion.clone(),
+            limit: Some(1),
+            ..api::HistoryRequest::default()
+        })?;
+        let count = last.first().and_then(|m| m.position).unwrap_or(0);
+        let _ = writeln!(std::io::stderr(), "{}", empty_range(after, before, count));
     }
     // Name the peer: find its discussion among the list.
     let peer = match messages.first() {
@@ -846,6 +859,22 @@ fn history(ctx: &Ctx, request: api::HistoryRequest) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `history` says on stderr when the range asked for holds no message; `count`: the
+/// discussion's messages.
+fn empty_range(after: Option<u64>, before: Option<u64>, count: u64) -> String {
+    let has = match count {
+        0 => "the discussion has no messages yet".to_string(),
+        1 => "the discussion has 1 message".to_string(),
+        n => format!("the discussion has {n} messages"),
+    };
+    match (after, before) {
+        (Some(a), Some(b)) => format!("no messages between positions {a} and {b}; {has}"),
+        (Some(a), None) => format!("no messages after position {a}; {has}"),
+        (None, Some(b)) => format!("no messages before position {b}; {has}"),
+        (None, None) => has,
+    }
 }
 
 fn watch(ctx: &Ctx) -> Result<()> {

@@ -106,7 +106,7 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         // Its own process group: Ctrl-C in the prompt does not stop the core.
         cmd.process_group(0);
     }
-    let mut child = cmd.spawn().context("starting pgpchat daemon")?;
+    let mut child = spawn_unmasked(&mut cmd).context("starting pgpchat daemon")?;
     let mut stderr = child.stderr.take().map(drain_stderr);
     if let Some(mut stdin) = child.stdin.take() {
         // A core that found the directory locked may have exited before reading it (EPIPE): its
@@ -154,6 +154,27 @@ pub fn ensure_core(ctx: &Ctx, ask_passphrase: impl FnOnce() -> Result<String>) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Start `cmd` with no signal blocked. A child inherits the signal mask of the thread that starts
+/// it, and the prompt's threads block the signals that end it (`prompt/interrupt.rs`): a core
+/// started with SIGTERM blocked would not stop on it. So it is started from a thread of its own,
+/// whose mask is cleared first.
+fn spawn_unmasked(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sys::signal::SigSet::empty()
+                .thread_set_mask()
+                .map_err(std::io::Error::from)?;
+            cmd.spawn()
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the thread starting the core panicked",
+            ))
+        })
+    })
 }
 
 /// The last bytes the core writes to stderr before it stops (a core that runs on discards the rest;

@@ -217,7 +217,8 @@ fn each_class_of_error_has_its_exit_status() {
 
 /// Through the real binary: a name means the newest *open* discussion with that contact (defect
 /// 5); sending to a closed one is refused (4); closing a closed one says so and succeeds;
-/// `requests --json` lists the refused requests too; `history` pages by position.
+/// `requests --json` lists the refused requests too; `history` pages by position, and an empty
+/// page says so on stderr (issue 12, last trial).
 #[test]
 fn names_closing_twice_and_requests_from_the_command_line() {
     let (alice, bob) = alice_and_bob_running();
@@ -256,6 +257,35 @@ fn names_closing_twice_and_requests_from_the_command_line() {
     let o = alice.run(&["history", "bob", "--limit", "2"]);
     assert_eq!(out(&o).lines().count(), 2, "{}", out(&o));
     assert!(err(&o).contains("history bob --before 4"), "{}", err(&o));
+
+    // An empty range is a success that says so on stderr (stdout stays empty); `--json` is `[]`.
+    for (args, said) in [
+        (
+            &["--after", "5"][..],
+            "no messages after position 5; the discussion has 5 messages",
+        ),
+        (
+            &["--before", "1"][..],
+            "no messages before position 1; the discussion has 5 messages",
+        ),
+        (
+            &["--after", "2", "--before", "3"][..],
+            "no messages between positions 2 and 3; the discussion has 5 messages",
+        ),
+    ] {
+        let mut a = vec!["history", "bob"];
+        a.extend_from_slice(args);
+        let o = alice.run(&a);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", err(&o));
+        assert_eq!(out(&o), "", "{args:?}");
+        assert_eq!(err(&o).trim_end(), said, "{args:?}");
+        let mut a = vec!["--json", "history", "bob"];
+        a.extend_from_slice(args);
+        let o = alice.run(&a);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", err(&o));
+        assert_eq!(out(&o).trim_end(), "[]", "{args:?}");
+        assert_eq!(err(&o), "", "{args:?}");
+    }
 }
 
 /// `--help` has the global options under their heading, examples, the environment and the exit

@@ -1332,3 +1332,303 @@ fn the_readme_capture_of_the_prompt_is_what_it_prints() {
     tmux.keys(&["C-c"]);
     wait_menu(&tmux);
 }
+
+/// The pid of the prompt the pane's shell runs (its child named `pgpchat`).
+fn prompt_pid(tmux: &Tmux) -> u32 {
+    let shell = tmux.var("pane_pid");
+    let mut found = None;
+    wait_for(20, "the prompt's process", || {
+        found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                // `pid (comm) state ppid ...`: the fields after the last `)`.
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.contains("(pgpchat)")
+                        && stat
+                            .rsplit(')')
+                            .next()
+                            .and_then(|rest| rest.split_whitespace().nth(1))
+                            == Some(shell.as_str())
+                })
+            });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Issue 12 (last trial), defect 4: a prompt ended by a signal gives the terminal back. SIGTERM
+/// at the home menu (echo off, keys one by one) and SIGHUP at a hidden entry (raw mode): each
+/// time the shell after it has its echo and line mode, the cursor is visible, and the shell saw
+/// the signal (status 128 + its number). Before, the echo stayed off.
+#[test]
+fn a_prompt_ended_by_a_signal_gives_the_terminal_back() {
+    let (alice, _bob) = alice_and_bob_running();
+    // Each run is followed by its status and the terminal's echo and line-mode flags, then reads a
+    // line (its echo is what a person sees) before the next run.
+    let tmux = Tmux::start_sized(
+        &format!(
+            "sh -c 'for run in 1 2; do {}; echo \"ENDED-$run status=$?\"; \
+             stty -a | tr \" \" \"\\n\" | grep -x -e -echo -e echo -e -icanon -e icanon \
+             | tr \"\\n\" \" \"; echo \"FLAGS-$run\"; read typed; done; sleep 600'",
+            chat_command(&alice)
+        ),
+        40,
+        30,
+    );
+    let _core = KillCore(alice.data_dir().display().to_string());
+    let flags = |s: &str, run: u8| -> String {
+        let end = format!("FLAGS-{run}");
+        s.lines()
+            .find(|l| l.contains(&end))
+            .unwrap_or_else(|| panic!("no {end}:\n{s}"))
+            .to_string()
+    };
+
+    // SIGTERM at the home menu.
+    wait_menu(&tmux);
+    let pid = prompt_pid(&tmux);
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let s = tmux.wait_text("FLAGS-1");
+    assert!(s.contains("ENDED-1 status=143"), "{s}");
+    let f = flags(&s, 1);
+    assert!(
+        f.contains("icanon")
+            && !f.contains("-icanon")
+            && f.contains("echo")
+            && !f.contains("-echo"),
+        "the terminal was not given back after SIGTERM: {f}\n{s}"
+    );
+    assert!(tmux.cursor_visible(), "cursor hidden after SIGTERM:\n{s}");
+    tmux.type_text("echoed-1");
+    tmux.wait_text("echoed-1");
+    tmux.keys(&["Enter"]);
+
+    // SIGHUP at the hidden entry of a shared secret.
+    wait_menu(&tmux);
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_text("? Talk to");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Secret shared with bob");
+    let pid = prompt_pid(&tmux);
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let s = tmux.wait_text("FLAGS-2");
+    assert!(s.contains("ENDED-2 status=129"), "{s}");
+    let f = flags(&s, 2);
+    assert!(
+        f.contains("icanon")
+            && !f.contains("-icanon")
+            && f.contains("echo")
+            && !f.contains("-echo"),
+        "the terminal was not given back after SIGHUP: {f}\n{s}"
+    );
+    assert!(tmux.cursor_visible(), "cursor hidden after SIGHUP:\n{s}");
+    tmux.type_text("echoed-2");
+    tmux.wait_text("echoed-2");
+}
+
+/// The discussion ids `/list` showed last, by number: the short ids of the last row of each
+/// number on the screen.
+fn listed(s: &str, numbers: &[usize]) -> Vec<String> {
+    numbers
+        .iter()
+        .map(|n| {
+            let tag = format!(" /{n} ");
+            let row = s
+                .lines()
+                .rfind(|l| l.contains(&tag))
+                .unwrap_or_else(|| panic!("no /{n} in the list:\n{s}"));
+            let open = row.find('(').unwrap_or_else(|| panic!("no id: {row}\n{s}"));
+            row[open + 1..open + 9].to_string()
+        })
+        .collect()
+}
+
+/// Issue 12 (last trial), defect 1: `/list` numbers discussions in an order that does not move
+/// when another one gets a message (it was the activity order), and `/N` and `/switch N` open the
+/// one shown as N. At 40 columns.
+#[test]
+fn list_numbers_stay_put_and_slash_n_opens_the_one_shown() {
+    let (alice, bob) = alice_and_bob_running();
+    let first = bob.open_with(&alice, "pw");
+    let second = bob.open_with(&alice, "pw");
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    let list = |tmux: &Tmux| {
+        let before = tmux.scrollback().matches(" /2 ").count();
+        tmux.type_text("/list");
+        tmux.keys(&["Enter"]);
+        tmux.wait_screen("the list", |_| {
+            tmux.scrollback().matches(" /2 ").count() > before
+        });
+        listed(&tmux.scrollback(), &[1, 2])
+    };
+    let shown = list(&tmux);
+    let mut ids = shown.clone();
+    ids.sort();
+    let mut both = vec![first[..8].to_string(), second[..8].to_string()];
+    both.sort();
+    assert_eq!(ids, both, "{shown:?}");
+
+    // The discussion the core lists last (the least active) gets a message: it becomes the most
+    // active (times are in seconds: one later than the others').
+    let by_activity = || -> Vec<String> {
+        alice
+            .json(&["discussions"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap()[..8].to_string())
+            .collect()
+    };
+    let least = by_activity()[1].clone();
+    let full = if first.starts_with(&least) {
+        &first
+    } else {
+        &second
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    bob.ok(&["send", full, "now the most active"]);
+    wait_for(20, "the order of activity to change", || {
+        by_activity()[0] == least
+    });
+    let again = list(&tmux);
+    assert_eq!(again, shown, "the numbers moved:\n{}", tmux.screen());
+
+    // `/N` opens the one shown as N (the other than the current one), `/switch N` too.
+    let current = tmux
+        .scrollback()
+        .lines()
+        .rfind(|l| l.starts_with("── bob ("))
+        .map(|l| l["── bob (".len()..].chars().take(8).collect::<String>())
+        .unwrap();
+    let other = shown.iter().position(|id| *id != current).unwrap() + 1;
+    let back = shown.iter().position(|id| *id == current).unwrap() + 1;
+    for (typed, n) in [
+        (format!("/{other}"), other),
+        (format!("/switch {back}"), back),
+    ] {
+        let header = format!("── bob ({}) ", shown[n - 1]);
+        let before = tmux.scrollback().matches(&header).count();
+        tmux.type_text(&typed);
+        tmux.keys(&["Enter"]);
+        tmux.wait_screen(&format!("{typed}: the header of {header}"), |_| {
+            tmux.scrollback().matches(&header).count() > before
+        });
+    }
+}
+
+/// Issue 12 (last trial), defect 2: the Requests picker is kept current while it is shown: a
+/// request that arrives appears, requests withdrawn go (the picker says none waits), and a request
+/// picked but withdrawn before it is answered says it is gone, without asking for the secret.
+/// At 40 columns.
+#[test]
+fn the_requests_picker_shows_requests_as_they_come_and_go() {
+    let (alice, bob) = alice_and_bob_running();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    let secret = bob.secret_file("pw");
+    let open = || {
+        bob.cmd()
+            .args([
+                "open",
+                "alice",
+                "--password-file",
+                crate::binary::path_str(&secret),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let waiting = || alice.requests().as_array().map_or(0, Vec::len);
+    let mut first = open();
+    wait_for(20, "bob's first request", || waiting() == 1);
+    wait_menu(&tmux);
+    tmux.wait_text("Requests (1)");
+    tmux.keys(&["Down", "Down", "Enter"]);
+    tmux.wait_text("#1 bob");
+    // A second request arrives while the picker is shown: it appears.
+    let mut second = open();
+    tmux.wait_text("#2 bob");
+    // Both withdrawn: they go, and the picker says none waits.
+    bob.ok(&["cancel", "alice"]);
+    let s = tmux.wait_screen("the requests gone", |s| {
+        s.contains("(none waiting") && !s.contains("#1 bob") && !s.contains("#2 bob")
+    });
+    assert!(s.contains("? Request"), "{s}");
+    let _ = first.wait();
+    let _ = second.wait();
+    // One more arrives and is picked; withdrawn while the question is shown, it says so.
+    let mut third = open();
+    tmux.wait_text("#3 bob");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("bob asks for a discussion");
+    bob.ok(&["cancel", "alice"]);
+    wait_for(20, "the request withdrawn", || waiting() == 0);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("is gone");
+    assert!(!s.contains("Secret shared with bob"), "asked anyway:\n{s}");
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("The request #3 from bob is gone (withdrawn by bob, expired, or answered elsewhere): nothing was done."),
+        "{s}"
+    );
+    let _ = third.wait();
+    // The core stops under the picker: it gives way to the menu's question, said once.
+    wait_menu(&tmux);
+    tmux.keys(&["Down", "Down", "Enter"]);
+    tmux.wait_screen("the empty picker", |s| {
+        s.lines()
+            .rfind(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("(none waiting"))
+    });
+    alice.ok(&["stop"]);
+    let s = tmux.wait_text("(y/n)");
+    assert_eq!(
+        s.lines().filter(|l| l.starts_with("! ")).count(),
+        1,
+        "not said once:\n{s}"
+    );
+}
+
+/// The core a prompt starts does not inherit the signals the prompt blocks in its threads (those
+/// that end it, given to the one thread that gives the terminal back): SIGTERM stops it, and the
+/// menu says so.
+#[test]
+fn a_core_started_by_the_prompt_stops_on_sigterm() {
+    let alice = Person::new("alice", free_udp_port());
+    alice.init();
+    let tmux = Tmux::start_sized(&chat_command(&alice), 80, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    wait_menu(&tmux);
+    let dir = alice.data_dir().display().to_string();
+    let core = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.contains(&b"daemon".as_slice()) && args.contains(&dir.as_bytes())
+            })
+        })
+        .expect("the core the prompt started");
+    assert!(Command::new("kill")
+        .args(["-TERM", &core.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(20, "the core to stop on SIGTERM", || {
+        alice.run(&["status"]).status.code() == Some(5)
+    });
+    tmux.wait_text("(y/n)");
+}

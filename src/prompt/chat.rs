@@ -258,6 +258,15 @@ fn view(
             }
             Typed::Switch(name) => {
                 let list = client.call(api::DiscussionsRequest {})?;
+                if let Ok(n) = name.parse::<usize>() {
+                    // `/switch 3` is `/3`, unless a peer is named `3`.
+                    if by_name(&list, &name).is_none() {
+                        if let Some(id) = jump(client, discussion, n)? {
+                            break Next::Open(id);
+                        }
+                        continue;
+                    }
+                }
                 match by_name_or_id(&list, &name) {
                     Some(d) if d.id != discussion => break Next::Open(d.id.clone()),
                     Some(_) => say!("! this is the discussion with {label}"),
@@ -379,11 +388,13 @@ fn erase_typed(line: &str) {
     let _ = term.clear_last_lines(rows);
 }
 
-/// The discussion `/N` goes to: its id, or None when there is none to go to (said).
+/// The discussion `/N` goes to (its number in `/list`, [`super::discussions::numbered`]): its
+/// id, or None when there is none to go to (said).
 fn jump(client: &mut Client, discussion: &str, n: usize) -> Result<Option<String>> {
     let list = client.call(api::DiscussionsRequest {})?;
-    match list.get(n - 1) {
-        Some(d) if d.id != discussion => return Ok(Some(d.id.clone())),
+    let numbered = super::discussions::numbered(&list);
+    match numbered.iter().find(|(m, _)| *m == n) {
+        Some((_, d)) if d.id != discussion => return Ok(Some(d.id.clone())),
         Some(_) => say!("! this is discussion {n}"),
         None => say!("! no discussion {n}: /list shows them"),
     }
@@ -440,10 +451,11 @@ fn by_name<'a>(list: &'a [Discussion], name: &str) -> Option<&'a Discussion> {
         .or_else(|| list.iter().find(named))
 }
 
-/// The discussions, `*` before the current one; a peer with several has each one's short id
-/// (the first [`SHORT_ID`] hex digits) so they can be told apart.
+/// The discussions by their numbers (they never move: [`super::discussions::numbered`]), `*`
+/// before the current one; a peer with several has each one's short id (the first [`SHORT_ID`]
+/// hex digits) so they can be told apart.
 fn print_list(list: &[Discussion], current: &str) {
-    for (i, d) in list.iter().enumerate() {
+    for (n, d) in super::discussions::numbered(list) {
         let several = list
             .iter()
             .filter(|o| o.peer_fingerprint == d.peer_fingerprint)
@@ -453,7 +465,7 @@ fn print_list(list: &[Discussion], current: &str) {
         say!(
             "{} /{:<2} {}{} {} · {} unread",
             if d.id == current { '*' } else { ' ' },
-            i + 1,
+            n,
             super::width::cut(&safe_text::line(&d.peer_name), lines::NAME_WIDTH),
             if several {
                 format!(" ({})", super::events::short_id(&d.id))
@@ -537,7 +549,7 @@ fn new_editor(list: &[Discussion]) -> Result<Editor<ChatHelper, DefaultHistory>>
     );
     // No Alt-1 .. Alt-9 (issue 12 asked for them): rustyline's emacs mode reads Alt-digits as a
     // numeric argument before any custom binding is looked at (keymap.rs, `emacs`), so a binding
-    // for them is never called; `/1` .. `/9` do it.
+    // for them is never called; `/1`, `/2` ... do it.
     if let Ok(typed) = TYPED.lock() {
         for l in typed.iter() {
             let _ = editor.add_history_entry(l.as_str());

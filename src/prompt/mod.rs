@@ -1,7 +1,8 @@
 //! The interactive prompt (`pgpchat chat`): a front-end over the IPC socket, like any other.
 //!
 //! One concern per file: the home menu here; the first run ([`first_run`]); contacts and their
-//! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]); the list of
+//! verification ([`contacts`]); requests, incoming and outgoing ([`requests`]), the incoming ones
+//! picked from a list kept current ([`request_picker`]); the list of
 //! discussions ([`discussions`]); the chat view ([`chat`]) and how events show in it ([`events`]),
 //! drawn again after a resize ([`transcript`]). Menus are dialoguer widgets, their text fitted to
 //! the width ([`width`]); between views the echo is off and type-ahead is dropped ([`tty`]).
@@ -17,6 +18,7 @@ mod interrupt;
 mod introductions;
 mod lines;
 mod live;
+mod request_picker;
 mod requests;
 mod slash;
 mod transcript;
@@ -50,14 +52,24 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     interrupt::install()?;
     tty::quiet();
+    // Whatever ends the prompt (Quit, Ctrl-C, an error, a panic), the shell gets its cursor and
+    // its echo back; a signal that ends it does the same on its own thread ([`interrupt`]).
+    let given_back = GiveBack;
     let r = home(ctx);
-    // Whatever ended the prompt (Quit, Ctrl-C, an error), the shell gets its cursor and its echo
-    // back.
-    interrupt::restore_terminal();
-    tty::restore();
+    drop(given_back);
     match r {
         Err(e) if interrupt::is_interrupt(&e) => Ok(()),
         r => r,
+    }
+}
+
+/// Gives the terminal back as the prompt found it when dropped (also while a panic unwinds).
+struct GiveBack;
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        interrupt::restore_terminal();
+        tty::restore();
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Result;
 use dialoguer::theme::ColorfulTheme;
 use pgpchat_actors::api;
-use pgpchat_actors::offline::fingerprint_groups;
 
 use super::lines::print;
 use crate::client::Client;
@@ -73,32 +72,11 @@ pub(super) fn open_discussion(ctx: &Ctx, client: &mut Client, theme: &ColorfulTh
 }
 
 pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulTheme) -> Result<()> {
-    // Fetched now, not when the menu was drawn: a request may have arrived since.
+    // Read now, not when the menu was drawn, and kept current while the picker is shown.
     let list = client.requests()?;
-    if list.is_empty() {
-        print("No requests waiting.");
-        return Ok(());
-    }
-    let items: Vec<String> = list
-        .iter()
-        .map(|r| {
-            format!(
-                "#{} {} {}{}",
-                r.id,
-                safe_text::line(&r.name),
-                fingerprint_groups(&r.fingerprint),
-                if r.key_changed {
-                    "  WARNING: name known with another key"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    let Some(i) = super::width::pick(theme, "Request", &items)? else {
+    let Some(r) = super::request_picker::pick(ctx, list)? else {
         return Ok(());
     };
-    let r = &list[i];
     let name = safe_text::line(&r.name);
     let id = r.id;
     let action = super::width::pick(
@@ -106,22 +84,47 @@ pub(super) fn handle_request(ctx: &Ctx, client: &mut Client, theme: &ColorfulThe
         &format!("{name} asks for a discussion"),
         &["Accept (type the shared secret)".into(), "Refuse".into()],
     )?;
+    if action.is_none() {
+        return Ok(());
+    }
+    // The request may have ended while the question was shown: no secret asked for nothing.
+    if !client.requests()?.iter().any(|r| r.id == id) {
+        print(&gone(&name, id));
+        return Ok(());
+    }
     match action {
         Some(0) => {
             let secret = super::hidden::read(theme, &format!("Secret shared with {name}"))?;
             // Subscribed before the discussion opens: its first events (connected) are not missed.
             let events = super::chat::subscribe(ctx)?;
-            let v = client.call(api::AcceptRequest {
+            let v = match client.call(api::AcceptRequest {
                 request: id,
                 password: secret,
-            })?;
+            }) {
+                Ok(v) => v,
+                Err(e) if e.kind() == Some(api::ErrorKind::NotFound) => {
+                    print(&gone(&name, id));
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             super::chat::run(ctx, client, &v.discussion_id, 0, Some(events))
         }
-        Some(_) => {
-            client.call(api::RefuseRequest { request: id })?;
-            print("Refused.");
+        _ => {
+            match client.call(api::RefuseRequest { request: id }) {
+                Ok(_) => print("Refused."),
+                Err(e) if e.kind() == Some(api::ErrorKind::NotFound) => print(&gone(&name, id)),
+                Err(e) => return Err(e.into()),
+            }
             Ok(())
         }
-        None => Ok(()),
     }
+}
+
+/// Said when the request picked has ended before it was answered here.
+fn gone(name: &str, id: u64) -> String {
+    format!(
+        "The request #{id} from {name} is gone (withdrawn by {name}, expired, or answered \
+         elsewhere): nothing was done."
+    )
 }

@@ -11,7 +11,7 @@ pub(super) enum Typed {
     Back,
     Help,
     List,
-    /// `/1` .. `/9`: the discussion with that number in `/list`.
+    /// `/1`, `/2` ... : the discussion with that number in `/list`.
     Jump(usize),
     Switch(String),
     More,
@@ -26,10 +26,13 @@ pub(super) const COMMANDS: &[(&str, &str)] = &[
     ("/help", "this list"),
     ("/back", "back to the menu (also Ctrl-C or Ctrl-D)"),
     ("/list", "the discussions, numbered"),
-    ("/1 … /9", "go to the discussion with that number in /list"),
+    (
+        "/1, /2 …",
+        "go to the discussion with that number in /list (numbers never change)",
+    ),
     (
         "/switch NAME",
-        "go to the discussion with NAME (Tab completes), or with that short id",
+        "go to the discussion with NAME (Tab completes), that short id, or that number",
     ),
     (
         "/more",
@@ -66,6 +69,12 @@ pub(super) fn parse(line: &str) -> Result<Typed, String> {
     }
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     let rest = rest.trim();
+    if let Some(n) = number(word) {
+        if !rest.is_empty() {
+            return Err(format!("{word} takes no argument"));
+        }
+        return Ok(Typed::Jump(n));
+    }
     let typed = match (word, rest) {
         ("/help" | "/?", "") => Typed::Help,
         ("/back" | "/quit", "") => Typed::Back,
@@ -80,16 +89,23 @@ pub(super) fn parse(line: &str) -> Result<Typed, String> {
         ("/help" | "/?" | "/back" | "/quit" | "/list" | "/more" | "/restart", _) => {
             return Err(format!("{word} takes no argument"))
         }
-        (w, r) if !r.is_empty() && w.len() == 2 && matches!(w.as_bytes()[1], b'1'..=b'9') => {
-            return Err(format!("{w} takes no argument"))
-        }
-        (w, "") if w.len() == 2 && matches!(w.as_bytes()[1], b'1'..=b'9') => {
-            Typed::Jump(usize::from(w.as_bytes()[1] - b'0'))
-        }
         _ => return Err(unknown(word, rest)),
     };
     Ok(typed)
 }
+
+/// The discussion number in `/N` (1 or more, at most [`MAX_DIGITS`] digits).
+fn number(word: &str) -> Option<usize> {
+    let digits = word.strip_prefix('/')?;
+    if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
+/// Digits of a `/N` at most: more is no discussion's number (and could not be parsed).
+const MAX_DIGITS: usize = 6;
 
 /// The error for a mistyped command: the nearest command when there is one.
 fn unknown(word: &str, rest: &str) -> String {
@@ -142,6 +158,8 @@ mod tests {
         assert_eq!(parse("//etc/hosts"), Ok(Typed::Send("/etc/hosts".into())));
         assert_eq!(parse("  hi  "), Ok(Typed::Send("hi".into())));
         assert_eq!(parse("/3"), Ok(Typed::Jump(3)));
+        assert_eq!(parse("/12"), Ok(Typed::Jump(12)));
+        assert!(parse("/1234567").is_err());
         assert_eq!(parse("/switch bob"), Ok(Typed::Switch("bob".into())));
         assert_eq!(parse("/close --force"), Ok(Typed::Close { force: true }));
         assert!(parse("/0").is_err());

@@ -78,3 +78,19 @@ pub(super) fn restore() {
         let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &t);
     }
 }
+
+/// What a terminal program leaves behind if it ends in the middle of a widget, undone: bracketed
+/// paste off (the line editor turns it on while it reads), the cursor shown (a menu hides it).
+const MODES_OFF: &[u8] = b"\x1b[?2004l\x1b[?25h";
+
+/// The terminal as the prompt found it, whatever it was doing: its settings (echo, line mode:
+/// a widget in raw mode is left behind too) and its modes ([`MODES_OFF`]). For the prompt's end
+/// by a signal, from another thread: written straight to the file descriptor, never through
+/// `stdout()`'s lock, which the prompt's own thread may hold.
+pub(super) fn give_back() {
+    restore();
+    let stdout = std::io::stdout();
+    if termios::isatty(&stdout) {
+        let _ = rustix::io::write(&stdout, MODES_OFF);
+    }
+}
