@@ -1,0 +1,257 @@
+//! One browser's WebSocket at `/ws`: JSON-RPC lines in text frames, both ways.
+//!
+//! The upgrade needs a live session cookie and this page's own `Origin` (`http://` and the `Host`
+//! it was checked against): a page of another site cannot open it with the user's cookie
+//! (cross-site WebSocket hijacking). Bounds: [`MAX_SOCKETS`] WebSockets at once, a frame of at
+//! most [`MAX_REQUEST_BYTES`], [`MAX_IN_FLIGHT`] requests in flight per WebSocket (and
+//! `core_link::MAX_CORE_IN_FLIGHT` in all); a page that reads its notifications too slowly falls
+//! [`super::core_link::EVENT_BUFFER`] lines behind, is sent `lagged` and closed.
+//!
+//! An `open` still waiting when its WebSocket closes is withdrawn with `cancel` (the core would do
+//! so for a connection of its own; here the core's connection is shared by every page).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use pgpchat_actors::api::{CancelRequest, ErrorKind, Notification, Request, RpcError};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+
+use super::core_link::CoreLink;
+use super::rpc::{self, Call};
+use super::Web;
+
+/// Browser WebSockets open at once, all sessions together.
+pub const MAX_SOCKETS: usize = 16;
+
+/// Largest message from a browser (as `limits.ipc_max_line_bytes` by default).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Requests of one WebSocket in flight at once; more get `too-many-in-flight`.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// Whether the request's `Origin` is this page's own (the origin of the Host it was sent to).
+pub fn origin_is_own(headers: &HeaderMap, port: u16) -> bool {
+    let (Some(origin), Some(host)) = (
+        headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()),
+        super::guard::host_of(headers, port),
+    ) else {
+        return false;
+    };
+    origin == format!("http://{host}")
+}
+
+/// `GET /ws`: the upgrade, for a logged-in page of this origin only.
+pub async fn upgrade(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if web.auth.session_of(&headers).is_none() {
+        return (StatusCode::UNAUTHORIZED, "refused: not logged in").into_response();
+    }
+    if !origin_is_own(&headers, web.port) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: the WebSocket must be opened by this page (Origin)",
+        )
+            .into_response();
+    }
+    let Ok(slot) = web.sockets.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "refused: too many pages are open",
+        )
+            .into_response();
+    };
+    let core = web.core.clone();
+    ws.max_message_size(MAX_REQUEST_BYTES)
+        .max_frame_size(MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| async move {
+            serve(socket, core).await;
+            drop(slot);
+        })
+}
+
+/// What the reader hands the writer.
+enum Out {
+    Line(String),
+    /// Answer `subscribe` and start passing notifications on.
+    Subscribe(String),
+}
+
+/// Opens in flight on this WebSocket: withdrawn if it closes first.
+type Opens = Arc<Mutex<HashMap<u64, String>>>;
+
+async fn serve(socket: WebSocket, core: Arc<CoreLink>) {
+    let (sink, mut stream) = socket.split();
+    // Each request in flight answers once, and the reader waits for a slot otherwise: bounded.
+    let (out, out_rx) = mpsc::channel::<Out>(MAX_IN_FLIGHT + 4);
+    let mut writer = tokio::spawn(write(sink, out_rx, core.clone()));
+    let mine = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let opens: Opens = Arc::default();
+    let next_open = AtomicU64::new(0);
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            // The writer ended (the page lagged, or its socket broke): so does the reader.
+            _ = &mut writer => break,
+        };
+        let Some(Ok(msg)) = msg else { break };
+        let line = match msg {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break,
+            Message::Binary(_) => {
+                let e = RpcError::new(
+                    ErrorKind::InvalidRequest,
+                    "invalid request: send text frames",
+                );
+                if out
+                    .send(Out::Line(rpc::error_line(&Value::Null, &e)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        let sent = match rpc::decode(&line) {
+            Err(answer) => out.send(Out::Line(answer)).await,
+            Ok(Call::Subscribe { id }) => {
+                let answer = id.map(|id| rpc::result_line(&id, json!({"subscribed": true})));
+                out.send(Out::Subscribe(answer.unwrap_or_default())).await
+            }
+            Ok(Call::Core { id, request }) => {
+                let slots = mine.clone().try_acquire_owned().ok().zip(core.try_slot());
+                match slots {
+                    None => {
+                        let e = RpcError::new(
+                            ErrorKind::TooManyInFlight,
+                            "too many requests in flight",
+                        );
+                        out.send(Out::Line(rpc::error_line(&id.unwrap_or(Value::Null), &e)))
+                            .await
+                    }
+                    Some(slots) => {
+                        let open = match &request {
+                            Request::Open(o) => {
+                                let n = next_open.fetch_add(1, Ordering::Relaxed);
+                                lock(&opens).insert(n, o.contact.clone());
+                                Some(n)
+                            }
+                            _ => None,
+                        };
+                        tokio::spawn(run(
+                            core.clone(),
+                            id,
+                            request,
+                            out.clone(),
+                            slots,
+                            open,
+                            opens.clone(),
+                        ));
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    drop(out);
+    let withdrawn: Vec<String> = lock(&opens).drain().map(|(_, c)| c).collect();
+    for contact in withdrawn {
+        let _ = core.call(CancelRequest { contact }.into()).await;
+    }
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
+}
+
+fn lock(o: &Opens) -> std::sync::MutexGuard<'_, HashMap<u64, String>> {
+    o.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn run(
+    core: Arc<CoreLink>,
+    id: Option<Value>,
+    request: Request,
+    out: mpsc::Sender<Out>,
+    _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    open: Option<u64>,
+    opens: Opens,
+) {
+    let answer = core.call(request).await;
+    if let Some(n) = open {
+        lock(&opens).remove(&n);
+    }
+    // A request without id is a notification: it runs, no answer.
+    if let Some(id) = id {
+        let line = match answer {
+            Ok(v) => rpc::result_line(&id, v),
+            Err(e) => rpc::error_line(&id, &e),
+        };
+        let _ = out.send(Out::Line(line)).await;
+    }
+}
+
+/// The writer: answers, and once subscribed the notifications, until the reader ends or the page
+/// lags behind its notifications.
+async fn write(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut out: mpsc::Receiver<Out>,
+    core: Arc<CoreLink>,
+) {
+    let mut events: Option<broadcast::Receiver<Arc<str>>> = None;
+    loop {
+        let line: String = tokio::select! {
+            o = out.recv() => match o {
+                None => break,
+                Some(Out::Line(l)) => l,
+                Some(Out::Subscribe(answer)) => {
+                    if events.is_none() {
+                        events = Some(core.subscribe());
+                    }
+                    if !answer.is_empty() && sink.send(Message::text(answer)).await.is_err() {
+                        break;
+                    }
+                    if core.connected() {
+                        continue;
+                    }
+                    super::core_link::core_notice(false)
+                }
+            },
+            e = recv(&mut events) => match e {
+                Ok(l) => l.to_string(),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let lagged = Notification::Lagged {}.to_value().to_string();
+                    let _ = sink.send(Message::text(lagged)).await;
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        if sink.send(Message::text(line)).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+async fn recv(
+    events: &mut Option<broadcast::Receiver<Arc<str>>>,
+) -> Result<Arc<str>, broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
