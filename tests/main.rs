@@ -38,3 +38,4 @@ mod startup;
 mod terminal;
 mod upgrade;
 mod versions;
+mod web;
