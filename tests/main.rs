@@ -39,3 +39,4 @@ mod terminal;
 mod upgrade;
 mod versions;
 mod web;
+mod web_browser;

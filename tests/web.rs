@@ -162,17 +162,53 @@ impl Answer {
 
 /// One HTTP/1.1 request over a fresh TCP connection (Connection: close), read to the end.
 pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    http_with_body(port, method, path, headers, "")
+}
+
+/// [`http`] with a body (sent as JSON); a chunked answer is put back together.
+pub fn http_with_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("Connection: close\r\nContent-Length: 0\r\n\r\n");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
     s.write_all(req.as_bytes()).expect("write");
+    // Read up to the end of the body its Content-Length gives (some servers keep the connection
+    // open despite `Connection: close`), else to the end of the stream.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if length.is_some_and(|n| raw.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the answer to {method} {path}: {e}"),
+        }
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head
@@ -180,11 +216,30 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> An
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("a status");
-    Answer {
+    let mut a = Answer {
         status,
         head: head.to_string(),
         body: body.to_string(),
+    };
+    if a.header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        a.body = dechunk(&a.body);
     }
+    a
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// JSON-RPC over a WebSocket, answers matched by id, notifications kept.

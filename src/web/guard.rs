@@ -29,7 +29,7 @@ pub fn allowed_hosts(port: u16) -> [String; 2] {
 pub fn content_security_policy(port: u16) -> String {
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src ws://127.0.0.1:{port} ws://localhost:{port}; base-uri 'none'; \
+         connect-src 'self' ws://127.0.0.1:{port} ws://localhost:{port}; base-uri 'none'; \
          form-action 'self'; frame-ancestors 'none'"
     )
 }

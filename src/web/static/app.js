@@ -317,6 +317,7 @@ function renderRequests() {
 }
 
 function renderRefusals(list) {
+  $("refusals-title").hidden = list.length === 0;
   $("refusals").replaceChildren(...list.slice().reverse().map((r) =>
     el("li", { className: "item" }, bdi(r.name), ` ${short(r.fingerprint)} · ${r.reason} · ${when(r.time)}`)));
 }

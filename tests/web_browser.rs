@@ -1,0 +1,381 @@
+//! `pgpchat web` in a real browser: Debian's Chromium, headless, driven over WebDriver by its
+//! own chromedriver (`/usr/bin/chromium`, never a downloaded browser). alice uses the page, bob the
+//! command line. Screenshots go to `target/web-screenshots/` (CI keeps them as artifacts).
+//!
+//! Without Chromium and its driver the test fails with one line saying what to install
+//! (`scripts/prerequisites.sh` installs them as root).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::binary::{alice_and_bob_running, path_str, wait_for, Person};
+use crate::web::{http_with_body, WebPage};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// A phone's CSS width (and height).
+const PHONE: (u32, u32) = (390, 780);
+
+/// chromedriver on a free port and one headless Chromium session; both end on drop.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Browser {
+    fn start() -> Self {
+        for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: the browser tests need Debian's Chromium and its driver \
+                 (apt-get install chromium chromium-driver; scripts/prerequisites.sh installs \
+                 {package} when run as root)"
+            );
+        }
+        let port = free_tcp_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut b = Self {
+            driver,
+            port,
+            session: String::new(),
+            _profile: profile,
+        };
+        wait_for(20, "chromedriver to answer", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,800",
+                    format!("--user-data-dir={}", b._profile.path().display()),
+                ],
+            },
+        }}});
+        let v = b.raw("POST", "/session", &caps);
+        b.session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
+        b
+    }
+
+    fn raw(&self, method: &str, path: &str, body: &Value) -> Value {
+        let host = format!("127.0.0.1:{}", self.port);
+        let body = if method == "GET" || method == "DELETE" {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let a = http_with_body(self.port, method, path, &[("Host", &host)], &body);
+        let v: Value = serde_json::from_str(&a.body)
+            .unwrap_or_else(|_| panic!("WebDriver {method} {path}: {a:?}"));
+        v
+    }
+
+    /// A session command; its `value` (a WebDriver error is a panic).
+    fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        let v = self.raw(method, &format!("/session/{}{path}", self.session), &body);
+        let value = v["value"].clone();
+        assert!(
+            value.get("error").is_none(),
+            "WebDriver {method} {path}: {value}"
+        );
+        value
+    }
+
+    /// A command that may fail; its `value` either way.
+    fn try_cmd(&self, method: &str, path: &str) -> Value {
+        self.raw(
+            method,
+            &format!("/session/{}{path}", self.session),
+            &json!({}),
+        )["value"]
+            .clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", json!({ "url": url }));
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    /// Wait for `css` to be shown, then click it as a person would.
+    fn click(&self, css: &str) {
+        self.wait_js(
+            15,
+            &format!("{css} to be shown"),
+            &format!(
+                "const e = document.querySelector({}); return !!e && e.offsetParent !== null && !e.disabled;",
+                json!(css)
+            ),
+        );
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/click"), json!({}));
+    }
+
+    /// Type `text` into `css` (keys, as a person types them).
+    fn type_in(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            json!({ "text": text }),
+        );
+    }
+
+    /// Wait until `script` returns true.
+    fn wait_js(&self, secs: u64, what: &str, script: &str) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if self.js(script) == json!(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {secs}s waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        );
+    }
+
+    /// Save a screenshot under `target/web-screenshots/`.
+    fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let v = self.cmd("GET", "/screenshot", json!({}));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("base64"))
+            .expect("a PNG");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    /// Whether a JavaScript dialog (alert, confirm) is open.
+    fn dialog_open(&self) -> bool {
+        self.try_cmd("GET", "/alert/text").get("error").is_none()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.raw("DELETE", &format!("/session/{}", self.session), &json!({}));
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// bob's messages with alice, as bob's command line sees them.
+fn bob_history(bob: &Person) -> Vec<Value> {
+    bob.json(&["history", "alice"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn browser_alice_on_the_page_chats_with_bob_on_the_command_line() {
+    let (alice, bob) = alice_and_bob_running();
+    let page = WebPage::start(&alice);
+    let browser = Browser::start();
+    browser.go(&page.url);
+    browser.wait_js(
+        20,
+        "the page to show alice",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+    assert_eq!(
+        browser.js("return location.search;"),
+        json!(""),
+        "the token left the address bar"
+    );
+
+    // A request from bob arrives live, with its count in the tab's title.
+    let secret = bob.secret_file("correct horse");
+    let open = bob
+        .cmd()
+        .args([
+            "--json",
+            "open",
+            "alice",
+            "--password-file",
+            path_str(&secret),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("open");
+    browser.wait_js(
+        30,
+        "bob's request on the page",
+        "return document.getElementById('count-requests').textContent === '1' \
+         && document.title === '(1) pgpchat';",
+    );
+    browser.click("#tab-requests");
+    browser.click(".request[data-name='bob'] .accept");
+    assert_eq!(
+        browser.js("return document.getElementById('secret').type + ' ' + document.getElementById('secret').autocomplete;"),
+        json!("password off")
+    );
+    browser.type_in("#secret", "correct horse");
+    browser.click("#secret-go");
+    let out = open.wait_with_output().expect("open ends");
+    assert!(
+        out.status.success(),
+        "bob's open: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    browser.wait_js(
+        20,
+        "the chat view with bob",
+        "return !document.getElementById('chat').hidden \
+         && document.getElementById('chat-peer').textContent === 'bob';",
+    );
+
+    // alice writes on the page: bob has it, and the page marks it delivered.
+    browser.type_in("#composer", "hello bob, from the page");
+    browser.click("#send");
+    wait_for(30, "bob to get alice's message", || {
+        bob_history(&bob)
+            .iter()
+            .any(|m| m["body"] == "hello bob, from the page" && m["direction"] == "in")
+    });
+    browser.wait_js(
+        30,
+        "the delivered mark",
+        "const m = document.querySelector('#messages .msg.out'); return !!m && m.dataset.state === 'delivered';",
+    );
+
+    // bob writes on the command line: the page shows it as it arrives; markup is text.
+    bob.ok(&["send", "alice", "hi alice, from the command line"]);
+    let evil = "<img src=x onerror=alert(1)>";
+    bob.ok(&["send", "alice", evil]);
+    browser.wait_js(
+        30,
+        "bob's messages on the page",
+        &format!(
+            "const b = [...document.querySelectorAll('#messages .msg.in .body')].map(e => e.textContent); \
+             return b.includes('hi alice, from the command line') && b.includes({});",
+            json!(evil)
+        ),
+    );
+    assert_eq!(
+        browser.js("return document.querySelectorAll('img').length;"),
+        json!(0),
+        "a peer's markup must not become an element"
+    );
+    assert!(!browser.dialog_open(), "no dialog may open");
+    assert_eq!(
+        browser.js("return [...document.querySelectorAll('#messages .msg .body')].every(e => e.getAttribute('dir') === 'auto');"),
+        json!(true)
+    );
+    browser.screenshot("desktop-chat");
+
+    // At phone width nothing scrolls sideways, in the chat and in the lists.
+    browser.resize(PHONE.0, PHONE.1);
+    browser.wait_js(
+        10,
+        "a phone-sized window",
+        &format!("return window.innerWidth <= {};", PHONE.0 + 20),
+    );
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth \
+                && document.body.scrollWidth <= window.innerWidth;";
+    assert_eq!(
+        browser.js(fits),
+        json!(true),
+        "the chat scrolls sideways at phone width"
+    );
+    browser.screenshot("phone-chat");
+    browser.click("#back");
+    browser.click("#tab-contacts");
+    assert_eq!(
+        browser.js(fits),
+        json!(true),
+        "the contacts scroll sideways at phone width"
+    );
+    browser.screenshot("phone-contacts");
+
+    // A message that arrives while no discussion is on screen is counted, in the title too.
+    browser.resize(1200, 800);
+    browser.go(&format!("{}/", page.origin()));
+    browser.wait_js(
+        20,
+        "the page again",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+    bob.ok(&["send", "alice", "are you there?"]);
+    browser.wait_js(
+        30,
+        "an unread count",
+        "return document.getElementById('count-chats').textContent === '1' && document.title === '(1) pgpchat';",
+    );
+    browser.click(".discussion[data-peer='bob']");
+    browser.wait_js(
+        20,
+        "the count to clear",
+        "return document.title === 'pgpchat' && document.getElementById('count-chats').textContent === '';",
+    );
+    browser.screenshot("desktop-list");
+
+    // Logging out ends the session: the page asks for the link again.
+    browser.click("#logout");
+    browser.wait_js(
+        20,
+        "the login page",
+        "return document.body.textContent.includes('Open the link');",
+    );
+}
