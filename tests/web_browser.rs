@@ -229,7 +229,7 @@ fn bob_history(bob: &Person) -> Vec<Value> {
 
 #[test]
 fn browser_alice_on_the_page_chats_with_bob_on_the_command_line() {
-    let (alice, bob) = alice_and_bob_running();
+    let (mut alice, bob) = alice_and_bob_running();
     let page = WebPage::start(&alice);
     let browser = Browser::start();
     browser.go(&page.url);
@@ -370,6 +370,23 @@ fn browser_alice_on_the_page_chats_with_bob_on_the_command_line() {
         "return document.title === 'pgpchat' && document.getElementById('count-chats').textContent === '';",
     );
     browser.screenshot("desktop-list");
+
+    // The core stops: the page says so; once a core runs again the page reads everything again by
+    // itself and live messages flow (one sent meanwhile included).
+    alice.kill();
+    browser.wait_js(
+        15,
+        "the page to say the core is gone",
+        "const b = document.getElementById('banner'); return !b.hidden && b.textContent.includes('core is not running');",
+    );
+    browser.screenshot("desktop-core-gone");
+    bob.ok(&["send", "alice", "while you were away"]);
+    alice.start();
+    browser.wait_js(
+        60,
+        "the page to come back with bob's message",
+        "return document.getElementById('banner').hidden && [...document.querySelectorAll('#messages .msg.in .body')].some(e => e.textContent === 'while you were away');",
+    );
 
     // Logging out ends the session: the page asks for the link again.
     browser.click("#logout");

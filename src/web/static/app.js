@@ -94,6 +94,11 @@ function connect() {
         banner("This session has ended (logged out, or pgpchat web was restarted). Open the link it printed.");
         return;
       }
+      // pgpchat web is there: the socket ended (the page fell behind its events, or too many
+      // pages are open). Connect again; everything is read anew.
+      banner("Reconnecting to pgpchat web…");
+      setTimeout(connect, RECONNECT_MS / 4);
+      return;
     } catch {
       // pgpchat web itself is gone.
     }
@@ -104,8 +109,8 @@ function connect() {
 
 function setConn(state) {
   const c = $("conn");
-  c.textContent = state === "connected" ? "●" : "○";
-  c.title = state;
+  c.textContent = state === "offline" ? "○" : "●";
+  c.title = { connected: "connected to the core", "core-gone": "the core is not running", offline: "pgpchat web is not answering" }[state];
   c.className = "conn " + state;
 }
 
@@ -171,10 +176,12 @@ function notice(v) {
   if (v.method === "core") {
     if (v.params.connected) {
       state.coreUp = true;
+      setConn("connected");
       banner(null);
       resync().catch((e) => say(e.message));
     } else {
       state.coreUp = false;
+      setConn("core-gone");
       banner("The core is not running. Start it (pgpchat daemon, or pgpchat chat); this page reconnects by itself.");
     }
     return;
@@ -365,6 +372,8 @@ function messageItem(m) {
 
 function renderChatHead(d) {
   $("chat-peer").textContent = d.peer_name;
+  const c = state.contacts.find((x) => x.fingerprint === d.peer_fingerprint);
+  $("chat-fp").textContent = `${c?.verified ? "verified" : "not verified"} · ${groups(d.peer_fingerprint)}`;
   $("chat-state").textContent = d.state === "open" ? (d.connected === false ? "offline" : "") : d.state;
   const open = d.state === "open";
   $("composer").disabled = !open;
