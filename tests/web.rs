@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -550,6 +550,23 @@ fn web_starts_a_core_when_none_runs_and_a_taken_port_is_one_line() {
     let cookie = page.login();
     let mut rpc = page.own_socket(&cookie);
     assert_eq!(rpc.call("whoami", json!({}))["result"]["name"], "alice");
+    // SIGTERM with a page open: it stops, its login file goes with it, and the core runs on.
+    let url_file = alice.data_dir().join("run").join("web.url");
+    assert!(url_file.exists());
+    let mut page = page;
+    let term = Command::new("kill")
+        .args(["-TERM", &page.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let mut stopped = None;
+    wait_for(10, "pgpchat web to stop on SIGTERM", || {
+        stopped = page.child.try_wait().expect("try_wait");
+        stopped.is_some()
+    });
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+    assert!(!url_file.exists());
+    assert!(alice.socket().exists(), "the core runs on");
     drop(page);
     alice.ok(&["stop"]);
     wait_for(10, "the core to stop", || !alice.socket().exists());

@@ -163,7 +163,12 @@ pub struct LoginQuery {
 /// `GET /login?token=T`: the token for a cookie, then away from the URL. (A cross-site request
 /// never reaches here: `guard` refuses it.)
 pub async fn login(State(web): State<Arc<Web>>, Query(q): Query<LoginQuery>) -> Response {
-    let Some(id) = web.auth.exchange(&q.token) else {
+    // The exchange writes the next token's file: disk work, off the event loop.
+    let exchanged = {
+        let web = web.clone();
+        tokio::task::spawn_blocking(move || web.auth.exchange(&q.token)).await
+    };
+    let Some(id) = exchanged.ok().flatten() else {
         return (
             StatusCode::UNAUTHORIZED,
             "refused: this login link is wrong or was used already; the current one is in the \
