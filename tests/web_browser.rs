@@ -396,3 +396,138 @@ fn browser_alice_on_the_page_chats_with_bob_on_the_command_line() {
         "return document.body.textContent.includes('Open the link');",
     );
 }
+
+#[test]
+fn browser_alice_sees_contacts_live_verifies_opens_pages_back_and_closes() {
+    let port = crate::common::free_udp_port();
+    let mut alice = Person::new("alice", port);
+    let mut bob = Person::new("bob", port);
+    let mut carol = Person::new("carol", port);
+    for p in [&mut alice, &mut bob] {
+        p.init();
+        p.start();
+    }
+    alice.wait_sees(&bob);
+    bob.wait_sees(&alice);
+    let page = WebPage::start(&alice);
+    let browser = Browser::start();
+    browser.go(&page.url);
+    browser.wait_js(
+        20,
+        "the page",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+    browser.click("#tab-contacts");
+    browser.wait_js(
+        10,
+        "bob in the contacts",
+        "return !!document.querySelector(\".contact[data-name='bob']\");",
+    );
+
+    // A contact that appears on the network shows up by itself.
+    carol.init();
+    carol.start();
+    browser.wait_js(
+        30,
+        "carol to appear live",
+        "return !!document.querySelector(\".contact[data-name='carol']\");",
+    );
+
+    // Verify bob: the dialog shows his fingerprint in groups; confirming marks him verified.
+    let bob_fp = bob.fingerprint();
+    browser.click(".contact[data-name='bob'] .verify");
+    let grouped: Vec<String> = bob_fp
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    browser.wait_js(
+        10,
+        "the fingerprint to compare",
+        &format!(
+            "return document.getElementById('confirm-body').textContent.includes({});",
+            json!(grouped.join(" "))
+        ),
+    );
+    browser.screenshot("desktop-verify");
+    browser.click("#confirm-yes");
+    browser.wait_js(
+        10,
+        "bob verified on the page",
+        "return document.querySelector(\".contact[data-name='bob'] .badge\").textContent === 'verified';",
+    );
+    let contacts = alice.json(&["contacts"]);
+    let bob_row = contacts
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "bob"))
+        .expect("bob");
+    assert_eq!(bob_row["verified"], true);
+
+    // Open a discussion from the page with a secret; bob accepts on the command line.
+    browser.click(".contact[data-name='bob'] .open");
+    browser.type_in("#secret", "blue whale");
+    browser.click("#secret-go");
+    let request = bob.wait_request(&alice);
+    let secret = bob.secret_file("blue whale");
+    bob.ok(&[
+        "accept",
+        &request.to_string(),
+        "--password-file",
+        path_str(&secret),
+    ]);
+    browser.wait_js(
+        30,
+        "the chat view with bob",
+        "return !document.getElementById('chat').hidden \
+         && document.getElementById('chat-peer').textContent === 'bob' \
+         && document.getElementById('chat-fp').textContent.startsWith('verified');",
+    );
+
+    // More messages than one page: the earlier ones come back page by page.
+    const SENT: usize = 60;
+    for i in 1..=SENT {
+        bob.ok(&["send", "alice", &format!("message {i}")]);
+    }
+    let shown = "return document.querySelectorAll('#messages .msg.in').length;";
+    browser.wait_js(
+        60,
+        "bob's messages live",
+        &format!("return document.querySelectorAll('#messages .msg.in').length === {SENT};"),
+    );
+    browser.click("#tab-chats");
+    browser.click(".discussion[data-peer='bob']");
+    browser.wait_js(
+        20,
+        "the last page only",
+        "return document.querySelectorAll('#messages .msg.in').length === 50 \
+         && !document.getElementById('earlier').hidden;",
+    );
+    browser.click("#earlier");
+    browser.wait_js(
+        20,
+        "the earlier messages",
+        &format!(
+            "return document.querySelectorAll('#messages .msg.in').length === {SENT} \
+             && document.querySelector('#messages .msg.in .body').textContent === 'message 1' \
+             && document.getElementById('earlier').hidden;"
+        ),
+    );
+    assert_eq!(browser.js(shown), json!(SENT));
+    browser.screenshot("desktop-earlier");
+
+    // Close it: the page asks first, then the discussion is closed on both sides.
+    browser.click("#close");
+    browser.click("#confirm-yes");
+    browser.wait_js(
+        20,
+        "the closed state",
+        "return /clos/.test(document.getElementById('chat-state').textContent) \
+         && document.getElementById('composer').disabled;",
+    );
+    wait_for(30, "bob to see the discussion closed", || {
+        bob.json(&["discussions"]).as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["peer_name"] == "alice" && d["state"] == "closed")
+        })
+    });
+}
