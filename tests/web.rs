@@ -571,3 +571,66 @@ fn web_starts_a_core_when_none_runs_and_a_taken_port_is_one_line() {
     alice.ok(&["stop"]);
     wait_for(10, "the core to stop", || !alice.socket().exists());
 }
+
+#[test]
+fn web_withdraws_an_open_whose_page_went_away() {
+    let (alice, bob) = alice_and_bob_running();
+    let page = WebPage::start(&alice);
+    let cookie = page.login();
+    let mut rpc = page.own_socket(&cookie);
+    // Bad input first: a clear error, and the socket stays usable.
+    rpc.ws.send(Message::text("{not json")).expect("send");
+    rpc.ws.send(Message::binary(vec![1u8, 2, 3])).expect("send");
+    let errors: Vec<Value> = (0..2)
+        .map(|_| rpc.expect(10, "an error line", |v| v.get("error").is_some()))
+        .collect();
+    assert!(
+        errors.iter().any(|e| e["error"]["code"] == -32700),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e["error"]["code"] == -32600),
+        "{errors:?}"
+    );
+    // An `open` in flight (a notification: no answer is awaited), then the page goes away.
+    let open = json!({"jsonrpc": "2.0", "id": 7, "method": "open",
+                      "params": {"contact": "bob", "password": "pumpkin"}});
+    rpc.ws.send(Message::text(open.to_string())).expect("send");
+    bob.wait_request(&alice);
+    drop(rpc);
+    wait_for(20, "bob's request to be withdrawn", || {
+        bob.requests().as_array().is_some_and(Vec::is_empty)
+    });
+    // The positive control: a page that stays keeps its request waiting.
+    let mut rpc = page.own_socket(&cookie);
+    rpc.ws.send(Message::text(open.to_string())).expect("send");
+    bob.wait_request(&alice);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bob.requests().as_array().map(Vec::len), Some(1));
+    assert_eq!(rpc.call("whoami", json!({}))["result"]["name"], "alice");
+}
+
+/// Figures for docs/performance.md (printed; nothing is asserted about time): sequential round
+/// trips of `version` through `pgpchat web`'s WebSocket and straight on the core's socket.
+#[test]
+fn web_round_trip_figures() {
+    const N: u32 = 500;
+    let alice = person_running("alice");
+    let page = WebPage::start(&alice);
+    let cookie = page.login();
+    let mut rpc = page.own_socket(&cookie);
+    let start = Instant::now();
+    for _ in 0..N {
+        assert!(rpc.call("version", json!({}))["result"]["api"].is_string());
+    }
+    let web = start.elapsed() / N;
+    let mut direct = pgpchat_actors::client::Client::connect(&alice.socket()).expect("connect");
+    let start = Instant::now();
+    for _ in 0..N {
+        direct
+            .call(pgpchat_actors::api::VersionRequest {})
+            .expect("version");
+    }
+    let socket = start.elapsed() / N;
+    eprintln!("web round trip: {web:?} per request over the WebSocket, {socket:?} on the core's socket ({N} sequential `version` calls)");
+}

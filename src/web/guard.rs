@@ -93,3 +93,39 @@ fn harden(h: &mut HeaderMap, port: u16) {
         h.insert(name, HeaderValue::from_static(value));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_printed_hosts_and_same_origin_requests_pass() {
+        assert!(host_of(&headers(&[("host", "127.0.0.1:8080")]), 8080).is_some());
+        assert!(host_of(&headers(&[("host", "localhost:8080")]), 8080).is_some());
+        for bad in [
+            "127.0.0.1:8081",
+            "127.0.0.1",
+            "evil.example:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+        ] {
+            assert!(host_of(&headers(&[("host", bad)]), 8080).is_none(), "{bad}");
+        }
+        assert!(host_of(&HeaderMap::new(), 8080).is_none());
+        assert!(!is_cross_site(&HeaderMap::new()));
+        for ok in ["same-origin", "none"] {
+            assert!(!is_cross_site(&headers(&[("sec-fetch-site", ok)])), "{ok}");
+        }
+        for bad in ["cross-site", "same-site", "other"] {
+            assert!(is_cross_site(&headers(&[("sec-fetch-site", bad)])), "{bad}");
+        }
+    }
+}
