@@ -528,6 +528,18 @@ fn web_socket_delivers_a_request_live_and_follows_a_core_restart() {
 #[test]
 fn web_starts_a_core_when_none_runs_and_a_taken_port_is_one_line() {
     let alice = Person::new("alice", free_udp_port());
+    // No identity yet: the page needs one (the prompt's first run makes it); one line says how.
+    let out = alice
+        .cmd()
+        .env("PGPCHAT__WEB__PORT", "0")
+        .arg("web")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("init --name NAME` first"), "{err}");
+    assert!(!alice.socket().exists());
     alice.init();
     // A taken port: one line, exit status 2, and no core was started for nothing.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -592,7 +604,7 @@ fn web_withdraws_an_open_whose_page_went_away() {
         errors.iter().any(|e| e["error"]["code"] == -32600),
         "{errors:?}"
     );
-    // An `open` in flight (a notification: no answer is awaited), then the page goes away.
+    // An `open` in flight (its answer waits for bob), then the page goes away.
     let open = json!({"jsonrpc": "2.0", "id": 7, "method": "open",
                       "params": {"contact": "bob", "password": "pumpkin"}});
     rpc.ws.send(Message::text(open.to_string())).expect("send");

@@ -152,8 +152,23 @@ impl Browser {
                 json!(css)
             ),
         );
-        let e = self.find(css);
-        self.cmd("POST", &format!("/element/{e}/click"), json!({}));
+        // The page redraws its lists as events arrive: an element found just before a redraw is
+        // stale, and is looked up again.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css);
+            let v = self.raw(
+                "POST",
+                &format!("/session/{}/element/{e}/click", self.session),
+                &json!({}),
+            )["value"]
+                .clone();
+            match v.get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") if Instant::now() < end => {}
+                Some(_) => panic!("WebDriver click on {css}: {v}"),
+            }
+        }
     }
 
     /// Type `text` into `css` (keys, as a person types them).
@@ -530,4 +545,68 @@ fn browser_alice_sees_contacts_live_verifies_opens_pages_back_and_closes() {
                 .any(|d| d["peer_name"] == "alice" && d["state"] == "closed")
         })
     });
+}
+
+#[test]
+fn browser_alice_accepts_an_introduction_and_the_discussion_opens_by_itself() {
+    let port = crate::common::free_udp_port();
+    let mut people: Vec<Person> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| Person::new(n, port))
+        .collect();
+    for p in &mut people {
+        p.init();
+        p.start();
+    }
+    let [alice, bob, carol] = &people[..] else {
+        unreachable!()
+    };
+    carol.wait_sees(alice);
+    carol.wait_sees(bob);
+    carol.open_with(alice, "first secret");
+    carol.open_with(bob, "second secret");
+    let page = WebPage::start(alice);
+    let browser = Browser::start();
+    browser.go(&page.url);
+    browser.wait_js(
+        20,
+        "the page",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+    // carol introduces alice and bob: it reaches the page live.
+    carol.ok(&["introduce", "alice", "bob"]);
+    browser.wait_js(
+        30,
+        "the introduction on the page",
+        "return document.getElementById('count-intros').textContent === '1';",
+    );
+    browser.click("#tab-intros");
+    browser.wait_js(
+        10,
+        "who introduces whom",
+        "const i = document.querySelector('.intro'); return !!i && i.textContent.includes('carol introduces bob');",
+    );
+    browser.screenshot("desktop-introduction");
+    browser.click(".intro .actions button");
+    let bobs = bob.json(&["introductions"]);
+    let n = bobs
+        .as_array()
+        .and_then(|l| l.first())
+        .and_then(|i| i["id"].as_u64())
+        .expect("bob's introduction");
+    bob.ok(&["accept-introduction", &n.to_string()]);
+    // Both accepted: the discussion opens by itself and shows in the list.
+    browser.click("#tab-chats");
+    browser.wait_js(
+        60,
+        "the discussion with bob",
+        "return !!document.querySelector(\".discussion[data-peer='bob']\");",
+    );
+    bob.ok(&["send", "alice", "met through carol"]);
+    browser.click(".discussion[data-peer='bob']");
+    browser.wait_js(
+        30,
+        "bob's message",
+        "return [...document.querySelectorAll('#messages .msg.in .body')].some(e => e.textContent === 'met through carol');",
+    );
 }

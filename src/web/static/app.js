@@ -334,6 +334,7 @@ function renderIntros() {
     el("div", { className: "line1" }, bdi(i.introducer.name), " introduces ", bdi(i.peer_name),
       el("span", { className: "badge" }, i.state), i.key_changed ? el("span", { className: "badge danger" }, "different key!") : null),
     el("div", { className: "line2 fp" }, groups(i.peer_fingerprint)),
+    i.state === "pending" ? el("div", { className: "line2" }, "When you both accept, the discussion opens by itself; ", bdi(i.peer_name), " stays unverified until you verify the fingerprint.") : null,
     i.state === "pending" ? el("div", { className: "actions" },
       el("button", { type: "button", className: "small", on: { click: () => decideIntro(i, true) } }, "Accept"),
       el("button", { type: "button", className: "small danger", on: { click: () => decideIntro(i, false) } }, "Decline")) : null)));
