@@ -448,6 +448,18 @@ fn browser_alice_sees_contacts_live_verifies_opens_pages_back_and_closes() {
         "return !!document.querySelector(\".contact[data-name='carol']\");",
     );
 
+    // dave is on another discovery network: added by address from the page.
+    let mut dave = Person::new("dave", crate::common::free_udp_port());
+    dave.init();
+    dave.start();
+    browser.type_in("#add-address", &format!("127.0.0.1:{}", dave.tcp_port()));
+    browser.click("#add-form button");
+    browser.wait_js(
+        30,
+        "dave added by address",
+        "const d = document.querySelector(\".contact[data-name='dave']\"); return !!d && d.textContent.includes('added by address');",
+    );
+
     // Verify bob: the dialog shows his fingerprint in groups; confirming marks him verified.
     let bob_fp = bob.fingerprint();
     browser.click(".contact[data-name='bob'] .verify");
