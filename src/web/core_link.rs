@@ -45,21 +45,24 @@ pub fn core_notice(connected: bool) -> String {
 }
 
 impl CoreLink {
-    /// Take over a connected client and its events; the supervisor runs on the current runtime.
-    pub fn start(
+    /// Take over a connected client and its events, subscribed before this returns (a page's
+    /// first request finds the core connected); the supervisor runs on the current runtime.
+    pub async fn start(
         socket: PathBuf,
         client: AsyncClient,
         events: mpsc::Receiver<Notification>,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, ClientError> {
+        client.call(SubscribeRequest {}).await?;
         let (tx, _) = broadcast::channel(EVENT_BUFFER);
+        let client = Arc::new(client);
         let link = Arc::new(Self {
             socket,
-            client: RwLock::new(None),
+            client: RwLock::new(Some(client.clone())),
             events: tx,
             in_flight: Arc::new(Semaphore::new(MAX_CORE_IN_FLIGHT)),
         });
         tokio::spawn(link.clone().supervise(client, events));
-        link
+        Ok(link)
     }
 
     /// A receiver of every line for the pages from now on.
@@ -105,20 +108,23 @@ impl CoreLink {
 
     async fn supervise(
         self: Arc<Self>,
-        mut client: AsyncClient,
+        mut client: Arc<AsyncClient>,
         mut events: mpsc::Receiver<Notification>,
     ) {
         loop {
-            if client.call(SubscribeRequest {}).await.is_ok() {
-                let client = Arc::new(client);
-                self.set(Some(client.clone()));
-                let _ = self.events.send(core_notice(true).into());
-                self.forward(&client, &mut events).await;
-                self.set(None);
-                let _ = self.events.send(core_notice(false).into());
-                log::warn!("the core's connection ended; waiting for a core");
+            self.forward(&client, &mut events).await;
+            self.set(None);
+            let _ = self.events.send(core_notice(false).into());
+            log::warn!("the core's connection ended; waiting for a core");
+            loop {
+                let (c, rx) = self.reconnect().await;
+                if c.call(SubscribeRequest {}).await.is_ok() {
+                    (client, events) = (Arc::new(c), rx);
+                    break;
+                }
             }
-            (client, events) = self.reconnect().await;
+            self.set(Some(client.clone()));
+            let _ = self.events.send(core_notice(true).into());
         }
     }
 

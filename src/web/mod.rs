@@ -86,7 +86,7 @@ async fn serve_until_stopped(ctx: &Ctx, listener: std::net::TcpListener) -> Resu
     let socket = ctx.settings.ipc_socket();
     let (client, events) = AsyncClient::connect(&socket).await?;
     client.check_version().await?;
-    let core = core_link::CoreLink::start(socket, client, events);
+    let core = core_link::CoreLink::start(socket, client, events).await?;
     let run_dir = ctx.settings.node.data_dir.join("run");
     let auth = auth::Auth::new(port, &run_dir)?;
     let url = auth.login_url();
