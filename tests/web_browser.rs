@@ -363,6 +363,18 @@ fn browser_alice_on_the_page_chats_with_bob_on_the_command_line() {
         "the contacts scroll sideways at phone width"
     );
     browser.screenshot("phone-contacts");
+    browser.click("#tab-status");
+    browser.wait_js(
+        10,
+        "the status",
+        "return document.getElementById('status').textContent.includes('Fingerprint');",
+    );
+    assert_eq!(
+        browser.js(fits),
+        json!(true),
+        "the status scrolls sideways at phone width"
+    );
+    browser.screenshot("phone-status");
 
     // A message that arrives while no discussion is on screen is counted, in the title too.
     browser.resize(1200, 800);
