@@ -266,6 +266,25 @@ impl Rpc {
         None
     }
 
+    /// Whether the server closes this WebSocket within `secs` (lines before the close are kept).
+    pub fn closes_within(&mut self, secs: u64) -> bool {
+        let until = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < until {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => self.seen.push(serde_json::from_str(&t).expect("JSON")),
+                Ok(Message::Close(_)) => {}
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
     /// Call a method; the whole answer object.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next;
@@ -356,7 +375,13 @@ fn web_login_takes_the_printed_token_once_for_a_cookie_named_with_the_port() {
     let path = next.trim().trim_start_matches(&page.origin()).to_string();
     let second = page.get(&path, &[]).cookie().expect("a second session");
     assert_eq!(page.get("/", &[("Cookie", &second)]).status, 200);
-    // Logout ends that session only.
+    // Logout ends that session only, and closes its WebSocket.
+    let mut first_socket = page.own_socket(&cookie);
+    let mut second_socket = page.own_socket(&second);
+    assert_eq!(
+        first_socket.call("whoami", json!({}))["result"]["name"],
+        "alice"
+    );
     let host = page.host();
     let origin = page.origin();
     let out = http(
@@ -371,6 +396,14 @@ fn web_login_takes_the_printed_token_once_for_a_cookie_named_with_the_port() {
         .is_some_and(|c| c.contains("Max-Age=0")));
     assert_eq!(page.get("/", &[("Cookie", &cookie)]).status, 401);
     assert_eq!(page.get("/", &[("Cookie", &second)]).status, 200);
+    assert!(
+        first_socket.closes_within(10),
+        "the logged-out session's WebSocket stays open"
+    );
+    assert_eq!(
+        second_socket.call("whoami", json!({}))["result"]["name"],
+        "alice"
+    );
 }
 
 #[test]

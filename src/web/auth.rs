@@ -33,6 +33,9 @@ pub struct Auth {
     token: Mutex<String>,
     sessions: Mutex<HashMap<String, Instant>>,
     url_file: PathBuf,
+    /// Counts the sessions ended (logout, or pushed out by a newer one): each WebSocket watches it
+    /// and closes when its own session is gone.
+    ended: tokio::sync::watch::Sender<u64>,
 }
 
 fn random_hex() -> String {
@@ -53,6 +56,7 @@ impl Auth {
             token: Mutex::new(random_hex()),
             sessions: Mutex::default(),
             url_file: run_dir.join("web.url"),
+            ended: tokio::sync::watch::Sender::new(0),
         };
         auth.write_url_file()?;
         Ok(auth)
@@ -124,6 +128,7 @@ impl Auth {
                 .map(|(k, _)| k.clone())
             {
                 sessions.remove(&oldest);
+                self.ended.send_modify(|n| *n += 1);
             }
         }
         sessions.insert(id.clone(), Instant::now());
@@ -151,6 +156,17 @@ impl Auth {
 
     fn end(&self, id: &str) {
         lock(&self.sessions).remove(id);
+        self.ended.send_modify(|n| *n += 1);
+    }
+
+    /// Whether the session `id` is still live.
+    pub fn is_live(&self, id: &str) -> bool {
+        lock(&self.sessions).contains_key(id)
+    }
+
+    /// Changes whenever a session ends.
+    pub fn watch_ended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ended.subscribe()
     }
 }
 

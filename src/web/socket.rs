@@ -7,7 +7,8 @@
 //! `core_link::MAX_CORE_IN_FLIGHT` in all); a page that reads its notifications too slowly falls
 //! [`super::core_link::EVENT_BUFFER`] lines behind, is sent `lagged` and closed.
 //!
-//! An `open` still waiting when its WebSocket closes is withdrawn with `cancel` (the core would do
+//! A WebSocket closes when its session ends (logout). An `open` still waiting when its WebSocket
+//! closes is withdrawn with `cancel` (the core would do
 //! so for a connection of its own; here the core's connection is shared by every page).
 
 use std::collections::HashMap;
@@ -53,9 +54,9 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if web.auth.session_of(&headers).is_none() {
+    let Some(session) = web.auth.session_of(&headers) else {
         return (StatusCode::UNAUTHORIZED, "refused: not logged in").into_response();
-    }
+    };
     if !origin_is_own(&headers, web.port) {
         return (
             StatusCode::FORBIDDEN,
@@ -71,10 +72,11 @@ pub async fn upgrade(
             .into_response();
     };
     let core = web.core.clone();
+    let web = web.clone();
     ws.max_message_size(MAX_REQUEST_BYTES)
         .max_frame_size(MAX_REQUEST_BYTES)
         .on_upgrade(move |socket| async move {
-            serve(socket, core).await;
+            serve(socket, core, &web, &session).await;
             drop(slot);
         })
 }
@@ -89,7 +91,8 @@ enum Out {
 /// Opens in flight on this WebSocket: withdrawn if it closes first.
 type Opens = Arc<Mutex<HashMap<u64, String>>>;
 
-async fn serve(socket: WebSocket, core: Arc<CoreLink>) {
+async fn serve(socket: WebSocket, core: Arc<CoreLink>, web: &Web, session: &str) {
+    let mut ended = web.auth.watch_ended();
     let (sink, mut stream) = socket.split();
     // Each request in flight answers once, and the reader waits for a slot otherwise: bounded.
     let (out, out_rx) = mpsc::channel::<Out>(MAX_IN_FLIGHT + 4);
@@ -102,6 +105,14 @@ async fn serve(socket: WebSocket, core: Arc<CoreLink>) {
             m = stream.next() => m,
             // The writer ended (the page lagged, or its socket broke): so does the reader.
             _ = &mut writer => break,
+            // Its session ended (logout): the WebSocket closes now, whatever is in flight.
+            _ = ended.changed() => {
+                if web.auth.is_live(session) {
+                    continue;
+                }
+                writer.abort();
+                break;
+            }
         };
         let Some(Ok(msg)) = msg else { break };
         let line = match msg {
@@ -173,6 +184,7 @@ async fn serve(socket: WebSocket, core: Arc<CoreLink>) {
         let _ = core.call(CancelRequest { contact }.into()).await;
     }
     if !writer.is_finished() {
+        // An aborted writer answers at once.
         let _ = writer.await;
     }
 }
