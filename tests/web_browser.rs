@@ -633,4 +633,35 @@ fn browser_alice_accepts_an_introduction_and_the_discussion_opens_by_itself() {
         "bob's message",
         "return [...document.querySelectorAll('#messages .msg.in .body')].some(e => e.textContent === 'met through carol');",
     );
+
+    // Ask carol for her contact list from her chat (she shares only herself by default).
+    browser.click(".discussion[data-peer='carol']");
+    browser.click("#contacts-from");
+    browser.wait_js(
+        30,
+        "the merge's outcome",
+        "const b = document.getElementById('banner'); return !b.hidden && b.textContent.includes('new contacts from carol');",
+    );
+
+    // alice introduces bob and carol from the page: both are asked.
+    browser.click("#tab-contacts");
+    browser.click("#introduce-box summary");
+    let select = |id: &str, name: &str| {
+        browser.js(&format!(
+            "const s = document.getElementById({});              s.value = [...s.options].find(o => o.textContent.startsWith({})).value; return s.value;",
+            json!(id),
+            json!(format!("{name} ("))
+        ))
+    };
+    select("intro-a", "bob");
+    select("intro-b", "carol");
+    browser.click("#introduce-form button");
+    for p in [bob, carol] {
+        wait_for(30, &format!("{} to be introduced by alice", p.name), || {
+            p.json(&["introductions"]).as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|i| i["introducer"]["name"] == "alice" && i["state"] == "pending")
+            })
+        });
+    }
 }
