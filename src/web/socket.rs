@@ -81,6 +81,24 @@ pub async fn upgrade(
         })
 }
 
+/// Where a WebSocket's notifications come from: the core's link (a plain channel in the tests).
+trait EventSource {
+    /// Every line for the pages from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<str>>;
+    /// Whether a core is connected now.
+    fn connected(&self) -> bool;
+}
+
+impl EventSource for CoreLink {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        CoreLink::subscribe(self)
+    }
+
+    fn connected(&self) -> bool {
+        CoreLink::connected(self)
+    }
+}
+
 /// What the reader hands the writer.
 enum Out {
     Line(String),
@@ -218,11 +236,11 @@ async fn run(
 
 /// The writer: answers, and once subscribed the notifications, until the reader ends or the page
 /// lags behind its notifications.
-async fn write(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut out: mpsc::Receiver<Out>,
-    core: Arc<CoreLink>,
-) {
+async fn write<S, E>(mut sink: S, mut out: mpsc::Receiver<Out>, core: Arc<E>)
+where
+    S: futures::Sink<Message> + Unpin,
+    E: EventSource,
+{
     let mut events: Option<broadcast::Receiver<Arc<str>>> = None;
     loop {
         let line: String = tokio::select! {
@@ -265,5 +283,77 @@ async fn recv(
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::core_link::EVENT_BUFFER;
+
+    struct Bus(broadcast::Sender<Arc<str>>);
+
+    impl EventSource for Bus {
+        fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+            self.0.subscribe()
+        }
+        fn connected(&self) -> bool {
+            true
+        }
+    }
+
+    fn text(m: Option<Message>) -> Option<String> {
+        match m {
+            Some(Message::Text(t)) => Some(t.as_str().to_string()),
+            Some(other) => panic!("not a text frame: {other:?}"),
+            None => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_that_falls_behind_its_events_is_sent_lagged_and_closed() {
+        let bus = Arc::new(Bus(broadcast::channel(EVENT_BUFFER).0));
+        // The page's side of its WebSocket: it reads when the test says so.
+        let (sink, mut page) = futures::channel::mpsc::channel::<Message>(0);
+        let (out, out_rx) = mpsc::channel(4);
+        let writer = tokio::spawn(write(sink, out_rx, bus.clone()));
+        out.send(Out::Subscribe("subscribed".into()))
+            .await
+            .expect("writer");
+        assert_eq!(text(page.next().await).as_deref(), Some("subscribed"));
+        // A page that keeps up gets every line.
+        for i in 0..3 {
+            bus.0
+                .send(format!("line {i}").into())
+                .expect("a subscriber");
+            assert_eq!(text(page.next().await), Some(format!("line {i}")));
+        }
+        // It stops reading while more lines come than the buffer holds.
+        for i in 0..EVENT_BUFFER + 10 {
+            bus.0
+                .send(format!("late {i}").into())
+                .expect("a subscriber");
+        }
+        let mut rest = Vec::new();
+        let read_to_end = async {
+            while let Some(line) = text(page.next().await) {
+                rest.push(line);
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read_to_end)
+            .await
+            .expect("the WebSocket of a page that fell behind is closed");
+        assert_eq!(
+            rest.last().map(String::as_str),
+            Some(r#"{"jsonrpc":"2.0","method":"lagged","params":{}}"#),
+            "{rest:?}"
+        );
+        assert!(
+            rest.len() <= 3,
+            "lines after the page fell behind: {rest:?}"
+        );
+        writer.await.expect("the writer ends");
+        // Nothing was kept for it.
+        assert_eq!(bus.0.receiver_count(), 0);
     }
 }
