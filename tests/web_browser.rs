@@ -47,7 +47,11 @@ impl Browser {
             );
         }
         let port = free_tcp_port();
-        let driver = Command::new(CHROMEDRIVER)
+        let mut driver = Command::new(CHROMEDRIVER);
+        // Its own process group, with the browsers it starts: all of it ends on drop, even after a
+        // failed test (a panic half-way must not leave a browser running).
+        std::os::unix::process::CommandExt::process_group(&mut driver, 0);
+        let driver = driver
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -226,12 +230,31 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Nothing here may panic (a panic while a failed test unwinds aborts the test binary).
         if !self.session.is_empty() {
-            let _ = self.raw("DELETE", &format!("/session/{}", self.session), &json!({}));
+            let _ = quit_session(self.port, &self.session);
         }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// `DELETE /session/ID` (the browser quits), without panicking.
+fn quit_session(port: u16, session: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut answer = [0u8; 512];
+    let _ = s.read(&mut answer)?;
+    Ok(())
 }
 
 /// bob's messages with alice, as bob's command line sees them.
