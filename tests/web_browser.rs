@@ -483,6 +483,32 @@ fn browser_alice_sees_contacts_live_verifies_opens_pages_back_and_closes() {
         "return !!document.querySelector(\".contact[data-name='carol']\");",
     );
 
+    // carol asks for a discussion; alice refuses it on the page, and carol is told.
+    carol.wait_sees(&alice);
+    let secret = carol.secret_file("no thanks");
+    let open = carol
+        .cmd()
+        .args(["open", "alice", "--password-file", path_str(&secret)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("open");
+    browser.click("#tab-requests");
+    browser.click(".request[data-name='carol'] .refuse");
+    let refused = open.wait_with_output().expect("open ends");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    browser.wait_js(
+        10,
+        "no request left",
+        "return document.querySelectorAll('.request').length === 0;",
+    );
+    browser.click("#tab-contacts");
+
     // dave is on another discovery network: added by address from the page.
     let mut dave = Person::new("dave", crate::common::free_udp_port());
     dave.init();
