@@ -45,5 +45,6 @@ require_cargo() {
 BUILD_TOOLS=(cc:build-essential)
 # What the tests need besides: gpg and its agent (interoperability), tmux (the prompt tests), ip
 # (network namespaces), pkill (the prompt tests stop the cores they started), socat (the examples of
-# docs/ipc.md).
-TEST_TOOLS=(gpg:gnupg gpg-agent:gpg-agent tmux:tmux ip:iproute2 pkill:procps socat:socat)
+# docs/ipc.md), Debian's Chromium and its WebDriver (the web page's browser tests, tests/web_browser.rs).
+TEST_TOOLS=(gpg:gnupg gpg-agent:gpg-agent tmux:tmux ip:iproute2 pkill:procps socat:socat
+  chromium:chromium chromedriver:chromium-driver)

@@ -26,6 +26,7 @@ Examples:
   pgpchat --profile alice chat                 the interactive prompt (starts the core if needed)
   pgpchat --profile alice init --name alice    create the identity (asks for a passphrase)
   pgpchat --profile alice daemon               run the core in the foreground
+  pgpchat --profile alice web                  the web page (prints the URL to open)
   pgpchat --profile alice open bob --password-file secret.txt
   pgpchat --profile bob accept 1 --password-file secret.txt
   echo 'hi' | pgpchat --profile bob send alice -
@@ -107,6 +108,9 @@ pub enum Command {
     },
     /// The interactive prompt (the default); starts the core in the background if needed.
     Chat,
+    /// The web page on 127.0.0.1 (`[web] port`, 47470 by default): prints a one-time login URL,
+    /// then serves until Ctrl-C; starts the core in the background if needed (docs/web.md).
+    Web,
     /// Own name, fingerprint and main TCP port (the running core's; else `listener.port` if fixed).
     Whoami,
     /// The running core: identity, main TCP port, versions and discovery counters (fails when no

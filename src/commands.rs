@@ -170,6 +170,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             crate::core_process::run_daemon(ctx, passphrase_file)
         }
         Command::Chat => crate::prompt::run(ctx),
+        Command::Web => crate::web::run(ctx),
         Command::Whoami => whoami(ctx),
         Command::Status => status(ctx),
         Command::Contacts { from: None } => contacts(ctx),

@@ -16,6 +16,7 @@ mod prompt;
 mod safe_text;
 mod secrets;
 mod stdout;
+mod web;
 
 use std::io::Write;
 use std::process::ExitCode;

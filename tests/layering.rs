@@ -119,8 +119,16 @@ fn the_root_crate_does_not_depend_on_the_actor_runtime() {
     for line in table.lines().skip(1) {
         let name = line.split(['=', '.', ' ']).next().unwrap_or("");
         assert!(
-            !["actix", "actix-rt", "tokio"].contains(&name),
+            !["actix", "actix-rt"].contains(&name),
             "the binary depends on {name}: it should run the core through pgpchat_actors::daemon"
+        );
+    }
+    // tokio is the web front-end's own runtime (its HTTP server and the library's async client);
+    // nothing else of the binary uses it, so the core still runs only through the daemon door.
+    for (module, code) in src_modules() {
+        assert!(
+            module == "web" || !code.contains("tokio::"),
+            "src/{module} uses tokio: only the web front-end (src/web/) has a runtime of its own"
         );
     }
 }

@@ -38,3 +38,5 @@ mod startup;
 mod terminal;
 mod upgrade;
 mod versions;
+mod web;
+mod web_browser;

@@ -61,6 +61,7 @@ pub struct Settings {
     pub limits: Limits,
     pub log: LogSettings,
     pub prompt: PromptSettings,
+    pub web: WebSettings,
     pub sharing: SharingSettings,
     pub dht: DhtSettings,
 }
@@ -226,6 +227,26 @@ pub struct PromptSettings {
 impl Default for PromptSettings {
     fn default() -> Self {
         Self { bell: true }
+    }
+}
+
+/// The web front-end (`pgpchat web`, `docs/web.md`); the core ignores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// TCP port of the page on 127.0.0.1 (never another address); 0 picks a free one (printed).
+    pub port: u16,
+}
+
+/// `web.port` by default; the loopback profiles alice and bob use the next two, so both pages can
+/// run on one machine.
+pub const DEFAULT_WEB_PORT: u16 = 47470;
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_WEB_PORT,
+        }
     }
 }
 

@@ -79,6 +79,12 @@ impl AsyncClient {
         check_version(self.call(VersionRequest {}).await)
     }
 
+    /// Whether the connection to the core is still up (false once the core closed it or went
+    /// away; a connection closed as idle is opened again by the next call).
+    pub async fn is_connected(&self) -> bool {
+        !self.conn.lock().await.reader.is_finished()
+    }
+
     /// Call a method and wait for its typed answer.
     pub async fn call<M: Method>(&self, request: M) -> Result<M::Result, ClientError> {
         self.request(request.into()).await
