@@ -1,0 +1,162 @@
+//! Tests of the store worker's group commit: what a grouped write's caller is told is what the
+//! store holds, whether the write shares a transaction with others or runs alone.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::store::tests::discussion;
+use crate::store::{DeliveryState, StoreError};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start() -> (tempfile::TempDir, StoreHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let h = StoreWorker::start(&dir.path().join("s.db"), &[7; 32]).unwrap();
+    (dir, h)
+}
+
+/// Occupy the worker with a job until the returned sender is dropped (or sent to), so that the
+/// writes queued meanwhile wait together and form one group.
+async fn hold(h: &StoreHandle) -> std::sync::mpsc::Sender<()> {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = oneshot::channel();
+    let h2 = h.clone();
+    tokio::spawn(async move {
+        h2.run(move |_| {
+            let _ = started.send(());
+            let _ = wait.recv();
+            Ok(())
+        })
+        .await
+    });
+    running.await.unwrap();
+    release
+}
+
+/// Wait (deadline-based) until `n` jobs wait in the worker's queue.
+async fn queued(h: &StoreHandle, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while STORE_QUEUE - h.0.capacity() < n {
+        assert!(Instant::now() < deadline, "{n} jobs never queued");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn queue(
+    h: &StoreHandle,
+    body: &'static str,
+) -> tokio::task::JoinHandle<Result<MessageRecord, StoreError>> {
+    let h = h.clone();
+    tokio::spawn(async move {
+        h.write(Durability::Durable, move |w| {
+            w.queue_outgoing("d", MessageKind::Text, body, 1)
+        })
+        .await
+    })
+}
+
+/// A job that writes, then panics: told `Unavailable`, so nothing it wrote may stay.
+fn queue_then_panic(
+    h: &StoreHandle,
+    body: &'static str,
+) -> tokio::task::JoinHandle<Result<MessageRecord, StoreError>> {
+    let h = h.clone();
+    tokio::spawn(async move {
+        h.write(Durability::Durable, move |w| {
+            w.queue_outgoing("d", MessageKind::Text, body, 1)?;
+            panic!("a job that fails after its write (expected by this test)")
+        })
+        .await
+    })
+}
+
+/// A job of two writes whose second fails: told the error, so its first write may not stay.
+fn queue_then_fail(
+    h: &StoreHandle,
+    body: &'static str,
+) -> tokio::task::JoinHandle<Result<MessageRecord, StoreError>> {
+    let h = h.clone();
+    tokio::spawn(async move {
+        h.write(Durability::Durable, move |w| {
+            w.queue_outgoing("d", MessageKind::Text, body, 1)?;
+            w.queue_outgoing("nowhere", MessageKind::Text, body, 1)
+        })
+        .await
+    })
+}
+
+async fn outbox(h: &StoreHandle) -> Vec<(u64, String)> {
+    h.run(|s| s.outbox_from("d", 0, 100))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.record.seq, o.record.body))
+        .collect()
+}
+
+async fn with_discussion(h: &StoreHandle) {
+    h.run(|s| s.insert_discussion(&discussion("d")))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_grouped_write_that_panics_or_fails_leaves_nothing_and_the_others_are_kept() {
+    runtime().block_on(async {
+        let (_dir, h) = start();
+        with_discussion(&h).await;
+        let release = hold(&h).await;
+        let first = queue(&h, "first");
+        queued(&h, 1).await;
+        let panics = queue_then_panic(&h, "panicked");
+        queued(&h, 2).await;
+        let fails = queue_then_fail(&h, "failed");
+        queued(&h, 3).await;
+        let last = queue(&h, "last");
+        queued(&h, 4).await;
+        drop(release);
+        assert_eq!(first.await.unwrap().unwrap().seq, 1);
+        assert!(matches!(
+            panics.await.unwrap(),
+            Err(StoreError::Unavailable)
+        ));
+        assert!(matches!(
+            fails.await.unwrap(),
+            Err(StoreError::NoDiscussion(_))
+        ));
+        assert_eq!(
+            last.await.unwrap().unwrap().seq,
+            2,
+            "numbered after the kept one"
+        );
+        assert_eq!(
+            outbox(&h).await,
+            vec![(1, "first".to_string()), (2, "last".to_string())],
+            "the store holds what the callers were told, nothing of the failed jobs"
+        );
+    });
+}
+
+#[test]
+fn a_write_alone_that_panics_or_fails_leaves_nothing() {
+    runtime().block_on(async {
+        let (_dir, h) = start();
+        with_discussion(&h).await;
+        assert!(matches!(
+            queue_then_panic(&h, "panicked").await.unwrap(),
+            Err(StoreError::Unavailable)
+        ));
+        assert!(matches!(
+            queue_then_fail(&h, "failed").await.unwrap(),
+            Err(StoreError::NoDiscussion(_))
+        ));
+        assert_eq!(outbox(&h).await, vec![], "nothing of the failed jobs");
+        let kept = queue(&h, "kept").await.unwrap().unwrap();
+        assert_eq!((kept.seq, kept.state), (1, DeliveryState::Stored));
+    });
+}
