@@ -54,6 +54,10 @@ pub enum StoreError {
     /// A grouped write ran, but the transaction it shared with others did not commit.
     #[error("database commit: {0}")]
     Commit(#[source] std::sync::Arc<rusqlite::Error>),
+    /// A durable write in a job that asked for a relaxed one ([`worker::Durability`]): refused,
+    /// since its group commits without the fsync.
+    #[error("a durable write was asked for as a relaxed one")]
+    NotDurable,
     #[error("message text cannot be decrypted (wrong storage key, or the row was tampered with)")]
     Undecryptable,
     #[error("the store was opened without its storage key")]
@@ -80,6 +84,8 @@ pub struct Store {
     /// Inside a transaction of the worker's group commit ([`worker`]): a write makes a savepoint
     /// in it instead of its own transaction.
     in_group: bool,
+    /// The group transaction commits with `synchronous = FULL` (one of its jobs asked for it).
+    group_durable: bool,
 }
 
 impl Store {
@@ -124,6 +130,7 @@ impl Store {
             cipher: None,
             full_sync_lost: std::cell::Cell::new(false),
             in_group: false,
+            group_durable: false,
         };
         schema::migrate(&mut s)?;
         Ok(s)
@@ -194,6 +201,11 @@ impl Store {
         f: impl FnOnce(&Connection, Option<&Aes256Gcm>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         if self.in_group {
+            if sync == worker::Durability::Durable && !self.group_durable {
+                // Its job asked for a relaxed write, so the group commits without the fsync
+                // (SQLite cannot change that inside the transaction): refused, not made relaxed.
+                return Err(StoreError::NotDurable);
+            }
             let sp = self.conn.savepoint()?;
             let r = f(&sp, self.cipher.as_ref())?;
             sp.commit()?;
@@ -236,14 +248,39 @@ impl Store {
             return Err(e.into());
         }
         self.in_group = true;
+        self.group_durable = durable;
         Ok(())
     }
 
+    /// Inside the group transaction: start one job's writes, kept together by
+    /// [`Self::end_job`] or undone together.
+    pub(crate) fn begin_job(&mut self) -> Result<(), rusqlite::Error> {
+        self.conn.execute_batch("SAVEPOINT job")
+    }
+
+    /// End one job's savepoint: `keep` its writes, or undo them all (the job failed or panicked:
+    /// its caller is told so, so nothing of it may stay).
+    pub(crate) fn end_job(&mut self, keep: bool) -> Result<(), rusqlite::Error> {
+        if keep {
+            self.conn.execute_batch("RELEASE job")
+        } else {
+            self.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        }
+    }
+
     /// Commit the group transaction (rolled back if the commit fails: then no write of the group
-    /// happened).
-    pub(crate) fn end_group(&mut self, durable: bool) -> Result<(), rusqlite::Error> {
+    /// happened). With `broken` (a failed job's writes could not be undone), roll it back instead
+    /// and return that error.
+    pub(crate) fn end_group(
+        &mut self,
+        durable: bool,
+        broken: Option<rusqlite::Error>,
+    ) -> Result<(), rusqlite::Error> {
         self.in_group = false;
-        let result = self.conn.execute_batch("COMMIT");
+        let result = match broken {
+            None => self.conn.execute_batch("COMMIT"),
+            Some(e) => Err(e),
+        };
         if result.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }

@@ -48,7 +48,9 @@ enum Job {
 }
 
 /// Whether a grouped write must be on disk when it is answered (`Durable`), or may be lost with
-/// a power cut ([`Store::relaxed`]: the `sent` marks).
+/// a power cut ([`Store::relaxed`]: the `sent` marks). A group commits with the fsync if one of its
+/// jobs asked for it; a job that asked for `Relaxed` but makes a durable write (a message queued or
+/// received) fails with [`StoreError::NotDurable`] and leaves nothing, never made relaxed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     Durable,

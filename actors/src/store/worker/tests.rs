@@ -160,3 +160,51 @@ fn a_write_alone_that_panics_or_fails_leaves_nothing() {
         assert_eq!((kept.seq, kept.state), (1, DeliveryState::Stored));
     });
 }
+
+/// The durability a write needs is the store method's, not its caller's: a message queued by a
+/// job that asked for a relaxed write, in a group of relaxed writes only (which commits without
+/// the fsync), is refused with its reason and leaves nothing, instead of being answered "stored"
+/// before it is on disk; the relaxed write next to it is kept.
+#[test]
+fn a_durable_write_asked_for_as_relaxed_is_refused_not_made_relaxed() {
+    runtime().block_on(async {
+        let (_dir, h) = start();
+        with_discussion(&h).await;
+        h.write(Durability::Durable, move |w| {
+            w.queue_outgoing("d", MessageKind::Text, "one", 1)
+        })
+        .await
+        .unwrap();
+        let relaxed = |h: &StoreHandle, body: Option<&'static str>| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.write(Durability::Relaxed, move |w| match body {
+                    Some(body) => Ok(vec![w.queue_outgoing("d", MessageKind::Text, body, 1)?.seq]),
+                    None => w.mark_sent_all("d", &[1]),
+                })
+                .await
+            })
+        };
+        let release = hold(&h).await;
+        let marks = relaxed(&h, None);
+        queued(&h, 1).await;
+        let grouped = relaxed(&h, Some("two"));
+        queued(&h, 2).await;
+        drop(release);
+        assert_eq!(marks.await.unwrap().unwrap(), vec![1]);
+        assert!(matches!(
+            grouped.await.unwrap(),
+            Err(StoreError::NotDurable)
+        ));
+        assert!(matches!(
+            relaxed(&h, Some("alone")).await.unwrap(),
+            Err(StoreError::NotDurable)
+        ));
+        assert_eq!(outbox(&h).await, vec![(1, "one".to_string())]);
+        let sync: i64 = h
+            .run(|s| Ok(s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "FULL after the relaxed groups");
+    });
+}
