@@ -201,6 +201,11 @@ impl Store {
         f: impl FnOnce(&Connection, Option<&Aes256Gcm>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         if self.in_group {
+            if self.conn.is_autocommit() {
+                // An earlier write's error (a full disk, an I/O error) made SQLite roll back the
+                // whole group: this one must not run, and commit, outside any transaction.
+                return Err(StoreError::Commit(std::sync::Arc::new(group_rolled_back())));
+            }
             if sync == worker::Durability::Durable && !self.group_durable {
                 // Its job asked for a relaxed write, so the group commits without the fsync
                 // (SQLite cannot change that inside the transaction): refused, not made relaxed.
@@ -250,6 +255,12 @@ impl Store {
         self.in_group = true;
         self.group_durable = durable;
         Ok(())
+    }
+
+    /// The group transaction is gone: SQLite rolled it back whole on an error (a full disk, an I/O
+    /// error) of one of its writes.
+    pub(crate) fn group_lost(&self) -> bool {
+        self.in_group && self.conn.is_autocommit()
     }
 
     /// Inside the group transaction: start one job's writes, kept together by
@@ -307,6 +318,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a write of a group that SQLite rolled back is told (with the error of the write that
+/// caused it, told to that write's caller).
+fn group_rolled_back() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT_ROLLBACK),
+        Some("rolled back with the writes committed together, one of which failed".into()),
+    )
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 //!   (a job is all or nothing: one that fails or panics is rolled back whole, what it wrote before
 //!   included, and leaves the others alone), with one commit and so one fsync; each caller is
 //!   answered only once that commit returned, so a write reported done is on disk exactly as
-//!   before, and one reported failed left nothing. A write waiting alone runs the same way (a
-//!   group of one). A group with no durable write commits without the fsync ([`Store::relaxed`]).
+//!   before, and one reported failed left nothing. Should a write's error make SQLite roll back
+//!   the whole transaction (a full disk, an I/O error), every write of the group is told it failed
+//!   and the ones after it do not run. A write waiting alone runs the same way (a group of one). A group with no durable write commits without the fsync ([`Store::relaxed`]).
 //!
 //! Peers: every actor that reads or writes the store, through a [`StoreHandle`]. Lifecycle:
 //! started by the node builder once the store opened (migrated, [`Store::open_with_key`]); the
@@ -161,7 +162,8 @@ fn run_job(
     let Job::Grouped { run, .. } = job else {
         return (None, Ok(()));
     };
-    let savepoint = in_group && store.begin_job().is_ok();
+    let lost_before = store.group_lost();
+    let savepoint = in_group && !lost_before && store.begin_job().is_ok();
     let mut w = GroupedWrites(store);
     let (reply, keep) = match catch_unwind(AssertUnwindSafe(|| run(&mut w))) {
         Ok((reply, ok)) => (Some(reply), ok),
@@ -170,7 +172,10 @@ fn run_job(
             (None, false)
         }
     };
-    let undone = if savepoint {
+    let undone = if store.group_lost() && !lost_before {
+        // This job's error rolled the whole transaction back: the writes before it are gone too.
+        Err(super::group_rolled_back())
+    } else if savepoint {
         store.end_job(keep)
     } else {
         Ok(())

@@ -208,3 +208,59 @@ fn a_durable_write_asked_for_as_relaxed_is_refused_not_made_relaxed() {
         assert_eq!(sync, 2, "FULL after the relaxed groups");
     });
 }
+
+/// A full disk makes SQLite roll back the whole transaction, not just the failing statement: the
+/// writes of the group before it are undone, and the ones after it must not run outside any
+/// transaction (each committed on its own while its caller is told the group failed). Every
+/// caller is told it failed, and the store holds none of them.
+#[test]
+fn a_full_disk_in_a_group_fails_every_write_of_it_and_leaves_none() {
+    runtime().block_on(async {
+        let (_dir, h) = start();
+        with_discussion(&h).await;
+        let room = |extra: i64| {
+            h.run(move |s| {
+                let n: i64 = s.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                s.conn
+                    .query_row(&format!("PRAGMA max_page_count = {}", n + extra), [], |_| {
+                        Ok(())
+                    })?;
+                Ok(())
+            })
+        };
+        room(8).await.unwrap();
+        let sized = |h: &StoreHandle, n: usize| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.write(Durability::Durable, move |w| {
+                    w.queue_outgoing("d", MessageKind::Text, &"x".repeat(n), 1)
+                })
+                .await
+            })
+        };
+        let release = hold(&h).await;
+        let before = sized(&h, 8000);
+        queued(&h, 1).await;
+        let too_big = sized(&h, 60000);
+        queued(&h, 2).await;
+        let after = sized(&h, 8000);
+        queued(&h, 3).await;
+        drop(release);
+        let (before, too_big, after) = (
+            before.await.unwrap(),
+            too_big.await.unwrap(),
+            after.await.unwrap(),
+        );
+        assert!(
+            matches!(&too_big, Err(StoreError::Sqlite(e)) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)),
+            "{too_big:?}"
+        );
+        assert!(matches!(before, Err(StoreError::Commit(_))), "{before:?}");
+        assert!(matches!(after, Err(StoreError::Commit(_))), "{after:?}");
+        let left: Vec<(u64, usize)> = outbox(&h).await.iter().map(|(s, b)| (*s, b.len())).collect();
+        assert_eq!(left, vec![], "nothing the callers were told failed");
+        room(1000).await.unwrap();
+        let next = sized(&h, 10).await.unwrap().unwrap();
+        assert_eq!(next.seq, 1, "the numbering went on from what is stored");
+    });
+}
