@@ -39,12 +39,14 @@ pub const MAX_GROUP: usize = 256;
 /// What answers a grouped write's caller, given how its group's commit went.
 type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
 
+/// Runs a grouped job's writes; returns its reply and whether the job succeeded.
+type RunJob = Box<dyn FnOnce(&mut GroupedWrites<'_>) -> (Reply, bool) + Send>;
+
 enum Job {
     Alone(Box<dyn FnOnce(&mut Store) + Send>),
     Grouped {
         durable: bool,
-        /// Runs the job's writes; returns its reply and whether the job succeeded.
-        run: Box<dyn FnOnce(&mut GroupedWrites<'_>) -> (Reply, bool) + Send>,
+        run: RunJob,
     },
 }
 
