@@ -44,10 +44,7 @@ type RunJob = Box<dyn FnOnce(&mut GroupedWrites<'_>) -> (Reply, bool) + Send>;
 
 enum Job {
     Alone(Box<dyn FnOnce(&mut Store) + Send>),
-    Grouped {
-        durable: bool,
-        run: RunJob,
-    },
+    Grouped { durable: bool, run: RunJob },
 }
 
 /// Whether a grouped write must be on disk when it is answered (`Durable`), or may be lost with
