@@ -180,16 +180,18 @@ impl Store {
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.relax()?;
         let result = f(&mut self.conn);
-        if self
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .is_err()
-        {
-            self.full_sync_lost.set(true);
-        }
+        self.restore_full_sync(false);
         result
+    }
+
+    /// `synchronous = NORMAL` for a relaxed write. Until [`Self::restore_full_sync`] puts `FULL`
+    /// back, the store counts it lost: a write that panics in between (its job caught by the
+    /// worker) cannot leave the next durable write relaxed ([`Self::durable`] restores it).
+    fn relax(&self) -> Result<(), rusqlite::Error> {
+        self.full_sync_lost.set(true);
+        self.conn.pragma_update(None, "synchronous", "NORMAL")
     }
 
     /// One write, in its own transaction (`Durable`: on disk when it returns; `Relaxed`: see
@@ -227,7 +229,7 @@ impl Store {
                 Ok(r)
             }
             worker::Durability::Relaxed => {
-                self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+                self.relax()?;
                 let result = (|| {
                     let tx = self.conn.transaction()?;
                     let r = f(&tx, self.cipher.as_ref())?;
@@ -246,7 +248,7 @@ impl Store {
         if durable {
             self.durable()?;
         } else {
-            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+            self.relax()?;
         }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             self.restore_full_sync(durable);
@@ -299,14 +301,12 @@ impl Store {
         result
     }
 
+    /// After a relaxed write (`durable` false): `synchronous = FULL` again, or counted lost if it
+    /// cannot be put back (the next durable write does it, [`Self::durable`]).
     fn restore_full_sync(&self, durable: bool) {
-        if !durable
-            && self
-                .conn
-                .pragma_update(None, "synchronous", "FULL")
-                .is_err()
-        {
-            self.full_sync_lost.set(true);
+        if !durable {
+            let restored = self.conn.pragma_update(None, "synchronous", "FULL").is_ok();
+            self.full_sync_lost.set(!restored);
         }
     }
 

@@ -264,3 +264,30 @@ fn a_full_disk_in_a_group_fails_every_write_of_it_and_leaves_none() {
         assert_eq!(next.seq, 1, "the numbering went on from what is stored");
     });
 }
+
+/// A job that panics inside a relaxed write (`synchronous = NORMAL` for its commit) must not
+/// leave the store relaxed: the next durable write is fully synchronous again.
+#[test]
+fn a_job_that_panics_inside_a_relaxed_write_leaves_the_store_fully_synchronous() {
+    runtime().block_on(async {
+        let (_dir, h) = start();
+        with_discussion(&h).await;
+        let panicked = h
+            .run(|s| {
+                s.relaxed(|_| -> Result<(), StoreError> {
+                    panic!("a relaxed write that panics (expected by this test)")
+                })
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Unavailable)));
+        let sync = h
+            .run(|s| {
+                s.queue_outgoing("d", "durable", 1)?;
+                Ok(s.conn
+                    .query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "FULL for the message queued after it");
+    });
+}
