@@ -291,3 +291,39 @@ fn a_job_that_panics_inside_a_relaxed_write_leaves_the_store_fully_synchronous()
         assert_eq!(sync, 2, "FULL for the message queued after it");
     });
 }
+
+/// Jobs run in the order they were queued, groups or not: a `run` job queued behind more writes
+/// than one group takes sees exactly the writes queued before it, none of those after it (it is
+/// neither starved by later writes nor run before earlier ones).
+#[test]
+fn a_run_job_queued_behind_writes_runs_after_them_and_before_later_ones() {
+    runtime().block_on(async {
+        let (_dir, h) = start();
+        with_discussion(&h).await;
+        let before = MAX_GROUP + 44;
+        let release = hold(&h).await;
+        let mut writes = Vec::new();
+        for i in 0..before {
+            writes.push(queue(&h, "before"));
+            queued(&h, i + 1).await;
+        }
+        let read = {
+            let h = h.clone();
+            tokio::spawn(async move { h.run(|s| s.last_out_seq("d")).await })
+        };
+        queued(&h, before + 1).await;
+        for i in 0..10 {
+            writes.push(queue(&h, "after"));
+            queued(&h, before + 2 + i).await;
+        }
+        drop(release);
+        assert_eq!(read.await.unwrap().unwrap(), before as u64);
+        for (i, w) in writes.into_iter().enumerate() {
+            assert_eq!(
+                w.await.unwrap().unwrap().seq,
+                i as u64 + 1,
+                "in queue order"
+            );
+        }
+    });
+}
