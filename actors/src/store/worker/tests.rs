@@ -327,3 +327,34 @@ fn a_run_job_queued_behind_writes_runs_after_them_and_before_later_ones() {
         }
     });
 }
+
+/// The worker ends when its last handle is dropped, and not before the jobs already queued are
+/// answered: a write queued just before the last handle went is stored and answered; then the
+/// thread ends and closes the database (SQLite removes the WAL file on the last close).
+#[test]
+fn the_worker_answers_what_was_queued_then_ends_with_its_last_handle() {
+    runtime().block_on(async {
+        let (dir, h) = start();
+        with_discussion(&h).await;
+        let release = hold(&h).await;
+        let last = queue(&h, "last words");
+        queued(&h, 1).await;
+        drop(h);
+        drop(release);
+        assert_eq!(last.await.unwrap().unwrap().seq, 1);
+        let wal = dir.path().join("s.db-wal");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wal.exists() {
+            assert!(Instant::now() < deadline, "the store thread never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let s = Store::open_with_key(&dir.path().join("s.db"), Some(&[7; 32])).unwrap();
+        let bodies: Vec<String> = s
+            .outbox_from("d", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.record.body)
+            .collect();
+        assert_eq!(bodies, ["last words"]);
+    });
+}
