@@ -554,3 +554,84 @@ async fn a_peer_that_closes_gets_our_outbox_before_our_confirmation() {
         "both delivered: {h:?}"
     );
 }
+
+/// Frames that arrive together (one write: read in one batch, `INBOUND_BATCH`) are handled in the
+/// order they came, although chat runs are opened and stored together and actix runs pending
+/// waits newest first: chat frames, an ack for bob's outbox, more chat, then the peer's `Close`.
+/// Each message is stored once and in order before the close; the ack is taken before the close
+/// (else bob would wait for it, his outbox seemingly undelivered); then bob confirms and closes.
+#[actix_rt::test]
+async fn chat_ack_and_close_frames_sent_together_are_handled_in_their_order() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = handshake_as_test_peer(b).await;
+    for body in ["bob one", "bob two"] {
+        b.send(&id, body).await.unwrap();
+    }
+    let mut events = b.node.subscribe();
+    let mut conn = dial(port).await;
+    net::authenticate_as_connector(&mut conn, &keys, &sk, T)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        match net::recv(&mut conn, T).await.unwrap() {
+            Frame::Chat(_) => {}
+            other => panic!("expected bob's outbox, got {other:?}"),
+        }
+    }
+    let ack = keys
+        .sign_with(sk.own.clone(), ack_data(&id, 2))
+        .await
+        .unwrap();
+    let close = keys
+        .sign_with(sk.own.clone(), close_data(&id))
+        .await
+        .unwrap();
+    let mut frames: Vec<Frame> = (1..=5).map(|i| chat(&sk, i, &format!("m{i}"))).collect();
+    frames.push(Frame::Ack {
+        upto: 2,
+        signature: ack,
+    });
+    frames.push(chat(&sk, 6, "m6"));
+    frames.push(Frame::Close { signature: close });
+    // Encoded one after the other, written to the socket at once.
+    let (encode, mut encoded) = tokio::io::duplex(1 << 22);
+    let mut encode = net::framed(encode, 1 << 20);
+    for f in frames {
+        net::send(&mut encode, f, T).await.unwrap();
+    }
+    drop(encode);
+    let mut bytes = Vec::new();
+    encoded.read_to_end(&mut bytes).await.unwrap();
+    conn.get_mut().write_all(&bytes).await.unwrap();
+    // Bob's answers: acks for what he stored, then his confirming close.
+    let mut acked = 0;
+    loop {
+        match net::recv(&mut conn, T).await.unwrap() {
+            Frame::Ack { upto, signature } => {
+                verify_detached(&sk.peer, &ack_data(&id, upto), &signature).unwrap();
+                assert!(upto > acked, "acks go up: {upto} after {acked}");
+                acked = upto;
+            }
+            Frame::Close { signature } => {
+                verify_detached(&sk.peer, &close_data(&id), &signature).unwrap();
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(acked, 6, "every message acknowledged before the close");
+    assert!(closed_event(&mut events, &id).await, "closed by the peer");
+    assert_eq!(
+        bodies_in(b, &id).await,
+        ["m1", "m2", "m3", "m4", "m5", "m6"]
+    );
+    let h = b.history(&id, 100).await.unwrap();
+    assert!(
+        h.iter()
+            .filter(|m| m.direction == Direction::Out)
+            .all(|m| m.state == DeliveryState::Delivered),
+        "bob's outbox delivered by the ack: {h:?}"
+    );
+}

@@ -54,6 +54,10 @@ pub enum StoreError {
     /// A grouped write ran, but the transaction it shared with others did not commit.
     #[error("database commit: {0}")]
     Commit(#[source] std::sync::Arc<rusqlite::Error>),
+    /// A durable write in a job that asked for a relaxed one ([`worker::Durability`]): refused,
+    /// since its group commits without the fsync.
+    #[error("a durable write was asked for as a relaxed one")]
+    NotDurable,
     #[error("message text cannot be decrypted (wrong storage key, or the row was tampered with)")]
     Undecryptable,
     #[error("the store was opened without its storage key")]
@@ -80,6 +84,8 @@ pub struct Store {
     /// Inside a transaction of the worker's group commit ([`worker`]): a write makes a savepoint
     /// in it instead of its own transaction.
     in_group: bool,
+    /// The group transaction commits with `synchronous = FULL` (one of its jobs asked for it).
+    group_durable: bool,
 }
 
 impl Store {
@@ -124,6 +130,7 @@ impl Store {
             cipher: None,
             full_sync_lost: std::cell::Cell::new(false),
             in_group: false,
+            group_durable: false,
         };
         schema::migrate(&mut s)?;
         Ok(s)
@@ -173,16 +180,18 @@ impl Store {
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.relax()?;
         let result = f(&mut self.conn);
-        if self
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .is_err()
-        {
-            self.full_sync_lost.set(true);
-        }
+        self.restore_full_sync(false);
         result
+    }
+
+    /// `synchronous = NORMAL` for a relaxed write. Until [`Self::restore_full_sync`] puts `FULL`
+    /// back, the store counts it lost: a write that panics in between (its job caught by the
+    /// worker) cannot leave the next durable write relaxed ([`Self::durable`] restores it).
+    fn relax(&self) -> Result<(), rusqlite::Error> {
+        self.full_sync_lost.set(true);
+        self.conn.pragma_update(None, "synchronous", "NORMAL")
     }
 
     /// One write, in its own transaction (`Durable`: on disk when it returns; `Relaxed`: see
@@ -194,6 +203,16 @@ impl Store {
         f: impl FnOnce(&Connection, Option<&Aes256Gcm>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         if self.in_group {
+            if self.conn.is_autocommit() {
+                // An earlier write's error (a full disk, an I/O error) made SQLite roll back the
+                // whole group: this one must not run, and commit, outside any transaction.
+                return Err(StoreError::Commit(std::sync::Arc::new(group_rolled_back())));
+            }
+            if sync == worker::Durability::Durable && !self.group_durable {
+                // Its job asked for a relaxed write, so the group commits without the fsync
+                // (SQLite cannot change that inside the transaction): refused, not made relaxed.
+                return Err(StoreError::NotDurable);
+            }
             let sp = self.conn.savepoint()?;
             let r = f(&sp, self.cipher.as_ref())?;
             sp.commit()?;
@@ -210,7 +229,7 @@ impl Store {
                 Ok(r)
             }
             worker::Durability::Relaxed => {
-                self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+                self.relax()?;
                 let result = (|| {
                     let tx = self.conn.transaction()?;
                     let r = f(&tx, self.cipher.as_ref())?;
@@ -229,21 +248,52 @@ impl Store {
         if durable {
             self.durable()?;
         } else {
-            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+            self.relax()?;
         }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             self.restore_full_sync(durable);
             return Err(e.into());
         }
         self.in_group = true;
+        self.group_durable = durable;
         Ok(())
     }
 
+    /// The group transaction is gone: SQLite rolled it back whole on an error (a full disk, an I/O
+    /// error) of one of its writes.
+    pub(crate) fn group_lost(&self) -> bool {
+        self.in_group && self.conn.is_autocommit()
+    }
+
+    /// Inside the group transaction: start one job's writes, kept together by
+    /// [`Self::end_job`] or undone together.
+    pub(crate) fn begin_job(&mut self) -> Result<(), rusqlite::Error> {
+        self.conn.execute_batch("SAVEPOINT job")
+    }
+
+    /// End one job's savepoint: `keep` its writes, or undo them all (the job failed or panicked:
+    /// its caller is told so, so nothing of it may stay).
+    pub(crate) fn end_job(&mut self, keep: bool) -> Result<(), rusqlite::Error> {
+        if keep {
+            self.conn.execute_batch("RELEASE job")
+        } else {
+            self.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        }
+    }
+
     /// Commit the group transaction (rolled back if the commit fails: then no write of the group
-    /// happened).
-    pub(crate) fn end_group(&mut self, durable: bool) -> Result<(), rusqlite::Error> {
+    /// happened). With `broken` (a failed job's writes could not be undone), roll it back instead
+    /// and return that error.
+    pub(crate) fn end_group(
+        &mut self,
+        durable: bool,
+        broken: Option<rusqlite::Error>,
+    ) -> Result<(), rusqlite::Error> {
         self.in_group = false;
-        let result = self.conn.execute_batch("COMMIT");
+        let result = match broken {
+            None => self.conn.execute_batch("COMMIT"),
+            Some(e) => Err(e),
+        };
         if result.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -251,14 +301,12 @@ impl Store {
         result
     }
 
+    /// After a relaxed write (`durable` false): `synchronous = FULL` again, or counted lost if it
+    /// cannot be put back (the next durable write does it, [`Self::durable`]).
     fn restore_full_sync(&self, durable: bool) {
-        if !durable
-            && self
-                .conn
-                .pragma_update(None, "synchronous", "FULL")
-                .is_err()
-        {
-            self.full_sync_lost.set(true);
+        if !durable {
+            let restored = self.conn.pragma_update(None, "synchronous", "FULL").is_ok();
+            self.full_sync_lost.set(!restored);
         }
     }
 
@@ -270,6 +318,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a write of a group that SQLite rolled back is told (with the error of the write that
+/// caused it, told to that write's caller).
+fn group_rolled_back() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT_ROLLBACK),
+        Some("rolled back with the writes committed together, one of which failed".into()),
+    )
 }
 
 #[cfg(test)]

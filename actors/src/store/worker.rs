@@ -6,16 +6,19 @@
 //! - [`StoreHandle::run`]: a closure over `&mut Store`, alone, in whatever transactions it makes;
 //! - [`StoreHandle::write`]: one of the hot path's writes ([`GroupedWrites`]: a message queued,
 //!   messages received, messages marked sent). The worker takes every such write already waiting
-//!   (at most [`MAX_GROUP`]) and runs them in **one** transaction, each in its own savepoint (a
-//!   write that fails leaves the others alone), with one commit and so one fsync; each caller is
+//!   (at most [`MAX_GROUP`]) and runs them in **one** transaction, each job in its own savepoint
+//!   (a job is all or nothing: one that fails or panics is rolled back whole, what it wrote before
+//!   included, and leaves the others alone), with one commit and so one fsync; each caller is
 //!   answered only once that commit returned, so a write reported done is on disk exactly as
-//!   before. A group with no durable write commits without the fsync ([`Store::relaxed`]).
+//!   before, and one reported failed left nothing. Should a write's error make SQLite roll back
+//!   the whole transaction (a full disk, an I/O error), every write of the group is told it failed
+//!   and the ones after it do not run. A write waiting alone runs the same way (a group of one). A group with no durable write commits without the fsync ([`Store::relaxed`]).
 //!
 //! Peers: every actor that reads or writes the store, through a [`StoreHandle`]. Lifecycle:
 //! started by the node builder once the store opened (migrated, [`Store::open_with_key`]); the
 //! thread ends, closing the connection, when the last handle is dropped (the node's actors stop
 //! with their System). A job that panics costs that job (its caller sees
-//! [`StoreError::Unavailable`]), not the worker.
+//! [`StoreError::Unavailable`]; a grouped one's writes are undone), not the worker.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -36,16 +39,18 @@ pub const MAX_GROUP: usize = 256;
 /// What answers a grouped write's caller, given how its group's commit went.
 type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
 
+/// Runs a grouped job's writes; returns its reply and whether the job succeeded.
+type RunJob = Box<dyn FnOnce(&mut GroupedWrites<'_>) -> (Reply, bool) + Send>;
+
 enum Job {
     Alone(Box<dyn FnOnce(&mut Store) + Send>),
-    Grouped {
-        durable: bool,
-        run: Box<dyn FnOnce(&mut GroupedWrites<'_>) -> Reply + Send>,
-    },
+    Grouped { durable: bool, run: RunJob },
 }
 
 /// Whether a grouped write must be on disk when it is answered (`Durable`), or may be lost with
-/// a power cut ([`Store::relaxed`]: the `sent` marks).
+/// a power cut ([`Store::relaxed`]: the `sent` marks). A group commits with the fsync if one of its
+/// jobs asked for it; a job that asked for `Relaxed` but makes a durable write (a message queued or
+/// received) fails with [`StoreError::NotDurable`] and leaves nothing, never made relaxed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     Durable,
@@ -103,38 +108,82 @@ fn work(mut store: Store, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Run grouped writes in one transaction, then answer each with the commit's outcome. Should the
-/// transaction not start, each runs alone (its own transaction, as [`StoreHandle::run`] would).
+/// Run grouped writes in one transaction, each job in its own savepoint, then answer each with the
+/// commit's outcome. A job is all or nothing: one that fails or panics is rolled back whole (what
+/// it wrote before its error or panic included), and the others are kept. Should the transaction
+/// not start, each job tries its own (and, without one either, runs as [`StoreHandle::run`]
+/// would).
 fn run_group(store: &mut Store, group: Vec<Job>) {
     let durable = group
         .iter()
         .any(|j| matches!(j, Job::Grouped { durable: true, .. }));
-    let grouped = group.len() > 1 && store.begin_group(durable).is_ok();
-    let mut replies = Vec::with_capacity(group.len());
-    for job in group {
-        if let Job::Grouped { run, .. } = job {
-            let mut w = GroupedWrites(store);
-            match catch_unwind(AssertUnwindSafe(|| run(&mut w))) {
-                Ok(reply) => replies.push(reply),
-                Err(_) => {
-                    // Its savepoint rolled back while unwinding; its caller sees the worker gone.
-                    log::error!("store: a write panicked");
-                }
+    if store.begin_group(durable).is_ok() {
+        let mut replies = Vec::with_capacity(group.len());
+        let mut broken = None;
+        for job in group {
+            let (reply, undone) = run_job(store, job, true);
+            replies.extend(reply);
+            if let Err(e) = undone {
+                broken.get_or_insert(e);
             }
         }
+        let outcome = store.end_group(durable, broken).map_err(Arc::new);
+        for reply in replies {
+            reply(outcome.clone());
+        }
+        return;
     }
-    let outcome = if grouped {
-        store.end_group(durable).map_err(Arc::new)
-    } else {
-        Ok(())
-    };
-    for reply in replies {
-        reply(outcome.clone());
+    for job in group {
+        let own =
+            matches!(&job, Job::Grouped { durable, .. } if store.begin_group(*durable).is_ok());
+        let sync = matches!(job, Job::Grouped { durable: true, .. });
+        let (reply, undone) = run_job(store, job, own);
+        let outcome = if own {
+            store.end_group(sync, undone.err()).map_err(Arc::new)
+        } else {
+            Ok(())
+        };
+        if let Some(reply) = reply {
+            reply(outcome);
+        }
     }
 }
 
+/// Run one grouped job (inside the group transaction when `in_group`: in a savepoint of its own,
+/// released if it succeeded, rolled back if it failed or panicked). Returns its reply (none if it
+/// panicked: its caller sees the worker gone), and an error if a failed job's writes could not be
+/// undone (the whole transaction must then be).
+fn run_job(
+    store: &mut Store,
+    job: Job,
+    in_group: bool,
+) -> (Option<Reply>, Result<(), rusqlite::Error>) {
+    let Job::Grouped { run, .. } = job else {
+        return (None, Ok(()));
+    };
+    let lost_before = store.group_lost();
+    let savepoint = in_group && !lost_before && store.begin_job().is_ok();
+    let mut w = GroupedWrites(store);
+    let (reply, keep) = match catch_unwind(AssertUnwindSafe(|| run(&mut w))) {
+        Ok((reply, ok)) => (Some(reply), ok),
+        Err(_) => {
+            log::error!("store: a write panicked");
+            (None, false)
+        }
+    };
+    let undone = if store.group_lost() && !lost_before {
+        // This job's error rolled the whole transaction back: the writes before it are gone too.
+        Err(super::group_rolled_back())
+    } else if savepoint {
+        store.end_job(keep)
+    } else {
+        Ok(())
+    };
+    (reply, undone)
+}
+
 /// The writes that may share a transaction with others: each is one of [`Store`]'s, made inside
-/// a savepoint when the worker groups it (see [`Store::in_group`]).
+/// a savepoint of the worker's group transaction (see [`Store::begin_group`]).
 pub struct GroupedWrites<'a>(&'a mut Store);
 
 impl GroupedWrites<'_> {
@@ -201,13 +250,15 @@ impl StoreHandle {
             durable: sync == Durability::Durable,
             run: Box::new(move |w: &mut GroupedWrites<'_>| {
                 let result = f(w);
-                Box::new(move |commit: Result<(), Arc<rusqlite::Error>>| {
+                let ok = result.is_ok();
+                let reply = Box::new(move |commit: Result<(), Arc<rusqlite::Error>>| {
                     let _ = tx.send(match (result, commit) {
                         (Ok(r), Ok(())) => Ok(r),
                         (Err(e), _) => Err(e),
                         (Ok(_), Err(e)) => Err(StoreError::Commit(e)),
                     });
-                }) as Reply
+                }) as Reply;
+                (reply, ok)
             }),
         };
         self.0
@@ -217,3 +268,6 @@ impl StoreHandle {
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 }
+
+#[cfg(test)]
+mod tests;
