@@ -4,6 +4,17 @@
 "use strict";
 
 const HISTORY_PAGE = 50;
+// The session's key (docs/web.md): given once by the login redirect in the URL's fragment, kept in
+// this origin's storage (another port of this machine cannot read it, though it may see the
+// cookie), offered with the cookie when the WebSocket opens.
+const KEY_ITEM = "pgpchat-key";
+{
+  const m = location.hash.match(/^#key=([0-9a-f]{64})$/);
+  if (m) {
+    localStorage.setItem(KEY_ITEM, m[1]);
+    history.replaceState(null, "", "/");
+  }
+}
 const RECONNECT_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
@@ -55,7 +66,12 @@ function call(method, params) {
 }
 
 function connect() {
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  const key = localStorage.getItem(KEY_ITEM);
+  if (!key) {
+    banner("This page has no key for its session (it was opened without the link). Open the link pgpchat web printed, or the one in run/web.url.");
+    return;
+  }
+  const ws = new WebSocket(`ws://${location.host}/ws`, ["pgpchat", `pgpchat-key.${key}`]);
   rpc.ws = ws;
   ws.onopen = async () => {
     rpc.up = true;
@@ -91,6 +107,7 @@ function connect() {
     try {
       const r = await fetch("/", { method: "GET", cache: "no-store" });
       if (r.status === 401) {
+        localStorage.removeItem(KEY_ITEM);
         banner("This session has ended (logged out, or pgpchat web was restarted). Open the link it printed.");
         return;
       }
@@ -648,6 +665,7 @@ function showTab(tab) {
 }
 
 async function logout() {
+  localStorage.removeItem(KEY_ITEM);
   try { await fetch("/logout", { method: "POST" }); } catch { /* the page goes away anyway */ }
   location.href = "/";
 }
