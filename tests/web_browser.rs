@@ -795,3 +795,58 @@ fn browser_a_cookie_seen_by_another_port_of_this_machine_opens_nothing() {
          && document.getElementById('conn').className.includes('connected');",
     );
 }
+
+/// Text with no `<bdi>` around it that holds a bidi control (U+202A–U+202E, U+2066–U+2069,
+/// U+200E, U+200F, U+061C): a peer's name with one, put in a sentence, turns the rest of the
+/// sentence around (or, with U+2069, escapes an isolate).
+const BIDI_OUTSIDE_BDI: &str = "const re = /[\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c]/; \
+     const bad = []; \
+     const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); \
+     for (let n = w.nextNode(); n; n = w.nextNode()) { \
+       if (re.test(n.data) && !n.parentElement.closest('bdi')) bad.push(n.parentElement.tagName + ': ' + JSON.stringify(n.data)); \
+     } \
+     return bad;";
+
+/// A peer's name with bidi controls, in every sentence of the page that names it (a dialog's
+/// title, the list to introduce from): isolated, its controls shown escaped as the command line
+/// does, never raw in the sentence.
+#[test]
+fn browser_a_peers_name_with_bidi_controls_never_turns_a_sentence_around() {
+    let port = crate::common::free_udp_port();
+    let mut alice = Person::new("alice", port);
+    // Shown raw, "Verify bob" and the override: the rest reads from right to left.
+    let mut bob = Person::new("bob\u{202e}?kcolB\u{2069}x", port);
+    for p in [&mut alice, &mut bob] {
+        p.init();
+        p.start();
+    }
+    alice.wait_sees(&bob);
+    let page = WebPage::start(&alice);
+    let browser = Browser::start();
+    browser.go(&page.url);
+    browser.wait_js(
+        20,
+        "the page",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+    browser.click("#tab-contacts");
+    browser.wait_js(
+        20,
+        "bob in the contacts",
+        "return document.querySelectorAll('.contact').length === 1;",
+    );
+    browser.click(".contact .verify");
+    browser.wait_js(
+        10,
+        "the verify dialog",
+        "return document.getElementById('confirm-dialog').open;",
+    );
+    let title = browser.js("return document.getElementById('confirm-title').textContent;");
+    let title = title.as_str().expect("a title");
+    assert!(
+        title.contains("bob\\u{202e}?kcolB\\u{2069}x"),
+        "the name, its controls escaped: {title:?}"
+    );
+    browser.screenshot("bidi-name-verify");
+    assert_eq!(browser.js(BIDI_OUTSIDE_BDI), json!([]));
+}
