@@ -767,3 +767,44 @@ fn web_round_trip_figures() {
     let socket = start.elapsed() / N;
     eprintln!("web round trip: {web:?} per request over the WebSocket, {socket:?} on the core's socket ({N} sequential `version` calls)");
 }
+
+/// Another local user (or a broken client) opens many connections and never finishes a request:
+/// `pgpchat web` keeps at most `MAX_CONNECTIONS` (128) of them, closes each one whose request
+/// head is not in within `HEADER_READ_TIMEOUT` (10 s), and answers the page again afterwards.
+#[test]
+fn web_bounds_connections_that_never_finish_a_request() {
+    let alice = person_running("alice");
+    let page = WebPage::start(&alice);
+    let half = format!("GET / HTTP/1.1\r\nHost: {}\r\n", page.host());
+    let mut held: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", page.port)).expect("connect");
+            s.write_all(half.as_bytes()).expect("half a request");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        })
+        .collect();
+    // Whether the server has closed this connection (EOF or reset).
+    let closed = |s: &mut TcpStream| {
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
+    };
+    // Past the bound, connections are closed at once.
+    wait_for(10, "the connections past the bound to be closed", || {
+        held.iter_mut().map(&closed).filter(|c| !c).count() <= 128
+    });
+    // The rest, within the head's time limit.
+    wait_for(40, "every unfinished request to be closed", || {
+        held.iter_mut().all(closed)
+    });
+    held.clear();
+    let cookie = page.login();
+    assert_eq!(page.get("/", &[("Cookie", &cookie)]).status, 200);
+    let mut rpc = page.own_socket(&cookie);
+    assert_eq!(rpc.call("whoami", json!({}))["result"]["name"], "alice");
+}
