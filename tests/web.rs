@@ -19,6 +19,8 @@ pub struct WebPage {
     pub port: u16,
     /// The login URL it printed.
     pub url: String,
+    /// Each session's key (given in the login redirect's fragment), by its cookie.
+    keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl WebPage {
@@ -59,7 +61,12 @@ impl WebPage {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port in the URL");
-        Self { child, port, url }
+        Self {
+            child,
+            port,
+            url,
+            keys: Default::default(),
+        }
     }
 
     /// The path and query of the login URL.
@@ -79,9 +86,29 @@ impl WebPage {
 
     /// Log in with the printed token; the session cookie (`name=value`).
     pub fn login(&self) -> String {
-        let r = self.get(&self.login_path(), &[]);
+        self.login_at(&self.login_path())
+    }
+
+    /// Log in with a login path (`/login?token=…`); the session cookie, its key kept.
+    pub fn login_at(&self, path: &str) -> String {
+        let r = self.get(path, &[]);
         assert_eq!(r.status, 303, "login: {r:?}");
-        r.cookie().expect("a session cookie")
+        let cookie = r.cookie().expect("a session cookie");
+        let key = r
+            .header("location")
+            .and_then(|l| l.strip_prefix("/#key=").map(str::to_string))
+            .expect("the session's key in the redirect's fragment");
+        self.keys.lock().expect("keys").insert(cookie.clone(), key);
+        cookie
+    }
+
+    /// The `Sec-WebSocket-Protocol` the page offers for the session of `cookie`.
+    pub fn protocols(&self, cookie: &str) -> String {
+        let key = self.keys.lock().expect("keys").get(cookie).cloned();
+        format!(
+            "pgpchat, pgpchat-key.{}",
+            key.expect("a session logged in by login_at")
+        )
     }
 
     /// `GET path` with the right Host and these extra headers.
@@ -119,10 +146,15 @@ impl WebPage {
 
     /// A logged-in WebSocket of this page's own origin.
     pub fn own_socket(&self, cookie: &str) -> Rpc {
-        let (host, origin) = (self.host(), self.origin());
+        let (host, origin, protocols) = (self.host(), self.origin(), self.protocols(cookie));
         Rpc {
             ws: self
-                .socket(&[("Host", &host), ("Origin", &origin), ("Cookie", cookie)])
+                .socket(&[
+                    ("Host", &host),
+                    ("Origin", &origin),
+                    ("Cookie", cookie),
+                    ("Sec-WebSocket-Protocol", &protocols),
+                ])
                 .expect("the page's own WebSocket"),
             next: 1,
             seen: Vec::new(),
@@ -317,7 +349,7 @@ impl Rpc {
     }
 }
 
-fn person_running(name: &str) -> Person {
+pub fn person_running(name: &str) -> Person {
     let mut p = Person::new(name, free_udp_port());
     p.init();
     p.start();
@@ -343,7 +375,15 @@ fn web_login_takes_the_printed_token_once_for_a_cookie_named_with_the_port() {
     // away from the URL that holds the token.
     let r = page.get(&page.login_path(), &[]);
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location").as_deref(), Some("/"));
+    // To the page, with the session's key in the fragment (never sent to a server).
+    let location = r.header("location").expect("location");
+    let key = location
+        .strip_prefix("/#key=")
+        .expect("the key in the fragment");
+    assert!(
+        key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{location}"
+    );
     let set = r.header("set-cookie").expect("set-cookie");
     assert!(set.starts_with(&format!("pgpchat-{}=", page.port)), "{set}");
     assert!(
@@ -351,6 +391,10 @@ fn web_login_takes_the_printed_token_once_for_a_cookie_named_with_the_port() {
         "{set}"
     );
     let cookie = r.cookie().expect("cookie");
+    page.keys
+        .lock()
+        .expect("keys")
+        .insert(cookie.clone(), key.to_string());
     let shown = page.get("/", &[("Cookie", &cookie)]);
     assert_eq!(shown.status, 200);
     assert!(shown.body.contains("app.js"));
@@ -373,7 +417,7 @@ fn web_login_takes_the_printed_token_once_for_a_cookie_named_with_the_port() {
     let next = std::fs::read_to_string(&file).expect("web.url");
     assert_ne!(next.trim(), page.url);
     let path = next.trim().trim_start_matches(&page.origin()).to_string();
-    let second = page.get(&path, &[]).cookie().expect("a second session");
+    let second = page.login_at(&path);
     assert_eq!(page.get("/", &[("Cookie", &second)]).status, 200);
     // Logout ends that session only, and closes its WebSocket.
     let mut first_socket = page.own_socket(&cookie);
@@ -471,12 +515,22 @@ fn web_socket_needs_a_session_and_the_pages_own_origin_and_carries_the_api() {
     };
     let own = page.origin();
     let other_port = format!("http://127.0.0.1:{}", page.port.wrapping_add(1));
+    let protocols = page.protocols(&cookie);
     for origin in ["http://attacker.example", other_port.as_str(), "null"] {
-        let r = page.socket(&[("Host", &host), ("Origin", origin), ("Cookie", &cookie)]);
+        let r = page.socket(&[
+            ("Host", &host),
+            ("Origin", origin),
+            ("Cookie", &cookie),
+            ("Sec-WebSocket-Protocol", &protocols),
+        ]);
         assert_eq!(status(r), 403, "Origin {origin}");
     }
     assert_eq!(
-        status(page.socket(&[("Host", &host), ("Cookie", &cookie)])),
+        status(page.socket(&[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("Sec-WebSocket-Protocol", &protocols)
+        ])),
         403,
         "no Origin"
     );
@@ -485,8 +539,42 @@ fn web_socket_needs_a_session_and_the_pages_own_origin_and_carries_the_api() {
         401,
         "no cookie"
     );
+    // The cookie alone (another port of this machine may have seen it: docs/web.md) is not
+    // enough: the session's key must come with it, and another session's key does not do.
     assert_eq!(
         status(page.socket(&[("Host", &host), ("Origin", &own), ("Cookie", &cookie)])),
+        403,
+        "the cookie without the key"
+    );
+    let other = page.login_at(
+        std::fs::read_to_string(alice.data_dir().join("run").join("web.url"))
+            .expect("web.url")
+            .trim()
+            .trim_start_matches(&own),
+    );
+    for wrong in [
+        "pgpchat".to_string(),
+        format!("pgpchat, pgpchat-key.{}", "0".repeat(64)),
+        page.protocols(&other),
+    ] {
+        assert_eq!(
+            status(page.socket(&[
+                ("Host", &host),
+                ("Origin", &own),
+                ("Cookie", &cookie),
+                ("Sec-WebSocket-Protocol", &wrong),
+            ])),
+            403,
+            "the key {wrong}"
+        );
+    }
+    assert_eq!(
+        status(page.socket(&[
+            ("Host", &host),
+            ("Origin", &own),
+            ("Cookie", &cookie),
+            ("Sec-WebSocket-Protocol", &protocols),
+        ])),
         101
     );
     // The same API as the socket: the core's answers and its errors.
@@ -678,4 +766,45 @@ fn web_round_trip_figures() {
     }
     let socket = start.elapsed() / N;
     eprintln!("web round trip: {web:?} per request over the WebSocket, {socket:?} on the core's socket ({N} sequential `version` calls)");
+}
+
+/// Another local user (or a broken client) opens many connections and never finishes a request:
+/// `pgpchat web` keeps at most `MAX_CONNECTIONS` (128) of them, closes each one whose request
+/// head is not in within `HEADER_READ_TIMEOUT` (10 s), and answers the page again afterwards.
+#[test]
+fn web_bounds_connections_that_never_finish_a_request() {
+    let alice = person_running("alice");
+    let page = WebPage::start(&alice);
+    let half = format!("GET / HTTP/1.1\r\nHost: {}\r\n", page.host());
+    let mut held: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", page.port)).expect("connect");
+            s.write_all(half.as_bytes()).expect("half a request");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        })
+        .collect();
+    // Whether the server has closed this connection (EOF or reset).
+    let closed = |s: &mut TcpStream| {
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
+    };
+    // Past the bound, connections are closed at once.
+    wait_for(10, "the connections past the bound to be closed", || {
+        held.iter_mut().map(&closed).filter(|c| !c).count() <= 128
+    });
+    // The rest, within the head's time limit.
+    wait_for(40, "every unfinished request to be closed", || {
+        held.iter_mut().all(closed)
+    });
+    held.clear();
+    let cookie = page.login();
+    assert_eq!(page.get("/", &[("Cookie", &cookie)]).status, 200);
+    let mut rpc = page.own_socket(&cookie);
+    assert_eq!(rpc.call("whoami", json!({}))["result"]["name"], "alice");
 }

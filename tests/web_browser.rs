@@ -714,3 +714,139 @@ fn browser_alice_accepts_an_introduction_and_the_discussion_opens_by_itself() {
         });
     }
 }
+
+/// Another server on another port of 127.0.0.1 (another local user's, any local dev server) that
+/// the user visits: the browser sends it this page's cookie (cookies do not keep ports apart, and
+/// 127.0.0.1 is one site for SameSite), but the cookie alone must not open the page's WebSocket.
+#[test]
+fn browser_a_cookie_seen_by_another_port_of_this_machine_opens_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    let alice = crate::web::person_running("alice");
+    let page = WebPage::start(&alice);
+    let browser = Browser::start();
+    browser.go(&page.url);
+    browser.wait_js(
+        20,
+        "the page to show alice",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+
+    // The other server: it records the headers of the first request it gets.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let other_port = other.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = other.accept() {
+            let mut r = BufReader::new(s.try_clone().expect("clone"));
+            let mut head = String::new();
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                head.push_str(&line);
+                line.clear();
+            }
+            let mut s = s;
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\nConnection: close\r\n\r\nelsewhere",
+            );
+            let _ = tx.send(head);
+        }
+    });
+    browser.go(&format!("http://127.0.0.1:{other_port}/"));
+    let head = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the other server's request");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("cookie")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    // The browser did hand it over: this is the threat, not a fault of the page.
+    assert!(
+        cookie.contains(&format!("pgpchat-{}=", page.port)),
+        "the browser sent the page's cookie to another port: {head}"
+    );
+
+    // With it, and the page's own Host and Origin (a program sets any header), the WebSocket
+    // stays shut.
+    let (host, origin) = (page.host(), page.origin());
+    let r = page.socket(&[("Host", &host), ("Origin", &origin), ("Cookie", &cookie)]);
+    match r {
+        Err(tungstenite::Error::Http(res)) => {
+            assert!(res.status() == 401 || res.status() == 403, "{res:?}")
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(mut ws) => {
+            let _ = ws.send(tungstenite::Message::text(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}).to_string(),
+            ));
+            panic!("another port's copy of the cookie opened alice's WebSocket");
+        }
+    }
+
+    // The page itself goes on working (its own WebSocket opens and answers).
+    browser.go(&format!("{}/", page.origin()));
+    browser.wait_js(
+        20,
+        "the page to show alice again",
+        "return document.getElementById('me').textContent.includes('alice') \
+         && document.getElementById('conn').className.includes('connected');",
+    );
+}
+
+/// Text with no `<bdi>` around it that holds a bidi control (U+202A–U+202E, U+2066–U+2069,
+/// U+200E, U+200F, U+061C): a peer's name with one, put in a sentence, turns the rest of the
+/// sentence around (or, with U+2069, escapes an isolate).
+const BIDI_OUTSIDE_BDI: &str = "const re = /[\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c]/; \
+     const bad = []; \
+     const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); \
+     for (let n = w.nextNode(); n; n = w.nextNode()) { \
+       if (re.test(n.data) && !n.parentElement.closest('bdi')) bad.push(n.parentElement.tagName + ': ' + JSON.stringify(n.data)); \
+     } \
+     return bad;";
+
+/// A peer's name with bidi controls, in every sentence of the page that names it (a dialog's
+/// title, the list to introduce from): isolated, its controls shown escaped as the command line
+/// does, never raw in the sentence.
+#[test]
+fn browser_a_peers_name_with_bidi_controls_never_turns_a_sentence_around() {
+    let port = crate::common::free_udp_port();
+    let mut alice = Person::new("alice", port);
+    // Shown raw, "Verify bob" and the override: the rest reads from right to left.
+    let mut bob = Person::new("bob\u{202e}?kcolB\u{2069}x", port);
+    for p in [&mut alice, &mut bob] {
+        p.init();
+        p.start();
+    }
+    alice.wait_sees(&bob);
+    let page = WebPage::start(&alice);
+    let browser = Browser::start();
+    browser.go(&page.url);
+    browser.wait_js(
+        20,
+        "the page",
+        "return document.getElementById('me').textContent.includes('alice');",
+    );
+    browser.click("#tab-contacts");
+    browser.wait_js(
+        20,
+        "bob in the contacts",
+        "return document.querySelectorAll('.contact').length === 1;",
+    );
+    browser.click(".contact .verify");
+    browser.wait_js(
+        10,
+        "the verify dialog",
+        "return document.getElementById('confirm-dialog').open;",
+    );
+    let title = browser.js("return document.getElementById('confirm-title').textContent;");
+    let title = title.as_str().expect("a title");
+    assert!(
+        title.contains("bob\\u{202e}?kcolB\\u{2069}x"),
+        "the name, its controls escaped: {title:?}"
+    );
+    browser.screenshot("bidi-name-verify");
+    assert_eq!(browser.js(BIDI_OUTSIDE_BDI), json!([]));
+}

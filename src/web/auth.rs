@@ -6,6 +6,13 @@
 //! (no script reads it), SameSite=Strict (no other site's request carries it), Path=/. After the
 //! exchange the browser is redirected to `/`, so the token leaves the address bar and its history;
 //! a new token takes its place in the file.
+//!
+//! The cookie alone opens nothing: browsers send a cookie to every port of its host, and every
+//! port of 127.0.0.1 is one site for SameSite, so another server on this machine that the user
+//! visits (another local user's, any local dev server) gets a copy of it. Each session therefore
+//! also has a key, given once at the login redirect in the URL's fragment (`/#key=…`, never sent
+//! to a server), kept by the page in its own origin's `localStorage` (which another port cannot
+//! read), and required with the cookie to open the WebSocket ([`Auth::key_matches`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,11 +38,17 @@ const SECRET_BYTES: usize = 32;
 pub struct Auth {
     port: u16,
     token: Mutex<String>,
-    sessions: Mutex<HashMap<String, Instant>>,
+    sessions: Mutex<HashMap<String, Session>>,
     url_file: PathBuf,
     /// Counts the sessions ended (logout, or pushed out by a newer one): each WebSocket watches it
     /// and closes when its own session is gone.
     ended: tokio::sync::watch::Sender<u64>,
+}
+
+/// A live session: when it began, and the key its page must show with the cookie.
+struct Session {
+    since: Instant,
+    key: String,
 }
 
 fn random_hex() -> String {
@@ -108,8 +121,9 @@ impl Auth {
         let _ = std::fs::remove_file(&self.url_file);
     }
 
-    /// Exchange the token for a new session id; the token is replaced.
-    fn exchange(&self, given: &str) -> Option<String> {
+    /// Exchange the token for a new session: its id (the cookie) and its key (for the page's
+    /// origin only); the token is replaced.
+    fn exchange(&self, given: &str) -> Option<(String, String)> {
         let mut token = lock(&self.token);
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             return None;
@@ -124,15 +138,29 @@ impl Auth {
         if sessions.len() >= MAX_SESSIONS {
             if let Some(oldest) = sessions
                 .iter()
-                .min_by_key(|(_, t)| **t)
+                .min_by_key(|(_, s)| s.since)
                 .map(|(k, _)| k.clone())
             {
                 sessions.remove(&oldest);
                 self.ended.send_modify(|n| *n += 1);
             }
         }
-        sessions.insert(id.clone(), Instant::now());
-        Some(id)
+        let key = random_hex();
+        sessions.insert(
+            id.clone(),
+            Session {
+                since: Instant::now(),
+                key: key.clone(),
+            },
+        );
+        Some((id, key))
+    }
+
+    /// Whether `given` is the key of the live session `id` (compared in constant time).
+    pub fn key_matches(&self, id: &str, given: &str) -> bool {
+        lock(&self.sessions)
+            .get(id)
+            .is_some_and(|s| bool::from(s.key.as_bytes().ct_eq(given.as_bytes())))
     }
 
     /// This page's session id in the request's cookies, if it names a live session.
@@ -184,7 +212,7 @@ pub async fn login(State(web): State<Arc<Web>>, Query(q): Query<LoginQuery>) -> 
         let web = web.clone();
         tokio::task::spawn_blocking(move || web.auth.exchange(&q.token)).await
     };
-    let Some(id) = exchanged.ok().flatten() else {
+    let Some((id, key)) = exchanged.ok().flatten() else {
         return (
             StatusCode::UNAUTHORIZED,
             "refused: this login link is wrong or was used already; the current one is in the \
@@ -196,7 +224,7 @@ pub async fn login(State(web): State<Arc<Web>>, Query(q): Query<LoginQuery>) -> 
         "{}={id}; HttpOnly; SameSite=Strict; Path=/",
         web.auth.cookie_name()
     );
-    redirect_with_cookie(&cookie)
+    redirect_with_cookie(&cookie, &format!("/#key={key}"))
 }
 
 /// `POST /logout`: the session ends and its cookie is cleared.
@@ -211,13 +239,15 @@ pub async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
         "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
         web.auth.cookie_name()
     );
-    redirect_with_cookie(&cookie)
+    redirect_with_cookie(&cookie, "/")
 }
 
-fn redirect_with_cookie(cookie: &str) -> Response {
+fn redirect_with_cookie(cookie: &str, to: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     let h = res.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_static("/"));
+    if let Ok(v) = HeaderValue::from_str(to) {
+        h.insert(header::LOCATION, v);
+    }
     if let Ok(v) = HeaderValue::from_str(cookie) {
         h.insert(header::SET_COOKIE, v);
     }

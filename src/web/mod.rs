@@ -111,7 +111,19 @@ async fn serve_until_stopped(ctx: &Ctx, listener: std::net::TcpListener) -> Resu
     served
 }
 
-/// Serve the page on an already-bound listener until `shutdown` completes.
+/// HTTP connections open at once, all clients together (a WebSocket stops counting here once
+/// upgraded: `socket::MAX_SOCKETS` bounds those). Past it, a new connection is closed at once.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// Time a connection has to send a whole request head (the first one, and each next one on a
+/// kept-alive connection): one that sends nothing or dribbles it is closed.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the open connections get to finish when `pgpchat web` stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serve the page on an already-bound listener until `shutdown` completes: at most
+/// [`MAX_CONNECTIONS`] connections, each request head within [`HEADER_READ_TIMEOUT`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     web: Arc<Web>,
@@ -130,8 +142,53 @@ pub async fn serve(
             guard::check_and_harden,
         ))
         .with_state(web);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the web page")
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait a little rather than spin.
+                    log::warn!("web page: accepting a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // Finished connections are reaped as new ones come.
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopping.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(slot);
+        });
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! The upgrade needs a live session cookie and this page's own `Origin` (`http://` and the `Host`
 //! it was checked against): a page of another site cannot open it with the user's cookie
-//! (cross-site WebSocket hijacking). Bounds: [`MAX_SOCKETS`] WebSockets at once, a frame of at
+//! (cross-site WebSocket hijacking). It also needs the session's key, offered as the subprotocol
+//! `pgpchat-key.KEY` next to `pgpchat` (the one chosen): a copy of the cookie that another port
+//! of this machine received opens nothing (`auth`). Bounds: [`MAX_SOCKETS`] WebSockets at once, a frame of at
 //! most [`MAX_REQUEST_BYTES`], [`MAX_IN_FLIGHT`] requests in flight per WebSocket (and
 //! `core_link::MAX_CORE_IN_FLIGHT` in all); a page that reads its notifications too slowly falls
 //! [`super::core_link::EVENT_BUFFER`] lines behind, is sent `lagged` and closed.
@@ -48,6 +50,22 @@ pub fn origin_is_own(headers: &HeaderMap, port: u16) -> bool {
     origin == format!("http://{host}")
 }
 
+/// The subprotocol the page asks for and is given.
+pub const PROTOCOL: &str = "pgpchat";
+
+/// The prefix of the subprotocol that carries the session's key.
+const KEY_PROTOCOL_PREFIX: &str = "pgpchat-key.";
+
+/// The key offered in `Sec-WebSocket-Protocol`, if any.
+fn offered_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(KEY_PROTOCOL_PREFIX))
+}
+
 /// `GET /ws`: the upgrade, for a logged-in page of this origin only.
 pub async fn upgrade(
     State(web): State<Arc<Web>>,
@@ -64,6 +82,13 @@ pub async fn upgrade(
         )
             .into_response();
     }
+    if !offered_key(&headers).is_some_and(|k| web.auth.key_matches(&session, k)) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: the WebSocket needs this session's key (open the login link again)",
+        )
+            .into_response();
+    }
     let Ok(slot) = web.sockets.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -73,7 +98,8 @@ pub async fn upgrade(
     };
     let core = web.core.clone();
     let web = web.clone();
-    ws.max_message_size(MAX_REQUEST_BYTES)
+    ws.protocols([PROTOCOL])
+        .max_message_size(MAX_REQUEST_BYTES)
         .max_frame_size(MAX_REQUEST_BYTES)
         .on_upgrade(move |socket| async move {
             serve(socket, core, &web, &session).await;

@@ -4,6 +4,17 @@
 "use strict";
 
 const HISTORY_PAGE = 50;
+// The session's key (docs/web.md): given once by the login redirect in the URL's fragment, kept in
+// this origin's storage (another port of this machine cannot read it, though it may see the
+// cookie), offered with the cookie when the WebSocket opens.
+const KEY_ITEM = "pgpchat-key";
+{
+  const m = location.hash.match(/^#key=([0-9a-f]{64})$/);
+  if (m) {
+    localStorage.setItem(KEY_ITEM, m[1]);
+    history.replaceState(null, "", "/");
+  }
+}
 const RECONNECT_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
@@ -25,6 +36,15 @@ function el(tag, props, ...children) {
 }
 
 const bdi = (text) => el("bdi", {}, text);
+// A peer's string inside a sentence of the page's own (a title, a notice, an option, a
+// notification, an error): its bidi controls and control characters shown escaped, as the command
+// line prints them (`\u{202e}`, `\x1b`), so it cannot turn the rest of the sentence around. (Where
+// a name stands alone it is a <bdi>, exact.)
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const named = (text) => String(text ?? "").replace(CONTROLS, (c) => {
+  const n = c.codePointAt(0);
+  return n < 0x80 ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u{${n.toString(16)}}`;
+});
 const groups = (fp) => (fp || "").match(/.{1,4}/g)?.join(" ") ?? "";
 const short = (fp) => (fp || "").slice(0, 16);
 const when = (secs) => {
@@ -55,7 +75,12 @@ function call(method, params) {
 }
 
 function connect() {
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  const key = localStorage.getItem(KEY_ITEM);
+  if (!key) {
+    banner("This page has no key for its session (it was opened without the link). Open the link pgpchat web printed, or the one in run/web.url.");
+    return;
+  }
+  const ws = new WebSocket(`ws://${location.host}/ws`, ["pgpchat", `pgpchat-key.${key}`]);
   rpc.ws = ws;
   ws.onopen = async () => {
     rpc.up = true;
@@ -91,6 +116,7 @@ function connect() {
     try {
       const r = await fetch("/", { method: "GET", cache: "no-store" });
       if (r.status === 401) {
+        localStorage.removeItem(KEY_ITEM);
         banner("This session has ended (logged out, or pgpchat web was restarted). Open the link it printed.");
         return;
       }
@@ -117,7 +143,7 @@ function setConn(state) {
 function banner(text) {
   const b = $("banner");
   if (text) {
-    b.textContent = text;
+    b.textContent = named(text);
     b.hidden = false;
   } else {
     b.hidden = true;
@@ -190,11 +216,11 @@ function notice(v) {
   const e = v.params;
   switch (e.event) {
     case "contact_seen": upsertContact(e.contact); break;
-    case "key_changed": say(`Warning: ${e.name} announced a different key. This is not the person you knew.`); refreshContacts(); break;
+    case "key_changed": say(`Warning: ${named(e.name)} announced a different key. This is not the person you knew.`); refreshContacts(); break;
     case "request":
       state.requests = state.requests.filter((r) => r.id !== e.request.id).concat([e.request]);
       renderRequests();
-      alertUser(`Discussion request from ${e.request.name}`);
+      alertUser(`Discussion request from ${named(e.request.name)}`);
       break;
     case "request_closed":
       state.requests = state.requests.filter((r) => r.id !== e.request_id);
@@ -210,11 +236,11 @@ function notice(v) {
       if (d) { d.connected = e.connected; renderDiscussions(); if (state.open?.id === d.id) renderChatHead(d); }
       break;
     }
-    case "handshake_failed": say(`A discussion attempt failed: ${e.reason}`); break;
+    case "handshake_failed": say(`A discussion attempt failed: ${named(e.reason)}`); break;
     case "introduction":
       state.intros = [e.introduction].concat(state.intros.filter((i) => i.id !== e.introduction.id));
       renderIntros();
-      alertUser(`${e.introduction.introducer.name} introduces ${e.introduction.peer_name} to you`);
+      alertUser(`${named(e.introduction.introducer.name)} introduces ${named(e.introduction.peer_name)} to you`);
       break;
     case "introduction_ended": refreshIntros(); break;
     case "list_requested": break;
@@ -282,8 +308,8 @@ function renderDiscussions() {
 
 function originText(c) {
   const o = c.origin || {};
-  if (o.kind === "via") return `from ${o.name}'s list`;
-  if (o.kind === "introduced") return `introduced by ${o.name}`;
+  if (o.kind === "via") return `from ${named(o.name)}'s list`;
+  if (o.kind === "introduced") return `introduced by ${named(o.name)}`;
   if (o.kind === "added") return "added by address";
   return "seen on the network";
 }
@@ -306,7 +332,7 @@ function renderContacts() {
   $("no-contacts").hidden = state.contacts.length > 0;
   for (const sel of [$("intro-a"), $("intro-b")]) {
     const was = sel.value;
-    sel.replaceChildren(...sorted.map((c) => el("option", { value: c.fingerprint }, `${c.name} (${short(c.fingerprint)})`)));
+    sel.replaceChildren(...sorted.map((c) => el("option", { value: c.fingerprint }, `${named(c.name)} (${short(c.fingerprint)})`)));
     if (was) sel.value = was;
   }
 }
@@ -326,7 +352,7 @@ function renderRequests() {
 function renderRefusals(list) {
   $("refusals-title").hidden = list.length === 0;
   $("refusals").replaceChildren(...list.slice().reverse().map((r) =>
-    el("li", { className: "item" }, bdi(r.name), ` ${short(r.fingerprint)} · ${r.reason} · ${when(r.time)}`)));
+    el("li", { className: "item" }, bdi(r.name), ` ${short(r.fingerprint)} · ${named(r.reason)} · ${when(r.time)}`)));
 }
 
 function renderIntros() {
@@ -438,12 +464,12 @@ function onMessage(m) {
     if (m.direction === "out") state.open.messages.set(m.seq, li);
     if (atBottom || m.direction === "out") box.scrollTop = box.scrollHeight;
     if (m.direction === "in") {
-      if (document.hidden) { d.unread += 1; alertUser(`New message from ${d.peer_name}`); }
+      if (document.hidden) { d.unread += 1; alertUser(`New message from ${named(d.peer_name)}`); }
       else call("mark_read", { discussion: d.id }).catch(() => {});
     }
   } else if (m.direction === "in") {
     d.unread += 1;
-    alertUser(`New message from ${d.peer_name}`);
+    alertUser(`New message from ${named(d.peer_name)}`);
   }
   state.discussions.sort((a, b) => b.last_activity - a.last_activity);
   renderDiscussions();
@@ -506,7 +532,7 @@ function askSecret(title, help, go) {
       $("secret").value = "";
       dlg.close();
     } catch (e) {
-      $("secret-error").textContent = e.message;
+      $("secret-error").textContent = named(e.message);
       $("secret-go").disabled = false;
     }
   };
@@ -531,8 +557,8 @@ function confirmBox(title, body) {
 function openWith(c) {
   const dlg = $("secret-dialog");
   dlg.onCancel = () => call("cancel", { contact: c.fingerprint }).catch(() => {});
-  askSecret(`Open a discussion with ${c.name}`,
-    `Type the secret you agreed with ${c.name} (face to face or by phone). The page waits for ${c.name} to accept.`,
+  askSecret(`Open a discussion with ${named(c.name)}`,
+    `Type the secret you agreed with ${named(c.name)} (face to face or by phone). The page waits for ${named(c.name)} to accept.`,
     async (password) => {
       const r = await call("open", { contact: c.fingerprint, password });
       dlg.onCancel = null;
@@ -543,7 +569,7 @@ function openWith(c) {
 
 function accept(r) {
   $("secret-dialog").onCancel = null;
-  askSecret(`Accept ${r.name}'s request`, `Type the secret you agreed with ${r.name}.`, async (password) => {
+  askSecret(`Accept ${named(r.name)}'s request`, `Type the secret you agreed with ${named(r.name)}.`, async (password) => {
     const a = await call("accept", { request: r.id, password });
     state.requests = state.requests.filter((x) => x.id !== r.id);
     renderRequests();
@@ -565,7 +591,7 @@ async function verify(c) {
     try { upsertContact(await call("verify", { contact: c.fingerprint, verified: false })); } catch (e) { say(e.message); }
     return;
   }
-  const ok = await confirmBox(`Verify ${c.name}`, [
+  const ok = await confirmBox(`Verify ${named(c.name)}`, [
     el("p", {}, "Compare this fingerprint with the one ", bdi(c.name), " reads you from their own device (in person or by phone). Mark it verified only if every group matches."),
     el("p", { className: "fp big" }, groups(c.fingerprint)),
   ]);
@@ -574,12 +600,12 @@ async function verify(c) {
 }
 
 async function removeContact(c) {
-  if (!(await confirmBox(`Forget ${c.name}?`, [el("p", {}, "It comes back if it announces itself again.")]))) return;
+  if (!(await confirmBox(`Forget ${named(c.name)}?`, [el("p", {}, "It comes back if it announces itself again.")]))) return;
   try { await call("remove_contact", { contact: c.fingerprint }); await refreshContacts(); } catch (e) { say(e.message); }
 }
 
 async function block(c) {
-  if (!(await confirmBox(`Block ${c.name}?`, [el("p", {}, "Its announces and requests are ignored and the contact is forgotten. Discussions already open stay open: close them to stop them.")]))) return;
+  if (!(await confirmBox(`Block ${named(c.name)}?`, [el("p", {}, "Its announces and requests are ignored and the contact is forgotten. Discussions already open stay open: close them to stop them.")]))) return;
   try { await call("block", { fingerprint: c.fingerprint }); await refreshContacts(); } catch (e) { say(e.message); }
 }
 
@@ -594,7 +620,7 @@ async function closeDiscussion() {
   const o = state.open;
   if (!o) return;
   const force = el("input", { type: "checkbox", id: "close-force" });
-  const ok = await confirmBox(`Close the discussion with ${o.peer}?`, [
+  const ok = await confirmBox(`Close the discussion with ${named(o.peer)}?`, [
     el("p", {}, "Both sides are told; the history stays. Keys are destroyed once the peer confirms."),
     el("label", {}, force, " Close now, without waiting for the peer (undelivered messages stay undelivered)"),
   ]);
@@ -611,7 +637,7 @@ async function contactsFrom() {
   if (!o) return;
   try {
     const r = await call("contacts_from", { peer: o.id });
-    say(`${r.learned.length} new contacts from ${o.peer} (${r.known} known already)`, true);
+    say(`${r.learned.length} new contacts from ${named(o.peer)} (${r.known} known already)`, true);
     await refreshContacts();
   } catch (e) { say(e.message); }
 }
@@ -624,7 +650,7 @@ async function addContact(ev) {
     const c = await call("add_contact", { address });
     $("add-address").value = "";
     upsertContact(c);
-    say(`${c.name} added: verify its fingerprint before trusting it`, true);
+    say(`${named(c.name)} added: verify its fingerprint before trusting it`, true);
   } catch (e) { say(e.message); }
 }
 
@@ -648,6 +674,7 @@ function showTab(tab) {
 }
 
 async function logout() {
+  localStorage.removeItem(KEY_ITEM);
   try { await fetch("/logout", { method: "POST" }); } catch { /* the page goes away anyway */ }
   location.href = "/";
 }
