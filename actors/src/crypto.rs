@@ -28,6 +28,9 @@ use pgp::{
 use rand::thread_rng;
 use thiserror::Error;
 
+mod rotation;
+pub use rotation::{key_id_hex, SubkeyId, MAX_LIVE_SUBKEYS};
+
 /// Largest OpenPGP certificate we accept from a peer (ours are about 400 bytes).
 pub const MAX_CERT_BYTES: usize = 8 * 1024;
 
@@ -327,6 +330,14 @@ impl SecretCert {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let subkey = encryption_subkey(recipient.inner())?;
+        self.sign_and_encrypt_to_subkey(subkey, plaintext)
+    }
+
+    fn sign_and_encrypt_to_subkey(
+        &self,
+        subkey: &pgp::composed::SignedPublicSubKey,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut builder = MessageBuilder::from_bytes("", plaintext.to_vec())
             .seipd_v1(thread_rng(), SymmetricKeyAlgorithm::AES256);
         builder
