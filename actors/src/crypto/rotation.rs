@@ -162,6 +162,22 @@ impl PublicCert {
             .collect()
     }
 
+    /// This certificate, with messages going to its encryption subkey `id` (the one its owner
+    /// announced as current). Refused if it has no such subkey.
+    pub fn with_current_subkey(mut self, id: &str) -> Result<PublicCert, CryptoError> {
+        self.encryption_subkey_by_id(id)?;
+        self.current = Some(id.to_string());
+        Ok(self)
+    }
+
+    /// The subkey messages to this certificate go to.
+    pub fn current_subkey(&self) -> Result<SubkeyId, CryptoError> {
+        match &self.current {
+            Some(id) => Ok(id.clone()),
+            None => encryption_subkey(&self.cert).map(|s| key_id_hex(&s.key.legacy_key_id())),
+        }
+    }
+
     /// The newest encryption subkey (by creation time, the last one listed on a tie): what a
     /// sender encrypts to when the peer has announced nothing else.
     pub fn newest_encryption_subkey(&self) -> Result<SubkeyId, CryptoError> {
@@ -233,7 +249,7 @@ impl PublicCert {
                 "the binding signature predates the subkey".into(),
             ));
         }
-        Ok(new)
+        new.with_current_subkey(id)
     }
 }
 
@@ -274,6 +290,14 @@ mod tests {
             let header = if msg[1] < 192 { 2 } else { 3 };
             assert_eq!(hex::encode_upper(&msg[header + 1..header + 9]), *id);
         }
+        // A certificate names the subkey messages go to; by default the first.
+        let view = b.public().clone();
+        assert_eq!(view.current_subkey().unwrap(), first);
+        let view = view.with_current_subkey(&second).unwrap();
+        let msg = a.sign_and_encrypt(&view, b"to second").unwrap();
+        let header = if msg[1] < 192 { 2 } else { 3 };
+        assert_eq!(hex::encode_upper(&msg[header + 1..header + 9]), second);
+        assert!(b.public().clone().with_current_subkey("00").is_err());
         // Without the first subkey: its frames are unreadable, the others still read.
         let old = a.sign_and_encrypt_to(b.public(), &first, b"old").unwrap();
         let cur = a.sign_and_encrypt_to(b.public(), &third, b"cur").unwrap();

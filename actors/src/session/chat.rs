@@ -73,7 +73,9 @@ impl Sender {
     /// One stored message (chat or control) as the frame that carries it.
     async fn seal(&self, item: &Outgoing) -> Result<Frame, LinkError> {
         let m = &item.record;
-        let (own, peer) = (self.sk.own.clone(), self.sk.peer.clone());
+        // Read now, not when the pump started: a rotation of the peer's key may have happened
+        // since (its acknowledgement's number is the first that must go to the new subkey).
+        let (own, peer) = (self.sk.own.clone(), self.sk.encryption_target());
         let recipient = self.sk.peer.fingerprint().to_string();
         Ok(match item.kind {
             MessageKind::Text => {

@@ -161,6 +161,11 @@ impl Store {
             params![id, DiscussionState::Closed],
         )?;
         tx.execute("DELETE FROM discussion_keys WHERE discussion_id = ?1", [id])?;
+        // Every subkey (pending and draining too) was inside that sealed key; their states go.
+        tx.execute(
+            "DELETE FROM discussion_subkeys WHERE discussion_id = ?1",
+            [id],
+        )?;
         tx.execute(
             "DELETE FROM rendezvous_secrets WHERE discussion_id = ?1",
             [id],
@@ -193,6 +198,11 @@ impl Store {
         )?;
         self.conn.execute(
             "DELETE FROM rendezvous_secrets WHERE discussion_id IN
+                 (SELECT id FROM discussions WHERE state = ?1)",
+            [DiscussionState::Closed],
+        )?;
+        self.conn.execute(
+            "DELETE FROM discussion_subkeys WHERE discussion_id IN
                  (SELECT id FROM discussions WHERE state = ?1)",
             [DiscussionState::Closed],
         )?;

@@ -378,3 +378,15 @@ mod tests {
         assert!(DeliveryState::column_result(ValueRef::Integer(1)).is_err());
     }
 }
+
+/// State of one of our encryption subkeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubkeyState {
+    Pending,
+    Active,
+    Draining,
+}
+
+text_column!(SubkeyState, "subkey state",
+    Pending => "pending", Active => "active", Draining => "draining");
