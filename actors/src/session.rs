@@ -38,7 +38,7 @@ use crate::net::{self, Conn, SessionKeys};
 use crate::settings::Settings;
 use crate::store::{
     DeliveryState, DiscussionState, Durability, Incoming, MessageKind, MessageRecord, Outgoing,
-    StoreError, StoreHandle,
+    StoreError, StoreHandle, SubkeyState,
 };
 use crate::wire::{ack_data, ChatPayload, ControlPayload, Frame, Purpose, Role};
 
@@ -68,6 +68,12 @@ pub enum SessionError {
     Closed,
     #[error("cannot sign with the discussion key: {0}")]
     Key(#[from] crate::crypto::CryptoError),
+    /// A key rotation with a peer not (yet) known to speak protocol version 4.
+    #[error("the peer speaks protocol version {0}, without key rotation (4)")]
+    NoRotation(u16),
+    /// A rotation step runs: asked again a moment later, `rotate` answers with its key.
+    #[error("a key rotation step is under way: try again")]
+    RotationBusy,
     /// A control message for a peer not (yet) known to speak protocol version 2.
     #[error("the peer speaks protocol version {0}, without the control channel")]
     NoControlChannel(u16),
@@ -176,6 +182,8 @@ pub struct DiscussionSession {
     /// (`rendezvous.rs`).
     rendezvous_wanted: bool,
     rendezvous_secret_taken: bool,
+    /// Our key rotation's state (`rotation.rs`).
+    rotation: rotation::RotationState,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -256,6 +264,7 @@ impl DiscussionSession {
             rendezvous_answered: false,
             rendezvous_wanted: false,
             rendezvous_secret_taken: false,
+            rotation: Default::default(),
         }
     }
 
@@ -361,6 +370,7 @@ impl Actor for DiscussionSession {
             self.serve(l, ctx);
         }
         self.replay_unhandled_controls(ctx);
+        self.start_rotation(ctx);
         self.connect(ctx);
         self.schedule_dht_dial(ctx);
     }
@@ -390,6 +400,7 @@ pub(crate) use connection::reach_peer;
 mod handlers;
 mod inbound;
 mod rendezvous;
+mod rotation;
 
 use chat::Sender;
 pub use control::SendControl;
@@ -398,3 +409,4 @@ pub use handlers::{
 };
 use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
+pub use rotation::{ReceiveRotation, Rotate, ROTATION_CHECK_INTERVAL};

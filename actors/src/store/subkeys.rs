@@ -71,6 +71,20 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Open (or closing) discussions with a key but no subkey state (from before issue 14).
+    pub fn discussions_without_subkeys(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT d.id FROM discussions d JOIN discussion_keys k ON k.discussion_id = d.id
+             WHERE d.state IN (?1, ?2)
+               AND NOT EXISTS (SELECT 1 FROM discussion_subkeys s WHERE s.discussion_id = d.id)",
+        )?;
+        let rows = st.query_map(
+            params![DiscussionState::Open, DiscussionState::Closing],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Start a rotation, in one transaction: the discussion's sealed key replaced by `sealed`
     /// (the same key with the new subkey `key_id`), the subkey recorded `pending`, and `control`
     /// (`bincode(Control)`, the announcement) queued in the outbox. Returns its sequence number.
