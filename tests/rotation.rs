@@ -194,3 +194,73 @@ async fn a_peer_below_version_4_is_never_sent_a_rotation() {
         "no control message queued for a version-3 peer"
     );
 }
+
+/// A frame encrypted to a subkey its receiver has destroyed cannot be read, so its sequence number
+/// is unknown there: the receiver answers with a signed `Unreadable` (which subkey, the last message
+/// it stored) and the sender encrypts everything after that again to the current subkey, on the
+/// same connection: every message arrives once, in order, without a reconnection. Without the
+/// answer the frames stay missing (a gap) until the connection is replaced.
+#[actix_rt::test]
+async fn frames_under_a_destroyed_subkey_are_sent_again_without_a_reconnection() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "tulip", "tulip").await;
+    let id = opened.expect("alice and bob talk");
+    // Bob's view of alice's certificate before she rotates.
+    let i = id.clone();
+    let old_cert = b
+        .store
+        .run(move |s| s.discussion(&i))
+        .await
+        .unwrap()
+        .peer_key;
+    let old_cert = pgpchat_actors::crypto::PublicCert::from_bytes(&old_cert).unwrap();
+    b.send(&id, "m0").await.unwrap();
+    received(a, &id, 1).await;
+    let new = a.rotate(&id).await.unwrap();
+    wait_active(a, &id, &new).await;
+
+    let mut bob_events = b.subscribe();
+    let session = b
+        .directory
+        .send(pgpchat_actors::discussions::Lookup(id.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    session
+        .send(pgpchat_actors::session::EncryptToForTests {
+            cert: old_cert,
+            frames: 2,
+        })
+        .await
+        .unwrap();
+    for i in 1..6 {
+        b.send(&id, &format!("m{i}")).await.unwrap();
+    }
+    let texts = received(a, &id, 6).await;
+    let expected: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected, "exactly once, in order");
+    wait_until(20, "every message delivered", || {
+        let (b, id) = (b.node.clone(), id.clone());
+        async move {
+            let h = b.history(&id, 100).await.ok()?;
+            h.iter()
+                .all(|m| m.state == pgpchat_actors::store::DeliveryState::Delivered)
+                .then_some(())
+        }
+    })
+    .await;
+    while let Ok(e) = bob_events.try_recv() {
+        assert!(
+            !matches!(
+                e,
+                Event::Connection {
+                    connected: false,
+                    ..
+                }
+            ),
+            "no reconnection was needed"
+        );
+    }
+}

@@ -29,7 +29,7 @@ use rand::thread_rng;
 use thiserror::Error;
 
 mod rotation;
-pub use rotation::{key_id_hex, SubkeyId, MAX_LIVE_SUBKEYS};
+pub use rotation::{key_id_hex, recipient_key_ids, SubkeyId, MAX_LIVE_SUBKEYS};
 
 /// Largest OpenPGP certificate we accept from a peer (ours are about 400 bytes).
 pub const MAX_CERT_BYTES: usize = 8 * 1024;

@@ -184,6 +184,13 @@ pub struct DiscussionSession {
     rendezvous_secret_taken: bool,
     /// Our key rotation's state (`rotation.rs`).
     rotation: rotation::RotationState,
+    /// The peer could not read our frames from this sequence number on (`Frame::Unreadable`):
+    /// the running pump's cursor goes back there when it ends.
+    rewind: Option<u64>,
+    /// The last `Frame::Unreadable` we sent: (connection, subkey, last stored): not repeated.
+    unreadable_sent: Option<(u64, String, u64)>,
+    /// Test hook ([`EncryptToForTests`]): the next frames go to this certificate.
+    stale_target: rotation::StaleTarget,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -265,6 +272,9 @@ impl DiscussionSession {
             rendezvous_wanted: false,
             rendezvous_secret_taken: false,
             rotation: Default::default(),
+            rewind: None,
+            unreadable_sent: None,
+            stale_target: Default::default(),
         }
     }
 
@@ -338,6 +348,11 @@ impl DiscussionSession {
             match res {
                 Ok((next, full, closed)) => {
                     act.next_to_send = act.next_to_send.max(next);
+                    // The peer could not read some frames (a destroyed subkey): from there again.
+                    if let Some(from) = act.rewind.take() {
+                        act.next_to_send = act.next_to_send.min(from);
+                        act.pump_again = true;
+                    }
                     if closed {
                         act.close_sent = Some(generation);
                     }
@@ -358,6 +373,7 @@ impl DiscussionSession {
             events: self.events.clone(),
             sk: self.sk.clone(),
             deadline: self.deadline(),
+            stale_target: self.stale_target.clone(),
         }
     }
 }
@@ -409,4 +425,4 @@ pub use handlers::{
 };
 use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
-pub use rotation::{ReceiveRotation, Rotate, ROTATION_CHECK_INTERVAL};
+pub use rotation::{EncryptToForTests, ReceiveRotation, Rotate, ROTATION_CHECK_INTERVAL};

@@ -134,6 +134,16 @@ pub enum Frame {
     /// sender's discussion key and encrypted to the receiver's; plaintext `bincode(ControlPayload)`.
     /// Shares the discussion's sequence numbers and acks with [`Frame::Chat`].
     Control(Vec<u8>),
+    /// Version 4 and later only (issue 14): the receiver could not read a chat or control frame
+    /// encrypted to its subkey `key_id` (16 upper-case hex digits), which it no longer holds (a
+    /// destroyed key); `last_seq` is the last message it stored. Signed by its discussion key over
+    /// [`unreadable_data`]. The sender encrypts everything after `last_seq` again, to the subkey
+    /// current now.
+    Unreadable {
+        key_id: String,
+        last_seq: u64,
+        signature: Vec<u8>,
+    },
 }
 
 /// Plaintext of [`Frame::Sealed`].
@@ -399,6 +409,17 @@ pub fn ack_data(discussion_id: &str, upto: u64) -> Vec<u8> {
     v
 }
 
+/// What an [`Frame::Unreadable`] signs.
+pub fn unreadable_data(discussion_id: &str, key_id: &str, last_seq: u64) -> Vec<u8> {
+    let mut v = b"pgpchat-unreadable-v1\0".to_vec();
+    v.extend_from_slice(discussion_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(key_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(&last_seq.to_be_bytes());
+    v
+}
+
 /// What a close signs.
 pub fn close_data(discussion_id: &str) -> Vec<u8> {
     let mut v = b"pgpchat-close-v1\0".to_vec();
@@ -504,6 +525,24 @@ mod tests {
         assert_eq!(
             format!("{secret:?}"),
             "Rendezvous(Secret(SecretBytes(hidden)))"
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_unreadable_frame() {
+        // Frame::Unreadable is variant 9: key id (u64 length + bytes), last_seq, signature.
+        let f = Frame::Unreadable {
+            key_id: "AB".into(),
+            last_seq: 7,
+            signature: vec![0xee],
+        };
+        assert_eq!(
+            hex::encode(encode(&f).unwrap()),
+            "00000009000000000000000241420000000000000007000000000000000 1ee".replace(' ', "")
+        );
+        assert_eq!(
+            unreadable_data("d", "AB", 7),
+            b"pgpchat-unreadable-v1\0d\0AB\0\0\0\0\0\0\0\0\x07"
         );
     }
 

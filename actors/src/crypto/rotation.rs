@@ -39,7 +39,36 @@ fn is_encryption_subkey(key: &impl KeyDetails, sigs: &[Signature]) -> bool {
         && sigs.iter().any(|sig| sig.key_flags().encrypt_comms())
 }
 
+/// The key ids a message's recipient packets (PKESK) name, as they are on the wire: for a frame
+/// that does not decrypt, whether it was encrypted to one of our subkeys that is gone.
+pub fn recipient_key_ids(message: &[u8]) -> Result<Vec<SubkeyId>, CryptoError> {
+    use pgp::composed::Esk;
+    let msg = Message::from_bytes(Cursor::new(message)).map_err(CryptoError::MalformedPgp)?;
+    let Message::Encrypted { esk, .. } = &msg else {
+        return Err(CryptoError::Policy("message is not encrypted".into()));
+    };
+    Ok(esk
+        .iter()
+        .take(MAX_RECIPIENTS + 1)
+        .filter_map(|e| match e {
+            Esk::PublicKeyEncryptedSessionKey(p) => p.id().ok().map(key_id_hex),
+            _ => None,
+        })
+        .collect())
+}
+
 impl SecretCert {
+    /// For a frame that did not decrypt: the subkey it was encrypted to, if it names none that
+    /// this key holds (one destroyed, or never ours).
+    pub fn missing_subkey(&self, message: &[u8]) -> Option<SubkeyId> {
+        let ids = recipient_key_ids(message).ok()?;
+        let held = self.encryption_subkey_ids();
+        if ids.iter().any(|id| held.contains(id)) {
+            return None;
+        }
+        ids.into_iter().next()
+    }
+
     /// Ids of the encryption subkeys this key holds, oldest first.
     pub fn encryption_subkey_ids(&self) -> Vec<SubkeyId> {
         self.secret
@@ -303,6 +332,9 @@ mod tests {
         let cur = a.sign_and_encrypt_to(b.public(), &third, b"cur").unwrap();
         let b2 = b.without_subkey(&first).unwrap();
         assert!(b2.decrypt_and_verify(&old, a.public()).is_err());
+        assert_eq!(b2.missing_subkey(&old), Some(first.clone()));
+        assert_eq!(b2.missing_subkey(&cur), None);
+        assert_eq!(b2.missing_subkey(b"junk"), None);
         assert_eq!(b2.decrypt_and_verify(&cur, a.public()).unwrap(), b"cur");
         assert_eq!(b2.fingerprint(), b.fingerprint(), "same discussion key");
         assert!(b2.subkey_material_for_audit(&first).is_none());

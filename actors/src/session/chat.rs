@@ -15,6 +15,7 @@ pub(super) struct Sender {
     pub(super) events: EventBus,
     pub(super) sk: SessionKeys,
     pub(super) deadline: Duration,
+    pub(super) stale_target: super::rotation::StaleTarget,
 }
 
 impl Sender {
@@ -75,7 +76,11 @@ impl Sender {
         let m = &item.record;
         // Read now, not when the pump started: a rotation of the peer's key may have happened
         // since (its acknowledgement's number is the first that must go to the new subkey).
-        let (own, peer) = (self.sk.own.clone(), self.sk.encryption_target());
+        let peer = self
+            .stale_target
+            .take_one(m.seq)
+            .unwrap_or_else(|| self.sk.encryption_target());
+        let own = self.sk.own.clone();
         let recipient = self.sk.peer.fingerprint().to_string();
         Ok(match item.kind {
             MessageKind::Text => {

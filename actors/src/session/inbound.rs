@@ -126,6 +126,9 @@ impl DiscussionSession {
             &self.id(),
             format_args!("{}: dropped a {kind} frame: {e}", self.id()),
         );
+        if let LinkError::Chat(ChatError::DestroyedKey(key_id)) = &e {
+            self.answer_unreadable(key_id.clone(), generation, ctx);
+        }
         if e.costs_the_connection() {
             self.disconnect(generation, &e.to_string(), ctx);
         }

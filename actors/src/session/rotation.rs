@@ -22,7 +22,55 @@
 //! Every step runs with the session's other handlers held (`ctx.wait`): one at a time.
 
 use super::*;
-use crate::wire::{Control, RotationMessage, ROTATION_VERSION};
+use crate::wire::{unreadable_data, Control, RotationMessage, ROTATION_VERSION};
+
+/// Test hook ([`EncryptToForTests`]): a certificate the next frames are encrypted to, how many
+/// more, and the last sequence number it took (a frame sent again goes to the current subkey).
+#[derive(Clone, Default)]
+pub(super) struct StaleTarget(Arc<std::sync::Mutex<Option<(PublicCert, u32, u64)>>>);
+
+impl StaleTarget {
+    /// The certificate for frame `seq`, if the hook is set and `seq` is new to it.
+    pub(super) fn take_one(&self, seq: u64) -> Option<PublicCert> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (cert, left, last) = slot.as_mut()?;
+        if seq <= *last {
+            return None;
+        }
+        let cert = cert.clone();
+        *last = seq;
+        *left -= 1;
+        if *left == 0 {
+            *slot = None;
+        }
+        Some(cert)
+    }
+}
+
+/// Test hook: encrypt the next `frames` frames of this discussion to `cert` (an old certificate of
+/// the peer, whose subkey it has destroyed) instead of its current subkey, as a sender with a
+/// stale view would (restored from a backup); each sequence number once (sent again, it goes to
+/// the current subkey). For the tests of `Frame::Unreadable`; nothing in the
+/// node sends it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EncryptToForTests {
+    pub cert: PublicCert,
+    pub frames: u32,
+}
+
+impl Handler<EncryptToForTests> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, m: EncryptToForTests, _: &mut Context<Self>) {
+        if m.frames > 0 {
+            *self
+                .stale_target
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((m.cert, m.frames, 0));
+        }
+    }
+}
 
 /// How often a session checks its time-based rotation and its draining keys' deadline.
 pub const ROTATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
@@ -363,5 +411,124 @@ impl DiscussionSession {
             }
             act.finish_rotation(ctx);
         })
+    }
+}
+
+/// Longest subkey id accepted in a `Frame::Unreadable` (16 hex digits).
+const KEY_ID_CHARS: usize = 16;
+
+impl DiscussionSession {
+    /// A frame of connection `generation` was encrypted to our subkey `key_id`, which is gone: tell
+    /// the peer which, and the last message we stored, so it encrypts the rest again (signed; at
+    /// version 4 only; not twice for the same subkey and position on one connection).
+    pub(super) fn answer_unreadable(
+        &mut self,
+        key_id: String,
+        generation: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(link) = &self.conn else { return };
+        if link.version < ROTATION_VERSION || link.generation != generation {
+            return;
+        }
+        let tx = link.tx.clone();
+        let (keys, store, sk) = (self.keys.clone(), self.store.clone(), self.sk.clone());
+        let deadline = self.deadline();
+        let id = sk.discussion_id.clone();
+        let fut = async move {
+            let last_seq = store.run(move |s| s.last_in_seq(&id)).await?;
+            Ok::<_, LinkError>((last_seq, key_id))
+        };
+        ctx.spawn(fut.into_actor(self).then(move |res, act, _| {
+            let answer = match res {
+                Ok((last_seq, key_id)) => {
+                    let this = (generation, key_id.clone(), last_seq);
+                    if act.unreadable_sent.as_ref() == Some(&this) {
+                        None
+                    } else {
+                        act.unreadable_sent = Some(this);
+                        Some((last_seq, key_id))
+                    }
+                }
+                Err(e) => {
+                    log::error!("[{}] {}: unreadable frame: {e}", act.node, act.id());
+                    None
+                }
+            };
+            async move {
+                let Some((last_seq, key_id)) = answer else {
+                    return Ok(());
+                };
+                let data = unreadable_data(&sk.discussion_id, &key_id, last_seq);
+                let signature = keys.sign_with(sk.own.clone(), data).await?;
+                let frame = Frame::Unreadable {
+                    key_id,
+                    last_seq,
+                    signature,
+                };
+                tokio::time::timeout(deadline, tx.send(frame))
+                    .await
+                    .map_err(|_| LinkError::TooSlowForAcks)?
+                    .map_err(|_| LinkError::ConnectionGone)?;
+                Ok::<_, LinkError>(())
+            }
+            .into_actor(act)
+            .map(move |res, act, ctx| {
+                if let Err(e) = res {
+                    act.frame_dropped("unreadable answer", e, generation, ctx);
+                }
+            })
+        }));
+    }
+
+    /// The peer could not read our frames encrypted to its subkey `key_id` after `last_seq`:
+    /// checked (its signature), then everything after `last_seq` goes again, encrypted to its
+    /// current subkey. If that is the subkey it cannot read, nothing is sent again (no loop): the
+    /// views disagree, which a reconnection does not fix either (logged). Returns `true` (waits).
+    pub(super) fn on_unreadable(
+        &mut self,
+        key_id: String,
+        last_seq: u64,
+        signature: Vec<u8>,
+        generation: u64,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let version = self.conn.as_ref().map_or(0, |l| l.version);
+        if version < ROTATION_VERSION || key_id.len() > KEY_ID_CHARS {
+            self.disconnect(generation, "unexpected Unreadable frame", ctx);
+            return false;
+        }
+        let (keys, sk) = (self.keys.clone(), self.sk.clone());
+        let data = unreadable_data(&sk.discussion_id, &key_id, last_seq);
+        let fut = async move { keys.verify_detached(sk.peer.clone(), data, signature).await };
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+            act.continue_inbound(ctx);
+            if let Err(e) = res {
+                act.frame_dropped("unreadable", LinkError::BadAck(e), generation, ctx);
+                return;
+            }
+            let current = act.sk.encryption_target().current_subkey().ok();
+            if current.as_deref() == Some(key_id.as_str()) {
+                log::warn!(
+                    "[{}] {}: the peer cannot read its current subkey {key_id}: not sent again",
+                    act.node,
+                    act.id()
+                );
+                return;
+            }
+            log::info!(
+                "[{}] {}: the peer no longer holds subkey {key_id}: sending again after {last_seq}",
+                act.node,
+                act.id()
+            );
+            let from = last_seq + 1;
+            if act.pumping {
+                act.rewind = Some(act.rewind.map_or(from, |r| r.min(from)));
+            } else {
+                act.next_to_send = act.next_to_send.min(from);
+            }
+            act.pump(ctx);
+        }));
+        true
     }
 }
