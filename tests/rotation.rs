@@ -264,3 +264,196 @@ async fn frames_under_a_destroyed_subkey_are_sent_again_without_a_reconnection()
         );
     }
 }
+
+/// The property of issue 14, end to end: every chat frame bob sent alice is recorded as it went on
+/// the wire; alice rotates three times, each subkey she makes recorded with its secret and its
+/// sealed form when it is made (test hooks). Then, holding both data directories and what opens
+/// them (the identity keys): no rotated-out secret, raw or sealed, is in any file; the only
+/// discussion key that unseals holds none of them; the frames under destroyed subkeys do not
+/// decrypt with it, the frames under the current one do (the test's own control); and gpg reads a
+/// current frame with that key exported.
+#[actix_rt::test]
+async fn frames_under_destroyed_subkeys_stay_unreadable_to_whoever_takes_both_data_directories() {
+    let n = spawn_nodes_with(&["alice", "bob"], |_, s| {
+        s.rotation.messages = 0;
+        s.rotation.hours = 0;
+    })
+    .await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "tulip", "tulip").await;
+    let id = opened.expect("alice and bob talk");
+    let lookup = |node: &NodeHandle| {
+        let (node, id) = (node.clone(), id.clone());
+        async move {
+            node.directory
+                .send(pgpchat_actors::discussions::Lookup(id))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let (tap_a, tap_b) = (
+        pgpchat_actors::session::RotationTap::default(),
+        pgpchat_actors::session::RotationTap::default(),
+    );
+    lookup(a)
+        .await
+        .send(pgpchat_actors::session::TapForTests(tap_a.clone()))
+        .await
+        .unwrap();
+    lookup(b)
+        .await
+        .send(pgpchat_actors::session::TapForTests(tap_b.clone()))
+        .await
+        .unwrap();
+    // Alice's first subkey, made with the discussion: its secret and sealed form from her store.
+    let i = id.clone();
+    let first_sealed = a
+        .store
+        .run(move |s| s.discussion(&i))
+        .await
+        .unwrap()
+        .own_key_sealed;
+    let (first, _) = subkeys(a, &id).await[0].clone();
+    let mut rotated_out = vec![(
+        first.clone(),
+        subkey_secret(a, &id, &first).await,
+        first_sealed,
+    )];
+
+    let mut sent = 0;
+    for round in 0..4 {
+        for j in 0..3 {
+            b.send(&id, &format!("round {round} message {j}"))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        received(a, &id, sent).await;
+        if round < 3 {
+            let new = a.rotate(&id).await.unwrap();
+            wait_active(a, &id, &new).await;
+        }
+    }
+    let current = subkeys(a, &id).await;
+    assert_eq!(current.len(), 1);
+    let current = current[0].0.clone();
+    for (key_id, material, sealed) in tap_a.subkeys.lock().unwrap().iter() {
+        assert!(!material.is_empty());
+        if *key_id != current {
+            rotated_out.push((key_id.clone(), material.clone(), sealed.clone()));
+        }
+    }
+    assert_eq!(rotated_out.len(), 3, "three subkeys rotated out");
+    // Every blob sealed while a rotated-out subkey lived held it; the current subkey's first blob
+    // also held the one before it.
+    let sealed_then: Vec<Vec<u8>> = tap_a
+        .subkeys
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, s)| s.clone())
+        .collect();
+
+    // 1. No file of either data directory holds any of them, raw or sealed.
+    for dir in [&a.dir, &b.dir] {
+        for f in files_under(dir) {
+            let bytes = std::fs::read(&f).unwrap();
+            for (key_id, material, sealed) in &rotated_out {
+                assert!(
+                    !contains(&bytes, material),
+                    "{key_id} raw in {}",
+                    f.display()
+                );
+                assert!(
+                    !contains(&bytes, sealed),
+                    "{key_id} sealed in {}",
+                    f.display()
+                );
+            }
+            for sealed in &sealed_then {
+                assert!(
+                    !contains(&bytes, sealed),
+                    "an old sealed key in {}",
+                    f.display()
+                );
+            }
+        }
+    }
+    // 2. What unseals with the identities: each side's discussion key, holding none of them.
+    let mut alice_now = None;
+    for node in [a, b] {
+        let i = id.clone();
+        let sealed = node
+            .store
+            .run(move |s| s.discussion(&i))
+            .await
+            .unwrap()
+            .own_key_sealed;
+        let key = node.keys.unseal_discussion_key(sealed).await.unwrap();
+        for part in key.secret_material_for_audit() {
+            for (key_id, material, _) in &rotated_out {
+                assert_ne!(&part, material, "{key_id} still in a discussion key");
+            }
+        }
+        if node.keys.fingerprint() == a.keys.fingerprint() {
+            assert_eq!(key.encryption_subkey_ids(), [current.clone()]);
+            alice_now = Some(key);
+        }
+    }
+    let alice_now = alice_now.unwrap();
+    // 3. The frames on the wire: under a destroyed subkey, unreadable; under the current one,
+    // readable (so the first check can fail).
+    let i = id.clone();
+    let bob_cert = a
+        .store
+        .run(move |s| s.discussion(&i))
+        .await
+        .unwrap()
+        .peer_key;
+    let bob_cert = pgpchat_actors::crypto::PublicCert::from_bytes(&bob_cert).unwrap();
+    let frames = tap_b.frames.lock().unwrap().clone();
+    let (mut old, mut new) = (std::collections::HashSet::new(), Vec::new());
+    for (seq, frame) in &frames {
+        let to = pgpchat_actors::crypto::recipient_key_ids(frame).unwrap();
+        let opened = alice_now.decrypt_and_verify(frame, &bob_cert);
+        if to == [current.clone()] {
+            assert!(opened.is_ok(), "frame {seq} under the current subkey reads");
+            new.push(frame.clone());
+        } else {
+            assert!(opened.is_err(), "frame {seq} under destroyed {to:?} reads");
+            old.insert(to[0].clone());
+        }
+    }
+    assert_eq!(
+        old.len(),
+        3,
+        "frames under each rotated-out subkey: {old:?}"
+    );
+    assert!(!new.is_empty());
+    // 4. gpg reads a current frame with alice's current discussion key, exported by the test.
+    let home = crate::interop::gnupghome();
+    let secret = alice_now.to_protected_armored(None).unwrap();
+    let o = crate::interop::gpg(home.path(), &["--import"], Some(secret.as_bytes()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let public = bob_cert.to_armored().unwrap();
+    let o = crate::interop::gpg(home.path(), &["--import"], Some(public.as_bytes()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = crate::interop::gpg(
+        home.path(),
+        &["--status-fd", "2", "--decrypt"],
+        Some(&new[0]),
+    );
+    let status = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "gpg --decrypt failed: {status}");
+    assert!(status.contains("[GNUPG:] GOODSIG"), "{status}");
+    assert!(o.stdout.windows(5).any(|w| w == b"round"));
+    // And gpg cannot read an old one either.
+    let (_, first_frame) = &frames[0];
+    let o = crate::interop::gpg(home.path(), &["--decrypt"], Some(first_frame));
+    assert!(
+        !o.status.success(),
+        "gpg read a frame under a destroyed subkey"
+    );
+}

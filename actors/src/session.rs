@@ -191,6 +191,8 @@ pub struct DiscussionSession {
     unreadable_sent: Option<(u64, String, u64)>,
     /// Test hook ([`EncryptToForTests`]): the next frames go to this certificate.
     stale_target: rotation::StaleTarget,
+    /// Test hook ([`TapForTests`]): frames and subkeys recorded for a test.
+    tap: Option<RotationTap>,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -275,6 +277,7 @@ impl DiscussionSession {
             rewind: None,
             unreadable_sent: None,
             stale_target: Default::default(),
+            tap: None,
         }
     }
 
@@ -374,6 +377,7 @@ impl DiscussionSession {
             sk: self.sk.clone(),
             deadline: self.deadline(),
             stale_target: self.stale_target.clone(),
+            tap: self.tap.clone(),
         }
     }
 }
@@ -425,4 +429,7 @@ pub use handlers::{
 };
 use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
-pub use rotation::{EncryptToForTests, ReceiveRotation, Rotate, ROTATION_CHECK_INTERVAL};
+pub use rotation::{
+    EncryptToForTests, ReceiveRotation, Rotate, RotationTap, TapForTests, MAX_TAPPED,
+    ROTATION_CHECK_INTERVAL,
+};

@@ -16,6 +16,7 @@ pub(super) struct Sender {
     pub(super) sk: SessionKeys,
     pub(super) deadline: Duration,
     pub(super) stale_target: super::rotation::StaleTarget,
+    pub(super) tap: Option<super::RotationTap>,
 }
 
 impl Sender {
@@ -95,6 +96,9 @@ impl Sender {
                     .keys
                     .run(move |_| Ok(encrypt_chat(&own, &peer, &payload)))
                     .await??;
+                if let Some(tap) = &self.tap {
+                    tap.frame(m.seq, &bytes);
+                }
                 Frame::Chat(bytes)
             }
             MessageKind::Control => {

@@ -47,6 +47,52 @@ impl StaleTarget {
     }
 }
 
+/// Most entries a [`RotationTap`] keeps of each kind (a test hook, bounded like everything else).
+pub const MAX_TAPPED: usize = 4096;
+
+/// Test hook ([`TapForTests`]): what a test of forward secrecy records as it happens. Secret
+/// material goes here only when a test installed the tap; nothing in the node does.
+#[derive(Clone, Default)]
+pub struct RotationTap {
+    /// Every chat frame this session wrote: (sequence number, the OpenPGP bytes on the wire).
+    pub frames: Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>,
+    /// Every subkey this session made, when it was made: (key id, raw secret parameters, the
+    /// sealed discussion key that first held it).
+    pub subkeys: Arc<std::sync::Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>>,
+}
+
+impl RotationTap {
+    fn push<T>(v: &std::sync::Mutex<Vec<T>>, item: T) {
+        let mut v = v.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() < MAX_TAPPED {
+            v.push(item);
+        }
+    }
+
+    pub(super) fn frame(&self, seq: u64, bytes: &[u8]) {
+        Self::push(&self.frames, (seq, bytes.to_vec()));
+    }
+
+    fn subkey(&self, key_id: &str, material: Vec<u8>, sealed: &[u8]) {
+        Self::push(
+            &self.subkeys,
+            (key_id.to_string(), material, sealed.to_vec()),
+        );
+    }
+}
+
+/// Test hook: record this session's chat frames and new subkeys in the tap from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TapForTests(pub RotationTap);
+
+impl Handler<TapForTests> for DiscussionSession {
+    type Result = ();
+    fn handle(&mut self, m: TapForTests, _: &mut Context<Self>) {
+        self.tap = Some(m.0);
+    }
+}
+
 /// Test hook: encrypt the next `frames` frames of this discussion to `cert` (an old certificate of
 /// the peer, whose subkey it has destroyed) instead of its current subkey, as a sender with a
 /// stale view would (restored from a backup); each sequence number once (sent again, it goes to
@@ -283,6 +329,10 @@ impl DiscussionSession {
                 let id = act.id().to_string();
                 let previous = act.sk.own.clone();
                 let made = made.map(|m| {
+                    if let Some(tap) = &act.tap {
+                        let material = m.key.subkey_material_for_audit(&m.key_id);
+                        tap.subkey(&m.key_id, material.unwrap_or_default(), &m.sealed);
+                    }
                     // In memory before the announcement can leave: the peer's first frame under
                     // the new subkey must find it here.
                     act.sk.own = Arc::new(m.key);
