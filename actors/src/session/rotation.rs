@@ -50,15 +50,21 @@ impl StaleTarget {
 /// Most entries a [`RotationTap`] keeps of each kind (a test hook, bounded like everything else).
 pub const MAX_TAPPED: usize = 4096;
 
+/// Recorded chat frames: (sequence number, the OpenPGP bytes on the wire).
+pub type TappedFrames = Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
+
+/// Recorded subkeys: (key id, raw secret parameters, the sealed key that first held it).
+pub type TappedSubkeys = Arc<std::sync::Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>>;
+
 /// Test hook ([`TapForTests`]): what a test of forward secrecy records as it happens. Secret
 /// material goes here only when a test installed the tap; nothing in the node does.
 #[derive(Clone, Default)]
 pub struct RotationTap {
     /// Every chat frame this session wrote: (sequence number, the OpenPGP bytes on the wire).
-    pub frames: Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>,
+    pub frames: TappedFrames,
     /// Every subkey this session made, when it was made: (key id, raw secret parameters, the
     /// sealed discussion key that first held it).
-    pub subkeys: Arc<std::sync::Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>>,
+    pub subkeys: TappedSubkeys,
 }
 
 impl RotationTap {
