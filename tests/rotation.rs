@@ -398,7 +398,7 @@ async fn frames_under_destroyed_subkeys_stay_unreadable_to_whoever_takes_both_da
             }
         }
         if node.keys.fingerprint() == a.keys.fingerprint() {
-            assert_eq!(key.encryption_subkey_ids(), [current.clone()]);
+            assert_eq!(key.encryption_subkey_ids(), std::slice::from_ref(&current));
             alice_now = Some(key);
         }
     }
