@@ -294,6 +294,10 @@ pub enum Command {
         /// (1: one message at a time; at most 256).
         #[arg(long, default_value_t = 16)]
         senders: usize,
+        /// Rotate each node's discussion encryption key after this many messages received under it
+        /// (0: no rotation; compare runs with and without, interleaved).
+        #[arg(long, default_value_t = 0)]
+        rotate_every: u64,
         /// Give up on the node part after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,

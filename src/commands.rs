@@ -367,6 +367,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             one_at_a_time,
             messages,
             senders,
+            rotate_every,
             timeout,
         } => bench(
             ctx,
@@ -379,6 +380,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 one_at_a_time,
                 messages,
                 senders,
+                rotate_every,
                 deadline: std::time::Duration::from_secs(timeout),
             },
         ),
@@ -545,8 +547,8 @@ fn bench(ctx: &Ctx, opts: BenchOptions) -> Result<()> {
         );
         let p1 = &r.p1_throughput;
         println!(
-            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate ({} senders)",
-            p1.messages_per_second, p1.ratio_to_one_core_crypto, r.options.senders
+            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate ({} senders, {} key rotations)",
+            p1.messages_per_second, p1.ratio_to_one_core_crypto, r.options.senders, p1.rotations
         );
         let p2 = &r.p2_one_at_a_time;
         println!(

@@ -130,23 +130,39 @@ async fn the_message_count_rotates_repeatedly_and_every_message_arrives_once_in_
     wait_sees(a, b).await;
     let (opened, _) = open_discussion(a, b, "tulip", "tulip").await;
     let id = opened.expect("alice and bob talk");
-    let (first, _) = subkeys(a, &id).await[0].clone();
+    let tap = pgpchat_actors::session::RotationTap::default();
+    a.directory
+        .send(pgpchat_actors::discussions::Lookup(id.clone()))
+        .await
+        .unwrap()
+        .unwrap()
+        .send(pgpchat_actors::session::TapForTests(tap.clone()))
+        .await
+        .unwrap();
+    // A fast burst first (a rotation starts with messages in flight; it completes after them:
+    // bob's acknowledgement follows what he had queued), then bursts of 4 (over the count of 3),
+    // each of which must start and complete one more rotation.
     const N: usize = 20;
-    let mut seen = std::collections::HashSet::from([first]);
     for i in 0..N {
         b.send(&id, &format!("m{i}")).await.unwrap();
-        if i % 4 == 0 {
-            // Let rotations complete between bursts, recording each key alice held.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        for (k, _) in subkeys(a, &id).await {
-            seen.insert(k);
+        if i >= 7 && i % 4 == 3 {
+            let rotations = (i - 7) / 4 + 1;
+            received(a, &id, i + 1).await;
+            wait_until(30, "one more rotation, completed", || {
+                let (a, id, tap) = (a.node.clone(), id.clone(), tap.clone());
+                async move {
+                    let made = tap.subkeys.lock().unwrap().len();
+                    (made >= rotations && subkeys(&a, &id).await.len() == 1).then_some(())
+                }
+            })
+            .await;
         }
     }
     let texts = received(a, &id, N).await;
     let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
     assert_eq!(texts, expected, "exactly once, in order");
-    assert!(seen.len() >= 3, "rotated at least twice: {seen:?}");
+    let made = tap.subkeys.lock().unwrap().len();
+    assert!(made >= 4, "rotated by count after each burst: {made}");
     // Only the current subkey (and at most one pending) is left.
     let live = wait_until(30, "rotations settled", || {
         let (a, id) = (a.node.clone(), id.clone());

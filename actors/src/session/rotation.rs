@@ -19,7 +19,10 @@
 //! peer's discussion key, used for every message encrypted from then on (in memory first), and
 //! stored with our acknowledgement in one transaction.
 //!
-//! Every step runs with the session's other handlers held (`ctx.wait`): one at a time.
+//! One step at a time (`RotationState::busy`), beside the session's other work (`ctx.spawn`: a
+//! rotation does not hold up the frames of a busy discussion). That is safe because the new key is
+//! in memory before its announcement is queued, and a destruction replaces the key in memory only
+//! while no other step can change it.
 
 use super::*;
 use crate::wire::{unreadable_data, Control, RotationMessage, ROTATION_VERSION};
@@ -140,6 +143,8 @@ pub(super) struct RotationState {
     pending: Option<String>,
     /// A step is running (waits on workers): no other one starts.
     busy: bool,
+    /// A destruction was asked for while a step ran: done when it ends.
+    finish_again: bool,
 }
 
 /// Rotate our encryption subkey now. Answers with the new subkey's id once it is stored pending
@@ -251,15 +256,20 @@ impl DiscussionSession {
                     log::warn!("[{}] {}: key rotation: {e}", act.node, act.id());
                 }
             });
-            ctx.wait(fut);
+            ctx.spawn(fut);
         }
     }
 
     /// Destroy the draining keys that may go, then check the triggers.
     fn finish_rotation(&mut self, ctx: &mut Context<Self>) {
-        if !self.rotation.loaded || self.rotation.busy {
+        if self.rotation.busy {
+            self.rotation.finish_again = true;
             return;
         }
+        if !self.rotation.loaded {
+            return;
+        }
+        self.rotation.finish_again = false;
         self.rotation.busy = true;
         let (store, keys, id) = (self.store.clone(), self.keys.clone(), self.id().to_string());
         let own = self.sk.own.clone();
@@ -301,7 +311,7 @@ impl DiscussionSession {
             }
             Ok::<_, SessionError>((own, destroyed))
         };
-        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.rotation.busy = false;
             match res {
                 Ok((own, destroyed)) => {
@@ -360,6 +370,9 @@ impl DiscussionSession {
                 .into_actor(act)
                 .map(move |res, act, ctx| {
                     act.rotation.busy = false;
+                    if act.rotation.finish_again {
+                        act.finish_rotation(ctx);
+                    }
                     match &res {
                         Ok(key_id) => {
                             log::info!(
