@@ -235,6 +235,13 @@ pub enum Command {
         #[arg(long, value_name = "POSITION")]
         after: Option<u64>,
     },
+    /// Replace our encryption key of a discussion now (forward secrecy: the old key is destroyed
+    /// once the peer has switched; it also happens by itself, see [rotation] in the configuration).
+    Rotate {
+        /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
+        /// fingerprint prefix (its most recent open discussion, else its most recent one).
+        discussion: String,
+    },
     /// Close a discussion for good (both sides are told; history stays). Closing one that is
     /// already closed says so and succeeds.
     Close {

@@ -317,6 +317,16 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 after,
             },
         ),
+        Command::Rotate { discussion } => {
+            let v = ctx.call(api::RotateRequest { discussion })?;
+            ctx.print(&v, |v| {
+                println!(
+                    "discussion {}: new encryption key {} announced (in use once the peer switches)",
+                    safe_text::line(&v.discussion_id),
+                    safe_text::line(&v.key_id)
+                )
+            })
+        }
         Command::Close { discussion, force } => {
             let answer = ctx.call(api::CloseRequest {
                 discussion: discussion.clone(),
