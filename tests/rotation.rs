@@ -97,6 +97,11 @@ async fn a_rotation_switches_the_peer_and_destroys_the_old_subkey_in_every_file(
     })
     .await;
     assert_eq!(rotated, new);
+    // `discussions` shows the current key and when it replaced the last one.
+    let listed = a.discussions().await.unwrap();
+    let d = listed.iter().find(|d| d.id == id).unwrap();
+    assert_eq!(d.key_id.as_deref(), Some(new.as_str()));
+    assert!(d.last_rotation.is_some_and(|t| t > 0));
     // Bob encrypts to the new subkey: alice, without the old one, still reads him.
     let i = id.clone();
     let bob_view = b.store.run(move |s| s.peer_subkey(&i)).await.unwrap();
