@@ -796,17 +796,23 @@ fn discussions(ctx: &Ctx) -> Result<()> {
             return;
         }
         println!(
-            "{:<32} {:<20} {:<7} {:>6} {:>8}",
-            "ID", "PEER", "STATE", "UNREAD", "MESSAGES"
+            "{:<32} {:<20} {:<7} {:>6} {:>8}  {:<16} {:<9}",
+            "ID", "PEER", "STATE", "UNREAD", "MESSAGES", "KEY", "ROTATED"
         );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         for d in list {
             println!(
-                "{:<32} {:<20} {:<7} {:>6} {:>8}{}",
+                "{:<32} {:<20} {:<7} {:>6} {:>8}  {:<16} {:<9}{}",
                 d.id,
                 safe_text::line(&d.peer_name),
                 state(d.state),
                 d.unread,
                 d.messages,
+                safe_text::line(d.key_id.as_deref().unwrap_or("-")),
+                d.last_rotation
+                    .map_or_else(|| "never".to_string(), |t| crate::format::ago(t, now)),
                 if d.peer_not_told {
                     "  (peer told when reachable)"
                 } else {

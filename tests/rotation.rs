@@ -605,4 +605,12 @@ fn a_rotation_survives_sigkill_at_every_step_and_loses_no_message() {
     assert_eq!(texts(&b, "in"), expect("a", from_a));
     assert_eq!(texts(&a, "out"), expect("a", from_a));
     assert_eq!(texts(&b, "out"), expect("b", from_b));
+    // The human `discussions` shows the current key and its last rotation.
+    let listing = a.ok(&["discussions"]);
+    assert!(
+        listing.contains("KEY") && listing.contains("ROTATED"),
+        "{listing}"
+    );
+    assert!(listing.contains(&key_id(&a)), "{listing}");
+    assert!(listing.contains(" ago"), "{listing}");
 }
