@@ -614,3 +614,115 @@ fn a_rotation_survives_sigkill_at_every_step_and_loses_no_message() {
     assert!(listing.contains(&key_id(&a)), "{listing}");
     assert!(listing.contains(" ago"), "{listing}");
 }
+
+/// `alice`'s current key id of discussion `id`, from `discussions --json`.
+fn listed_key(p: &crate::binary::Person, id: &str) -> String {
+    p.json(&["discussions"])
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["id"] == id).cloned())
+        .and_then(|d| d["key_id"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Our subkey states of discussion `id` in `p`'s store (its core stopped), oldest first.
+fn stored_states(p: &crate::binary::Person, id: &str) -> Vec<(String, String)> {
+    pgpchat_actors::store::Store::open(&p.data_dir().join("store.db"))
+        .unwrap()
+        .own_subkeys(id)
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.key_id, k.state.as_str().to_string()))
+        .collect()
+}
+
+fn append_config(p: &crate::binary::Person, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p.config)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The time trigger: a key active for longer than `rotation.hours` is replaced (checked at start
+/// and every minute), here a key made "two hours ago" (its state row's time moved back while the
+/// core was stopped) with `hours = 1`.
+#[test]
+fn a_key_older_than_rotation_hours_is_rotated() {
+    use crate::binary::wait_for;
+    let (mut a, b) = crate::binary::alice_and_bob_running();
+    let id = a.open_with(&b, "a secret for the clock");
+    let old = listed_key(&a, &id);
+    assert_eq!(old.len(), 16);
+    a.kill();
+    let db = rusqlite::Connection::open(a.data_dir().join("store.db")).unwrap();
+    db.execute(
+        "UPDATE discussion_subkeys SET changed = changed - 7200 WHERE discussion_id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(db);
+    append_config(&a, "\n[rotation]\nhours = 1\n");
+    a.start();
+    wait_for(60, "the old key replaced", || {
+        let now = listed_key(&a, &id);
+        !now.is_empty() && now != old
+    });
+    a.ok(&["send", &id, "after the rotation"]);
+    wait_for(30, "bob reads alice under the new key", || {
+        b.json(&["history", &id])
+            .to_string()
+            .contains("after the rotation")
+    });
+}
+
+/// A draining key whose missing messages never come is destroyed `rotation.drain_max_hours` after
+/// the switch anyway: alice's rotation is made to look acknowledged long ago by a bob still
+/// missing messages (its rows set so while her core was stopped); at start the draining key is
+/// destroyed, and the discussion goes on (bob, back, switches to the new key).
+#[test]
+fn a_draining_key_is_destroyed_after_drain_max_hours_whatever_is_missing() {
+    use crate::binary::wait_for;
+    let (mut a, mut b) = crate::binary::alice_and_bob_running();
+    let id = a.open_with(&b, "a secret for the drain");
+    let old = listed_key(&a, &id);
+    b.kill(); // the announcement waits in alice's outbox
+    let new = a.json(&["rotate", &id])["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.kill();
+    assert_eq!(
+        stored_states(&a, &id),
+        [
+            (old.clone(), "active".into()),
+            (new.clone(), "pending".into())
+        ]
+    );
+    let db = rusqlite::Connection::open(a.data_dir().join("store.db")).unwrap();
+    db.execute_batch(&format!(
+        "UPDATE discussion_subkeys SET state = 'active', from_seq = 1000, changed = changed - 7200
+             WHERE discussion_id = '{id}' AND key_id = '{new}';
+         UPDATE discussion_subkeys SET state = 'draining', from_seq = 1000, changed = changed - 7200
+             WHERE discussion_id = '{id}' AND key_id = '{old}';"
+    ))
+    .unwrap();
+    drop(db);
+    append_config(&a, "\n[rotation]\ndrain_max_hours = 1\n");
+    a.start();
+    wait_for(30, "the draining key destroyed at start", || {
+        a.json(&["discussions"]).to_string().contains(&new)
+            && a.log().contains("subkey destroyed 1 h after the switch")
+            && a.log().contains("1 old subkey(s) destroyed")
+    });
+    a.kill();
+    assert_eq!(stored_states(&a, &id), [(new.clone(), "active".into())]);
+    a.start();
+    b.start();
+    b.ok(&["send", &id, "bob is back"]);
+    wait_for(60, "alice reads bob under her new key", || {
+        a.json(&["history", &id])
+            .to_string()
+            .contains("bob is back")
+    });
+}

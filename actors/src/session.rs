@@ -189,6 +189,9 @@ pub struct DiscussionSession {
     rewind: Option<u64>,
     /// The last `Frame::Unreadable` we sent: (connection, subkey, last stored): not repeated.
     unreadable_sent: Option<(u64, String, u64)>,
+    /// The peer could not read our frames from this number on, under the subkey we still encrypt
+    /// to: sent again once it announces its new one (`rotation.rs`).
+    unreadable_waiting: Option<u64>,
     /// Test hook ([`EncryptToForTests`]): the next frames go to this certificate.
     stale_target: rotation::StaleTarget,
     /// Test hook ([`TapForTests`]): frames and subkeys recorded for a test.
@@ -276,6 +279,7 @@ impl DiscussionSession {
             rotation: Default::default(),
             rewind: None,
             unreadable_sent: None,
+            unreadable_waiting: None,
             stale_target: Default::default(),
             tap: None,
         }

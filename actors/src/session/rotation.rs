@@ -445,6 +445,10 @@ impl DiscussionSession {
             .map(|res, act, ctx| match res {
                 Ok(Some(key_id)) => {
                     log::info!("[{}] {}: the peer rotated to {key_id}", act.node, act.id());
+                    // What it could not read under its destroyed subkey goes again, to this one.
+                    if let Some(from) = act.unreadable_waiting.take() {
+                        act.resend_from(from);
+                    }
                     act.pump(ctx);
                 }
                 Ok(None) => {}
@@ -578,11 +582,17 @@ impl DiscussionSession {
             }
             let current = act.sk.encryption_target().current_subkey().ok();
             if current.as_deref() == Some(key_id.as_str()) {
+                // It destroyed the subkey we know as its current one (after
+                // `rotation.drain_max_hours`, while we were away): its announcement of the new
+                // one is on its way; what it could not read goes again then.
                 log::warn!(
-                    "[{}] {}: the peer cannot read its current subkey {key_id}: not sent again",
+                    "[{}] {}: the peer no longer holds its subkey {key_id} we encrypt to: sent \
+                     again once it announces the new one",
                     act.node,
                     act.id()
                 );
+                let from = last_seq + 1;
+                act.unreadable_waiting = Some(act.unreadable_waiting.map_or(from, |w| w.min(from)));
                 return;
             }
             log::info!(
@@ -590,14 +600,18 @@ impl DiscussionSession {
                 act.node,
                 act.id()
             );
-            let from = last_seq + 1;
-            if act.pumping {
-                act.rewind = Some(act.rewind.map_or(from, |r| r.min(from)));
-            } else {
-                act.next_to_send = act.next_to_send.min(from);
-            }
+            act.resend_from(last_seq + 1);
             act.pump(ctx);
         }));
         true
+    }
+
+    /// The pump sends again from sequence number `from` (now, or when the running pass ends).
+    fn resend_from(&mut self, from: u64) {
+        if self.pumping {
+            self.rewind = Some(self.rewind.map_or(from, |r| r.min(from)));
+        } else {
+            self.next_to_send = self.next_to_send.min(from);
+        }
     }
 }
