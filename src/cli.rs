@@ -242,6 +242,13 @@ pub enum Command {
         #[arg(long, value_name = "POSITION")]
         after: Option<u64>,
     },
+    /// Replace our encryption key of a discussion now (forward secrecy: the old key is destroyed
+    /// once the peer has switched; it also happens by itself, see [rotation] in the configuration).
+    Rotate {
+        /// DISCUSSION: an id, a unique id prefix (4+ characters), or a contact's name or
+        /// fingerprint prefix (its most recent open discussion, else its most recent one).
+        discussion: String,
+    },
     /// Close a discussion for good (both sides are told; history stays). Closing one that is
     /// already closed says so and succeeds.
     Close {
@@ -305,6 +312,10 @@ pub enum Command {
         /// (1: one message at a time; at most 256).
         #[arg(long, default_value_t = 16)]
         senders: usize,
+        /// Rotate each node's discussion encryption key after this many messages received under it
+        /// (0: no rotation; compare runs with and without, interleaved).
+        #[arg(long, default_value_t = 0)]
+        rotate_every: u64,
         /// Give up on the node part after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,

@@ -318,6 +318,16 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 after,
             },
         ),
+        Command::Rotate { discussion } => {
+            let v = ctx.call(api::RotateRequest { discussion })?;
+            ctx.print(&v, |v| {
+                println!(
+                    "discussion {}: new encryption key {} announced (in use once the peer switches)",
+                    safe_text::line(&v.discussion_id),
+                    safe_text::line(&v.key_id)
+                )
+            })
+        }
         Command::Close { discussion, force } => {
             let answer = ctx.call(api::CloseRequest {
                 discussion: discussion.clone(),
@@ -369,6 +379,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
             messages,
             gpg,
             senders,
+            rotate_every,
             timeout,
         } => bench(
             ctx,
@@ -382,6 +393,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<()> {
                 messages,
                 gpg,
                 senders,
+                rotate_every,
                 deadline: std::time::Duration::from_secs(timeout),
             },
         ),
@@ -548,8 +560,8 @@ fn bench(ctx: &Ctx, opts: BenchOptions) -> Result<()> {
         );
         let p1 = &r.p1_throughput;
         println!(
-            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate ({} senders)",
-            p1.messages_per_second, p1.ratio_to_one_core_crypto, r.options.senders
+            "P1 throughput     {:>8.0} messages/s   {:.2} x one core's crypto rate ({} senders, {} key rotations)",
+            p1.messages_per_second, p1.ratio_to_one_core_crypto, r.options.senders, p1.rotations
         );
         let p2 = &r.p2_one_at_a_time;
         println!(
@@ -794,17 +806,23 @@ fn discussions(ctx: &Ctx) -> Result<()> {
             return;
         }
         println!(
-            "{:<32} {:<20} {:<7} {:>6} {:>8}",
-            "ID", "PEER", "STATE", "UNREAD", "MESSAGES"
+            "{:<32} {:<20} {:<7} {:>6} {:>8}  {:<16} {:<9}",
+            "ID", "PEER", "STATE", "UNREAD", "MESSAGES", "KEY", "ROTATED"
         );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         for d in list {
             println!(
-                "{:<32} {:<20} {:<7} {:>6} {:>8}{}",
+                "{:<32} {:<20} {:<7} {:>6} {:>8}  {:<16} {:<9}{}",
                 d.id,
                 safe_text::line(&d.peer_name),
                 state(d.state),
                 d.unread,
                 d.messages,
+                safe_text::line(d.key_id.as_deref().unwrap_or("-")),
+                d.last_rotation
+                    .map_or_else(|| "never".to_string(), |t| crate::format::ago(t, now)),
                 if d.peer_not_told {
                     "  (peer told when reachable)"
                 } else {

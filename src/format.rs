@@ -241,6 +241,14 @@ pub fn describe_event(e: &Event) -> String {
             s(discussion_id),
             if *by_peer { " by the peer" } else { "" }
         ),
+        Event::KeyRotated {
+            discussion_id,
+            key_id,
+        } => format!(
+            "discussion {}: new encryption key {} in use, the old one destroyed",
+            s(discussion_id),
+            s(key_id)
+        ),
         Event::Unknown => "an event this pgpchat does not know (a newer core)".to_string(),
     }
 }

@@ -10,7 +10,7 @@ use pgpchat_actors::wire::ChatPayload;
 use crate::binary::Person;
 use crate::common::free_udp_port;
 
-fn gpg(home: &Path, args: &[&str], input: Option<&[u8]>) -> std::process::Output {
+pub(crate) fn gpg(home: &Path, args: &[&str], input: Option<&[u8]>) -> std::process::Output {
     let mut c = Command::new("gpg");
     c.arg("--homedir")
         .arg(home)
@@ -36,7 +36,7 @@ fn gpg(home: &Path, args: &[&str], input: Option<&[u8]>) -> std::process::Output
     child.wait_with_output().expect("gpg")
 }
 
-fn gnupghome() -> tempfile::TempDir {
+pub(crate) fn gnupghome() -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(
         d.path(),

@@ -32,6 +32,7 @@ mod netns;
 mod netns_router;
 mod prompt;
 mod prompt_polish;
+mod rotation;
 mod security;
 mod slots;
 mod startup;

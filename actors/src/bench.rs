@@ -94,6 +94,11 @@ pub struct BenchOptions {
     /// at most [`MAX_SENDERS`]).
     #[serde(default = "default_senders")]
     pub senders: usize,
+    /// Key rotation (issue 14): each node rotates its discussion encryption subkey after this many
+    /// messages received under it (`rotation.messages`); 0: never (no rotation at all, by count
+    /// or time), the baseline to compare with.
+    #[serde(default)]
+    pub rotate_every: u64,
     /// Give up on the node part after this long.
     #[serde(with = "secs")]
     pub deadline: Duration,
@@ -133,6 +138,7 @@ impl Default for BenchOptions {
             messages: 2000,
             gpg: 20,
             senders: DEFAULT_SENDERS,
+            rotate_every: 0,
             deadline: Duration::from_secs(300),
         }
     }
@@ -251,6 +257,9 @@ pub struct ThroughputFigure {
     pub messages_per_second: f64,
     /// messages/s ÷ `crypto_round_trips_per_second` (the target is ≥ 1.0).
     pub ratio_to_one_core_crypto: f64,
+    /// Key rotations completed (`key_rotated` events of both nodes) during the whole node part.
+    #[serde(default)]
+    pub rotations: usize,
 }
 
 /// P2: one message at a time.
@@ -324,6 +333,7 @@ pub fn run(
             seconds: figures.throughput_seconds,
             messages_per_second: per_second,
             ratio_to_one_core_crypto: ratio(per_second, raw.crypto_round_trips_per_second),
+            rotations: figures.rotations,
         },
         p2_one_at_a_time: OneAtATimeFigure {
             stored: figures.stored,

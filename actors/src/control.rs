@@ -53,6 +53,7 @@ pub enum ControlError {
 pub fn allowed_at(control: &Control, version: u16) -> bool {
     match control {
         Control::Rendezvous(_) => version >= crate::wire::RENDEZVOUS_VERSION,
+        Control::Rotation(_) => version >= crate::wire::ROTATION_VERSION,
         _ => true,
     }
 }
@@ -93,6 +94,16 @@ pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlErr
         Control::Rendezvous(message) => {
             m.session
                 .send(crate::session::ReceiveRendezvous(message))
+                .await?;
+            Ok(())
+        }
+        // The discussion's own keys (`session/rotation.rs`).
+        Control::Rotation(message) => {
+            m.session
+                .send(crate::session::ReceiveRotation {
+                    seq: m.seq,
+                    message,
+                })
                 .await?;
             Ok(())
         }

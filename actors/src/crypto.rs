@@ -28,6 +28,9 @@ use pgp::{
 use rand::thread_rng;
 use thiserror::Error;
 
+mod rotation;
+pub use rotation::{key_id_hex, recipient_key_ids, SubkeyId, MAX_LIVE_SUBKEYS};
+
 /// Largest OpenPGP certificate we accept from a peer (ours are about 400 bytes).
 pub const MAX_CERT_BYTES: usize = 8 * 1024;
 
@@ -100,6 +103,10 @@ pub type Fingerprint = String;
 pub struct PublicCert {
     cert: SignedPublicKey,
     fingerprint: Fingerprint,
+    /// The encryption subkey messages to this certificate go to: the one its owner announced as
+    /// current ([`Self::with_current_subkey`]); `None`: the first one (identity keys, and a
+    /// discussion key that never rotated).
+    current: Option<SubkeyId>,
 }
 
 impl PublicCert {
@@ -125,7 +132,11 @@ impl PublicCert {
         check_primary_policy(&cert)?;
         encryption_subkey(&cert)?;
         let fingerprint = fingerprint_hex(&cert.fingerprint());
-        Ok(Self { cert, fingerprint })
+        Ok(Self {
+            cert,
+            fingerprint,
+            current: None,
+        })
     }
 
     pub fn fingerprint(&self) -> &str {
@@ -319,14 +330,26 @@ impl SecretCert {
         sig.to_bytes().map_err(pgp_err)
     }
 
-    /// Sign `plaintext` with this key and encrypt it to `recipient`'s encryption subkey:
+    /// Sign `plaintext` with this key and encrypt it to `recipient`'s current encryption subkey
+    /// ([`PublicCert::with_current_subkey`]; the first one if none was named):
     /// one OpenPGP message, SEIPD v1 (MDC), AES-256, SHA-256 signature, no compression.
     pub fn sign_and_encrypt(
         &self,
         recipient: &PublicCert,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let subkey = encryption_subkey(recipient.inner())?;
+        let subkey = match &recipient.current {
+            Some(id) => recipient.encryption_subkey_by_id(id)?,
+            None => encryption_subkey(recipient.inner())?,
+        };
+        self.sign_and_encrypt_to_subkey(subkey, plaintext)
+    }
+
+    fn sign_and_encrypt_to_subkey(
+        &self,
+        subkey: &pgp::composed::SignedPublicSubKey,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut builder = MessageBuilder::from_bytes("", plaintext.to_vec())
             .seipd_v1(thread_rng(), SymmetricKeyAlgorithm::AES256);
         builder

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::contacts::{ContactRegistry, KeepContact};
 use crate::crypto::{PublicCert, SecretCert};
-use crate::events::EventBus;
+use crate::events::{now_secs, EventBus};
 use crate::keys::KeysHandle;
 use crate::net::Conn;
 use crate::net::Crypto as _;
@@ -150,6 +150,26 @@ fn peer_endpoint(record: &DiscussionRecord) -> Option<SocketAddr> {
         })
 }
 
+/// The peer's certificate with the subkey it announced as current (issue 14; none announced: the
+/// one it opened the discussion with), and our own current subkey's id (the newest we hold).
+async fn current_subkeys(
+    store: &StoreHandle,
+    id: &str,
+    peer: PublicCert,
+    own: &SecretCert,
+) -> Result<(PublicCert, String), DirectoryError> {
+    let i = id.to_string();
+    let announced = store.run(move |s| s.peer_subkey(&i)).await?;
+    let peer = if announced.is_empty() {
+        peer
+    } else {
+        peer.with_current_subkey(&announced)
+            .map_err(|e| DirectoryError::Key(format!("peer subkey: {e}")))?
+    };
+    let own_first = own.encryption_subkey_ids().pop().unwrap_or_default();
+    Ok((peer, own_first))
+}
+
 /// Bind a discussion listener, on `port` if it is free, else on any port.
 async fn bind_discussion_listener(
     settings: &Settings,
@@ -197,6 +217,17 @@ impl Actor for DiscussionDirectory {
                         continue;
                     }
                 };
+                let (peer, own_first) = match current_subkeys(&store, &id, peer, &own).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        log::error!("[{node}] discussion {id}: {e}");
+                        continue;
+                    }
+                };
+                let i = id.clone();
+                store
+                    .run(move |s| s.record_first_subkey(&i, &own_first, now_secs()))
+                    .await?;
                 let listener = if record.role() == Role::Receiver {
                     let l = bind_discussion_listener(&settings, record.listen_port).await?;
                     let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -255,6 +286,7 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
     fn handle(&mut self, m: CreateDiscussion, _: &mut Context<Self>) -> Self::Result {
         let (store, settings) = (self.store.clone(), self.settings.clone());
         let mut record = m.record;
+        let own_first = m.own_key.encryption_subkey_ids().pop().unwrap_or_default();
         let fut = async move {
             let listener = if record.role() == Role::Receiver {
                 let l = bind_discussion_listener(&settings, 0).await?;
@@ -265,6 +297,10 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
             };
             let r = record.clone();
             store.run(move |s| s.insert_discussion(&r)).await?;
+            let (i, first) = (record.id.clone(), own_first);
+            store
+                .run(move |s| s.record_first_subkey(&i, &first, now_secs()))
+                .await?;
             Ok::<_, DirectoryError>((record, listener))
         };
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {

@@ -69,6 +69,12 @@ pub enum Event {
         discussion_id: String,
         by_peer: bool,
     },
+    /// Our discussion encryption subkey `key_id` is active: the peer acknowledged it and encrypts
+    /// to it; the one it replaces is being destroyed (issue 14, `rotate`).
+    KeyRotated {
+        discussion_id: String,
+        key_id: String,
+    },
     /// Someone introduces someone to us: accept or decline it.
     Introduction {
         introduction: crate::store::introductions::ReceivedIntroduction,

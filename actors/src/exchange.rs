@@ -258,7 +258,7 @@ impl Handler<Receive> for ContactExchange {
             } => (*request_id, Ok(entries.clone())),
             Control::ListRefused { request_id } => (*request_id, Err(ExchangeError::Refused)),
             // Routed elsewhere by `control::dispatch`, never here.
-            Control::Introduction(_) | Control::Rendezvous(_) => return,
+            Control::Introduction(_) | Control::Rendezvous(_) | Control::Rotation(_) => return,
         };
         match self.pending.remove(&request_id) {
             Some(p) if p.peer_fingerprint == m.peer_fingerprint => {

@@ -42,6 +42,16 @@ impl KeyManager {
     }
 }
 
+/// A discussion key with a new encryption subkey ([`KeysHandle::add_discussion_subkey`]).
+pub struct NewSubkey {
+    pub key: SecretCert,
+    pub key_id: String,
+    /// `key` sealed for our own store ([`at_rest`]).
+    pub sealed: Vec<u8>,
+    /// The public certificate with only the new subkey, for the peer.
+    pub announcement: Vec<u8>,
+}
+
 /// Run a closure with the identity key on a crypto worker.
 pub struct Crypto<R: Send + 'static>(
     #[allow(clippy::type_complexity)]
@@ -117,6 +127,61 @@ impl KeysHandle {
         self.run(move |id| {
             let bytes = at_rest::open(id, Sealed::DiscussionKey, &sealed)?;
             SecretCert::unlock(&bytes, None)
+        })
+        .await
+    }
+
+    /// A rotation's first step (issue 14): `key` with a fresh encryption subkey (created at `now`
+    /// backdated by the allowed clock skew), that key sealed for our store, and the subkey's
+    /// announcement for the peer.
+    pub async fn add_discussion_subkey(
+        &self,
+        key: Arc<SecretCert>,
+        now: u64,
+    ) -> Result<NewSubkey, CryptoError> {
+        self.run(move |id| {
+            let mut key = (*key).clone();
+            let skew = crate::handshake::MAX_CLOCK_SKEW.as_secs();
+            let key_id = key.add_encryption_subkey(now, skew)?;
+            let announcement = key.announcement(&key_id)?;
+            let plain = zeroize::Zeroizing::new(key.to_protected_bytes(None)?);
+            let sealed = at_rest::seal(id, Sealed::DiscussionKey, &plain)?;
+            Ok(NewSubkey {
+                key,
+                key_id,
+                sealed,
+                announcement,
+            })
+        })
+        .await
+    }
+
+    /// A rotation's last step: `key` without subkey `key_id`, and sealed for our store.
+    pub async fn drop_discussion_subkey(
+        &self,
+        key: Arc<SecretCert>,
+        key_id: String,
+    ) -> Result<(SecretCert, Vec<u8>), CryptoError> {
+        self.run(move |id| {
+            let key = key.without_subkey(&key_id)?;
+            let plain = zeroize::Zeroizing::new(key.to_protected_bytes(None)?);
+            let sealed = at_rest::seal(id, Sealed::DiscussionKey, &plain)?;
+            Ok((key, sealed))
+        })
+        .await
+    }
+
+    /// Check the peer's announcement of its new subkey against its certificate `peer`.
+    pub async fn check_announcement(
+        &self,
+        peer: PublicCert,
+        cert: Vec<u8>,
+        key_id: String,
+        now: u64,
+    ) -> Result<PublicCert, CryptoError> {
+        self.run(move |_| {
+            let skew = crate::handshake::MAX_CLOCK_SKEW.as_secs();
+            peer.rotated(&cert, &key_id, now, skew)
         })
         .await
     }

@@ -197,6 +197,7 @@ pub fn frame_name(f: &Frame) -> &'static str {
         Frame::Error { .. } => "Error",
         Frame::ProbeAnswer(_) => "ProbeAnswer",
         Frame::Control(_) => "Control",
+        Frame::Unreadable { .. } => "Unreadable",
     }
 }
 

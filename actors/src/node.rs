@@ -201,7 +201,9 @@ impl From<SessionError> for ApiError {
             SessionError::Closed | SessionError::Store(StoreError::Closed(_)) => {
                 Self::Failed(ErrorKind::Closed, e.into())
             }
-            SessionError::NoControlChannel(_) => Self::Failed(ErrorKind::Failed, e.into()),
+            SessionError::NoControlChannel(_)
+            | SessionError::NoRotation(_)
+            | SessionError::RotationBusy => Self::Failed(ErrorKind::Failed, e.into()),
             _ => Self::Internal(e.into()),
         }
     }
@@ -298,6 +300,7 @@ pub async fn start_node(settings: Settings, identity: SecretCert) -> Result<Node
     drop(storage_key);
     store.run(|s| s.finish_destructions()).await?;
     convert_legacy_discussion_keys(&keys, &store, &name).await?;
+    record_first_subkeys(&keys, &store, &name).await?;
     let loaded = store.run(|s| s.contacts()).await?;
     let blocked = store.run(|s| s.blocked()).await?;
     let events = EventBus::new(settings.limits.ipc_event_queue, &name);
@@ -522,6 +525,30 @@ async fn convert_legacy_discussion_keys(
     }
     store.run(|s| s.compact()).await?;
     log::info!("[{node}] discussion keys converted to the format of this version");
+    Ok(())
+}
+
+/// Discussions from before issue 14 have no subkey state: record their key's one encryption subkey
+/// as active, before anything (a front-end's `discussions`) can read them. Once per discussion.
+async fn record_first_subkeys(
+    keys: &KeysHandle,
+    store: &StoreHandle,
+    node: &str,
+) -> Result<(), NodeError> {
+    for id in store.run(|s| s.discussions_without_subkeys()).await? {
+        let i = id.clone();
+        let sealed = store.run(move |s| s.discussion(&i)).await?.own_key_sealed;
+        match keys.unseal_discussion_key(sealed).await {
+            Ok(key) => {
+                let first = key.encryption_subkey_ids().pop().unwrap_or_default();
+                store
+                    .run(move |s| s.record_first_subkey(&id, &first, crate::events::now_secs()))
+                    .await?;
+            }
+            // The discussion cannot resume either; its directory's log line says why.
+            Err(e) => log::error!("[{node}] discussion {id}: cannot read its key: {e}"),
+        }
+    }
     Ok(())
 }
 
@@ -773,6 +800,18 @@ impl NodeHandle {
         let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
         Ok(session
             .send(crate::session::SendControl(control))
+            .await
+            .map_err(mailbox)??)
+    }
+
+    /// Rotate our encryption subkey of a discussion now (issue 14): answers the new subkey's id
+    /// once it is stored pending and announced (the one already pending, if a rotation is under
+    /// way); [`Event::KeyRotated`] says when the peer has switched to it.
+    pub async fn rotate(&self, discussion: &str) -> Result<String, ApiError> {
+        let id = self.resolve(discussion).await?;
+        let session = self.directory.send(Lookup(id)).await.map_err(mailbox)??;
+        Ok(session
+            .send(crate::session::Rotate)
             .await
             .map_err(mailbox)??)
     }

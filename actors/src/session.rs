@@ -38,7 +38,7 @@ use crate::net::{self, Conn, SessionKeys};
 use crate::settings::Settings;
 use crate::store::{
     DeliveryState, DiscussionState, Durability, Incoming, MessageKind, MessageRecord, Outgoing,
-    StoreError, StoreHandle,
+    StoreError, StoreHandle, SubkeyState,
 };
 use crate::wire::{ack_data, ChatPayload, ControlPayload, Frame, Purpose, Role};
 
@@ -68,6 +68,12 @@ pub enum SessionError {
     Closed,
     #[error("cannot sign with the discussion key: {0}")]
     Key(#[from] crate::crypto::CryptoError),
+    /// A key rotation with a peer not (yet) known to speak protocol version 4.
+    #[error("the peer speaks protocol version {0}, without key rotation (4)")]
+    NoRotation(u16),
+    /// A rotation step runs: asked again a moment later, `rotate` answers with its key.
+    #[error("a key rotation step is under way: try again")]
+    RotationBusy,
     /// A control message for a peer not (yet) known to speak protocol version 2.
     #[error("the peer speaks protocol version {0}, without the control channel")]
     NoControlChannel(u16),
@@ -176,6 +182,20 @@ pub struct DiscussionSession {
     /// (`rendezvous.rs`).
     rendezvous_wanted: bool,
     rendezvous_secret_taken: bool,
+    /// Our key rotation's state (`rotation.rs`).
+    rotation: rotation::RotationState,
+    /// The peer could not read our frames from this sequence number on (`Frame::Unreadable`):
+    /// the running pump's cursor goes back there when it ends.
+    rewind: Option<u64>,
+    /// The last `Frame::Unreadable` we sent: (connection, subkey, last stored): not repeated.
+    unreadable_sent: Option<(u64, String, u64)>,
+    /// The peer could not read our frames from this number on, under the subkey we still encrypt
+    /// to: sent again once it announces its new one (`rotation.rs`).
+    unreadable_waiting: Option<u64>,
+    /// Test hook ([`EncryptToForTests`]): the next frames go to this certificate.
+    stale_target: rotation::StaleTarget,
+    /// Test hook ([`TapForTests`]): frames and subkeys recorded for a test.
+    tap: Option<RotationTap>,
 }
 
 /// The live connection: a bounded queue drained by a writer task.
@@ -256,6 +276,12 @@ impl DiscussionSession {
             rendezvous_answered: false,
             rendezvous_wanted: false,
             rendezvous_secret_taken: false,
+            rotation: Default::default(),
+            rewind: None,
+            unreadable_sent: None,
+            unreadable_waiting: None,
+            stale_target: Default::default(),
+            tap: None,
         }
     }
 
@@ -329,6 +355,11 @@ impl DiscussionSession {
             match res {
                 Ok((next, full, closed)) => {
                     act.next_to_send = act.next_to_send.max(next);
+                    // The peer could not read some frames (a destroyed subkey): from there again.
+                    if let Some(from) = act.rewind.take() {
+                        act.next_to_send = act.next_to_send.min(from);
+                        act.pump_again = true;
+                    }
                     if closed {
                         act.close_sent = Some(generation);
                     }
@@ -349,6 +380,8 @@ impl DiscussionSession {
             events: self.events.clone(),
             sk: self.sk.clone(),
             deadline: self.deadline(),
+            stale_target: self.stale_target.clone(),
+            tap: self.tap.clone(),
         }
     }
 }
@@ -361,6 +394,7 @@ impl Actor for DiscussionSession {
             self.serve(l, ctx);
         }
         self.replay_unhandled_controls(ctx);
+        self.start_rotation(ctx);
         self.connect(ctx);
         self.schedule_dht_dial(ctx);
     }
@@ -390,6 +424,7 @@ pub(crate) use connection::reach_peer;
 mod handlers;
 mod inbound;
 mod rendezvous;
+mod rotation;
 
 use chat::Sender;
 pub use control::SendControl;
@@ -398,3 +433,7 @@ pub use handlers::{
 };
 use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
+pub use rotation::{
+    EncryptToForTests, ReceiveRotation, Rotate, RotationTap, TapForTests, MAX_TAPPED,
+    ROTATION_CHECK_INTERVAL,
+};

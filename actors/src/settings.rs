@@ -64,6 +64,35 @@ pub struct Settings {
     pub web: WebSettings,
     pub sharing: SharingSettings,
     pub dht: DhtSettings,
+    pub rotation: RotationSettings,
+}
+
+/// Forward secrecy (issue 14, `docs/security.md`, "Forward secrecy"): each side replaces its own
+/// discussion encryption subkey after `messages` messages received under it or `hours` hours,
+/// whichever comes first, and destroys the old one once the peer has switched. Rotation needs the
+/// peer online (and at protocol version 4): while it is away, the current key stays, and the window
+/// of messages a stolen key opens grows with the outage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationSettings {
+    /// Rotate after this many messages (chat and control) received under the current subkey; 0:
+    /// never by count.
+    pub messages: u64,
+    /// Rotate after this many hours under the current subkey; 0: never by time.
+    pub hours: u64,
+    /// A replaced subkey is kept for the frames numbered before the switch at most this many hours
+    /// after the peer acknowledged the new one, then destroyed whatever is missing (at least 1).
+    pub drain_max_hours: u64,
+}
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        Self {
+            messages: 100,
+            hours: 24,
+            drain_max_hours: 24,
+        }
+    }
 }
 
 /// Which contacts this node gives a peer that asks for its contact list (`pgpchat contacts --from`,
@@ -399,6 +428,9 @@ impl Settings {
                 "discovery.port",
                 "must be a fixed port shared by the network (1-65535)",
             );
+        }
+        if self.rotation.drain_max_hours == 0 {
+            return bad("rotation.drain_max_hours", "must be at least 1");
         }
         if self.discovery.interval_secs == 0 {
             return bad("discovery.interval_secs", "must be at least 1");
@@ -782,7 +814,7 @@ mod tests {
         assert_eq!(s.sharing.share, [ShareFrom::Broadcast, ShareFrom::Added]);
         let e = load_file("[sharing]\nshare = [\"everyone\"]\n", vec![]).unwrap_err();
         assert!(e.to_string().contains("everyone"), "{e}");
-        let e = load_file("[listener]\nmax_protocol_version = 4\n", vec![]).unwrap_err();
+        let e = load_file("[listener]\nmax_protocol_version = 5\n", vec![]).unwrap_err();
         assert!(
             e.to_string().contains("listener.max_protocol_version"),
             "{e}"

@@ -30,8 +30,10 @@ mod rendezvous;
 pub mod rows;
 pub mod schema;
 pub mod sealing;
+mod subkeys;
 pub mod worker;
 
+pub use rows::SubkeyState;
 pub use rows::{
     ContactOrigin, ContactRecord, DeliveryState, Direction, DiscussionRecord, DiscussionRef,
     DiscussionState, DiscussionSummary, HistoryPage, Incoming, MessageKind, MessageRecord,
@@ -39,6 +41,7 @@ pub use rows::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use sealing::STORAGE_KEY_BYTES;
+pub use subkeys::SubkeyRecord;
 pub use worker::{Durability, GroupedWrites, StoreHandle, StoreWorker};
 
 #[derive(Debug, Error)]
@@ -49,6 +52,9 @@ pub enum StoreError {
     NoDiscussion(String),
     #[error("discussion '{0}' is closed")]
     Closed(String),
+    /// A key rotation is under way in this discussion: its new key is pending (never made twice).
+    #[error("discussion '{0}' has a key rotation under way")]
+    RotationPending(String),
     #[error("store worker unavailable")]
     Unavailable,
     /// A grouped write ran, but the transaction it shared with others did not commit.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The highest protocol version this build speaks (`docs/protocol.md`, "Versions"). Two peers agree
 /// on the highest version both speak: the connecting side says its highest in `Hello`, the other
 /// side answers at `min(theirs, ours)`.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The lowest protocol version this build still speaks: version 1 is the protocol of every build
 /// before versions were negotiated, which refuses any hello version but 1.
@@ -19,6 +19,10 @@ pub const CONTROL_VERSION: u16 = 2;
 /// The first version with [`Control::Rendezvous`] (issue 11): a version-2 peer cannot decode it, so
 /// it is only sent once the peer has authenticated at 3 or more.
 pub const RENDEZVOUS_VERSION: u16 = 3;
+
+/// The first version with [`Control::Rotation`] (issue 14): a version-3 peer cannot decode it, so
+/// a discussion rotates its keys only once its peer has authenticated at 4 or more.
+pub const ROTATION_VERSION: u16 = 4;
 
 /// The version of the announce format ([`AnnounceBody::version`]), apart from the protocol's:
 /// unchanged by version negotiation, so nodes of every version hear each other's announces.
@@ -130,6 +134,16 @@ pub enum Frame {
     /// sender's discussion key and encrypted to the receiver's; plaintext `bincode(ControlPayload)`.
     /// Shares the discussion's sequence numbers and acks with [`Frame::Chat`].
     Control(Vec<u8>),
+    /// Version 4 and later only (issue 14): the receiver could not read a chat or control frame
+    /// encrypted to its subkey `key_id` (16 upper-case hex digits), which it no longer holds (a
+    /// destroyed key); `last_seq` is the last message it stored. Signed by its discussion key over
+    /// [`unreadable_data`]. The sender encrypts everything after `last_seq` again, to the subkey
+    /// current now.
+    Unreadable {
+        key_id: String,
+        last_seq: u64,
+        signature: Vec<u8>,
+    },
 }
 
 /// Plaintext of [`Frame::Sealed`].
@@ -264,6 +278,20 @@ pub enum Control {
     /// The discussion's DHT rendezvous secret, for a discussion that has none (opened before
     /// issue 11, or with a peer on an older version; `docs/protocol.md`, section 7). Version 3.
     Rendezvous(RendezvousMessage),
+    /// A discussion encryption subkey's rotation (issue 14, `docs/protocol.md`, "Key rotation").
+    /// Version 4.
+    Rotation(RotationMessage),
+}
+
+/// The rotation of one side's discussion encryption subkey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationMessage {
+    /// From the rotating side: its new subkey `key_id` (upper-case hex of the v4 key id), in `cert`:
+    /// its public discussion certificate (binary OpenPGP) with that one subkey and its binding
+    /// signature by the discussion's primary key. At most `crypto::MAX_CERT_BYTES`.
+    Announce { key_id: String, cert: Vec<u8> },
+    /// From the peer: it encrypts to subkey `key_id` from this message's own sequence number on.
+    Acknowledge { key_id: String },
 }
 
 /// The rendezvous-secret exchange: the requester's secret is the discussion's.
@@ -381,6 +409,17 @@ pub fn ack_data(discussion_id: &str, upto: u64) -> Vec<u8> {
     v
 }
 
+/// What an [`Frame::Unreadable`] signs.
+pub fn unreadable_data(discussion_id: &str, key_id: &str, last_seq: u64) -> Vec<u8> {
+    let mut v = b"pgpchat-unreadable-v1\0".to_vec();
+    v.extend_from_slice(discussion_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(key_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(&last_seq.to_be_bytes());
+    v
+}
+
 /// What a close signs.
 pub fn close_data(discussion_id: &str) -> Vec<u8> {
     let mut v = b"pgpchat-close-v1\0".to_vec();
@@ -486,6 +525,44 @@ mod tests {
         assert_eq!(
             format!("{secret:?}"),
             "Rendezvous(Secret(SecretBytes(hidden)))"
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_unreadable_frame() {
+        // Frame::Unreadable is variant 9: key id (u64 length + bytes), last_seq, signature.
+        let f = Frame::Unreadable {
+            key_id: "AB".into(),
+            last_seq: 7,
+            signature: vec![0xee],
+        };
+        assert_eq!(
+            hex::encode(encode(&f).unwrap()),
+            "00000009000000000000000241420000000000000007000000000000000 1ee".replace(' ', "")
+        );
+        assert_eq!(
+            unreadable_data("d", "AB", 7),
+            b"pgpchat-unreadable-v1\0d\0AB\0\0\0\0\0\0\0\0\x07"
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_rotation_messages() {
+        // Control::Rotation is variant 5; inside it Announce 0 (key id, cert), Acknowledge 1.
+        let ann = Control::Rotation(RotationMessage::Announce {
+            key_id: "AB".into(),
+            cert: vec![0xc6],
+        });
+        assert_eq!(
+            hex::encode(encode(&ann).unwrap()),
+            "0000000500000000000000000000000241420000000000000001c6"
+        );
+        let ack = Control::Rotation(RotationMessage::Acknowledge {
+            key_id: "AB".into(),
+        });
+        assert_eq!(
+            hex::encode(encode(&ack).unwrap()),
+            "0000000500000001000000000000000241 42".replace(' ', "")
         );
     }
 

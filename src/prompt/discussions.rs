@@ -103,6 +103,8 @@ mod tests {
             messages: 0,
             last_activity,
             peer_not_told: false,
+            key_id: None,
+            last_rotation: None,
         }
     }
 

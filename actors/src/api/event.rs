@@ -68,6 +68,12 @@ pub enum Event {
         discussion_id: String,
         by_peer: bool,
     },
+    /// Our discussion encryption subkey `key_id` is active: the peer acknowledged it and encrypts
+    /// to it; the one it replaces is being destroyed (issue 14, `rotate`).
+    KeyRotated {
+        discussion_id: String,
+        key_id: String,
+    },
     /// Someone introduces someone to us: accept or decline it (`accept_introduction`).
     Introduction { introduction: Introduction },
     /// An introduction made to us ended (used, declined, cancelled, expired): its secret is gone.
@@ -180,6 +186,13 @@ impl From<crate::events::Event> for Event {
             } => Self::Connection {
                 discussion_id,
                 connected,
+            },
+            E::KeyRotated {
+                discussion_id,
+                key_id,
+            } => Self::KeyRotated {
+                discussion_id,
+                key_id,
             },
             E::Introduction { introduction } => Self::Introduction {
                 introduction: (&introduction).into(),

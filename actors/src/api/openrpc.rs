@@ -167,7 +167,7 @@ mod tests {
     fn every_method_and_event_is_described() {
         let doc = document();
         let methods = doc["methods"].as_array().unwrap();
-        assert_eq!(methods.len(), 28);
+        assert_eq!(methods.len(), 29);
         let close = methods.iter().find(|m| m["name"] == "close").unwrap();
         let params: Vec<(&str, bool)> = close["params"]
             .as_array()
@@ -182,7 +182,7 @@ mod tests {
             .iter()
             .filter_map(|e| e["name"].as_str())
             .collect();
-        assert_eq!(events.len(), 14, "{events:?}");
+        assert_eq!(events.len(), 15, "{events:?}");
         assert!(events.contains(&"discussion_closed"), "{events:?}");
         assert_eq!(doc["info"]["version"], API_VERSION.to_string());
     }

@@ -153,6 +153,11 @@ methods! {
     MarkRead(MarkReadRequest) = "mark_read" -> MarkedRead;
     /// Close a discussion (`closing` until the peer confirms; `force`: `closed` at once).
     Close(CloseRequest) = "close" -> CloseAnswer;
+    /// Rotate our encryption key of a discussion now (forward secrecy; it also rotates by itself,
+    /// `[rotation]`): answers the new key's id once it is stored and announced (`pending`; the one
+    /// already pending if a rotation is under way); the `key_rotated` event says when the peer has
+    /// switched to it and the old key is being destroyed. Fails with a peer below protocol 4.
+    Rotate(RotateRequest) = "rotate" -> Rotated;
     /// Introduce two contacts you each have an open discussion with to each other (each is sent
     /// the other's certificate, announce and address, and one fresh secret).
     Introduce(IntroduceRequest) = "introduce" -> Introduced;
@@ -469,6 +474,15 @@ pub struct HistoryRequest {
 /// `mark_read`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MarkReadRequest {
+    /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
+    /// discussion, else its most recent one).
+    #[serde(deserialize_with = "param::string")]
+    pub discussion: String,
+}
+
+/// `rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RotateRequest {
     /// A discussion id, a unique id prefix (4+ characters), or a contact (its most recent open
     /// discussion, else its most recent one).
     #[serde(deserialize_with = "param::string")]

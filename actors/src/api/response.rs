@@ -245,6 +245,14 @@ pub struct Discussion {
     pub last_activity: u64,
     /// Closed here with `force`; the peer has not confirmed yet (it is told when reachable).
     pub peer_not_told: bool,
+    /// Our current encryption key of the discussion (the subkey id the peer encrypts to; absent
+    /// once closed: every key is destroyed). Since API 1.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// When that key replaced the previous one (seconds since the epoch); absent if it never
+    /// rotated. Since API 1.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -358,6 +366,14 @@ pub struct RefusedAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MarkedRead {
     pub discussion_id: String,
+}
+
+/// Answer of `rotate`: our new encryption key (pending until the peer acknowledges it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Rotated {
+    pub discussion_id: String,
+    /// The new encryption subkey's key id (16 upper-case hex digits).
+    pub key_id: String,
 }
 
 /// Answer of `close`: `closing` (the peer confirms later) or `closed`.
@@ -509,6 +525,8 @@ impl From<&crate::store::DiscussionSummary> for Discussion {
             messages: d.messages,
             last_activity: d.last_activity,
             peer_not_told: d.peer_not_told,
+            key_id: d.key_id.clone(),
+            last_rotation: d.last_rotation,
         }
     }
 }

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The version of the API defined in this crate.
-pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 2 };
+pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 3 };
 
 /// An API version, written `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,8 @@ pub struct NodeFigures {
     pub delivered: Quantiles,
     pub throughput_messages: usize,
     pub throughput_seconds: f64,
+    /// Key rotations completed by either node.
+    pub rotations: usize,
 }
 
 /// Start the two nodes, wait until they see each other, then measure P4, P2 and P1 in that order.
@@ -51,9 +53,26 @@ pub async fn run(
         let mut s = Settings::loopback(name, &data, port);
         // Three events per message at the sender (queued, sent, delivered): room for a P1 burst.
         s.limits.ipc_event_queue = s.limits.ipc_event_queue.max(4 * opts.messages + 64);
+        s.rotation.messages = opts.rotate_every;
+        s.rotation.hours = 0;
         nodes.push(start_node(s, SecretCert::generate(name)?).await?);
     }
     let (a, b) = (nodes[0].clone(), nodes[1].clone());
+    let rotations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for n in [&a, &b] {
+        let (mut events, rotations) = (n.subscribe(), rotations.clone());
+        actix::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(crate::events::Event::KeyRotated { .. }) => {
+                        rotations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+    }
     wait_for_contacts(&a, 1, deadline).await?;
     wait_for_contacts(&b, 1, deadline).await?;
 
@@ -122,6 +141,7 @@ pub async fn run(
         delivered: Quantiles::of(delivered),
         throughput_messages: opts.messages,
         throughput_seconds: span,
+        rotations: rotations.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 

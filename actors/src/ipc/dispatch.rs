@@ -140,6 +140,13 @@ pub async fn dispatch(
                 state: state.into(),
             })
         }
+        Request::Rotate(r) => {
+            let id = node.resolve(&r.discussion).await?;
+            Response::Rotate(api::Rotated {
+                key_id: node.rotate(&id).await?,
+                discussion_id: id,
+            })
+        }
         Request::Introduce(r) => Response::Introduce(api::Introduced {
             introduction: node.introduce(&r.a, &r.b).await?,
         }),

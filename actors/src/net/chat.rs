@@ -19,6 +19,10 @@ pub enum ChatError {
     Encrypt(#[source] CryptoError),
     #[error("undecryptable message: {0}")]
     Undecryptable(#[source] CryptoError),
+    /// Encrypted to our subkey `0`, which we no longer hold (destroyed by a rotation): answered
+    /// with a [`Frame::Unreadable`](crate::wire::Frame::Unreadable).
+    #[error("message encrypted to subkey {0}, which is destroyed")]
+    DestroyedKey(String),
     #[error("bad payload: {0}")]
     BadPayload(#[source] CodecError),
     #[error("message for another discussion")]
@@ -50,8 +54,16 @@ pub fn decrypt_chat(
 ) -> Result<ChatPayload, ChatError> {
     let plain = own
         .decrypt_and_verify(bytes, peer)
-        .map_err(ChatError::Undecryptable)?;
+        .map_err(|e| undecryptable(own, bytes, e))?;
     codec::decode(&plain).map_err(ChatError::BadPayload)
+}
+
+/// Why a frame did not decrypt: a subkey of ours that is gone, or anything else.
+pub(crate) fn undecryptable(own: &SecretCert, bytes: &[u8], e: CryptoError) -> ChatError {
+    match own.missing_subkey(bytes) {
+        Some(key_id) => ChatError::DestroyedKey(key_id),
+        None => ChatError::Undecryptable(e),
+    }
 }
 
 /// A decrypted payload is for this discussion, for us (`own_fingerprint`: our discussion key), and

@@ -27,7 +27,7 @@ pub fn decrypt_control(
 ) -> Result<ControlPayload, ChatError> {
     let plain = own
         .decrypt_and_verify(bytes, peer)
-        .map_err(ChatError::Undecryptable)?;
+        .map_err(|e| super::chat::undecryptable(own, bytes, e))?;
     codec::decode(&plain).map_err(ChatError::BadPayload)
 }
 

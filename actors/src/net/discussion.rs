@@ -40,7 +40,13 @@ pub struct SessionKeys {
     pub discussion_id: String,
     pub role: Role,
     pub own: Arc<SecretCert>,
+    /// The peer's discussion certificate: it verifies the peer's signatures (its primary key never
+    /// changes).
     pub peer: PublicCert,
+    /// What messages to the peer are encrypted to, read when each one is encrypted: its
+    /// certificate with the subkey it announced as current. Shared by every copy, so a rotation
+    /// (`session/rotation.rs`) reaches encryptions already under way on the crypto workers.
+    encrypt_to: Arc<std::sync::RwLock<PublicCert>>,
     /// Our `Close`, signed once when first needed (an Ed25519 signature over fixed data never
     /// changes): sent on each connection while closing, in confirmations, and kept in the store.
     own_close: Arc<tokio::sync::OnceCell<Vec<u8>>>,
@@ -52,8 +58,25 @@ impl SessionKeys {
             discussion_id,
             role,
             own,
+            encrypt_to: Arc::new(std::sync::RwLock::new(peer.clone())),
             peer,
             own_close: Arc::default(),
+        }
+    }
+
+    /// The peer's certificate as messages are encrypted to it now.
+    pub fn encryption_target(&self) -> PublicCert {
+        match self.encrypt_to.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// From now on, encrypt to `cert` (the peer's checked announcement of its new subkey).
+    pub fn set_encryption_target(&self, cert: PublicCert) {
+        match self.encrypt_to.write() {
+            Ok(mut c) => *c = cert,
+            Err(poisoned) => *poisoned.into_inner() = cert,
         }
     }
 

@@ -15,6 +15,8 @@ pub(super) struct Sender {
     pub(super) events: EventBus,
     pub(super) sk: SessionKeys,
     pub(super) deadline: Duration,
+    pub(super) stale_target: super::rotation::StaleTarget,
+    pub(super) tap: Option<super::RotationTap>,
 }
 
 impl Sender {
@@ -73,7 +75,13 @@ impl Sender {
     /// One stored message (chat or control) as the frame that carries it.
     async fn seal(&self, item: &Outgoing) -> Result<Frame, LinkError> {
         let m = &item.record;
-        let (own, peer) = (self.sk.own.clone(), self.sk.peer.clone());
+        // Read now, not when the pump started: a rotation of the peer's key may have happened
+        // since (its acknowledgement's number is the first that must go to the new subkey).
+        let peer = self
+            .stale_target
+            .take_one(m.seq)
+            .unwrap_or_else(|| self.sk.encryption_target());
+        let own = self.sk.own.clone();
         let recipient = self.sk.peer.fingerprint().to_string();
         Ok(match item.kind {
             MessageKind::Text => {
@@ -88,6 +96,9 @@ impl Sender {
                     .keys
                     .run(move |_| Ok(encrypt_chat(&own, &peer, &payload)))
                     .await??;
+                if let Some(tap) = &self.tap {
+                    tap.frame(m.seq, &bytes);
+                }
                 Frame::Chat(bytes)
             }
             MessageKind::Control => {

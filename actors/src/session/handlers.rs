@@ -54,6 +54,11 @@ impl DiscussionSession {
                 Ok(Frame::Control(bytes)) => self.on_control(bytes, generation, ctx),
                 Ok(Frame::Ack { upto, signature }) => self.on_ack(upto, signature, ctx),
                 Ok(Frame::Close { signature }) => self.on_close(signature, ctx),
+                Ok(Frame::Unreadable {
+                    key_id,
+                    last_seq,
+                    signature,
+                }) => self.on_unreadable(key_id, last_seq, signature, generation, ctx),
                 Err(e) => {
                     self.disconnect(generation, &e.to_string(), ctx);
                     false

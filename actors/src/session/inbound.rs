@@ -49,7 +49,7 @@ impl DiscussionSession {
                 }
             }
             if messages.is_empty() {
-                return errors;
+                return (errors, 0);
             }
             let id = sk.discussion_id.clone();
             let stored = store
@@ -62,14 +62,16 @@ impl DiscussionSession {
                 Ok(r) => r,
                 Err(e) => {
                     errors.push(e.into());
-                    return errors;
+                    return (errors, 0);
                 }
             };
             let mut acknowledge = false;
+            let mut stored = 0;
             for (outcome, (_, seq, time, body)) in outcomes.into_iter().zip(messages) {
                 match outcome {
                     Incoming::Stored => {
                         acknowledge = true;
+                        stored += 1;
                         events.emit(Event::Message {
                             message: MessageRecord {
                                 discussion_id: sk.discussion_id.clone(),
@@ -93,17 +95,19 @@ impl DiscussionSession {
                     errors.push(e);
                 }
             }
-            errors
+            (errors, stored)
         };
-        ctx.wait(
-            fut.into_actor(self)
-                .map(move |errors: Vec<LinkError>, act, ctx| {
-                    act.continue_inbound(ctx);
-                    for e in errors {
-                        act.frame_dropped("chat", e, generation, ctx);
-                    }
-                }),
-        );
+        ctx.wait(fut.into_actor(self).map(
+            move |(errors, stored): (Vec<LinkError>, u64), act, ctx| {
+                act.continue_inbound(ctx);
+                for e in errors {
+                    act.frame_dropped("chat", e, generation, ctx);
+                }
+                if stored > 0 {
+                    act.received_under_key(stored, ctx);
+                }
+            },
+        ));
         true
     }
 
@@ -122,6 +126,9 @@ impl DiscussionSession {
             &self.id(),
             format_args!("{}: dropped a {kind} frame: {e}", self.id()),
         );
+        if let LinkError::Chat(ChatError::DestroyedKey(key_id)) = &e {
+            self.answer_unreadable(key_id.clone(), generation, ctx);
+        }
         if e.costs_the_connection() {
             self.disconnect(generation, &e.to_string(), ctx);
         }

@@ -112,8 +112,10 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT d.id, d.peer_fingerprint, d.peer_name, d.role, d.state, d.created,
                     COALESCE(SUM(m.unread), 0), COUNT(m.seq), COALESCE(MAX(m.time), d.created),
-                    EXISTS (SELECT 1 FROM close_notices c WHERE c.discussion_id = d.id AND c.told = 0)
-             FROM discussions d LEFT JOIN messages m ON m.discussion_id = d.id AND m.kind = 'text'
+                    EXISTS (SELECT 1 FROM close_notices c WHERE c.discussion_id = d.id AND c.told = 0),
+                    k.key_id, CASE WHEN k.from_seq > 0 THEN k.changed END
+             FROM discussions d
+             LEFT JOIN discussion_subkeys k ON k.discussion_id = d.id AND k.state = 'active' LEFT JOIN messages m ON m.discussion_id = d.id AND m.kind = 'text'
              GROUP BY d.id ORDER BY COALESCE(MAX(m.time), d.created) DESC, d.created DESC",
         )?;
         let rows = st.query_map([], |r| {
@@ -128,6 +130,8 @@ impl Store {
                 messages: r.get(7)?,
                 last_activity: r.get(8)?,
                 peer_not_told: r.get(9)?,
+                key_id: r.get(10)?,
+                last_rotation: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -161,6 +165,11 @@ impl Store {
             params![id, DiscussionState::Closed],
         )?;
         tx.execute("DELETE FROM discussion_keys WHERE discussion_id = ?1", [id])?;
+        // Every subkey (pending and draining too) was inside that sealed key; their states go.
+        tx.execute(
+            "DELETE FROM discussion_subkeys WHERE discussion_id = ?1",
+            [id],
+        )?;
         tx.execute(
             "DELETE FROM rendezvous_secrets WHERE discussion_id = ?1",
             [id],
@@ -193,6 +202,11 @@ impl Store {
         )?;
         self.conn.execute(
             "DELETE FROM rendezvous_secrets WHERE discussion_id IN
+                 (SELECT id FROM discussions WHERE state = ?1)",
+            [DiscussionState::Closed],
+        )?;
+        self.conn.execute(
+            "DELETE FROM discussion_subkeys WHERE discussion_id IN
                  (SELECT id FROM discussions WHERE state = ?1)",
             [DiscussionState::Closed],
         )?;

@@ -235,6 +235,10 @@ pub struct DiscussionSummary {
     pub last_activity: u64,
     /// Closed here with `close --force`; the peer has not confirmed yet (it is told when reachable).
     pub peer_not_told: bool,
+    /// Our active encryption subkey (issue 14); `None` once closed.
+    pub key_id: Option<String>,
+    /// When it became active, if it replaced another (a rotation).
+    pub last_rotation: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -378,3 +382,15 @@ mod tests {
         assert!(DeliveryState::column_result(ValueRef::Integer(1)).is_err());
     }
 }
+
+/// State of one of our encryption subkeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubkeyState {
+    Pending,
+    Active,
+    Draining,
+}
+
+text_column!(SubkeyState, "subkey state",
+    Pending => "pending", Active => "active", Draining => "draining");

@@ -15,7 +15,7 @@ use super::rows::DiscussionState;
 use super::{Store, StoreError};
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// One step forward: from version `to - 1` to `to`.
 struct Migration {
@@ -51,6 +51,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 6,
         apply: v6_outbox_index,
+    },
+    Migration {
+        to: 7,
+        apply: v7_rotating_subkeys,
     },
 ];
 
@@ -265,6 +269,26 @@ fn v6_outbox_index(tx: &Transaction<'_>) -> Result<bool, StoreError> {
 pub(super) const OUTBOX_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS outbox ON messages (discussion_id, seq)
      WHERE direction = 'out' AND state != 'delivered';";
+
+/// Version 7 (issue 14, forward secrecy): the state of each of our discussion's encryption
+/// subkeys (`discussion_subkeys`, public facts only: the secrets stay in the sealed key of
+/// `discussion_keys`), and the peer's current subkey (`discussions.peer_subkey`, `''`: the one of
+/// the certificate it opened the discussion with). Existing discussions get their row at start.
+fn v7_rotating_subkeys(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS discussion_subkeys (
+             discussion_id TEXT NOT NULL REFERENCES discussions(id),
+             key_id TEXT NOT NULL,
+             state TEXT NOT NULL,
+             created INTEGER NOT NULL,
+             changed INTEGER NOT NULL,
+             from_seq INTEGER NOT NULL DEFAULT 0,
+             PRIMARY KEY (discussion_id, key_id)
+         );",
+    )?;
+    add_column(tx, "discussions", "peer_subkey", "TEXT NOT NULL DEFAULT ''")?;
+    Ok(false)
+}
 
 /// The version recorded in the database (0: none recorded, or a new file).
 pub(super) fn version(conn: &Connection) -> Result<u32, StoreError> {
