@@ -269,9 +269,16 @@ impl Store {
             ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
         };
         self.conn.execute_batch(begin)?;
+        // Alone, this is a durable transaction (`synchronous = FULL` made sure above): its writes
+        // may be durable ones. Inside a group, the group's own durability stands.
         let outer = std::mem::replace(&mut self.in_group, true);
+        let outer_durable = self.group_durable;
+        if !outer {
+            self.group_durable = true;
+        }
         let result = f(self);
         self.in_group = outer;
+        self.group_durable = outer_durable;
         match result {
             Ok(r) => match self.conn.execute_batch(commit) {
                 Ok(()) => Ok(r),
