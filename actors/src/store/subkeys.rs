@@ -270,8 +270,13 @@ impl Store {
         };
         self.conn.execute_batch(begin)?;
         let outer = std::mem::replace(&mut self.in_group, true);
+        // Outside the worker's group the transaction is our own, durable one: its writes are
+        // durable (inside a group, the group's durability stands: a relaxed group refuses them).
+        let durable = self.group_durable || !outer;
+        let outer_durable = std::mem::replace(&mut self.group_durable, durable);
         let result = f(self);
         self.in_group = outer;
+        self.group_durable = outer_durable;
         match result {
             Ok(r) => match self.conn.execute_batch(commit) {
                 Ok(()) => Ok(r),
