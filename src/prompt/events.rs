@@ -147,6 +147,14 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             "(discussion closed{})",
             if *by_peer { " by the peer" } else { "" }
         ))),
+        // Our new key is active: the peer has it (`/rotate`, or a rotation by itself).
+        Event::KeyRotated {
+            discussion_id,
+            key_id,
+        } if here(discussion_id) => Shown::Line(lines::notice(&format!(
+            "(your key is now {}; the old one is being destroyed)",
+            safe_text::line(key_id)
+        ))),
         Event::DiscussionOpened {
             discussion_id,
             peer_name,
