@@ -334,6 +334,32 @@ mod tests {
         assert_eq!(show(&failed, &mut scope), Shown::Nothing);
     }
 
+    /// Our key of this discussion rotated: one notice here; another discussion's rotation is not
+    /// this view's business. The key id from the core is shown terminal-safe.
+    #[test]
+    fn a_key_rotation_is_one_notice_in_its_own_discussion_only() {
+        console::set_colors_enabled(false);
+        let mut scope = Scope::new("d", bob());
+        let rotated = |id: &str, key: &str| Event::KeyRotated {
+            discussion_id: id.into(),
+            key_id: key.into(),
+        };
+        assert_eq!(
+            show(&rotated("d", "0123456789ABCDEF"), &mut scope),
+            Shown::Line(lines::notice(
+                "(your key is now 0123456789ABCDEF; the old one is being destroyed)"
+            ))
+        );
+        assert_eq!(
+            show(&rotated("e", "0123456789ABCDEF"), &mut scope),
+            Shown::Nothing
+        );
+        match show(&rotated("d", "AB\u{1b}[2J"), &mut scope) {
+            Shown::Line(l) => assert!(!l.contains('\u{1b}'), "{l:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// An introduction gets its `»` line in the chat view, as a request does.
     #[test]
     fn an_introduction_is_announced_in_the_chat_view() {
