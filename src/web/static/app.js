@@ -173,6 +173,9 @@ const state = {
   // discussion id. The `key_rotated` event ends each; a key the core rotates by itself is shown
   // once active.
   pendingKeys: new Map(),
+  // The last key `key_rotated` made active, by discussion id: an answer of `rotate` that comes
+  // after its event is not taken for pending.
+  activeKeys: new Map(),
   tab: "chats",
 };
 
@@ -419,6 +422,7 @@ function renderChatHead(d) {
 // (`discussions`: key_id, last_rotation), and the new one while the peer has not switched to it.
 function renderKey(d) {
   const k = $("chat-key");
+  if (d.key_id && state.pendingKeys.get(d.id) === d.key_id) state.pendingKeys.delete(d.id);
   const pending = state.pendingKeys.get(d.id);
   k.dataset.key = d.key_id ?? "";
   k.dataset.pending = pending ?? "";
@@ -436,13 +440,14 @@ async function rotateKey() {
     const r = await call("rotate", { discussion: o.id });
     const d = state.discussions.find((x) => x.id === o.id);
     // The event may have come first: then the key is active already.
-    if (d && d.key_id !== r.key_id) state.pendingKeys.set(o.id, r.key_id);
+    if (state.activeKeys.get(o.id) !== r.key_id) state.pendingKeys.set(o.id, r.key_id);
     if (d && state.open?.id === o.id) renderKey(d);
   } catch (e) { say(e.message); }
 }
 
 async function onKeyRotated(e) {
   state.pendingKeys.delete(e.discussion_id);
+  state.activeKeys.set(e.discussion_id, e.key_id);
   await refreshDiscussions();
   const d = state.discussions.find((x) => x.id === e.discussion_id);
   if (d && state.open?.id === d.id) renderKey(d);
