@@ -1632,3 +1632,63 @@ fn a_core_started_by_the_prompt_stops_on_sigterm() {
     });
     tmux.wait_text("(y/n)");
 }
+
+/// Issue 15: `/rotate` in the chat view replaces our key of the discussion, says the new key is
+/// pending until bob has it, then a one-line notice says it is ours; `/key` shows it in 40
+/// columns, and `pgpchat discussions --json` reports that same key id.
+#[test]
+fn rotate_in_the_chat_view_says_the_new_key_pending_then_active_and_key_shows_it() {
+    let (alice, bob) = alice_and_bob_running();
+    let id = bob.open_with(&alice, "pw");
+    let key_of = |p: &Person| -> String {
+        p.json(&["discussions"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+            .and_then(|d| d["key_id"].as_str().map(String::from))
+            .expect("a key id")
+    };
+    let old = key_of(&alice);
+    let tmux = Tmux::start_sized(&chat_command(&alice), 40, 30);
+    let _core = KillCore(alice.data_dir().display().to_string());
+    open_first_discussion(&tmux, "bob");
+    tmux.type_text("/rotate");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("pending;");
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let new = joined
+        .split("(new key ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no new key said:\n{s}"))
+        .to_string();
+    assert_ne!(new, old, "{s}");
+    assert!(
+        joined.contains(&format!(
+            "(new key {new} pending; it becomes active when bob has it)"
+        )),
+        "{s}"
+    );
+    let s = tmux.wait_screen("the key_rotated notice", |s| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&format!(
+                "(your key is now {new}; the old one is being destroyed)"
+            ))
+    });
+    assert!(!s.contains(&old), "the old key still shown:\n{s}");
+    wait_for(30, "discussions --json to report the new key", || {
+        key_of(&alice) == new
+    });
+    tmux.type_text("/key");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_text("· rotated ");
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("key "))
+        .unwrap_or_else(|| panic!("no /key line:\n{s}"));
+    assert!(line.starts_with(&format!("key {new} · rotated ")), "{s}");
+    assert!(line.chars().count() <= 40, "{line}");
+}

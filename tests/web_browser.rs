@@ -363,6 +363,37 @@ fn browser_alice_on_the_page_chats_with_bob_on_the_command_line() {
     );
     browser.screenshot("desktop-chat");
 
+    // Issue 15: the header shows our key of the discussion; "Rotate key" says the new one is
+    // pending, then shows it once bob has switched (`key_rotated`): the key the core reports.
+    let alice_key = || -> String {
+        let list = alice.json(&["discussions"]);
+        list[0]["key_id"].as_str().expect("a key id").to_string()
+    };
+    let old = alice_key();
+    browser.wait_js(
+        10,
+        "the key in the header",
+        &format!(
+            "const k = document.getElementById('chat-key');              return k.dataset.key === {0} && k.textContent.includes({0})              && k.textContent.includes('never rotated');",
+            json!(old)
+        ),
+    );
+    browser.click("#rotate");
+    browser.wait_js(
+        30,
+        "the new key shown active",
+        &format!(
+            "const k = document.getElementById('chat-key');              return k.dataset.key !== '' && k.dataset.key !== {} && k.dataset.pending === ''              && k.textContent.includes('rotated ') && !k.textContent.includes('never');",
+            json!(old)
+        ),
+    );
+    let shown = browser.js("return document.getElementById('chat-key').dataset.key;");
+    wait_for(30, "discussions --json to report the key shown", || {
+        json!(alice_key()) == shown
+    });
+    assert!(!browser.dialog_open(), "Rotate key asks nothing");
+    browser.screenshot("desktop-rotated");
+
     // At phone width nothing scrolls sideways, in the chat and in the lists.
     browser.resize(PHONE.0, PHONE.1);
     browser.wait_js(

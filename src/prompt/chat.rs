@@ -277,6 +277,27 @@ fn view(
                 }
             }
             Typed::More => more(client, discussion, &peer, &mut first_shown)?,
+            Typed::Rotate => match client.call(api::RotateRequest {
+                discussion: discussion.to_string(),
+            }) {
+                Ok(r) => say!(
+                    "{}",
+                    lines::notice(&format!(
+                        "(new key {} pending; it becomes active when {peer} has it)",
+                        safe_text::line(&r.key_id)
+                    ))
+                ),
+                Err(e) => {
+                    say!("! not rotated: {}", safe_text::line(&format!("{e:#}")));
+                    if is_gone(&e) {
+                        say!("{}", lines::notice(super::live::CORE_STOPPED));
+                    }
+                }
+            },
+            Typed::Key => {
+                let list = client.call(api::DiscussionsRequest {})?;
+                say!("{}", key_line(list.iter().find(|d| d.id == discussion)));
+            }
             Typed::Close { force } => {
                 // The question is printed broken at words; the editor's prompt stays short (a
                 // prompt wider than the pane is wrapped mid-word by the terminal).
@@ -475,6 +496,25 @@ fn print_list(list: &[Discussion], current: &str) {
             crate::format::state(d.state),
             d.unread,
         );
+    }
+}
+
+/// `/key`: our current encryption key of the discussion and when it last rotated, short enough
+/// for a 40-column pane (`key 0123456789ABCDEF · rotated 5m ago`).
+fn key_line(d: Option<&Discussion>) -> String {
+    match d.and_then(|d| d.key_id.as_deref().map(|k| (k, d.last_rotation))) {
+        Some((key, rotated)) => format!(
+            "key {} · {}",
+            safe_text::line(key),
+            rotated.map_or_else(
+                || "never rotated".to_string(),
+                |t| format!(
+                    "rotated {}",
+                    crate::format::ago(t, crate::format::now_secs())
+                )
+            )
+        ),
+        None => lines::notice("(no key: the discussion is closed)"),
     }
 }
 

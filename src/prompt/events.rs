@@ -147,6 +147,14 @@ pub(super) fn show(e: &Event, scope: &mut Scope) -> Shown {
             "(discussion closed{})",
             if *by_peer { " by the peer" } else { "" }
         ))),
+        // Our new key is active: the peer has it (`/rotate`, or a rotation by itself).
+        Event::KeyRotated {
+            discussion_id,
+            key_id,
+        } if here(discussion_id) => Shown::Line(lines::notice(&format!(
+            "(your key is now {}; the old one is being destroyed)",
+            safe_text::line(key_id)
+        ))),
         Event::DiscussionOpened {
             discussion_id,
             peer_name,
@@ -324,6 +332,32 @@ mod tests {
             Shown::Elsewhere("» request from alice: failed (wrong secret)".into())
         );
         assert_eq!(show(&failed, &mut scope), Shown::Nothing);
+    }
+
+    /// Our key of this discussion rotated: one notice here; another discussion's rotation is not
+    /// this view's business. The key id from the core is shown terminal-safe.
+    #[test]
+    fn a_key_rotation_is_one_notice_in_its_own_discussion_only() {
+        console::set_colors_enabled(false);
+        let mut scope = Scope::new("d", bob());
+        let rotated = |id: &str, key: &str| Event::KeyRotated {
+            discussion_id: id.into(),
+            key_id: key.into(),
+        };
+        assert_eq!(
+            show(&rotated("d", "0123456789ABCDEF"), &mut scope),
+            Shown::Line(lines::notice(
+                "(your key is now 0123456789ABCDEF; the old one is being destroyed)"
+            ))
+        );
+        assert_eq!(
+            show(&rotated("e", "0123456789ABCDEF"), &mut scope),
+            Shown::Nothing
+        );
+        match show(&rotated("d", "AB\u{1b}[2J"), &mut scope) {
+            Shown::Line(l) => assert!(!l.contains('\u{1b}'), "{l:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// An introduction gets its `»` line in the chat view, as a request does.

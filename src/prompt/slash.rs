@@ -19,6 +19,10 @@ pub(super) enum Typed {
         force: bool,
     },
     Restart,
+    /// Rotate our encryption key of this discussion now (`rotate`).
+    Rotate,
+    /// Our current encryption key of this discussion, and when it last rotated.
+    Key,
 }
 
 /// Every command with what it does: `/help` prints this, Tab completes the names.
@@ -43,6 +47,14 @@ pub(super) const COMMANDS: &[(&str, &str)] = &[
         "end this discussion for both sides (asks first: keys are destroyed)",
     ),
     ("/close --force", "end it now; the peer is told when back"),
+    (
+        "/rotate",
+        "replace our encryption key of this discussion now (forward secrecy)",
+    ),
+    (
+        "/key",
+        "our encryption key of this discussion, and its last rotation",
+    ),
     ("/restart", "start the core again after it stopped"),
     (
         "//text, / text",
@@ -52,7 +64,7 @@ pub(super) const COMMANDS: &[(&str, &str)] = &[
 
 /// The command words, for completion and hints.
 pub(super) const WORDS: &[&str] = &[
-    "/help", "/back", "/list", "/switch", "/more", "/close", "/restart",
+    "/help", "/back", "/list", "/switch", "/more", "/close", "/rotate", "/key", "/restart",
 ];
 
 pub(super) fn parse(line: &str) -> Result<Typed, String> {
@@ -81,14 +93,18 @@ pub(super) fn parse(line: &str) -> Result<Typed, String> {
         ("/list", "") => Typed::List,
         ("/more", "") => Typed::More,
         ("/restart", "") => Typed::Restart,
+        ("/rotate", "") => Typed::Rotate,
+        ("/key", "") => Typed::Key,
         ("/close", "") => Typed::Close { force: false },
         ("/close", "--force") => Typed::Close { force: true },
         ("/switch", name) if !name.is_empty() => Typed::Switch(name.to_string()),
         ("/switch", _) => return Err("/switch needs a name: /switch NAME (Tab completes)".into()),
         ("/close", _) => return Err("/close takes no argument but --force".into()),
-        ("/help" | "/?" | "/back" | "/quit" | "/list" | "/more" | "/restart", _) => {
-            return Err(format!("{word} takes no argument"))
-        }
+        (
+            "/help" | "/?" | "/back" | "/quit" | "/list" | "/more" | "/restart" | "/rotate"
+            | "/key",
+            _,
+        ) => return Err(format!("{word} takes no argument")),
         _ => return Err(unknown(word, rest)),
     };
     Ok(typed)
@@ -170,6 +186,15 @@ mod tests {
     fn a_command_given_an_argument_it_does_not_take_says_so() {
         assert_eq!(parse("/more extra"), Err("/more takes no argument".into()));
         assert_eq!(parse("/list all"), Err("/list takes no argument".into()));
+        assert_eq!(
+            parse("/rotate now"),
+            Err("/rotate takes no argument".into())
+        );
+        assert_eq!(parse("/rotate"), Ok(Typed::Rotate));
+        assert_eq!(parse("/key"), Ok(Typed::Key));
+        assert!(parse("/rotaet")
+            .unwrap_err()
+            .contains("did you mean /rotate?"));
         assert_eq!(parse("/2 x"), Err("/2 takes no argument".into()));
         assert!(parse("/close now").unwrap_err().contains("--force"));
         // A slash and a space is text, sent as typed.

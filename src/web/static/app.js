@@ -169,6 +169,13 @@ const state = {
   requests: [],
   intros: [],
   open: null, // the discussion on screen: {id, peer, first, messages: Map seq->li}
+  // Our new keys announced by "Rotate key" and not active yet (the peer has not switched): by
+  // discussion id. The `key_rotated` event ends each; a key the core rotates by itself is shown
+  // once active.
+  pendingKeys: new Map(),
+  // The last key `key_rotated` made active, by discussion id: an answer of `rotate` that comes
+  // after its event is not taken for pending.
+  activeKeys: new Map(),
   tab: "chats",
 };
 
@@ -231,6 +238,7 @@ function notice(v) {
     case "discussion_closed": refreshDiscussions(); if (state.open?.id === e.discussion_id) showDiscussion(e.discussion_id, true); break;
     case "message": onMessage(e.message); break;
     case "delivery": onDelivery(e); break;
+    case "key_rotated": onKeyRotated(e).catch((x) => say(x.message)); break;
     case "connection": {
       const d = state.discussions.find((x) => x.id === e.discussion_id);
       if (d) { d.connected = e.connected; renderDiscussions(); if (state.open?.id === d.id) renderChatHead(d); }
@@ -402,10 +410,47 @@ function renderChatHead(d) {
   const c = state.contacts.find((x) => x.fingerprint === d.peer_fingerprint);
   $("chat-fp").textContent = `${c?.verified ? "verified" : "not verified"} · ${groups(d.peer_fingerprint)}`;
   $("chat-state").textContent = d.state === "open" ? (d.connected === false ? "offline" : "") : d.state;
+  renderKey(d);
   const open = d.state === "open";
+  $("rotate").hidden = !open;
   $("composer").disabled = !open;
   $("send").disabled = !open;
   $("close").hidden = d.state === "closed";
+}
+
+// Our current encryption key of the discussion and when it last replaced the one before
+// (`discussions`: key_id, last_rotation), and the new one while the peer has not switched to it.
+function renderKey(d) {
+  const k = $("chat-key");
+  if (d.key_id && state.pendingKeys.get(d.id) === d.key_id) state.pendingKeys.delete(d.id);
+  const pending = state.pendingKeys.get(d.id);
+  k.dataset.key = d.key_id ?? "";
+  k.dataset.pending = pending ?? "";
+  if (!d.key_id) { k.textContent = "no key (closed: every key is destroyed)"; return; }
+  const rotated = d.last_rotation ? `rotated ${when(d.last_rotation)}` : "never rotated";
+  k.textContent = pending
+    ? `key ${d.key_id} · new key ${pending} pending: active when ${named(d.peer_name)} has it`
+    : `key ${d.key_id} · ${rotated}`;
+}
+
+async function rotateKey() {
+  const o = state.open;
+  if (!o) return;
+  try {
+    const r = await call("rotate", { discussion: o.id });
+    const d = state.discussions.find((x) => x.id === o.id);
+    // The event may have come first: then the key is active already.
+    if (state.activeKeys.get(o.id) !== r.key_id) state.pendingKeys.set(o.id, r.key_id);
+    if (d && state.open?.id === o.id) renderKey(d);
+  } catch (e) { say(e.message); }
+}
+
+async function onKeyRotated(e) {
+  state.pendingKeys.delete(e.discussion_id);
+  state.activeKeys.set(e.discussion_id, e.key_id);
+  await refreshDiscussions();
+  const d = state.discussions.find((x) => x.id === e.discussion_id);
+  if (d && state.open?.id === d.id) renderKey(d);
 }
 
 async function showDiscussion(id, keepScroll) {
@@ -688,6 +733,7 @@ $("composer").addEventListener("keydown", (ev) => {
 });
 $("earlier").addEventListener("click", () => earlier().catch((e) => say(e.message)));
 $("close").addEventListener("click", closeDiscussion);
+$("rotate").addEventListener("click", rotateKey);
 $("contacts-from").addEventListener("click", contactsFrom);
 $("add-form").addEventListener("submit", addContact);
 $("introduce-form").addEventListener("submit", introduce);
