@@ -716,12 +716,28 @@ fn browser_alice_accepts_an_introduction_and_the_discussion_opens_by_itself() {
 
     // Ask carol for her contact list from her chat (she shares only herself by default).
     browser.click(".discussion[data-peer='carol']");
-    browser.click("#contacts-from");
+    // Her chat on screen first: the button asks whoever's chat is shown.
     browser.wait_js(
         30,
-        "the merge's outcome",
-        "const b = document.getElementById('banner'); return !b.hidden && b.textContent.includes('new contacts from carol');",
+        "carol's chat",
+        "return document.getElementById('chat-peer').textContent === 'carol' && !document.getElementById('chat').hidden;",
     );
+    browser.click("#contacts-from");
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let banner = browser.js(
+            "const b = document.getElementById('banner'); return b.hidden ? '' : b.textContent;",
+        );
+        let text = banner.as_str().unwrap_or_default().to_string();
+        if text.contains("new contacts from carol") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no outcome of asking carol for her contacts; the banner says {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // alice introduces bob and carol from the page: both are asked.
     browser.click("#tab-contacts");
