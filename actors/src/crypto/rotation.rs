@@ -350,7 +350,7 @@ mod tests {
         let new = b.add_encryption_subkey(now(), SKEW).unwrap();
         let ann = b.announcement(&new).unwrap();
         let cert = peer_view.rotated(&ann, &new, now(), SKEW).unwrap();
-        assert_eq!(cert.encryption_subkey_ids(), [new.clone()]);
+        assert_eq!(cert.encryption_subkey_ids(), std::slice::from_ref(&new));
         assert_eq!(cert.newest_encryption_subkey().unwrap(), new);
         // Backdated by the skew, never before the primary key (made just now).
         let sub = &cert.inner().public_subkeys[0];
