@@ -270,8 +270,15 @@ impl Store {
         };
         self.conn.execute_batch(begin)?;
         let outer = std::mem::replace(&mut self.in_group, true);
+        // Alone, this is a durable transaction (`FULL`, made so above): its writes are durable
+        // ones. Inside a group, the group's own durability stands (a relaxed group refuses them).
+        let outer_durable = self.group_durable;
+        if !outer {
+            self.group_durable = true;
+        }
         let result = f(self);
         self.in_group = outer;
+        self.group_durable = outer_durable;
         match result {
             Ok(r) => match self.conn.execute_batch(commit) {
                 Ok(()) => Ok(r),
