@@ -726,3 +726,78 @@ fn a_draining_key_is_destroyed_after_drain_max_hours_whatever_is_missing() {
             .contains("bob is back")
     });
 }
+
+/// The discussion key `n`'s session of `id` holds now, as a weak reference only.
+async fn own_key_weak(
+    n: &NodeHandle,
+    id: &str,
+) -> std::sync::Weak<pgpchat_actors::crypto::SecretCert> {
+    let session = n
+        .directory
+        .send(pgpchat_actors::discussions::Lookup(id.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    let key = session
+        .send(pgpchat_actors::session::OwnKeyForTests)
+        .await
+        .unwrap();
+    std::sync::Arc::downgrade(&key)
+}
+
+/// Destroyed means gone from memory too: once a rotation destroyed the old subkey, no task of
+/// either session still holds the discussion key that had it (its secrets are zeroized when the
+/// last holder drops it). The receiver's discussion listener kept the key it started with for the
+/// session's whole life (fails before: the first key of bob, the receiver, stayed alive).
+#[actix_rt::test]
+async fn a_key_replaced_by_a_rotation_is_dropped_by_every_holder() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "tulip", "tulip").await;
+    let id = opened.expect("alice and bob talk");
+    a.send(&id, "hello").await.unwrap();
+    received(b, &id, 1).await;
+    for (who, n) in [("alice", a), ("bob", b)] {
+        let before = own_key_weak(n, &id).await;
+        let new = n.rotate(&id).await.unwrap();
+        wait_active(n, &id, &new).await;
+        // Messages both ways under the new keys (connections, encryptions, acknowledgements).
+        a.send(&id, &format!("after {who} a")).await.unwrap();
+        b.send(&id, &format!("after {who} b")).await.unwrap();
+        // Deadline-based: in-flight work may hold it a moment; nothing may hold it for good.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while before.strong_count() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            before.strong_count(),
+            0,
+            "{who}'s discussion key from before the rotation is still held after its subkey \
+             was destroyed"
+        );
+    }
+    // A reconnection: the listener authenticates with the current key.
+    let session = b
+        .directory
+        .send(pgpchat_actors::discussions::Lookup(id.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    session
+        .send(pgpchat_actors::session::Reconnect)
+        .await
+        .unwrap();
+    a.send(&id, "after reconnection").await.unwrap();
+    let texts = received(b, &id, 4).await;
+    assert_eq!(
+        texts,
+        [
+            "hello",
+            "after alice a",
+            "after bob a",
+            "after reconnection"
+        ],
+        "exactly once, in order"
+    );
+}

@@ -434,6 +434,6 @@ pub use handlers::{
 use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
 pub use rotation::{
-    EncryptToForTests, ReceiveRotation, Rotate, RotationTap, TapForTests, MAX_TAPPED,
-    ROTATION_CHECK_INTERVAL,
+    EncryptToForTests, OwnKeyForTests, ReceiveRotation, Rotate, RotationTap, TapForTests,
+    MAX_TAPPED, ROTATION_CHECK_INTERVAL,
 };

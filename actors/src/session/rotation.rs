@@ -615,3 +615,17 @@ impl DiscussionSession {
         }
     }
 }
+
+/// Test hook: the discussion key this session holds now (for a test that checks, through a
+/// [`std::sync::Weak`], that a key replaced by a rotation is dropped, and so zeroized, by every
+/// holder). Nothing in the node sends it.
+#[derive(Message)]
+#[rtype(result = "Arc<SecretCert>")]
+pub struct OwnKeyForTests;
+
+impl Handler<OwnKeyForTests> for DiscussionSession {
+    type Result = MessageResult<OwnKeyForTests>;
+    fn handle(&mut self, _: OwnKeyForTests, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.sk.own.clone())
+    }
+}
