@@ -801,3 +801,70 @@ async fn a_key_replaced_by_a_rotation_is_dropped_by_every_holder() {
         "exactly once, in order"
     );
 }
+
+/// A peer's signed `Frame::Unreadable` is the peer's word for where to send again from: one naming
+/// the largest sequence number (`u64::MAX`) and a subkey we do not encrypt to overflowed `last_seq
+/// + 1` (a panic of bob's session in a debug build, a resend of the whole outbox in a release
+/// one). Now nothing is sent again past the end, and the session goes on (fails before: bob's
+/// session panicked, his message never came).
+#[actix_rt::test]
+async fn an_unreadable_frame_naming_the_last_sequence_number_changes_nothing() {
+    use pgpchat_actors::net::{self, Crypto as _};
+    use pgpchat_actors::wire::{unreadable_data, Frame};
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = crate::delivery::handshake_as_test_peer(b).await;
+    let t = std::time::Duration::from_secs(10);
+    let mut conn = crate::delivery::dial(port).await;
+    net::authenticate_as_connector(&mut conn, &keys, &sk, t)
+        .await
+        .unwrap();
+    for (key_id, last_seq) in [
+        ("0000000000000000", u64::MAX),
+        (sk.own.public().current_subkey().unwrap().as_str(), u64::MAX),
+    ] {
+        let signature = keys
+            .sign_with(sk.own.clone(), unreadable_data(&id, key_id, last_seq))
+            .await
+            .unwrap();
+        net::send(
+            &mut conn,
+            Frame::Unreadable {
+                key_id: key_id.to_string(),
+                last_seq,
+                signature,
+            },
+            t,
+        )
+        .await
+        .unwrap();
+    }
+    // Bob's session reads frames in order: it acknowledges our chat only after it handled both.
+    let p = pgpchat_actors::wire::ChatPayload {
+        discussion_id: id.clone(),
+        seq: 1,
+        time: pgpchat_actors::events::now_secs(),
+        recipient: sk.peer.fingerprint().to_string(),
+        body: "after".into(),
+    };
+    let chat = pgpchat_actors::net::chat::encrypt_chat(&sk.own, &sk.peer, &p).unwrap();
+    net::send(&mut conn, Frame::Chat(chat), t).await.unwrap();
+    let mut acked = false;
+    while !acked {
+        match net::recv(&mut conn, t).await {
+            Ok(Frame::Ack { upto: 1, .. }) => acked = true,
+            Ok(Frame::Ack { .. }) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("bob's session ended instead of acknowledging: {e}"),
+        }
+    }
+    b.send(&id, "still here").await.unwrap();
+    match net::recv(&mut conn, t).await.unwrap() {
+        Frame::Chat(bytes) => {
+            let p = pgpchat_actors::net::chat::decrypt_chat(&sk.own, &sk.peer, &bytes).unwrap();
+            assert_eq!((p.seq, p.body.as_str()), (1, "still here"));
+        }
+        other => panic!("expected bob's message, got {other:?}"),
+    }
+    assert_eq!(received(b, &id, 1).await, ["after"]);
+}

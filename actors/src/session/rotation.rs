@@ -591,7 +591,7 @@ impl DiscussionSession {
                     act.node,
                     act.id()
                 );
-                let from = last_seq + 1;
+                let from = last_seq.saturating_add(1);
                 act.unreadable_waiting = Some(act.unreadable_waiting.map_or(from, |w| w.min(from)));
                 return;
             }
@@ -600,7 +600,7 @@ impl DiscussionSession {
                 act.node,
                 act.id()
             );
-            act.resend_from(last_seq + 1);
+            act.resend_from(last_seq.saturating_add(1));
             act.pump(ctx);
         }));
         true
