@@ -323,10 +323,11 @@ impl DiscussionSession {
     /// Receiver: accept connections on the discussion listener, authenticate them off the actor.
     pub(super) fn serve(&mut self, listener: TcpListener, ctx: &mut Context<Self>) {
         let keys = self.keys.clone();
-        // Not the session's keys: this loop lives as long as the session, and a copy taken here
+        // Not a copy of the session's keys: this loop lives as long as the session, and a copy
         // would keep the discussion key it started with (and a subkey a rotation destroyed) in
-        // memory for good. Each connection asks the session for its current keys.
+        // memory for good. Each connection reads the current ones.
         let ours = self.id().to_string();
+        let current = self.listener_sk.clone();
         let deadline = self.deadline();
         let max = self.settings.limits.max_frame_bytes;
         let me = ctx.address();
@@ -359,7 +360,7 @@ impl DiscussionSession {
                         }
                     };
                     let (keys, me, node) = (keys.clone(), me.clone(), node.clone());
-                    let ours = ours.clone();
+                    let (ours, current) = (ours.clone(), current.clone());
                     let floor = floor.load(std::sync::atomic::Ordering::Relaxed);
                     actix_rt::spawn(async move {
                         let evicted = slot.watch_eviction();
@@ -373,9 +374,8 @@ impl DiscussionSession {
                                         nonce,
                                     },
                                 ) if discussion_id == ours => {
-                                    let sk = me.send(CurrentKeys).await.map_err(|_| {
-                                        net::NetError::Unexpected("session stopped")
-                                    })?;
+                                    let sk =
+                                        current.lock().unwrap_or_else(|p| p.into_inner()).clone();
                                     let at = (port, version, floor);
                                     accept(&mut conn, &keys, &sk, nonce, at.0, at.1, at.2, deadline)
                                         .await
@@ -505,18 +505,5 @@ impl DiscussionSession {
         });
         self.schedule_reconnect(ctx);
         self.schedule_dht_dial(ctx);
-    }
-}
-
-/// The session's keys as they are now (after any rotation step), for a connection its listener
-/// accepted.
-#[derive(Message)]
-#[rtype(result = "SessionKeys")]
-struct CurrentKeys;
-
-impl Handler<CurrentKeys> for DiscussionSession {
-    type Result = MessageResult<CurrentKeys>;
-    fn handle(&mut self, _: CurrentKeys, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.sk.clone())
     }
 }

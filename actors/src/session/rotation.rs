@@ -316,7 +316,7 @@ impl DiscussionSession {
             match res {
                 Ok((own, destroyed)) => {
                     if !destroyed.is_empty() {
-                        act.sk.own = own;
+                        act.set_own_key(own);
                         log::info!(
                             "[{}] {}: {} old subkey(s) destroyed",
                             act.node,
@@ -351,7 +351,7 @@ impl DiscussionSession {
                     }
                     // In memory before the announcement can leave: the peer's first frame under
                     // the new subkey must find it here.
-                    act.sk.own = Arc::new(m.key);
+                    act.set_own_key(Arc::new(m.key));
                     (m.key_id, m.sealed, m.announcement)
                 });
                 async move {
@@ -384,7 +384,7 @@ impl DiscussionSession {
                             act.pump(ctx);
                         }
                         // Never announced: the key goes (a pending one of an earlier run stays).
-                        Err(_) => act.sk.own = previous,
+                        Err(_) => act.set_own_key(previous),
                     }
                     res
                 })
