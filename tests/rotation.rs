@@ -868,3 +868,55 @@ async fn an_unreadable_frame_naming_the_last_sequence_number_changes_nothing() {
     }
     assert_eq!(received(b, &id, 1).await, ["after"]);
 }
+
+/// A step the peer could not store is done again, not dropped: bob's store refuses to record
+/// alice's new subkey (a trigger, put in while his core was stopped, stands for a full disk);
+/// the announcement stays unhandled, and once the store works again (bob restarted) he
+/// acknowledges it, and alice's key becomes active. Fails before: the announcement was marked
+/// handled with nothing stored and no acknowledgement, alice's key pending for good.
+#[test]
+fn an_announcement_the_peer_could_not_store_is_handled_again_at_its_next_start() {
+    use crate::binary::wait_for;
+    let (mut a, mut b) = crate::binary::alice_and_bob_running();
+    let id = a.open_with(&b, "a secret for the failing disk");
+    let old = listed_key(&a, &id);
+    b.kill();
+    let db = rusqlite::Connection::open(b.data_dir().join("store.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_peer_rotation BEFORE UPDATE OF peer_subkey ON discussions
+         BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;",
+    )
+    .unwrap();
+    drop(db);
+    b.start();
+    let new = a.json(&["rotate", &id])["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    wait_for(60, "bob fails to store alice's new subkey", || {
+        b.log().contains("injected write failure")
+    });
+    a.ok(&["send", &id, "while bob's disk fails"]);
+    wait_for(60, "bob reads alice meanwhile", || {
+        b.json(&["history", &id])
+            .to_string()
+            .contains("while bob's disk fails")
+    });
+    assert_eq!(listed_key(&a, &id), old, "not acknowledged");
+    b.kill();
+    let db = rusqlite::Connection::open(b.data_dir().join("store.db")).unwrap();
+    db.execute_batch("DROP TRIGGER refuse_peer_rotation;")
+        .unwrap();
+    drop(db);
+    b.start();
+    wait_for(60, "alice's new subkey acknowledged and active", || {
+        listed_key(&a, &id) == new
+    });
+    a.ok(&["send", &id, "under the new key"]);
+    wait_for(60, "bob reads alice under her new key", || {
+        b.json(&["history", &id])
+            .to_string()
+            .contains("under the new key")
+    });
+}

@@ -155,8 +155,11 @@ pub(super) struct RotationState {
 pub struct Rotate;
 
 /// A [`Control::Rotation`] from the peer, with its sequence number (from [`crate::control`]).
+/// An error: its step could not be stored (nothing changed), so the message must stay unhandled
+/// and be handled again at the next start, not be dropped (the rotation would stay pending on the
+/// peer's side for good).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), SessionError>")]
 pub struct ReceiveRotation {
     pub seq: u64,
     pub message: RotationMessage,
@@ -180,7 +183,7 @@ impl Handler<Rotate> for DiscussionSession {
 }
 
 impl Handler<ReceiveRotation> for DiscussionSession {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, Result<(), SessionError>>;
 
     fn handle(&mut self, m: ReceiveRotation, _: &mut Context<Self>) -> Self::Result {
         match m.message {
@@ -397,7 +400,7 @@ impl DiscussionSession {
         &mut self,
         key_id: String,
         cert: Vec<u8>,
-    ) -> impl ActorFuture<Self, Output = ()> {
+    ) -> impl ActorFuture<Self, Output = Result<(), SessionError>> {
         let current = self.sk.encryption_target();
         let (keys, node, id) = (self.keys.clone(), self.node.clone(), self.id().to_string());
         let already = current.current_subkey().ok().as_deref() == Some(key_id.as_str());
@@ -422,6 +425,7 @@ impl DiscussionSession {
         .then(|checked, act, _| {
             let store = act.store.clone();
             let id = act.id().to_string();
+            let previous = act.sk.encryption_target();
             let checked = checked.map(|(new, cert, key_id)| {
                 // From now on, before the acknowledgement gets its number.
                 act.sk.set_encryption_target(new);
@@ -450,15 +454,27 @@ impl DiscussionSession {
                         act.resend_from(from);
                     }
                     act.pump(ctx);
+                    Ok(())
                 }
-                Ok(None) => {}
-                Err(e) => log::error!("[{}] {}: peer rotation: {e}", act.node, act.id()),
+                Ok(None) => Ok(()),
+                Err(e) => {
+                    // Not stored: back to the subkey the store names (the peer still holds it:
+                    // unacknowledged, its old one stays active), and handled again at the next
+                    // start.
+                    act.sk.set_encryption_target(previous);
+                    log::error!("[{}] {}: peer rotation: {e}", act.node, act.id());
+                    Err(e)
+                }
             })
         })
     }
 
     /// The peer encrypts to our subkey `key_id` from `seq` on: active; the one it replaces drains.
-    fn acknowledged(&mut self, key_id: String, seq: u64) -> impl ActorFuture<Self, Output = ()> {
+    fn acknowledged(
+        &mut self,
+        key_id: String,
+        seq: u64,
+    ) -> impl ActorFuture<Self, Output = Result<(), SessionError>> {
         let (store, id) = (self.store.clone(), self.id().to_string());
         let kid = key_id.clone();
         async move {
@@ -468,7 +484,7 @@ impl DiscussionSession {
         }
         .into_actor(self)
         .map(move |res, act, ctx| {
-            match res {
+            let res = match res {
                 Ok(true) => {
                     log::info!("[{}] {}: subkey {key_id} active", act.node, act.id());
                     act.rotation.pending = None;
@@ -478,11 +494,16 @@ impl DiscussionSession {
                         discussion_id: act.id().to_string(),
                         key_id,
                     });
+                    Ok(())
                 }
-                Ok(false) => {}
-                Err(e) => log::error!("[{}] {}: acknowledgement: {e}", act.node, act.id()),
-            }
+                Ok(false) => Ok(()),
+                Err(e) => {
+                    log::error!("[{}] {}: acknowledgement: {e}", act.node, act.id());
+                    Err(e.into())
+                }
+            };
             act.finish_rotation(ctx);
+            res
         })
     }
 }
