@@ -877,7 +877,7 @@ async fn an_unreadable_frame_naming_the_last_sequence_number_changes_nothing() {
 #[test]
 fn an_announcement_the_peer_could_not_store_is_handled_again_at_its_next_start() {
     use crate::binary::wait_for;
-    let (mut a, mut b) = crate::binary::alice_and_bob_running();
+    let (a, mut b) = crate::binary::alice_and_bob_running();
     let id = a.open_with(&b, "a secret for the failing disk");
     let old = listed_key(&a, &id);
     b.kill();
