@@ -26,7 +26,9 @@ const T: Duration = Duration::from_secs(10);
 
 /// The test itself is the requester: a full handshake with `b` (whose user accepts), done with the
 /// library's requester driver. Returns the discussion id, our session keys and b's discussion port.
-async fn handshake_as_test_peer(b: &NodeHandle) -> (String, SessionKeys, u16, KeysHandle) {
+pub(crate) async fn handshake_as_test_peer(
+    b: &NodeHandle,
+) -> (String, SessionKeys, u16, KeysHandle) {
     let peer = RawPeer::new("tester");
     let b_cert = b.keys.public().clone();
     let mut conn = peer.dial_handshake(b).await;
@@ -90,7 +92,7 @@ async fn our_close_notice(sk: &SessionKeys, keys: &KeysHandle) -> net::CloseNoti
 }
 
 /// A framed connection to a local port.
-async fn dial(port: u16) -> Conn<TcpStream> {
+pub(crate) async fn dial(port: u16) -> Conn<TcpStream> {
     net::framed(
         TcpStream::connect((Ipv4Addr::LOCALHOST, port))
             .await

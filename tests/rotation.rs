@@ -726,3 +726,197 @@ fn a_draining_key_is_destroyed_after_drain_max_hours_whatever_is_missing() {
             .contains("bob is back")
     });
 }
+
+/// The discussion key `n`'s session of `id` holds now, as a weak reference only.
+async fn own_key_weak(
+    n: &NodeHandle,
+    id: &str,
+) -> std::sync::Weak<pgpchat_actors::crypto::SecretCert> {
+    let session = n
+        .directory
+        .send(pgpchat_actors::discussions::Lookup(id.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    let key = session
+        .send(pgpchat_actors::session::OwnKeyForTests)
+        .await
+        .unwrap();
+    std::sync::Arc::downgrade(&key)
+}
+
+/// Destroyed means gone from memory too: once a rotation destroyed the old subkey, no task of
+/// either session still holds the discussion key that had it (its secrets are zeroized when the
+/// last holder drops it). The receiver's discussion listener kept the key it started with for the
+/// session's whole life (fails before: the first key of bob, the receiver, stayed alive).
+#[actix_rt::test]
+async fn a_key_replaced_by_a_rotation_is_dropped_by_every_holder() {
+    let n = spawn_nodes(&["alice", "bob"]).await;
+    let (a, b) = (&n[0], &n[1]);
+    wait_sees(a, b).await;
+    let (opened, _) = open_discussion(a, b, "tulip", "tulip").await;
+    let id = opened.expect("alice and bob talk");
+    a.send(&id, "hello").await.unwrap();
+    received(b, &id, 1).await;
+    for (who, n) in [("alice", a), ("bob", b)] {
+        let before = own_key_weak(n, &id).await;
+        let new = n.rotate(&id).await.unwrap();
+        wait_active(n, &id, &new).await;
+        // Messages both ways under the new keys (connections, encryptions, acknowledgements).
+        a.send(&id, &format!("after {who} a")).await.unwrap();
+        b.send(&id, &format!("after {who} b")).await.unwrap();
+        // Deadline-based: in-flight work may hold it a moment; nothing may hold it for good.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while before.strong_count() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            before.strong_count(),
+            0,
+            "{who}'s discussion key from before the rotation is still held after its subkey \
+             was destroyed"
+        );
+    }
+    // A reconnection: the listener authenticates with the current key.
+    let session = b
+        .directory
+        .send(pgpchat_actors::discussions::Lookup(id.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    session
+        .send(pgpchat_actors::session::Reconnect)
+        .await
+        .unwrap();
+    a.send(&id, "after reconnection").await.unwrap();
+    let texts = received(b, &id, 4).await;
+    assert_eq!(
+        texts,
+        [
+            "hello",
+            "after alice a",
+            "after bob a",
+            "after reconnection"
+        ],
+        "exactly once, in order"
+    );
+}
+
+/// A peer's signed `Frame::Unreadable` is the peer's word for where to send again from: one naming
+/// the largest sequence number (`u64::MAX`) and a subkey we do not encrypt to overflowed `last_seq
+/// + 1` (a panic of bob's session in a debug build, a resend of the whole outbox in a release
+/// one). Now nothing is sent again past the end, and the session goes on (fails before: bob's
+/// session panicked, his message never came).
+#[actix_rt::test]
+async fn an_unreadable_frame_naming_the_last_sequence_number_changes_nothing() {
+    use pgpchat_actors::net::{self, Crypto as _};
+    use pgpchat_actors::wire::{unreadable_data, Frame};
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = crate::delivery::handshake_as_test_peer(b).await;
+    let t = std::time::Duration::from_secs(10);
+    let mut conn = crate::delivery::dial(port).await;
+    net::authenticate_as_connector(&mut conn, &keys, &sk, t)
+        .await
+        .unwrap();
+    for (key_id, last_seq) in [
+        ("0000000000000000", u64::MAX),
+        (sk.own.public().current_subkey().unwrap().as_str(), u64::MAX),
+    ] {
+        let signature = keys
+            .sign_with(sk.own.clone(), unreadable_data(&id, key_id, last_seq))
+            .await
+            .unwrap();
+        net::send(
+            &mut conn,
+            Frame::Unreadable {
+                key_id: key_id.to_string(),
+                last_seq,
+                signature,
+            },
+            t,
+        )
+        .await
+        .unwrap();
+    }
+    // Bob's session reads frames in order: it acknowledges our chat only after it handled both.
+    let p = pgpchat_actors::wire::ChatPayload {
+        discussion_id: id.clone(),
+        seq: 1,
+        time: pgpchat_actors::events::now_secs(),
+        recipient: sk.peer.fingerprint().to_string(),
+        body: "after".into(),
+    };
+    let chat = pgpchat_actors::net::chat::encrypt_chat(&sk.own, &sk.peer, &p).unwrap();
+    net::send(&mut conn, Frame::Chat(chat), t).await.unwrap();
+    let mut acked = false;
+    while !acked {
+        match net::recv(&mut conn, t).await {
+            Ok(Frame::Ack { upto: 1, .. }) => acked = true,
+            Ok(Frame::Ack { .. }) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("bob's session ended instead of acknowledging: {e}"),
+        }
+    }
+    b.send(&id, "still here").await.unwrap();
+    match net::recv(&mut conn, t).await.unwrap() {
+        Frame::Chat(bytes) => {
+            let p = pgpchat_actors::net::chat::decrypt_chat(&sk.own, &sk.peer, &bytes).unwrap();
+            assert_eq!((p.seq, p.body.as_str()), (1, "still here"));
+        }
+        other => panic!("expected bob's message, got {other:?}"),
+    }
+    assert_eq!(received(b, &id, 1).await, ["after"]);
+}
+
+/// A step the peer could not store is done again, not dropped: bob's store refuses to record
+/// alice's new subkey (a trigger, put in while his core was stopped, stands for a full disk);
+/// the announcement stays unhandled, and once the store works again (bob restarted) he
+/// acknowledges it, and alice's key becomes active. Fails before: the announcement was marked
+/// handled with nothing stored and no acknowledgement, alice's key pending for good.
+#[test]
+fn an_announcement_the_peer_could_not_store_is_handled_again_at_its_next_start() {
+    use crate::binary::wait_for;
+    let (a, mut b) = crate::binary::alice_and_bob_running();
+    let id = a.open_with(&b, "a secret for the failing disk");
+    let old = listed_key(&a, &id);
+    b.kill();
+    let db = rusqlite::Connection::open(b.data_dir().join("store.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_peer_rotation BEFORE UPDATE OF peer_subkey ON discussions
+         BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;",
+    )
+    .unwrap();
+    drop(db);
+    b.start();
+    let new = a.json(&["rotate", &id])["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    wait_for(60, "bob fails to store alice's new subkey", || {
+        b.log().contains("injected write failure")
+    });
+    a.ok(&["send", &id, "while bob's disk fails"]);
+    wait_for(60, "bob reads alice meanwhile", || {
+        b.json(&["history", &id])
+            .to_string()
+            .contains("while bob's disk fails")
+    });
+    assert_eq!(listed_key(&a, &id), old, "not acknowledged");
+    b.kill();
+    let db = rusqlite::Connection::open(b.data_dir().join("store.db")).unwrap();
+    db.execute_batch("DROP TRIGGER refuse_peer_rotation;")
+        .unwrap();
+    drop(db);
+    b.start();
+    wait_for(60, "alice's new subkey acknowledged and active", || {
+        listed_key(&a, &id) == new
+    });
+    a.ok(&["send", &id, "under the new key"]);
+    wait_for(60, "bob reads alice under her new key", || {
+        b.json(&["history", &id])
+            .to_string()
+            .contains("under the new key")
+    });
+}

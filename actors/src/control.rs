@@ -46,6 +46,10 @@ pub enum ControlError {
     NoHandler,
     #[error("handler unavailable")]
     Mailbox(#[from] actix::MailboxError),
+    /// The handler could not store its step (nothing changed): the message stays unhandled and
+    /// is handled again at the next start.
+    #[error("not done, handled again at the next start: {0}")]
+    NotDone(String),
 }
 
 /// Whether `control` may arrive on a connection agreed at `version`: a variant newer than the
@@ -98,15 +102,14 @@ pub async fn dispatch(cx: &ControlContext, m: Received) -> Result<(), ControlErr
             Ok(())
         }
         // The discussion's own keys (`session/rotation.rs`).
-        Control::Rotation(message) => {
-            m.session
-                .send(crate::session::ReceiveRotation {
-                    seq: m.seq,
-                    message,
-                })
-                .await?;
-            Ok(())
-        }
+        Control::Rotation(message) => m
+            .session
+            .send(crate::session::ReceiveRotation {
+                seq: m.seq,
+                message,
+            })
+            .await?
+            .map_err(|e| ControlError::NotDone(e.to_string())),
     }
 }
 

@@ -121,6 +121,11 @@ pub struct DiscussionSession {
     node: String,
     settings: Settings,
     sk: SessionKeys,
+    /// The same keys, for the receiver's discussion listener: its loop lives as long as the
+    /// session, so it reads them here at each connection rather than keep a copy (which would keep
+    /// a key a rotation replaced, and its destroyed subkey, in memory). Changed only with `sk.own`
+    /// ([`Self::set_own_key`]).
+    listener_sk: Arc<std::sync::Mutex<SessionKeys>>,
     peer_name: String,
     peer_fingerprint: String,
     /// Requester: where the receiver's discussion listener is.
@@ -231,10 +236,12 @@ pub struct SessionParams {
 
 impl DiscussionSession {
     pub fn new(p: SessionParams) -> Self {
+        let sk = SessionKeys::new(p.discussion_id, p.role, Arc::new(p.own_key), p.peer_key);
         Self {
             node: p.settings.node.name.clone(),
             max_version: p.settings.listener.max_protocol_version,
-            sk: SessionKeys::new(p.discussion_id, p.role, Arc::new(p.own_key), p.peer_key),
+            listener_sk: Arc::new(std::sync::Mutex::new(sk.clone())),
+            sk,
             settings: p.settings,
             peer_name: p.peer_name,
             peer_fingerprint: p.peer_fingerprint,
@@ -372,6 +379,12 @@ impl DiscussionSession {
         }));
     }
 
+    /// Our discussion key from now on (a rotation step): in `sk` and for the listener.
+    fn set_own_key(&mut self, key: Arc<SecretCert>) {
+        self.sk.own = key;
+        *self.listener_sk.lock().unwrap_or_else(|p| p.into_inner()) = self.sk.clone();
+    }
+
     fn sender_context(&self) -> Sender {
         Sender {
             node: self.node.clone(),
@@ -434,6 +447,6 @@ pub use handlers::{
 use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
 pub use rotation::{
-    EncryptToForTests, ReceiveRotation, Rotate, RotationTap, TapForTests, MAX_TAPPED,
-    ROTATION_CHECK_INTERVAL,
+    EncryptToForTests, OwnKeyForTests, ReceiveRotation, Rotate, RotationTap, TapForTests,
+    MAX_TAPPED, ROTATION_CHECK_INTERVAL,
 };

@@ -323,7 +323,11 @@ impl DiscussionSession {
     /// Receiver: accept connections on the discussion listener, authenticate them off the actor.
     pub(super) fn serve(&mut self, listener: TcpListener, ctx: &mut Context<Self>) {
         let keys = self.keys.clone();
-        let sk = self.sk.clone();
+        // Not a copy of the session's keys: this loop lives as long as the session, and a copy
+        // would keep the discussion key it started with (and a subkey a rotation destroyed) in
+        // memory for good. Each connection reads the current ones.
+        let ours = self.id().to_string();
+        let current = self.listener_sk.clone();
         let deadline = self.deadline();
         let max = self.settings.limits.max_frame_bytes;
         let me = ctx.address();
@@ -355,7 +359,8 @@ impl DiscussionSession {
                             continue;
                         }
                     };
-                    let (keys, sk, me, node) = (keys.clone(), sk.clone(), me.clone(), node.clone());
+                    let (keys, me, node) = (keys.clone(), me.clone(), node.clone());
+                    let (ours, current) = (ours.clone(), current.clone());
                     let floor = floor.load(std::sync::atomic::Ordering::Relaxed);
                     actix_rt::spawn(async move {
                         let evicted = slot.watch_eviction();
@@ -368,7 +373,9 @@ impl DiscussionSession {
                                         discussion_id,
                                         nonce,
                                     },
-                                ) if discussion_id == sk.discussion_id => {
+                                ) if discussion_id == ours => {
+                                    let sk =
+                                        current.lock().unwrap_or_else(|p| p.into_inner()).clone();
                                     let at = (port, version, floor);
                                     accept(&mut conn, &keys, &sk, nonce, at.0, at.1, at.2, deadline)
                                         .await

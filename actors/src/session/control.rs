@@ -183,6 +183,11 @@ impl DiscussionSession {
             .await
             {
                 Ok(Ok(())) => {}
+                Ok(Err(e @ crate::control::ControlError::NotDone(_))) => {
+                    // Left unhandled: replayed at the next start.
+                    log::warn!("[{node}] {id}: control message {seq}: {e}");
+                    return;
+                }
                 Ok(Err(e)) => log::warn!("[{node}] {id}: control message {seq}: {e}"),
                 Err(_) => log::warn!("[{node}] {id}: control message {seq}: its handler timed out"),
             }

@@ -155,8 +155,11 @@ pub(super) struct RotationState {
 pub struct Rotate;
 
 /// A [`Control::Rotation`] from the peer, with its sequence number (from [`crate::control`]).
+/// An error: its step could not be stored (nothing changed), so the message must stay unhandled
+/// and be handled again at the next start, not be dropped (the rotation would stay pending on the
+/// peer's side for good).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), SessionError>")]
 pub struct ReceiveRotation {
     pub seq: u64,
     pub message: RotationMessage,
@@ -180,7 +183,7 @@ impl Handler<Rotate> for DiscussionSession {
 }
 
 impl Handler<ReceiveRotation> for DiscussionSession {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, Result<(), SessionError>>;
 
     fn handle(&mut self, m: ReceiveRotation, _: &mut Context<Self>) -> Self::Result {
         match m.message {
@@ -316,7 +319,7 @@ impl DiscussionSession {
             match res {
                 Ok((own, destroyed)) => {
                     if !destroyed.is_empty() {
-                        act.sk.own = own;
+                        act.set_own_key(own);
                         log::info!(
                             "[{}] {}: {} old subkey(s) destroyed",
                             act.node,
@@ -351,7 +354,7 @@ impl DiscussionSession {
                     }
                     // In memory before the announcement can leave: the peer's first frame under
                     // the new subkey must find it here.
-                    act.sk.own = Arc::new(m.key);
+                    act.set_own_key(Arc::new(m.key));
                     (m.key_id, m.sealed, m.announcement)
                 });
                 async move {
@@ -384,7 +387,7 @@ impl DiscussionSession {
                             act.pump(ctx);
                         }
                         // Never announced: the key goes (a pending one of an earlier run stays).
-                        Err(_) => act.sk.own = previous,
+                        Err(_) => act.set_own_key(previous),
                     }
                     res
                 })
@@ -397,7 +400,7 @@ impl DiscussionSession {
         &mut self,
         key_id: String,
         cert: Vec<u8>,
-    ) -> impl ActorFuture<Self, Output = ()> {
+    ) -> impl ActorFuture<Self, Output = Result<(), SessionError>> {
         let current = self.sk.encryption_target();
         let (keys, node, id) = (self.keys.clone(), self.node.clone(), self.id().to_string());
         let already = current.current_subkey().ok().as_deref() == Some(key_id.as_str());
@@ -422,6 +425,7 @@ impl DiscussionSession {
         .then(|checked, act, _| {
             let store = act.store.clone();
             let id = act.id().to_string();
+            let previous = act.sk.encryption_target();
             let checked = checked.map(|(new, cert, key_id)| {
                 // From now on, before the acknowledgement gets its number.
                 act.sk.set_encryption_target(new);
@@ -450,15 +454,27 @@ impl DiscussionSession {
                         act.resend_from(from);
                     }
                     act.pump(ctx);
+                    Ok(())
                 }
-                Ok(None) => {}
-                Err(e) => log::error!("[{}] {}: peer rotation: {e}", act.node, act.id()),
+                Ok(None) => Ok(()),
+                Err(e) => {
+                    // Not stored: back to the subkey the store names (the peer still holds it:
+                    // unacknowledged, its old one stays active), and handled again at the next
+                    // start.
+                    act.sk.set_encryption_target(previous);
+                    log::error!("[{}] {}: peer rotation: {e}", act.node, act.id());
+                    Err(e)
+                }
             })
         })
     }
 
     /// The peer encrypts to our subkey `key_id` from `seq` on: active; the one it replaces drains.
-    fn acknowledged(&mut self, key_id: String, seq: u64) -> impl ActorFuture<Self, Output = ()> {
+    fn acknowledged(
+        &mut self,
+        key_id: String,
+        seq: u64,
+    ) -> impl ActorFuture<Self, Output = Result<(), SessionError>> {
         let (store, id) = (self.store.clone(), self.id().to_string());
         let kid = key_id.clone();
         async move {
@@ -468,7 +484,7 @@ impl DiscussionSession {
         }
         .into_actor(self)
         .map(move |res, act, ctx| {
-            match res {
+            let res = match res {
                 Ok(true) => {
                     log::info!("[{}] {}: subkey {key_id} active", act.node, act.id());
                     act.rotation.pending = None;
@@ -478,11 +494,16 @@ impl DiscussionSession {
                         discussion_id: act.id().to_string(),
                         key_id,
                     });
+                    Ok(())
                 }
-                Ok(false) => {}
-                Err(e) => log::error!("[{}] {}: acknowledgement: {e}", act.node, act.id()),
-            }
+                Ok(false) => Ok(()),
+                Err(e) => {
+                    log::error!("[{}] {}: acknowledgement: {e}", act.node, act.id());
+                    Err(e.into())
+                }
+            };
             act.finish_rotation(ctx);
+            res
         })
     }
 }
@@ -591,7 +612,7 @@ impl DiscussionSession {
                     act.node,
                     act.id()
                 );
-                let from = last_seq + 1;
+                let from = last_seq.saturating_add(1);
                 act.unreadable_waiting = Some(act.unreadable_waiting.map_or(from, |w| w.min(from)));
                 return;
             }
@@ -600,7 +621,7 @@ impl DiscussionSession {
                 act.node,
                 act.id()
             );
-            act.resend_from(last_seq + 1);
+            act.resend_from(last_seq.saturating_add(1));
             act.pump(ctx);
         }));
         true
@@ -613,5 +634,19 @@ impl DiscussionSession {
         } else {
             self.next_to_send = self.next_to_send.min(from);
         }
+    }
+}
+
+/// Test hook: the discussion key this session holds now (for a test that checks, through a
+/// [`std::sync::Weak`], that a key replaced by a rotation is dropped, and so zeroized, by every
+/// holder). Nothing in the node sends it.
+#[derive(Message)]
+#[rtype(result = "Arc<SecretCert>")]
+pub struct OwnKeyForTests;
+
+impl Handler<OwnKeyForTests> for DiscussionSession {
+    type Result = MessageResult<OwnKeyForTests>;
+    fn handle(&mut self, _: OwnKeyForTests, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.sk.own.clone())
     }
 }
