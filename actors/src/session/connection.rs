@@ -486,6 +486,8 @@ impl DiscussionSession {
             }
             .into_actor(self),
         );
+        // What the old floor ruled out (a rotation) may be due now.
+        self.finish_rotation(ctx);
     }
 
     pub(super) fn disconnect(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {

@@ -263,8 +263,11 @@ impl DiscussionSession {
         }
     }
 
-    /// Destroy the draining keys that may go, then check the triggers.
-    fn finish_rotation(&mut self, ctx: &mut Context<Self>) {
+    /// Destroy the draining keys that may go, then check the triggers. Also called when the peer is
+    /// first seen at a higher protocol version: a rotation due (by time, at start) but refused while
+    /// the peer's recorded version was below [`ROTATION_VERSION`] starts then, not a check interval
+    /// later.
+    pub(super) fn finish_rotation(&mut self, ctx: &mut Context<Self>) {
         if self.rotation.busy {
             self.rotation.finish_again = true;
             return;
