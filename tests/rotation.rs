@@ -869,6 +869,83 @@ async fn an_unreadable_frame_naming_the_last_sequence_number_changes_nothing() {
     assert_eq!(received(b, &id, 1).await, ["after"]);
 }
 
+/// `Frame::Unreadable` costs us a re-encryption of the outbox each: a peer may send at most
+/// `MAX_UNREADABLE_PER_CONNECTION` on one connection, the next one costs it the connection. The
+/// test peer names subkeys at random: the first four change nothing (bob still acknowledges its
+/// chat), the fifth ends the connection (fails before: the connection stayed, bob re-encrypting
+/// for every frame).
+#[actix_rt::test]
+async fn unreadable_frames_past_the_bound_cost_the_connection() {
+    use pgpchat_actors::net::{self, Crypto as _};
+    use pgpchat_actors::wire::{unreadable_data, Frame};
+    const BOUND: u64 = 4; // session::rotation::MAX_UNREADABLE_PER_CONNECTION
+    let n = spawn_nodes(&["bob"]).await;
+    let b = &n[0];
+    let (id, sk, port, keys) = crate::delivery::handshake_as_test_peer(b).await;
+    let t = std::time::Duration::from_secs(10);
+    let mut conn = crate::delivery::dial(port).await;
+    net::authenticate_as_connector(&mut conn, &keys, &sk, t)
+        .await
+        .unwrap();
+    let unreadable = |k: u64| {
+        let (keys, sk, id) = (keys.clone(), sk.clone(), id.clone());
+        async move {
+            let key_id = format!("{k:016X}");
+            let signature = keys
+                .sign_with(sk.own.clone(), unreadable_data(&id, &key_id, 0))
+                .await
+                .unwrap();
+            Frame::Unreadable {
+                key_id,
+                last_seq: 0,
+                signature,
+            }
+        }
+    };
+    for k in 1..=BOUND {
+        net::send(&mut conn, unreadable(k).await, t).await.unwrap();
+    }
+    // The bound is not reached: bob still reads and acknowledges (the positive control).
+    let p = pgpchat_actors::wire::ChatPayload {
+        discussion_id: id.clone(),
+        seq: 1,
+        time: pgpchat_actors::events::now_secs(),
+        recipient: sk.peer.fingerprint().to_string(),
+        body: "within the bound".into(),
+    };
+    let chat = pgpchat_actors::net::chat::encrypt_chat(&sk.own, &sk.peer, &p).unwrap();
+    net::send(&mut conn, Frame::Chat(chat), t).await.unwrap();
+    loop {
+        match net::recv(&mut conn, t).await {
+            Ok(Frame::Ack { upto: 1, .. }) => break,
+            Ok(Frame::Ack { .. }) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("bob dropped the connection within the bound: {e}"),
+        }
+    }
+    net::send(&mut conn, unreadable(BOUND + 1).await, t)
+        .await
+        .unwrap();
+    // A chat after it: read (and acknowledged) only if the connection survived.
+    let p = pgpchat_actors::wire::ChatPayload {
+        seq: 2,
+        body: "past the bound".into(),
+        ..p
+    };
+    let chat = pgpchat_actors::net::chat::encrypt_chat(&sk.own, &sk.peer, &p).unwrap();
+    let _ = net::send(&mut conn, Frame::Chat(chat), t).await;
+    loop {
+        match net::recv(&mut conn, t).await {
+            Ok(Frame::Ack { upto: 2, .. }) => panic!("the connection survived the bound"),
+            Ok(Frame::Ack { .. }) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(net::NetError::Closed | net::NetError::Codec(_)) => break,
+            Err(e) => panic!("expected the connection closed, got {e}"),
+        }
+    }
+    assert_eq!(received(b, &id, 1).await, ["within the bound"]);
+}
+
 /// A step the peer could not store is done again, not dropped: bob's store refuses to record
 /// alice's new subkey (a trigger, put in while his core was stopped, stands for a full disk);
 /// the announcement stays unhandled, and once the store works again (bob restarted) he

@@ -197,6 +197,9 @@ pub struct DiscussionSession {
     /// The peer could not read our frames from this number on, under the subkey we still encrypt
     /// to: sent again once it announces its new one (`rotation.rs`).
     unreadable_waiting: Option<u64>,
+    /// `Frame::Unreadable`s received on connection `.0`: `.1` of them
+    /// ([`rotation::MAX_UNREADABLE_PER_CONNECTION`]).
+    unreadable_on: (u64, u32),
     /// Test hook ([`EncryptToForTests`]): the next frames go to this certificate.
     stale_target: rotation::StaleTarget,
     /// Test hook ([`TapForTests`]): frames and subkeys recorded for a test.
@@ -287,6 +290,7 @@ impl DiscussionSession {
             rewind: None,
             unreadable_sent: None,
             unreadable_waiting: None,
+            unreadable_on: (0, 0),
             stale_target: Default::default(),
             tap: None,
         }

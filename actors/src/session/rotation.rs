@@ -511,6 +511,12 @@ impl DiscussionSession {
     }
 }
 
+/// `Frame::Unreadable`s a peer may send on one connection before the next costs it. An honest
+/// peer sends at most one per subkey and position, and has at most 3 subkeys; each one makes us
+/// encrypt our undelivered messages again, so a peer naming keys at random would otherwise have us
+/// re-encrypt the outbox for every frame it sends.
+pub const MAX_UNREADABLE_PER_CONNECTION: u32 = 4;
+
 /// Longest subkey id accepted in a `Frame::Unreadable` (16 hex digits).
 const KEY_ID_CHARS: usize = 16;
 
@@ -593,6 +599,14 @@ impl DiscussionSession {
         let version = self.conn.as_ref().map_or(0, |l| l.version);
         if version < ROTATION_VERSION || key_id.len() > KEY_ID_CHARS {
             self.disconnect(generation, "unexpected Unreadable frame", ctx);
+            return false;
+        }
+        if self.unreadable_on.0 != generation {
+            self.unreadable_on = (generation, 0);
+        }
+        self.unreadable_on.1 += 1;
+        if self.unreadable_on.1 > MAX_UNREADABLE_PER_CONNECTION {
+            self.disconnect(generation, "too many Unreadable frames", ctx);
             return false;
         }
         let (keys, sk) = (self.keys.clone(), self.sk.clone());
