@@ -23,6 +23,8 @@ pub struct Person {
     pub netns: Option<String>,
     /// `RUST_LOG` of every command; empty: unset (the binary's own default filter).
     pub rust_log: String,
+    /// Environment variables of the core only (`start`), e.g. a crash point.
+    pub core_env: Vec<(String, String)>,
 }
 
 impl Person {
@@ -47,6 +49,7 @@ impl Person {
             passphrase: None,
             netns: None,
             rust_log: "info,pgpchat_actors::session=debug".into(),
+            core_env: Vec::new(),
         }
     }
 
@@ -134,6 +137,7 @@ impl Person {
         if let Some(p) = &self.passphrase {
             cmd.env("PGPCHAT_PASSPHRASE", p);
         }
+        cmd.envs(self.core_env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg("daemon")
             .stdin(Stdio::null())
@@ -153,6 +157,21 @@ impl Person {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Wait (at most `secs`) until the core has ended by itself; false if it still runs.
+    pub fn wait_core_exit(&mut self, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            match self.core.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) | None => {
+                    self.core = None;
+                    return true;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        false
     }
 
     pub fn log(&self) -> String {

@@ -452,5 +452,5 @@ use handlers::{Inbound, INBOUND_BATCH};
 pub use rendezvous::ReceiveRendezvous;
 pub use rotation::{
     EncryptToForTests, OwnKeyForTests, ReceiveRotation, Rotate, RotationTap, TapForTests,
-    MAX_TAPPED, ROTATION_CHECK_INTERVAL,
+    CRASH_AT_ENV, MAX_TAPPED, ROTATION_CHECK_INTERVAL,
 };

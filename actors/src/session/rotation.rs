@@ -322,6 +322,7 @@ impl DiscussionSession {
             match res {
                 Ok((own, destroyed)) => {
                     if !destroyed.is_empty() {
+                        crash_point("destroyed");
                         act.set_own_key(own);
                         log::info!(
                             "[{}] {}: {} old subkey(s) destroyed",
@@ -387,6 +388,7 @@ impl DiscussionSession {
                                 act.id()
                             );
                             act.rotation.pending = Some(key_id.clone());
+                            crash_point("pending-stored");
                             act.pump(ctx);
                         }
                         // Never announced: the key goes (a pending one of an earlier run stays).
@@ -456,6 +458,7 @@ impl DiscussionSession {
                     if let Some(from) = act.unreadable_waiting.take() {
                         act.resend_from(from);
                     }
+                    crash_point("peer-stored");
                     act.pump(ctx);
                     Ok(())
                 }
@@ -489,6 +492,7 @@ impl DiscussionSession {
         .map(move |res, act, ctx| {
             let res = match res {
                 Ok(true) => {
+                    crash_point("acknowledged");
                     log::info!("[{}] {}: subkey {key_id} active", act.node, act.id());
                     act.rotation.pending = None;
                     act.rotation.active_since = now_secs();
@@ -516,6 +520,26 @@ impl DiscussionSession {
 /// encrypt our undelivered messages again, so a peer naming keys at random would otherwise have us
 /// re-encrypt the outbox for every frame it sends.
 pub const MAX_UNREADABLE_PER_CONNECTION: u32 = 4;
+
+/// Test hook: when this environment variable names a step of a rotation, the process is killed right
+/// after that step is committed to the store (as a SIGKILL would end it there): `pending-stored`
+/// (our new subkey and its announcement), `peer-stored` (the peer's new subkey and our
+/// acknowledgement), `acknowledged` (ours active, the old one draining), `destroyed` (the old
+/// one gone, before the WAL is truncated). For the crash tests of `tests/rotation.rs`; unset, it
+/// costs one environment lookup per step.
+pub const CRASH_AT_ENV: &str = "PGPCHAT_TEST_CRASH_AT";
+
+fn crash_point(step: &str) {
+    if std::env::var(CRASH_AT_ENV).is_ok_and(|v| v == step) {
+        log::error!("crash point {step}: killed ({CRASH_AT_ENV})");
+        log::logger().flush();
+        // SIGKILL, as the crash tests' other kills (no core dump, nothing run on the way out).
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
+    }
+}
 
 /// Longest subkey id accepted in a `Frame::Unreadable` (16 hex digits).
 const KEY_ID_CHARS: usize = 16;
