@@ -55,6 +55,9 @@ pub struct DiscussionDirectory {
     /// What every session's received control messages are dispatched with.
     control: crate::control::ControlContext,
     sessions: HashMap<String, Addr<DiscussionSession>>,
+    /// Discussions being created (stored, their session not started yet), with the lookups waiting
+    /// for their session: a front-end that sees the new discussion may send to it at once.
+    creating: HashMap<String, Vec<tokio::sync::oneshot::Sender<Addr<DiscussionSession>>>>,
     /// Discussions closed without the peer, until it confirms ([`notices`]).
     tombstones: HashMap<String, Tombstone>,
     /// Bounds the connections being told a discussion is closed (the id in a hello is visible).
@@ -83,6 +86,7 @@ impl DiscussionDirectory {
             store,
             events,
             sessions: HashMap::new(),
+            creating: HashMap::new(),
             tombstones: HashMap::new(),
             tombstone_permits: Arc::new(tokio::sync::Semaphore::new(
                 crate::session::MAX_UNAUTHENTICATED,
@@ -287,6 +291,8 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
         let (store, settings) = (self.store.clone(), self.settings.clone());
         let mut record = m.record;
         let own_first = m.own_key.encryption_subkey_ids().pop().unwrap_or_default();
+        let creating = record.id.clone();
+        self.creating.entry(creating.clone()).or_default();
         let fut = async move {
             let listener = if record.role() == Role::Receiver {
                 let l = bind_discussion_listener(&settings, 0).await?;
@@ -304,12 +310,19 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
             Ok::<_, DirectoryError>((record, listener))
         };
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            // Lookups that waited get the session; on an error they are dropped (not found).
+            let waiting = act.creating.remove(&creating).unwrap_or_default();
             let (record, listener) = res?;
             let port = record.listen_port;
             act.contacts.do_send(KeepContact {
                 fingerprint: record.peer_fingerprint.clone(),
             });
             act.start_session(&record, m.own_key, m.peer_key, listener, ctx);
+            if let Some(session) = act.sessions.get(&record.id) {
+                for w in waiting {
+                    let _ = w.send(session.clone());
+                }
+            }
             Ok(port)
         }))
     }
@@ -391,9 +404,20 @@ impl Handler<Lookup> for DiscussionDirectory {
     fn handle(&mut self, m: Lookup, _: &mut Context<Self>) -> Self::Result {
         let found = self.sessions.get(&m.0).cloned();
         let store = self.store.clone();
+        // Being created: its session comes when the creation ends.
+        let pending = self.creating.get_mut(&m.0).map(|w| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            w.push(tx);
+            rx
+        });
         Box::pin(async move {
             if let Some(a) = found {
                 return Ok(a);
+            }
+            if let Some(rx) = pending {
+                if let Ok(a) = rx.await {
+                    return Ok(a);
+                }
             }
             let id = m.0.clone();
             let d = store.run(move |s| s.discussion(&id)).await?;
