@@ -221,17 +221,15 @@ impl Actor for DiscussionDirectory {
                         continue;
                     }
                 };
-                let (peer, own_first) = match current_subkeys(&store, &id, peer, &own).await {
+                // Its subkey states exist: made with the discussion, or recorded at start for one
+                // from before issue 14 (`node::record_first_subkeys`).
+                let (peer, _) = match current_subkeys(&store, &id, peer, &own).await {
                     Ok(k) => k,
                     Err(e) => {
                         log::error!("[{node}] discussion {id}: {e}");
                         continue;
                     }
                 };
-                let i = id.clone();
-                store
-                    .run(move |s| s.record_first_subkey(&i, &own_first, now_secs()))
-                    .await?;
                 let listener = if record.role() == Role::Receiver {
                     let l = bind_discussion_listener(&settings, record.listen_port).await?;
                     let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -301,11 +299,13 @@ impl Handler<CreateDiscussion> for DiscussionDirectory {
             } else {
                 None
             };
+            // One store job: the discussion and its first subkey state.
             let r = record.clone();
-            store.run(move |s| s.insert_discussion(&r)).await?;
-            let (i, first) = (record.id.clone(), own_first);
             store
-                .run(move |s| s.record_first_subkey(&i, &first, now_secs()))
+                .run(move |s| {
+                    s.insert_discussion(&r)?;
+                    s.record_first_subkey(&r.id, &own_first, now_secs())
+                })
                 .await?;
             Ok::<_, DirectoryError>((record, listener))
         };
